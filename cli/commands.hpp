@@ -1,0 +1,20 @@
+// Registration of the dsv4 subcommands. Each cmd_<name>.cpp defines one register_<name>().
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace dsv4::cli {
+
+// Every subcommand's callback stores its exit code here (0 ok, 1 check failed, 2 bad input).
+void set_exit_code(int code);
+int exit_code();
+
+void register_demo(CLI::App& app);
+void register_quant(CLI::App& app);
+
+inline void register_all(CLI::App& app) {
+  register_demo(app);
+  register_quant(app);
+}
+
+}  // namespace dsv4::cli

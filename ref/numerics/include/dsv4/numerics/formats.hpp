@@ -1,0 +1,96 @@
+// Number formats of DeepSeek-V4 (spec 01 §1.1, §1.2): bf16, fp16, fp8 e4m3fn, fp8 e5m2,
+// e8m0 (ue8m0 scales) and fp4 e2m1.
+//
+// Every narrowing conversion goes through one routine, `encode_minifloat`, which rounds the
+// exact value of a double once (round-to-nearest, ties-to-even). Encoding from float widens to
+// double first; that widening is exact, so there is never a double rounding.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace dsv4 {
+
+// Overflow behaviour of a narrowing conversion (spec 01 §1.2).
+enum class Overflow {
+  kSaturateFinite,  // CUDA satfinite: beyond max finite → ±max finite (the official kernels' cast)
+  kToSpecial,       // IEEE / PyTorch: → ±inf where the format has one, else NaN (e4m3fn)
+};
+
+// A binary minifloat layout: 1 sign bit (unless unsigned), E exponent bits, M mantissa bits.
+struct MinifloatFormat {
+  std::string_view name;
+  int exponent_bits;
+  int mantissa_bits;
+  int bias;
+  bool has_sign;
+  bool has_infinity;      // IEEE-style: all-ones exponent with zero mantissa is ±inf
+  bool has_nan;           // some pattern is NaN
+  bool nan_is_all_ones;   // NaN only where every exponent and mantissa bit is 1 (e4m3fn, e8m0)
+  bool ieee_specials;     // all-ones exponent is reserved for inf/NaN (fp16, bf16, e5m2)
+  bool has_zero;          // e8m0 has no zero
+  std::uint16_t canonical_nan;  // the NaN pattern this library writes
+};
+
+inline constexpr MinifloatFormat kBF16{"bf16", 8, 7, 127, true, true, true, false, true, true, 0x7FC0};
+inline constexpr MinifloatFormat kFP16{"fp16", 5, 10, 15, true, true, true, false, true, true, 0x7E00};
+inline constexpr MinifloatFormat kE4M3{"e4m3fn", 4, 3, 7, true, false, true, true, false, true, 0x7F};
+inline constexpr MinifloatFormat kE5M2{"e5m2", 5, 2, 15, true, true, true, false, true, true, 0x7E};
+inline constexpr MinifloatFormat kE8M0{"e8m0", 8, 0, 127, false, false, true, true, false, false, 0xFF};
+inline constexpr MinifloatFormat kE2M1{"e2m1fn", 2, 1, 1, true, false, false, false, false, true, 0};
+
+// Largest finite magnitude of a format.
+double max_finite(const MinifloatFormat& f);
+// Smallest positive magnitude (subnormal if the format has subnormals).
+double min_positive(const MinifloatFormat& f);
+
+// Exact value of a bit pattern (NaN for NaN patterns). Every pattern of every format above.
+double decode_minifloat(const MinifloatFormat& f, std::uint32_t bits);
+// Round the exact value x once to the nearest pattern, ties to even.
+std::uint32_t encode_minifloat(const MinifloatFormat& f, double x, Overflow overflow);
+
+// Rounding of the e8m0 scale conversion, which is not round-to-nearest in CUDA.
+enum class E8M0Rounding { kTowardZero, kTowardPositiveInfinity, kNearestEven };
+std::uint8_t encode_e8m0(double x, E8M0Rounding rounding, Overflow overflow);
+
+// ---- named conversions (thin wrappers; the one rounding routine above does the work) ----
+inline float bf16_to_float(std::uint16_t b) { return static_cast<float>(decode_minifloat(kBF16, b)); }
+inline float fp16_to_float(std::uint16_t b) { return static_cast<float>(decode_minifloat(kFP16, b)); }
+inline float e4m3_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kE4M3, b)); }
+inline float e5m2_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kE5M2, b)); }
+inline float e8m0_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kE8M0, b)); }
+inline float e2m1_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kE2M1, b & 0xFu)); }
+
+inline std::uint16_t double_to_bf16(double x) {
+  return static_cast<std::uint16_t>(encode_minifloat(kBF16, x, Overflow::kToSpecial));
+}
+inline std::uint16_t float_to_bf16(float x) { return double_to_bf16(x); }
+inline std::uint16_t double_to_fp16(double x) {
+  return static_cast<std::uint16_t>(encode_minifloat(kFP16, x, Overflow::kToSpecial));
+}
+inline std::uint16_t float_to_fp16(float x) { return double_to_fp16(x); }
+// fp8 e4m3fn: the official kernels saturate (satfinite); PyTorch's .to() gives NaN on overflow.
+inline std::uint8_t double_to_e4m3(double x, Overflow o = Overflow::kSaturateFinite) {
+  return static_cast<std::uint8_t>(encode_minifloat(kE4M3, x, o));
+}
+inline std::uint8_t float_to_e4m3(float x, Overflow o = Overflow::kSaturateFinite) { return double_to_e4m3(x, o); }
+inline std::uint8_t double_to_e5m2(double x, Overflow o = Overflow::kSaturateFinite) {
+  return static_cast<std::uint8_t>(encode_minifloat(kE5M2, x, o));
+}
+inline std::uint8_t float_to_e5m2(float x, Overflow o = Overflow::kSaturateFinite) { return double_to_e5m2(x, o); }
+// fp4 e2m1fn has no inf/NaN: overflow always saturates to ±6; NaN input encodes as +6 (CUDA's choice).
+inline std::uint8_t double_to_e2m1(double x) {
+  return static_cast<std::uint8_t>(encode_minifloat(kE2M1, x, Overflow::kSaturateFinite));
+}
+inline std::uint8_t float_to_e2m1(float x) { return double_to_e2m1(x); }
+
+// Round to nearest even in bf16 and return the value (the common "bf16(x)" of the spec).
+inline float round_bf16(double x) { return bf16_to_float(double_to_bf16(x)); }
+inline float round_bf16(float x) { return bf16_to_float(float_to_bf16(x)); }
+
+// Bit casts between float and its pattern.
+std::uint32_t float_bits(float x);
+float float_from_bits(std::uint32_t bits);
+std::uint64_t double_bits(double x);
+
+}  // namespace dsv4

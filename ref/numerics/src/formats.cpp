@@ -1,0 +1,143 @@
+// spec 01 §1.1 (format table) and §1.2 (conversions): one exact RNE rounding for every format.
+#include "dsv4/numerics/formats.hpp"
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace dsv4 {
+
+namespace {
+
+int exponent_all_ones(const MinifloatFormat& f) { return (1 << f.exponent_bits) - 1; }
+std::uint32_t mantissa_all_ones(const MinifloatFormat& f) { return (1u << f.mantissa_bits) - 1u; }
+std::uint32_t sign_bit(const MinifloatFormat& f) {
+  return f.has_sign ? (1u << (f.exponent_bits + f.mantissa_bits)) : 0u;
+}
+
+// Largest biased exponent a finite value may use, and the largest mantissa field with it.
+int max_finite_exponent(const MinifloatFormat& f) {
+  return f.ieee_specials ? exponent_all_ones(f) - 1 : exponent_all_ones(f);
+}
+std::uint32_t max_finite_mantissa(const MinifloatFormat& f) {
+  if (f.nan_is_all_ones) return f.mantissa_bits == 0 ? 0u : mantissa_all_ones(f) - 1u;
+  return mantissa_all_ones(f);
+}
+
+// Patterns without a sign bit for e8m0 have no subnormals: exponent field 0 is 2^-127.
+bool has_subnormals(const MinifloatFormat& f) { return f.has_zero; }
+
+}  // namespace
+
+double max_finite(const MinifloatFormat& f) {
+  if (f.nan_is_all_ones && f.mantissa_bits == 0) {  // e8m0: 254 is the largest finite field
+    return std::ldexp(1.0, exponent_all_ones(f) - 1 - f.bias);
+  }
+  const int e = max_finite_exponent(f);
+  const double m = 1.0 + std::ldexp(static_cast<double>(max_finite_mantissa(f)), -f.mantissa_bits);
+  return std::ldexp(m, e - f.bias);
+}
+
+double min_positive(const MinifloatFormat& f) {
+  if (!has_subnormals(f)) return std::ldexp(1.0, -f.bias);
+  return std::ldexp(1.0, 1 - f.bias - f.mantissa_bits);
+}
+
+double decode_minifloat(const MinifloatFormat& f, std::uint32_t bits) {
+  const std::uint32_t mant = bits & mantissa_all_ones(f);
+  const int exp = static_cast<int>((bits >> f.mantissa_bits) & static_cast<std::uint32_t>(exponent_all_ones(f)));
+  const bool negative = (bits & sign_bit(f)) != 0;
+  const double sign = negative ? -1.0 : 1.0;
+  if (f.ieee_specials && exp == exponent_all_ones(f)) {
+    if (mant == 0) return sign * std::numeric_limits<double>::infinity();
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  if (f.nan_is_all_ones && exp == exponent_all_ones(f) && mant == mantissa_all_ones(f)) {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  if (!has_subnormals(f)) return std::ldexp(1.0, exp - f.bias);  // e8m0
+  if (exp == 0) return sign * std::ldexp(static_cast<double>(mant), 1 - f.bias - f.mantissa_bits);
+  const double significand = static_cast<double>((1u << f.mantissa_bits) | mant);
+  return sign * std::ldexp(significand, exp - f.bias - f.mantissa_bits);
+}
+
+// spec 01 §1.2: round-to-nearest, ties-to-even on the exact value, then the overflow rule.
+std::uint32_t encode_minifloat(const MinifloatFormat& f, double x, Overflow overflow) {
+  const std::uint32_t sign = (std::signbit(x) && f.has_sign) ? sign_bit(f) : 0u;
+  if (std::isnan(x)) {
+    if (!f.has_nan) return max_finite_mantissa(f) | (static_cast<std::uint32_t>(max_finite_exponent(f)) << f.mantissa_bits);
+    return f.canonical_nan;
+  }
+  if (!f.has_sign && std::signbit(x) && x != 0.0) {
+    return f.canonical_nan;  // an unsigned format cannot hold a negative value
+  }
+  const double a = std::fabs(x);
+  const std::uint32_t max_pattern =
+      (static_cast<std::uint32_t>(max_finite_exponent(f)) << f.mantissa_bits) | max_finite_mantissa(f);
+  auto overflowed = [&]() -> std::uint32_t {
+    if (overflow == Overflow::kSaturateFinite || !f.has_nan) return sign | max_pattern;
+    if (f.has_infinity) return sign | (static_cast<std::uint32_t>(exponent_all_ones(f)) << f.mantissa_bits);
+    return sign | f.canonical_nan;
+  };
+  if (std::isinf(a)) return overflowed();
+  if (a == 0.0) return f.has_zero ? sign : 0u;  // e8m0 has no zero: 2^-127 is its smallest pattern
+
+  // The quantum (spacing) of the binade of a, limited below by the subnormal spacing.
+  int e2 = 0;
+  (void)std::frexp(a, &e2);  // a = fr * 2^e2 with fr in [0.5, 1): unbiased exponent e2 - 1
+  const int min_exp = has_subnormals(f) ? 1 - f.bias : -f.bias;
+  const int unbiased = std::max(e2 - 1, min_exp);
+  const int quantum_exp = unbiased - f.mantissa_bits;
+  // a / quantum is exact (power-of-two scaling of a double, far from the double range limits).
+  const double scaled = std::ldexp(a, -quantum_exp);
+  const double floor_v = std::floor(scaled);
+  const double frac = scaled - floor_v;  // exact
+  double rounded = floor_v;
+  if (frac > 0.5 || (frac == 0.5 && std::fmod(floor_v, 2.0) != 0.0)) rounded = floor_v + 1.0;
+  // e8m0 (no mantissa, no subnormals): all quanta below 2^-127 flush to the smallest pattern.
+  if (rounded == 0.0) return f.has_zero ? sign : 0u;
+  const double value = std::ldexp(rounded, quantum_exp);
+  if (value > max_finite(f)) return overflowed();
+  // Re-derive the pattern of the (exactly representable) rounded value.
+  int ve = 0;
+  (void)std::frexp(value, &ve);
+  int biased = (ve - 1) + f.bias;
+  std::uint32_t mant;
+  if (has_subnormals(f) && biased <= 0) {
+    biased = 0;
+    mant = static_cast<std::uint32_t>(std::ldexp(value, f.bias - 1 + f.mantissa_bits));
+  } else {
+    const double significand = std::ldexp(value, -(ve - 1) + f.mantissa_bits);  // in [2^M, 2^(M+1))
+    mant = static_cast<std::uint32_t>(significand) & mantissa_all_ones(f);
+  }
+  return sign | (static_cast<std::uint32_t>(biased) << f.mantissa_bits) | mant;
+}
+
+// CUDA's __nv_cvt_float_to_e8m0 rounds toward zero or toward +inf; spec 01 §1.2 only ever
+// converts exact powers of two, where all three rules agree.
+std::uint8_t encode_e8m0(double x, E8M0Rounding rounding, Overflow overflow) {
+  if (rounding == E8M0Rounding::kNearestEven) {
+    return static_cast<std::uint8_t>(encode_minifloat(kE8M0, x, overflow));
+  }
+  if (std::isnan(x)) return 0xFF;
+  if (std::isinf(x)) {
+    if (x < 0) return 0x00;
+    return overflow == Overflow::kSaturateFinite ? 0xFE : 0xFF;
+  }
+  if (x <= 0.0) return 0x00;
+  int e2 = 0;
+  const double fr = std::frexp(x, &e2);  // x = fr * 2^e2
+  int e = e2 - 1;                          // floor(log2 x)
+  if (rounding == E8M0Rounding::kTowardPositiveInfinity && fr != 0.5) e += 1;
+  const int biased = e + 127;
+  if (biased < 0) return 0x00;
+  if (biased > 254) return overflow == Overflow::kSaturateFinite ? 0xFE : 0xFF;
+  return static_cast<std::uint8_t>(biased);
+}
+
+std::uint32_t float_bits(float x) { return std::bit_cast<std::uint32_t>(x); }
+float float_from_bits(std::uint32_t bits) { return std::bit_cast<float>(bits); }
+std::uint64_t double_bits(double x) { return std::bit_cast<std::uint64_t>(x); }
+
+}  // namespace dsv4
