@@ -1,6 +1,7 @@
 // spec 01 §1.1 (format table) and §1.2 (conversions): one exact RNE rounding for every format.
 #include "dsv4/numerics/formats.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -62,8 +63,11 @@ double decode_minifloat(const MinifloatFormat& f, std::uint32_t bits) {
   return sign * std::ldexp(significand, exp - f.bias - f.mantissa_bits);
 }
 
-// spec 01 §1.2: round-to-nearest, ties-to-even on the exact value, then the overflow rule.
-std::uint32_t encode_minifloat(const MinifloatFormat& f, double x, Overflow overflow) {
+namespace {
+
+// The one rounding routine (spec 01 §1.2). `rounding` is RNE for every conversion of the spec;
+// the directed modes exist only for CUDA's e8m0 scale conversion (encode_e8m0 below).
+std::uint32_t round_to_format(const MinifloatFormat& f, double x, Overflow overflow, E8M0Rounding rounding) {
   const std::uint32_t sign = (std::signbit(x) && f.has_sign) ? sign_bit(f) : 0u;
   if (std::isnan(x)) {
     if (!f.has_nan) return max_finite_mantissa(f) | (static_cast<std::uint32_t>(max_finite_exponent(f)) << f.mantissa_bits);
@@ -94,7 +98,13 @@ std::uint32_t encode_minifloat(const MinifloatFormat& f, double x, Overflow over
   const double floor_v = std::floor(scaled);
   const double frac = scaled - floor_v;  // exact
   double rounded = floor_v;
-  if (frac > 0.5 || (frac == 0.5 && std::fmod(floor_v, 2.0) != 0.0)) rounded = floor_v + 1.0;
+  // Directed modes act on the signed value: toward +inf rounds a negative magnitude down.
+  const bool up_on_fraction = rounding == E8M0Rounding::kTowardPositiveInfinity && sign == 0u;
+  if (rounding == E8M0Rounding::kNearestEven) {
+    if (frac > 0.5 || (frac == 0.5 && std::fmod(floor_v, 2.0) != 0.0)) rounded = floor_v + 1.0;
+  } else if (up_on_fraction && frac > 0.0) {
+    rounded = floor_v + 1.0;
+  }
   // e8m0 (no mantissa, no subnormals): all quanta below 2^-127 flush to the smallest pattern.
   if (rounded == 0.0) return f.has_zero ? sign : 0u;
   const double value = std::ldexp(rounded, quantum_exp);
@@ -114,26 +124,22 @@ std::uint32_t encode_minifloat(const MinifloatFormat& f, double x, Overflow over
   return sign | (static_cast<std::uint32_t>(biased) << f.mantissa_bits) | mant;
 }
 
+}  // namespace
+
+// spec 01 §1.2: round-to-nearest, ties-to-even on the exact value, then the overflow rule.
+std::uint32_t encode_minifloat(const MinifloatFormat& f, double x, Overflow overflow) {
+  return round_to_format(f, x, overflow, E8M0Rounding::kNearestEven);
+}
+
 // CUDA's __nv_cvt_float_to_e8m0 rounds toward zero or toward +inf; spec 01 §1.2 only ever
-// converts exact powers of two, where all three rules agree.
+// converts exact powers of two, where all three rules agree. The directed modes follow CUDA's
+// conversion exactly (cross-checked in tests/nvidia_formats_test.cpp): the sign is ignored (the
+// magnitude is converted), ±inf gives 0xFE (satfinite) or 0xFF, NaN gives 0xFF, and magnitudes
+// below 2^-127 (zero included) give 0x00, the smallest pattern. RNE keeps encode_minifloat's
+// rule (a negative input is NaN).
 std::uint8_t encode_e8m0(double x, E8M0Rounding rounding, Overflow overflow) {
-  if (rounding == E8M0Rounding::kNearestEven) {
-    return static_cast<std::uint8_t>(encode_minifloat(kE8M0, x, overflow));
-  }
-  if (std::isnan(x)) return 0xFF;
-  if (std::isinf(x)) {
-    if (x < 0) return 0x00;
-    return overflow == Overflow::kSaturateFinite ? 0xFE : 0xFF;
-  }
-  if (x <= 0.0) return 0x00;
-  int e2 = 0;
-  const double fr = std::frexp(x, &e2);  // x = fr * 2^e2
-  int e = e2 - 1;                          // floor(log2 x)
-  if (rounding == E8M0Rounding::kTowardPositiveInfinity && fr != 0.5) e += 1;
-  const int biased = e + 127;
-  if (biased < 0) return 0x00;
-  if (biased > 254) return overflow == Overflow::kSaturateFinite ? 0xFE : 0xFF;
-  return static_cast<std::uint8_t>(biased);
+  const double v = rounding == E8M0Rounding::kNearestEven ? x : std::fabs(x);
+  return static_cast<std::uint8_t>(round_to_format(kFormatE8M0, v, overflow, rounding));
 }
 
 std::uint32_t float_bits(float x) { return std::bit_cast<std::uint32_t>(x); }

@@ -32,12 +32,18 @@ struct MinifloatFormat {
   std::uint16_t canonical_nan;  // the NaN pattern this library writes
 };
 
-inline constexpr MinifloatFormat kBF16{"bf16", 8, 7, 127, true, true, true, false, true, true, 0x7FC0};
-inline constexpr MinifloatFormat kFP16{"fp16", 5, 10, 15, true, true, true, false, true, true, 0x7E00};
-inline constexpr MinifloatFormat kE4M3{"e4m3fn", 4, 3, 7, true, false, true, true, false, true, 0x7F};
-inline constexpr MinifloatFormat kE5M2{"e5m2", 5, 2, 15, true, true, true, false, true, true, 0x7E};
-inline constexpr MinifloatFormat kE8M0{"e8m0", 8, 0, 127, false, false, true, true, false, false, 0xFF};
-inline constexpr MinifloatFormat kE2M1{"e2m1fn", 2, 1, 1, true, false, false, false, false, true, 0};
+// Canonical NaNs (what a NaN input, or e4m3fn/e8m0 overflow without saturation, encodes to):
+// NVIDIA's host conversions (cuda_fp16.h, cuda_fp8.h; checked in tests/nvidia_formats_test.cpp)
+// write fp16 0x7FFF, e4m3fn 0x7F, e5m2 0x7F, e8m0 0xFF, whatever the input NaN's sign; we use
+// the same patterns. bf16 keeps PyTorch's 0x7FC0 (NVIDIA's __float2bfloat16 writes 0x7FFF): the
+// cross-check compares NaN-ness only there. e2m1 has no NaN: NaN encodes to +6 (0x7), as CUDA.
+
+inline constexpr MinifloatFormat kFormatBF16{"bf16", 8, 7, 127, true, true, true, false, true, true, 0x7FC0};
+inline constexpr MinifloatFormat kFormatFP16{"fp16", 5, 10, 15, true, true, true, false, true, true, 0x7FFF};
+inline constexpr MinifloatFormat kFormatE4M3{"e4m3fn", 4, 3, 7, true, false, true, true, false, true, 0x7F};
+inline constexpr MinifloatFormat kFormatE5M2{"e5m2", 5, 2, 15, true, true, true, false, true, true, 0x7F};
+inline constexpr MinifloatFormat kFormatE8M0{"e8m0", 8, 0, 127, false, false, true, true, false, false, 0xFF};
+inline constexpr MinifloatFormat kFormatE2M1{"e2m1fn", 2, 1, 1, true, false, false, false, false, true, 0};
 
 // Largest finite magnitude of a format.
 double max_finite(const MinifloatFormat& f);
@@ -49,38 +55,39 @@ double decode_minifloat(const MinifloatFormat& f, std::uint32_t bits);
 // Round the exact value x once to the nearest pattern, ties to even.
 std::uint32_t encode_minifloat(const MinifloatFormat& f, double x, Overflow overflow);
 
-// Rounding of the e8m0 scale conversion, which is not round-to-nearest in CUDA.
+// Rounding of the e8m0 scale conversion, which is not round-to-nearest in CUDA. The directed
+// modes convert |x| exactly like CUDA's __nv_cvt_float_to_e8m0 (see formats.cpp).
 enum class E8M0Rounding { kTowardZero, kTowardPositiveInfinity, kNearestEven };
 std::uint8_t encode_e8m0(double x, E8M0Rounding rounding, Overflow overflow);
 
 // ---- named conversions (thin wrappers; the one rounding routine above does the work) ----
-inline float bf16_to_float(std::uint16_t b) { return static_cast<float>(decode_minifloat(kBF16, b)); }
-inline float fp16_to_float(std::uint16_t b) { return static_cast<float>(decode_minifloat(kFP16, b)); }
-inline float e4m3_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kE4M3, b)); }
-inline float e5m2_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kE5M2, b)); }
-inline float e8m0_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kE8M0, b)); }
-inline float e2m1_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kE2M1, b & 0xFu)); }
+inline float bf16_to_float(std::uint16_t b) { return static_cast<float>(decode_minifloat(kFormatBF16, b)); }
+inline float fp16_to_float(std::uint16_t b) { return static_cast<float>(decode_minifloat(kFormatFP16, b)); }
+inline float e4m3_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kFormatE4M3, b)); }
+inline float e5m2_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kFormatE5M2, b)); }
+inline float e8m0_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kFormatE8M0, b)); }
+inline float e2m1_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kFormatE2M1, b & 0xFu)); }
 
 inline std::uint16_t double_to_bf16(double x) {
-  return static_cast<std::uint16_t>(encode_minifloat(kBF16, x, Overflow::kToSpecial));
+  return static_cast<std::uint16_t>(encode_minifloat(kFormatBF16, x, Overflow::kToSpecial));
 }
 inline std::uint16_t float_to_bf16(float x) { return double_to_bf16(x); }
 inline std::uint16_t double_to_fp16(double x) {
-  return static_cast<std::uint16_t>(encode_minifloat(kFP16, x, Overflow::kToSpecial));
+  return static_cast<std::uint16_t>(encode_minifloat(kFormatFP16, x, Overflow::kToSpecial));
 }
 inline std::uint16_t float_to_fp16(float x) { return double_to_fp16(x); }
 // fp8 e4m3fn: the official kernels saturate (satfinite); PyTorch's .to() gives NaN on overflow.
 inline std::uint8_t double_to_e4m3(double x, Overflow o = Overflow::kSaturateFinite) {
-  return static_cast<std::uint8_t>(encode_minifloat(kE4M3, x, o));
+  return static_cast<std::uint8_t>(encode_minifloat(kFormatE4M3, x, o));
 }
 inline std::uint8_t float_to_e4m3(float x, Overflow o = Overflow::kSaturateFinite) { return double_to_e4m3(x, o); }
 inline std::uint8_t double_to_e5m2(double x, Overflow o = Overflow::kSaturateFinite) {
-  return static_cast<std::uint8_t>(encode_minifloat(kE5M2, x, o));
+  return static_cast<std::uint8_t>(encode_minifloat(kFormatE5M2, x, o));
 }
 inline std::uint8_t float_to_e5m2(float x, Overflow o = Overflow::kSaturateFinite) { return double_to_e5m2(x, o); }
 // fp4 e2m1fn has no inf/NaN: overflow always saturates to ±6; NaN input encodes as +6 (CUDA's choice).
 inline std::uint8_t double_to_e2m1(double x) {
-  return static_cast<std::uint8_t>(encode_minifloat(kE2M1, x, Overflow::kSaturateFinite));
+  return static_cast<std::uint8_t>(encode_minifloat(kFormatE2M1, x, Overflow::kSaturateFinite));
 }
 inline std::uint8_t float_to_e2m1(float x) { return double_to_e2m1(x); }
 
