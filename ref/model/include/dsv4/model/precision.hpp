@@ -1,0 +1,75 @@
+// Precision as a policy (ref/README.md §Precision design). Every component is written once and
+// takes a `const Precision&`; the policy supplies the few primitives that differ between modes:
+// storage rounding, dot products / matrix products, elementary functions. Component code never
+// branches on the mode itself.
+//
+//   exact     double arithmetic; only the model-defined quantisation points round (FP8/FP4 QAT
+//             simulations, quantised weights); every value carries no storage rounding.
+//   official  the official inference code's dtype policy (bf16/fp32 cast points of spec 05),
+//             evaluated with the canonical arithmetic C1–C8 of spec 01 §1.11: bit-reproducible.
+//
+// Values are held as double in both modes; in official mode every stored value is exactly a
+// bf16 or fp32 number because the policy rounds at the cast points.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <string>
+
+namespace dsv4 {
+
+using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Vec = Eigen::Matrix<double, Eigen::Dynamic, 1>;
+using RowVec = Eigen::Matrix<double, 1, Eigen::Dynamic>;
+
+enum class Mode { kExact, kOfficial };
+std::string mode_name(Mode m);
+// Throws std::invalid_argument naming the string when it is not "exact" or "official".
+Mode mode_from_name(const std::string& name);
+
+class Precision {
+ public:
+  explicit Precision(Mode mode) : mode_(mode) {}
+  Mode mode() const { return mode_; }
+  bool official() const { return mode_ == Mode::kOfficial; }
+
+  // ---- storage rounding at the official model's cast points (spec 05) ----
+  double bf16(double x) const;  // official: RNE to bf16; exact: identity
+  double fp32(double x) const;  // official: RNE to fp32; exact: identity
+  void bf16_inplace(Mat& m) const;
+  void fp32_inplace(Mat& m) const;
+
+  // ---- C1 (spec 01 §1.11): sums and products ----
+  // Σ_i a_i b_i. Official: the exact sum of the exact products rounded once to fp32 (the caller
+  // guarantees a_i·b_i is exact in double — operands of ≤ 24 significant bits each, as every
+  // bf16/fp32 value is). Exact: double arithmetic.
+  double dot(const double* a, const double* b, std::int64_t n) const;
+  // Σ_i a_i under the same rule.
+  double sum(const double* a, std::int64_t n) const;
+  // Y = X · Wᵀ (X [M,K], W [N,K]) with one C1 rounding per output element (official) or a plain
+  // double product (exact). Official mode is a double GEMM plus a rigorous error-bound GEMM; the
+  // rare elements whose fp32 rounding the bound does not decide are recomputed exactly.
+  Mat matmul_nt(const Mat& x, const Mat& w) const;
+
+  // ---- C2: elementary functions (official: correctly rounded fp32 of the fp32 argument) ----
+  double exp(double x) const;
+  double log1p(double x) const;
+  double sin(double x) const;
+  double cos(double x) const;
+  double pow(double x, double y) const;
+  double rsqrt(double x) const;  // official: correctly rounded fp32 1/sqrt
+  double sigmoid(double x) const;
+  double silu(double x) const;
+  double softplus(double x) const;
+
+  // ---- C5/C6: one arithmetic operation of a PyTorch fp32 op (official: rounded to fp32) ----
+  double add(double a, double b) const { return fp32(a + b); }
+  double sub(double a, double b) const { return fp32(a - b); }
+  double mul(double a, double b) const { return fp32(a * b); }
+  double div(double a, double b) const { return fp32(a / b); }
+
+ private:
+  Mode mode_;
+};
+
+}  // namespace dsv4

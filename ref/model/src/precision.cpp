@@ -1,0 +1,98 @@
+// ref/README.md §Precision design; spec 01 §1.11 (C1, C2, C5, C6).
+#include "dsv4/model/precision.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "dsv4/numerics/correct_rounding.hpp"
+#include "dsv4/numerics/exact_sum.hpp"
+#include "dsv4/numerics/formats.hpp"
+
+namespace dsv4 {
+
+std::string mode_name(Mode m) { return m == Mode::kExact ? "exact" : "official"; }
+
+Mode mode_from_name(const std::string& name) {
+  if (name == "exact") return Mode::kExact;
+  if (name == "official") return Mode::kOfficial;
+  throw std::invalid_argument("unknown precision mode '" + name + "' (expected exact or official)");
+}
+
+double Precision::bf16(double x) const { return official() ? static_cast<double>(round_bf16(x)) : x; }
+double Precision::fp32(double x) const { return official() ? static_cast<double>(static_cast<float>(x)) : x; }
+
+void Precision::bf16_inplace(Mat& m) const {
+  if (!official()) return;
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = round_bf16(m.data()[i]);
+}
+
+void Precision::fp32_inplace(Mat& m) const {
+  if (!official()) return;
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(m.data()[i]);
+}
+
+double Precision::dot(const double* a, const double* b, std::int64_t n) const {
+  if (!official()) {
+    double s = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+    return s;
+  }
+  std::vector<double> terms(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) terms[static_cast<std::size_t>(i)] = a[i] * b[i];
+  return exact_sum_to_fp32(terms);
+}
+
+double Precision::sum(const double* a, std::int64_t n) const {
+  if (!official()) {
+    double s = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) s += a[i];
+    return s;
+  }
+  return exact_sum_to_fp32(std::span<const double>(a, static_cast<std::size_t>(n)));
+}
+
+Mat Precision::matmul_nt(const Mat& x, const Mat& w) const {
+  if (x.cols() != w.cols()) {
+    throw std::invalid_argument("matmul_nt: inner dimensions differ (" + std::to_string(x.cols()) + " vs " +
+                                std::to_string(w.cols()) + ")");
+  }
+  Mat y = x * w.transpose();
+  if (!official()) return y;
+  // Rigorous bound of the double GEMM: |ŷ − y| ≤ γ_K |X||W|ᵀ (any summation order; Higham
+  // §3.5), inflated for the rounding of the bound's own computation.
+  const Mat bound = x.cwiseAbs() * w.cwiseAbs().transpose();
+  const double g = gamma_n(static_cast<std::size_t>(x.cols()) + 2);
+  for (Eigen::Index i = 0; i < y.rows(); ++i) {
+    for (Eigen::Index j = 0; j < y.cols(); ++j) {
+      float r = 0.0f;
+      const double err = g * bound(i, j) * (1.0 + 4.0 * g) + 0x1.0p-1070;
+      if (fp32_rounding_determined(y(i, j), err, &r)) {
+        y(i, j) = r;
+      } else {
+        y(i, j) = dot(x.row(i).data(), w.row(j).data(), x.cols());
+      }
+    }
+  }
+  return y;
+}
+
+double Precision::exp(double x) const { return official() ? cr_exp(static_cast<float>(x)) : std::exp(x); }
+double Precision::log1p(double x) const { return official() ? cr_log1p(static_cast<float>(x)) : std::log1p(x); }
+double Precision::sin(double x) const { return official() ? cr_sin(static_cast<float>(x)) : std::sin(x); }
+double Precision::cos(double x) const { return official() ? cr_cos(static_cast<float>(x)) : std::cos(x); }
+double Precision::pow(double x, double y) const {
+  return official() ? cr_pow(static_cast<float>(x), static_cast<float>(y)) : std::pow(x, y);
+}
+double Precision::rsqrt(double x) const { return official() ? cr_rsqrt(static_cast<float>(x)) : 1.0 / std::sqrt(x); }
+double Precision::sigmoid(double x) const {
+  return official() ? sigmoid_c2(static_cast<float>(x)) : 1.0 / (1.0 + std::exp(-x));
+}
+double Precision::silu(double x) const { return official() ? silu_c2(static_cast<float>(x)) : x / (1.0 + std::exp(-x)); }
+double Precision::softplus(double x) const {
+  // exact: the true log(1 + e^x), without PyTorch's x > 20 shortcut (that is an official-mode rule)
+  if (official()) return softplus_c2(static_cast<float>(x));
+  return x > 0.0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+}
+
+}  // namespace dsv4
