@@ -88,7 +88,9 @@ double Precision::rsqrt(double x) const { return official() ? cr_rsqrt(static_ca
 double Precision::sigmoid(double x) const {
   return official() ? sigmoid_c2(static_cast<float>(x)) : 1.0 / (1.0 + std::exp(-x));
 }
-double Precision::silu(double x) const { return official() ? silu_c2(static_cast<float>(x)) : x / (1.0 + std::exp(-x)); }
+double Precision::silu(double x) const {
+  return official() ? silu_c2(static_cast<float>(x)) : x / (1.0 + std::exp(-x));
+}
 double Precision::softplus(double x) const {
   // exact: the true log(1 + e^x), without PyTorch's x > 20 shortcut (that is an official-mode rule)
   if (official()) return softplus_c2(static_cast<float>(x));

@@ -62,8 +62,7 @@ float cr_log1p(float x) {
   if (x == -1.0f) return -std::numeric_limits<float>::infinity();
   if (x < -1.0f || std::isnan(x)) return std::numeric_limits<float>::quiet_NaN();
   return correctly_rounded(
-      x, [](double v) { return std::log1p(v); }, [x] { return Mp(boost::multiprecision::log1p(Mp(x))); },
-      "log1p");
+      x, [](double v) { return std::log1p(v); }, [x] { return Mp(boost::multiprecision::log1p(Mp(x))); }, "log1p");
 }
 
 float cr_sin(float x) {
@@ -93,8 +92,8 @@ float cr_pow(float x, float y) {
     if (static_cast<double>(r) == exact_try) return r;
   }
   return correctly_rounded(
-      0.0, [exact_try](double) { return exact_try; },
-      [x, y] { return Mp(boost::multiprecision::pow(Mp(x), Mp(y))); }, "pow");
+      0.0, [exact_try](double) { return exact_try; }, [x, y] { return Mp(boost::multiprecision::pow(Mp(x), Mp(y))); },
+      "pow");
 }
 
 float cr_sqrt(float x) { return std::sqrt(x); }

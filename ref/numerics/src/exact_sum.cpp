@@ -1,11 +1,12 @@
 // spec 01 §1.11 rule C1.
 #include "dsv4/numerics/exact_sum.hpp"
-#include "dsv4/numerics/multiprecision.hpp"
 
 #include <atomic>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+
+#include "dsv4/numerics/multiprecision.hpp"
 
 namespace dsv4 {
 
@@ -66,7 +67,8 @@ void double_sum_with_bound(std::span<const double> terms, double* s, double* bou
   // relative error ≤ γ_{n−1}; inflating by (1 + 2γ_n) and adding the smallest subnormal to cover
   // underflow keeps the bound rigorous.
   const double g = gamma_n(terms.size());
-  *bound = g * abs_sum * (1.0 + 2.0 * g) + std::numeric_limits<double>::denorm_min() * static_cast<double>(terms.size());
+  *bound =
+      g * abs_sum * (1.0 + 2.0 * g) + std::numeric_limits<double>::denorm_min() * static_cast<double>(terms.size());
 }
 }  // namespace
 
