@@ -19,7 +19,10 @@ std::uint32_t sign_bit(const MinifloatFormat& f) {
 
 // Largest biased exponent a finite value may use, and the largest mantissa field with it.
 int max_finite_exponent(const MinifloatFormat& f) {
-  return f.ieee_specials ? exponent_all_ones(f) - 1 : exponent_all_ones(f);
+  if (f.ieee_specials) return exponent_all_ones(f) - 1;
+  // e8m0: no mantissa, so the all-ones exponent is the NaN itself and 254 is the top finite one.
+  if (f.nan_is_all_ones && f.mantissa_bits == 0) return exponent_all_ones(f) - 1;
+  return exponent_all_ones(f);
 }
 std::uint32_t max_finite_mantissa(const MinifloatFormat& f) {
   if (f.nan_is_all_ones) return f.mantissa_bits == 0 ? 0u : mantissa_all_ones(f) - 1u;
@@ -32,9 +35,6 @@ bool has_subnormals(const MinifloatFormat& f) { return f.has_zero; }
 }  // namespace
 
 double max_finite(const MinifloatFormat& f) {
-  if (f.nan_is_all_ones && f.mantissa_bits == 0) {  // e8m0: 254 is the largest finite field
-    return std::ldexp(1.0, exponent_all_ones(f) - 1 - f.bias);
-  }
   const int e = max_finite_exponent(f);
   const double m = 1.0 + std::ldexp(static_cast<double>(max_finite_mantissa(f)), -f.mantissa_bits);
   return std::ldexp(m, e - f.bias);
@@ -70,7 +70,8 @@ namespace {
 std::uint32_t round_to_format(const MinifloatFormat& f, double x, Overflow overflow, E8M0Rounding rounding) {
   const std::uint32_t sign = (std::signbit(x) && f.has_sign) ? sign_bit(f) : 0u;
   if (std::isnan(x)) {
-    if (!f.has_nan) return max_finite_mantissa(f) | (static_cast<std::uint32_t>(max_finite_exponent(f)) << f.mantissa_bits);
+    if (!f.has_nan)
+      return max_finite_mantissa(f) | (static_cast<std::uint32_t>(max_finite_exponent(f)) << f.mantissa_bits);
     return f.canonical_nan;
   }
   if (!f.has_sign && std::signbit(x) && x != 0.0) {

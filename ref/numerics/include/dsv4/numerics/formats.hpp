@@ -24,11 +24,11 @@ struct MinifloatFormat {
   int mantissa_bits;
   int bias;
   bool has_sign;
-  bool has_infinity;      // IEEE-style: all-ones exponent with zero mantissa is ±inf
-  bool has_nan;           // some pattern is NaN
-  bool nan_is_all_ones;   // NaN only where every exponent and mantissa bit is 1 (e4m3fn, e8m0)
-  bool ieee_specials;     // all-ones exponent is reserved for inf/NaN (fp16, bf16, e5m2)
-  bool has_zero;          // e8m0 has no zero
+  bool has_infinity;            // IEEE-style: all-ones exponent with zero mantissa is ±inf
+  bool has_nan;                 // some pattern is NaN
+  bool nan_is_all_ones;         // NaN only where every exponent and mantissa bit is 1 (e4m3fn, e8m0)
+  bool ieee_specials;           // all-ones exponent is reserved for inf/NaN (fp16, bf16, e5m2)
+  bool has_zero;                // e8m0 has no zero
   std::uint16_t canonical_nan;  // the NaN pattern this library writes
 };
 
