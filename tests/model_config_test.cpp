@@ -1,0 +1,95 @@
+// ModelConfig: built-in configs are valid and match spec 00; bad configs are refused with an
+// error naming the field.
+#include "dsv4/config/model_config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace dsv4 {
+namespace {
+
+TEST(ModelConfig, BuiltinsValidate) {
+  for (const auto& name : builtin_config_names()) {
+    EXPECT_NO_THROW(validate_config(builtin_config(name))) << name;
+  }
+}
+
+TEST(ModelConfig, ReleasedScheduleMatchesSpec00) {
+  // spec 00 §0.4.4: Pro has CSA 30, HCA 31 (layers 0, 1 and odd 3..59), MTP SWA.
+  const ModelConfig pro = builtin_config("v4-pro");
+  int csa = 0, hca = 0, swa = 0;
+  for (std::int64_t l = 0; l < pro.n_layers; ++l) {
+    const auto r = pro.compress_ratio(l);
+    (r == 4 ? csa : r == 128 ? hca : swa)++;
+  }
+  EXPECT_EQ(csa, 30);
+  EXPECT_EQ(hca, 31);
+  EXPECT_EQ(swa, 0);
+  EXPECT_EQ(pro.compress_ratio(pro.n_layers), 0);
+  const ModelConfig flash = builtin_config("v4-flash");
+  csa = hca = swa = 0;
+  for (std::int64_t l = 0; l < flash.n_layers; ++l) {
+    const auto r = flash.compress_ratio(l);
+    (r == 4 ? csa : r == 128 ? hca : swa)++;
+  }
+  EXPECT_EQ(csa, 21);
+  EXPECT_EQ(hca, 20);
+  EXPECT_EQ(swa, 2);
+}
+
+TEST(ModelConfig, TinyKeepsEveryPathAlive) {
+  const ModelConfig t = builtin_config("tiny");
+  EXPECT_EQ(t.compress_ratios, (std::vector<std::int64_t>{0, 128, 4, 128, 4, 0, 0}));
+  EXPECT_LT(t.window_size, 130);
+  EXPECT_GE(t.max_seq_len, 2 * 128 + 1);  // prompts can cross two ratio-128 blocks
+}
+
+std::string field_of_error(const std::string& json) {
+  try {
+    (void)parse_config_json(json, "test.json");
+  } catch (const ConfigError& e) {
+    return e.field();
+  }
+  return "<no error>";
+}
+
+TEST(ModelConfig, BadDimensionsNameTheField) {
+  const std::string base = R"("n_layers": 2, "n_hash_layers": 1, "n_mtp_layers": 0, "compress_ratios": [0, 4])";
+  EXPECT_EQ(field_of_error("{" + base + R"(, "dim": 200})"), "dim");                       // act_quant block 128
+  EXPECT_EQ(field_of_error("{" + base + R"(, "index_head_dim": 96})"), "index_head_dim");  // Hadamard size
+  EXPECT_EQ(field_of_error("{" + base + R"(, "head_dim": 500})"), "head_dim");             // KV fp8 block 64
+  EXPECT_EQ(field_of_error("{" + base + R"(, "moe_inter_dim": 100})"), "moe_inter_dim");
+  EXPECT_EQ(field_of_error(R"({"n_layers": 2, "n_hash_layers": 1, "n_mtp_layers": 0, "compress_ratios": [0]})"),
+            "compress_ratios");
+  EXPECT_EQ(field_of_error(R"({"n_layers": 1, "n_hash_layers": 1, "n_mtp_layers": 0, "compress_ratios": [3]})"),
+            "compress_ratios");
+  EXPECT_EQ(field_of_error("{" + base + R"(, "score_func": "relu"})"), "score_func");
+  EXPECT_EQ(field_of_error("{" + base + R"(, "dim": "big"})"), "dim");
+  EXPECT_EQ(field_of_error("not json"), "<file>");
+  EXPECT_EQ(field_of_error("{" + base + "}"), "<no error>");
+}
+
+TEST(ModelConfig, HuggingFaceKeysMap) {
+  const ModelConfig c = parse_config_json(
+      R"({"hidden_size": 4096, "num_hidden_layers": 2, "num_nextn_predict_layers": 0, "num_hash_layers": 1, "compress_ratios": [0, 4],
+          "num_attention_heads": 64, "rope_scaling": {"factor": 8, "original_max_position_embeddings": 1024,
+          "beta_fast": 16, "beta_slow": 2}, "routed_scaling_factor": 1.5, "scoring_func": "sigmoid"})",
+      "hf.json");
+  EXPECT_EQ(c.dim, 4096);
+  EXPECT_EQ(c.n_layers, 2);
+  EXPECT_EQ(c.n_heads, 64);
+  EXPECT_EQ(c.rope_factor, 8.0);
+  EXPECT_EQ(c.original_seq_len, 1024);
+  EXPECT_EQ(c.beta_fast, 16.0);
+  EXPECT_EQ(c.route_scale, 1.5);
+  EXPECT_EQ(c.score_func, ScoreFunc::kSigmoid);
+}
+
+TEST(ModelConfig, UnknownNameOrPath) {
+  EXPECT_THROW(load_config("/nonexistent/config.json"), ConfigError);
+  EXPECT_THROW(builtin_config("v5"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dsv4
