@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <fstream>
 #include <limits>
 #include <stdexcept>
 
@@ -393,6 +394,13 @@ ModelDesc resolve_model(const std::string& name, const ModelDesc* paired) {
     const std::string inner = name.substr(5);
     if (inner.empty()) throw std::invalid_argument("gqa8: needs a V4 config after the colon, e.g. gqa8:v4-flash");
     return gqa8_model(load_config(inner));
+  }
+  bool builtin = false;
+  for (const auto& n : builtin_config_names()) builtin = builtin || n == name;
+  if (!builtin && !std::ifstream(name).good()) {
+    std::string known = "v3.2, gqa8, gqa8:<config>";
+    for (const auto& n : builtin_config_names()) known += ", " + n;
+    throw std::invalid_argument("unknown config '" + name + "': not one of " + known + ", and not a readable file");
   }
   return v4_model(load_config(name));
 }
