@@ -1,0 +1,94 @@
+// The Lightning Indexer of CSA layers (spec 02 §2.7; official code class `Indexer`): scores every
+// visible compressed entry for every query and selects the top-k that sparse attention reads.
+//
+// Recordable outputs (canonical name `layers.N.attn.indexer`): the FP4-simulated queries, the head
+// weights ω, the index scores I (after the causal mask), the selected lists with offsets, the
+// margin of every row's top-k cut, the compressor entries written this call
+// (`layers.N.attn.indexer.compressor`) and the quantisation margins of q.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/compressor.hpp"
+#include "dsv4/model/index_builders.hpp"
+#include "dsv4/model/linear.hpp"
+#include "dsv4/model/precision.hpp"
+#include "dsv4/model/rope.hpp"
+#include "dsv4/model/topk.hpp"
+#include "dsv4/numerics/quant_margin.hpp"
+
+namespace dsv4 {
+
+// Parameters (spec 02 §2.7): wq_b FP8 [n_I·c_I, d_c], weights_proj bf16 [n_I, d], the ratio-4
+// rotating compressor (D = c_I).
+struct IndexerWeights {
+  LinearWeight wq_b;
+  LinearWeight weights_proj;
+  CompressorWeights compressor;
+  // Deterministic synthetic weights (Philox): FP8 wq_b with power-of-two tile scales, bf16
+  // weights_proj, CompressorWeights::synthetic for the compressor.
+  static IndexerWeights synthetic(const ModelConfig& c, std::uint64_t seed);
+};
+
+// Per-sequence state: the indexer compressor's (K, Z) and the indexer cache (rows = entries).
+struct IndexerState {
+  CompressorState compressor;
+  Mat cache;                 // [⌊T/4⌋, c_I]; rows 0..entries−1 valid
+  std::int64_t entries = 0;  // compressed entries written so far
+};
+
+struct IndexerOutput {
+  Mat q;                            // [s·n_I, c_I] after RoPE, Hadamard and FP4 simulation
+  Mat weights;                      // [s, n_I] ω
+  Mat scores;                       // [s, ⌊e/4⌋] I (−∞ where masked)
+  Mat score_bounds;                 // exact mode: rigorous |error| bound of every finite score; official: 0
+  IndexLists lists;                 // [s, k] with offsets (prefill −1 for invisible)
+  std::vector<TopkMargin> margins;  // per query row
+  CompressedEntries compressed;     // entries the indexer compressor wrote in this call
+  QuantMargin q_margin;             // FP4 simulation of q
+};
+
+class Indexer {
+ public:
+  // `table`: the attention layer's RoPE table (compress base + YaRN), shared with the compressor.
+  Indexer(Precision prec, const ModelConfig& cfg, IndexerWeights weights, std::shared_ptr<const RopeTable> table);
+
+  IndexerState initial_state() const;
+  const Compressor& compressor() const { return compressor_; }
+
+  // spec 02 §2.7 prefill (start_pos 0): x [s, d] (attn_norm output), qr [s, d_c] (q_norm output);
+  // offset = s. Resets the state, runs the compressor prefill, scores with the causal mask.
+  IndexerOutput prefill(const Mat& x, const Mat& qr, IndexerState& st, std::int64_t offset) const;
+  // spec 02 §2.7 decode at position pos > 0 (one token); offset = n_win.
+  IndexerOutput decode(const Mat& x, const Mat& qr, std::int64_t pos, IndexerState& st, std::int64_t offset) const;
+
+ private:
+  IndexerOutput run(const Mat& x, const Mat& qr, std::int64_t start_pos, IndexerState& st, std::int64_t offset) const;
+
+  Precision prec_;
+  ModelConfig cfg_;
+  IndexerWeights w_;
+  std::shared_ptr<const RopeTable> table_;
+  Compressor compressor_;
+};
+
+// ---- shared helpers of the attention stack ----
+// y = x·Wᵀ one row at a time in exact mode (so a token's result never depends on how many tokens
+// share the call: prefill and decode evaluate the same double operations), the whole matrix in
+// official mode (C1 is order-independent anyway). spec 01 §1.6–§1.8 via linear().
+Mat linear_rowwise(const Precision& p, const Mat& x, const LinearWeight& w, ScaleFormat fmt);
+// Synthetic FP8 weight [n, k]: N(0, std²) values, one power-of-two scale per 128×128 tile chosen
+// so the tile's amax fits e4m3, codes RNE (satfinite). Deterministic in (seed, name).
+LinearWeight synthetic_fp8_weight(std::uint64_t seed, const char* name, std::int64_t n, std::int64_t k, double std);
+// Synthetic bf16 weight [n, k]: N(0, std²) rounded to bf16.
+LinearWeight synthetic_bf16_weight(std::uint64_t seed, const char* name, std::int64_t n, std::int64_t k, double std);
+// The model-defined block quantisation points (spec 01 §1.4 / §1.5) on columns [col0, col0 + cols)
+// of every row of x, in place: official mode the fp32 kernels (act_quant_inplace UE8M0 /
+// fp4_act_quant_inplace), exact mode block_quant_exact_inplace. Returns the margins.
+QuantMargin quantise_columns(const Precision& p, Mat& x, std::int64_t col0, std::int64_t cols, int block,
+                             BlockQuant kind);
+
+}  // namespace dsv4
