@@ -53,13 +53,17 @@ std::string with_commas(std::int64_t v) {
 }
 
 void print_report(const CostReport& r) {
+  const double total = r.flops.equiv_total();
+  const double unit = total >= 1e12 ? 1e12 : total >= 1e9 ? 1e9 : total >= 1e6 ? 1e6 : 1e3;
+  const char* u = unit == 1e12 ? "TFLOP" : unit == 1e9 ? "GFLOP" : unit == 1e6 ? "MFLOP" : "kFLOP";
   std::printf("\n[%s] per-token inference FLOPs at position %s (2 FLOPs per multiply-accumulate)\n", r.model.c_str(),
               with_commas(r.context).c_str());
-  std::printf("  %-54s %6s %14s %14s\n", "component", "weight", "raw GFLOP", "FP8-eq GFLOP");
+  const std::string raw_h = std::string("raw ") + u, eq_h = std::string("FP8-eq ") + u;
+  std::printf("  %-54s %6s %14s %14s\n", "component", "weight", raw_h.c_str(), eq_h.c_str());
   for (const auto& t : r.flops.terms) {
-    std::printf("  %-54s %6.2g %14.3f %14.3f\n", t.name.c_str(), t.weight, t.raw / 1e9, t.equiv() / 1e9);
+    std::printf("  %-54s %6.2g %14.4f %14.4f\n", t.name.c_str(), t.weight, t.raw / unit, t.equiv() / unit);
   }
-  std::printf("  %-54s %6s %14.3f %14.3f\n", "total", "", r.flops.raw_total() / 1e9, r.flops.equiv_total() / 1e9);
+  std::printf("  %-54s %6s %14.4f %14.4f\n", "total", "", r.flops.raw_total() / unit, total / unit);
   std::printf("[%s] KV cache per sequence at context %s (deployment storage format, spec 08 §8.1)\n", r.model.c_str(),
               with_commas(r.context).c_str());
   std::printf("  %-54s %16s %16s\n", "component", "entries", "bytes");
@@ -286,7 +290,7 @@ void register_cost(CLI::App& app) {
   cmd->add_flag("--no-scale-bytes", args->no_scales, "Cache entries without their UE8M0 scale bytes (576/64 B)");
   cmd->footer(
       "Examples:\n"
-      "  dsv4 cost --config v4-pro --context 1M --vs v3.2          table + ratios (27.2% FLOPs, 10.46% KV)\n"
+      "  dsv4 cost --config v4-pro --context 1M --vs v3.2          table + ratios (27.1% FLOPs, 10.46% KV)\n"
       "  dsv4 cost --config v4-flash --context 128K --vs v3.2 --json\n"
       "  dsv4 cost --config v4-pro --vs gqa8 --plot ratios.svg     KV vs a BF16 GQA8 baseline of 61 layers\n"
       "FLOPs: 2 per multiply-accumulate for one token decoded at position L; 'FP8-equivalent' counts BF16 work 2x\n"
