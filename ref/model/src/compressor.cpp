@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "compressor_gemm.hpp"
 #include "dsv4/model/hadamard.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -148,6 +149,11 @@ Compressor::Compressor(Precision prec, CompressorSpec spec, CompressorWeights we
   if (w_.norm.size() != spec_.head_dim) {
     bad("norm", "size " + str(w_.norm.size()) + ", expected head_dim " + str(spec_.head_dim));
   }
+  if (!prec_.official()) {
+    wt_exact_.resize(spec_.dim, 2 * n);
+    wt_exact_.leftCols(n) = w_.wkv.values.transpose();
+    wt_exact_.rightCols(n) = w_.wgate.values.transpose();
+  }
   if (!table_) table_ = std::make_shared<const RopeTable>(dsv4::rope_table(prec_, spec_.rope, spec_.max_seq_len));
   if (table_->rope_head_dim() != spec_.rope_head_dim) {
     bad("table", "rope_head_dim " + str(table_->rope_head_dim()) + ", expected " + str(spec_.rope_head_dim));
@@ -187,8 +193,17 @@ CompressorProjections Compressor::project(const Mat& x, std::int64_t start_pos) 
   Mat xf = x;
   prec_.fp32_inplace(xf);  // x.float(): exact for the bf16 input of the official code
   CompressorProjections p;
-  p.u = linear(prec_, xf, w_.wkv);
-  p.z_tilde = linear(prec_, xf, w_.wgate);
+  if (prec_.official()) {
+    p.u = linear(prec_, xf, w_.wkv);  // fp32 linear, C1: row-invariant by construction
+    p.z_tilde = linear(prec_, xf, w_.wgate);
+  } else {
+    // Exact mode: the same double math as linear(), but with a fixed per-element summation order,
+    // so a token's (u, z̃) is bit-identical in prefill and decode (compressor_gemm.hpp).
+    const Mat uz = compressor_detail::rowinv_matmul(xf, wt_exact_);
+    const std::int64_t n = spec_.proj_dim();
+    p.u = uz.leftCols(n);
+    p.z_tilde = uz.rightCols(n);
+  }
   for (Eigen::Index j = 0; j < p.z_tilde.rows(); ++j) {
     const Eigen::Index row = (start_pos + j) % spec_.ratio;
     for (Eigen::Index c = 0; c < p.z_tilde.cols(); ++c) p.z_tilde(j, c) = prec_.add(p.z_tilde(j, c), w_.ape(row, c));

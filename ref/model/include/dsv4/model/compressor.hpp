@@ -134,6 +134,7 @@ class Compressor {
   CompressorSpec spec_;
   CompressorWeights w_;
   std::shared_ptr<const RopeTable> table_;
+  Mat wt_exact_;  // exact mode: [W_kv; W_gate]ᵀ [d, 2κD] for the row-invariant projection
 };
 
 }  // namespace dsv4
