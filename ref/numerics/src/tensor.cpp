@@ -13,10 +13,18 @@ struct DTypeInfo {
   std::size_t size;
 };
 constexpr std::array<DTypeInfo, 13> kDTypes{{
-    {DType::kF64, "float64", 8},  {DType::kF32, "float32", 4}, {DType::kBF16, "bfloat16", 2},
-    {DType::kF16, "float16", 2},  {DType::kE4M3, "float8_e4m3fn", 1}, {DType::kE5M2, "float8_e5m2", 1},
-    {DType::kE8M0, "float8_e8m0fnu", 1}, {DType::kE2M1x2, "float4_e2m1fn_x2", 1}, {DType::kI8, "int8", 1},
-    {DType::kI32, "int32", 4},    {DType::kI64, "int64", 8},   {DType::kU8, "uint8", 1},
+    {DType::kF64, "float64", 8},
+    {DType::kF32, "float32", 4},
+    {DType::kBF16, "bfloat16", 2},
+    {DType::kF16, "float16", 2},
+    {DType::kE4M3, "float8_e4m3fn", 1},
+    {DType::kE5M2, "float8_e5m2", 1},
+    {DType::kE8M0, "float8_e8m0fnu", 1},
+    {DType::kE2M1x2, "float4_e2m1fn_x2", 1},
+    {DType::kI8, "int8", 1},
+    {DType::kI32, "int32", 4},
+    {DType::kI64, "int64", 8},
+    {DType::kU8, "uint8", 1},
     {DType::kU16, "uint16", 2},
 }};
 
@@ -53,6 +61,10 @@ Tensor::Tensor(DType dtype, std::vector<std::int64_t> shape) : dtype_(dtype), sh
       throw TensorError("packed fp4 tensor needs an even last dimension, got " + shape_string());
     }
     units /= 2;
+  }
+  if (units > std::numeric_limits<std::size_t>::max() / dtype_size(dtype_)) {
+    throw TensorError("shape " + shape_string() + " of " + std::string(dtype_name(dtype_)) +
+                      " overflows the byte count");
   }
   storage_.assign(units * dtype_size(dtype_), std::byte{0});
 }
