@@ -373,6 +373,26 @@ TEST_P(CompressorModes, DecodeEqualsPrefill) {
   }
 }
 
+// Exact mode with a projection large enough to be split over threads (d = 512, 256 tokens): the
+// threaded prefill and the one-row decode steps still give bit-identical entries.
+TEST(Compressor, ExactThreadedProjectionEqualsDecode) {
+  const Precision prec(Mode::kExact);
+  CompressorSpec s = main_spec(4);
+  s.dim = 512;
+  const Compressor comp(prec, s, CompressorWeights::synthetic(s, 61));
+  const CounterRng rng(3, stream_id("compressor_test.wide"));
+  Mat x(256, s.dim);
+  for (Eigen::Index i = 0; i < x.size(); ++i) x.data()[i] = rng.normal(static_cast<std::uint64_t>(i));
+  CompressorState a = comp.initial_state();
+  const CompressedEntries ref = comp.prefill(x, a);
+  CompressorState b = comp.initial_state();
+  (void)comp.prefill(x.topRows(3), b);
+  for (std::int64_t p = 3; p < 256; ++p) {
+    const CompressedEntries d = comp.decode(x.middleRows(p, 1), p, b);
+    if (d.count() == 1) expect_same(d, row_of(ref, d.first), "decode at " + std::to_string(p));
+  }
+}
+
 // spec 02 §2.6.5 reset requirement: a sequence's entries do not depend on what the state held
 // before (here a long sequence, then a prompt shorter than m whose first block completes in decode).
 TEST_P(CompressorModes, StateResetBetweenSequences) {
