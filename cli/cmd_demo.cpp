@@ -1,6 +1,7 @@
 // `dsv4 demo`: the README's main job, on the built-in tiny config with no arguments.
 // Stage 1 (this version): the formats and quantisers self-check.
 #include <cstdio>
+#include <memory>
 
 #include "commands.hpp"
 #include "dsv4/selfcheck/formats_selfcheck.hpp"
@@ -30,7 +31,7 @@ void register_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand("demo",
                                  "Run the built-in demonstration (no arguments needed): the formats and quantisers\n"
                                  "self-check. Exit 0 when every check passes, 1 otherwise.");
-  auto* seed = new std::uint64_t(20261122);
+  auto seed = std::make_shared<std::uint64_t>(20261122);
   cmd->add_option("--seed", *seed, "seed of the synthetic tensors")->capture_default_str();
   cmd->callback([seed]() {
     std::printf("dsv4 demo — DeepSeek-V4 reference oracle\n");
