@@ -16,18 +16,19 @@ namespace dsv4 {
 
 // ---- spec 01 §1.3: power-of-two scale helpers (fast_log2_ceil, fast_pow2, fast_round_scale) ----
 // Constants, one definition each.
-inline constexpr float kInvFp8Max = 1.0f / 448.0f;   // fp32 nearest to 1/448 = 0x3B124925
-inline constexpr float kInvFp4Max = 1.0f / 6.0f;     // fp32 nearest to 1/6
+inline constexpr float kInvFp8Max = 1.0f / 448.0f;  // fp32 nearest to 1/448 = 0x3B124925
+inline constexpr float kInvFp4Max = 1.0f / 6.0f;    // fp32 nearest to 1/6
 inline constexpr float kFp8Max = 448.0f;
 inline constexpr float kFp4Max = 6.0f;
-inline constexpr float kActQuantAmaxFloor = 1e-4f;   // spec 01 §1.4 step 1
+inline constexpr float kActQuantAmaxFloor = 1e-4f;          // spec 01 §1.4 step 1
 inline constexpr float kFp4AmaxFloor = 6.0f * 0x1.0p-126f;  // spec 01 §1.5 step 1
-inline constexpr int kFp4WeightBlock = 32;           // 1×32 fp4 weight scales
-inline constexpr int kFp8WeightTile = 128;           // 128×128 fp8 weight scales
+inline constexpr int kFp4WeightBlock = 32;                  // 1×32 fp4 weight scales
+inline constexpr int kFp8WeightTile = 128;                  // 128×128 fp8 weight scales
 
 // E_t − 127 + [M_t ≠ 0] for fp32 t > 0 (exponent-bits ceil of log2).
 int log2_ceil_fp32(float t);
-// The fp32 with bit pattern (n + 127) << 23, i.e. 2^n, for −126 ≤ n ≤ 127.
+// The fp32 with bit pattern (n + 127) << 23 (32-bit wrap, as the kernel): 2^n for −126 ≤ n ≤ 127,
+// +0 for n = −127, +inf for n = 128, −0 for n = 129; throws std::domain_error outside [−127, 129].
 float pow2_fp32(int n);
 // pow2(log2ceil(fl32(amax × inv))) — the product rounded to fp32 first.
 float round_scale(float amax, float inv);
@@ -68,8 +69,8 @@ Tensor dequant_fp4_weight(const Tensor& w, const Tensor& scales);
 inline constexpr int kFp4ToFp8MaxScaleRatioLog2 = 14;
 struct LossyElement {
   std::int64_t row = 0, col = 0;
-  double fp4_value = 0;   // exact w × s of the FP4 weight
-  double fp8_value = 0;   // what the FP8 form represents
+  double fp4_value = 0;  // exact w × s of the FP4 weight
+  double fp8_value = 0;  // what the FP8 form represents
 };
 struct TileReport {
   std::int64_t tile_row = 0, tile_col = 0;
@@ -83,6 +84,11 @@ struct Fp4ToFp8Result {
   std::vector<TileReport> tiles;
   std::vector<LossyElement> lossy;  // every changed element, in row-major order
 };
+// w: packed e2m1 [N, K], K % 32 == 0; scales: e8m0 [N, K/32]. Arithmetic as convert.py (fp32; code 8
+// decodes to +0). Edge tiles of N, K not multiples of 128 cover only the existing rows / 1×32 blocks
+// (the converter itself asserts multiples of 128). Throws std::invalid_argument for bad
+// dtypes/shapes or a NaN (0xFF) scale, std::domain_error when a tile's largest scale is below 2^-121
+// (its fp8 scale 2^(e_max-6) would leave the e8m0 range).
 Fp4ToFp8Result requantize_fp4_to_fp8(const Tensor& w, const Tensor& scales);
 
 // ---- named in-place quantisers, for `dsv4 quant` and the property suites ----
