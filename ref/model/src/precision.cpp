@@ -2,12 +2,14 @@
 #include "dsv4/model/precision.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <vector>
 
 #include "dsv4/numerics/correct_rounding.hpp"
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/gemm.hpp"
 
 namespace dsv4 {
 
@@ -57,11 +59,18 @@ Mat Precision::matmul_nt(const Mat& x, const Mat& w) const {
     throw std::invalid_argument("matmul_nt: inner dimensions differ (" + std::to_string(x.cols()) + " vs " +
                                 std::to_string(w.cols()) + ")");
   }
-  Mat y = x * w.transpose();
+  // The double GEMM of numerics/gemm.hpp: every element is the sequential sum over k of
+  // fl(x·w) (multiply, round, add, round), so the bits do not depend on the machine, the vector
+  // width, the blocking or the thread count. Exact mode returns it as is.
+  const std::int64_t M = x.rows(), N = w.rows(), K = x.cols();
+  Mat y(M, N);
+  gemm_nt(M, N, K, x.data(), K, w.data(), K, y.data(), N);
   if (!official()) return y;
-  // Rigorous bound of the double GEMM: |ŷ − y| ≤ γ_K |X||W|ᵀ (any summation order; Higham
-  // §3.5), inflated for the rounding of the bound's own computation.
-  const Mat bound = x.cwiseAbs() * w.cwiseAbs().transpose();
+  // Rigorous bound of the double GEMM: |ŷ − y| ≤ γ_K |X||W|ᵀ (it holds for any summation order,
+  // so for the sequential one; Higham §3.5), inflated for the rounding of the bound's own
+  // computation (the same GEMM on |X|, |W|: nonnegative terms, relative error ≤ γ_K).
+  Mat bound(M, N);
+  gemm_nt(M, N, K, x.data(), K, w.data(), K, bound.data(), N, 0, /*abs_operands=*/true);
   const double g = gamma_n(static_cast<std::size_t>(x.cols()) + 2);
   for (Eigen::Index i = 0; i < y.rows(); ++i) {
     for (Eigen::Index j = 0; j < y.cols(); ++j) {

@@ -58,10 +58,13 @@ struct Plan {
   std::int64_t kc, mc, nc;
 };
 
+std::atomic<std::int64_t> g_kc{0}, g_mc{0}, g_nc{0};
+
 Plan make_plan(const KernelInfo& k) {
-  Plan p{k, kKc, 0, 0};
-  p.mc = std::max<std::int64_t>(k.mr, kMcRows / k.mr * k.mr);
-  p.nc = std::max<std::int64_t>(k.nr, kNcCols / k.nr * k.nr);
+  const std::int64_t kc = g_kc.load(), mc = g_mc.load(), nc = g_nc.load();
+  Plan p{k, kc > 0 ? kc : kKc, 0, 0};
+  p.mc = std::max<std::int64_t>(k.mr, (mc > 0 ? mc : kMcRows) / k.mr * k.mr);
+  p.nc = std::max<std::int64_t>(k.nr, (nc > 0 ? nc : kNcCols) / k.nr * k.nr);
   return p;
 }
 
@@ -309,6 +312,12 @@ GemmKernel gemm_kernel() {
                                  : gemm_detail::cpu_has(GemmKernel::kAvx2) ? GemmKernel::kAvx2
                                                                            : GemmKernel::kPortable;
   return best;
+}
+
+void set_gemm_blocking(std::int64_t kc, std::int64_t mc, std::int64_t nc) {
+  gemm_detail::g_kc.store(kc);
+  gemm_detail::g_mc.store(mc);
+  gemm_detail::g_nc.store(nc);
 }
 
 void set_gemm_threads(int n) { gemm_detail::g_threads.store(n < 0 ? 0 : n); }

@@ -47,8 +47,10 @@ class Precision {
   // Σ_i a_i under the same rule.
   double sum(const double* a, std::int64_t n) const;
   // Y = X · Wᵀ (X [M,K], W [N,K]) with one C1 rounding per output element (official) or a plain
-  // double product (exact). Official mode is a double GEMM plus a rigorous error-bound GEMM; the
-  // rare elements whose fp32 rounding the bound does not decide are recomputed exactly.
+  // double product (exact: the deterministic GEMM of numerics/gemm.hpp — per element the
+  // sequential sum over k of fl(x·w), same bits on every machine and thread count). Official mode
+  // is that double GEMM plus a rigorous error-bound GEMM; the rare elements whose fp32 rounding
+  // the bound does not decide are recomputed exactly.
   Mat matmul_nt(const Mat& x, const Mat& w) const;
 
   // ---- C2: elementary functions (official: correctly rounded fp32 of the fp32 argument) ----

@@ -44,6 +44,10 @@ GemmKernel gemm_kernel();
 void set_gemm_threads(int n);
 int gemm_threads();
 
+// Cache-block sizes (tuning and benchmarks only; 0 = the built-in default). Speed only: the
+// result never depends on them.
+void set_gemm_blocking(std::int64_t kc, std::int64_t mc, std::int64_t nc);
+
 // C[M,N] = A[M,K] · B[N,K]ᵀ. Row-major with row strides lda ≥ K, ldb ≥ K, ldc ≥ N. C must not
 // overlap A or B. abs_operands: use |A| and |B| (for error-bound GEMMs; fabs is exact).
 // threads: 0 → gemm_threads(). K = 0 gives C = +0.0.
