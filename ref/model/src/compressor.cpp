@@ -9,7 +9,6 @@
 #include <utility>
 #include <vector>
 
-#include "compressor_gemm.hpp"
 #include "dsv4/model/hadamard.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -150,9 +149,9 @@ Compressor::Compressor(Precision prec, CompressorSpec spec, CompressorWeights we
     bad("norm", "size " + str(w_.norm.size()) + ", expected head_dim " + str(spec_.head_dim));
   }
   if (!prec_.official()) {
-    wt_exact_.resize(spec_.dim, 2 * n);
-    wt_exact_.leftCols(n) = w_.wkv.values.transpose();
-    wt_exact_.rightCols(n) = w_.wgate.values.transpose();
+    w_exact_.resize(2 * n, spec_.dim);
+    w_exact_.topRows(n) = w_.wkv.values;
+    w_exact_.bottomRows(n) = w_.wgate.values;
   }
   if (!table_) table_ = std::make_shared<const RopeTable>(dsv4::rope_table(prec_, spec_.rope, spec_.max_seq_len));
   if (table_->rope_head_dim() != spec_.rope_head_dim) {
@@ -197,9 +196,11 @@ CompressorProjections Compressor::project(const Mat& x, std::int64_t start_pos) 
     p.u = linear(prec_, xf, w_.wkv);  // fp32 linear, C1: row-invariant by construction
     p.z_tilde = linear(prec_, xf, w_.wgate);
   } else {
-    // Exact mode: the same double math as linear(), but with a fixed per-element summation order,
-    // so a token's (u, z̃) is bit-identical in prefill and decode (compressor_gemm.hpp).
-    const Mat uz = compressor_detail::rowinv_matmul(xf, wt_exact_);
+    // Exact mode: the deterministic GEMM of Precision::matmul_nt (numerics/gemm.hpp: per element
+    // the sequential sum over k, whatever the number of rows or threads), so a token's (u, z̃) is
+    // bit-identical in prefill and decode. (linear()'s exact path is an Eigen product, whose 1-row
+    // and multi-row kernels sum in different orders.)
+    const Mat uz = prec_.matmul_nt(xf, w_exact_);
     const std::int64_t n = spec_.proj_dim();
     p.u = uz.leftCols(n);
     p.z_tilde = uz.rightCols(n);

@@ -134,7 +134,7 @@ class Compressor {
   CompressorSpec spec_;
   CompressorWeights w_;
   std::shared_ptr<const RopeTable> table_;
-  Mat wt_exact_;  // exact mode: [W_kv; W_gate]ᵀ [d, 2κD] for the row-invariant projection
+  Mat w_exact_;  // exact mode: [W_kv; W_gate] [2κD, d], one deterministic GEMM for both projections
 };
 
 }  // namespace dsv4
