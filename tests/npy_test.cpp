@@ -76,7 +76,9 @@ void expect_same(const Tensor& a, const Tensor& b) {
   EXPECT_EQ(a.dtype(), b.dtype());
   EXPECT_EQ(a.shape(), b.shape());
   ASSERT_EQ(a.nbytes(), b.nbytes());
-  if (a.nbytes()) EXPECT_EQ(0, std::memcmp(a.bytes(), b.bytes(), a.nbytes()));
+  if (a.nbytes()) {
+    EXPECT_EQ(0, std::memcmp(a.bytes(), b.bytes(), a.nbytes()));
+  }
 }
 
 // ---- round trips ----

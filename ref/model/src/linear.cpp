@@ -255,10 +255,11 @@ Mat linear(const Precision& p, const Mat& x, const LinearWeight& w, ScaleFormat 
                                 weight_kind_name(w.kind) +
                                 " weight expects in_features = " + std::to_string(w.in_features()));
   }
-  if (!p.official()) {  // exact: x · dequant(W)ᵀ in double, whatever the storage
-    Mat y(x.rows(), w.out_features());
-    y.noalias() = x * w.values.transpose();
-    return y;
+  if (!p.official()) {
+    // exact: x · dequant(W)ᵀ in double, whatever the storage. Through matmul_nt, whose order of
+    // summation is fixed per element: a row's bits do not depend on how many rows share the call
+    // (decode ≡ prefill, batch invariance).
+    return p.matmul_nt(x, w.values);
   }
   switch (w.kind) {
     case WeightKind::kBF16: {
