@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "dsv4/cache/kv_cache.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/model/sparse_attention.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -98,14 +99,21 @@ Attention::Attention(Precision prec, const ModelConfig& cfg, std::int64_t layer,
   }
 }
 
-AttentionState Attention::initial_state() const {
+AttentionState Attention::initial_state() const { return allocate_state(cfg_, layer_); }
+
+AttentionState Attention::allocate_state(const ModelConfig& cfg, std::int64_t layer) {
+  const cache::LayerCacheLayout lay = cache::layer_layout(cfg, layer, cfg.max_seq_len);
   AttentionState st;
-  st.window = Mat::Zero(cfg_.window_size, cfg_.head_dim);
-  if (ratio_ > 0) {
-    st.compressed = Mat::Zero(cfg_.max_seq_len / ratio_, cfg_.head_dim);
-    st.compressor = compressor_->initial_state();
+  st.window = Mat::Zero(lay.window_rows, lay.head_dim);
+  if (lay.ratio > 0) {
+    st.compressed = Mat::Zero(lay.compressed_rows, lay.head_dim);
+    st.compressor = Compressor::fresh_state(CompressorSpec::main(cfg, lay.ratio));
   }
-  if (indexer_) st.indexer = indexer_->initial_state();
+  if (lay.kind == cache::AttnKind::kCSA) {
+    st.indexer.compressor = Compressor::fresh_state(CompressorSpec::indexer(cfg));
+    st.indexer.cache = Mat::Zero(lay.indexer_rows, lay.indexer_dim);
+    st.indexer.entries = 0;
+  }
   return st;
 }
 
@@ -125,12 +133,12 @@ void Attention::project(const Mat& x, std::int64_t start_pos, AttentionOutput& o
   const std::int64_t c = cfg_.head_dim, rd = cfg_.rope_head_dim;
   const ScaleFormat fmt = linear_scale_format(cfg_);
   // §2.4: q_r = q_norm(wq_a x); q = wq_b q_r; per-head weightless RMS (bf16 ops); RoPE
-  out.q_r = rmsnorm(p, linear_rowwise(p, x, w_.wq_a, fmt), w_.q_norm, cfg_.norm_eps);
-  out.q = linear_rowwise(p, out.q_r, w_.wq_b, fmt);
+  out.q_r = rmsnorm(p, linear(p, x, w_.wq_a, fmt), w_.q_norm, cfg_.norm_eps);
+  out.q = linear(p, out.q_r, w_.wq_b, fmt);
   head_rmsnorm_inplace(p, out.q, c, cfg_.norm_eps);
   apply_rope_inplace(p, *table_, out.q, start_pos, c);
   // §2.5: kv = kv_norm(wkv x); RoPE; FP8 simulation of the nope dims (block 64, UE8M0)
-  out.kv = rmsnorm(p, linear_rowwise(p, x, w_.wkv, fmt), w_.kv_norm, cfg_.norm_eps);
+  out.kv = rmsnorm(p, linear(p, x, w_.wkv, fmt), w_.kv_norm, cfg_.norm_eps);
   apply_rope_inplace(p, *table_, out.kv, start_pos, c);
   out.kv_margin = quantise_columns(p, out.kv, 0, c - rd, 64, BlockQuant::kFp8Ue8m0);
 }
@@ -145,10 +153,9 @@ void Attention::output(std::int64_t start_pos, AttentionOutput& out) const {
   out.o_a = Mat(s, G * dg);
   for (std::int64_t g = 0; g < G; ++g) {
     const Mat og = out.o.middleCols(g * per_group, per_group);
-    out.o_a.middleCols(g * dg, dg) =
-        linear_rowwise(p, og, wo_a_groups_[static_cast<std::size_t>(g)], ScaleFormat::kUE8M0);
+    out.o_a.middleCols(g * dg, dg) = linear(p, og, wo_a_groups_[static_cast<std::size_t>(g)], ScaleFormat::kUE8M0);
   }
-  out.out = linear_rowwise(p, out.o_a, w_.wo_b, linear_scale_format(cfg_));
+  out.out = linear(p, out.o_a, w_.wo_b, linear_scale_format(cfg_));
 }
 
 // spec 02 §2.11.2, steps 1–7.

@@ -169,10 +169,14 @@ CompressorState Compressor::initial_state() const {
 }
 
 // spec 02 §2.6.5 "Initial state and reset": K = 0, Z = −∞ at the start of every sequence.
-void Compressor::reset(CompressorState& st) const {
-  st.kv = Mat::Zero(spec_.state_rows(), spec_.proj_dim());
-  st.score = Mat::Constant(spec_.state_rows(), spec_.proj_dim(), kNegInf);
+void Compressor::reset(CompressorState& st) const { st = fresh_state(spec_); }
+
+CompressorState Compressor::fresh_state(const CompressorSpec& spec) {
+  CompressorState st;
+  st.kv = Mat::Zero(spec.state_rows(), spec.proj_dim());
+  st.score = Mat::Constant(spec.state_rows(), spec.proj_dim(), kNegInf);
   st.next_pos = 0;
+  return st;
 }
 
 void Compressor::check_x(const Mat& x, const char* fn) const {

@@ -30,16 +30,6 @@ std::string str(std::int64_t v) { return std::to_string(v); }
 }  // namespace
 
 // spec 01 §1.6–§1.8 (exact mode evaluated per row: see the header).
-Mat linear_rowwise(const Precision& p, const Mat& x, const LinearWeight& w, ScaleFormat fmt) {
-  if (p.official() || x.rows() <= 1) return linear(p, x, w, fmt);
-  Mat y(x.rows(), w.out_features());
-  for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const Mat row = x.row(r);
-    y.row(r) = linear(p, row, w, fmt);
-  }
-  return y;
-}
-
 LinearWeight synthetic_fp8_weight(std::uint64_t seed, const char* name, std::int64_t n, std::int64_t k, double std) {
   const CounterRng rng(seed, stream_id(name));
   const std::int64_t tn = (n + 127) / 128, tk = (k + 127) / 128;
@@ -179,7 +169,7 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   IndexerOutput out;
   const ScaleFormat fmt = linear_scale_format(cfg_);
   // 1. q = wq_b(qr), RoPE at the query positions on the last r_d dims of every head, Hadamard, FP4
-  Mat q = linear_rowwise(p, qr, w_.wq_b, fmt);  // [s, nI·cI]
+  Mat q = linear(p, qr, w_.wq_b, fmt);  // [s, nI·cI]
   apply_rope_inplace(p, *table_, q, start_pos, cI);
   Mat qh = Eigen::Map<const Mat>(q.data(), s * nI, cI);
   hadamard_inplace(p, qh, cI);
@@ -198,7 +188,7 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   }
   // 3. head weights ω = bf16(fl32(bf16(W_w x) × fl32(c_I^−1/2 n_I^−1/2)))
   const double cst = std::pow(static_cast<double>(cI), -0.5) * std::pow(static_cast<double>(nI), -0.5);
-  const Mat wx = linear_rowwise(p, x, w_.weights_proj, fmt);  // [s, nI]
+  const Mat wx = linear(p, x, w_.weights_proj, fmt);  // [s, nI]
   out.weights = Mat(s, nI);
   for (std::int64_t i = 0; i < s * nI; ++i) out.weights.data()[i] = p.bf16(p.mul(wx.data()[i], p.fp32(cst)));
   // 4.–5. scores against the first ⌊e/4⌋ rows, causal mask in prefill

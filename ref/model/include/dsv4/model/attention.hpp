@@ -77,6 +77,10 @@ class Attention {
   std::int64_t ratio() const { return ratio_; }
   const RopeTable& rope_table() const { return *table_; }
   AttentionState initial_state() const;
+  // The state of a new sequence of layer `layer`, sized by the KV-cache layout of
+  // dsv4::cache::layer_layout (the one description of what a layer caches, shared with
+  // `dsv4 cost`): ring rows, ⌊T/m⌋ compressed rows, ⌊T/4⌋ indexer rows, compressor states.
+  static AttentionState allocate_state(const ModelConfig& cfg, std::int64_t layer);
 
   // spec 02 §2.11.2: prefill of a new sequence (start_pos 0), x [s, d] (attn_norm output, bf16
   // values in official mode). Resets the state.

@@ -105,6 +105,8 @@ class Compressor {
 
   // A fresh state: K = 0, Z = −∞, next_pos = 0.
   CompressorState initial_state() const;
+  // The state of a new sequence for a compressor of this spec (K = 0, Z = −∞), without weights.
+  static CompressorState fresh_state(const CompressorSpec& spec);
   // Start a new sequence (spec 02 §2.6.5 reset requirement).
   void reset(CompressorState& st) const;
 

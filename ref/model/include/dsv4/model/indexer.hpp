@@ -75,11 +75,6 @@ class Indexer {
   Compressor compressor_;
 };
 
-// ---- shared helpers of the attention stack ----
-// y = x·Wᵀ one row at a time in exact mode (so a token's result never depends on how many tokens
-// share the call: prefill and decode evaluate the same double operations), the whole matrix in
-// official mode (C1 is order-independent anyway). spec 01 §1.6–§1.8 via linear().
-Mat linear_rowwise(const Precision& p, const Mat& x, const LinearWeight& w, ScaleFormat fmt);
 // Synthetic FP8 weight [n, k]: N(0, std²) values, one power-of-two scale per 128×128 tile chosen
 // so the tile's amax fits e4m3, codes RNE (satfinite). Deterministic in (seed, name).
 LinearWeight synthetic_fp8_weight(std::uint64_t seed, const char* name, std::int64_t n, std::int64_t k, double std);
