@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "dsv4/cache/kv_cache.hpp"
+#include "dsv4/model/kv_certify.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/model/sparse_attention.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -138,9 +139,23 @@ void Attention::project(const Mat& x, std::int64_t start_pos, AttentionOutput& o
   head_rmsnorm_inplace(p, out.q, c, cfg_.norm_eps);
   apply_rope_inplace(p, *table_, out.q, start_pos, c);
   // §2.5: kv = kv_norm(wkv x); RoPE; FP8 simulation of the nope dims (block 64, UE8M0)
-  out.kv = rmsnorm(p, linear(p, x, w_.wkv, fmt), w_.kv_norm, cfg_.norm_eps);
+  const Mat kv_lin = linear(p, x, w_.wkv, fmt);
+  out.kv = rmsnorm(p, kv_lin, w_.kv_norm, cfg_.norm_eps);
   apply_rope_inplace(p, *table_, out.kv, start_pos, c);
+  if (p.official()) {
+    out.kv_margin = quantise_columns(p, out.kv, 0, c - rd, 64, BlockQuant::kFp8Ue8m0);
+    return;
+  }
+  // exact: certify every FP8 decision against the derived bound of the double pipeline (RoPE does
+  // not touch dims [0, c − r_d)); rows with an uncertified decision are re-decided in Mp50.
+  const Mat unquantised = out.kv;
   out.kv_margin = quantise_columns(p, out.kv, 0, c - rd, 64, BlockQuant::kFp8Ue8m0);
+  const KvCertifyStats cert =
+      certify_fp8_kv(x, w_.wkv.values, w_.kv_norm, cfg_.norm_eps, kv_lin, unquantised, c - rd, 64, out.kv);
+  out.kv_certified_elements = cert.certified_elements;
+  out.kv_redecided_elements = cert.redecided_elements;
+  out.kv_redecided_rows = cert.redecided_rows;
+  out.kv_flipped_elements = cert.flipped_elements;
 }
 
 // spec 02 §2.10: inverse RoPE at the query position, grouped wo_a (bf16 einsum per group), wo_b.
