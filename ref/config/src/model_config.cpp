@@ -207,14 +207,20 @@ ModelConfig parse_config_json(const std::string& json_text, const std::string& s
   read_field(j, "scoring_func", score);
   read_field(j, "score_func", score);
   if (!score.empty()) {
-    if (score == "softmax") c.score_func = ScoreFunc::kSoftmax;
-    else if (score == "sigmoid") c.score_func = ScoreFunc::kSigmoid;
-    else if (score == "sqrtsoftplus") c.score_func = ScoreFunc::kSqrtSoftplus;
-    else throw ConfigError("score_func", "unknown scoring function '" + score + "'");
+    if (score == "softmax")
+      c.score_func = ScoreFunc::kSoftmax;
+    else if (score == "sigmoid")
+      c.score_func = ScoreFunc::kSigmoid;
+    else if (score == "sqrtsoftplus")
+      c.score_func = ScoreFunc::kSqrtSoftplus;
+    else
+      throw ConfigError("score_func", "unknown scoring function '" + score + "'");
   }
   if (j.contains("scale_fmt")) {
-    if (j["scale_fmt"].is_null()) c.scale_fmt.clear();
-    else read_field(j, "scale_fmt", c.scale_fmt);
+    if (j["scale_fmt"].is_null())
+      c.scale_fmt.clear();
+    else
+      read_field(j, "scale_fmt", c.scale_fmt);
   }
   validate_config(c);
   return c;
@@ -241,7 +247,8 @@ bool power_of_two(std::int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 void validate_config(const ModelConfig& c) {
   const auto s = [](std::int64_t v) { return std::to_string(v); };
   require(c.vocab_size > 0, "vocab_size", "must be positive, got " + s(c.vocab_size));
-  require(c.dim > 0 && c.dim % 128 == 0, "dim", "must be a positive multiple of 128 (act_quant block), got " + s(c.dim));
+  require(c.dim > 0 && c.dim % 128 == 0, "dim",
+          "must be a positive multiple of 128 (act_quant block), got " + s(c.dim));
   require(c.n_layers > 0, "n_layers", "must be positive, got " + s(c.n_layers));
   require(c.n_mtp_layers >= 0, "n_mtp_layers", "must be non-negative");
   require(c.n_hash_layers >= 0 && c.n_hash_layers <= c.n_layers, "n_hash_layers", "must be in [0, n_layers]");
@@ -250,26 +257,32 @@ void validate_config(const ModelConfig& c) {
           "must be even, positive and smaller than head_dim");
   require((c.head_dim - c.rope_head_dim) % 64 == 0, "head_dim",
           "head_dim - rope_head_dim must be a multiple of 64 (KV fp8 block), got " + s(c.head_dim - c.rope_head_dim));
-  require(c.q_lora_rank > 0 && c.q_lora_rank % 128 == 0, "q_lora_rank", "must be a positive multiple of 128, got " + s(c.q_lora_rank));
+  require(c.q_lora_rank > 0 && c.q_lora_rank % 128 == 0, "q_lora_rank",
+          "must be a positive multiple of 128, got " + s(c.q_lora_rank));
   require(c.o_groups > 0 && c.n_heads % c.o_groups == 0, "o_groups", "must divide n_heads");
   require(c.o_lora_rank > 0 && (c.o_groups * c.o_lora_rank) % 128 == 0, "o_lora_rank",
           "o_groups * o_lora_rank must be a positive multiple of 128 (wo_b input)");
-  require((c.n_heads * c.head_dim / c.o_groups) % 128 == 0, "head_dim", "n_heads*head_dim/o_groups must be a multiple of 128");
+  require((c.n_heads * c.head_dim / c.o_groups) % 128 == 0, "head_dim",
+          "n_heads*head_dim/o_groups must be a multiple of 128");
   require(c.window_size > 0, "window_size", "must be positive");
   require(static_cast<std::int64_t>(c.compress_ratios.size()) == c.n_layers + c.n_mtp_layers, "compress_ratios",
-          "needs n_layers + n_mtp_layers = " + s(c.n_layers + c.n_mtp_layers) + " entries, got " + s(static_cast<std::int64_t>(c.compress_ratios.size())));
+          "needs n_layers + n_mtp_layers = " + s(c.n_layers + c.n_mtp_layers) + " entries, got " +
+              s(static_cast<std::int64_t>(c.compress_ratios.size())));
   for (std::int64_t r : c.compress_ratios) {
     require(r == 0 || r == 4 || r == 128, "compress_ratios", "entries must be 0, 4 or 128, got " + s(r));
   }
   require(c.index_n_heads > 0, "index_n_heads", "must be positive");
-  require(power_of_two(c.index_head_dim) && c.index_head_dim % 32 == 0 && c.index_head_dim > c.rope_head_dim, "index_head_dim",
-          "must be a power of two (Hadamard), a multiple of 32 (fp4 block) and larger than rope_head_dim, got " + s(c.index_head_dim));
+  require(power_of_two(c.index_head_dim) && c.index_head_dim % 32 == 0 && c.index_head_dim > c.rope_head_dim,
+          "index_head_dim",
+          "must be a power of two (Hadamard), a multiple of 32 (fp4 block) and larger than rope_head_dim, got " +
+              s(c.index_head_dim));
   require(c.index_topk > 0, "index_topk", "must be positive");
   require(c.n_routed_experts > 0, "n_routed_experts", "must be positive");
   require(c.n_activated_experts > 0 && c.n_activated_experts <= c.n_routed_experts, "n_activated_experts",
           "must be in [1, n_routed_experts]");
   require(c.n_shared_experts == 1, "n_shared_experts", "the official code asserts exactly 1");
-  require(c.moe_inter_dim > 0 && c.moe_inter_dim % 128 == 0, "moe_inter_dim", "must be a positive multiple of 128, got " + s(c.moe_inter_dim));
+  require(c.moe_inter_dim > 0 && c.moe_inter_dim % 128 == 0, "moe_inter_dim",
+          "must be a positive multiple of 128, got " + s(c.moe_inter_dim));
   require(c.hc_mult > 0, "hc_mult", "must be positive");
   require(c.hc_sinkhorn_iters >= 1, "hc_sinkhorn_iters", "must be at least 1");
   require(c.max_seq_len > 0, "max_seq_len", "must be positive");

@@ -16,12 +16,12 @@ namespace dsv4 {
 enum class DType : std::uint8_t {
   kF64,
   kF32,
-  kBF16,     // raw uint16 patterns
-  kF16,      // raw uint16 patterns
-  kE4M3,     // raw bytes, fp8 e4m3fn
-  kE5M2,     // raw bytes, fp8 e5m2
-  kE8M0,     // raw bytes, ue8m0 scales
-  kE2M1x2,   // fp4 e2m1 packed two per byte: element 2j in the low nibble (spec 01 §1.1)
+  kBF16,    // raw uint16 patterns
+  kF16,     // raw uint16 patterns
+  kE4M3,    // raw bytes, fp8 e4m3fn
+  kE5M2,    // raw bytes, fp8 e5m2
+  kE8M0,    // raw bytes, ue8m0 scales
+  kE2M1x2,  // fp4 e2m1 packed two per byte: element 2j in the low nibble (spec 01 §1.1)
   kI8,
   kI32,
   kI64,
@@ -86,19 +86,26 @@ class Tensor {
 template <class T>
 constexpr bool dtype_holds(DType d) {
   switch (d) {
-    case DType::kF64: return std::is_same_v<T, double>;
-    case DType::kF32: return std::is_same_v<T, float>;
+    case DType::kF64:
+      return std::is_same_v<T, double>;
+    case DType::kF32:
+      return std::is_same_v<T, float>;
     case DType::kBF16:
     case DType::kF16:
-    case DType::kU16: return std::is_same_v<T, std::uint16_t>;
+    case DType::kU16:
+      return std::is_same_v<T, std::uint16_t>;
     case DType::kE4M3:
     case DType::kE5M2:
     case DType::kE8M0:
     case DType::kE2M1x2:
-    case DType::kU8: return std::is_same_v<T, std::uint8_t>;
-    case DType::kI8: return std::is_same_v<T, std::int8_t>;
-    case DType::kI32: return std::is_same_v<T, std::int32_t>;
-    case DType::kI64: return std::is_same_v<T, std::int64_t>;
+    case DType::kU8:
+      return std::is_same_v<T, std::uint8_t>;
+    case DType::kI8:
+      return std::is_same_v<T, std::int8_t>;
+    case DType::kI32:
+      return std::is_same_v<T, std::int32_t>;
+    case DType::kI64:
+      return std::is_same_v<T, std::int64_t>;
   }
   return false;
 }
