@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dsv4/numerics/exact_sum.hpp"
+#include "dsv4/numerics/gemm.hpp"
 
 namespace dsv4 {
 
@@ -111,41 +114,81 @@ Mat sparse_official(const Precision& p, const Mat& q, std::int64_t H, const Mat&
   return out;
 }
 
-// The exact math in double (max-subtracted), valid entries in list order.
-Mat sparse_exact(const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink, const IndexLists& lists,
-                 double scale) {
+// The exact math in double (max-subtracted), valid entries in list order. Per query row r, with
+// V the gathered valid kv rows [n_v, c]: the logits S = Q_r · Vᵀ [H, n_v] and the numerators
+// O = W · V [H, c] are the deterministic GEMM (numerics/gemm.hpp), whose per-element order is the
+// sequential one of the plain loops
+//   acc = 0; for d: acc += q[d]·v_j[d]        (logit j)
+//   o[d] = 0; for j: o[d] += w_j · v_j[d]     (numerator, in list order)
+// — the same operations in the same order, hence the same bits, as those loops. Query rows are
+// split over threads; each row is computed by one thread, so the thread count never matters.
+void sparse_exact_rows(const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink,
+                       const IndexLists& lists, double scale, Mat& out, std::int64_t r0, std::int64_t r1) {
   const std::int64_t c = q.cols();
-  Mat out(q.rows(), c);
   std::vector<std::int32_t> valid;
-  std::vector<double> s;
-  std::vector<double> o(static_cast<std::size_t>(c));
-  for (std::int64_t r = 0; r < lists.rows; ++r) {
+  std::vector<double> vg, logits, w, o(static_cast<std::size_t>(H * c));
+  for (std::int64_t r = r0; r < r1; ++r) {
     valid.clear();
     for (std::int32_t i : lists.row(r)) {
       if (i != -1) valid.push_back(i);
     }
-    for (std::int64_t h = 0; h < H; ++h) {
-      const double* qh = q.row(r * H + h).data();
-      s.assign(valid.size(), 0.0);
-      double m = -kInf;
-      for (std::size_t j = 0; j < valid.size(); ++j) {
-        const double* v = kv.row(valid[j]).data();
-        double acc = 0.0;
-        for (std::int64_t d = 0; d < c; ++d) acc += qh[d] * v[d];
-        s[j] = scale * acc;
-        m = std::max(m, s[j]);
-      }
-      std::fill(o.begin(), o.end(), 0.0);
-      double den = 0.0;
-      for (std::size_t j = 0; j < valid.size(); ++j) {
-        const double w = std::exp(s[j] - m);
-        den += w;
-        const double* v = kv.row(valid[j]).data();
-        for (std::int64_t d = 0; d < c; ++d) o[static_cast<std::size_t>(d)] += w * v[d];
-      }
-      den += std::exp(sink[static_cast<std::size_t>(h)] - m);
-      for (std::int64_t d = 0; d < c; ++d) out(r * H + h, d) = o[static_cast<std::size_t>(d)] / den;
+    const auto nv = static_cast<std::int64_t>(valid.size());
+    vg.resize(static_cast<std::size_t>(nv * c));
+    for (std::int64_t j = 0; j < nv; ++j) {
+      std::copy_n(kv.row(valid[static_cast<std::size_t>(j)]).data(), c, vg.data() + j * c);
     }
+    logits.resize(static_cast<std::size_t>(H * nv));
+    w.resize(static_cast<std::size_t>(H * nv));
+    gemm_nt(H, nv, c, q.data() + r * H * c, c, vg.data(), c, logits.data(), nv, 1);
+    std::vector<double> den(static_cast<std::size_t>(H));
+    for (std::int64_t h = 0; h < H; ++h) {
+      double* sh = logits.data() + h * nv;
+      double m = -kInf;
+      for (std::int64_t j = 0; j < nv; ++j) {
+        sh[j] = scale * sh[j];
+        m = std::max(m, sh[j]);
+      }
+      double dh = 0.0;
+      for (std::int64_t j = 0; j < nv; ++j) {
+        const double wj = std::exp(sh[j] - m);
+        dh += wj;
+        w[static_cast<std::size_t>(h * nv + j)] = wj;
+      }
+      dh += std::exp(sink[static_cast<std::size_t>(h)] - m);
+      den[static_cast<std::size_t>(h)] = dh;
+    }
+    gemm_nn(H, c, nv, w.data(), nv, vg.data(), c, o.data(), c, 1);
+    for (std::int64_t h = 0; h < H; ++h) {
+      for (std::int64_t d = 0; d < c; ++d) {
+        out(r * H + h, d) = o[static_cast<std::size_t>(h * c + d)] / den[static_cast<std::size_t>(h)];
+      }
+    }
+  }
+}
+
+Mat sparse_exact(const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink, const IndexLists& lists,
+                 double scale) {
+  Mat out(q.rows(), q.cols());
+  const std::int64_t rows = lists.rows;
+  const std::int64_t t = std::max<std::int64_t>(1, std::min<std::int64_t>(gemm_threads(), rows / 8));
+  if (t == 1) {
+    sparse_exact_rows(q, H, kv, sink, lists, scale, out, 0, rows);
+    return out;
+  }
+  std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(t));
+  for (std::int64_t k = 0; k < t; ++k) {
+    pool.emplace_back([&, k] {
+      try {
+        sparse_exact_rows(q, H, kv, sink, lists, scale, out, rows * k / t, rows * (k + 1) / t);
+      } catch (...) {
+        errors[static_cast<std::size_t>(k)] = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
   }
   return out;
 }
