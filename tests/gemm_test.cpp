@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -11,6 +12,8 @@
 #include <random>
 #include <stdexcept>
 #include <vector>
+
+#include "dsv4/model/sparse_attention.hpp"
 
 namespace dsv4 {
 namespace {
@@ -214,6 +217,65 @@ TEST(Gemm, SpecialValuesAndSignedZero) {
     }
     EXPECT_FALSE(std::signbit(c[static_cast<std::size_t>(5 * N + 5)]));
     EXPECT_EQ(c[0], 0x1.0p-1070);
+  }
+}
+
+// The exact sparse attention runs its logits and numerators through the GEMM; by the defined
+// order it must equal the plain loops (acc += q·v over d; o += w·v over the list) bit for bit.
+TEST(Gemm, SparseAttentionExactEqualsPlainLoops) {
+  KernelGuard guard;
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> nd;
+  const std::int64_t H = 16, c = 67, rows = 21, nkv = 90, width = 40;
+  Mat q(rows * H, c), kv(nkv, c);
+  for (Eigen::Index i = 0; i < q.size(); ++i) q.data()[i] = 3.0 * nd(rng);
+  for (Eigen::Index i = 0; i < kv.size(); ++i) kv.data()[i] = nd(rng);
+  std::vector<double> sink(static_cast<std::size_t>(H));
+  for (auto& z : sink) z = nd(rng);
+  sink[1] = -std::numeric_limits<double>::infinity();
+  IndexLists lists(rows, width, -1);
+  std::uniform_int_distribution<int> pick(0, nkv - 1), keep(0, 3);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (std::int64_t j = 0; j < width; ++j) {
+      if (j == 0 || keep(rng) != 0) lists.at(r, j) = pick(rng);
+    }
+  }
+  const double scale = 0.125;
+  Mat want(q.rows(), c);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    std::vector<std::int32_t> valid;
+    for (std::int32_t i : lists.row(r)) {
+      if (i != -1) valid.push_back(i);
+    }
+    for (std::int64_t h = 0; h < H; ++h) {
+      std::vector<double> s(valid.size());
+      double m = -std::numeric_limits<double>::infinity();
+      for (std::size_t j = 0; j < valid.size(); ++j) {
+        double acc = 0.0;
+        for (std::int64_t d = 0; d < c; ++d) acc += q(r * H + h, d) * kv(valid[j], d);
+        s[j] = scale * acc;
+        m = std::max(m, s[j]);
+      }
+      std::vector<double> o(static_cast<std::size_t>(c), 0.0);
+      double den = 0.0;
+      for (std::size_t j = 0; j < valid.size(); ++j) {
+        const double w = std::exp(s[j] - m);
+        den += w;
+        for (std::int64_t d = 0; d < c; ++d) o[static_cast<std::size_t>(d)] += w * kv(valid[j], d);
+      }
+      den += std::exp(sink[static_cast<std::size_t>(h)] - m);
+      for (std::int64_t d = 0; d < c; ++d) want(r * H + h, d) = o[static_cast<std::size_t>(d)] / den;
+    }
+  }
+  const Precision p(Mode::kExact);
+  for (GemmKernel kern : supported_kernels()) {
+    set_gemm_kernel(kern);
+    for (int threads : {1, 2}) {
+      set_gemm_threads(threads);
+      const Mat got = sparse_attention(p, q, H, kv, sink, lists, scale);
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), static_cast<std::size_t>(want.size()) * sizeof(double)), 0)
+          << gemm_kernel_name(kern) << " threads " << threads;
+    }
   }
 }
 
