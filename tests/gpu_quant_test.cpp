@@ -151,9 +151,6 @@ std::string hex_float(float f) {
   return r;
 }
 
-dsv4::ScaleFormat ref_format(dsv4::gpu::ScaleFormat f) {
-  return f == dsv4::gpu::ScaleFormat::kUE8M0 ? dsv4::ScaleFormat::kUE8M0 : dsv4::ScaleFormat::kFP32;
-}
 const char* format_name(dsv4::gpu::ScaleFormat f) { return f == dsv4::gpu::ScaleFormat::kUE8M0 ? "ue8m0" : "fp32"; }
 
 struct Shape {
@@ -187,7 +184,7 @@ TEST_F(GpuQuant, ActQuantMatchesReferenceBitForBit) {
         SCOPED_TRACE(::testing::Message()
                      << "block " << block << ", " << format_name(fmt) << ", " << sh.rows << "x" << sh.cols);
         const std::vector<float> x = make_input(sh.rows, sh.cols, ++seed);
-        const dsv4::Fp8Blocks ref = dsv4::act_quant(x, sh.cols, block, ref_format(fmt));
+        const dsv4::Fp8Blocks ref = dsv4::act_quant(x, sh.cols, block, fmt);
         const dsv4::gpu::Fp8Blocks got = dsv4::gpu::act_quant(x, sh.cols, block, fmt);
         EXPECT_EQ(got.rows, ref.rows);
         EXPECT_EQ(got.cols, ref.cols);
@@ -196,7 +193,7 @@ TEST_F(GpuQuant, ActQuantMatchesReferenceBitForBit) {
         EXPECT_TRUE(same_floats(got.scales, ref.scales, {}, 0)) << "scales";
 
         std::vector<float> ref_inplace = x;
-        dsv4::act_quant_inplace(std::span<float>(ref_inplace), sh.cols, block, ref_format(fmt));
+        dsv4::act_quant_inplace(std::span<float>(ref_inplace), sh.cols, block, fmt);
         std::vector<float> got_inplace = x;
         dsv4::gpu::act_quant_inplace(got_inplace, sh.cols, block, fmt);
         EXPECT_TRUE(same_floats(got_inplace, ref_inplace, x, 1)) << "in-place outputs";

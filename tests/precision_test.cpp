@@ -7,15 +7,13 @@
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "support/random_matrix.hpp"
 
 namespace dsv4 {
 namespace {
 
 Mat random_bf16(std::int64_t r, std::int64_t c, std::uint64_t stream, double scale) {
-  const CounterRng rng(1, stream);
-  Mat m(r, c);
-  for (std::int64_t i = 0; i < r * c; ++i) m.data()[i] = round_bf16(scale * rng.normal(static_cast<std::uint64_t>(i)));
-  return m;
+  return test::random_bf16_matrix(r, c, 1, stream, scale);
 }
 
 TEST(Precision, OfficialMatmulIsC1PerElement) {

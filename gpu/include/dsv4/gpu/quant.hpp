@@ -21,20 +21,16 @@
 #include <vector>
 
 #include "dsv4/gpu/device.hpp"
+#include "dsv4/numerics/quant_blocks.hpp"
 
 namespace dsv4::gpu {
 
-// Storage of act_quant's scales (mirrors dsv4::ScaleFormat): kFP32 = s = fl32(a × fl32(1/448))
-// unrounded; kUE8M0 = s rounded up to a power of two (round_scale, production).
-enum class ScaleFormat { kFP32, kUE8M0 };
+// The result types are the reference's own (dsv4/numerics/quant_blocks.hpp, C++17-clean).
+using dsv4::Fp4Blocks;
+using dsv4::Fp8Blocks;
+using dsv4::ScaleFormat;
 
 // ---- spec 01 §1.4: act_quant (block 128 or 64; 32 is accepted too) ----
-struct Fp8Blocks {
-  std::int64_t rows = 0, cols = 0;
-  int block = 0;
-  std::vector<std::uint8_t> values;  // e4m3fn codes, rows × cols
-  std::vector<float> scales;         // rows × (cols / block), fp32 value of each scale
-};
 // (values, scales) form. x holds n = rows × cols host floats.
 Fp8Blocks act_quant(const float* x, std::size_t n, std::int64_t cols, int block, ScaleFormat fmt);
 inline Fp8Blocks act_quant(const std::vector<float>& x, std::int64_t cols, int block, ScaleFormat fmt) {
@@ -47,11 +43,6 @@ inline void act_quant_inplace(std::vector<float>& x, std::int64_t cols, int bloc
 }
 
 // ---- spec 01 §1.5: fp4_act_quant (block 32, power-of-two e8m0 scales) ----
-struct Fp4Blocks {
-  std::int64_t rows = 0, cols = 0;
-  std::vector<std::uint8_t> packed;  // rows × cols/2, element 2j in the low nibble
-  std::vector<std::uint8_t> scales;  // e8m0, rows × cols/32
-};
 Fp4Blocks fp4_act_quant(const float* x, std::size_t n, std::int64_t cols);
 inline Fp4Blocks fp4_act_quant(const std::vector<float>& x, std::int64_t cols) {
   return fp4_act_quant(x.data(), x.size(), cols);

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/numerics/quant_blocks.hpp"
 #include "dsv4/numerics/tensor.hpp"
 
 namespace dsv4 {
@@ -33,15 +34,7 @@ float pow2_fp32(int n);
 // pow2(log2ceil(fl32(amax × inv))) — the product rounded to fp32 first.
 float round_scale(float amax, float inv);
 
-enum class ScaleFormat { kFP32, kUE8M0 };
-
-// ---- spec 01 §1.4: act_quant ----
-struct Fp8Blocks {
-  std::int64_t rows = 0, cols = 0;
-  int block = 0;
-  std::vector<std::uint8_t> values;  // e4m3fn codes, rows × cols
-  std::vector<float> scales;         // rows × (cols / block), fp32 value of each scale
-};
+// ---- spec 01 §1.4: act_quant (ScaleFormat, Fp8Blocks: quant_blocks.hpp) ----
 // (values, scales) form. Throws std::invalid_argument if cols % block != 0 or x.size() % cols != 0.
 Fp8Blocks act_quant(std::span<const float> x, std::int64_t cols, int block, ScaleFormat fmt);
 // In-place form: x ← bf16(fl32(fp32(q) × s)), the KV QAT simulation. Values stay fp32-typed but
@@ -49,11 +42,6 @@ Fp8Blocks act_quant(std::span<const float> x, std::int64_t cols, int block, Scal
 void act_quant_inplace(std::span<float> x, std::int64_t cols, int block, ScaleFormat fmt);
 
 // ---- spec 01 §1.5: fp4_act_quant (block 32, power-of-two scales) ----
-struct Fp4Blocks {
-  std::int64_t rows = 0, cols = 0;
-  std::vector<std::uint8_t> packed;  // rows × cols/2, element 2j in the low nibble
-  std::vector<std::uint8_t> scales;  // e8m0, rows × cols/32
-};
 Fp4Blocks fp4_act_quant(std::span<const float> x, std::int64_t cols);
 void fp4_act_quant_inplace(std::span<float> x, std::int64_t cols);
 
