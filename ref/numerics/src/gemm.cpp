@@ -77,6 +77,20 @@ Buffer make_buffer(std::int64_t n) {
       static_cast<double*>(::operator new[](static_cast<std::size_t>(n) * sizeof(double), std::align_val_t(64))));
 }
 
+struct PackCache {
+  Buffer buf;
+  std::int64_t cap = 0;
+  double* get(std::int64_t n) {
+    if (n > cap) {
+      buf.reset();
+      cap = 0;  // stays consistent if the allocation throws
+      buf = make_buffer(n);
+      cap = n;
+    }
+    return buf.get();
+  }
+};
+
 // The operands as seen by the driver: element (i, k) of A and (j, k) of B (B stored [N,K] when
 // b_nt, else [K,N]).
 struct Operands {
@@ -144,24 +158,27 @@ void run_block(const Plan& pl, const Operands& op, std::int64_t K, double* C, st
   const std::int64_t kc = std::min(pl.kc, K);
   const std::int64_t mc = std::min(pl.mc, (M + mr - 1) / mr * mr);
   const std::int64_t nc = std::min(pl.nc, (N + nr - 1) / nr * nr);
-  Buffer apack = make_buffer(mc * kc);
-  Buffer bpack = make_buffer(nc * kc);
+  // Per-thread pack buffers, kept between calls: callers that run many small products on
+  // long-lived threads (sparse attention rows) do not pay fresh page faults on every call.
+  thread_local PackCache a_cache, b_cache;
+  double* const apack = a_cache.get(mc * kc);
+  double* const bpack = b_cache.get(nc * kc);
   double tile[8 * 32];  // partial edge tiles (mr·nr ≤ 256 for every kernel)
   for (std::int64_t jc = j_begin; jc < j_end; jc += nc) {
     const std::int64_t nb = std::min(nc, j_end - jc);
     for (std::int64_t pc = 0; pc < K; pc += kc) {
       const std::int64_t kb = std::min(kc, K - pc);
       const bool first = pc == 0;
-      pack_b(op, jc, nb, pc, kb, nr, bpack.get());
+      pack_b(op, jc, nb, pc, kb, nr, bpack);
       for (std::int64_t ic = i_begin; ic < i_end; ic += mc) {
         const std::int64_t mb = std::min(mc, i_end - ic);
-        pack_a(op, ic, mb, pc, kb, mr, apack.get());
+        pack_a(op, ic, mb, pc, kb, mr, apack);
         for (std::int64_t jr = 0; jr < nb; jr += nr) {
           const std::int64_t n = std::min<std::int64_t>(nr, nb - jr);
-          const double* bp = bpack.get() + jr * kb;
+          const double* bp = bpack + jr * kb;
           for (std::int64_t ir = 0; ir < mb; ir += mr) {
             const std::int64_t m = std::min<std::int64_t>(mr, mb - ir);
-            const double* ap = apack.get() + ir * kb;
+            const double* ap = apack + ir * kb;
             double* c = C + (ic + ir) * ldc + jc + jr;
             if (m == mr && n == nr) {
               pl.k.fn(kb, ap, bp, c, ldc, first);
