@@ -12,6 +12,7 @@
 #include "dsv4/model/hadamard.hpp"
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/gemm.hpp"
 #include "dsv4/numerics/multiprecision.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/numerics/quant.hpp"
@@ -201,15 +202,33 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   const double g_d = gamma_n(static_cast<std::size_t>(cfg_.dim) + 2);
   std::vector<double> err_w(static_cast<std::size_t>(nI), 0.0);
   std::vector<double> ph(static_cast<std::size_t>(nI));
+  // Exact mode: Σ|W_w||x| of every (token, head) in one deterministic GEMM on absolute values.
+  Mat abs_wx;
+  if (!p.official()) {
+    abs_wx.resize(s, nI);
+    gemm_nt(s, nI, cfg_.dim, x.data(), cfg_.dim, w_.weights_proj.values.data(), cfg_.dim, abs_wx.data(), nI, 0,
+            /*abs_operands=*/true);
+  }
+  Mat qk, abs_qk;  // exact mode, per token: q_h·K_τ and |q_h|·|K_τ| for the visible τ
   for (std::int64_t t = 0; t < s; ++t) {
     if (!p.official()) {  // |error| of ω_h in exact mode (GEMV + the scalar product)
       for (std::int64_t h = 0; h < nI; ++h) {
-        const double absdot = w_.weights_proj.values.row(h).cwiseAbs().dot(x.row(t).cwiseAbs());
+        // the computed Σ|W||x| may fall short of the true one by γ_d relative: (1 + g_d) covers it
+        const double absdot = abs_wx(t, h) * (1.0 + g_d);
         err_w[static_cast<std::size_t>(h)] =
             (g_d * absdot * std::abs(cst) * (1.0 + 2 * u) + 3.0 * u * std::abs(out.weights(t, h))) * (1.0 + 4 * u);
       }
     }
     const std::int64_t visible = start_pos == 0 ? (t + 1) / ratio : nk;
+    if (!p.official() && visible > 0) {
+      // The deterministic GEMM sums each q_h·K_τ in the same sequential order as exact-mode
+      // Precision::dot, so the scores keep their bits; it just computes them all at once.
+      qk.resize(nI, visible);
+      abs_qk.resize(nI, visible);
+      const double* q_t = out.q.row(t * nI).data();
+      gemm_nt(nI, visible, cI, q_t, cI, st.cache.data(), cI, qk.data(), visible);
+      gemm_nt(nI, visible, cI, q_t, cI, st.cache.data(), cI, abs_qk.data(), visible, 0, /*abs_operands=*/true);
+    }
     for (std::int64_t tau = 0; tau < nk; ++tau) {
       if (tau >= visible) {
         out.scores(t, tau) = -kInf;
@@ -218,13 +237,12 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
       double err = 0.0, abs_sum = 0.0;
       for (std::int64_t h = 0; h < nI; ++h) {
         const double* qv = out.q.row(t * nI + h).data();
-        const double sc = p.bf16(p.dot(qv, st.cache.row(tau).data(), cI));
+        const double sc = p.official() ? p.bf16(p.dot(qv, st.cache.row(tau).data(), cI)) : qk(h, tau);
         const double w = out.weights(t, h);
         const double pr = p.bf16(p.mul(std::max(sc, 0.0), w));
         ph[static_cast<std::size_t>(h)] = pr;
         if (!p.official()) {
-          const double e_s =
-              g_c * Eigen::Map<const Vec>(qv, cI).cwiseAbs().dot(st.cache.row(tau).cwiseAbs().transpose());
+          const double e_s = g_c * abs_qk(h, tau) * (1.0 + g_c);  // (1 + g_c): rounding of Σ|q||K| itself
           const double e_w = err_w[static_cast<std::size_t>(h)];
           err += e_s * std::abs(w) + std::max(sc, 0.0) * e_w + e_s * e_w + u * std::abs(pr);
           abs_sum += std::abs(pr);
