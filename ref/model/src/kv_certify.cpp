@@ -62,40 +62,47 @@ namespace dsv4 {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kQmax = 448.0;
 
-double amax_floor() { return static_cast<double>(kActQuantAmaxFloor); }
+struct Grid {
+  const MinifloatFormat* format;
+  double qmax;
+  double floor;
+  std::vector<double> values;  // nonnegative finite values, ascending; index = code (even index = even mantissa)
+};
 
-// The smallest k with a ≤ 448·2^k (a > 0; 448·2^k is exact in double).
-int ue8m0_exponent(double a) {
+const Grid& grid(BlockQuant kind) {
+  static const Grid fp8 = [] {
+    Grid g{&kFormatE4M3, 448.0, static_cast<double>(kActQuantAmaxFloor), {}};
+    for (std::uint32_t code = 0; code <= 0x7E; ++code) g.values.push_back(decode_minifloat(kFormatE4M3, code));
+    return g;
+  }();
+  static const Grid fp4 = [] {
+    Grid g{&kFormatE2M1, static_cast<double>(kFp4Max), static_cast<double>(kFp4AmaxFloor), {}};
+    for (std::uint32_t code = 0; code <= 0x7; ++code) g.values.push_back(decode_minifloat(kFormatE2M1, code));
+    return g;
+  }();
+  return kind == BlockQuant::kFp8Ue8m0 ? fp8 : fp4;
+}
+
+// The smallest k with a ≤ qmax·2^k (a > 0; qmax·2^k is exact in double).
+int pow2_exponent(double a, double qmax) {
   int e = 0;
-  (void)std::frexp(a / kQmax, &e);
+  (void)std::frexp(a / qmax, &e);
   int k = e;
-  while (a <= std::ldexp(kQmax, k - 1)) --k;
-  while (a > std::ldexp(kQmax, k)) ++k;
+  while (a <= std::ldexp(qmax, k - 1)) --k;
+  while (a > std::ldexp(qmax, k)) ++k;
   return k;
 }
 
-// clamp to ±448 and RNE to the e4m3 grid (the double quantiser's element decision).
-double round_e4m3(double v) {
-  const double c = std::min(std::max(v, -kQmax), kQmax);
-  return decode_minifloat(kFormatE4M3, encode_minifloat(kFormatE4M3, c, Overflow::kSaturateFinite));
+// clamp to ±qmax and RNE to the grid (the double quantiser's element decision).
+double round_grid(const Grid& g, double v) {
+  const double c = std::min(std::max(v, -g.qmax), g.qmax);
+  return decode_minifloat(*g.format, encode_minifloat(*g.format, c, Overflow::kSaturateFinite));
 }
 
-// Nonnegative finite e4m3 values, ascending; index = code (0x00 … 0x7E), so an even index is an
-// even mantissa.
-const std::vector<double>& e4m3_grid() {
-  static const std::vector<double> g = [] {
-    std::vector<double> v;
-    for (std::uint32_t code = 0; code <= 0x7E; ++code) v.push_back(decode_minifloat(kFormatE4M3, code));
-    return v;
-  }();
-  return g;
-}
-
-// RNE of an Mp50 value |v| ≤ 448 to the e4m3 grid, decided in Mp50 (midpoints are exact).
-double round_e4m3_mp50(const Mp50& v) {
-  const std::vector<double>& g = e4m3_grid();
+// RNE of an Mp50 value |v| ≤ qmax to the grid, decided in Mp50 (midpoints are exact).
+double round_grid_mp50(const Grid& grid_, const Mp50& v) {
+  const std::vector<double>& g = grid_.values;
   const Mp50 a = abs(v);
   const auto it = std::upper_bound(g.begin(), g.end(), a, [](const Mp50& val, double gv) { return val < Mp50(gv); });
   const std::size_t i = static_cast<std::size_t>(it - g.begin()) - 1;  // g[i] ≤ a (g[0] = 0)
@@ -191,22 +198,55 @@ std::vector<Mp50> linear_rmsnorm_row_mp50(const Mat& x, std::int64_t row, const 
   return o;
 }
 
-std::vector<double> fp8_ue8m0_block_mp50(std::span<const Mp50> v) {
-  Mp50 a = Mp50(amax_floor());
+std::vector<double> block_quant_mp50(std::span<const Mp50> v, BlockQuant kind) {
+  const Grid& g = grid(kind);
+  Mp50 a = Mp50(g.floor);
   for (const Mp50& e : v) a = std::max(a, Mp50(abs(e)));
-  int k = ue8m0_exponent(static_cast<double>(a));  // then exact comparisons in Mp50
-  while (a <= Mp50(std::ldexp(kQmax, k - 1))) --k;
-  while (a > Mp50(std::ldexp(kQmax, k))) ++k;
+  int k = pow2_exponent(static_cast<double>(a), g.qmax);  // then exact comparisons in Mp50
+  while (a <= Mp50(std::ldexp(g.qmax, k - 1))) --k;
+  while (a > Mp50(std::ldexp(g.qmax, k))) ++k;
   const Mp50 s = Mp50(std::ldexp(1.0, k));
   std::vector<double> q;
   q.reserve(v.size());
   for (const Mp50& e : v) {
     Mp50 t = e / s;  // exact: a power of two
-    if (t > Mp50(kQmax)) t = Mp50(kQmax);
-    if (t < Mp50(-kQmax)) t = Mp50(-kQmax);
-    q.push_back(std::ldexp(round_e4m3_mp50(t), k));
+    if (t > Mp50(g.qmax)) t = Mp50(g.qmax);
+    if (t < Mp50(-g.qmax)) t = Mp50(-g.qmax);
+    q.push_back(std::ldexp(round_grid_mp50(g, t), k));
   }
   return q;
+}
+
+std::vector<double> fp8_ue8m0_block_mp50(std::span<const Mp50> v) { return block_quant_mp50(v, BlockQuant::kFp8Ue8m0); }
+
+std::vector<char> block_decisions_certified(std::span<const double> v, std::span<const double> bound, int block,
+                                            BlockQuant kind) {
+  const std::int64_t n = static_cast<std::int64_t>(v.size());
+  if (block <= 0 || n % block != 0 || bound.size() != v.size()) bad("block_decisions_certified: shape mismatch");
+  const Grid& g = grid(kind);
+  std::vector<char> ok(v.size(), 0);
+  for (std::int64_t b0 = 0; b0 < n; b0 += block) {
+    double lo_amax = 0.0, hi_amax = 0.0;
+    for (std::int64_t j = b0; j < b0 + block; ++j) {
+      const double a = std::fabs(v[static_cast<std::size_t>(j)]), e = bound[static_cast<std::size_t>(j)];
+      lo_amax = std::max(lo_amax, std::nextafter(a - e, -kInf));
+      hi_amax = std::max(hi_amax, std::nextafter(a + e, kInf));
+    }
+    const int k_lo = pow2_exponent(std::max(lo_amax, g.floor), g.qmax);
+    const bool scale_ok = std::isfinite(hi_amax) && k_lo == pow2_exponent(std::max(hi_amax, g.floor), g.qmax);
+    const double sc = std::ldexp(1.0, k_lo);
+    for (std::int64_t j = b0; j < b0 + block; ++j) {
+      bool good = scale_ok;
+      if (good) {
+        const double x = v[static_cast<std::size_t>(j)], e = bound[static_cast<std::size_t>(j)];
+        const double lo = std::nextafter(std::nextafter(x - e, -kInf) / sc, -kInf);
+        const double hi = std::nextafter(std::nextafter(x + e, kInf) / sc, kInf);
+        good = round_grid(g, lo) == round_grid(g, hi);
+      }
+      ok[static_cast<std::size_t>(j)] = good ? 1 : 0;
+    }
+  }
+  return ok;
 }
 
 KvCertifyStats certify_fp8_kv(const Mat& x, const Mat& w, const Vec& weight, double eps, const Mat& y_hat,
@@ -219,31 +259,14 @@ KvCertifyStats certify_fp8_kv(const Mat& x, const Mat& w, const Vec& weight, dou
   }
   KvCertifyStats st;
   const Mat bound = rmsnorm_error_bound(y_hat, linear_error_bound(x, w), weight, eps, cols);
-  std::vector<char> ok(static_cast<std::size_t>(cols));
+  std::vector<double> vrow(static_cast<std::size_t>(cols)), brow(static_cast<std::size_t>(cols));
   for (std::int64_t r = 0; r < s; ++r) {
-    std::int64_t undecided = 0;
-    for (std::int64_t b0 = 0; b0 < cols; b0 += block) {
-      double lo_amax = 0.0, hi_amax = 0.0;
-      for (std::int64_t j = b0; j < b0 + block; ++j) {
-        const double a = std::fabs(unquantised(r, j)), e = bound(r, j);
-        lo_amax = std::max(lo_amax, std::nextafter(a - e, -kInf));
-        hi_amax = std::max(hi_amax, std::nextafter(a + e, kInf));
-      }
-      const int k_lo = ue8m0_exponent(std::max(lo_amax, amax_floor()));
-      const bool scale_ok = std::isfinite(hi_amax) && k_lo == ue8m0_exponent(std::max(hi_amax, amax_floor()));
-      const double sc = std::ldexp(1.0, k_lo);
-      for (std::int64_t j = b0; j < b0 + block; ++j) {
-        bool good = scale_ok;
-        if (good) {
-          const double v = unquantised(r, j), e = bound(r, j);
-          const double lo = std::nextafter(std::nextafter(v - e, -kInf) / sc, -kInf);
-          const double hi = std::nextafter(std::nextafter(v + e, kInf) / sc, kInf);
-          good = round_e4m3(lo) == round_e4m3(hi);
-        }
-        ok[static_cast<std::size_t>(j)] = good ? 1 : 0;
-        if (!good) ++undecided;
-      }
+    for (std::int64_t j = 0; j < cols; ++j) {
+      vrow[static_cast<std::size_t>(j)] = unquantised(r, j);
+      brow[static_cast<std::size_t>(j)] = bound(r, j);
     }
+    const std::vector<char> ok = block_decisions_certified(vrow, brow, block, BlockQuant::kFp8Ue8m0);
+    const auto undecided = static_cast<std::int64_t>(std::count(ok.begin(), ok.end(), 0));
     st.certified_elements += cols - undecided;
     if (undecided == 0) continue;
     ++st.redecided_rows;

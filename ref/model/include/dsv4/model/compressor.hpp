@@ -71,6 +71,7 @@ struct CompressorWeights {
 struct CompressorState {
   Mat kv;                     // K, initial 0
   Mat score;                  // Z, initial −∞
+  Mat x;                      // exact mode: the input rows of the slots of K and Z [κm, d] (for Mp50 re-decisions)
   std::int64_t next_pos = 0;  // the position the next token of this sequence must have
 };
 
@@ -81,7 +82,29 @@ struct CompressedEntries {
   // Per entry: margins of its quantisation (FP8 of dims [0, D − r_d) with block 64, or FP4 of
   // all D dims with block 32); indices are within the quantised dims of the entry.
   std::vector<QuantMargin> margins;
+  // Exact mode (ref/README.md §Precision design): element decisions (rounding and block scale)
+  // certified by the rigorous error bound of the double pipeline, and those that were not (their
+  // entry recomputed in Mp50 and re-quantised exactly; flipped: the Mp50 decision differs).
+  std::int64_t certified_elements = 0;
+  std::int64_t redecided_elements = 0;
+  std::int64_t redecided_entries = 0;
+  std::int64_t flipped_elements = 0;
   std::int64_t count() const { return entries.rows(); }
+};
+
+// The inputs of one pooled entry (exact-mode certification): slot s takes x.row(s) at the slot's
+// ape row s mod m and channels [D, 2D) when overlapping and s ≥ m, else [0, D); valid[s] = 0 is
+// a padding slot (Z = −∞).
+struct CompressorPoolInput {
+  Mat x;                    // [κm, d]
+  std::vector<char> valid;  // κm
+};
+
+// Exact mode, one entry: the double values of the quantised dims just before the quantiser, a
+// rigorous bound of their error against the exact pipeline, and (when asked) that error itself
+// measured against an Mp50 evaluation (value − exact, rounded to double).
+struct CompressorEntryCheck {
+  std::vector<double> value, bound, error;
 };
 
 // Per-token projections of one call (spec 02 §2.6.1), [s, κD] each.
@@ -128,9 +151,19 @@ class Compressor {
   RowVec pool(const Mat& u, const Mat& z) const;
   // spec 02 §2.6.3 steps 1–3 on pooled rows C [n, D] of entries first..first+n−1.
   CompressedEntries postprocess(const Mat& pooled, std::int64_t first) const;
+  // Exact mode: the certification data of entry `entry` pooled from `in` (for tests).
+  CompressorEntryCheck check_entry(const CompressorPoolInput& in, std::int64_t entry, bool with_mp50) const;
 
  private:
   void check_x(const Mat& x, const char* fn) const;
+  Mat unquantised(const Mat& pooled, std::int64_t first) const;  // steps 1–2 and the Hadamard rotation
+  std::vector<double> entry_bound(const CompressorPoolInput& in, std::int64_t entry, std::vector<double>& value) const;
+  // The entry's quantised dims in Mp50 from the inputs: their exact quantisation (quantised) and
+  // value − exact rounded to double (error); either may be null.
+  void entry_mp50(const CompressorPoolInput& in, std::int64_t entry, const std::vector<double>& value,
+                  std::vector<double>* quantised, std::vector<double>* error) const;
+  // Exact mode: certify every decision of `out` (entry r pooled from in[r]); re-decide in Mp50.
+  void certify(const std::vector<CompressorPoolInput>& in, CompressedEntries& out) const;
 
   Precision prec_;
   CompressorSpec spec_;

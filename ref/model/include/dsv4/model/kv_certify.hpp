@@ -17,6 +17,7 @@
 
 #include "dsv4/model/precision.hpp"
 #include "dsv4/numerics/multiprecision.hpp"
+#include "dsv4/numerics/quant_margin.hpp"
 
 namespace dsv4 {
 
@@ -43,6 +44,16 @@ std::vector<Mp50> linear_rmsnorm_row_mp50(const Mat& x, std::int64_t row, const 
 // act_quant of one block (UE8M0 scale, e4m3 RNE, amax floor fl32(1e-4), spec 01 §1.4) with every
 // decision taken on the Mp50 values; returns the quantised values q·2^k (exact doubles).
 std::vector<double> fp8_ue8m0_block_mp50(std::span<const Mp50> v);
+// The same for either exact block quantiser (FP8 above, or FP4: e2m1, qmax 6, amax floor 6·2^-126,
+// power-of-two scale, spec 01 §1.5).
+std::vector<double> block_quant_mp50(std::span<const Mp50> v, BlockQuant kind);
+
+// Per element of v (its length a multiple of block; blocks of `block` consecutive elements): 1
+// when the decision of the exact block quantiser `kind` (block_quant_exact_inplace) for that
+// element — its block's power-of-two scale and its own rounding — is the same for every true
+// value t with |t_j − v_j| ≤ bound_j for all j, else 0.
+std::vector<char> block_decisions_certified(std::span<const double> v, std::span<const double> bound, int block,
+                                            BlockQuant kind);
 
 // Exact mode, spec 02 §2.5 step 4. x [s, d] the layer input, w [c, d] the exact wkv values,
 // y_hat = matmul_nt(x, w) in double, unquantised [s, ≥ cols] the double kv_norm output (columns
