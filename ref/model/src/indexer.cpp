@@ -1,15 +1,42 @@
 // spec 02 §2.7 (official code class Indexer, inference/model.py).
+//
+// ---- Exact mode: certification of the query's FP4 decisions (ref/README.md §Precision design) ----
+// u = 2^-53, γ_m = m·u/(1 − m·u) (Higham §3.1). Per (token t, head h) row, c = c_I, L = log2 c.
+// 0. Input. qr (q_norm output) is taken as the indexer's exact input: its own error belongs to the
+//    attention's q path (certified there, upstream); the wq_b values are the exact dequantised FP8.
+// 1. Linear: e_j = linear_error_bound(qr, wq_b) (kv_certify.cpp §1).
+// 2. RoPE on the last r_d dims, pair (a, b) ↦ (a·c − b·s, a·s + b·c), c = cos θ, s = sin θ of the
+//    exact angle θ = t·f_i (f_i the table's double frequency). The table holds ĉ = std::cos(θ̂),
+//    θ̂ = fl(t·f_i): |θ̂ − θ| ≤ u|θ| ≤ u|θ̂|(1 + 2u). Assumption (libm): std::cos / std::sin are
+//    within 4 ulp of the exact value, so ≤ 2^-50 absolute on [−1, 1]. With cos, sin 1-Lipschitz:
+//    |ĉ − c|, |ŝ − s| ≤ δ = 2^-50 + u|θ̂|(1 + 2u). The computed â' = fl(fl(â ĉ) − fl(b̂ ŝ)):
+//      |â' − a'| ≤ γ_2(|â ĉ| + |b̂ ŝ|) + |â|δ + e_a|c| + |b̂|δ + e_b|s|
+//               ≤ e_a + e_b + (|â| + |b̂|)δ + γ_2(|â||ĉ| + |b̂||ŝ|)      (|c|, |s| ≤ 1),
+//    the same for b'. Evaluated with a (1 + 8u) inflation plus 2^-1070 (underflowing products).
+//    If the table carries no frequencies, its ĉ, ŝ define the rotation (δ = 0).
+// 3. Hadamard, y = c^{-1/2} H x with H the ±1 Walsh matrix. The double butterflies compute each
+//    ŵ_i = Σ_j ±x̂_j through L additions per term: |ŵ_i − (H x̂)_i| ≤ γ_L Σ_j|x̂_j| (additions that
+//    underflow are exact), and |(H(x̂ − x))_i| ≤ Σ_j E_j (E the step-2 bound). The scale
+//    σ̂ = std::pow(c, −1/2) is assumed within 1 ulp (|σ̂ − c^{-1/2}| ≤ 2u·c^{-1/2}); the product
+//    rounds once. With |ŵ_i| ≤ (1 + γ_L)Σ|x̂|:
+//      |ŷ_i − y_i| ≤ c^{-1/2}(Σ_j E_j + γ_{L+3} Σ_j|x̂_j|),
+//    the same for every i of the row; evaluated as σ̂(1 + 4u)(ΣE + γ_{L+3}Σ|x̂|)(1 + γ_{c+8}) + 2^-1070.
+// 4. FP4 decisions (block 32, power-of-two scale): block_decisions_certified (kv_certify.hpp). A row with an
+//    uncertified decision is recomputed in Mp50 (linear, RoPE with Mp50 cos/sin of t·f_i,
+//    butterflies and c^{-1/2} in Mp50) and all its blocks re-quantised from the Mp50 values.
 #include "dsv4/model/indexer.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "dsv4/model/hadamard.hpp"
+#include "dsv4/model/kv_certify.hpp"
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/gemm.hpp"
@@ -104,6 +131,103 @@ QuantMargin quantise_columns(const Precision& p, Mat& x, std::int64_t col0, std:
   return m;
 }
 
+Vec indexer_q_error_bound(const Mat& qr, const Mat& wq_b, const Mat& q_lin, const Mat& q_rope, const RopeTable& table,
+                          std::int64_t start_pos, std::int64_t head_dim) {
+  const std::int64_t s = qr.rows(), cI = head_dim, rd = table.rope_head_dim(), np = table.n_pairs();
+  if (cI <= 0 || (cI & (cI - 1)) != 0 || q_lin.cols() % cI != 0 || rd > cI) bad("head_dim", "not a power of two");
+  if (q_lin.rows() != s || q_rope.rows() != s || q_rope.cols() != q_lin.cols() || wq_b.rows() != q_lin.cols()) {
+    bad("indexer_q_error_bound", "shape mismatch");
+  }
+  const std::int64_t nI = q_lin.cols() / cI;
+  const Mat e_lin = linear_error_bound(qr, wq_b);
+  const double u = kDoubleUnitRoundoff;
+  const bool have_f = static_cast<std::int64_t>(table.frequencies.size()) == np;
+  std::int64_t L = 0;
+  while ((std::int64_t{1} << L) < cI) ++L;
+  const double g2 = gamma_n(2), gL = gamma_n(static_cast<std::size_t>(L) + 3);
+  const double gsum = gamma_n(static_cast<std::size_t>(cI) + 8);
+  const double sigma = std::pow(static_cast<double>(cI), -0.5) * (1.0 + 4.0 * u);
+  Vec out(s * nI);
+  std::vector<double> E(static_cast<std::size_t>(cI));
+  for (std::int64_t t = 0; t < s; ++t) {
+    const std::int64_t pos = start_pos + t;
+    if (pos < 0 || pos >= table.positions()) bad("indexer_q_error_bound", "position outside the table");
+    for (std::int64_t h = 0; h < nI; ++h) {
+      const std::int64_t c0 = h * cI;
+      for (std::int64_t j = 0; j < cI - rd; ++j) E[static_cast<std::size_t>(j)] = e_lin(t, c0 + j);
+      for (std::int64_t i = 0; i < np; ++i) {
+        const std::int64_t ja = c0 + cI - rd + 2 * i;
+        const double ch = std::fabs(table.cos(pos, i)), sh = std::fabs(table.sin(pos, i));
+        double delta = 0.0;
+        if (have_f) {
+          const double theta = static_cast<double>(pos) * table.frequencies[static_cast<std::size_t>(i)];
+          delta = 0x1.0p-50 + u * std::fabs(theta) * (1.0 + 2.0 * u);
+        }
+        const double a = std::fabs(q_lin(t, ja)), b = std::fabs(q_lin(t, ja + 1));
+        const double ea = e_lin(t, ja), eb = e_lin(t, ja + 1);
+        const double common = ea + eb + (a + b) * delta;
+        const double e0 = (common + g2 * (a * ch + b * sh)) * (1.0 + 8.0 * u) + 0x1.0p-1070;
+        const double e1 = (common + g2 * (a * sh + b * ch)) * (1.0 + 8.0 * u) + 0x1.0p-1070;
+        E[static_cast<std::size_t>(ja - c0)] = e0;
+        E[static_cast<std::size_t>(ja - c0 + 1)] = e1;
+      }
+      double sum_e = 0.0, sum_x = 0.0;
+      for (std::int64_t j = 0; j < cI; ++j) {
+        sum_e += E[static_cast<std::size_t>(j)];
+        sum_x += std::fabs(q_rope(t, c0 + j));
+      }
+      double b = sigma * (sum_e + gL * sum_x) * (1.0 + gsum) + 0x1.0p-1070;
+      if (!std::isfinite(b)) b = kInf;
+      out(t * nI + h) = b;
+    }
+  }
+  return out;
+}
+
+std::vector<Mp50> indexer_q_head_mp50(const Mat& qr, std::int64_t row, const Mat& wq_b, const RopeTable& table,
+                                      std::int64_t pos, std::int64_t head, std::int64_t head_dim) {
+  const std::int64_t K = qr.cols(), cI = head_dim, rd = table.rope_head_dim(), np = table.n_pairs();
+  if (row < 0 || row >= qr.rows() || wq_b.cols() != K || (head + 1) * cI > wq_b.rows() || head < 0 || pos < 0 ||
+      pos >= table.positions() || cI <= 0 || (cI & (cI - 1)) != 0 || rd > cI) {
+    bad("indexer_q_head_mp50", "shape mismatch");
+  }
+  std::vector<Mp50> xr(static_cast<std::size_t>(K));
+  for (std::int64_t k = 0; k < K; ++k) xr[static_cast<std::size_t>(k)] = Mp50(qr(row, k));
+  std::vector<Mp50> v(static_cast<std::size_t>(cI));
+  for (std::int64_t j = 0; j < cI; ++j) {
+    Mp50 acc = 0;
+    for (std::int64_t k = 0; k < K; ++k) acc += xr[static_cast<std::size_t>(k)] * Mp50(wq_b(head * cI + j, k));
+    v[static_cast<std::size_t>(j)] = acc;
+  }
+  const bool have_f = static_cast<std::int64_t>(table.frequencies.size()) == np;
+  for (std::int64_t i = 0; i < np; ++i) {
+    Mp50 c, sn;
+    if (have_f) {
+      const Mp50 theta = Mp50(pos) * Mp50(table.frequencies[static_cast<std::size_t>(i)]);
+      c = cos(theta);
+      sn = sin(theta);
+    } else {
+      c = Mp50(table.cos(pos, i));
+      sn = Mp50(table.sin(pos, i));
+    }
+    const auto ja = static_cast<std::size_t>(cI - rd + 2 * i);
+    const Mp50 a = v[ja], b = v[ja + 1];
+    v[ja] = a * c - b * sn;
+    v[ja + 1] = a * sn + b * c;
+  }
+  for (std::int64_t h = 1; h < cI; h *= 2) {
+    for (std::int64_t i = 0; i < cI; ++i) {
+      if ((i & h) != 0) continue;
+      const Mp50 a = v[static_cast<std::size_t>(i)], b = v[static_cast<std::size_t>(i + h)];
+      v[static_cast<std::size_t>(i)] = a + b;
+      v[static_cast<std::size_t>(i + h)] = a - b;
+    }
+  }
+  const Mp50 scale = Mp50(1) / sqrt(Mp50(cI));
+  for (Mp50& e : v) e *= scale;
+  return v;
+}
+
 IndexerWeights IndexerWeights::synthetic(const ModelConfig& c, std::uint64_t seed) {
   IndexerWeights w;
   w.wq_b = synthetic_fp8_weight(seed, "indexer.wq_b", c.index_n_heads * c.index_head_dim, c.q_lora_rank,
@@ -171,10 +295,46 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   const ScaleFormat fmt = linear_scale_format(cfg_);
   // 1. q = wq_b(qr), RoPE at the query positions on the last r_d dims of every head, Hadamard, FP4
   Mat q = linear(p, qr, w_.wq_b, fmt);  // [s, nI·cI]
+  Mat q_lin;
+  if (!p.official()) q_lin = q;
   apply_rope_inplace(p, *table_, q, start_pos, cI);
   Mat qh = Eigen::Map<const Mat>(q.data(), s * nI, cI);
   hadamard_inplace(p, qh, cI);
+  Mat q_pre;
+  if (!p.official()) q_pre = qh;
   out.q_margin = quantise_columns(p, qh, 0, cI, 32, BlockQuant::kFp4);
+  if (!p.official()) {  // certify every FP4 decision; re-decide uncertified (token, head) rows in Mp50
+    const Vec bound = indexer_q_error_bound(qr, w_.wq_b.values, q_lin, q, *table_, start_pos, cI);
+    std::vector<double> vrow(static_cast<std::size_t>(cI)), brow(static_cast<std::size_t>(cI));
+    for (std::int64_t r = 0; r < s * nI; ++r) {
+      for (std::int64_t j = 0; j < cI; ++j) {
+        vrow[static_cast<std::size_t>(j)] = q_pre(r, j);
+        brow[static_cast<std::size_t>(j)] = bound(r);
+      }
+      const std::vector<char> ok = block_decisions_certified(vrow, brow, 32, BlockQuant::kFp4);
+      const auto undecided = static_cast<std::int64_t>(std::count(ok.begin(), ok.end(), char{0}));
+      out.q_certified_elements += cI - undecided;
+      if (undecided == 0) continue;
+      out.q_redecided_elements += undecided;
+      ++out.q_redecided_heads;
+      const std::int64_t t = r / nI, h = r % nI;
+      const std::vector<Mp50> mp = indexer_q_head_mp50(qr, t, w_.wq_b.values, *table_, start_pos + t, h, cI);
+      for (std::int64_t b0 = 0; b0 < cI; b0 += 32) {
+        const std::vector<double> qb = block_quant_mp50(std::span<const Mp50>(mp.data() + b0, 32), BlockQuant::kFp4);
+        for (std::int64_t j = 0; j < 32; ++j) {
+          const double qv = qb[static_cast<std::size_t>(j)];
+          if (qv != qh(r, b0 + j)) {
+            if (ok[static_cast<std::size_t>(b0 + j)] != 0) {
+              throw std::logic_error("indexer: a certified FP4 decision of q disagrees with Mp50 (row " + str(r) +
+                                     ", column " + str(b0 + j) + ")");
+            }
+            ++out.q_flipped_elements;
+          }
+          qh(r, b0 + j) = qv;
+        }
+      }
+    }
+  }
   out.q = qh;
   // 2. the indexer compressor writes its cache rows before they are read
   if (start_pos == 0) {

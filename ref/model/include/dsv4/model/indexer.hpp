@@ -18,6 +18,7 @@
 #include "dsv4/model/precision.hpp"
 #include "dsv4/model/rope.hpp"
 #include "dsv4/model/topk.hpp"
+#include "dsv4/numerics/multiprecision.hpp"
 #include "dsv4/numerics/quant_margin.hpp"
 
 namespace dsv4 {
@@ -48,7 +49,12 @@ struct IndexerOutput {
   IndexLists lists;                 // [s, k] with offsets (prefill −1 for invisible)
   std::vector<TopkMargin> margins;  // per query row
   CompressedEntries compressed;     // entries the indexer compressor wrote in this call
-  QuantMargin q_margin;             // FP4 simulation of q
+  QuantMargin q_margin;             // FP4 simulation of q (of the double values, before any re-decision)
+  // Exact mode: certification of the FP4 decisions of q (spec 02 §2.7 step 1, kv_certify.hpp).
+  std::int64_t q_certified_elements = 0;  // element decisions (rounding and block scale) proven by the bound
+  std::int64_t q_redecided_elements = 0;  // not proven: re-decided in Mp50
+  std::int64_t q_redecided_heads = 0;     // (token, head) rows recomputed in Mp50
+  std::int64_t q_flipped_elements = 0;    // re-decided elements whose Mp50 decision differs from the double one
 };
 
 class Indexer {
@@ -74,6 +80,19 @@ class Indexer {
   std::shared_ptr<const RopeTable> table_;
   Compressor compressor_;
 };
+
+// Exact mode, spec 02 §2.7 step 1 (derivation in indexer.cpp): rigorous bound of |q̂ − q| for every
+// element of the pre-FP4 query of every (token, head) row [s·n_I] — one value per row, the Hadamard
+// mixing all c_I dims. q̂: the double pipeline (q_lin = matmul_nt(qr, wq_b) [s, n_I·c_I], q_rope =
+// q_lin after apply_rope_inplace at positions start_pos + t); q: the exact value of the same maths
+// on the same qr and wq_b (RoPE by the exact angle t·f_i, the exact orthonormal Hadamard). qr is the
+// indexer's exact input: its own error belongs to the attention's q path, certified upstream.
+Vec indexer_q_error_bound(const Mat& qr, const Mat& wq_b, const Mat& q_lin, const Mat& q_rope, const RopeTable& table,
+                          std::int64_t start_pos, std::int64_t head_dim);
+// Mp50 value of the pre-FP4 query (after RoPE and Hadamard) of token row `row` (position pos), head
+// `head`, from qr and the exact wq_b values.
+std::vector<Mp50> indexer_q_head_mp50(const Mat& qr, std::int64_t row, const Mat& wq_b, const RopeTable& table,
+                                      std::int64_t pos, std::int64_t head, std::int64_t head_dim);
 
 // Synthetic FP8 weight [n, k]: N(0, std²) values, one power-of-two scale per 128×128 tile chosen
 // so the tile's amax fits e4m3, codes RNE (satfinite). Deterministic in (seed, name).
