@@ -56,15 +56,8 @@ std::uint8_t requantise_element(float w, float block_scale, float tile_s) {
 
 Fp4ToFp8Result requantize_fp4_to_fp8(const Tensor& w, const Tensor& scales) {
   constexpr const char* fn = "requantize_fp4_to_fp8";
-  quant_detail::require_matrix(fn, "weight", w, DType::kE2M1x2);
-  quant_detail::require_matrix(fn, "scales", scales, DType::kE8M0);
-  const std::int64_t n = w.dim(0), k = w.dim(1);
-  if (k % kFp4WeightBlock != 0) {
-    throw std::invalid_argument(std::string(fn) + ": input features " + std::to_string(k) +
-                                " is not a multiple of the fp4 scale block 32");
-  }
+  const auto [n, k] = quant_detail::require_fp4_weight(fn, w, scales);
   const std::int64_t blocks_per_row = k / kFp4WeightBlock;
-  quant_detail::require_shape(fn, "scales (one per 1x32 block)", scales, n, blocks_per_row);
   const auto packed = w.values<std::uint8_t>();
   const auto sv = scales.values<std::uint8_t>();
   for (std::size_t i = 0; i < sv.size(); ++i) {

@@ -43,5 +43,10 @@ namespace dsv4::quant_detail {
 // Shape/dtype checks of the weight tensors (throw std::invalid_argument naming the problem).
 void require_matrix(const char* fn, const char* what, const Tensor& t, DType dtype);
 void require_shape(const char* fn, const char* what, const Tensor& t, std::int64_t rows, std::int64_t cols);
+// A packed fp4 weight [N, K] (K a multiple of 32) with its 1×32 e8m0 scales [N, K/32].
+struct Fp4WeightShape {
+  std::int64_t n = 0, k = 0;
+};
+Fp4WeightShape require_fp4_weight(const char* fn, const Tensor& w, const Tensor& scales);
 
 }  // namespace dsv4::quant_detail

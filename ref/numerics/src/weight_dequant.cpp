@@ -31,6 +31,18 @@ void require_shape(const char* fn, const char* what, const Tensor& t, std::int64
   }
 }
 
+Fp4WeightShape require_fp4_weight(const char* fn, const Tensor& w, const Tensor& scales) {
+  require_matrix(fn, "weight", w, DType::kE2M1x2);
+  require_matrix(fn, "scales", scales, DType::kE8M0);
+  const std::int64_t n = w.dim(0), k = w.dim(1);
+  if (k % kFp4WeightBlock != 0) {
+    throw std::invalid_argument(std::string(fn) + ": input features " + std::to_string(k) +
+                                " is not a multiple of the fp4 scale block 32");
+  }
+  require_shape(fn, "scales (one per 1x32 block)", scales, n, k / kFp4WeightBlock);
+  return {n, k};
+}
+
 }  // namespace quant_detail
 
 namespace {
@@ -76,14 +88,7 @@ Tensor dequant_fp8_weight(const Tensor& w, const Tensor& scales) {
 
 Tensor dequant_fp4_weight(const Tensor& w, const Tensor& scales) {
   constexpr const char* fn = "dequant_fp4_weight";
-  quant_detail::require_matrix(fn, "weight", w, DType::kE2M1x2);
-  quant_detail::require_matrix(fn, "scales", scales, DType::kE8M0);
-  const std::int64_t n = w.dim(0), k = w.dim(1);
-  if (k % kFp4WeightBlock != 0) {
-    throw std::invalid_argument(std::string(fn) + ": input features " + std::to_string(k) +
-                                " is not a multiple of the fp4 scale block 32");
-  }
-  quant_detail::require_shape(fn, "scales (one per 1x32 block)", scales, n, k / kFp4WeightBlock);
+  const auto [n, k] = quant_detail::require_fp4_weight(fn, w, scales);
   Tensor out(DType::kF32, {n, k});
   const auto wv = w.values<std::uint8_t>();
   const auto sv = scales.values<std::uint8_t>();
