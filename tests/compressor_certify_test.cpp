@@ -49,25 +49,6 @@ Mat tokens(std::int64_t n, std::uint64_t seed) {
   return x;
 }
 
-// The pool input of prefill entry i (as Compressor::prefill builds it).
-CompressorPoolInput pool_input(const CompressorSpec& s, const Mat& x, std::int64_t i) {
-  const std::int64_t m = s.ratio;
-  CompressorPoolInput in;
-  in.x = Mat::Zero(s.state_rows(), s.dim);
-  in.valid.assign(static_cast<std::size_t>(s.state_rows()), 1);
-  if (s.overlap()) {
-    if (i > 0) {
-      in.x.topRows(m) = x.middleRows(m * (i - 1), m);
-    } else {
-      std::fill(in.valid.begin(), in.valid.begin() + m, 0);
-    }
-    in.x.bottomRows(m) = x.middleRows(m * i, m);
-  } else {
-    in.x = x.middleRows(m * i, m);
-  }
-  return in;
-}
-
 std::int64_t quantised_dims(const CompressorSpec& s) { return s.rotate ? s.head_dim : s.head_dim - s.rope_head_dim; }
 
 class CompressorCertify : public ::testing::TestWithParam<int> {};
@@ -94,7 +75,7 @@ TEST_P(CompressorCertify, BoundHoldsAgainstMp50AndIsTight) {
   const std::int64_t n = s.ratio == 128 ? 256 : 24;
   const Mat x = tokens(n, 5);
   for (std::int64_t i = 0; i < n / s.ratio; ++i) {
-    const CompressorEntryCheck ck = comp.check_entry(pool_input(s, x, i), i, true);
+    const CompressorEntryCheck ck = comp.check_entry(prefill_pool_input(s, x, i), i, true);
     ASSERT_EQ(ck.value.size(), static_cast<std::size_t>(quantised_dims(s)));
     ASSERT_EQ(ck.bound.size(), ck.value.size());
     ASSERT_EQ(ck.error.size(), ck.value.size());
@@ -176,7 +157,7 @@ TEST(CompressorCertifyNearTie, MidpointIsRedecided) {
   double factor = 1.0;
   {
     const Compressor comp(Precision(Mode::kExact), s, w);
-    const CompressorEntryCheck ck = comp.check_entry(pool_input(s, x, entry), entry, false);
+    const CompressorEntryCheck ck = comp.check_entry(prefill_pool_input(s, x, entry), entry, false);
     double amax = 0.0;
     for (std::size_t i = 0; i < 64; ++i) amax = std::max(amax, std::fabs(ck.value[i]));
     int k = 0;

@@ -131,6 +131,24 @@ CompressorWeights CompressorWeights::synthetic(const CompressorSpec& s, std::uin
   return w;
 }
 
+CompressorPoolInput prefill_pool_input(const CompressorSpec& spec, const Mat& x, std::int64_t i) {
+  const std::int64_t m = spec.ratio;
+  CompressorPoolInput in;
+  in.x = Mat::Zero(spec.state_rows(), spec.dim);
+  in.valid.assign(static_cast<std::size_t>(spec.state_rows()), 1);
+  if (spec.overlap()) {
+    if (i > 0) {
+      in.x.topRows(m) = x.middleRows(m * (i - 1), m);
+    } else {
+      std::fill(in.valid.begin(), in.valid.begin() + m, 0);
+    }
+    in.x.bottomRows(m) = x.middleRows(m * i, m);
+  } else {
+    in.x = x.middleRows(m * i, m);
+  }
+  return in;
+}
+
 Compressor::Compressor(Precision prec, CompressorSpec spec, CompressorWeights weights,
                        std::shared_ptr<const RopeTable> table)
     : prec_(prec), spec_(std::move(spec)), w_(std::move(weights)), table_(std::move(table)) {
@@ -646,22 +664,7 @@ CompressedEntries Compressor::prefill(const Mat& x, CompressorState& st) const {
       zs = p.z_tilde.middleRows(m * i, m);
     }
     pooled.row(i) = pool(us, zs);
-    if (!prec_.official()) {
-      CompressorPoolInput in;
-      in.x = Mat::Zero(spec_.state_rows(), spec_.dim);
-      in.valid.assign(static_cast<std::size_t>(spec_.state_rows()), 1);
-      if (spec_.overlap()) {
-        if (i > 0) {
-          in.x.topRows(m) = x.middleRows(m * (i - 1), m);
-        } else {
-          std::fill(in.valid.begin(), in.valid.begin() + m, 0);
-        }
-        in.x.bottomRows(m) = x.middleRows(m * i, m);
-      } else {
-        in.x = x.middleRows(m * i, m);
-      }
-      inputs.push_back(std::move(in));
-    }
+    if (!prec_.official()) inputs.push_back(prefill_pool_input(spec_, x, i));
   }
   if (blocks == 0) {
     CompressedEntries none;

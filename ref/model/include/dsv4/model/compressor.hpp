@@ -99,6 +99,9 @@ struct CompressorPoolInput {
   Mat x;                    // [κm, d]
   std::vector<char> valid;  // κm
 };
+// The pool input of prefill entry i: the x rows of its slots (overlap: block i−1's rows, masked
+// invalid for i = 0, then block i's rows; no overlap: block i's rows).
+CompressorPoolInput prefill_pool_input(const CompressorSpec& spec, const Mat& x, std::int64_t i);
 
 // Exact mode, one entry: the double values of the quantised dims just before the quantiser, a
 // rigorous bound of their error against the exact pipeline, and (when asked) that error itself
