@@ -86,6 +86,11 @@ Mat Precision::matmul_nt(const Mat& x, const Mat& w) const {
   return y;
 }
 
+double Precision::fma(double a, double b, double c) const {
+  if (!official()) return std::fma(a, b, c);
+  return static_cast<double>(std::fma(static_cast<float>(a), static_cast<float>(b), static_cast<float>(c)));
+}
+
 double Precision::exp(double x) const { return official() ? cr_exp(static_cast<float>(x)) : std::exp(x); }
 double Precision::log1p(double x) const { return official() ? cr_log1p(static_cast<float>(x)) : std::log1p(x); }
 double Precision::sin(double x) const { return official() ? cr_sin(static_cast<float>(x)) : std::sin(x); }

@@ -69,6 +69,9 @@ class Precision {
   double sub(double a, double b) const { return fp32(a - b); }
   double mul(double a, double b) const { return fp32(a * b); }
   double div(double a, double b) const { return fp32(a / b); }
+  // C3: a·b + c written as one kernel expression (nvcc contracts it): official — one fp32 FMA
+  // (fmaf, correctly rounded; a double fma then a cast to fp32 could round twice); exact — fma.
+  double fma(double a, double b, double c) const;
 
  private:
   Mode mode_;

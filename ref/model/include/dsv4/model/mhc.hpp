@@ -1,0 +1,88 @@
+// Manifold-constrained hyper-connections, mHC (spec 04; official code Block.hc_pre, Block.hc_post,
+// ParallelHead.hc_head in inference/model.py and the kernel hc_split_sinkhorn_kernel in
+// inference/kernel_tilelang.py).
+//
+// The residual state of a token is n = cfg.hc_mult streams of width d = cfg.dim, held as one row
+// of a Mat [s, n·d], stream-major: column k·d + δ is stream k, feature δ (spec 04 §4.1).
+//
+// Precision (ref/README.md): official mode follows model.py's dtype policy (fp32 flatten, GEMM
+// and gates; bf16 layer input and new state) with C1–C8 of spec 01 §1.11, including C3: the
+// Sinkhorn kernel's affine maps μ·α + b are single kernel expressions, so they are one fp32 FMA.
+// Exact mode computes the same formulas in double with no storage rounding.
+#pragma once
+
+#include <cstdint>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/precision.hpp"
+
+namespace dsv4 {
+
+// One mHC site, hc_attn_* or hc_ffn_* (spec 04 §4.1). Rows of fn and entries of base:
+// [0, n) → pre, [n, 2n) → post, [2n + j·n + k] → comb[j, k]. scale = (α_pre, α_post, α_res).
+struct HcWeights {
+  Mat fn;     // fp32 [(2+n)n, n·d]
+  Vec base;   // fp32 [(2+n)n]
+  Vec scale;  // fp32 [3]
+
+  // Deterministic synthetic weights (Philox, seed), every value rounded to fp32:
+  //   fn    ~ N(0, 1/(n·d))       so that μ = (W v)·rsqrt(mean v²) ~ N(0, 1) per mix;
+  //   scale = 10^U(−2, 0)         log-uniform in [0.01, 1] per group (pre, post, res);
+  //   base  ~ N(0, 0.5²) for pre and post, N(0, 1) for comb.
+  // The comb logits A = μ·α_res + b then have a spread of about 1–1.4: Sinkhorn inputs in the
+  // regime where 20 iterations converge to ~1e-6 for most tokens and visibly less for some
+  // (spec 04 §4.7 table), neither uniform nor one-hot.
+  static HcWeights synthetic(const ModelConfig& c, std::uint64_t seed);
+  // Throws std::invalid_argument naming the field when a shape does not match c (hc_mult, dim).
+  void validate(const ModelConfig& c) const;
+};
+
+// hc_head_fn / hc_head_base / hc_head_scale (spec 04 §4.5).
+struct HcHeadWeights {
+  Mat fn;            // fp32 [n, n·d]
+  Vec base;          // fp32 [n]
+  double scale = 0;  // hc_head_scale[0], fp32
+
+  // Same distributions as HcWeights::synthetic: fn ~ N(0, 1/(n·d)), scale = 10^U(−2, 0),
+  // base ~ N(0, 0.5²); fp32 values.
+  static HcHeadWeights synthetic(const ModelConfig& c, std::uint64_t seed);
+  void validate(const ModelConfig& c) const;
+};
+
+struct SinkhornResult {
+  Vec pre;   // [n]    σ(a) + ε ∈ (ε, 1 + ε)
+  Vec post;  // [n]    2σ(a') ∈ (0, 2)
+  Mat comb;  // [n, n] comb(j, k): the weight that carries residual stream j into new stream k
+};
+
+struct HcPreOutput {
+  Mat y;      // [s, d]       layer input (bf16 values in official mode)
+  Mat post;   // [s, n]
+  Mat comb;   // [s, n·n]     row t = comb_t row-major (index j·n + k)
+  Mat mixes;  // [s, (2+n)n]  μ, the RMS-scaled mixes
+};
+
+// spec 04 §4.3 steps 4–7: the Sinkhorn part alone, on the comb logits A [n, n] (row j, column k):
+// row softmax (max subtracted) + ε, column normalisation, then iters − 1 rounds of (row, column)
+// normalisation with ε in every denominator. Official: fp32 with C1 sums of the n-element rows and
+// columns and C2 exp. Throws std::invalid_argument when A is not square, iters < 1 or eps < 0.
+Mat hc_sinkhorn(const Precision& p, const Mat& logits, std::int64_t iters, double eps);
+
+// spec 04 §4.3: pre, post, comb of one token from its (2+n)n mixes μ (fp32 values in official
+// mode); uses w.base and w.scale, ε = c.hc_eps, c.hc_sinkhorn_iters iterations.
+SinkhornResult hc_split_sinkhorn(const Precision& p, const ModelConfig& c, const double* mu, const HcWeights& w);
+
+// spec 04 §4.2: x [s, n·d] (bf16 values in official mode) → layer input y, post, comb, mixes.
+HcPreOutput hc_pre(const Precision& p, const ModelConfig& c, const Mat& x, const HcWeights& w);
+
+// spec 04 §4.4: X'_k = bf16(fl(fl(post_k·f) + C1 Σ_j fl(comb[j,k]·X_j))) per token.
+// f [s, d] (sublayer output), residual [s, n·d] (the state before hc_pre), post [s, n],
+// comb [s, n·n] → new state [s, n·d].
+Mat hc_post(const Precision& p, const ModelConfig& c, const Mat& f, const Mat& residual, const Mat& post,
+            const Mat& comb);
+
+// spec 04 §4.5: x [s, n·d] → y [s, d] = bf16(Σ_k fl(pre_k·X_k)), pre_k = σ(μ_k·α + b_k) + ε as
+// separate fp32 ops (no FMA).
+Mat hc_head(const Precision& p, const ModelConfig& c, const Mat& x, const HcHeadWeights& w);
+
+}  // namespace dsv4
