@@ -89,6 +89,37 @@ LinearWeight synthetic_fp8_weight(std::uint64_t seed, const char* name, std::int
   return LinearWeight::fp8(std::move(w), std::move(s));
 }
 
+// spec 01 §1.8 weight format: packed e2m1 codes (element 2j in the low nibble) and e8m0 scales
+// per 1×32 block.
+LinearWeight synthetic_fp4_weight(std::uint64_t seed, const char* name, std::int64_t n, std::int64_t k, double std) {
+  const CounterRng rng(seed, stream_id(name));
+  const std::int64_t nb = k / kFp4WeightBlock;
+  Tensor w(DType::kE2M1x2, {n, k});
+  Tensor s(DType::kE8M0, {n, nb});
+  auto packed = w.values<std::uint8_t>();
+  auto scales = s.values<std::uint8_t>();
+  std::vector<double> v(static_cast<std::size_t>(kFp4WeightBlock));
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t b = 0; b < nb; ++b) {
+      double amax = 0.0;
+      for (std::int64_t j = 0; j < kFp4WeightBlock; ++j) {
+        v[static_cast<std::size_t>(j)] = std * rng.normal(static_cast<std::uint64_t>(i * k + b * kFp4WeightBlock + j));
+        amax = std::max(amax, std::abs(v[static_cast<std::size_t>(j)]));
+      }
+      const int e = amax > 0.0 ? static_cast<int>(std::ceil(std::log2(amax / 6.0))) : 0;
+      scales[static_cast<std::size_t>(i * nb + b)] = static_cast<std::uint8_t>(127 + e);
+      for (std::int64_t j = 0; j < kFp4WeightBlock; ++j) {
+        const std::int64_t idx = i * k + b * kFp4WeightBlock + j;
+        const std::uint8_t code = double_to_e2m1(std::ldexp(v[static_cast<std::size_t>(j)], -e));
+        auto& byte = packed[static_cast<std::size_t>(idx / 2)];
+        byte = (idx % 2 == 0) ? static_cast<std::uint8_t>((byte & 0xF0) | code)
+                              : static_cast<std::uint8_t>((byte & 0x0F) | (code << 4));
+      }
+    }
+  }
+  return LinearWeight::fp4(std::move(w), std::move(s));
+}
+
 LinearWeight synthetic_bf16_weight(std::uint64_t seed, const char* name, std::int64_t n, std::int64_t k, double std) {
   const CounterRng rng(seed, stream_id(name));
   Mat m(n, k);

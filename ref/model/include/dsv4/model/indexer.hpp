@@ -97,6 +97,10 @@ std::vector<Mp50> indexer_q_head_mp50(const Mat& qr, std::int64_t row, const Mat
 // Synthetic FP8 weight [n, k]: N(0, std²) values, one power-of-two scale per 128×128 tile chosen
 // so the tile's amax fits e4m3, codes RNE (satfinite). Deterministic in (seed, name).
 LinearWeight synthetic_fp8_weight(std::uint64_t seed, const char* name, std::int64_t n, std::int64_t k, double std);
+// Synthetic FP4 weight [n, k] (k a multiple of 128): N(0, std²) values, one power-of-two scale
+// per 1×32 block chosen so the block's amax fits e2m1 (±6), codes RNE (saturating). Deterministic
+// in (seed, name).
+LinearWeight synthetic_fp4_weight(std::uint64_t seed, const char* name, std::int64_t n, std::int64_t k, double std);
 // Synthetic bf16 weight [n, k]: N(0, std²) rounded to bf16.
 LinearWeight synthetic_bf16_weight(std::uint64_t seed, const char* name, std::int64_t n, std::int64_t k, double std);
 // The model-defined block quantisation points (spec 01 §1.4 / §1.5) on columns [col0, col0 + cols)

@@ -1,0 +1,27 @@
+// One MoE expert: SwiGLU with clamping (spec 03 §3.2; official code class `Expert`).
+#pragma once
+
+#include <cstdint>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/linear.hpp"
+#include "dsv4/model/precision.hpp"
+
+namespace dsv4 {
+
+// w1 (gate), w3 (up) [d_e, d]; w2 (down) [d, d_e]; each bf16, FP8 or FP4 (LinearWeight).
+struct ExpertWeights {
+  LinearWeight w1, w2, w3;
+};
+
+// spec 03 §3.2: y = W2 bf16(w · silu(min(g, λ)) · clamp(u, −λ, λ)), g = W1 x, u = W3 x (each a
+// quantised linear with bf16 output, widened to fp32), λ = swiglu_limit (no clamp when λ ≤ 0), all
+// element-wise steps in fp32 (official mode) or double (exact mode).
+// x [T, d] (bf16 values in official mode). route_weight: one routing weight per row of x (routed
+// experts; multiplied before the bf16 cast and the down projection) or nullptr (shared expert).
+// Returns [T, d] (bf16 values in official mode). Throws std::invalid_argument naming `x`,
+// `route_weight` or the weight (`w1`, `w2`, `w3`) on a shape mismatch.
+Mat expert_forward(const Precision& p, const ModelConfig& c, const ExpertWeights& w, const Mat& x,
+                   const Vec* route_weight);
+
+}  // namespace dsv4
