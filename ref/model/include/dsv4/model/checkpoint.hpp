@@ -1,0 +1,81 @@
+// Model parameters under their checkpoint names (official code inference/model.py parameter
+// names; spec 05). One list of every parameter (visit_model_parameters) drives both loading a
+// checkpoint and writing one, so the two can never disagree.
+//
+// Naming: the official inference naming (`layers.3.attn.wq_a.weight`, `layers.3.attn.wq_a.scale`,
+// `layers.0.ffn.experts.5.w1.weight`, `layers.3.hc_attn_fn`, `mtp.0.e_proj.weight`, …). The Hugging
+// Face naming is mapped the way the official converter (inference/convert.py) maps it
+// (official_name_from_hf); its two conversions are applied at load: FP8 `wo_a` with its scale →
+// bf16 (weight × block scale, rounded to bf16), and int8 packed FP4 expert weights → e2m1x2.
+//
+// The reader of the file format (safetensors) lives in oracle/io; the reference only sees a
+// lookup function.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/transformer.hpp"
+#include "dsv4/numerics/tensor.hpp"
+
+namespace dsv4 {
+
+// A checkpoint problem; what() names the tensor ("layers.0.attn.wq_a.weight: dtype BF16, expected F8_E4M3").
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// One visitor call per parameter, in a fixed order. `name` is the module path (`layers.0.attn.wq_a`)
+// for linear layers and the full tensor name otherwise.
+class ParamVisitor {
+ public:
+  virtual ~ParamVisitor() = default;
+  // A Linear: `<name>.weight` (+ `<name>.scale` for fp8/fp4), logical shape [n, k].
+  virtual void linear(const std::string& name, LinearWeight& w, WeightKind kind, std::int64_t n, std::int64_t k) = 0;
+  // An fp32 parameter (bf16 or fp32 in the file) of shape `shape` held as a matrix [rows, cols]
+  // (vectors: cols = 1 is not used — see vec).
+  virtual void matrix(const std::string& name, Mat& m, std::int64_t rows, std::int64_t cols) = 0;
+  virtual void vec(const std::string& name, Vec& v, std::int64_t n) = 0;
+  // int32/int64 table [rows, cols] (tid2eid).
+  virtual void ids(const std::string& name, std::vector<std::int64_t>& v, std::int64_t rows, std::int64_t cols) = 0;
+};
+
+// Every parameter of the model of config c (main model, then MTP), shaping `w` as it goes
+// (vectors resized, optional compressor/indexer engaged by the layer's ratio).
+void visit_model_parameters(const ModelConfig& c, ModelWeights& w, ParamVisitor& v);
+
+// Name → tensor, nullopt when the checkpoint has no such tensor.
+using TensorLookup = std::function<std::optional<Tensor>(const std::string& name)>;
+
+// Loads every parameter; CheckpointError naming the tensor when one is missing, has the wrong
+// dtype or shape. Also validates the loaded weights against c (the module constructors do).
+ModelWeights load_model_weights(const ModelConfig& c, const TensorLookup& lookup);
+
+enum class CheckpointNaming { kOfficial, kHuggingFace };
+enum class CheckpointForm { kAsIs, kBF16 };  // kBF16: every FP8/FP4 linear dequantised to bf16 values (exact)
+
+// Every parameter as a named tensor (the inverse of load_model_weights): the official naming, or
+// the Hugging Face naming (with the converter's inverse forms: wo_a stays bf16 with no scale,
+// which the converter passes through; FP4 experts as int8).
+std::map<std::string, Tensor> model_weight_tensors(const ModelConfig& c, ModelWeights w,
+                                                   CheckpointNaming naming = CheckpointNaming::kOfficial,
+                                                   CheckpointForm form = CheckpointForm::kAsIs);
+
+// inference/convert.py's renaming of one Hugging Face tensor name (drop `model.`, self_attn → attn,
+// mlp → ffn, weight_scale_inv → scale, e_score_correction_bias → bias, and its key table).
+std::string official_name_from_hf(const std::string& hf_name);
+// The Hugging Face name this project writes for an official name (official_name_from_hf inverts it).
+std::string hf_name_from_official(const std::string& official);
+
+// For a file's tensor names: official name → file name. Detects the naming by the `model.` prefix;
+// CheckpointError when two file names map to the same official name.
+std::map<std::string, std::string> official_name_table(const std::vector<std::string>& file_names);
+
+}  // namespace dsv4

@@ -1,0 +1,123 @@
+// spec 05 §5.2 (official code `Block.forward`).
+#include "dsv4/model/block.hpp"
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "dsv4/model/rmsnorm.hpp"
+#include "dsv4/model/synthetic_weights.hpp"
+
+namespace dsv4 {
+
+namespace {
+
+void check_norm(const char* field, const Vec& w, std::int64_t d) {
+  if (w.size() != d) {
+    throw std::invalid_argument(std::string("block: ") + field + ": " + std::to_string(w.size()) +
+                                " entries, expected dim = " + std::to_string(d));
+  }
+}
+
+std::uint64_t layer_seed(std::uint64_t seed, std::int64_t layer) {
+  return seed * 0xD1B54A32D192ED03ULL + static_cast<std::uint64_t>(layer) + 1;
+}
+
+}  // namespace
+
+BlockWeights BlockWeights::synthetic(const ModelConfig& c, std::int64_t layer, std::uint64_t seed) {
+  const std::uint64_t ls = layer_seed(seed, layer);
+  BlockWeights w;
+  w.hc_attn = HcWeights::synthetic(c, ls ^ 0xA77AULL);
+  w.attn_norm = synthetic_norm_weight(ls, "attn_norm", c.dim);
+  w.attn = AttentionWeights::synthetic(c, layer, seed);
+  w.hc_ffn = HcWeights::synthetic(c, ls ^ 0xFF0FULL);
+  w.ffn_norm = synthetic_norm_weight(ls, "ffn_norm", c.dim);
+  w.ffn = MoeWeights::synthetic(c, layer, seed);
+  return w;
+}
+
+Block::Block(Precision prec, const ModelConfig& cfg, std::int64_t layer, BlockWeights weights)
+    : prec_(prec),
+      cfg_(cfg),
+      layer_(layer),
+      hc_attn_(std::move(weights.hc_attn)),
+      hc_ffn_(std::move(weights.hc_ffn)),
+      attn_norm_(std::move(weights.attn_norm)),
+      ffn_norm_(std::move(weights.ffn_norm)),
+      attn_(prec, cfg, layer, std::move(weights.attn)),
+      ffn_(prec, cfg, layer, std::move(weights.ffn)) {
+  check_norm("attn_norm", attn_norm_, cfg.dim);
+  check_norm("ffn_norm", ffn_norm_, cfg.dim);
+}
+
+// spec 05 §5.2 steps 1–6.
+BlockOutput Block::forward(const Mat& x, const std::vector<std::int64_t>& token_ids, std::int64_t start_pos,
+                           AttentionState& st) const {
+  if (x.cols() != cfg_.hc_mult * cfg_.dim)
+    throw std::invalid_argument("block: x has " + std::to_string(x.cols()) + " columns, expected hc_mult·dim");
+  if (static_cast<std::int64_t>(token_ids.size()) != x.rows())
+    throw std::invalid_argument("block: token_ids: one id per row of x expected");
+  BlockOutput o;
+  o.hc_attn = hc_pre(prec_, cfg_, x, hc_attn_);
+  o.attn_norm = rmsnorm(prec_, o.hc_attn.y, attn_norm_, cfg_.norm_eps);
+  o.attn = start_pos == 0 ? attn_.prefill(o.attn_norm, st) : attn_.decode(o.attn_norm, start_pos, st);
+  o.x_mid = hc_post(prec_, cfg_, o.attn.out, x, o.hc_attn.post, o.hc_attn.comb);
+  o.hc_ffn = hc_pre(prec_, cfg_, o.x_mid, hc_ffn_);
+  o.ffn_norm = rmsnorm(prec_, o.hc_ffn.y, ffn_norm_, cfg_.norm_eps);
+  o.ffn = ffn_.forward(o.ffn_norm, token_ids);
+  o.x_out = hc_post(prec_, cfg_, o.ffn.out, o.x_mid, o.hc_ffn.post, o.hc_ffn.comb);
+  return o;
+}
+
+namespace {
+
+template <class Get>
+void record_field(Recorder* rec, const std::string& name, const std::vector<BlockOutput>& batch, Get get) {
+  std::vector<Mat> v;
+  v.reserve(batch.size());
+  for (const BlockOutput& b : batch) v.push_back(get(b));
+  record_batch(rec, name, v);
+}
+
+void record_hc(Recorder* rec, const std::string& base, const std::vector<BlockOutput>& batch, bool ffn) {
+  const auto site = [ffn](const BlockOutput& b) -> const HcPreOutput& { return ffn ? b.hc_ffn : b.hc_attn; };
+  record_field(rec, base + "/y", batch, [&](const BlockOutput& b) { return site(b).y; });
+  record_field(rec, base + "/post", batch, [&](const BlockOutput& b) { return site(b).post; });
+  record_field(rec, base + "/comb", batch, [&](const BlockOutput& b) { return site(b).comb; });
+}
+
+std::vector<std::int64_t> lists_as_int64(const IndexLists& l) { return {l.data.begin(), l.data.end()}; }
+
+}  // namespace
+
+void record_block(Recorder* rec, const std::string& step, const std::string& prefix,
+                  const std::vector<BlockOutput>& batch) {
+  if (rec == nullptr || batch.empty()) return;
+  const std::string p = step.empty() ? prefix : step + "/" + prefix;
+  record_hc(rec, p + ".hc_attn", batch, false);
+  record_field(rec, p + ".attn_norm/out", batch, [](const BlockOutput& b) { return b.attn_norm; });
+  record_field(rec, p + ".attn.q_norm/out", batch, [](const BlockOutput& b) { return b.attn.q_r; });
+  record_field(rec, p + ".attn/kv", batch, [](const BlockOutput& b) { return b.attn.kv; });
+  record_field(rec, p + ".attn.wo_a/out", batch, [](const BlockOutput& b) { return b.attn.o_a; });
+  record_field(rec, p + ".attn/out", batch, [](const BlockOutput& b) { return b.attn.out; });
+  if (batch.front().attn.indexer) {
+    std::vector<std::vector<std::int64_t>> lists;
+    for (const BlockOutput& b : batch) lists.push_back(lists_as_int64(b.attn.indexer->lists));
+    record_batch_indices(rec, p + ".attn.indexer/out", lists, batch.front().attn.indexer->lists.width);
+  }
+  if (batch.front().attn.compressed.entries.rows() > 0) {
+    record_field(rec, p + ".attn.compressor/out", batch,
+                 [](const BlockOutput& b) { return b.attn.compressed.entries; });
+  }
+  record_hc(rec, p + ".hc_ffn", batch, true);
+  record_field(rec, p + ".ffn_norm/out", batch, [](const BlockOutput& b) { return b.ffn_norm; });
+  record_field(rec, p + ".ffn.gate/out0", batch, [](const BlockOutput& b) { return b.ffn.gate.weights; });
+  std::vector<std::vector<std::int64_t>> ids;
+  for (const BlockOutput& b : batch) ids.push_back(b.ffn.gate.indices);
+  record_batch_indices(rec, p + ".ffn.gate/out1", ids, batch.front().ffn.gate.weights.cols());
+  record_field(rec, p + ".ffn/out", batch, [](const BlockOutput& b) { return b.ffn.out; });
+  record_field(rec, p + "/out", batch, [](const BlockOutput& b) { return b.x_out; });
+}
+
+}  // namespace dsv4
