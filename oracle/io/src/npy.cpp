@@ -1,11 +1,7 @@
 // .npy reader/writer (NEP 1). See npy.hpp for the supported subset and the bf16 convention.
 #include "dsv4/io/npy.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <array>
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
@@ -14,6 +10,8 @@
 #include <fstream>
 #include <limits>
 #include <optional>
+
+#include "dsv4/io/atomic_file.hpp"
 
 namespace dsv4 {
 
@@ -451,37 +449,9 @@ void write_npy(const std::string& path, const Tensor& t, const NpyWriteOptions& 
   } catch (const InputError& e) {
     throw InputError(path, e.what());
   }
-  static std::atomic<unsigned> counter{0};
-  std::string tmp;
-  int fd = -1;
-  for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-    tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) break;
-  }
-  if (fd < 0) throw InputError(path, "cannot create a temporary file next to it: " + errno_text());
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const std::string why = errno_text();
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw InputError(path, "write failed: " + why);
-    }
-    done += static_cast<std::size_t>(w);
-  }
-  if (::close(fd) != 0) {
-    const std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw InputError(path, "write failed: " + why);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw InputError(path, "cannot rename the temporary file into place: " + why);
-  }
+  AtomicFile out(path);
+  out.write(bytes);
+  out.commit();
 }
 
 }  // namespace dsv4

@@ -1,0 +1,36 @@
+// Writing a file atomically: the bytes go to a temporary file next to the target, which is renamed
+// over the target only once everything was written. A failure (or an AtomicFile destroyed before
+// commit) leaves no file at the target and an existing target untouched.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+
+namespace dsv4 {
+
+class AtomicFile {
+ public:
+  // Creates the temporary file. Throws InputError naming `path` when it cannot.
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  // Appends bytes. Throws InputError naming the target path on a write error.
+  void write(std::span<const std::byte> bytes);
+  // Closes the temporary file and renames it over the target. Throws InputError on failure.
+  void commit();
+
+  const std::string& path() const { return path_; }
+
+ private:
+  void fail(const std::string& what);
+
+  std::string path_;
+  std::string tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace dsv4
