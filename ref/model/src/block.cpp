@@ -87,6 +87,23 @@ void record_hc(Recorder* rec, const std::string& base, const std::vector<BlockOu
   record_field(rec, base + "/comb", batch, [&](const BlockOutput& b) { return site(b).comb; });
 }
 
+// Margins as a table [rows, 4]: k-th score, best unselected score, gap, error bound (spec:
+// ref/README.md §Margins; +∞ gap where no cut exists).
+template <class M>
+Mat margin_table(const std::vector<M>& margins) {
+  Mat t(static_cast<std::int64_t>(margins.size()), 4);
+  for (std::size_t r = 0; r < margins.size(); ++r) {
+    const auto i = static_cast<std::int64_t>(r);
+    t(i, 0) = margins[r].kth;
+    t(i, 1) = margins[r].next;
+    t(i, 2) = margins[r].gap;
+    t(i, 3) = margins[r].bound;
+  }
+  return t;
+}
+Mat topk_margin_table(const std::vector<TopkMargin>& m) { return margin_table(m); }
+Mat routing_margin_table(const std::vector<RoutingMargin>& m) { return margin_table(m); }
+
 std::vector<std::int64_t> lists_as_int64(const IndexLists& l) { return {l.data.begin(), l.data.end()}; }
 
 }  // namespace
@@ -105,6 +122,9 @@ void record_block(Recorder* rec, const std::string& step, const std::string& pre
     std::vector<std::vector<std::int64_t>> lists;
     for (const BlockOutput& b : batch) lists.push_back(lists_as_int64(b.attn.indexer->lists));
     record_batch_indices(rec, p + ".attn.indexer/out", lists, batch.front().attn.indexer->lists.width);
+    record_field(rec, p + ".attn.indexer/scores", batch, [](const BlockOutput& b) { return b.attn.indexer->scores; });
+    record_field(rec, p + ".attn.indexer/margin", batch,
+                 [](const BlockOutput& b) { return topk_margin_table(b.attn.indexer->margins); });
   }
   if (batch.front().attn.compressed.entries.rows() > 0) {
     record_field(rec, p + ".attn.compressor/out", batch,
@@ -116,6 +136,9 @@ void record_block(Recorder* rec, const std::string& step, const std::string& pre
   std::vector<std::vector<std::int64_t>> ids;
   for (const BlockOutput& b : batch) ids.push_back(b.ffn.gate.indices);
   record_batch_indices(rec, p + ".ffn.gate/out1", ids, batch.front().ffn.gate.weights.cols());
+  record_field(rec, p + ".ffn.gate/scores", batch, [](const BlockOutput& b) { return b.ffn.gate.scores; });
+  record_field(rec, p + ".ffn.gate/margin", batch,
+               [](const BlockOutput& b) { return routing_margin_table(b.ffn.gate.margins); });
   record_field(rec, p + ".ffn/out", batch, [](const BlockOutput& b) { return b.ffn.out; });
   record_field(rec, p + "/out", batch, [](const BlockOutput& b) { return b.x_out; });
 }

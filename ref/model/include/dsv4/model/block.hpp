@@ -66,7 +66,10 @@ class Block {
 //   <prefix>.hc_attn/{y,post,comb}, <prefix>.attn_norm/out, <prefix>.attn/out,
 //   <prefix>.attn.q_norm/out, <prefix>.attn.wo_a/out, <prefix>.attn/kv,
 //   <prefix>.attn.indexer/out (top-k lists, CSA), <prefix>.attn.compressor/out (entries of the call),
+//   <prefix>.attn.indexer/{scores,margin} (CSA: reference scores [s, entries], −∞ masked; margin
+//   [s, 4] = k-th score, best unselected, gap, error bound),
 //   <prefix>.hc_ffn/{y,post,comb}, <prefix>.ffn_norm/out, <prefix>.ffn.gate/{out0,out1},
+//   <prefix>.ffn.gate/{scores,margin} (original scores [s, E]; margin of the biased-score cut),
 //   <prefix>.ffn/out, <prefix>/out (the block's output state).
 void record_block(Recorder* rec, const std::string& step, const std::string& prefix,
                   const std::vector<BlockOutput>& batch);
