@@ -1,9 +1,7 @@
 // Properties of every encoder (spec 01 §1.2, RNE on the exact value): monotonicity,
 // decode∘encode idempotence, encode∘decode = id on non-NaN patterns, and the half-quantum
 // error bound.
-#include <gtest/gtest.h>
 #include <rapidcheck.h>
-#include <rapidcheck/gtest.h>
 
 #include <algorithm>
 #include <bit>
@@ -11,8 +9,9 @@
 #include <cstdint>
 
 #include "dsv4/numerics/formats.hpp"
+#include "dsv4/properties/registry.hpp"
 
-namespace dsv4 {
+namespace dsv4::props {
 namespace {
 
 struct Fmt {
@@ -59,7 +58,7 @@ constexpr int kRepeats = 10;
 
 double value(const Fmt& f, double x) { return decode_minifloat(*f.f, encode_minifloat(*f.f, x, f.overflow)); }
 
-RC_GTEST_PROP(FormatsProps, EncodersAreMonotone, ()) {
+void encoders_are_monotone() {
   for (int rep = 0; rep < kRepeats; ++rep)
     for (const Fmt& f : kFmts) {
       double x = draw(*f.f);
@@ -69,7 +68,7 @@ RC_GTEST_PROP(FormatsProps, EncodersAreMonotone, ()) {
     }
 }
 
-RC_GTEST_PROP(FormatsProps, DecodeEncodeIsIdempotent, ()) {
+void decode_encode_is_idempotent() {
   for (int rep = 0; rep < kRepeats; ++rep)
     for (const Fmt& f : kFmts) {
       const double once = value(f, draw(*f.f));
@@ -79,7 +78,7 @@ RC_GTEST_PROP(FormatsProps, DecodeEncodeIsIdempotent, ()) {
     }
 }
 
-RC_GTEST_PROP(FormatsProps, EncodeOfDecodeIsIdentity, ()) {
+void encode_of_decode_is_identity() {
   for (int rep = 0; rep < kRepeats; ++rep)
     for (const Fmt& f : kFmts) {
       const int bits = (f.f->has_sign ? 1 : 0) + f.f->exponent_bits + f.f->mantissa_bits;
@@ -94,7 +93,7 @@ RC_GTEST_PROP(FormatsProps, EncodeOfDecodeIsIdentity, ()) {
 // |value(enc(x)) − x| ≤ half the spacing of x's binade, for min_positive ≤ |x| ≤ max_finite.
 // The spacing is 2^(max(floor(log2|x|), emin) − M): the grid of [2^e, 2^(e+1)], both ends
 // included, or the subnormal grid (spec 01 §1.1).
-RC_GTEST_PROP(FormatsProps, ErrorAtMostHalfAQuantum, ()) {
+void error_at_most_half_a_quantum() {
   for (int rep = 0; rep < kRepeats; ++rep)
     for (const Fmt& f : kFmts) {
       const double x = draw(*f.f);
@@ -108,4 +107,16 @@ RC_GTEST_PROP(FormatsProps, ErrorAtMostHalfAQuantum, ()) {
 }
 
 }  // namespace
-}  // namespace dsv4
+
+void register_formats_properties(Registry& r) {
+  r.add_rc("formats.monotone", "formats", "every encoder is monotone (bf16, fp16, e4m3, e5m2, e8m0, e2m1)", 100,
+           encoders_are_monotone);
+  r.add_rc("formats.idempotent", "formats", "decode(encode(decode(encode(x)))) = decode(encode(x)), bit for bit", 100,
+           decode_encode_is_idempotent);
+  r.add_rc("formats.round_trip", "formats", "encode(decode(p)) = p for every non-NaN bit pattern p", 100,
+           encode_of_decode_is_identity);
+  r.add_rc("formats.half_quantum", "formats", "|decode(encode(x)) - x| <= half the spacing of x's binade (RNE)", 100,
+           error_at_most_half_a_quantum);
+}
+
+}  // namespace dsv4::props

@@ -1,8 +1,6 @@
 // Properties of the QAT quantisers (spec 01 §1.4, §1.5) and of the FP4 → FP8 re-quantisation
 // (spec 01 §1.9), on random bf16 inputs and random weight tiles.
-#include <gtest/gtest.h>
 #include <rapidcheck.h>
-#include <rapidcheck/gtest.h>
 
 #include <algorithm>
 #include <cmath>
@@ -15,8 +13,9 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/quant.hpp"
 #include "dsv4/numerics/tensor.hpp"
+#include "dsv4/properties/registry.hpp"
 
-namespace dsv4 {
+namespace dsv4::props {
 namespace {
 
 // One bf16 value: mostly sign · (1 + m/128) · 2^e with e in [lo, hi], sometimes zero, sometimes any
@@ -83,7 +82,7 @@ Case gen_case() {
 // Q∘Q = Q for the in-place quant-dequant operator. With fp32 scales also the (codes, scales) pair
 // is idempotent, provided every block's amax reaches the fl32(1e-4) clamp (below it the requantised
 // amax can round up past the clamp value and change the scale).
-RC_GTEST_PROP(QuantProps, ActQuantIdempotent, ()) {
+void act_quant_idempotent() {
   const Case c = gen_case();
   const std::int64_t rows = *rc::gen::inRange(1, 4);
   const std::int64_t cols = c.block * *rc::gen::inRange(1, 4);
@@ -117,7 +116,7 @@ RC_GTEST_PROP(QuantProps, ActQuantIdempotent, ()) {
   }
 }
 
-RC_GTEST_PROP(QuantProps, Fp4ActQuantIdempotent, ()) {
+void fp4_act_quant_idempotent() {
   const std::int64_t rows = *rc::gen::inRange(1, 4);
   const std::int64_t cols = 32 * *rc::gen::inRange(1, 5);
   const std::vector<float> x = gen_rows(rows, cols);
@@ -132,7 +131,7 @@ RC_GTEST_PROP(QuantProps, Fp4ActQuantIdempotent, ()) {
 
 // ue8m0 scales are powers of two with a/s ∈ (224, 448] (a the clamped amax); fp4 scales with
 // a/s ∈ (3, 6].
-RC_GTEST_PROP(QuantProps, PowerOfTwoScales, ()) {
+void power_of_two_scales() {
   const int block = *rc::gen::element(64, 128);
   const std::vector<float> x = gen_rows(2, block);
   const Fp8Blocks q = act_quant(x, block, block, ScaleFormat::kUE8M0);
@@ -155,7 +154,7 @@ RC_GTEST_PROP(QuantProps, PowerOfTwoScales, ()) {
 }
 
 // Within a block (one fixed scale) the quantised value is a monotone function of x.
-RC_GTEST_PROP(QuantProps, MonotoneWithinBlock, ()) {
+void monotone_within_block() {
   const Case c = gen_case();
   const std::vector<float> x = gen_rows(1, c.block);
   const Fp8Blocks q = act_quant(x, c.block, c.block, c.fmt);
@@ -176,7 +175,7 @@ RC_GTEST_PROP(QuantProps, MonotoneWithinBlock, ()) {
 
 // Error bound: ue8m0 (x/s exact, dequant exact): |x − q·s| ≤ s · ½quantum(|x/s|). fp32 scales:
 // |fl32(x/s) − q| ≤ ½quantum(|fl32(x/s)|).
-RC_GTEST_PROP(QuantProps, ErrorWithinHalfQuantum, ()) {
+void error_within_half_quantum() {
   const Case c = gen_case();
   const std::vector<float> x = gen_rows(2, c.block);
   const Fp8Blocks q = act_quant(x, c.block, c.block, c.fmt);
@@ -201,7 +200,7 @@ RC_GTEST_PROP(QuantProps, ErrorWithinHalfQuantum, ()) {
 // FP4 → FP8 on random tiles (partial edges included): the condition flag is exactly
 // ratio ≤ 2^14; under it nothing is lossy and the FP8 form dequantises to the FP4 form exactly;
 // otherwise the lossy list is exactly the elements whose w·2^(e−e_max+6) is not an e4m3 value.
-RC_GTEST_PROP(QuantProps, Fp4ToFp8LosslessUnderCondition, ()) {
+void fp4_to_fp8_lossless_under_condition() {
   const std::int64_t n = *rc::gen::element<std::int64_t>(128, 130, 192, 64);
   const std::int64_t k = *rc::gen::element<std::int64_t>(128, 160, 96, 32);
   const int e_max = *rc::gen::inRange(100, 160);
@@ -260,4 +259,24 @@ RC_GTEST_PROP(QuantProps, Fp4ToFp8LosslessUnderCondition, ()) {
 }
 
 }  // namespace
-}  // namespace dsv4
+
+void register_quant_properties(Registry& r) {
+  r.add_rc("quant.act_quant_idempotent", "quant",
+           "act_quant (fp32 and ue8m0 scales): Q(Q(x)) = Q(x) bit for bit; codes and scales too above the clamp", 100,
+           act_quant_idempotent);
+  r.add_rc("quant.fp4_act_quant_idempotent", "quant", "fp4_act_quant: Q(Q(x)) = Q(x) bit for bit, outputs are bf16",
+           100, fp4_act_quant_idempotent);
+  r.add_rc("quant.power_of_two_scales", "quant",
+           "ue8m0 scales are powers of two with amax/s in (224, 448]; fp4 scales with amax/s in (3, 6]", 100,
+           power_of_two_scales);
+  r.add_rc("quant.monotone", "quant", "within one block the quantised value is a monotone function of x", 100,
+           monotone_within_block);
+  r.add_rc("quant.half_quantum", "quant", "act_quant's error is at most half an e4m3 quantum (times the scale)", 100,
+           error_within_half_quantum);
+  r.add_rc("quant.fp4_to_fp8_lossless", "quant",
+           "FP4->FP8: lossless exactly when a tile's scale ratio <= 2^14; otherwise exactly the off-grid elements "
+           "are reported lossy",
+           100, fp4_to_fp8_lossless_under_condition);
+}
+
+}  // namespace dsv4::props
