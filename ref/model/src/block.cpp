@@ -130,6 +130,7 @@ void record_block(Recorder* rec, const std::string& step, const std::string& pre
     record_field(rec, p + ".attn.compressor/out", batch,
                  [](const BlockOutput& b) { return b.attn.compressed.entries; });
   }
+  record_field(rec, p + ".hc_attn/out", batch, [](const BlockOutput& b) { return b.x_mid; });
   record_hc(rec, p + ".hc_ffn", batch, true);
   record_field(rec, p + ".ffn_norm/out", batch, [](const BlockOutput& b) { return b.ffn_norm; });
   record_field(rec, p + ".ffn.gate/out0", batch, [](const BlockOutput& b) { return b.ffn.gate.weights; });

@@ -68,6 +68,7 @@ class Block {
 //   <prefix>.attn.indexer/out (top-k lists, CSA), <prefix>.attn.compressor/out (entries of the call),
 //   <prefix>.attn.indexer/{scores,margin} (CSA: reference scores [s, entries], −∞ masked; margin
 //   [s, 4] = k-th score, best unselected, gap, error bound),
+//   <prefix>.hc_attn/out (the state after the attention site's hc_post),
 //   <prefix>.hc_ffn/{y,post,comb}, <prefix>.ffn_norm/out, <prefix>.ffn.gate/{out0,out1},
 //   <prefix>.ffn.gate/{scores,margin} (original scores [s, E]; margin of the biased-score cut),
 //   <prefix>.ffn/out, <prefix>/out (the block's output state).
