@@ -242,20 +242,26 @@ Mat hc_post(const Precision& p, const ModelConfig& c, const Mat& f, const Mat& r
   return out;
 }
 
-// spec 04 §4.5: pre_k = fl(σ(fl(fl(μ_k α) + b_k)) + ε) as separate ops; y = bf16(Σ_k fl(pre_k v_k)).
+// spec 04 §4.5: pre_k = fl(σ(fl(fl(μ_k α) + b_k)) + ε) as separate PyTorch ops.
+Vec hc_head_gates(const Precision& p, const ModelConfig& c, const double* mu, const HcHeadWeights& w) {
+  const std::int64_t n = hc_n(c);
+  require_size(w.base, n, "hc_head base");
+  const double eps32 = p.fp32(c.hc_eps);
+  Vec pre(n);
+  for (std::int64_t k = 0; k < n; ++k) pre(k) = p.add(p.sigmoid(p.add(p.mul(mu[k], w.scale), w.base(k))), eps32);
+  return pre;
+}
+
+// spec 04 §4.5: μ as in hc_pre, the gates, y = bf16(Σ_k fl(pre_k v_k)).
 Mat hc_head(const Precision& p, const ModelConfig& c, const Mat& x, const HcHeadWeights& w) {
   const std::int64_t n = hc_n(c);
   const std::int64_t d = c.dim;
   w.validate(c);
   require_shape(x, x.rows(), n * d, "hc_head input x");
   const Mat mixes = rms_scaled_mixes(p, c, x, w.fn);
-  const double eps32 = p.fp32(c.hc_eps);
   Mat y(x.rows(), d);
-  std::vector<double> pre(static_cast<std::size_t>(n));
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
-    for (std::int64_t k = 0; k < n; ++k) {
-      pre[static_cast<std::size_t>(k)] = p.add(p.sigmoid(p.add(p.mul(mixes(t, k), w.scale), w.base(k))), eps32);
-    }
+    const Vec pre = hc_head_gates(p, c, mixes.row(t).data(), w);
     weighted_stream_sum(p, n, d, pre.data(), x.row(t).data(), y.row(t).data());
   }
   return y;

@@ -81,6 +81,10 @@ HcPreOutput hc_pre(const Precision& p, const ModelConfig& c, const Mat& x, const
 Mat hc_post(const Precision& p, const ModelConfig& c, const Mat& f, const Mat& residual, const Mat& post,
             const Mat& comb);
 
+// spec 04 §4.5 gate: pre_k = fl(σ(fl(fl(μ_k·α) + b_k)) + ε) for one token's n head mixes μ (fp32
+// values in official mode) — separate fp32 ops, no FMA.
+Vec hc_head_gates(const Precision& p, const ModelConfig& c, const double* mu, const HcHeadWeights& w);
+
 // spec 04 §4.5: x [s, n·d] → y [s, d] = bf16(Σ_k fl(pre_k·X_k)), pre_k = σ(μ_k·α + b_k) + ε as
 // separate fp32 ops (no FMA).
 Mat hc_head(const Precision& p, const ModelConfig& c, const Mat& x, const HcHeadWeights& w);
