@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <vector>
 
@@ -16,26 +17,14 @@
 #include "dsv4/model/indexer.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/numerics/formats.hpp"
-#include "dsv4/numerics/philox.hpp"
+#include "support/certify_inputs.hpp"
 
 namespace dsv4 {
 namespace {
 
 const Precision kExactP(Mode::kExact);
-
-Mat random_mat(std::int64_t rows, std::int64_t cols, double scale, std::uint64_t stream) {
-  const CounterRng rng(11, stream);
-  Mat m(rows, cols);
-  for (std::int64_t i = 0; i < m.size(); ++i) m.data()[i] = scale * rng.normal(static_cast<std::uint64_t>(i));
-  return m;
-}
-
-Vec random_norm(std::int64_t n, std::uint64_t stream) {
-  const CounterRng rng(12, stream);
-  Vec v(n);
-  for (std::int64_t i = 0; i < n; ++i) v(i) = 1.0 + 0.1 * rng.normal(static_cast<std::uint64_t>(i));
-  return v;
-}
+constexpr std::uint64_t kInputSeed = 11;  // matrices and inputs
+constexpr std::uint64_t kNormSeed = 12;   // norm weights
 
 struct Pipeline {
   Mat y_hat, unquantised, quantised;
@@ -58,7 +47,7 @@ TEST(KvCertify, RandomInputsCertify) {
   c.max_seq_len = 64;
   const Attention attn(kExactP, c, 0, AttentionWeights::synthetic(c, 0, 3));
   AttentionState st = attn.initial_state();
-  Mat x = random_mat(48, c.dim, 1.0, 1);
+  Mat x = test::random_normal_matrix(48, c.dim, kInputSeed, 1, 1.0);
   for (std::int64_t i = 0; i < x.size(); ++i) x.data()[i] = round_bf16(x.data()[i]);
   const AttentionOutput out = attn.prefill(x, st);
   const std::int64_t total = x.rows() * (c.head_dim - c.rope_head_dim);
@@ -69,9 +58,9 @@ TEST(KvCertify, RandomInputsCertify) {
               static_cast<long long>(out.kv_certified_elements), static_cast<long long>(out.kv_redecided_elements),
               static_cast<long long>(out.kv_redecided_rows), static_cast<long long>(out.kv_flipped_elements));
 
-  const Mat xr = random_mat(200, 512, 1.0, 2);
-  const Mat w = random_mat(192, 512, 1.0 / std::sqrt(512.0), 3);
-  const Pipeline p = run_pipeline(xr, w, random_norm(192, 4), 1e-6, 128);
+  const Mat xr = test::random_normal_matrix(200, 512, kInputSeed, 2, 1.0);
+  const Mat w = test::random_normal_matrix(192, 512, kInputSeed, 3, 1.0 / std::sqrt(512.0));
+  const Pipeline p = run_pipeline(xr, w, test::random_norm_weight(192, kNormSeed, 4), 1e-6, 128);
   EXPECT_EQ(p.stats.certified_elements + p.stats.redecided_elements, 200 * 128);
   EXPECT_LE(p.stats.redecided_elements * 100, 200 * 128);
   std::printf("random 200x128: %lld certified, %lld re-decided (%lld rows), %lld flipped\n",
@@ -87,10 +76,10 @@ TEST(KvCertify, NearTieIsRedecidedInMp50) {
   const double eps = 1e-6;
   std::vector<double> results;
   for (const double rho : {5e-18, -5e-18}) {
-    Mat x = random_mat(1, K, 1.0, 21);
+    Mat x = test::random_normal_matrix(1, K, kInputSeed, 21, 1.0);
     x(0, kt) = 0x1.0p-40;
-    Mat w = random_mat(n, K, 1.0 / std::sqrt(static_cast<double>(K)), 22);
-    Vec nw = random_norm(n, 23);
+    Mat w = test::random_normal_matrix(n, K, kInputSeed, 22, 1.0 / std::sqrt(static_cast<double>(K)));
+    Vec nw = test::random_norm_weight(n, kNormSeed, 23);
     // the block's amax must not be element j (its scale stays put while j moves by ~1e-16)
     std::vector<Mp50> o = linear_rmsnorm_row_mp50(x, 0, w, nw, eps, cols);
     Mp50 amax = 0;
@@ -150,9 +139,9 @@ TEST(KvCertify, NearTieIsRedecidedInMp50) {
 TEST(KvCertify, BoundHoldsAndIsNotVacuous) {
   const std::int64_t M = 48, K = 1024, n = 128, cols = 64;
   const double eps = 1e-6;
-  const Mat x = random_mat(M, K, 1.0, 31);
-  const Mat w = random_mat(n, K, 1.0 / std::sqrt(static_cast<double>(K)), 32);
-  const Vec nw = random_norm(n, 33);
+  const Mat x = test::random_normal_matrix(M, K, kInputSeed, 31, 1.0);
+  const Mat w = test::random_normal_matrix(n, K, kInputSeed, 32, 1.0 / std::sqrt(static_cast<double>(K)));
+  const Vec nw = test::random_norm_weight(n, kNormSeed, 33);
   const Mat y_hat = kExactP.matmul_nt(x, w);
   const Mat o_hat = rmsnorm(kExactP, y_hat, nw, eps);
   const Mat ey = linear_error_bound(x, w);
