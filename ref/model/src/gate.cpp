@@ -15,12 +15,16 @@
 // 2. Score, by score function (f(ℓ̂) denotes the real function of the computed logit):
 //    sqrtsoftplus: sp̂ = ℓ̂ + log1p(t̂) (ℓ̂ > 0) or log1p(t̂) (ℓ̂ ≤ 0), t̂ = exp(−|ℓ̂|)(1+δ₁), |δ₁| ≤ ε.
 //      |log1p(t̂) − log1p(t)| ≤ |t̂ − t| ≤ ε t ≤ ε t̂/(1−ε) (log1p' ≤ 1 on t ≥ 0); libm log1p adds ≤ ε t̂;
-//      the final add ≤ u·sp̂. So |sp̂ − softplus(ℓ̂)| ≤ 4ε(t̂ + sp̂). softplus' = σ ∈ (0, 1), so with the
-//      logit error D = e_ℓ + 4ε(t̂ + sp̂) ≥ |sp̂ − softplus(ℓ)|. Then |√sp̂ − √softplus(ℓ)| ≤
-//      min(D/√sp̂, √D) (|√a − √b| = |a − b|/(√a + √b)), and the correctly rounded sqrt adds u·ŝ.
+//      the final add ≤ u·sp̂. So |sp̂ − softplus(ℓ̂)| ≤ 4ε(t̂ + sp̂). softplus' = σ is increasing, so
+//      |softplus(ℓ̂) − softplus(ℓ)| ≤ σ(ℓ̂ + e_ℓ)·e_ℓ, and D = σ⁺(ℓ̂ + e_ℓ)·e_ℓ + 4ε(t̂ + sp̂) ≥
+//      |sp̂ − softplus(ℓ)|, with σ⁺(y) = min(1, fl(1/(1 + exp(−y)))·(1 + 4ε)) ≥ σ(y) (sigmoid
+//      analysis below). Then |√sp̂ − √softplus(ℓ)| ≤ min(D/√sp̂, √D) (|√a − √b| = |a − b|/(√a + √b)),
+//      and the correctly rounded sqrt adds u·ŝ. Far tail ℓ̂ + e_ℓ < −600: both ŝ and s lie in
+//      [0, e^{(ℓ̂ + e_ℓ)/2}(1 + 4ε)] (softplus(y) ≤ e^y), so the bound is 2·e^{(ℓ̂ + e_ℓ)/2}(1 + 4ε).
 //    sigmoid: σ̂ = fl(1/fl(1 + t̂)), t̂ = exp(−ℓ̂)(1+δ₁): 1 + t̂ = (1+t)(1 + δ₁t/(1+t)), so
-//      σ̂ = σ(ℓ̂)(1+δ₃)/((1+δ₁')(1+δ₂)) with |δ₁'| ≤ ε, |δ₂|,|δ₃| ≤ u: |σ̂ − σ(ℓ̂)| ≤ 3ε·σ̂. σ' ≤ 1/4, so
-//      |σ(ℓ̂) − σ(ℓ)| ≤ e_ℓ/4.
+//      σ̂ = σ(ℓ̂)(1+δ₃)/((1+δ₁')(1+δ₂)) with |δ₁'| ≤ ε, |δ₂|,|δ₃| ≤ u: |σ̂ − σ(ℓ̂)| ≤ 3ε·σ̂. σ' = σ(1−σ)
+//      ≤ min(1/4, σ(ξ), σ(−ξ)) on ξ ∈ [ℓ̂ − e_ℓ, ℓ̂ + e_ℓ], so |σ(ℓ̂) − σ(ℓ)| ≤
+//      e_ℓ·min(1/4, σ⁺(ℓ̂ + e_ℓ), σ⁺(e_ℓ − ℓ̂)).
 //    softmax: m = max ℓ̂ (one of the values, exact), d̂_j = fl(ℓ̂_j − m) with |d̂_j − (ℓ̂_j − m)| ≤ u|d̂_j|,
 //      ê_j = exp(d̂_j)(1+δ) = e^{ℓ̂_j − m}(1+α_j) with |α_j| ≤ a = ε + 1.01·u·max_j|d̂_j| (for
 //      u|d̂| ≤ 10⁻³); Ŝ = the sequential sum of E positive terms = S(1+β), |β| ≤ (1+a)(1+γ_{E−1}) − 1;
@@ -102,6 +106,9 @@ Mat scores_of(const Precision& p, ScoreFunc f, const Mat& logits) {
   return s;
 }
 
+// σ⁺(y) ≥ σ(y) (derivation step 2): the double sigmoid inflated by its relative error bound.
+double sigmoid_upper(double y) { return std::min(1.0, 1.0 / (1.0 + std::exp(-y)) * (1.0 + 4.0 * kLibm)); }
+
 // Exact mode, derivation step 2 (top of file): bound of |ŝ − f(ℓ)| for one token, given the
 // logits ℓ̂, the scores ŝ and the logit bounds e_ℓ.
 void score_bounds_row(ScoreFunc f, const double* l, const double* s, const double* el, double* out, std::int64_t n) {
@@ -124,10 +131,13 @@ void score_bounds_row(ScoreFunc f, const double* l, const double* s, const doubl
   for (std::int64_t j = 0; j < n; ++j) {
     const double t = std::exp(-std::abs(l[j]));
     if (f == ScoreFunc::kSigmoid) {
-      out[j] = el[j] / 4.0 + 3.0 * kLibm * s[j];
+      const double slope = std::min({0.25, sigmoid_upper(l[j] + el[j]), sigmoid_upper(el[j] - l[j])});
+      out[j] = el[j] * slope + 3.0 * kLibm * s[j];
+    } else if (l[j] + el[j] < -600.0) {
+      out[j] = 2.0 * std::exp((l[j] + el[j]) / 2.0) * (1.0 + 4.0 * kLibm);
     } else {
       const double sp_hat = l[j] > 0.0 ? l[j] + std::log1p(t) : std::log1p(t);
-      const double d = el[j] + 4.0 * kLibm * (t + sp_hat);
+      const double d = sigmoid_upper(l[j] + el[j]) * el[j] + 4.0 * kLibm * (t + sp_hat);
       const double prop = sp_hat > 0.0 ? std::min(d / std::sqrt(sp_hat), std::sqrt(d)) : std::sqrt(d);
       out[j] = prop + kU * s[j];
     }
