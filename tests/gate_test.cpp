@@ -122,6 +122,25 @@ TEST(Gate, WeightsSumToRouteScale) {
   }
 }
 
+TEST(Gate, FlashSliceWeightsSumToRouteScale) {
+  // flash-slice: d = 4096, E = 8, k = 6, route_scale 1.5; bounds as in WeightsSumToRouteScale.
+  const ModelConfig c = builtin_config("flash-slice");
+  const Mat x = test::random_bf16_matrix(8, c.dim, 12, 1, 1.0);
+  for (const Precision& p : {kExact, kOfficial}) {
+    for (std::int64_t layer : {std::int64_t{0}, std::int64_t{2}}) {
+      const GateOutput o = Gate(p, c, layer, GateWeights::synthetic(c, layer, 3)).forward(x, ids(8));
+      const double tol = p.official() ? 1.5 * 3.01 * 0x1.0p-24 : 1.5 * (3.0 * gamma_n(6) + 3.0 * 0x1.0p-53);
+      for (std::int64_t t = 0; t < 8; ++t) {
+        std::vector<double> w(o.weights.row(t).data(), o.weights.row(t).data() + 6);
+        EXPECT_LE(std::abs(exact_sum_to_double(w) - 1.5), tol);
+        std::vector<std::int64_t> e(o.indices.begin() + t * 6, o.indices.begin() + t * 6 + 6);
+        std::sort(e.begin(), e.end());
+        EXPECT_EQ(std::adjacent_find(e.begin(), e.end()), e.end());
+      }
+    }
+  }
+}
+
 TEST(Gate, HashRoutingFollowsTheTableAndIgnoresX) {
   const ModelConfig c = tiny();
   const GateWeights w = GateWeights::synthetic(c, 1, 9);
