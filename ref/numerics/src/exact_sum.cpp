@@ -25,9 +25,14 @@ BigInt exact_fixed_point_sum(std::span<const double> terms) {
     int e = 0;
     const double fr = std::frexp(t, &e);  // t = fr · 2^e, |fr| in [0.5, 1)
     // t = m · 2^(e − 53) with m an integer of at most 53 bits.
-    const auto m = static_cast<std::int64_t>(std::ldexp(fr, 53));
+    auto m = static_cast<std::int64_t>(std::ldexp(fr, 53));
+    int shift = e - 53 - kFixedPointExponent;
+    if (shift < 0) {  // a subnormal t: m · 2^shift is still an integer, so the division is exact
+      m /= std::int64_t{1} << -shift;
+      shift = 0;
+    }
     BigInt term = m;
-    term <<= (e - 53 - kFixedPointExponent);
+    term <<= shift;
     total += term;
   }
   return total;

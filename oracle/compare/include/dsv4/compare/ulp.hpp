@@ -1,0 +1,59 @@
+// ULP distances in a candidate's number format (issue 5, certify: "ULP histogram in the
+// candidate's dtype"; the definitions are in oracle/compare/README.md §ULPs).
+//
+// A floating-point format's finite values, ordered, are numbered by their *ordinal*: +0 and −0 are
+// 0, the smallest positive subnormal is 1, and so on up to the largest finite value; negative
+// values get the negated ordinal. Two values are d ULPs apart when their ordinals differ by d.
+// The ULP distance of a candidate value c from an exact reference r is the distance of c from r
+// rounded once (round-to-nearest-even) to the candidate's format — 0 means c is the correctly
+// rounded reference. Rounding beyond the largest finite value goes to ±inf (ordinal = largest
+// finite + 1) in formats with an infinity (IEEE overflow) and saturates to ±max finite in formats
+// without one (e4m3fn, e2m1fn: the official kernels' satfinite cast).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/tensor.hpp"
+
+namespace dsv4::compare {
+
+// The grid of a binary floating-point format: every finite value is ±m·2^(e−M) with M the
+// stored mantissa bits, e in [emin, emax] and m < 2^(M+1) (m < 2^M at e = emin: subnormals).
+struct UlpGrid {
+  DType dtype = DType::kF64;
+  int mantissa_bits = 52;                // M
+  int min_exponent = -1022;              // emin: exponent of the smallest normal binade
+  int max_exponent = 1023;               // emax: exponent of the largest binade holding finite values
+  bool has_infinity = true;              // IEEE overflow to ±inf; false → saturate to ±max finite
+  std::uint64_t max_finite_ordinal = 0;  // ordinal of the largest finite value
+};
+
+// The grid of a floating-point dtype: kF64, kF32, kBF16, kF16, kE4M3, kE5M2, and kE2M1x2 (fp4 e2m1,
+// whose packed storage is not a candidate storage, but whose grid is a valid ULP unit).
+// Throws std::invalid_argument naming the dtype for any other (integer, e8m0 scale) dtype.
+UlpGrid ulp_grid(DType dtype);
+
+// Signed ordinal of x rounded once (RNE) to the grid, with the overflow rule above.
+// x must not be NaN (throws std::invalid_argument); ±inf map to ±(largest finite + 1) where the
+// format has an infinity, else to ±largest finite.
+std::int64_t ulp_ordinal(const UlpGrid& grid, double x);
+// True when x is finite and exactly a finite value of the grid.
+bool on_grid(const UlpGrid& grid, double x);
+// The ULP distance |ordinal(c) − ordinal(round(r))| (c and r not NaN).
+std::uint64_t ulp_distance(const UlpGrid& grid, double candidate, double reference);
+// The spacing of the grid at |x|: 2^(max(min(⌊log2|x|⌋, emax), emin) − M) (at 0 and in the
+// subnormal range: the subnormal spacing; above the largest binade: the top binade's spacing).
+double ulp_at(const UlpGrid& grid, double x);
+
+// The ULP histogram's buckets: 0, 1, 2, 3–4, 5–8, …, (2^30, 2^31], and > 2^31.
+// Bucket b ≥ 1 holds distances d with 2^(b−2) < d ≤ 2^(b−1); the last bucket is open.
+inline constexpr int kUlpBuckets = 34;
+using UlpHistogram = std::array<std::int64_t, kUlpBuckets>;
+int ulp_bucket(std::uint64_t distance);
+// "0", "1", "2", "3-4", "5-8", …, "2^30+1-2^31", ">2^31".
+std::string ulp_bucket_label(int bucket);
+
+}  // namespace dsv4::compare

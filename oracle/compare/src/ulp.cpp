@@ -1,0 +1,131 @@
+// ULP grids, ordinals and distances (ulp.hpp). The rounding itself is the library's one rounding
+// routine, encode_minifloat (numerics/formats), for every minifloat; fp32 uses the hardware's
+// correctly rounded double → float conversion; fp64 values are their own ordinals.
+#include "dsv4/compare/ulp.hpp"
+
+#include <bit>
+#include <cmath>
+#include <stdexcept>
+
+namespace dsv4::compare {
+namespace {
+
+const MinifloatFormat* minifloat_of(DType d) {
+  switch (d) {
+    case DType::kBF16:
+      return &kFormatBF16;
+    case DType::kF16:
+      return &kFormatFP16;
+    case DType::kE4M3:
+      return &kFormatE4M3;
+    case DType::kE5M2:
+      return &kFormatE5M2;
+    case DType::kE2M1x2:
+      return &kFormatE2M1;
+    default:
+      return nullptr;
+  }
+}
+
+// Sign-magnitude pattern → signed ordinal.
+std::int64_t signed_ordinal(std::uint64_t bits, int magnitude_bits) {
+  const std::uint64_t mag = bits & ((std::uint64_t{1} << magnitude_bits) - 1);
+  const bool negative = ((bits >> magnitude_bits) & 1) != 0;
+  return negative ? -static_cast<std::int64_t>(mag) : static_cast<std::int64_t>(mag);
+}
+
+}  // namespace
+
+UlpGrid ulp_grid(DType dtype) {
+  UlpGrid g;
+  g.dtype = dtype;
+  if (dtype == DType::kF64) {
+    g.mantissa_bits = 52;
+    g.min_exponent = -1022;
+    g.max_exponent = 1023;
+    g.has_infinity = true;
+    g.max_finite_ordinal = std::bit_cast<std::uint64_t>(std::numeric_limits<double>::max());
+    return g;
+  }
+  if (dtype == DType::kF32) {
+    g.mantissa_bits = 23;
+    g.min_exponent = -126;
+    g.max_exponent = 127;
+    g.has_infinity = true;
+    g.max_finite_ordinal = std::bit_cast<std::uint32_t>(std::numeric_limits<float>::max());
+    return g;
+  }
+  const MinifloatFormat* f = minifloat_of(dtype);
+  if (f == nullptr) {
+    throw std::invalid_argument("ulp_grid: dtype " + std::string(dtype_name(dtype)) +
+                                " is not a floating-point format with a ULP grid");
+  }
+  g.mantissa_bits = f->mantissa_bits;
+  g.min_exponent = 1 - f->bias;
+  const int top_field = (1 << f->exponent_bits) - (f->ieee_specials ? 2 : 1);
+  g.max_exponent = top_field - f->bias;
+  g.has_infinity = f->has_infinity;
+  const std::uint32_t max_bits = encode_minifloat(*f, max_finite(*f), Overflow::kSaturateFinite);
+  g.max_finite_ordinal = max_bits & ((1u << (f->exponent_bits + f->mantissa_bits)) - 1);
+  return g;
+}
+
+std::int64_t ulp_ordinal(const UlpGrid& grid, double x) {
+  if (std::isnan(x)) throw std::invalid_argument("ulp_ordinal: NaN has no ordinal");
+  if (std::isinf(x)) {
+    const auto top = static_cast<std::int64_t>(grid.max_finite_ordinal + (grid.has_infinity ? 1 : 0));
+    return x > 0 ? top : -top;
+  }
+  if (grid.dtype == DType::kF64) return signed_ordinal(std::bit_cast<std::uint64_t>(x), 63);
+  if (grid.dtype == DType::kF32) {
+    return signed_ordinal(std::bit_cast<std::uint32_t>(static_cast<float>(x)), 31);  // RNE, overflow → inf
+  }
+  const MinifloatFormat& f = *minifloat_of(grid.dtype);
+  const Overflow o = grid.has_infinity ? Overflow::kToSpecial : Overflow::kSaturateFinite;
+  return signed_ordinal(encode_minifloat(f, x, o), f.exponent_bits + f.mantissa_bits);
+}
+
+bool on_grid(const UlpGrid& grid, double x) {
+  if (!std::isfinite(x)) return false;
+  if (grid.dtype == DType::kF64) return true;
+  if (grid.dtype == DType::kF32) {
+    const float f = static_cast<float>(x);
+    return std::isfinite(f) && static_cast<double>(f) == x;
+  }
+  const MinifloatFormat& f = *minifloat_of(grid.dtype);
+  const double v = decode_minifloat(f, encode_minifloat(f, x, Overflow::kToSpecial));
+  return std::isfinite(v) && v == x;
+}
+
+std::uint64_t ulp_distance(const UlpGrid& grid, double candidate, double reference) {
+  const std::int64_t a = ulp_ordinal(grid, candidate);
+  const std::int64_t b = ulp_ordinal(grid, reference);
+  return a > b ? static_cast<std::uint64_t>(a) - static_cast<std::uint64_t>(b)
+               : static_cast<std::uint64_t>(b) - static_cast<std::uint64_t>(a);
+}
+
+double ulp_at(const UlpGrid& grid, double x) {
+  int e = grid.min_exponent;
+  if (std::isfinite(x) && x != 0.0) e = std::ilogb(x);
+  if (std::isinf(x)) e = grid.max_exponent;
+  e = std::max(grid.min_exponent, std::min(e, grid.max_exponent));
+  return std::ldexp(1.0, e - grid.mantissa_bits);
+}
+
+int ulp_bucket(std::uint64_t distance) {
+  if (distance == 0) return 0;
+  return std::min(1 + static_cast<int>(std::bit_width(distance - 1)), kUlpBuckets - 1);
+}
+
+std::string ulp_bucket_label(int bucket) {
+  if (bucket < 0 || bucket >= kUlpBuckets) throw std::invalid_argument("ulp_bucket_label: bucket out of range");
+  if (bucket <= 2) return std::to_string(bucket);
+  if (bucket == kUlpBuckets - 1) return ">2^" + std::to_string(kUlpBuckets - 3);
+  if (bucket <= 12) {
+    return std::to_string((std::uint64_t{1} << (bucket - 2)) + 1) + "-" +
+           std::to_string(std::uint64_t{1} << (bucket - 1));
+  }
+  return "(2^" + std::to_string(bucket - 2) + ",2^" + std::to_string(bucket - 1) + "]";
+}
+
+}  // namespace dsv4::compare
