@@ -36,6 +36,8 @@ using test::bit_equal;
 //     Two roundings of y¹, y² thus differ by ≤ |y¹ − y²| + v(|fl(y¹)| + |fl(y²)|) — at most one ulp
 //     of flip in total — and with |fl(y²)| ≤ |fl(y¹)| + D for the D sought:
 //       D ≤ (E + 2v|fl(y¹)|)/(1 − v),   E a bound of |y¹ − y²|.                             (*)
+//     (R) is for results in the normal range; below it fp32 and bf16 round with an absolute error
+//     ≤ 2^-134, covered by an absolute 2^-130 added to every D.
 // (Z) Every stage is a deterministic function of its inputs: an output none of whose inputs can
 //     differ (d = 0) is the same in both paths, D = 0.
 // 1. o = inverse RoPE (spec 02 §2.10; rope.cpp): dims [0, c − r_d) are copied, D = d. A pair (a, b)
@@ -67,6 +69,7 @@ using test::bit_equal;
 constexpr double kUb = 0x1.0p-8;
 constexpr double kU32 = 0x1.0p-24;
 constexpr double kEvalSlack = 1.0 + 0x1.0p-30;
+constexpr double kUnderflow = 0x1.0p-130;
 constexpr std::int64_t kActBlock = 128;
 
 double gamma32(std::int64_t k) { return static_cast<double>(k) * kU32 / (1.0 - static_cast<double>(k) * kU32); }
@@ -97,9 +100,11 @@ Mat inverse_rope_bound(const Mat& d, const Mat& a1, const Mat& o1, const RopeTab
         const double cs = std::fabs(table.cos(r, i)), sn = std::fabs(table.sin(r, i));
         const double a = std::fabs(a1(r, ja)), b = std::fabs(a1(r, jb));
         D(r, ja) = (cs * da + sn * db + g2 * (cs * (2 * a + da) + sn * (2 * b + db)) + 2 * kUb * std::fabs(o1(r, ja))) /
-                   (1 - kUb) * kEvalSlack;
+                       (1 - kUb) * kEvalSlack +
+                   kUnderflow;
         D(r, jb) = (sn * da + cs * db + g2 * (sn * (2 * a + da) + cs * (2 * b + db)) + 2 * kUb * std::fabs(o1(r, jb))) /
-                   (1 - kUb) * kEvalSlack;
+                       (1 - kUb) * kEvalSlack +
+                   kUnderflow;
       }
     }
   }
@@ -119,7 +124,8 @@ Mat wo_a_bound(const Mat& d, const Mat& o1, const Mat& oa1, const Mat& wo_a, std
         const auto w = wo_a.row(g * dg + k);
         const double lin = w.cwiseAbs().dot(dr), mag = w.cwiseAbs().dot(orow.cwiseAbs());
         D(r, g * dg + k) =
-            (lin + kU32 * (2 * mag + lin) + 2 * kUb * std::fabs(oa1(r, g * dg + k))) / (1 - kUb) * kEvalSlack;
+            (lin + kU32 * (2 * mag + lin) + 2 * kUb * std::fabs(oa1(r, g * dg + k))) / (1 - kUb) * kEvalSlack +
+            kUnderflow;
       }
     }
   }
@@ -159,7 +165,7 @@ Mat wo_b_bound(const Mat& d, const Mat& x1, const Mat& out1, const Mat& W, std::
     if (scales_certain && (dq.array() == 0.0).all()) continue;  // (Z): same codes and scales in both paths
     for (std::int64_t n = 0; n < W.rows(); ++n) {
       const double lin = W.row(n).cwiseAbs().dot(dq), m = W.row(n).cwiseAbs().dot(q1.cwiseAbs());
-      D(r, n) = (lin + g * (2 * m + lin) + 2 * kUb * std::fabs(out1(r, n))) / (1 - kUb) * kEvalSlack;
+      D(r, n) = (lin + g * (2 * m + lin) + 2 * kUb * std::fabs(out1(r, n))) / (1 - kUb) * kEvalSlack + kUnderflow;
     }
   }
   return D;

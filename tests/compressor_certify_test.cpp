@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -147,7 +148,7 @@ TEST(CompressorCertifyQuantisers, Mp50MatchesDoubleQuantiser) {
 
 // A constructed near-tie: the norm weight of one nope dim of entry 1 is scaled so that its value
 // lands (up to a few ulp) on an e4m3 rounding midpoint; the bound cannot decide it, the entry is
-// re-decided in Mp50, and decode still equals prefill.
+// re-decided in Mp50 and holds the Mp50 decisions, and decode still equals prefill.
 TEST(CompressorCertifyNearTie, MidpointIsRedecided) {
   const CompressorSpec s = spec_of(0);
   CompressorWeights w = CompressorWeights::synthetic(s, 21);
@@ -183,6 +184,17 @@ TEST(CompressorCertifyNearTie, MidpointIsRedecided) {
   EXPECT_GE(all.redecided_elements, 1);
   EXPECT_GE(all.redecided_entries, 1);
   EXPECT_LE(all.flipped_elements, all.redecided_elements);
+  // the entry holds the Mp50 decisions: exact values value − error (error = value − Mp50 rounded to
+  // double, so known to ~1e-31), quantised per 64-block on Mp50
+  const CompressorEntryCheck ck = comp.check_entry(prefill_pool_input(s, x, entry), entry, true);
+  std::vector<Mp50> exact(ck.value.size());
+  for (std::size_t i = 0; i < exact.size(); ++i) exact[i] = Mp50(ck.value[i]) - Mp50(ck.error[i]);
+  for (std::size_t b0 = 0; b0 < exact.size(); b0 += 64) {
+    const std::vector<double> want = fp8_ue8m0_block_mp50(std::span<const Mp50>(exact.data() + b0, 64));
+    for (std::size_t i = 0; i < 64; ++i) {
+      EXPECT_EQ(all.entries(entry, static_cast<std::int64_t>(b0 + i)), want[i]) << "dim " << b0 + i;
+    }
+  }
   CompressorState sd = comp.initial_state();
   (void)comp.prefill(x.topRows(1), sd);
   for (std::int64_t p = 1; p < x.rows(); ++p) {

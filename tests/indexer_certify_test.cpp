@@ -25,8 +25,9 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/multiprecision.hpp"
 #include "dsv4/numerics/quant_margin.hpp"
-#include "support/certify_inputs.hpp"
+#include "support/certify_fixtures.hpp"
 #include "support/mat_bits.hpp"
+#include "support/random_matrix.hpp"
 
 namespace dsv4 {
 namespace {
@@ -74,13 +75,8 @@ TEST(IndexerCertify, RandomInputsCertify) {
   const Mat x = test::random_normal_matrix(s, su.c.dim, kInputSeed, 1, 1.0);
   const Mat qr = test::random_normal_matrix(s, su.c.q_lora_rank, kInputSeed, 2, 1.0);
   const IndexerOutput out = idx.prefill(x, qr, st, s);
-  const std::int64_t total = s * su.c.index_n_heads * su.c.index_head_dim;
-  EXPECT_EQ(out.q_certified_elements + out.q_redecided_elements, total);
-  EXPECT_GT(out.q_certified_elements, 0);
-  EXPECT_LE(out.q_redecided_elements * 100, total);
-  std::printf("indexer q: %lld certified, %lld re-decided (%lld heads), %lld flipped\n",
-              static_cast<long long>(out.q_certified_elements), static_cast<long long>(out.q_redecided_elements),
-              static_cast<long long>(out.q_redecided_heads), static_cast<long long>(out.q_flipped_elements));
+  test::expect_mostly_certified("indexer q", s * su.c.index_n_heads * su.c.index_head_dim, out.q_certified_elements,
+                                out.q_redecided_elements, out.q_redecided_heads, out.q_flipped_elements);
   // the Mp50 decisions agree with the output everywhere (certified or re-decided)
   const std::int64_t cI = su.c.index_head_dim;
   for (std::int64_t t = 0; t < s; t += 7) {
