@@ -12,11 +12,13 @@ int exit_code();
 void register_demo(CLI::App& app);
 void register_quant(CLI::App& app);
 void register_cost(CLI::App& app);
+void register_fuzz(CLI::App& app);
 
 inline void register_all(CLI::App& app) {
   register_demo(app);
   register_quant(app);
   register_cost(app);
+  register_fuzz(app);
 }
 
 }  // namespace dsv4::cli

@@ -13,33 +13,11 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/quant.hpp"
 #include "dsv4/numerics/tensor.hpp"
+#include "dsv4/properties/generators.hpp"
 #include "dsv4/properties/registry.hpp"
 
 namespace dsv4::props {
 namespace {
-
-// One bf16 value: mostly sign · (1 + m/128) · 2^e with e in [lo, hi], sometimes zero, sometimes any
-// finite bf16 pattern (subnormals and extremes included).
-rc::Gen<float> gen_bf16(int lo, int hi) {
-  const rc::Gen<float> narrow = rc::gen::apply(
-      [](bool neg, int e, int m) {
-        const double v = std::ldexp(1.0 + m / 128.0, e);
-        return static_cast<float>(neg ? -v : v);
-      },
-      rc::gen::arbitrary<bool>(), rc::gen::inRange(lo, hi + 1), rc::gen::inRange(0, 128));
-  const rc::Gen<float> any = rc::gen::map(rc::gen::inRange<int>(0, 0x10000), [](int p) {
-    const float f = bf16_to_float(static_cast<std::uint16_t>(p));
-    return std::isfinite(f) ? f : 0.0f;
-  });
-  return rc::gen::weightedOneOf<float>({{16, narrow}, {1, rc::gen::just(0.0f)}, {2, any}});
-}
-
-// rows × cols bf16 values where cols = nblocks × block.
-std::vector<float> gen_rows(std::int64_t rows, std::int64_t cols) {
-  const int lo = *rc::gen::inRange(-40, 30);
-  const int span = *rc::gen::inRange(0, 25);
-  return *rc::gen::container<std::vector<float>>(static_cast<std::size_t>(rows * cols), gen_bf16(lo, lo + span));
-}
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) return false;
@@ -86,7 +64,7 @@ void act_quant_idempotent() {
   const Case c = gen_case();
   const std::int64_t rows = *rc::gen::inRange(1, 4);
   const std::int64_t cols = c.block * *rc::gen::inRange(1, 4);
-  const std::vector<float> x = gen_rows(rows, cols);
+  const std::vector<float> x = gen_bf16_rows(rows, cols);
   std::vector<float> once = x;
   act_quant_inplace(once, cols, c.block, c.fmt);
   if (!all_finite_or_huge(x, once)) return;
@@ -119,7 +97,7 @@ void act_quant_idempotent() {
 void fp4_act_quant_idempotent() {
   const std::int64_t rows = *rc::gen::inRange(1, 4);
   const std::int64_t cols = 32 * *rc::gen::inRange(1, 5);
-  const std::vector<float> x = gen_rows(rows, cols);
+  const std::vector<float> x = gen_bf16_rows(rows, cols);
   std::vector<float> once = x;
   fp4_act_quant_inplace(once, cols);
   if (!all_finite_or_huge(x, once)) return;
@@ -133,7 +111,7 @@ void fp4_act_quant_idempotent() {
 // a/s ∈ (3, 6].
 void power_of_two_scales() {
   const int block = *rc::gen::element(64, 128);
-  const std::vector<float> x = gen_rows(2, block);
+  const std::vector<float> x = gen_bf16_rows(2, block);
   const Fp8Blocks q = act_quant(x, block, block, ScaleFormat::kUE8M0);
   for (std::size_t b = 0; b < q.scales.size(); ++b) {
     const float s = q.scales[b];
@@ -156,7 +134,7 @@ void power_of_two_scales() {
 // Within a block (one fixed scale) the quantised value is a monotone function of x.
 void monotone_within_block() {
   const Case c = gen_case();
-  const std::vector<float> x = gen_rows(1, c.block);
+  const std::vector<float> x = gen_bf16_rows(1, c.block);
   const Fp8Blocks q = act_quant(x, c.block, c.block, c.fmt);
   const Fp4Blocks f = fp4_act_quant(x, c.block);
   std::vector<std::size_t> order(x.size());
@@ -177,7 +155,7 @@ void monotone_within_block() {
 // |fl32(x/s) − q| ≤ ½quantum(|fl32(x/s)|).
 void error_within_half_quantum() {
   const Case c = gen_case();
-  const std::vector<float> x = gen_rows(2, c.block);
+  const std::vector<float> x = gen_bf16_rows(2, c.block);
   const Fp8Blocks q = act_quant(x, c.block, c.block, c.fmt);
   std::vector<float> y = x;
   act_quant_inplace(y, c.block, c.block, c.fmt);

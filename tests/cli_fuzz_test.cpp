@@ -1,0 +1,231 @@
+// `dsv4 fuzz` end to end: runs the built CLI (DSV4_CLI_PATH) — the property list, one property, the
+// plugin loader's refusals, the example plugin (correct: passes every component) and the buggy
+// plugin (one bug per component: every one caught, with a counterexample and a reproducing
+// command that reproduces it).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace dsv4 {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kComponents[] = {"act_quant", "fp4_act_quant", "hc_split_sinkhorn", "sparse_attention",
+                                   "compressor_prefill"};
+
+class CliFuzz : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("dsv4_cli_fuzz_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // The plugins are built next to dsv4: <build>/lib/dsv4_<kind>_plugin.so.
+  static std::string plugin(const std::string& kind) {
+    return (fs::path(DSV4_CLI_PATH).parent_path().parent_path() / "lib" / ("dsv4_" + kind + "_plugin.so")).string();
+  }
+
+  struct Result {
+    int status = -1;
+    std::string out, err;
+  };
+  // `args` follows "dsv4 " (so a printed reproduce line can be run as it is).
+  Result run_dsv4(const std::string& args) const {
+    const std::string o = (dir_ / "stdout.txt").string(), e = (dir_ / "stderr.txt").string();
+    const std::string cmd = std::string("'") + DSV4_CLI_PATH + "' " + args + " > '" + o + "' 2> '" + e + "'";
+    const int raw = std::system(cmd.c_str());
+    Result r;
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    r.out = slurp(o);
+    r.err = slurp(e);
+    return r;
+  }
+  Result run(const std::string& args) const { return run_dsv4("fuzz " + args); }
+  static std::string slurp(const std::string& p) {
+    std::ifstream i(p, std::ios::binary);
+    std::stringstream s;
+    s << i.rdbuf();
+    return s.str();
+  }
+  // Bad input: exit 2, exactly one line on stderr starting "dsv4 fuzz: error: " containing `expect`.
+  void expect_refused(const std::string& args, const std::string& expect) const {
+    SCOPED_TRACE(args);
+    const Result r = run(args);
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_EQ(r.err.rfind("dsv4 fuzz: error: ", 0), 0u) << r.err;
+    ASSERT_FALSE(r.err.empty());
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+    EXPECT_NE(r.err.find(expect), std::string::npos) << r.err;
+  }
+  // The text after "reproduce: dsv4 " on its line.
+  static std::string reproduce_args(const std::string& out) {
+    const std::string key = "reproduce: dsv4 ";
+    const auto p = out.find(key);
+    if (p == std::string::npos) return "";
+    return out.substr(p + key.size(), out.find('\n', p) - p - key.size());
+  }
+  static std::string counterexample(const std::string& out) {
+    const auto p = out.find("counterexample (shrunk):");
+    const auto q = out.find("reproduce:");
+    if (p == std::string::npos || q == std::string::npos) return "";
+    return out.substr(p, q - p);
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(CliFuzz, ListNamesEveryPropertyAndComponent) {
+  const Result j = run("--list --json");
+  ASSERT_EQ(j.status, 0) << j.err;
+  const auto doc = nlohmann::json::parse(j.out);
+  ASSERT_TRUE(doc.contains("properties"));
+  std::vector<std::string> names;
+  for (const auto& p : doc["properties"]) {
+    names.push_back(p["name"]);
+    EXPECT_GE(p["default_runs"].get<int>(), 1);
+    EXPECT_FALSE(p["description"].get<std::string>().empty());
+  }
+  // The two suites this issue started from are registered (a dropped suite would vanish here).
+  for (const char* n : {"formats.monotone", "formats.idempotent", "formats.round_trip", "formats.half_quantum",
+                        "quant.act_quant_idempotent", "quant.fp4_to_fp8_lossless"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
+  }
+  EXPECT_EQ(doc["plugin_abi_version"].get<int>(), 1);
+  std::vector<std::string> comps;
+  for (const auto& c : doc["plugin_components"]) comps.push_back(c["name"]);
+  for (const char* c : kComponents) EXPECT_NE(std::find(comps.begin(), comps.end(), c), comps.end()) << c;
+
+  // The text list names the same properties, one per line.
+  const Result t = run("--list");
+  ASSERT_EQ(t.status, 0) << t.err;
+  for (const auto& n : names) EXPECT_NE(t.out.find("\n" + n + " "), std::string::npos) << n;
+  for (const char* c : kComponents) EXPECT_NE(t.out.find(c), std::string::npos) << c;
+
+  // With a plugin: which components it provides.
+  const Result p = run("--list --json --plugin " + plugin("partial"));
+  ASSERT_EQ(p.status, 0) << p.err;
+  for (const auto& c : nlohmann::json::parse(p.out)["plugin_components"]) {
+    EXPECT_EQ(c["provided"].get<bool>(), c["name"] == "act_quant") << c;
+  }
+}
+
+TEST_F(CliFuzz, RunsOneProperty) {
+  const Result r = run("--property formats.monotone --runs 50 --seed 7");
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("formats.monotone: seed 7, 50 runs, max size 100"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("PASS formats.monotone: 50 runs"), std::string::npos) << r.out;
+
+  const Result j = run("--property quant.monotone --runs 20 --seed 3 --max-size 10 --json");
+  ASSERT_EQ(j.status, 0) << j.err;
+  const auto doc = nlohmann::json::parse(j.out);
+  EXPECT_EQ(doc["name"], "quant.monotone");
+  EXPECT_EQ(doc["passed"], true);
+  EXPECT_EQ(doc["runs_done"], 20);
+  EXPECT_EQ(doc["seed"], 3);
+  EXPECT_EQ(doc["max_size"], 10);
+  EXPECT_EQ(doc["reproduce"], "dsv4 fuzz --property quant.monotone --runs 20 --seed 3 --max-size 10");
+
+  // Without --seed a seed is drawn and printed; --runs defaults to the property's CI count.
+  const Result d = run("--property formats.round_trip --json");
+  ASSERT_EQ(d.status, 0) << d.err;
+  const auto dd = nlohmann::json::parse(d.out);
+  EXPECT_EQ(dd["runs"], dd["runs_done"]);
+  EXPECT_NE(dd["reproduce"].get<std::string>().find("--seed " + std::to_string(dd["seed"].get<std::uint64_t>())),
+            std::string::npos);
+}
+
+TEST_F(CliFuzz, ProgressOnStderr) {
+  const Result r = run("--property formats.idempotent --runs 300 --seed 1 --progress 0.000001");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("dsv4 fuzz: formats.idempotent: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("/300 runs"), std::string::npos) << r.err;
+}
+
+TEST_F(CliFuzz, BadInputsExitTwo) {
+  expect_refused("--property nope.nothing", "unknown property 'nope.nothing' (dsv4 fuzz --list names them)");
+  expect_refused("", "give --property NAME or --plugin LIB --component NAME");
+  expect_refused("--property formats.monotone --runs 0", "--runs must be at least 1");
+  expect_refused("--property formats.monotone --max-size -1", "--max-size must be at least 0");
+  expect_refused("--component act_quant", "--component needs --plugin");
+  expect_refused("--property formats.monotone --plugin " + plugin("example") + " --component act_quant", "exclusive");
+  expect_refused("--plugin " + plugin("example"), "--plugin needs --component");
+  expect_refused("--plugin " + plugin("example") + " --component nope", "unknown component 'nope'");
+  expect_refused("--plugin " + (dir_ / "missing.so").string() + " --component act_quant", "no such file");
+  {
+    std::ofstream o(dir_ / "junk.so");
+    o << "not an ELF file";
+  }
+  expect_refused("--plugin " + (dir_ / "junk.so").string() + " --component act_quant", "not a loadable shared library");
+  // A real shared library that is not a plugin: the C math library dsv4 itself loads.
+  expect_refused("--plugin /lib/x86_64-linux-gnu/libm.so.6 --component act_quant", "no symbol dsv4_plugin_entry");
+  expect_refused("--plugin " + plugin("abi_mismatch") + " --component act_quant",
+                 "plugin ABI version 999, this dsv4 supports version 1");
+  expect_refused("--plugin " + plugin("partial") + " --component sparse_attention",
+                 "does not provide component 'sparse_attention'");
+  // CLI11 parse errors are bad input too.
+  const Result r = run("--runs notanumber --property formats.monotone");
+  EXPECT_EQ(r.status, 2);
+}
+
+TEST_F(CliFuzz, ExamplePluginPassesEveryComponent) {
+  for (const char* c : kComponents) {
+    SCOPED_TRACE(c);
+    const Result r = run("--plugin " + plugin("example") + " --component " + c + " --runs 40 --seed 11");
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find(std::string("PASS dsv4 example plugin (plain C):") + c + ": 40 runs"), std::string::npos)
+        << r.out;
+  }
+  const Result p = run("--plugin " + plugin("partial") + " --component act_quant --runs 20 --seed 2");
+  EXPECT_EQ(p.status, 0) << p.out << p.err;
+}
+
+TEST_F(CliFuzz, BuggyPluginIsCaughtWithAReproducibleCounterexample) {
+  // The bug of each component, and a word its failure message must contain.
+  const std::pair<const char*, const char*> expect[] = {
+      {"act_quant", "scale of block"},                  // unrounded scale where ue8m0 was asked
+      {"fp4_act_quant", "code of element"},             // nibbles swapped
+      {"hc_split_sinkhorn", "hc_split_sinkhorn comb"},  // comb transposed
+      {"sparse_attention", "sparse_attention at"},      // sink left out
+      {"compressor_prefill", "compressor_prefill at"},  // RoPE by −θ
+  };
+  for (const auto& [c, word] : expect) {
+    SCOPED_TRACE(c);
+    const Result r = run("--plugin " + plugin("buggy") + " --component " + c + " --runs 200 --seed 5");
+    ASSERT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_NE(r.out.find(std::string("FAIL dsv4 buggy plugin (one bug per component):") + c), std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find(word), std::string::npos) << r.out;
+    const std::string ce = counterexample(r.out);
+    EXPECT_FALSE(ce.empty()) << r.out;
+    const std::string again = reproduce_args(r.out);
+    EXPECT_EQ(again, "fuzz --plugin " + plugin("buggy") + " --component " + c + " --runs 200 --seed 5 --max-size 100");
+    // The printed command reproduces the same shrunk counterexample.
+    const Result r2 = run_dsv4(again);
+    EXPECT_EQ(r2.status, 1) << r2.out;
+    EXPECT_EQ(counterexample(r2.out), ce);
+  }
+  // JSON form of a failure.
+  const Result j = run("--plugin " + plugin("buggy") + " --component sparse_attention --runs 200 --seed 5 --json");
+  ASSERT_EQ(j.status, 1) << j.err;
+  const auto doc = nlohmann::json::parse(j.out);
+  EXPECT_EQ(doc["passed"], false);
+  EXPECT_EQ(doc["kind"], "plugin");
+  EXPECT_EQ(doc["component"], "sparse_attention");
+  EXPECT_FALSE(doc["counterexample"].get<std::string>().empty());
+  EXPECT_NE(doc["message"].get<std::string>().find("max|official - exact|"), std::string::npos) << doc["message"];
+}
+
+}  // namespace
+}  // namespace dsv4
