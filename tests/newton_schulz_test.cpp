@@ -167,10 +167,10 @@ TEST(NewtonSchulz, TransposeSymmetryBitForBit) {
   EXPECT_TRUE(same_bits(hybrid_newton_schulz(yt), Mat(hybrid_newton_schulz(y).transpose())));
 }
 
-// The deterministic GEMM: the same bits for every thread count (shapes large enough that the
-// GEMM splits the work).
+// The deterministic GEMM: the same bits for every thread count (a 128×150 iterate: its Gram
+// products have ≥ 4e6 flops, the size from which gemm.cpp splits the work over threads).
 TEST(NewtonSchulz, ThreadCountInvariant) {
-  const Mat y = gaussian(48, 80, 7);
+  const Mat y = gaussian(128, 150, 7);
   const Mat one = hybrid_newton_schulz(y, kNsEps, 1);
   EXPECT_TRUE(same_bits(one, hybrid_newton_schulz(y, kNsEps, 2)));
   EXPECT_TRUE(same_bits(one, hybrid_newton_schulz(y, kNsEps, 3)));
