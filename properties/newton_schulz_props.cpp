@@ -314,7 +314,7 @@ void derived_bands() {
   RC_ASSERT(a.good[10].hi <= kBand10Hi);
   RC_ASSERT(a.global[10].hi <= kBand10Hi);
   RC_ASSERT(a.tiny[10].hi <= 1.0 - kDelta);
-  // The thresholds are derived, not slack: 1% below kTauOk the band is not reached after 8 steps
+  // The thresholds are derived, not slack: 10% below kTauOk the band is not reached after 8 steps
   // (by the scalar map alone), and 20% above kTauTiny the scalar map exceeds 1 − δ.
   double s = kTauOk * 0.9;
   for (int k = 1; k <= kNsAggressiveSteps; ++k) s = newton_schulz_scalar_step(s, coefficients(k));
