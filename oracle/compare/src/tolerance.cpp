@@ -1,0 +1,162 @@
+// The certify tolerance model (tolerance.hpp; README §Tolerance model).
+#include "dsv4/compare/tolerance.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+namespace dsv4::compare {
+namespace {
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+
+void require_param(double v, const char* name) {
+  if (!std::isfinite(v) || v < 0.0) {
+    throw std::invalid_argument(std::string("tolerance: ") + name + " must be finite and ≥ 0, got " + num(v));
+  }
+}
+
+Check hard_check(const char* name, std::int64_t count, std::int64_t first, const std::string& what) {
+  Check c;
+  c.name = name;
+  c.value = static_cast<double>(count);
+  c.limit = 0.0;
+  c.pass = count == 0;
+  c.detail = std::to_string(count) + " " + what + (count > 0 ? " (first at index " + std::to_string(first) + ")" : "");
+  return c;
+}
+
+// tolerance.hpp, first criterion: max|c − e| ≤ k·max|o − e| + floor_max_ulps · max ulp(e).
+Check max_abs_check(const TensorMetrics& m, const ReferenceError& o, const ToleranceParams& p) {
+  Check c;
+  c.name = "max_abs";
+  c.value = m.max_abs;
+  const double floor = p.floor_max_ulps * m.ulp_max;
+  c.limit = p.k * o.max_abs + floor;
+  c.pass = c.value <= c.limit;
+  c.detail = "max|c-e| " + num(c.value) + (c.pass ? " <= " : " > ") + num(c.limit) + " = " + num(p.k) + " x official " +
+             num(o.max_abs) + " + " + num(p.floor_max_ulps) + " ulp " + num(m.ulp_max);
+  if (m.max_abs_index >= 0) c.detail += " (worst at index " + std::to_string(m.max_abs_index) + ")";
+  return c;
+}
+
+// Second criterion: rms(c − e) ≤ k·rms(o − e) + floor_rms_ulps · rms ulp(e).
+Check rms_check(const TensorMetrics& m, const ReferenceError& o, const ToleranceParams& p) {
+  Check c;
+  c.name = "rms";
+  c.value = m.rms;
+  const double floor = p.floor_rms_ulps * m.ulp_rms;
+  c.limit = p.k * o.rms + floor;
+  c.pass = c.value <= c.limit;
+  c.detail = "rms(c-e) " + num(c.value) + (c.pass ? " <= " : " > ") + num(c.limit) + " = " + num(p.k) + " x official " +
+             num(o.rms) + " + " + num(p.floor_rms_ulps) + " x rms ulp " + num(m.ulp_rms);
+  return c;
+}
+
+// Third criterion: |Σ(c − e)·sign(e)| ≤ k·|Σ(o − e)·sign(e)| + z·sqrt(Σ(c − e)²) + b·Σ ulp(e).
+// Values and limit are reported in mean ulps (divided by Σ ulp(e)) when that is positive.
+Check bias_check(const TensorMetrics& m, const ReferenceError& o, const ToleranceParams& p) {
+  Check c;
+  c.name = "bias";
+  const double noise = p.bias_sigmas * std::sqrt(m.sum_sq_err);
+  const double value = std::fabs(m.bias_sum);
+  const double limit = p.k * std::fabs(o.bias_sum) + noise + p.bias_floor_ulps * m.ulp_sum;
+  c.pass = value <= limit;
+  const double unit = m.ulp_sum > 0.0 ? m.ulp_sum : 1.0;
+  c.value = value / unit;
+  c.limit = limit / unit;
+  c.detail = std::string("mean bias ") + (m.bias_sum < 0 ? "toward zero " : "away from zero ") + num(c.value) + " ulp" +
+             (c.pass ? " <= " : " > ") + num(c.limit) + " ulp = " + num(p.k) + " x official " +
+             num(std::fabs(o.bias_sum) / unit) + " + " + num(p.bias_sigmas) + " sigma noise " + num(noise / unit) +
+             " + " + num(p.bias_floor_ulps);
+  return c;
+}
+
+}  // namespace
+
+ReferenceError reference_error(const TensorMetrics& m) {
+  ReferenceError r;
+  r.compared = m.compared;
+  r.max_abs = m.max_abs;
+  r.rms = m.rms;
+  r.bias_sum = m.bias_sum;
+  return r;
+}
+
+const char* verdict_name(Verdict v) { return v == Verdict::kPass ? "PASS" : "FAIL"; }
+
+TensorVerdict judge_tensor(const TensorMetrics& m, const ReferenceError& o, const ToleranceParams& p) {
+  require_param(p.k, "k");
+  require_param(p.floor_max_ulps, "floor_max_ulps");
+  require_param(p.floor_rms_ulps, "floor_rms_ulps");
+  require_param(p.bias_sigmas, "bias_sigmas");
+  require_param(p.bias_floor_ulps, "bias_floor_ulps");
+  require_param(o.max_abs, "official max_abs");
+  require_param(o.rms, "official rms");
+  if (!std::isfinite(o.bias_sum)) throw std::invalid_argument("tolerance: official bias_sum must be finite");
+
+  TensorVerdict v;
+  // Hard failures: no tolerance applies.
+  v.checks.push_back(hard_check("nonfinite", m.nonfinite_where_ref_finite, m.first_nonfinite_where_ref_finite,
+                                "NaN/Inf where the reference is finite"));
+  v.checks.push_back(hard_check("special", m.special_mismatch, m.first_special_mismatch,
+                                "reference +-inf/NaN (masks) not reproduced"));
+  v.checks.push_back(hard_check(
+      "off_grid", m.off_grid, m.first_off_grid,
+      std::string("values not representable in the declared format ") + std::string(dtype_name(m.ulp_dtype))));
+  if (m.compared > 0) {
+    v.checks.push_back(max_abs_check(m, o, p));
+    v.checks.push_back(rms_check(m, o, p));
+    v.checks.push_back(bias_check(m, o, p));
+  }
+  for (const Check& c : v.checks) {
+    if (!c.pass) {
+      v.verdict = Verdict::kFail;
+      v.reason = "FAIL " + c.name + ": " + c.detail;
+      return v;
+    }
+  }
+  v.verdict = Verdict::kPass;
+  if (m.compared == 0) {
+    v.reason = "PASS: no finite element to compare; " + std::to_string(m.ref_nonfinite) + " special values reproduced";
+    return v;
+  }
+  // The closest call: the largest value / limit ratio among the tolerance checks.
+  const Check* closest = nullptr;
+  double worst = -1.0;
+  for (const Check& c : v.checks) {
+    if (c.name == "max_abs" || c.name == "rms" || c.name == "bias") {
+      const double ratio = c.limit > 0 ? c.value / c.limit : (c.value > 0 ? INFINITY : 0.0);
+      if (ratio > worst) {
+        worst = ratio;
+        closest = &c;
+      }
+    }
+  }
+  v.reason =
+      "PASS (closest: " + closest->name + " at " + num(100.0 * worst) + "% of its limit: " + closest->detail + ")";
+  return v;
+}
+
+double rel_floor_for(double reference_rms, DType ulp_dtype) {
+  const double min_normal = std::ldexp(1.0, ulp_grid(ulp_dtype).min_exponent);
+  if (!std::isfinite(reference_rms) || reference_rms < 0) {
+    throw std::invalid_argument("rel_floor_for: reference_rms must be finite and ≥ 0");
+  }
+  return std::max(reference_rms * 0x1.0p-4, min_normal);
+}
+
+double tie_tolerance(double official_score_max_abs_err, double kth_score, DType score_dtype, const ToleranceParams& p) {
+  require_param(official_score_max_abs_err, "official score error");
+  require_param(p.k, "k");
+  require_param(p.floor_max_ulps, "floor_max_ulps");
+  const UlpGrid g = ulp_grid(score_dtype);
+  const double ulp = std::isfinite(kth_score) ? ulp_at(g, kth_score) : 0.0;
+  return 2.0 * (p.k * official_score_max_abs_err + p.floor_max_ulps * ulp);
+}
+
+}  // namespace dsv4::compare
