@@ -48,11 +48,13 @@ Inputs make_inputs(int n, std::int64_t tokens, double spread, std::uint64_t seed
   Inputs in;
   for (Eigen::Index i = 0; i < w.base.size(); ++i) in.base.push_back(static_cast<float>(w.base(i)));
   for (int g = 0; g < 3; ++g) in.scale.push_back(static_cast<float>(w.scale(g)));
-  in.scale[2] = 1.0f;  // the comb logits then spread like the mixes
+  // α_res = fl32(0.7) (not a power of two, so the FMA of the affine map differs from mul + add on
+  // many inputs) and mixes ~ (spread/0.7)·N(0, 1): the comb logits spread like spread·N(0, 1).
+  in.scale[2] = 0.7f;
   const CounterRng rng(seed, stream_id("gpu_mhc_test.mixes"));
   const std::int64_t count = tokens * (2 + n) * n;
   for (std::int64_t i = 0; i < count; ++i) {
-    in.mixes.push_back(static_cast<float>(spread * rng.normal(static_cast<std::uint64_t>(i))));
+    in.mixes.push_back(static_cast<float>(spread / 0.7 * rng.normal(static_cast<std::uint64_t>(i))));
   }
   return in;
 }
