@@ -240,21 +240,21 @@ void fp4_to_fp8_lossless_under_condition() {
 
 void register_quant_properties(Registry& r) {
   r.add_rc("quant.act_quant_idempotent", "quant",
-           "act_quant (fp32 and ue8m0 scales): Q(Q(x)) = Q(x) bit for bit; codes and scales too above the clamp", 100,
+           "act_quant (fp32 and ue8m0 scales): Q(Q(x)) = Q(x) bit for bit; codes and scales too above the clamp", 1000,
            act_quant_idempotent);
   r.add_rc("quant.fp4_act_quant_idempotent", "quant", "fp4_act_quant: Q(Q(x)) = Q(x) bit for bit, outputs are bf16",
-           100, fp4_act_quant_idempotent);
+           1000, fp4_act_quant_idempotent);
   r.add_rc("quant.power_of_two_scales", "quant",
-           "ue8m0 scales are powers of two with amax/s in (224, 448]; fp4 scales with amax/s in (3, 6]", 100,
+           "ue8m0 scales are powers of two with amax/s in (224, 448]; fp4 scales with amax/s in (3, 6]", 1000,
            power_of_two_scales);
-  r.add_rc("quant.monotone", "quant", "within one block the quantised value is a monotone function of x", 100,
+  r.add_rc("quant.monotone", "quant", "within one block the quantised value is a monotone function of x", 1000,
            monotone_within_block);
-  r.add_rc("quant.half_quantum", "quant", "act_quant's error is at most half an e4m3 quantum (times the scale)", 100,
+  r.add_rc("quant.half_quantum", "quant", "act_quant's error is at most half an e4m3 quantum (times the scale)", 1000,
            error_within_half_quantum);
   r.add_rc("quant.fp4_to_fp8_lossless", "quant",
            "FP4->FP8: lossless exactly when a tile's scale ratio <= 2^14; otherwise exactly the off-grid elements "
            "are reported lossy",
-           100, fp4_to_fp8_lossless_under_condition);
+           300, fp4_to_fp8_lossless_under_condition);
 }
 
 }  // namespace dsv4::props

@@ -197,7 +197,7 @@ TEST_F(CliFuzz, BuggyPluginIsCaughtWithAReproducibleCounterexample) {
       {"act_quant", "scale of block"},                  // unrounded scale where ue8m0 was asked
       {"fp4_act_quant", "code of element"},             // nibbles swapped
       {"hc_split_sinkhorn", "hc_split_sinkhorn comb"},  // comb transposed
-      {"sparse_attention", "sparse_attention at"},      // sink left out
+      {"sparse_attention", "sparse_attention"},         // sink left out
       {"compressor_prefill", "compressor_prefill at"},  // RoPE by −θ
   };
   for (const auto& [c, word] : expect) {
@@ -224,7 +224,7 @@ TEST_F(CliFuzz, BuggyPluginIsCaughtWithAReproducibleCounterexample) {
   EXPECT_EQ(doc["kind"], "plugin");
   EXPECT_EQ(doc["component"], "sparse_attention");
   EXPECT_FALSE(doc["counterexample"].get<std::string>().empty());
-  EXPECT_NE(doc["message"].get<std::string>().find("max|official - exact|"), std::string::npos) << doc["message"];
+  EXPECT_NE(doc["message"].get<std::string>().find("official"), std::string::npos) << doc["message"];
 }
 
 }  // namespace

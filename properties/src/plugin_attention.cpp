@@ -1,11 +1,15 @@
 // Plugin fuzzer of sparse attention with the attention sink (spec 02 §2.9) against the reference
-// sparse_attention in exact and official mode, under the FlashAttention-style rule of
-// plugin_detail.hpp with k = 2 and the floor ulp_bf16(exact) (README §Foreign kernels).
+// sparse_attention in exact and official mode: every element under the FlashAttention-style rule
+// of plugin_detail.hpp with k = 2 and the floor ulp_bf16(exact), and the whole output under the
+// certify tolerance model (dsv4/compare/tolerance.hpp: max abs, RMS and bias against k × the
+// official's, bf16 output grid) — README §Foreign kernels.
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "dsv4/compare/metrics.hpp"
+#include "dsv4/compare/tolerance.hpp"
 #include "dsv4/model/sparse_attention.hpp"
 #include "dsv4/properties/generators.hpp"
 #include "plugin_detail.hpp"
@@ -62,6 +66,15 @@ rc::detail::Property sparse_attention_property(const dsv4_plugin& t) {
     };
     const std::string v = fa_rule_violation("sparse_attention", out, official, exact, rule);
     if (!v.empty()) RC_FAIL(v);
+    // The certify model on the whole tensor (the output is bf16: its grid and ulps).
+    const std::vector<double> cand(out.begin(), out.end());
+    const std::span<const double> ex(exact.data(), static_cast<std::size_t>(exact.size()));
+    const std::span<const double> off(official.data(), static_cast<std::size_t>(official.size()));
+    const compare::TensorVerdict verdict =
+        compare::judge_tensor(compare::compute_metrics(cand, DType::kBF16, ex),
+                              compare::reference_error(compare::compute_metrics(off, DType::kBF16, ex)));
+    if (verdict.verdict != compare::Verdict::kPass)
+      RC_FAIL("sparse_attention (certify tolerance model): " + verdict.reason);
   });
 }
 

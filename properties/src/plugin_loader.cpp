@@ -11,8 +11,10 @@ const std::vector<PluginComponent>& plugin_components() {
   static const std::vector<PluginComponent> list = {
       {"act_quant", "FP8 act_quant (block 32/64/128, fp32 and ue8m0 scales): codes and scales bit for bit"},
       {"fp4_act_quant", "FP4 fp4_act_quant (block 32): packed codes and e8m0 scales bit for bit"},
-      {"hc_split_sinkhorn", "mHC pre/post/comb: |cand - exact| <= 2 max|official - exact| + 2 ulp_fp32(exact)"},
-      {"sparse_attention", "sparse attention with sink: |cand - exact| <= 2 max|official - exact| + ulp_bf16(exact)"},
+      {"hc_split_sinkhorn",
+       "mHC pre/post/comb: |cand - exact| <= 2 max|official - exact| + a first-order fp32 error bound"},
+      {"sparse_attention",
+       "sparse attention with sink: |cand - exact| <= 2 max|official - exact| + ulp_bf16(exact); certify model"},
       {"compressor_prefill",
        "KV compressor prefill (ratio 4/128, main/indexer): |cand - exact| <= 2 max|official - exact| + one output "
        "quantum"},
