@@ -75,7 +75,8 @@ struct dsv4_plugin {
    * min(k, 64) of every row), scale > 0. For query r, head g:
    *   s_j = scale · (q[r,g,:] · kv[idx_j,:]) over the valid entries j of row r,
    *   out[r,g,:] = Σ_j e^{s_j} kv[idx_j,:] / (Σ_j e^{s_j} + e^{sink[g]}).
-   * Output: out [m, h, c]. */
+   * Output: out [m, h, c], bf16 values (the official output dtype; a value off the bf16 grid is
+   * reported as a failure by the certify tolerance model). */
   int (*sparse_attention)(const float* q, int64_t m, int64_t h, int64_t c, const float* kv, int64_t n,
                           const float* sink, const int32_t* indices, int64_t k, float scale, float* out);
 
