@@ -13,6 +13,7 @@
 #include "dsv4/model/sparse_attention.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "dsv4/numerics/quant.hpp"
 
 namespace dsv4 {
 
@@ -22,6 +23,26 @@ namespace {
   throw std::invalid_argument("attention: " + field + ": " + why);
 }
 std::string str(std::int64_t v) { return std::to_string(v); }
+
+// The indexer's lists, or forced ones of the same shape (decision forcing, attention.hpp).
+const IndexLists& chosen_indexer_lists(const IndexerOutput& o, const IndexLists* forced) {
+  if (forced == nullptr) return o.lists;
+  if (forced->rows != o.lists.rows || forced->width != o.lists.width)
+    bad("forced_indexer", "shape [" + str(forced->rows) + ", " + str(forced->width) + "], the indexer's is [" +
+                              str(o.lists.rows) + ", " + str(o.lists.width) + "]");
+  return *forced;
+}
+
+// Deviation kKvScaleNotPow2 (bug catalogue only): the window KV's FP8 simulation with fp32 block
+// scales instead of spec 02 §2.5 step 4's power-of-two scales. No margins are recorded.
+void kv_fp8_with_fp32_scales(Mat& kv, std::int64_t nope) {
+  std::vector<float> buf(static_cast<std::size_t>(kv.rows() * nope));
+  for (Eigen::Index r = 0; r < kv.rows(); ++r)
+    for (std::int64_t j = 0; j < nope; ++j) buf[static_cast<std::size_t>(r * nope + j)] = static_cast<float>(kv(r, j));
+  act_quant_inplace(buf, nope, 64, ScaleFormat::kFP32);
+  for (Eigen::Index r = 0; r < kv.rows(); ++r)
+    for (std::int64_t j = 0; j < nope; ++j) kv(r, j) = buf[static_cast<std::size_t>(r * nope + j)];
+}
 
 void check_weight(const char* field, const LinearWeight& w, std::int64_t n, std::int64_t k) {
   if (w.out_features() != n || w.in_features() != k) {
@@ -142,6 +163,10 @@ void Attention::project(const Mat& x, std::int64_t start_pos, AttentionOutput& o
   const Mat kv_lin = linear(p, x, w_.wkv, fmt);
   out.kv = rmsnorm(p, kv_lin, w_.kv_norm, cfg_.norm_eps);
   apply_rope_inplace(p, *table_, out.kv, start_pos, c);
+  if (p.deviates(Deviation::kKvScaleNotPow2)) {
+    kv_fp8_with_fp32_scales(out.kv, c - rd);
+    return;
+  }
   if (p.official()) {
     out.kv_margin = quantise_columns(p, out.kv, 0, c - rd, 64, BlockQuant::kFp8Ue8m0);
     return;
@@ -164,7 +189,7 @@ void Attention::output(std::int64_t start_pos, AttentionOutput& out) const {
   const std::int64_t s = out.attn.rows(), c = cfg_.head_dim, G = cfg_.o_groups;
   const std::int64_t per_group = cfg_.n_heads * c / G, dg = cfg_.o_lora_rank;
   out.o = out.attn;
-  apply_rope_inplace(p, *table_, out.o, start_pos, c, /*inverse=*/true);
+  if (!p.deviates(Deviation::kNoInverseRope)) apply_rope_inplace(p, *table_, out.o, start_pos, c, /*inverse=*/true);
   out.o_a = Mat(s, G * dg);
   for (std::int64_t g = 0; g < G; ++g) {
     const Mat og = out.o.middleCols(g * per_group, per_group);
@@ -174,20 +199,20 @@ void Attention::output(std::int64_t start_pos, AttentionOutput& out) const {
 }
 
 // spec 02 §2.11.2, steps 1–7.
-AttentionOutput Attention::prefill(const Mat& x, AttentionState& st) const {
+AttentionOutput Attention::prefill(const Mat& x, AttentionState& st, const IndexLists* forced_indexer) const {
   check_x(x, 0);
   const Precision& p = prec_;
   const std::int64_t s = x.rows(), win = cfg_.window_size, c = cfg_.head_dim, H = cfg_.n_heads;
   AttentionOutput out;
   // reset the sequence state (a new sequence; spec 02 §2.6.5 reset requirement)
   st = initial_state();
-  project(x, 0, out);                               // 1.
-  IndexLists lists = window_lists_prefill(s, win);  // 2.
-  if (ratio_ > 0) {                                 // 3.
+  project(x, 0, out);                                                                                      // 1.
+  IndexLists lists = window_lists_prefill(s, prec_.deviates(Deviation::kWindowOffByOne) ? win + 1 : win);  // 2.
+  if (ratio_ > 0) {                                                                                        // 3.
     const std::int64_t offset = s;
     if (indexer_) {
       out.indexer = indexer_->prefill(x, out.q_r, st.indexer, offset);
-      lists = concat_lists(lists, out.indexer->lists);
+      lists = concat_lists(lists, chosen_indexer_lists(*out.indexer, forced_indexer));
     } else {
       lists = concat_lists(lists, hca_lists_prefill(s, ratio_, offset));
     }
@@ -213,7 +238,8 @@ AttentionOutput Attention::prefill(const Mat& x, AttentionState& st) const {
 }
 
 // spec 02 §2.11.3, steps 1–6.
-AttentionOutput Attention::decode(const Mat& x, std::int64_t pos, AttentionState& st) const {
+AttentionOutput Attention::decode(const Mat& x, std::int64_t pos, AttentionState& st,
+                                  const IndexLists* forced_indexer) const {
   check_x(x, pos);
   if (x.rows() != 1) bad("x", "decode takes one token, got " + str(x.rows()));
   if (pos < 1) bad("start_pos", "decode needs start_pos ≥ 1, got " + str(pos));
@@ -226,7 +252,7 @@ AttentionOutput Attention::decode(const Mat& x, std::int64_t pos, AttentionState
   if (ratio_ > 0) {                                  // 3.
     if (indexer_) {
       out.indexer = indexer_->decode(x, out.q_r, pos, st.indexer, win);
-      lists = concat_lists(lists, out.indexer->lists);
+      lists = concat_lists(lists, chosen_indexer_lists(*out.indexer, forced_indexer));
     } else {
       lists = concat_lists(lists, hca_lists_decode(pos, ratio_, win));
     }

@@ -116,28 +116,28 @@ void record_block(Recorder* rec, const std::string& step, const std::string& pre
   record_field(rec, p + ".attn_norm/out", batch, [](const BlockOutput& b) { return b.attn_norm; });
   record_field(rec, p + ".attn.q_norm/out", batch, [](const BlockOutput& b) { return b.attn.q_r; });
   record_field(rec, p + ".attn/kv", batch, [](const BlockOutput& b) { return b.attn.kv; });
-  record_field(rec, p + ".attn.wo_a/out", batch, [](const BlockOutput& b) { return b.attn.o_a; });
-  record_field(rec, p + ".attn/out", batch, [](const BlockOutput& b) { return b.attn.out; });
-  if (batch.front().attn.indexer) {
-    std::vector<std::vector<std::int64_t>> lists;
-    for (const BlockOutput& b : batch) lists.push_back(lists_as_int64(b.attn.indexer->lists));
-    record_batch_indices(rec, p + ".attn.indexer/out", lists, batch.front().attn.indexer->lists.width);
-    record_field(rec, p + ".attn.indexer/scores", batch, [](const BlockOutput& b) { return b.attn.indexer->scores; });
-    record_field(rec, p + ".attn.indexer/margin", batch,
-                 [](const BlockOutput& b) { return topk_margin_table(b.attn.indexer->margins); });
-  }
   if (batch.front().attn.compressed.entries.rows() > 0) {
     record_field(rec, p + ".attn.compressor/out", batch,
                  [](const BlockOutput& b) { return b.attn.compressed.entries; });
   }
+  if (batch.front().attn.indexer) {
+    record_field(rec, p + ".attn.indexer/scores", batch, [](const BlockOutput& b) { return b.attn.indexer->scores; });
+    std::vector<std::vector<std::int64_t>> lists;
+    for (const BlockOutput& b : batch) lists.push_back(lists_as_int64(b.attn.indexer->lists));
+    record_batch_indices(rec, p + ".attn.indexer/out", lists, batch.front().attn.indexer->lists.width);
+    record_field(rec, p + ".attn.indexer/margin", batch,
+                 [](const BlockOutput& b) { return topk_margin_table(b.attn.indexer->margins); });
+  }
+  record_field(rec, p + ".attn.wo_a/out", batch, [](const BlockOutput& b) { return b.attn.o_a; });
+  record_field(rec, p + ".attn/out", batch, [](const BlockOutput& b) { return b.attn.out; });
   record_field(rec, p + ".hc_attn/out", batch, [](const BlockOutput& b) { return b.x_mid; });
   record_hc(rec, p + ".hc_ffn", batch, true);
   record_field(rec, p + ".ffn_norm/out", batch, [](const BlockOutput& b) { return b.ffn_norm; });
+  record_field(rec, p + ".ffn.gate/scores", batch, [](const BlockOutput& b) { return b.ffn.gate.scores; });
   record_field(rec, p + ".ffn.gate/out0", batch, [](const BlockOutput& b) { return b.ffn.gate.weights; });
   std::vector<std::vector<std::int64_t>> ids;
   for (const BlockOutput& b : batch) ids.push_back(b.ffn.gate.indices);
   record_batch_indices(rec, p + ".ffn.gate/out1", ids, batch.front().ffn.gate.weights.cols());
-  record_field(rec, p + ".ffn.gate/scores", batch, [](const BlockOutput& b) { return b.ffn.gate.scores; });
   record_field(rec, p + ".ffn.gate/margin", batch,
                [](const BlockOutput& b) { return routing_margin_table(b.ffn.gate.margins); });
   record_field(rec, p + ".ffn/out", batch, [](const BlockOutput& b) { return b.ffn.out; });

@@ -650,7 +650,7 @@ CompressedEntries Compressor::prefill(const Mat& x, CompressorState& st) const {
   Mat zs(spec_.coff() * m, d);
   for (std::int64_t i = 0; i < blocks; ++i) {  // step 4 with §2.6.2 (overlap_transform)
     if (spec_.overlap()) {
-      if (i > 0) {
+      if (i > 0 && !prec_.deviates(Deviation::kCompressNoOverlap)) {
         us.topRows(m) = p.u.block(m * (i - 1), 0, m, d);
         zs.topRows(m) = p.z_tilde.block(m * (i - 1), 0, m, d);
       } else {

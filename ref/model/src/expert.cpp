@@ -28,6 +28,8 @@ double swiglu(const Precision& p, double g, double u, double limit, const double
   if (limit > 0.0) {
     u = std::min(std::max(u, -limit), limit);
     g = std::min(g, limit);
+    // (Deviation kClampGateBothSides, bug catalogue only: the gate also clamped below.)
+    if (p.deviates(Deviation::kClampGateBothSides)) g = std::max(g, -limit);
   }
   double h = p.mul(p.silu(g), u);
   if (route_weight != nullptr) h = p.mul(*route_weight, h);

@@ -298,7 +298,10 @@ GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_id
     RoutingMargin& rm = out.margins[static_cast<std::size_t>(t)];
     if (hash_) {
       // step 3, hash-routed layers: the token id's row of tid2eid.
-      const std::int64_t id = token_ids[static_cast<std::size_t>(t)];
+      // (Deviation kHashByPosition, bug catalogue only: the row index of the call, i.e. the
+      // prefill position, instead of the token id.)
+      const std::int64_t id =
+          p_.deviates(Deviation::kHashByPosition) ? t % c_.vocab_size : token_ids[static_cast<std::size_t>(t)];
       chosen.assign(w_.tid2eid.begin() + id * k, w_.tid2eid.begin() + (id + 1) * k);
       rm = RoutingMargin{kInf, -kInf, kInf, 0.0, false};
     } else {
@@ -341,8 +344,13 @@ GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_id
     }
     // step 4: weights gathered from the original scores, normalised (not softmax), × route_scale.
     std::vector<double> w(static_cast<std::size_t>(k));
-    for (std::int64_t j = 0; j < k; ++j)
-      w[static_cast<std::size_t>(j)] = out.scores(t, chosen[static_cast<std::size_t>(j)]);
+    for (std::int64_t j = 0; j < k; ++j) {
+      const std::int64_t e = chosen[static_cast<std::size_t>(j)];
+      // (Deviation kGateBiasInWeights, bug catalogue only: the biased score ŝ instead of s.)
+      w[static_cast<std::size_t>(j)] = p_.deviates(Deviation::kGateBiasInWeights) && !hash_
+                                           ? p_.add(out.scores(t, e), w_.bias(e))
+                                           : out.scores(t, e);
+    }
     if (c_.score_func != ScoreFunc::kSoftmax) {
       const double total = p_.sum(w.data(), k);
       for (double& v : w) v = p_.div(v, total);

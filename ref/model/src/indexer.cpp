@@ -48,6 +48,13 @@ namespace dsv4 {
 
 namespace {
 
+// spec 02 §2.7 step 5: in prefill, query t sees the ⌊(t+1)/4⌋ complete compressed entries
+// (Deviation kIndexerMaskOffByOne: also the entry still being filled, capped at nk).
+std::int64_t visible_entries(const Precision& p, std::int64_t t, std::int64_t ratio, std::int64_t nk) {
+  const std::int64_t v = (t + 1) / ratio;
+  return p.deviates(Deviation::kIndexerMaskOffByOne) ? std::min(v + 1, nk) : v;
+}
+
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 [[noreturn]] void bad(const std::string& field, const std::string& why) {
@@ -330,7 +337,7 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   if (!p.official()) q_lin = q;
   apply_rope_inplace(p, *table_, q, start_pos, cI);
   Mat qh = Eigen::Map<const Mat>(q.data(), s * nI, cI);
-  hadamard_inplace(p, qh, cI);
+  if (!p.deviates(Deviation::kIndexerNoHadamard)) hadamard_inplace(p, qh, cI);
   Mat q_pre;
   if (!p.official()) q_pre = qh;
   out.q_margin = quantise_columns(p, qh, 0, cI, 32, BlockQuant::kFp4);
@@ -410,7 +417,7 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
             (g_d * absdot * std::abs(cst) * (1.0 + 2 * u) + 3.0 * u * std::abs(out.weights(t, h))) * (1.0 + 4 * u);
       }
     }
-    const std::int64_t visible = start_pos == 0 ? (t + 1) / ratio : nk;
+    const std::int64_t visible = start_pos == 0 ? visible_entries(p, t, ratio, nk) : nk;
     if (!p.official() && visible > 0) {
       // The deterministic GEMM sums each q_h·K_τ in the same sequential order as exact-mode
       // Precision::dot, so the scores keep their bits; it just computes them all at once.
@@ -476,7 +483,7 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
       r = topk_exact(row, bnd, k, recompute);
     }
     out.margins[static_cast<std::size_t>(t)] = r.margin;
-    const std::int64_t visible = start_pos == 0 ? (t + 1) / ratio : nk;
+    const std::int64_t visible = start_pos == 0 ? visible_entries(p, t, ratio, nk) : nk;
     for (std::int64_t j = 0; j < k; ++j) {
       const std::int64_t idx = r.indices[static_cast<std::size_t>(j)];
       out.lists.at(t, j) = (start_pos == 0 && idx >= visible) ? -1 : static_cast<std::int32_t>(idx + offset);

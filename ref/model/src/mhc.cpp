@@ -94,10 +94,16 @@ void row_softmax_plus_eps(const Precision& p, Mat& m, double eps) {
 }
 
 // spec 04 §4.3 step 6 (row half): M_jk ← fl(M_jk / fl(r_j + ε)), r_j the C1 sum of row j.
+// Deviation kSinkhornEpsOutside (bug catalogue only): M ← fl(fl(M / Σ) + ε) instead.
+double normalised(const Precision& p, double v, double sum, double eps) {
+  if (p.deviates(Deviation::kSinkhornEpsOutside)) return p.add(p.div(v, sum), eps);
+  return p.div(v, p.add(sum, eps));
+}
+
 void normalise_rows(const Precision& p, Mat& m, double eps) {
   for (Eigen::Index j = 0; j < m.rows(); ++j) {
-    const double denom = p.add(p.sum(m.row(j).data(), m.cols()), eps);
-    for (Eigen::Index k = 0; k < m.cols(); ++k) m(j, k) = p.div(m(j, k), denom);
+    const double sum = p.sum(m.row(j).data(), m.cols());
+    for (Eigen::Index k = 0; k < m.cols(); ++k) m(j, k) = normalised(p, m(j, k), sum, eps);
   }
 }
 
@@ -106,8 +112,8 @@ void normalise_columns(const Precision& p, Mat& m, double eps) {
   std::vector<double> col(static_cast<std::size_t>(m.rows()));
   for (Eigen::Index k = 0; k < m.cols(); ++k) {
     for (Eigen::Index j = 0; j < m.rows(); ++j) col[static_cast<std::size_t>(j)] = m(j, k);
-    const double denom = p.add(p.sum(col.data(), m.rows()), eps);
-    for (Eigen::Index j = 0; j < m.rows(); ++j) m(j, k) = p.div(m(j, k), denom);
+    const double sum = p.sum(col.data(), m.rows());
+    for (Eigen::Index j = 0; j < m.rows(); ++j) m(j, k) = normalised(p, m(j, k), sum, eps);
   }
 }
 
@@ -163,9 +169,11 @@ Mat hc_sinkhorn(const Precision& p, const Mat& logits, std::int64_t iters, doubl
   Mat m = logits;
   row_softmax_plus_eps(p, m, eps32);
   normalise_columns(p, m, eps32);
+  const bool column_first = p.deviates(Deviation::kSinkhornColumnFirst);  // bug catalogue only
   for (std::int64_t it = 1; it < iters; ++it) {
+    if (column_first) normalise_columns(p, m, eps32);
     normalise_rows(p, m, eps32);
-    normalise_columns(p, m, eps32);
+    if (!column_first) normalise_columns(p, m, eps32);
   }
   return m;
 }
@@ -232,7 +240,9 @@ Mat hc_post(const Precision& p, const ModelConfig& c, const Mat& f, const Mat& r
     for (std::int64_t k = 0; k < n; ++k) {
       for (std::int64_t delta = 0; delta < d; ++delta) {
         for (std::int64_t j = 0; j < n; ++j) {
-          terms[static_cast<std::size_t>(j)] = p.mul(comb(t, j * n + k), residual(t, j * d + delta));
+          // Deviation kHcCombTransposed (bug catalogue only): comb[k, j] instead of comb[j, k].
+          const double w = p.deviates(Deviation::kHcCombTransposed) ? comb(t, k * n + j) : comb(t, j * n + k);
+          terms[static_cast<std::size_t>(j)] = p.mul(w, residual(t, j * d + delta));
         }
         const double mixed = p.sum(terms.data(), n);
         out(t, k * d + delta) = p.bf16(p.add(p.mul(post(t, k), f(t, delta)), mixed));

@@ -89,7 +89,18 @@ Moe::Moe(Precision p, const ModelConfig& c, std::int64_t layer, MoeWeights w)
 MoeOutput Moe::forward(const Mat& x, const std::vector<std::int64_t>& token_ids) const {
   MoeOutput out;
   out.gate = gate_.forward(x, token_ids);
+  out.out = combine(x, out.gate);
+  return out;
+}
+
+Mat Moe::combine(const Mat& x, const GateOutput& routing) const {
   const std::int64_t T = x.rows(), k = c_.n_activated_experts;
+  if (routing.weights.rows() != T || routing.weights.cols() != k ||
+      static_cast<std::int64_t>(routing.indices.size()) != T * k)
+    throw std::invalid_argument("moe: routing: expected [T, n_activated_experts] weights and indices");
+  for (const std::int64_t e : routing.indices)
+    if (e < 0 || e >= c_.n_routed_experts) throw std::invalid_argument("moe: routing: expert id out of range");
+  const GateOutput& g = routing;
   // steps 1–2: y = 0 (fp32); experts in ascending id order, skipping those with no tokens; every
   // token routed to e (rows in ascending token order, as torch.where) adds fp32(Expert_e) to y_t.
   Mat y = Mat::Zero(T, c_.dim);
@@ -98,9 +109,9 @@ MoeOutput Moe::forward(const Mat& x, const std::vector<std::int64_t>& token_ids)
     std::vector<double> rw;
     for (std::int64_t t = 0; t < T; ++t) {
       for (std::int64_t j = 0; j < k; ++j) {
-        if (out.gate.index(t, j) == e) {
+        if (g.index(t, j) == e) {
           rows.push_back(t);
-          rw.push_back(out.gate.weights(t, j));
+          rw.push_back(g.weights(t, j));
         }
       }
     }
@@ -122,8 +133,7 @@ MoeOutput Moe::forward(const Mat& x, const std::vector<std::int64_t>& token_ids)
   for (Eigen::Index i = 0; i < y.size(); ++i) y.data()[i] = p_.add(y.data()[i], ys.data()[i]);
   // step 5: bf16 output.
   p_.bf16_inplace(y);
-  out.out = std::move(y);
-  return out;
+  return y;
 }
 
 }  // namespace dsv4

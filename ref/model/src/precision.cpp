@@ -21,12 +21,78 @@ Mode mode_from_name(const std::string& name) {
   throw std::invalid_argument("unknown precision mode '" + name + "' (expected exact or official)");
 }
 
-double Precision::bf16(double x) const { return official() ? static_cast<double>(round_bf16(x)) : x; }
+Precision::Precision(Mode mode, Deviation deviation) : mode_(mode), deviation_(deviation) {
+  if (deviation != Deviation::kNone && mode != Mode::kOfficial)
+    throw std::invalid_argument("precision: a deviation (" + deviation_name(deviation) + ") needs official mode");
+}
+
+std::string deviation_name(Deviation d) {
+  switch (d) {
+    case Deviation::kNone:
+      return "none";
+    case Deviation::kRopeHalfSplit:
+      return "rope-half-split";
+    case Deviation::kRopeFirstDims:
+      return "rope-first-dims";
+    case Deviation::kNoInverseRope:
+      return "no-inverse-rope";
+    case Deviation::kSinkInNumerator:
+      return "sink-in-numerator";
+    case Deviation::kCompressNoOverlap:
+      return "compress-no-overlap";
+    case Deviation::kWindowOffByOne:
+      return "window-off-by-one";
+    case Deviation::kKvScaleNotPow2:
+      return "kv-scale-not-pow2";
+    case Deviation::kIndexerNoHadamard:
+      return "indexer-no-hadamard";
+    case Deviation::kIndexerMaskOffByOne:
+      return "indexer-mask-off-by-one";
+    case Deviation::kBf16Truncation:
+      return "bf16-truncation";
+    case Deviation::kSinkhornColumnFirst:
+      return "sinkhorn-column-first";
+    case Deviation::kSinkhornEpsOutside:
+      return "sinkhorn-eps-outside";
+    case Deviation::kHcCombTransposed:
+      return "hc-comb-transposed";
+    case Deviation::kGateBiasInWeights:
+      return "gate-bias-in-weights";
+    case Deviation::kClampGateBothSides:
+      return "clamp-gate-both-sides";
+    case Deviation::kHashByPosition:
+      return "hash-by-position";
+  }
+  return "?";
+}
+
+const std::vector<Deviation>& all_deviations() {
+  static const std::vector<Deviation> v{
+      Deviation::kRopeHalfSplit,    Deviation::kRopeFirstDims,       Deviation::kNoInverseRope,
+      Deviation::kSinkInNumerator,  Deviation::kCompressNoOverlap,   Deviation::kWindowOffByOne,
+      Deviation::kKvScaleNotPow2,   Deviation::kIndexerNoHadamard,   Deviation::kIndexerMaskOffByOne,
+      Deviation::kBf16Truncation,   Deviation::kSinkhornColumnFirst, Deviation::kSinkhornEpsOutside,
+      Deviation::kHcCombTransposed, Deviation::kGateBiasInWeights,   Deviation::kClampGateBothSides,
+      Deviation::kHashByPosition};
+  return v;
+}
+
+// bf16 by truncation of the fp32 value (Deviation::kBf16Truncation): keep the top 16 bits.
+static double truncate_bf16(double x) {
+  const std::uint32_t b = float_bits(static_cast<float>(x)) & 0xFFFF0000u;
+  return static_cast<double>(float_from_bits(b));
+}
+
+double Precision::bf16(double x) const {
+  if (!official()) return x;
+  if (deviation_ == Deviation::kBf16Truncation && std::isfinite(x)) return truncate_bf16(x);
+  return static_cast<double>(round_bf16(x));
+}
 double Precision::fp32(double x) const { return official() ? static_cast<double>(static_cast<float>(x)) : x; }
 
 void Precision::bf16_inplace(Mat& m) const {
   if (!official()) return;
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = round_bf16(m.data()[i]);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = bf16(m.data()[i]);
 }
 
 void Precision::fp32_inplace(Mat& m) const {

@@ -16,6 +16,7 @@ void MemoryRecorder::record(const std::string& name, RecordedTensor value) {
     throw std::invalid_argument("recorder: " + name + ": shape does not match the number of values");
   if (!entries_.emplace(name, std::move(value)).second)
     throw std::invalid_argument("recorder: " + name + " recorded twice");
+  order_.push_back(name);
 }
 
 const RecordedTensor& MemoryRecorder::at(const std::string& name) const {

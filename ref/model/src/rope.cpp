@@ -133,14 +133,18 @@ void apply_rope_inplace(const Precision& p, const RopeTable& table, Mat& x, std:
                               std::to_string(table.positions()) + " positions)");
     }
     for (Eigen::Index h = 0; h < heads; ++h) {
-      double* v = x.row(r).data() + h * head_dim + (head_dim - rd);
+      // Deviation kRopeFirstDims rotates the first rd dims; kRopeHalfSplit pairs (i, i + rd/2).
+      const std::int64_t first = p.deviates(Deviation::kRopeFirstDims) ? 0 : head_dim - rd;
+      const bool half = p.deviates(Deviation::kRopeHalfSplit);
+      double* v = x.row(r).data() + h * head_dim + first;
       for (std::int64_t i = 0; i < table.n_pairs(); ++i) {
         const double c = table.cos(t, i);
         const double s = inverse ? -table.sin(t, i) : table.sin(t, i);
-        const double a = v[2 * i];
-        const double b = v[2 * i + 1];
-        v[2 * i] = p.bf16(p.sub(p.mul(a, c), p.mul(b, s)));
-        v[2 * i + 1] = p.bf16(p.add(p.mul(a, s), p.mul(b, c)));
+        const std::int64_t ia = half ? i : 2 * i, ib = half ? i + table.n_pairs() : 2 * i + 1;
+        const double a = v[ia];
+        const double b = v[ib];
+        v[ia] = p.bf16(p.sub(p.mul(a, c), p.mul(b, s)));
+        v[ib] = p.bf16(p.add(p.mul(a, s), p.mul(b, c)));
       }
     }
   }

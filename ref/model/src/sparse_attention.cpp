@@ -107,7 +107,12 @@ Mat sparse_official(const Precision& p, const Mat& q, std::int64_t H, const Mat&
         mu = mu_new;  // 9.
       }
       // finish: the sink in the denominator only, IEEE division, bf16 output
-      ell = p.add(ell, p.exp(p.sub(sink[static_cast<std::size_t>(h)], mu)));
+      const double e_sink = p.exp(p.sub(sink[static_cast<std::size_t>(h)], mu));
+      ell = p.add(ell, e_sink);
+      // Deviation kSinkInNumerator: the sink also weights an all-ones value row.
+      if (p.deviates(Deviation::kSinkInNumerator)) {
+        for (double& od : o) od = p.add(od, e_sink);
+      }
       for (std::int64_t d = 0; d < c; ++d) out(r * H + h, d) = p.bf16(p.div(o[static_cast<std::size_t>(d)], ell));
     }
   }

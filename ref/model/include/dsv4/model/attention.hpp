@@ -88,9 +88,13 @@ class Attention {
 
   // spec 02 §2.11.2: prefill of a new sequence (start_pos 0), x [s, d] (attn_norm output, bf16
   // values in official mode). Resets the state.
-  AttentionOutput prefill(const Mat& x, AttentionState& st) const;
+  // forced_indexer (CSA only; decision forcing for `dsv4 diff`): use these top-k lists — same
+  // shape and offsets as IndexerOutput::lists — instead of the indexer's own choice; the indexer
+  // still runs and reports its own lists, scores and margins.
+  AttentionOutput prefill(const Mat& x, AttentionState& st, const IndexLists* forced_indexer = nullptr) const;
   // spec 02 §2.11.3: one token x [1, d] at position pos = st.next_pos ≥ 1.
-  AttentionOutput decode(const Mat& x, std::int64_t pos, AttentionState& st) const;
+  AttentionOutput decode(const Mat& x, std::int64_t pos, AttentionState& st,
+                         const IndexLists* forced_indexer = nullptr) const;
   // The official forward(x, start_pos) over a batch: every sequence shares start_pos (0: prefill
   // of s tokens each; > 0: one token each); sequence b uses states[b] only.
   std::vector<AttentionOutput> forward(const std::vector<Mat>& x, std::int64_t start_pos,

@@ -62,7 +62,8 @@ class Block {
   Moe ffn_;
 };
 
-// Records a batch of block outputs under `<step>/<prefix>…` (prefix `layers.N` or `mtp.0`):
+// Records a batch of block outputs under `<step>/<prefix>…` (prefix `layers.N` or `mtp.0`), in
+// execution order:
 //   <prefix>.hc_attn/{y,post,comb}, <prefix>.attn_norm/out, <prefix>.attn/out,
 //   <prefix>.attn.q_norm/out, <prefix>.attn.wo_a/out, <prefix>.attn/kv,
 //   <prefix>.attn.indexer/out (top-k lists, CSA), <prefix>.attn.compressor/out (entries of the call),

@@ -44,6 +44,9 @@ class Moe {
 
   // spec 03 §3.3: x [T, d] (the ffn_norm output), token_ids [T].
   MoeOutput forward(const Mat& x, const std::vector<std::int64_t>& token_ids) const;
+  // spec 03 §3.3 steps 1–5 for given routing decisions (the gate's, or forced ones — `dsv4 diff`
+  // replays a candidate's legitimate near-tie routing): x [T, d], routing weights/indices [T, k].
+  Mat combine(const Mat& x, const GateOutput& routing) const;
 
  private:
   Precision p_;

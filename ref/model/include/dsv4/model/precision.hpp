@@ -15,6 +15,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace dsv4 {
 
@@ -23,6 +24,32 @@ using Vec = Eigen::Matrix<double, Eigen::Dynamic, 1>;
 using RowVec = Eigen::Matrix<double, 1, Eigen::Dynamic>;
 
 enum class Mode { kExact, kOfficial };
+
+// A deliberate deviation from the spec: a realistic porting bug, switched on only to build the
+// oracle's bug catalogue (candidates that certify/diff must FAIL and blame on the right module;
+// tests/bug_catalogue_test.cpp). kNone everywhere else. Only valid in official mode (the engine
+// simulation); each names the module it breaks.
+enum class Deviation {
+  kNone,
+  kRopeHalfSplit,        // attn: RoPE pairs (i, i + r/2) instead of the interleaved (2i, 2i+1)
+  kRopeFirstDims,        // attn: RoPE on the first rope_head_dim dims instead of the last
+  kNoInverseRope,        // attn: no inverse RoPE on the attention output
+  kSinkInNumerator,      // attn: the sink's exp also weights a zero value row (sink added as a key)
+  kCompressNoOverlap,    // attn.compressor: ratio-4 pooling without the overlapping previous window
+  kWindowOffByOne,       // attn: the sliding window one position too long (includes pos − n_win)
+  kKvScaleNotPow2,       // attn: KV FP8 simulation with fp32 (not power-of-two) block scales
+  kIndexerNoHadamard,    // attn.indexer: Hadamard rotation skipped on the indexer queries
+  kIndexerMaskOffByOne,  // attn.indexer: causal mask admits the compressed block still being filled
+  kBf16Truncation,       // everywhere: bf16 casts truncate instead of rounding to nearest even
+  kSinkhornColumnFirst,  // hc: Sinkhorn normalises columns before rows
+  kSinkhornEpsOutside,   // hc: eps added after the division instead of inside the denominators
+  kHcCombTransposed,     // hc: hc_post mixes with comb instead of combᵀ
+  kGateBiasInWeights,    // ffn.gate: the selection bias leaks into the routing weights
+  kClampGateBothSides,   // ffn: the SwiGLU gate clamped to [−limit, limit] (only capped above in V4)
+  kHashByPosition,       // ffn.gate: hash routing indexed by position instead of token id
+};
+std::string deviation_name(Deviation d);
+const std::vector<Deviation>& all_deviations();  // every deviation except kNone
 std::string mode_name(Mode m);
 // Throws std::invalid_argument naming the string when it is not "exact" or "official".
 Mode mode_from_name(const std::string& name);
@@ -30,7 +57,11 @@ Mode mode_from_name(const std::string& name);
 class Precision {
  public:
   explicit Precision(Mode mode) : mode_(mode) {}
+  // Official mode with one deliberate deviation (bug catalogue only); std::invalid_argument in exact mode.
+  Precision(Mode mode, Deviation deviation);
   Mode mode() const { return mode_; }
+  bool deviates(Deviation d) const { return deviation_ == d; }
+  Deviation deviation() const { return deviation_; }
   bool official() const { return mode_ == Mode::kOfficial; }
 
   // ---- storage rounding at the official model's cast points (spec 05) ----
@@ -75,6 +106,7 @@ class Precision {
 
  private:
   Mode mode_;
+  Deviation deviation_ = Deviation::kNone;
 };
 
 }  // namespace dsv4

@@ -38,10 +38,13 @@ class MemoryRecorder final : public Recorder {
  public:
   void record(const std::string& name, RecordedTensor value) override;
   const std::map<std::string, RecordedTensor>& entries() const { return entries_; }
+  // Names in the order they were recorded (execution order of the run).
+  const std::vector<std::string>& order() const { return order_; }
   const RecordedTensor& at(const std::string& name) const;  // std::out_of_range naming it
 
  private:
   std::map<std::string, RecordedTensor> entries_;
+  std::vector<std::string> order_;
 };
 
 // Records nothing when `rec` is null. Per-sequence matrices of one batch → [b, rows, cols].
