@@ -82,7 +82,7 @@ void judge_row(SetRow& r, const std::vector<std::int64_t>& ref, const std::vecto
   const bool ok = r.slack >= -r.tau;
   r.status = ok ? RowStatus::kNearTie : RowStatus::kRejected;
   r.reason = std::string(ok ? "near-tie swap accepted" : "rejected") + ": " + what + "; k-th score " +
-             num(r.kth_score) + ", min in − max out = " + num(r.slack) + (ok ? " >= " : " < ") +
+             num(r.kth_score) + ", min in - max out = " + num(r.slack) + (ok ? " >= " : " < ") +
              "-tau = " + num(-r.tau);
 }
 

@@ -1,0 +1,59 @@
+// The certify report model (issue 5, `dsv4 certify`): per-tensor and per-set results, what was
+// missing, and their two renderings — aligned text tables for people and JSON for machines.
+// Pure computation: the caller writes the strings where it wants.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "dsv4/compare/metrics.hpp"
+#include "dsv4/compare/set_compare.hpp"
+#include "dsv4/compare/tolerance.hpp"
+
+namespace dsv4::report {
+
+struct TensorResult {
+  std::string name;  // canonical tensor name
+  std::vector<std::int64_t> shape;
+  compare::TensorMetrics metrics;    // candidate against `exact`
+  compare::ReferenceError official;  // `official` against `exact` (from the golden)
+  compare::TensorVerdict verdict;
+};
+
+struct SetResult {
+  std::string name;  // canonical name of the discrete output
+  std::string kind;  // "topk" (indexer selection) or "experts" (routed expert ids)
+  compare::SetComparison comparison;
+};
+
+struct CertifyReport {
+  std::string golden;  // labels of what was compared (e.g. file paths)
+  std::string candidate;
+  compare::ToleranceParams tolerance;
+  std::vector<TensorResult> tensors;
+  std::vector<SetResult> sets;
+  std::vector<std::string> missing;    // golden outputs the candidate does not hold
+  std::vector<std::string> unmatched;  // candidate tensors that name no golden output
+
+  std::int64_t failed_tensors() const;
+  std::int64_t failed_sets() const;
+  // Every checked tensor and set passes (missing outputs are reported, not failed).
+  bool pass() const { return failed_tensors() == 0 && failed_sets() == 0; }
+};
+
+// Tables: tensors (name, dtype, shape, max abs, max rel, RMS, cosine diff, max ulp, share of
+// elements within 1 ulp, verdict), sets (rows, identical, near-tie, rejected, verdict), then the
+// reason of every failure and every non-identical row, the missing and unmatched names, and a
+// summary line ending in PASS or FAIL.
+std::string format_text(const CertifyReport& report);
+
+// Schema "dsv4-certify-report/1" (README §Report JSON). Numbers that are not finite are written
+// as the strings "inf", "-inf" and "nan" (JSON has no such numbers).
+nlohmann::json to_json(const CertifyReport& report);
+
+// A double as JSON: a number when finite, else "inf" / "-inf" / "nan".
+nlohmann::json json_number(double v);
+
+}  // namespace dsv4::report

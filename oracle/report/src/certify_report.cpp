@@ -1,0 +1,239 @@
+// Certify report rendering (certify_report.hpp).
+#include "dsv4/report/certify_report.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+#include "dsv4/report/text_table.hpp"
+
+namespace dsv4::report {
+namespace {
+
+std::string sci(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2e", v);
+  return buf;
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Share of the compared elements whose ULP distance is 0 or 1.
+std::string within_one_ulp(const compare::TensorMetrics& m) {
+  if (m.compared == 0) return "-";
+  const double share = static_cast<double>(m.ulp_hist[0] + m.ulp_hist[1]) / static_cast<double>(m.compared);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * share);
+  return buf;
+}
+
+nlohmann::json metrics_json(const compare::TensorMetrics& m) {
+  nlohmann::json j;
+  j["storage_dtype"] = std::string(dtype_name(m.storage));
+  j["ulp_dtype"] = std::string(dtype_name(m.ulp_dtype));
+  j["count"] = m.count;
+  j["compared"] = m.compared;
+  j["max_abs"] = json_number(m.max_abs);
+  j["max_abs_index"] = m.max_abs_index;
+  j["max_abs_candidate"] = json_number(m.max_abs_candidate);
+  j["max_abs_reference"] = json_number(m.max_abs_reference);
+  j["max_rel"] = json_number(m.max_rel);
+  j["max_rel_index"] = m.max_rel_index;
+  j["rel_floor"] = json_number(m.rel_floor);
+  j["rms"] = json_number(m.rms);
+  j["cosine_diff"] = json_number(m.cosine_diff);
+  j["sum_sq_err"] = json_number(m.sum_sq_err);
+  j["sum_sq_cand"] = json_number(m.sum_sq_cand);
+  j["sum_sq_ref"] = json_number(m.sum_sq_ref);
+  j["bias_sum"] = json_number(m.bias_sum);
+  j["ref_max_abs"] = json_number(m.ref_max_abs);
+  j["ref_rms"] = json_number(m.ref_rms);
+  j["ulp_max"] = json_number(m.ulp_max);
+  j["ulp_sum"] = json_number(m.ulp_sum);
+  j["ulp_rms"] = json_number(m.ulp_rms);
+  j["max_ulp"] = m.max_ulp;
+  j["max_ulp_index"] = m.max_ulp_index;
+  nlohmann::json hist = nlohmann::json::array();
+  for (int b = 0; b < compare::kUlpBuckets; ++b) {
+    hist.push_back({{"ulps", compare::ulp_bucket_label(b)}, {"count", m.ulp_hist[static_cast<std::size_t>(b)]}});
+  }
+  j["ulp_histogram"] = hist;
+  j["special"] = {{"cand_nan", m.cand_nan},
+                  {"cand_inf", m.cand_inf},
+                  {"nonfinite_where_ref_finite", m.nonfinite_where_ref_finite},
+                  {"first_nonfinite_where_ref_finite", m.first_nonfinite_where_ref_finite},
+                  {"ref_nonfinite", m.ref_nonfinite},
+                  {"special_mismatch", m.special_mismatch},
+                  {"first_special_mismatch", m.first_special_mismatch},
+                  {"off_grid", m.off_grid},
+                  {"first_off_grid", m.first_off_grid}};
+  return j;
+}
+
+nlohmann::json row_json(const compare::SetRow& r) {
+  nlohmann::json in_scores = nlohmann::json::array(), out_scores = nlohmann::json::array();
+  for (const double v : r.in_scores) in_scores.push_back(json_number(v));
+  for (const double v : r.out_scores) out_scores.push_back(json_number(v));
+  return {{"row", r.row},
+          {"status", compare::row_status_name(r.status)},
+          {"swapped_in", r.swapped_in},
+          {"swapped_out", r.swapped_out},
+          {"in_scores", in_scores},
+          {"out_scores", out_scores},
+          {"kth_score", json_number(r.kth_score)},
+          {"slack", json_number(r.slack)},
+          {"tau", json_number(r.tau)},
+          {"reason", r.reason}};
+}
+
+}  // namespace
+
+nlohmann::json json_number(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  return v;
+}
+
+std::int64_t CertifyReport::failed_tensors() const {
+  std::int64_t n = 0;
+  for (const auto& t : tensors) n += t.verdict.verdict == compare::Verdict::kFail ? 1 : 0;
+  return n;
+}
+
+std::int64_t CertifyReport::failed_sets() const {
+  std::int64_t n = 0;
+  for (const auto& s : sets) n += s.comparison.pass() ? 0 : 1;
+  return n;
+}
+
+std::string format_text(const CertifyReport& r) {
+  std::string out = "golden:    " + r.golden + "\ncandidate: " + r.candidate + "\n";
+  char model[160];
+  std::snprintf(model, sizeof model,
+                "tolerance: |err| <= %g x official + floor (max abs: %g ulp, rms: %.3g ulp; bias: %g sigma + %g ulp)\n",
+                r.tolerance.k, r.tolerance.floor_max_ulps, r.tolerance.floor_rms_ulps, r.tolerance.bias_sigmas,
+                r.tolerance.bias_floor_ulps);
+  out += model;
+
+  if (!r.tensors.empty()) {
+    TextTable t;
+    t.add_column("tensor");
+    t.add_column("dtype");
+    t.add_column("shape");
+    for (const char* h : {"max_abs", "max_rel", "rms", "cos_diff", "max_ulp", "<=1ulp"}) t.add_column(h, Align::kRight);
+    t.add_column("verdict");
+    for (const auto& x : r.tensors) {
+      const auto& m = x.metrics;
+      t.add_row({x.name, std::string(dtype_name(m.ulp_dtype)), shape_text(x.shape), sci(m.max_abs), sci(m.max_rel),
+                 sci(m.rms), sci(m.cosine_diff), std::to_string(m.max_ulp), within_one_ulp(m),
+                 compare::verdict_name(x.verdict.verdict)});
+    }
+    out += "\n" + t.render();
+  }
+  if (!r.sets.empty()) {
+    TextTable t;
+    t.add_column("discrete output");
+    t.add_column("kind");
+    for (const char* h : {"rows", "k", "identical", "near-tie", "rejected"}) t.add_column(h, Align::kRight);
+    t.add_column("verdict");
+    for (const auto& s : r.sets) {
+      const auto& c = s.comparison;
+      t.add_row({s.name, s.kind, std::to_string(c.rows), std::to_string(c.k), std::to_string(c.identical),
+                 std::to_string(c.near_tie), std::to_string(c.rejected), c.pass() ? "PASS" : "FAIL"});
+    }
+    out += "\n" + t.render();
+  }
+
+  std::string details;
+  for (const auto& x : r.tensors) {
+    if (x.verdict.verdict == compare::Verdict::kFail) details += "  " + x.name + ": " + x.verdict.reason + "\n";
+  }
+  for (const auto& s : r.sets) {
+    for (const auto& row : s.comparison.differing) {
+      details += "  " + s.name + " row " + std::to_string(row.row) + ": " + row.reason + "\n";
+    }
+  }
+  if (!details.empty()) out += "\ndetails:\n" + details;
+  auto names = [](const char* title, const std::vector<std::string>& v) {
+    if (v.empty()) return std::string();
+    std::string s = std::string("\n") + title + " (" + std::to_string(v.size()) + "):";
+    for (const auto& n : v) s += " " + n;
+    return s + "\n";
+  };
+  out += names("missing from the candidate", r.missing);
+  out += names("candidate tensors matching no golden output", r.unmatched);
+
+  const auto nt = static_cast<std::int64_t>(r.tensors.size());
+  const auto ns = static_cast<std::int64_t>(r.sets.size());
+  out += "\nsummary: " + std::to_string(nt) + " tensors checked (" + std::to_string(nt - r.failed_tensors()) +
+         " PASS, " + std::to_string(r.failed_tensors()) + " FAIL), " + std::to_string(ns) + " discrete outputs (" +
+         std::to_string(ns - r.failed_sets()) + " PASS, " + std::to_string(r.failed_sets()) + " FAIL), " +
+         std::to_string(r.missing.size()) + " missing: " + (r.pass() ? "PASS" : "FAIL") + "\n";
+  return out;
+}
+
+nlohmann::json to_json(const CertifyReport& r) {
+  nlohmann::json j;
+  j["schema"] = "dsv4-certify-report/1";
+  j["golden"] = r.golden;
+  j["candidate"] = r.candidate;
+  j["verdict"] = r.pass() ? "PASS" : "FAIL";
+  j["tolerance"] = {{"k", r.tolerance.k},
+                    {"floor_max_ulps", r.tolerance.floor_max_ulps},
+                    {"floor_rms_ulps", r.tolerance.floor_rms_ulps},
+                    {"bias_sigmas", r.tolerance.bias_sigmas},
+                    {"bias_floor_ulps", r.tolerance.bias_floor_ulps}};
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const auto& x : r.tensors) {
+    nlohmann::json checks = nlohmann::json::array();
+    for (const auto& c : x.verdict.checks) {
+      checks.push_back({{"name", c.name},
+                        {"value", json_number(c.value)},
+                        {"limit", json_number(c.limit)},
+                        {"pass", c.pass},
+                        {"detail", c.detail}});
+    }
+    tensors.push_back({{"name", x.name},
+                       {"shape", x.shape},
+                       {"verdict", compare::verdict_name(x.verdict.verdict)},
+                       {"reason", x.verdict.reason},
+                       {"metrics", metrics_json(x.metrics)},
+                       {"official",
+                        {{"compared", x.official.compared},
+                         {"max_abs", json_number(x.official.max_abs)},
+                         {"rms", json_number(x.official.rms)},
+                         {"bias_sum", json_number(x.official.bias_sum)}}},
+                       {"checks", checks}});
+  }
+  j["tensors"] = tensors;
+  nlohmann::json sets = nlohmann::json::array();
+  for (const auto& s : r.sets) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : s.comparison.differing) rows.push_back(row_json(row));
+    sets.push_back({{"name", s.name},
+                    {"kind", s.kind},
+                    {"rows", s.comparison.rows},
+                    {"k", s.comparison.k},
+                    {"identical", s.comparison.identical},
+                    {"near_tie", s.comparison.near_tie},
+                    {"rejected", s.comparison.rejected},
+                    {"verdict", s.comparison.pass() ? "PASS" : "FAIL"},
+                    {"differing_rows", rows}});
+  }
+  j["sets"] = sets;
+  j["missing"] = r.missing;
+  j["unmatched"] = r.unmatched;
+  j["summary"] = {{"tensors_checked", r.tensors.size()},
+                  {"tensors_failed", r.failed_tensors()},
+                  {"sets_checked", r.sets.size()},
+                  {"sets_failed", r.failed_sets()},
+                  {"missing", r.missing.size()}};
+  return j;
+}
+
+}  // namespace dsv4::report
