@@ -1,6 +1,7 @@
 // Checkpoints (issue #4): synthetic weights written as safetensors in the official and the Hugging
 // Face naming, with FP4 and FP8 experts, load back to the same logits bit for bit; the bf16 form
 // of the same weights gives the same exact-mode logits; a malformed checkpoint names the tensor.
+// ctest-labels: model
 #include <gtest/gtest.h>
 
 #include <cstdio>

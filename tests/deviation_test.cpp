@@ -4,6 +4,7 @@
 // the two runs are bit-identical, so this is the attribution a plain (non-teacher-forced)
 // comparison gives when the candidate's only difference is the bug; `dsv4 diff` must give the same
 // blame when upstream drift is present too.
+// ctest-labels: model
 #include <gtest/gtest.h>
 
 #include <map>

@@ -1,5 +1,6 @@
 // The whole model (spec 05): decode ≡ prefill at model level for every recorded module output,
 // batch independence, MTP, and bad input — on the built-in tiny config with synthetic weights.
+// ctest-labels: model
 #include "dsv4/model/transformer.hpp"
 
 #include <gtest/gtest.h>

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -62,6 +63,8 @@ std::string deviation_name(Deviation d) {
       return "clamp-gate-both-sides";
     case Deviation::kHashByPosition:
       return "hash-by-position";
+    case Deviation::kBf16Jitter:
+      return "bf16-jitter";
   }
   return "?";
 }
@@ -83,9 +86,24 @@ static double truncate_bf16(double x) {
   return static_cast<double>(float_from_bits(b));
 }
 
+// bf16 of x on the other side for one value in eight (Deviation::kBf16Jitter): the value's bits
+// pick deterministically; exactly representable values stay.
+static double jitter_bf16(double x) {
+  const double rne = round_bf16(x);
+  if (rne == x) return x;
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &x, sizeof bits);
+  if (((bits * 0x9E3779B97F4A7C15ULL) >> 61) != 0) return rne;
+  const double toward_zero = truncate_bf16(x);
+  const std::uint32_t tz = float_bits(static_cast<float>(toward_zero));
+  const double away = static_cast<double>(float_from_bits(tz + 0x10000u));
+  return rne == toward_zero ? away : toward_zero;
+}
+
 double Precision::bf16(double x) const {
   if (!official()) return x;
   if (deviation_ == Deviation::kBf16Truncation && std::isfinite(x)) return truncate_bf16(x);
+  if (deviation_ == Deviation::kBf16Jitter && std::isfinite(x)) return jitter_bf16(x);
   return static_cast<double>(round_bf16(x));
 }
 double Precision::fp32(double x) const { return official() ? static_cast<double>(static_cast<float>(x)) : x; }

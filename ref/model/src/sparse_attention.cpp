@@ -97,7 +97,7 @@ Mat sparse_official(const Precision& p, const Mat& q, std::int64_t H, const Mat&
           pt[jj] = p.bf16(pr[jj]);  // 7. P cast to bf16 for P·V only
         }
         // 6. ℓ ← ℓ·α + Σp as one FMA (C3), Σp a C1 sum of the fp32 p
-        ell = p.fp32(std::fma(ell, alpha, p.sum(pr.data(), kSparseAttnChunk)));
+        ell = p.fma(ell, alpha, p.sum(pr.data(), kSparseAttnChunk));  // one fp32 rounding (not double then fp32)
         // 8. o ← fl(o·α); o ← fl(o + C1 Σ_j bf16(p_j) v_j)
         for (std::int64_t d = 0; d < c; ++d) {
           const auto dd = static_cast<std::size_t>(d);

@@ -1,0 +1,93 @@
+// Teacher-forced, decision-forced localisation (`dsv4 diff --teacher-forced`, issue #5 part 5).
+//
+// For every step and every module the candidate dumped, the reference module is recomputed from
+// the candidate's OWN input to it (the previous module's candidate output; for the attention
+// module the candidate's own indexer top-k lists, for the MoE combine the candidate's own routing
+// — decision forcing), in both precision modes. The module's LOCAL error is the candidate's output
+// against that exact-mode recomputation, judged by the certify tolerance model against the
+// official-mode recomputation's own error (oracle/compare/tolerance.hpp). Discrete decisions (indexer
+// top-k, expert ids) are compared as sets: a difference passes only at a near-tie proven by the
+// exact scores (set_compare.hpp). A module that is itself wrong is found even when upstream drift
+// makes end-to-end comparisons meaningless: the first module (execution order) whose local verdict
+// fails is `first_divergent_module`.
+//
+// Modules, per block N in execution order: layers.N.hc_attn (pre: y, post, comb), layers.N.attn_norm,
+// layers.N.attn (kv, compressor entries, indexer scores and top-k, wo_a, out), layers.N.hc_attn (post:
+// out), layers.N.hc_ffn (pre), layers.N.ffn_norm, layers.N.ffn.gate (weights, expert ids),
+// layers.N.ffn (combine), layers.N (the FFN site's hc_post: the block output); then hc_head, norm,
+// head. Inside the attention module, outputs are attributed to the sub-module that produced them
+// (layers.N.attn.compressor, layers.N.attn.indexer, layers.N.attn.wo_a). The MTP block is not
+// localised yet.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dsv4/compare/tolerance.hpp"
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/recorder.hpp"
+#include "dsv4/model/transformer.hpp"
+
+namespace dsv4::diff {
+
+// A dump by canonical name `<step>/<module>/<output>` (nullopt: not dumped).
+using TensorGetter = std::function<std::optional<RecordedTensor>(const std::string& name)>;
+
+// The run the dumps come from: tokens [b][L]; prefill of the first prompt_len, then decode steps.
+struct RunSchedule {
+  std::vector<std::vector<std::int64_t>> tokens;
+  std::int64_t prompt_len = 0;
+  std::int64_t decode_steps = 0;
+  std::vector<std::string> step_names() const;  // prefill, decode0, …
+};
+
+struct OutputResult {
+  std::string name;  // canonical name
+  bool present = false;
+  bool pass = true;
+  std::string reason;
+  double local_max_abs = 0.0;           // candidate vs exact recomputation from its own input
+  double local_official_max_abs = 0.0;  // official vs exact recomputation (the yardstick)
+  double accumulated_max_abs = -1.0;    // candidate vs the golden's exact run (−1: no golden value)
+};
+
+struct ModuleResult {
+  std::string step;
+  std::string module;
+  std::int64_t layer = -1;  // −1 for the head
+  bool checked = false;     // the candidate dumped this module's input and at least one output
+  bool pass = true;
+  std::string reason;
+  std::vector<OutputResult> outputs;
+  double local_max_abs = 0.0;
+  double accumulated_max_abs = -1.0;
+};
+
+struct DiffReport {
+  std::vector<ModuleResult> modules;  // execution order
+  std::optional<std::string> first_divergent_module;
+  std::optional<std::string> first_divergent_step;
+  std::int64_t checked_modules = 0;
+  std::int64_t failed_modules = 0;
+  std::vector<std::string> missing;  // inputs the candidate did not dump (modules skipped)
+};
+
+// Throws std::invalid_argument for a bad schedule and InputError-like std::runtime_error naming the
+// tensor when a dumped tensor has the wrong shape.
+// candidate_format: the number format the candidate claims for every float output (its ULPs, and
+// values off that grid fail); nullopt: the official model's format of each output (bf16 or fp32).
+// Quantised outputs (window KV, compressed entries: FP8 e4m3 × power-of-two block scale on the
+// non-RoPE dims, spec 02 §2.5) must also lie on that grid: at most 4 significant bits.
+DiffReport teacher_forced_diff(const ModelConfig& c, const ModelWeights& w, const RunSchedule& schedule,
+                               const TensorGetter& candidate, const TensorGetter& golden_exact,
+                               const compare::ToleranceParams& tolerance = {},
+                               std::optional<DType> candidate_format = std::nullopt);
+
+std::string diff_table(const DiffReport& r);  // one line per module, readable
+std::string diff_json(const DiffReport& r);   // {"first_divergent_module": …, "modules": […]}
+std::string diff_svg(const DiffReport& r);    // local vs accumulated error by layer (log scale)
+
+}  // namespace dsv4::diff

@@ -1,0 +1,562 @@
+// Teacher- and decision-forced localisation; see teacher_forced.hpp.
+#include "dsv4/diff/teacher_forced.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <utility>
+
+#include "dsv4/compare/metrics.hpp"
+#include "dsv4/compare/set_compare.hpp"
+#include "dsv4/model/attention.hpp"
+#include "dsv4/model/head.hpp"
+#include "dsv4/model/mhc.hpp"
+#include "dsv4/model/moe.hpp"
+#include "dsv4/model/rmsnorm.hpp"
+
+namespace dsv4::diff {
+
+std::vector<std::string> RunSchedule::step_names() const {
+  std::vector<std::string> s{"prefill"};
+  for (std::int64_t i = 0; i < decode_steps; ++i) s.push_back("decode" + std::to_string(i));
+  return s;
+}
+
+namespace {
+
+using Batch = std::vector<Mat>;  // one matrix per sequence
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// ---- dumped tensors ↔ per-sequence matrices ----
+
+Batch split(const RecordedTensor& t, const std::string& name) {
+  if (t.shape.size() != 3) throw std::runtime_error(name + ": expected a [batch, rows, cols] tensor");
+  Batch b;
+  const std::int64_t rows = t.shape[1], cols = t.shape[2];
+  for (std::int64_t i = 0; i < t.shape[0]; ++i)
+    b.push_back(Eigen::Map<const Mat>(t.values.data() + i * rows * cols, rows, cols));
+  return b;
+}
+
+std::vector<double> flatten(const Batch& b) {
+  std::vector<double> v;
+  for (const Mat& m : b) v.insert(v.end(), m.data(), m.data() + m.size());
+  return v;
+}
+
+// One precision's reference modules and the attention states fed by the candidate's inputs.
+struct Reference {
+  Precision prec;
+  std::vector<Attention> attn;
+  std::vector<Moe> moe;
+  std::vector<std::vector<AttentionState>> states;  // [sequence][layer]
+};
+
+Reference make_reference(Mode mode, const ModelConfig& c, const ModelWeights& w, std::size_t batch) {
+  Reference r{Precision(mode), {}, {}, {}};
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    const BlockWeights& bw = w.layers[static_cast<std::size_t>(l)];
+    r.attn.emplace_back(r.prec, c, l, bw.attn);
+    r.moe.emplace_back(r.prec, c, l, bw.ffn);
+  }
+  r.states.resize(batch);
+  for (auto& s : r.states)
+    for (std::int64_t l = 0; l < c.n_layers; ++l) s.push_back(Attention::allocate_state(c, l));
+  return r;
+}
+
+class Differ {
+ public:
+  Differ(const ModelConfig& c, const ModelWeights& w, const RunSchedule& s, const TensorGetter& cand,
+         const TensorGetter& golden, const compare::ToleranceParams& tol, std::optional<DType> format)
+      : c_(c),
+        w_(w),
+        sched_(s),
+        cand_(cand),
+        golden_(golden),
+        tol_(tol),
+        format_(format),
+        ref_{make_reference(Mode::kExact, c, w, s.tokens.size()),
+             make_reference(Mode::kOfficial, c, w, s.tokens.size())} {}
+
+  DiffReport run() {
+    const auto steps = sched_.step_names();
+    broken_.assign(static_cast<std::size_t>(c_.n_layers), false);
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      step_ = steps[i];
+      start_pos_ = i == 0 ? 0 : sched_.prompt_len + static_cast<std::int64_t>(i) - 1;
+      ids_.clear();
+      for (const auto& t : sched_.tokens) {
+        if (i == 0) {
+          ids_.emplace_back(t.begin(), t.begin() + sched_.prompt_len);
+        } else {
+          ids_.push_back({t[static_cast<std::size_t>(start_pos_)]});
+        }
+      }
+      for (std::int64_t l = 0; l < c_.n_layers; ++l) block(l);
+      head();
+    }
+    for (const ModuleResult& m : report_.modules) {
+      if (!m.checked) continue;
+      ++report_.checked_modules;
+      if (!m.pass) {
+        ++report_.failed_modules;
+        if (!report_.first_divergent_module) {
+          report_.first_divergent_module = m.module;
+          report_.first_divergent_step = m.step;
+        }
+      }
+    }
+    return std::move(report_);
+  }
+
+ private:
+  std::string name(const std::string& module, const std::string& output) const {
+    return step_ + "/" + module + "/" + output;
+  }
+
+  std::optional<Batch> input(const std::string& full) {
+    const std::optional<RecordedTensor> t = cand_(full);
+    if (!t) {
+      report_.missing.push_back(full);
+      return std::nullopt;
+    }
+    Batch b = split(*t, full);
+    if (b.size() != sched_.tokens.size()) throw std::runtime_error(full + ": batch size differs from the tokens'");
+    return b;
+  }
+
+  ModuleResult& begin(const std::string& module, std::int64_t layer) {
+    report_.modules.push_back(ModuleResult{step_, module, layer, false, true, "", {}, 0.0, -1.0});
+    return report_.modules.back();
+  }
+
+  // A float output: candidate vs the exact recomputation, judged against official vs exact.
+  void check(ModuleResult& m, const std::string& output, const Batch& exact, const Batch& official, DType ulp,
+             std::int64_t fp8_grid_cols = 0) {
+    const DType official_ulp = ulp;
+    if (format_) ulp = *format_;
+    OutputResult o;
+    o.name = name(m.module, output);
+    const std::optional<RecordedTensor> cand = cand_(o.name);
+    o.present = cand.has_value();
+    if (!cand) {
+      m.outputs.push_back(o);
+      return;
+    }
+    const std::vector<double> e = flatten(exact), off = flatten(official);
+    if (cand->values.size() != e.size()) {
+      o.pass = false;
+      o.reason =
+          "shape mismatch: " + std::to_string(cand->values.size()) + " values, expected " + std::to_string(e.size());
+    } else {
+      compare::MetricOptions mo;
+      mo.ulp_dtype = ulp;
+      compare::MetricOptions moo;
+      moo.ulp_dtype = official_ulp;
+      const compare::TensorMetrics cm = compare::compute_metrics(cand->values, ulp, e, mo);
+      const compare::TensorMetrics om = compare::compute_metrics(off, official_ulp, e, moo);
+      const compare::TensorVerdict v = compare::judge_tensor(cm, compare::reference_error(om), tol_);
+      o.pass = v.verdict == compare::Verdict::kPass;
+      o.reason = v.reason;
+      o.local_max_abs = cm.max_abs;
+      o.local_official_max_abs = om.max_abs;
+      if (o.pass && fp8_grid_cols > 0) {
+        const std::int64_t cols = cand->shape.back();
+        for (std::size_t i = 0; i < cand->values.size(); ++i) {
+          if (static_cast<std::int64_t>(i) % cols < fp8_grid_cols && !fp8_pow2_value(cand->values[i])) {
+            o.pass = false;
+            o.reason =
+                "element " + std::to_string(i) + " = " + std::to_string(cand->values[i]) +
+                " is not an e4m3 value times a power of two (more than 4 significant bits): the FP8 simulation's "
+                "scale is not a power of two";
+            break;
+          }
+        }
+      }
+      if (const std::optional<RecordedTensor> g = golden_(o.name); g && g->values.size() == e.size()) {
+        o.accumulated_max_abs = compare::compute_metrics(cand->values, ulp, g->values, mo).max_abs;
+      }
+    }
+    finish_output(m, o);
+  }
+
+  // A discrete output (rows × k item ids, −1 empty), compared as sets against the exact
+  // recomputation; swaps pass only at a near-tie of the exact scores.
+  void check_sets(ModuleResult& m, const std::string& output, const std::vector<std::int64_t>& ref_ids,
+                  std::int64_t rows, std::int64_t k, std::int64_t n_items, const std::vector<double>& exact_scores,
+                  double official_score_err, DType score_dtype, bool exact_only, std::int64_t id_offset) {
+    OutputResult o;
+    o.name = name(m.module, output);
+    const std::optional<RecordedTensor> cand = cand_(o.name);
+    o.present = cand.has_value();
+    if (!cand) {
+      m.outputs.push_back(o);
+      return;
+    }
+    if (static_cast<std::int64_t>(cand->values.size()) != rows * k) {
+      o.pass = false;
+      o.reason = "shape mismatch";
+      finish_output(m, o);
+      return;
+    }
+    std::vector<std::int64_t> ci(cand->values.size()), ri(ref_ids.size());
+    for (std::size_t i = 0; i < ci.size(); ++i) {
+      const auto v = static_cast<std::int64_t>(cand->values[i]);
+      ci[i] = v < 0 ? -1 : v - id_offset;
+    }
+    for (std::size_t i = 0; i < ri.size(); ++i) ri[i] = ref_ids[i] < 0 ? -1 : ref_ids[i] - id_offset;
+    if (exact_only) {  // hash routing: a fixed table, no tie can explain a difference
+      std::int64_t bad_rows = 0;
+      for (std::int64_t r = 0; r < rows; ++r) {
+        std::vector<std::int64_t> a(ci.begin() + r * k, ci.begin() + (r + 1) * k),
+            b(ri.begin() + r * k, ri.begin() + (r + 1) * k);
+        std::sort(a.begin(), a.end());
+        std::sort(b.begin(), b.end());
+        bad_rows += a != b;
+      }
+      o.pass = bad_rows == 0;
+      o.reason = o.pass ? "identical sets"
+                        : std::to_string(bad_rows) + " rows route to other experts (hash routing is a fixed table)";
+    } else {
+      std::vector<double> tau(static_cast<std::size_t>(rows));
+      for (std::int64_t r = 0; r < rows; ++r) {
+        double kth = kInf;
+        for (std::int64_t j = 0; j < k; ++j) {
+          const std::int64_t id = ri[static_cast<std::size_t>(r * k + j)];
+          if (id >= 0) kth = std::min(kth, exact_scores[static_cast<std::size_t>(r * n_items + id)]);
+        }
+        tau[static_cast<std::size_t>(r)] =
+            std::isfinite(kth) ? compare::tie_tolerance(official_score_err, kth, score_dtype, tol_) : 0.0;
+      }
+      const compare::SetComparison sc = compare::compare_sets_dense(ci, ri, rows, k, n_items, exact_scores, tau);
+      o.pass = sc.pass();
+      o.reason = std::to_string(sc.identical) + " identical, " + std::to_string(sc.near_tie) + " near-tie, " +
+                 std::to_string(sc.rejected) + " rejected rows";
+      for (const auto& row : sc.differing) {
+        if (row.status == compare::RowStatus::kRejected) {
+          o.reason += "; first rejected: " + row.reason;
+          break;
+        }
+      }
+    }
+    finish_output(m, o);
+  }
+
+  static void finish_output(ModuleResult& m, const OutputResult& o) {
+    m.checked = true;
+    m.local_max_abs = std::max(m.local_max_abs, o.local_max_abs);
+    m.accumulated_max_abs = std::max(m.accumulated_max_abs, o.accumulated_max_abs);
+    if (!o.pass && m.pass) {
+      m.pass = false;
+      m.reason = o.name + ": " + o.reason;
+    }
+    m.outputs.push_back(o);
+  }
+
+  // Applies f(precision index, sequence) for both precisions; returns {exact, official} batches.
+  template <class F>
+  std::pair<Batch, Batch> both(F f) {
+    Batch e, o;
+    for (std::size_t b = 0; b < sched_.tokens.size(); ++b) {
+      e.push_back(f(0, b));
+      o.push_back(f(1, b));
+    }
+    return {std::move(e), std::move(o)};
+  }
+
+  std::string prefix(std::int64_t l) const { return "layers." + std::to_string(l); }
+
+  Batch block_input(std::int64_t l) {
+    if (l > 0) {
+      auto x = input(name(prefix(l - 1), "out"));
+      return x ? *x : Batch{};
+    }
+    Batch x;
+    for (const auto& ids : ids_) x.push_back(expand_streams(embed_tokens(w_.embed, ids), c_.hc_mult));
+    return x;
+  }
+
+  void hc_pre_site(std::int64_t l, const std::string& site, const Batch& x, const HcWeights& hw) {
+    ModuleResult& m = begin(prefix(l) + "." + site, l);
+    std::vector<HcPreOutput> o[2];
+    for (int k = 0; k < 2; ++k)
+      for (const Mat& xb : x) o[k].push_back(hc_pre(ref_[k].prec, c_, xb, hw));
+    const auto get = [&](int k, auto field) {
+      Batch b;
+      for (const auto& h : o[k]) b.push_back(field(h));
+      return b;
+    };
+    check(m, "y", get(0, [](const HcPreOutput& h) { return h.y; }), get(1, [](const HcPreOutput& h) { return h.y; }),
+          DType::kBF16);
+    check(m, "post", get(0, [](const HcPreOutput& h) { return h.post; }),
+          get(1, [](const HcPreOutput& h) { return h.post; }), DType::kF32);
+    check(m, "comb", get(0, [](const HcPreOutput& h) { return h.comb; }),
+          get(1, [](const HcPreOutput& h) { return h.comb; }), DType::kF32);
+  }
+
+  void norm(std::int64_t l, const std::string& module, const std::string& in, const Vec& weight) {
+    const auto x = input(name(prefix(l) + in, "y"));
+    if (!x) return;
+    ModuleResult& m = begin(prefix(l) + module, l);
+    auto [e, o] = both([&](int k, std::size_t b) { return rmsnorm(ref_[k].prec, (*x)[b], weight, c_.norm_eps); });
+    check(m, "out", e, o, DType::kBF16);
+  }
+
+  void hc_post_site(std::int64_t l, const std::string& module, const std::string& sub_out, const std::string& resid,
+                    const std::string& site) {
+    const auto f = input(sub_out);
+    const auto r = resid.empty() ? std::optional<Batch>(block_input(l)) : input(resid);
+    const auto post = input(name(prefix(l) + "." + site, "post"));
+    const auto comb = input(name(prefix(l) + "." + site, "comb"));
+    if (!f || !r || r->empty() || !post || !comb) return;
+    ModuleResult& m = begin(module, l);
+    auto [e, o] =
+        both([&](int k, std::size_t b) { return hc_post(ref_[k].prec, c_, (*f)[b], (*r)[b], (*post)[b], (*comb)[b]); });
+    check(m, "out", e, o, DType::kBF16);
+  }
+
+  void attention(std::int64_t l) {
+    const std::string p = prefix(l);
+    const auto x = input(name(p + ".attn_norm", "out"));
+    if (!x || broken_[static_cast<std::size_t>(l)]) {
+      broken_[static_cast<std::size_t>(l)] = true;  // the states can no longer follow the candidate
+      return;
+    }
+    // Decision forcing: the candidate's own indexer lists, when it dumped them.
+    std::optional<Batch> forced;
+    if (ref_[0].attn[static_cast<std::size_t>(l)].ratio() == 4) forced = cand_batch(name(p + ".attn.indexer", "out"));
+    std::vector<AttentionOutput> out[2];
+    for (int k = 0; k < 2; ++k) {
+      for (std::size_t b = 0; b < x->size(); ++b) {
+        IndexLists lists;
+        const IndexLists* fl = nullptr;
+        if (forced) {
+          const Mat& fm = (*forced)[b];
+          lists = IndexLists(fm.rows(), fm.cols());
+          for (std::int64_t i = 0; i < fm.size(); ++i)
+            lists.data[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(fm.data()[i]);
+          fl = &lists;
+        }
+        const Attention& a = ref_[k].attn[static_cast<std::size_t>(l)];
+        AttentionState& st = ref_[k].states[b][static_cast<std::size_t>(l)];
+        out[k].push_back(start_pos_ == 0 ? a.prefill((*x)[b], st, fl) : a.decode((*x)[b], start_pos_, st, fl));
+      }
+    }
+    const auto get = [&](int k, auto field) {
+      Batch r;
+      for (const auto& a : out[k]) r.push_back(field(a));
+      return r;
+    };
+    {
+      ModuleResult& m = begin(p + ".attn", l);
+      check(m, "kv", get(0, [](const AttentionOutput& a) { return a.kv; }),
+            get(1, [](const AttentionOutput& a) { return a.kv; }), DType::kBF16, c_.head_dim - c_.rope_head_dim);
+    }
+    if (out[0].front().compressed.entries.rows() > 0) {
+      ModuleResult& m = begin(p + ".attn.compressor", l);
+      check(m, "out", get(0, [](const AttentionOutput& a) { return a.compressed.entries; }),
+            get(1, [](const AttentionOutput& a) { return a.compressed.entries; }), DType::kBF16,
+            c_.head_dim - c_.rope_head_dim);
+    }
+    if (out[0].front().indexer) {
+      ModuleResult& m = begin(p + ".attn.indexer", l);
+      const Batch se = get(0, [](const AttentionOutput& a) { return a.indexer->scores; });
+      const Batch so = get(1, [](const AttentionOutput& a) { return a.indexer->scores; });
+      check(m, "scores", se, so, DType::kBF16);
+      double err = 0.0;
+      const std::vector<double> fe = flatten(se), fo = flatten(so);
+      for (std::size_t i = 0; i < fe.size(); ++i)
+        if (std::isfinite(fe[i]) && std::isfinite(fo[i])) err = std::max(err, std::abs(fe[i] - fo[i]));
+      std::vector<std::int64_t> ref_ids;
+      for (const auto& a : out[0])
+        ref_ids.insert(ref_ids.end(), a.indexer->lists.data.begin(), a.indexer->lists.data.end());
+      const IndexLists& l0 = out[0].front().indexer->lists;
+      const std::int64_t offset = start_pos_ == 0 ? static_cast<std::int64_t>(ids_.front().size()) : c_.window_size;
+      check_sets(m, "out", ref_ids, l0.rows * static_cast<std::int64_t>(out[0].size()), l0.width,
+                 out[0].front().indexer->scores.cols(), fe, err, DType::kBF16, false, offset);
+    }
+    {
+      ModuleResult& m = begin(p + ".attn.wo_a", l);
+      check(m, "out", get(0, [](const AttentionOutput& a) { return a.o_a; }),
+            get(1, [](const AttentionOutput& a) { return a.o_a; }), DType::kBF16);
+    }
+    ModuleResult& m = begin(p + ".attn", l);
+    check(m, "out", get(0, [](const AttentionOutput& a) { return a.out; }),
+          get(1, [](const AttentionOutput& a) { return a.out; }), DType::kBF16);
+  }
+
+  std::optional<Batch> cand_batch(const std::string& full) {
+    const auto t = cand_(full);
+    if (!t) return std::nullopt;
+    return split(*t, full);
+  }
+
+  void gate_and_ffn(std::int64_t l) {
+    const std::string p = prefix(l);
+    const auto x = input(name(p + ".ffn_norm", "out"));
+    if (!x) return;
+    const Moe& me = ref_[0].moe[static_cast<std::size_t>(l)];
+    std::vector<GateOutput> g[2];
+    for (int k = 0; k < 2; ++k)
+      for (std::size_t b = 0; b < x->size(); ++b)
+        g[k].push_back(ref_[k].moe[static_cast<std::size_t>(l)].gate().forward((*x)[b], ids_[b]));
+    const std::int64_t kk = c_.n_activated_experts, E = c_.n_routed_experts;
+    const bool hash = me.gate().hash();
+    {
+      ModuleResult& m = begin(p + ".ffn.gate", l);
+      // exact biased scores (the selection's scores) and the official ones' error
+      const Vec& bias = w_.layers[static_cast<std::size_t>(l)].ffn.gate.bias;
+      std::vector<double> se, ids;
+      double err = 0.0;
+      std::vector<std::int64_t> ref_ids;
+      for (std::size_t b = 0; b < g[0].size(); ++b) {
+        for (std::int64_t t = 0; t < g[0][b].scores.rows(); ++t) {
+          for (std::int64_t e = 0; e < E; ++e) {
+            const double bb = hash ? 0.0 : bias(e);
+            const double ve = g[0][b].scores(t, e) + bb, vo = g[1][b].scores(t, e) + bb;
+            se.push_back(ve);
+            err = std::max(err, std::abs(ve - vo));
+          }
+        }
+        ref_ids.insert(ref_ids.end(), g[0][b].indices.begin(), g[0][b].indices.end());
+      }
+      const std::int64_t rows = static_cast<std::int64_t>(ref_ids.size()) / kk;
+      check_sets(m, "out1", ref_ids, rows, kk, E, se, err, DType::kF32, hash, 0);
+      // weights on the rows whose expert set the candidate shares (elsewhere they weigh other experts)
+      const auto cand_ids = cand_(name(p + ".ffn.gate", "out1"));
+      Batch we, wo;
+      for (int k = 0; k < 2; ++k) {
+        Batch& dst = k == 0 ? we : wo;
+        for (const auto& gb : g[k]) dst.push_back(gb.weights);
+      }
+      if (cand_ids && static_cast<std::int64_t>(cand_ids->values.size()) == rows * kk) {
+        check_weights_on_shared_rows(m, we, wo, ref_ids, cand_ids->values, kk);
+      } else {
+        check(m, "out0", we, wo, DType::kF32);
+      }
+    }
+    // The combine from the candidate's own routing (decision forcing).
+    const auto w0 = cand_batch(name(p + ".ffn.gate", "out0"));
+    const auto i1 = cand_batch(name(p + ".ffn.gate", "out1"));
+    if (!w0 || !i1) return;
+    ModuleResult& m = begin(p + ".ffn", l);
+    auto [e, o] = both([&](int k, std::size_t b) {
+      GateOutput r;
+      r.weights = (*w0)[b];
+      for (std::int64_t i = 0; i < (*i1)[b].size(); ++i)
+        r.indices.push_back(static_cast<std::int64_t>((*i1)[b].data()[i]));
+      return ref_[k].moe[static_cast<std::size_t>(l)].combine((*x)[b], r);
+    });
+    check(m, "out", e, o, DType::kBF16);
+  }
+
+  void check_weights_on_shared_rows(ModuleResult& m, const Batch& we, const Batch& wo,
+                                    const std::vector<std::int64_t>& ref_ids, const std::vector<double>& cand_ids,
+                                    std::int64_t k) {
+    const std::string full = name(m.module, "out0");
+    const auto cand = cand_(full);
+    if (!cand) return;
+    const std::vector<double> fe = flatten(we), fo = flatten(wo);
+    std::vector<double> c2, e2, o2;
+    for (std::size_t r = 0; r * k < ref_ids.size(); ++r) {
+      bool same = true;
+      for (std::int64_t j = 0; j < k; ++j)
+        same = same && static_cast<std::int64_t>(cand_ids[r * k + j]) == ref_ids[r * k + j];
+      if (!same) continue;
+      for (std::int64_t j = 0; j < k; ++j) {
+        c2.push_back(cand->values[r * k + j]);
+        e2.push_back(fe[r * k + j]);
+        o2.push_back(fo[r * k + j]);
+      }
+    }
+    const RecordedTensor sub{{1, 1, static_cast<std::int64_t>(c2.size())}, c2, false};
+    const TensorGetter saved = cand_;
+    cand_ = [&](const std::string& n) -> std::optional<RecordedTensor> {
+      return n == full ? std::optional(sub) : saved(n);
+    };
+    check(m, "out0", Batch{Eigen::Map<const Mat>(e2.data(), 1, static_cast<Eigen::Index>(e2.size()))},
+          Batch{Eigen::Map<const Mat>(o2.data(), 1, static_cast<Eigen::Index>(o2.size()))}, DType::kF32);
+    cand_ = saved;
+  }
+
+  void block(std::int64_t l) {
+    const std::string p = prefix(l);
+    const BlockWeights& bw = w_.layers[static_cast<std::size_t>(l)];
+    const Batch x = block_input(l);
+    if (x.empty()) {
+      broken_[static_cast<std::size_t>(l)] = true;
+      return;
+    }
+    hc_pre_site(l, "hc_attn", x, bw.hc_attn);
+    norm(l, ".attn_norm", ".hc_attn", bw.attn_norm);
+    attention(l);
+    hc_post_site(l, p + ".hc_attn", name(p + ".attn", "out"), "", "hc_attn");
+    if (const auto mid = input(name(p + ".hc_attn", "out"))) hc_pre_site(l, "hc_ffn", *mid, bw.hc_ffn);
+    norm(l, ".ffn_norm", ".hc_ffn", bw.ffn_norm);
+    gate_and_ffn(l);
+    hc_post_site(l, p, name(p + ".ffn", "out"), name(p + ".hc_attn", "out"), "hc_ffn");
+  }
+
+  void head() {
+    const auto x = input(name(prefix(c_.n_layers - 1), "out"));
+    if (x) {
+      ModuleResult& m = begin("hc_head", -1);
+      auto [e, o] = both([&](int k, std::size_t b) { return hc_head(ref_[k].prec, c_, (*x)[b], w_.hc_head); });
+      check(m, "out", e, o, DType::kBF16);
+    }
+    if (const auto h = input(name("hc_head", "out"))) {
+      ModuleResult& m = begin("norm", -1);
+      auto [e, o] = both([&](int k, std::size_t b) { return rmsnorm(ref_[k].prec, (*h)[b], w_.norm, c_.norm_eps); });
+      check(m, "out", e, o, DType::kBF16);
+    }
+    if (const auto n = input(name("norm", "out"))) {
+      ModuleResult& m = begin("head", -1);
+      auto [e, o] = both([&](int k, std::size_t b) { return linear(ref_[k].prec, (*n)[b].bottomRows(1), w_.head); });
+      check(m, "out", e, o, DType::kF32);
+    }
+  }
+
+  // An FP8 e4m3 code times a power-of-two scale has at most 4 significant bits (spec 02 §2.5).
+  static bool fp8_pow2_value(double v) {
+    if (v == 0.0 || !std::isfinite(v)) return true;
+    int e = 0;
+    const double m = std::frexp(std::abs(v), &e);  // m in [0.5, 1)
+    return std::ldexp(m, 4) == std::floor(std::ldexp(m, 4));
+  }
+
+  const ModelConfig& c_;
+  const ModelWeights& w_;
+  const RunSchedule& sched_;
+  TensorGetter cand_;
+  const TensorGetter& golden_;
+  compare::ToleranceParams tol_;
+  std::optional<DType> format_;
+  Reference ref_[2];
+  std::vector<bool> broken_;
+  std::string step_;
+  std::int64_t start_pos_ = 0;
+  std::vector<std::vector<std::int64_t>> ids_;
+  DiffReport report_;
+};
+
+}  // namespace
+
+DiffReport teacher_forced_diff(const ModelConfig& c, const ModelWeights& w, const RunSchedule& schedule,
+                               const TensorGetter& candidate, const TensorGetter& golden_exact,
+                               const compare::ToleranceParams& tolerance, std::optional<DType> candidate_format) {
+  if (schedule.tokens.empty()) throw std::invalid_argument("diff: schedule: no sequences");
+  if (schedule.prompt_len < 1 || schedule.decode_steps < 0)
+    throw std::invalid_argument("diff: schedule: bad prompt_len / decode_steps");
+  for (const auto& t : schedule.tokens) {
+    if (static_cast<std::int64_t>(t.size()) < schedule.prompt_len + schedule.decode_steps)
+      throw std::invalid_argument("diff: schedule: a sequence is shorter than prompt_len + decode_steps");
+  }
+  Differ d(c, w, schedule, candidate, golden_exact, tolerance, candidate_format);
+  return d.run();
+}
+
+}  // namespace dsv4::diff

@@ -1,0 +1,159 @@
+// `dsv4 diff --teacher-forced` core (oracle/diff): legitimate candidates pass every module, and the
+// bug catalogue (precision.hpp Deviation: 16 realistic porting bugs) is caught and blamed on the
+// right module — with the candidate's own inputs fed to every module, so the blame does not rely
+// on upstream being identical.
+// ctest-labels: model
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/diff/teacher_forced.hpp"
+#include "dsv4/model/transformer.hpp"
+#include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/philox.hpp"
+
+namespace dsv4 {
+namespace {
+
+// 24 prompt tokens (past the window of 16, six ratio-4 blocks) and one decode step.
+diff::RunSchedule schedule(const ModelConfig& c) {
+  const CounterRng rng(4, 4);
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 25; ++i) ids.push_back(rng.words(static_cast<std::uint64_t>(i))[0] % c.vocab_size);
+  return {{ids}, 24, 1};
+}
+
+MemoryRecorder run(const ModelConfig& c, const ModelWeights& w, Precision p, const diff::RunSchedule& s) {
+  const Transformer m(p, c, w);
+  MemoryRecorder rec;
+  std::vector<SequenceState> st{m.new_sequence()};
+  const auto& t = s.tokens.front();
+  m.forward({{t.begin(), t.begin() + s.prompt_len}}, 0, st, &rec, "prefill");
+  for (std::int64_t i = 0; i < s.decode_steps; ++i)
+    m.forward({{t[static_cast<std::size_t>(s.prompt_len + i)]}}, s.prompt_len + i, st, &rec,
+              "decode" + std::to_string(i));
+  return rec;
+}
+
+diff::TensorGetter getter(const MemoryRecorder& r) {
+  return [&r](const std::string& n) -> std::optional<RecordedTensor> {
+    const auto it = r.entries().find(n);
+    if (it == r.entries().end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+struct Fixture {
+  ModelConfig c;
+  ModelWeights w;
+  diff::RunSchedule s;
+  MemoryRecorder golden;  // exact mode
+};
+
+Fixture make(double swiglu_limit) {
+  Fixture f{builtin_config("tiny"), {}, {}, {}};
+  f.c.swiglu_limit = swiglu_limit;
+  f.w = ModelWeights::synthetic(f.c, 9);
+  f.s = schedule(f.c);
+  f.golden = run(f.c, f.w, Precision(Mode::kExact), f.s);
+  return f;
+}
+
+diff::DiffReport diff_of(const Fixture& f, const MemoryRecorder& cand, std::optional<DType> format = std::nullopt) {
+  return diff::teacher_forced_diff(f.c, f.w, f.s, getter(cand), getter(f.golden), {}, format);
+}
+
+TEST(TeacherForcedDiff, OfficialAndExactReferencesPass) {
+  const Fixture f = make(10.0);
+  for (const Mode m : {Mode::kOfficial, Mode::kExact}) {
+    const MemoryRecorder cand = run(f.c, f.w, Precision(m), f.s);
+    // the exact run claims double precision (its values are not bf16)
+    const diff::DiffReport r = diff_of(f, cand, m == Mode::kExact ? std::optional(DType::kF64) : std::nullopt);
+    EXPECT_FALSE(r.first_divergent_module.has_value()) << mode_name(m) << "\n" << diff::diff_table(r);
+    EXPECT_GT(r.checked_modules, 2 * 6 * 10);  // two steps × six blocks × ≥ 10 module checks
+    EXPECT_EQ(r.failed_modules, 0);
+  }
+}
+
+// A legitimate engine variant: its bf16 casts land on the other neighbour for one value in eight
+// (Deviation::kBf16Jitter: a different accumulation order's rounding noise, self-consistent from
+// module to module, including top-k near-ties it may flip). Every module must PASS.
+TEST(TeacherForcedDiff, Bf16RoundingNoiseEnginePasses) {
+  const Fixture f = make(10.0);
+  const MemoryRecorder cand = run(f.c, f.w, Precision(Mode::kOfficial, Deviation::kBf16Jitter), f.s);
+  const diff::DiffReport r = diff_of(f, cand);
+  EXPECT_FALSE(r.first_divergent_module.has_value()) << diff::diff_table(r);
+}
+
+// The component of a module path: the layer index dropped (`layers.3.hc_attn` → `layers.hc_attn`).
+// A bug in shared code (every layer's Sinkhorn) is correctly blamed on the first layer whose inputs
+// make it detectable, which need not be layer 0.
+std::string component(const std::string& module) {
+  if (module.rfind("layers.", 0) != 0) return module;
+  const std::size_t dot = module.find('.', 7);
+  return "layers" + (dot == std::string::npos ? std::string() : module.substr(dot));
+}
+
+// The bug catalogue: each deviation FAILS and the first divergent module is the one with the bug.
+TEST(TeacherForcedDiff, BugCatalogueIsCaughtAndBlamedOnTheRightModule) {
+  const std::map<Deviation, std::string> expected{
+      {Deviation::kRopeHalfSplit, "layers.0.attn"},
+      {Deviation::kRopeFirstDims, "layers.0.attn"},
+      {Deviation::kNoInverseRope, "layers.0.attn.wo_a"},
+      {Deviation::kSinkInNumerator, "layers.0.attn.wo_a"},
+      {Deviation::kCompressNoOverlap, "layers.2.attn.compressor"},
+      {Deviation::kWindowOffByOne, "layers.0.attn.wo_a"},
+      {Deviation::kKvScaleNotPow2, "layers.0.attn"},
+      {Deviation::kIndexerNoHadamard, "layers.2.attn.indexer"},
+      {Deviation::kIndexerMaskOffByOne, "layers.2.attn.indexer"},
+      {Deviation::kBf16Truncation, "layers.0.hc_attn"},
+      {Deviation::kSinkhornColumnFirst, "layers.0.hc_attn"},
+      {Deviation::kSinkhornEpsOutside, "layers.0.hc_attn"},
+      {Deviation::kHcCombTransposed, "layers.0"},  // see deviation_test: invisible at the first site
+      {Deviation::kGateBiasInWeights, "layers.3.ffn.gate"},
+      {Deviation::kClampGateBothSides, "layers.0.ffn"},
+      {Deviation::kHashByPosition, "layers.0.ffn.gate"},
+  };
+  const Fixture f = make(10.0);
+  const Fixture low = make(1.0);  // the clamp bug needs gates below −limit (deviation_test)
+  int caught = 0, blamed = 0;
+  for (const Deviation d : all_deviations()) {
+    const bool clamp = d == Deviation::kClampGateBothSides;
+    const Fixture& fx = clamp ? low : f;
+    const MemoryRecorder cand = run(fx.c, fx.w, Precision(Mode::kOfficial, d), fx.s);
+    const diff::DiffReport r = diff_of(fx, cand);
+    const std::string got = r.first_divergent_module.value_or("(none)");
+    std::printf("  %-24s first divergent: %-28s expected component: %s\n", deviation_name(d).c_str(), got.c_str(),
+                expected.at(d).c_str());
+    if (d == Deviation::kClampGateBothSides) {
+      // Known miss (closing note): the clamp changes only gates below −limit; the FFN's local
+      // yardstick (official vs exact recomputation) includes the FP8 activation quantisation of
+      // the expert linears, which is larger than the clamp's effect on this run.
+      EXPECT_EQ(got, "(none)") << "the clamp bug is now caught: move it to the caught list\n" << diff::diff_table(r);
+      continue;
+    }
+    caught += r.first_divergent_module.has_value();
+    blamed += component(got) == component(expected.at(d));
+    EXPECT_EQ(component(got), component(expected.at(d))) << deviation_name(d) << "\n" << diff::diff_table(r);
+  }
+  std::printf("bug catalogue: %d of %zu caught, %d blamed on the right module\n", caught, all_deviations().size(),
+              blamed);
+  EXPECT_GE(caught, 15);
+}
+
+TEST(TeacherForcedDiff, ReportFormats) {
+  const Fixture f = make(10.0);
+  const MemoryRecorder cand = run(f.c, f.w, Precision(Mode::kOfficial, Deviation::kNoInverseRope), f.s);
+  const diff::DiffReport r = diff_of(f, cand);
+  const std::string j = diff::diff_json(r);
+  EXPECT_NE(j.find("\"first_divergent_module\": \"layers.0.attn.wo_a\""), std::string::npos) << j.substr(0, 300);
+  EXPECT_NE(diff::diff_svg(r).find("<polyline"), std::string::npos);
+  EXPECT_NE(diff::diff_table(r).find("FAIL"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dsv4
