@@ -315,6 +315,12 @@ TEST(Hdf5File, ForeignTypesAndAttributes) {
       const hsize_t chunk[3] = {1, 1, 1024};
       H5Pset_chunk(dcpl, 3, chunk);
       w.dataset("/huge", H5T_IEEE_F64LE, {1u << 20, 1u << 20, 1u << 20}, -1, nullptr, dcpl);
+      // 8 GiB, under the read limit, but never written: nothing in the file backs it.
+      const hid_t dcpl1 = H5Pcreate(H5P_DATASET_CREATE);
+      const hsize_t chunk1[1] = {1024};
+      H5Pset_chunk(dcpl1, 1, chunk1);
+      w.dataset("/unwritten_chunked", H5T_IEEE_F64LE, {1u << 30}, -1, nullptr, dcpl1);
+      H5Pclose(dcpl1);
       H5Pclose(dcpl);
     }
     {
@@ -324,6 +330,7 @@ TEST(Hdf5File, ForeignTypesAndAttributes) {
       w.dataset("/external_storage", H5T_IEEE_F32LE, {3}, -1, nullptr, dcpl);
       H5Pclose(dcpl);
     }
+    w.dataset("/unwritten_contiguous", H5T_IEEE_F64LE, {1u << 30});
     H5Gclose(H5Gcreate2(w.id(), "/g", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
     w.dataset("/g/x", H5T_IEEE_F32LE, {3}, H5T_NATIVE_FLOAT, fv.data());
     H5Lcreate_soft("/g/x", w.id(), "/soft", H5P_DEFAULT, H5P_DEFAULT);
@@ -357,6 +364,9 @@ TEST(Hdf5File, ForeignTypesAndAttributes) {
       {"compound", "'compound': compound storage has no dsv4 dtype"},
       {"null", "'null' has a null or unknown dataspace"},
       {"huge", "'huge': shape [1048576, 1048576, 1048576] of float64 is over the read limit"},
+      {"unwritten_chunked", "'unwritten_chunked': shape [1073741824] needs 8589934592 bytes but only 0 are stored"},
+      {"unwritten_contiguous",
+       "'unwritten_contiguous': shape [1073741824] of float64 needs 8589934592 bytes, the file has"},
       {"external_storage", "'external_storage': data stored in external files is not read"},
       {"soft", "'soft' is a soft or external link (not followed)"},
       {"softg/x", "'softg' is a soft or external link"},

@@ -56,24 +56,6 @@ class H {
 
 void quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
-// Control bytes escaped, so that a message stays on one line.
-std::string printable(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string r;
-  for (std::size_t i = 0; i < s.size() && i < 300; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F) {
-      r += "\\x";
-      r += kHex[c >> 4];
-      r += kHex[c & 15];
-    } else {
-      r += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 300) r += "...";
-  return r;
-}
-
 // The innermost message of HDF5's error stack (then cleared), or "".
 std::string h5_detail() {
   std::string first;
@@ -83,7 +65,7 @@ std::string h5_detail() {
   };
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, cb, &first);
   H5Eclear2(H5E_DEFAULT);
-  return printable(first);
+  return printable_name(first);
 }
 
 [[noreturn]] void fail(const std::string& file, const std::string& what) {
@@ -91,7 +73,7 @@ std::string h5_detail() {
   throw InputError(file, d.empty() ? what : what + " (HDF5: " + d + ")");
 }
 
-std::string obj_label(const std::string& p) { return "'" + printable(p) + "'"; }
+std::string obj_label(const std::string& p) { return "'" + printable_name(p) + "'"; }
 
 // "/a/b" from "a/b", "/a/b", "a/b/"; refuses empty components, "." and "..".
 std::string normalize(const std::string& file, const std::string& path) {
@@ -157,6 +139,7 @@ constexpr std::array<RawName, 12> kRawNames{{
 // What a dataset's storage is, and how to read it into memory.
 struct Storage {
   std::string text;              // e.g. "float32"
+  std::size_t size = 0;          // bytes per element in the file
   std::optional<DType> natural;  // the DType of the storage alone
   hid_t mem = -1;                // memory type for H5Dread (native, or owned_mem)
   H owned_mem;                   // a built memory type (float16)
@@ -167,6 +150,7 @@ Storage classify(hid_t t) {
   Storage s;
   const H5T_class_t cls = H5Tget_class(t);
   const std::size_t size = H5Tget_size(t);
+  s.size = size;
   const bool be = H5Tget_order(t) == H5T_ORDER_BE;
   const std::string suffix = be && size > 1 ? " (big-endian)" : "";
   if (cls == H5T_FLOAT) {
@@ -595,7 +579,7 @@ Resolved resolve(hid_t ds, const std::string& fname, const std::string& who) {
         break;
     }
     if (!ok) {
-      r.problem = "attribute dtype='" + printable(attr) + "' does not match its " + s.text + " storage";
+      r.problem = "attribute dtype='" + printable_name(attr) + "' does not match its " + s.text + " storage";
     } else if (*raw == DType::kE2M1x2 && r.shape.empty()) {
       r.problem = "attribute dtype='" + attr + "' on a 0-d dataset (packed fp4 needs a last dimension)";
     } else {
@@ -610,7 +594,7 @@ Resolved resolve(hid_t ds, const std::string& fname, const std::string& who) {
     return r;
   }
   if (!attr.empty() && attr != dtype_name(*s.natural)) {
-    r.problem = "attribute dtype='" + printable(attr) + "' does not match its " + s.text + " storage";
+    r.problem = "attribute dtype='" + printable_name(attr) + "' does not match its " + s.text + " storage";
     return r;
   }
   r.dtype = s.natural;
@@ -707,10 +691,12 @@ Tensor Hdf5File::read(const std::string& path, const Hdf5ReadOptions& opts) cons
   const std::string p = normalize(path_, path);
   const std::string who = obj_label(strip_root(p));
   const H ds = open_dataset(id(), path_, p);
+  H5D_layout_t layout;
   {
     H dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
     if (!dcpl.ok()) fail(path_, who + ": cannot read its creation properties");
-    if (H5Pget_layout(dcpl.get()) == H5D_VIRTUAL) throw InputError(path_, who + ": virtual datasets are not read");
+    layout = H5Pget_layout(dcpl.get());
+    if (layout == H5D_VIRTUAL) throw InputError(path_, who + ": virtual datasets are not read");
     if (H5Pget_external_count(dcpl.get()) > 0) {
       throw InputError(path_, who + ": data stored in external files is not read");
     }
@@ -730,6 +716,31 @@ Tensor Hdf5File::read(const std::string& path, const Hdf5ReadOptions& opts) cons
   if (n > std::numeric_limits<std::uint64_t>::max() / item || n * item > opts.max_bytes) {
     throw InputError(path_, who + ": shape " + shape_text(shape) + " of " + r.storage.text +
                                 " is over the read limit of " + std::to_string(opts.max_bytes) + " bytes");
+  }
+  // The data must be able to come from the file: contiguous data lies in it; chunked data expands
+  // at most by deflate's 1032:1 (a small file declaring a huge dataset is refused, not allocated).
+  const std::uint64_t file_item = std::max<std::size_t>(r.storage.size, 1);
+  if (n > std::numeric_limits<std::uint64_t>::max() / file_item) {
+    throw InputError(path_, who + ": shape " + shape_text(shape) + " overflows a 64-bit byte count");
+  }
+  const std::uint64_t needed = n * file_item;
+  hsize_t file_size = 0;
+  if (H5Fget_filesize(file_, &file_size) < 0) fail(path_, "cannot read the file size");
+  const hsize_t stored = H5Dget_storage_size(ds.get());
+  if (layout == H5D_CONTIGUOUS) {
+    if (needed > file_size) {
+      throw InputError(path_, who + ": shape " + shape_text(shape) + " of " + r.storage.text + " needs " +
+                                  std::to_string(needed) + " bytes, the file has " + std::to_string(file_size) +
+                                  " (damaged file?)");
+    }
+    if (stored != 0 && stored != needed) {
+      throw InputError(path_, who + ": its storage holds " + std::to_string(stored) + " bytes, its shape needs " +
+                                  std::to_string(needed) + " (damaged file?)");
+    }
+  } else if (layout == H5D_CHUNKED && needed / 1032 > stored + (1u << 20) / 1032) {
+    throw InputError(path_, who + ": shape " + shape_text(shape) + " needs " + std::to_string(needed) +
+                                " bytes but only " + std::to_string(stored) +
+                                " are stored (beyond deflate's 1032:1; unwritten or damaged)");
   }
   if (*r.dtype == DType::kE2M1x2) {
     if (shape.back() > std::numeric_limits<std::int64_t>::max() / 2) {
@@ -839,9 +850,9 @@ H attr_target(hid_t file, const std::string& fname, const std::string& object, c
   const std::string p = normalize(fname, object);
   H o = open_object(file, fname, p);
   const htri_t ex = H5Aexists(o.get(), name.c_str());
-  if (ex < 0) fail(fname, "cannot inspect attribute '" + printable(name) + "' of " + obj_label(object));
+  if (ex < 0) fail(fname, "cannot inspect attribute '" + printable_name(name) + "' of " + obj_label(object));
   if (ex > 0 && H5Adelete(o.get(), name.c_str()) < 0) {
-    fail(fname, "cannot replace attribute '" + printable(name) + "' of " + obj_label(object));
+    fail(fname, "cannot replace attribute '" + printable_name(name) + "' of " + obj_label(object));
   }
   return o;
 }
@@ -850,7 +861,7 @@ void write_attr(hid_t obj, const std::string& fname, const std::string& object, 
                 hid_t mtype, hid_t space, const void* data) {
   H a(H5Acreate2(obj, name.c_str(), ftype, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
   if (!a.ok() || (data && H5Awrite(a.get(), mtype, data) < 0)) {
-    fail(fname, "cannot write attribute '" + printable(name) + "' of " + obj_label(object));
+    fail(fname, "cannot write attribute '" + printable_name(name) + "' of " + obj_label(object));
   }
 }
 
@@ -862,7 +873,8 @@ struct OpenAttr {
 OpenAttr open_attr(hid_t file, const std::string& fname, const std::string& object, const std::string& name) {
   OpenAttr r;
   const std::string p = normalize(fname, object);
-  r.who = "attribute '" + printable(name) + "' of " + (p == "/" ? std::string("the root group") : obj_label(object));
+  r.who =
+      "attribute '" + printable_name(name) + "' of " + (p == "/" ? std::string("the root group") : obj_label(object));
   r.obj = open_object(file, fname, p);
   const htri_t ex = H5Aexists(r.obj.get(), name.c_str());
   if (ex < 0) fail(fname, "cannot inspect " + r.who);

@@ -37,24 +37,7 @@ std::uint64_t le(std::span<const std::byte> b, std::size_t at, std::size_t n) {
   return v;
 }
 
-std::string printable(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string r;
-  for (std::size_t i = 0; i < s.size() && i < 200; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F) {
-      r += "\\x";
-      r += kHex[c >> 4];
-      r += kHex[c & 15];
-    } else {
-      r += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 200) r += "...";
-  return r;
-}
-
-std::string member_label(std::string_view name) { return "member '" + printable(name) + "'"; }
+std::string member_label(std::string_view name) { return "member '" + printable_name(name) + "'"; }
 
 bool ends_with(std::string_view s, std::string_view suf) {
   return s.size() >= suf.size() && s.substr(s.size() - suf.size()) == suf;
@@ -324,7 +307,7 @@ bool NpzFile::contains(std::string_view key) const { return index_.find(key) != 
 
 const NpzMember& NpzFile::member(std::string_view key) const {
   const auto it = index_.find(key);
-  if (it == index_.end()) throw InputError(where_, "no array '" + printable(key) + "' in the archive");
+  if (it == index_.end()) throw InputError(where_, "no array '" + printable_name(key) + "' in the archive");
   return members_[it->second];
 }
 

@@ -15,6 +15,7 @@
 #include <set>
 
 #include "dsv4/io/atomic_file.hpp"
+#include "strict_json.hpp"
 
 namespace dsv4 {
 
@@ -88,25 +89,7 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
   return s + "]";
 }
 
-// A name as it appears in a one-line message: control bytes escaped, long names shortened.
-std::string printable(std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string r;
-  for (std::size_t i = 0; i < s.size() && i < 200; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F) {
-      r += "\\x";
-      r += kHex[c >> 4];
-      r += kHex[c & 15];
-    } else {
-      r += static_cast<char>(c);
-    }
-  }
-  if (s.size() > 200) r += "...";
-  return r;
-}
-
-std::string tensor_label(std::string_view name) { return "tensor '" + printable(name) + "'"; }
+std::string tensor_label(std::string_view name) { return "tensor '" + printable_name(name) + "'"; }
 // A top-level header key in a message: a tensor, or the metadata map.
 std::string entry_label(std::string_view key) {
   return key == "__metadata__" ? std::string("'__metadata__'") : tensor_label(key);
@@ -148,55 +131,6 @@ bool valid_utf8(std::span<const std::byte> s) {
     i += len;
   }
   return true;
-}
-
-// Thrown out of the JSON parser callback; turned into an InputError by the caller.
-struct HeaderShapeError {
-  std::string what;
-};
-
-// Parses the header JSON, refusing duplicate keys at any level and nesting deeper than the
-// schema needs (root object → tensor object → shape/offsets array).
-nlohmann::json parse_header_json(std::string_view text) {
-  using nlohmann::json;
-  std::vector<std::set<std::string>> keys;  // one set per open object
-  std::vector<bool> is_object;              // per open container
-  std::vector<std::string> path;            // the key naming each open container's value
-  std::string last_key;
-  json::parser_callback_t cb = [&](int depth, json::parse_event_t ev, json& parsed) -> bool {
-    switch (ev) {
-      case json::parse_event_t::object_start:
-      case json::parse_event_t::array_start:
-        if (depth >= 3) {
-          throw HeaderShapeError{(path.size() > 1 ? entry_label(path[1]) + ": " : std::string()) +
-                                 "nested deeper than the format allows"};
-        }
-        path.push_back(last_key);
-        is_object.push_back(ev == json::parse_event_t::object_start);
-        if (is_object.back()) keys.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-      case json::parse_event_t::array_end:
-        if (!is_object.empty()) {
-          if (is_object.back()) keys.pop_back();
-          is_object.pop_back();
-          path.pop_back();
-        }
-        break;
-      case json::parse_event_t::key: {
-        last_key = parsed.get<std::string>();
-        if (!keys.empty() && !keys.back().insert(last_key).second) {
-          if (keys.size() == 1) throw HeaderShapeError{"duplicate key: " + entry_label(last_key) + " is listed twice"};
-          throw HeaderShapeError{entry_label(path[1]) + ": duplicate key '" + printable(last_key) + "'"};
-        }
-        break;
-      }
-      case json::parse_event_t::value:
-        break;
-    }
-    return true;
-  };
-  return json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true, /*ignore_comments=*/false);
 }
 
 // A non-negative JSON integer that fits int64, or nullopt.
@@ -280,14 +214,18 @@ void SafetensorsFile::parse_header(std::span<const std::byte> prefix, std::uint6
 
   json h;
   try {
-    h = parse_header_json(text);
-  } catch (const HeaderShapeError& e) {
-    throw InputError(where_, e.what);
+    // the schema: root object → tensor entry → shape / data_offsets array
+    h = detail::parse_json_strict(text, 3);
+  } catch (const detail::JsonStructureError& e) {
+    using K = detail::JsonStructureError::Kind;
+    if (e.kind == K::kDuplicateKey && e.path.empty()) {
+      throw InputError(where_, "duplicate key: " + entry_label(e.key) + " is listed twice");
+    }
+    const std::string at = e.path.empty() ? std::string() : entry_label(e.path.front()) + ": ";
+    if (e.kind == K::kDuplicateKey) throw InputError(where_, at + "duplicate key '" + printable_name(e.key) + "'");
+    throw InputError(where_, at + "nested deeper than the format allows");
   } catch (const json::exception& e) {
-    std::string what = e.what();
-    // nlohmann messages start with "[json.exception.parse_error.101] "; keep what follows.
-    if (const auto p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
-    throw InputError(where_, "header is not valid JSON: " + what);
+    throw InputError(where_, "header is not valid JSON: " + detail::json_error_text(e));
   }
   if (!h.is_object()) throw InputError(where_, "header is not a JSON object");
 
@@ -298,7 +236,7 @@ void SafetensorsFile::parse_header(std::span<const std::byte> prefix, std::uint6
       if (!v.is_object()) throw InputError(where_, "'__metadata__' is not an object of strings");
       for (auto m = v.begin(); m != v.end(); ++m) {
         if (!m.value().is_string()) {
-          throw InputError(where_, "'__metadata__' entry '" + printable(m.key()) + "' is not a string");
+          throw InputError(where_, "'__metadata__' entry '" + printable_name(m.key()) + "' is not a string");
         }
         metadata_[m.key()] = m.value().get<std::string>();
       }
@@ -318,8 +256,8 @@ void SafetensorsFile::parse_header(std::span<const std::byte> prefix, std::uint6
     e.dtype = dt->get<std::string>();
     const CodeInfo* code = find_code(e.dtype);
     if (!code)
-      throw InputError(where_,
-                       who + ": unknown dtype '" + printable(e.dtype) + "' (the format knows: " + known_codes() + ")");
+      throw InputError(
+          where_, who + ": unknown dtype '" + printable_name(e.dtype) + "' (the format knows: " + known_codes() + ")");
     if (!sh->is_array()) throw InputError(where_, who + ": 'shape' is not an array");
     for (const json& d : *sh) {
       const auto u = json_uint(d);
