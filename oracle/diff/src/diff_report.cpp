@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "dsv4/diff/teacher_forced.hpp"
+#include "dsv4/report/svg_plot.hpp"
 
 namespace dsv4::diff {
 
@@ -76,61 +77,28 @@ std::string diff_json(const DiffReport& r) {
   return j.dump(2) + "\n";
 }
 
-// Per layer (prefill step): the largest local and accumulated max-abs errors, on a log scale.
+// Per layer: the largest local and accumulated max-abs errors (all steps), on a log scale.
 std::string diff_svg(const DiffReport& r) {
   std::map<std::int64_t, std::pair<double, double>> by_layer;  // layer → (local, accumulated)
-  std::map<std::int64_t, bool> failed;
   for (const ModuleResult& m : r.modules) {
     if (!m.checked || m.layer < 0) continue;
     auto& e = by_layer[m.layer];
     e.first = std::max(e.first, m.local_max_abs);
     e.second = std::max(e.second, m.accumulated_max_abs);
-    failed[m.layer] = failed[m.layer] || !m.pass;
   }
-  const double W = 640, H = 360, L = 60, R = 20, T = 30, B = 50;
-  double lo = 1e-12, hi = 1.0;
+  report::LinePlot plot;
+  plot.title = "dsv4 diff: local (teacher-forced) vs accumulated max |error|";
+  plot.x_label = "layer";
+  plot.y_label = "max |error|";
+  report::Series local{"local", {}, {}, "", false}, accumulated{"accumulated", {}, {}, "", true};
   for (const auto& [l, e] : by_layer) {
-    for (const double v : {e.first, e.second}) {
-      if (v > 0) hi = std::max(hi, v);
-    }
+    local.x.push_back(static_cast<double>(l));
+    local.y.push_back(e.first);
+    accumulated.x.push_back(static_cast<double>(l));
+    accumulated.y.push_back(e.second);
   }
-  const auto y = [&](double v) {
-    const double lv = std::log10(std::max(v, lo));
-    return T + (H - T - B) * (1.0 - (lv - std::log10(lo)) / (std::log10(hi) - std::log10(lo)));
-  };
-  const std::size_t n = by_layer.size();
-  const auto x = [&](std::size_t i) {
-    return L + (W - L - R) * (n <= 1 ? 0.5 : static_cast<double>(i) / static_cast<double>(n - 1));
-  };
-  std::ostringstream o;
-  o << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-    << "\" font-family=\"sans-serif\" font-size=\"11\">\n";
-  o << "<text x=\"" << L
-    << "\" y=\"18\" font-size=\"13\">dsv4 diff: local (teacher-forced) vs accumulated max |error| by layer</text>\n";
-  o << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B
-    << "\" stroke=\"black\"/>\n";
-  o << "<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n";
-  for (int e = static_cast<int>(std::log10(lo)); e <= static_cast<int>(std::ceil(std::log10(hi))); e += 3)
-    o << "<text x=\"4\" y=\"" << y(std::pow(10.0, e)) + 4 << "\">1e" << e << "</text>\n";
-  const char* colors[2] = {"#1f77b4", "#d62728"};
-  const char* labels[2] = {"local", "accumulated"};
-  for (int s = 0; s < 2; ++s) {
-    o << "<polyline fill=\"none\" stroke=\"" << colors[s] << "\" stroke-width=\"2\" points=\"";
-    std::size_t i = 0;
-    for (const auto& [l, e] : by_layer) o << x(i++) << "," << y(s == 0 ? e.first : e.second) << " ";
-    o << "\"/>\n";
-    o << "<text x=\"" << W - R - 90 << "\" y=\"" << T + 14 * (s + 1) << "\" fill=\"" << colors[s] << "\">" << labels[s]
-      << "</text>\n";
-  }
-  std::size_t i = 0;
-  for (const auto& [l, e] : by_layer) {
-    o << "<text x=\"" << x(i) - 4 << "\" y=\"" << H - B + 16 << "\">" << l << "</text>\n";
-    if (failed[l])
-      o << "<circle cx=\"" << x(i) << "\" cy=\"" << y(e.first) << "\" r=\"5\" fill=\"none\" stroke=\"red\"/>\n";
-    ++i;
-  }
-  o << "<text x=\"" << (W / 2) - 20 << "\" y=\"" << H - 12 << "\">layer</text>\n</svg>\n";
-  return o.str();
+  plot.series = {local, accumulated};
+  return report::svg_line_plot(plot);
 }
 
 }  // namespace dsv4::diff
