@@ -143,7 +143,7 @@ void merge_state(KernelState& into, const KernelState& s) {
     into.max_ulp_index = s.max_ulp_index;
   }
   into.ref_max_abs = std::max(into.ref_max_abs, s.ref_max_abs);
-  for (int b = 0; b <= compare_detail::kBuckets; ++b) into.hist[b] += s.hist[b];
+  for (int b = 0; b < compare_detail::kBuckets; ++b) into.hist[b] += s.hist[b];
   into.off_grid += s.off_grid;
   if (s.first_off_grid >= 0 && (into.first_off_grid < 0 || s.first_off_grid < into.first_off_grid)) {
     into.first_off_grid = s.first_off_grid;

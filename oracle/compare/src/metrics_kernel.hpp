@@ -69,7 +69,7 @@ struct KernelState {
   std::uint64_t max_ulp = 0;
   std::int64_t max_ulp_index = -1;
   double ref_max_abs = 0.0;
-  std::int64_t hist[kBuckets + 1] = {};  // last slot: excluded lanes (ignored)
+  std::int64_t hist[kBuckets] = {};
   std::int64_t off_grid = 0;
   std::int64_t first_off_grid = -1;
   std::int64_t excluded = 0;  // elements where the candidate or the reference is not finite
