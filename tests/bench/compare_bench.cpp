@@ -9,11 +9,13 @@
 // bf16, one element in 8 moved by one ulp) and fp32 (the reference rounded to fp32, perturbed
 // likewise by one bf16-level relative error).
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -30,6 +32,14 @@ using I = std::int64_t;
 namespace cmp = dsv4::compare;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// CPU time of the whole process (all threads): unlike wall time, not inflated when other
+// processes share the cores.
+double cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
 
 std::string loadavg() {
   std::ifstream f("/proc/loadavg");
@@ -82,7 +92,7 @@ double stream_peer(const T* cand, const double* ref, I n, int threads) {
         for (int l = 0; l < 8; ++l) {
           double c;
           if constexpr (sizeof(T) == 2) {
-            c = dsv4::float_from_bits(static_cast<std::uint32_t>(cand[i + l]) << 16);
+            c = std::bit_cast<float>(static_cast<std::uint32_t>(cand[i + l]) << 16);
           } else {
             c = cand[i + l];
           }
@@ -123,7 +133,7 @@ void bench_dtype(const char* name, dsv4::DType dtype, const std::vector<double>&
   const double cand_gb = static_cast<double>(cand.size()) / 1e9;
   const double total_gb = cand_gb + static_cast<double>(n) * 8.0 / 1e9;
 
-  double best_metrics = 1e30, best_memcpy = 1e30, best_stream = 1e30;
+  double best_metrics = 1e30, best_memcpy = 1e30, best_stream = 1e30, best_cpu = 1e30;
   std::vector<unsigned char> dst(cand.size());
   cmp::TensorMetrics m;
   double sink = 0.0;
@@ -140,10 +150,12 @@ void bench_dtype(const char* name, dsv4::DType dtype, const std::vector<double>&
     }
     best_stream = std::min(best_stream, seconds_since(t0));
     t0 = Clock::now();
+    const double c0 = cpu_seconds();
     cmp::MetricOptions o;
     o.threads = threads;
     m = cmp::compute_metrics(cmp::CandidateData{dtype, cand.data(), n}, ref, o);
     best_metrics = std::min(best_metrics, seconds_since(t0));
+    best_cpu = std::min(best_cpu, cpu_seconds() - c0);
   }
   const double metrics = cand_gb / best_metrics;
   const double mc = cand_gb / best_memcpy;
@@ -152,6 +164,8 @@ void bench_dtype(const char* name, dsv4::DType dtype, const std::vector<double>&
               static_cast<long long>(n), cand_gb * 1e3, (total_gb - cand_gb) * 1e3, reps);
   std::printf("  %-44s %8.3f s  %7.2f GB/s of candidate (%.2f GB/s of all data read)\n", "metrics (compute_metrics)",
               best_metrics, metrics, total_gb / best_metrics);
+  std::printf("  %-44s %8.3f s  %7.2f GB/s of candidate per CPU-second (%d threads: %.2f GB/s if unshared)\n",
+              "metrics, CPU time of all threads", best_cpu, cand_gb / best_cpu, threads, threads * cand_gb / best_cpu);
   std::printf("  %-44s %8.3f s  %7.2f GB/s of candidate  ratio metrics/peer %.2f\n", "peer: memcpy of the candidate",
               best_memcpy, mc, metrics / mc);
   std::printf("  %-44s %8.3f s  %7.2f GB/s of candidate  ratio metrics/peer %.2f\n",
