@@ -222,6 +222,22 @@ TEST(Metrics, HugeAndTinyMagnitudesAreScaledNotOverflowed) {
   }
 }
 
+TEST(Metrics, EmptyAndAllMaskedTensors) {
+  const std::vector<double> none;
+  const TensorMetrics e = metrics_f64(none, none);
+  EXPECT_EQ(e.count, 0);
+  EXPECT_EQ(e.compared, 0);
+  EXPECT_EQ(e.cosine_diff, 0.0);
+  EXPECT_EQ(e.max_abs_index, -1);
+  const std::vector<double> masks(5, -kInf);
+  const TensorMetrics m = metrics_f64(masks, masks, DType::kBF16);
+  EXPECT_EQ(m.compared, 0);
+  EXPECT_EQ(m.ref_nonfinite, 5);
+  EXPECT_EQ(m.special_mismatch, 0);
+  EXPECT_EQ(m.ulp_max, 0.0);
+  for (const std::int64_t h : m.ulp_hist) EXPECT_EQ(h, 0);
+}
+
 TEST(Metrics, BadInputIsRefused) {
   std::vector<double> r(3, 1.0), c(2, 1.0);
   EXPECT_THROW(metrics_f64(c, r), std::invalid_argument);
