@@ -388,6 +388,14 @@ std::int64_t Hdf5File::id() const {
 }
 
 namespace {
+// Object creation property lists with modification-time tracking off: HDF5 stamps every object
+// header with the time by default, which would make the same content give different bytes.
+H untimed(hid_t cls) {
+  H p(H5Pcreate(cls), H5Pclose);
+  if (!p.ok() || H5Pset_obj_track_times(p.get(), 0) < 0) throw InputError("", "cannot create an HDF5 property list");
+  return p;
+}
+
 H strong_fapl() {
   H fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   if (!fapl.ok() || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) < 0) {
@@ -409,9 +417,10 @@ Hdf5File Hdf5File::create(const std::string& path) {
   Hdf5File f;
   f.path_ = path;
   const H fapl = strong_fapl();
+  const H fcpl = untimed(H5P_FILE_CREATE);  // the root group
   for (int attempt = 0; attempt < 100 && f.file_ < 0; ++attempt) {
     f.tmp_ = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-    f.file_ = H5Fcreate(f.tmp_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get());
+    f.file_ = H5Fcreate(f.tmp_.c_str(), H5F_ACC_EXCL, fcpl.get(), fapl.get());
     if (f.file_ < 0 && ::access(f.tmp_.c_str(), F_OK) != 0) break;  // not a name clash
   }
   if (f.file_ < 0) {
@@ -460,6 +469,12 @@ void Hdf5File::commit() {
 // ---- objects ----
 
 namespace {
+
+// "/a/b" → "/a"; "/a" → "/".
+std::string parent_of(const std::string& p) {
+  const auto k = p.rfind('/');
+  return k == 0 ? std::string("/") : p.substr(0, k);
+}
 
 // Every component of `p` (normalized) is a hard link to an existing object; throws otherwise
 // (`must_exist`) or returns false.
@@ -612,9 +627,9 @@ void Hdf5File::create_group(const std::string& path) {
     if (H5Iget_type(o.get()) != H5I_GROUP) throw InputError(path_, obj_label(path) + " exists and is not a group");
     return;
   }
-  H lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
-  H5Pset_create_intermediate_group(lcpl.get(), 1);
-  H g(H5Gcreate2(f, p.c_str(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  create_group(parent_of(p));  // one level at a time, each untimed
+  const H gcpl = untimed(H5P_GROUP_CREATE);
+  H g(H5Gcreate2(f, p.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
   if (!g.ok()) fail(path_, "cannot create group " + obj_label(path));
 }
 
@@ -650,9 +665,8 @@ void Hdf5File::write(const std::string& path, const Tensor& t, const Hdf5WriteOp
           H5Sclose);
   if (!space.ok()) fail(path_, obj_label(strip_root(p)) + ": cannot create the dataspace");
   const WriteType w = write_type(t.dtype());
-  H lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
-  H5Pset_create_intermediate_group(lcpl.get(), 1);
-  H dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  create_group(parent_of(p));
+  H dcpl = untimed(H5P_DATASET_CREATE);
   const bool any_zero = std::find(dims.begin(), dims.end(), hsize_t{0}) != dims.end();
   if (opts.deflate > 0 && !dims.empty() && !any_zero) {
     // chunks of at most ~1 MiB: halve the leading dimensions until it fits
@@ -671,7 +685,7 @@ void Hdf5File::write(const std::string& path, const Tensor& t, const Hdf5WriteOp
       fail(path_, obj_label(strip_root(p)) + ": cannot set up gzip chunks");
     }
   }
-  H ds(H5Dcreate2(f, p.c_str(), w.file, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT), H5Dclose);
+  H ds(H5Dcreate2(f, p.c_str(), w.file, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
   if (!ds.ok()) fail(path_, "cannot create dataset " + obj_label(strip_root(p)));
   if (t.nbytes() > 0 && H5Dwrite(ds.get(), w.mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.bytes()) < 0) {
     fail(path_, "cannot write dataset " + obj_label(strip_root(p)));
@@ -762,9 +776,9 @@ void Hdf5File::write_string(const std::string& path, const std::string& value) {
   if (exists(p)) throw InputError(path_, obj_label(strip_root(p)) + " already exists");
   H space(H5Screate(H5S_SCALAR), H5Sclose);
   H type = fixed_string_type(value);
-  H lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
-  H5Pset_create_intermediate_group(lcpl.get(), 1);
-  H ds(H5Dcreate2(f, p.c_str(), type.get(), space.get(), lcpl.get(), H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  create_group(parent_of(p));
+  const H dcpl = untimed(H5P_DATASET_CREATE);
+  H ds(H5Dcreate2(f, p.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
   if (!ds.ok()) fail(path_, "cannot create dataset " + obj_label(strip_root(p)));
   std::string buf = value;
   buf.resize(std::max<std::size_t>(1, value.size()), '\0');
