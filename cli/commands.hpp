@@ -13,12 +13,18 @@ void register_demo(CLI::App& app);
 void register_quant(CLI::App& app);
 void register_cost(CLI::App& app);
 void register_fuzz(CLI::App& app);
+void register_run(CLI::App& app);
+void register_golden(CLI::App& app);
+void register_certify(CLI::App& app);
 
 inline void register_all(CLI::App& app) {
   register_demo(app);
   register_quant(app);
   register_cost(app);
   register_fuzz(app);
+  register_run(app);
+  register_golden(app);
+  register_certify(app);
 }
 
 }  // namespace dsv4::cli

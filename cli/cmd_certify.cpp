@@ -1,0 +1,78 @@
+// `dsv4 certify`: judge a candidate's tensors against a golden (oracle/README.md §Goldens).
+#include <cstdio>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "commands.hpp"
+#include "dsv4/golden/certify.hpp"
+#include "dsv4/golden/cli_guard.hpp"
+#include "dsv4/io/atomic_file.hpp"
+#include "dsv4/io/input_error.hpp"
+#include "dsv4/io/name_map.hpp"
+#include "dsv4/io/tensor_source.hpp"
+
+namespace dsv4::cli {
+
+namespace {
+
+constexpr const char* kFooter = R"(
+Example:
+  dsv4 run --config tiny --seed 1 --tokens t.npy --decode-steps 2 --mode official --dump cand.h5
+  dsv4 certify --golden goldens/tiny-s1-p18-d2.h5 --candidate cand.h5 --json report.json
+
+The candidate: HDF5, safetensors, .npy, a directory of .npy files or .npz (recognised by content),
+holding any subset of the golden's outputs under their canonical names <step>/<module>/<output>
+(oracle/README.md, Dump convention), or under its own names renamed by --map M.json. A single
+sequence may be dumped without the batch dimension.
+
+Verdicts: each value tensor against the golden's exact values by the tolerance model of
+oracle/compare (error at most k = 2 times the official reference's error plus the noise floor of
+the candidate's number format, on max abs, RMS and bias; NaN/Inf or a lost mask fail outright);
+each discrete output (indexer top-k lists, routed expert ids) row by row as a set, a different set
+accepted only where the golden's exact scores prove a near-tie. Golden outputs the candidate lacks
+are listed as missing; candidate tensors matching no golden output are listed as unmatched.
+
+Exit status: 0 every checked tensor passes (at least one checked); 1 a tensor or set fails, or
+nothing could be checked; 2 bad input (one line on stderr).)";
+
+struct CertifyArgs {
+  std::string golden, candidate, map, json;
+};
+
+int run_certify(const CertifyArgs& a) {
+  const Golden g = Golden::open(a.golden);
+  const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
+  const MappedTensorSource cand(TensorSource::open(a.candidate), map);
+  const report::CertifyReport rep = certify(g, cand);
+  if (!a.json.empty()) {
+    AtomicFile out(a.json);
+    const std::string text = report::to_json(rep).dump(1) + "\n";
+    out.write(std::as_bytes(std::span<const char>(text.data(), text.size())));
+    out.commit();
+  }
+  std::printf("%s", report::format_text(rep).c_str());
+  const std::size_t checked = rep.tensors.size() + rep.sets.size();
+  if (checked == 0) {
+    std::printf("certify: FAIL — the candidate holds none of the golden's outputs (nothing was checked)\n");
+    return 1;
+  }
+  return rep.pass() ? 0 : 1;
+}
+
+}  // namespace
+
+void register_certify(CLI::App& app) {
+  auto a = std::make_shared<CertifyArgs>();
+  auto* cmd =
+      app.add_subcommand("certify", "Judge a candidate's tensors against a golden, per tensor and per decision");
+  cmd->add_option("--golden", a->golden, "golden .h5 (dsv4 golden generate)")->required();
+  cmd->add_option("--candidate", a->candidate, "candidate dump: HDF5, safetensors, .npy, .npy directory or .npz")
+      ->required();
+  cmd->add_option("--map", a->map, "JSON name map: the candidate's names → canonical names");
+  cmd->add_option("--json", a->json, "also write the report as JSON (schema dsv4-certify-report/1)");
+  cmd->footer(kFooter);
+  cmd->callback([a]() { set_exit_code(run_guarded("certify", [&] { return run_certify(*a); })); });
+}
+
+}  // namespace dsv4::cli

@@ -1,0 +1,223 @@
+// `dsv4 golden generate|verify|inspect`: golden HDF5 sets, format v1 (goldens/README.md).
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "commands.hpp"
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/golden/cli_guard.hpp"
+#include "dsv4/golden/golden.hpp"
+#include "dsv4/golden/model_run.hpp"
+#include "dsv4/io/input_error.hpp"
+
+namespace dsv4::cli {
+
+namespace {
+
+constexpr const char* kGenerateFooter = R"(
+Examples:
+  dsv4 golden generate --config tiny --seed 1 --prompt-len 18 --decode-steps 2 --out g.h5
+  dsv4 golden generate --config cfg.json --weights w.safetensors --tokens t.npy --decode-steps 4 --out g.h5
+
+Runs the reference twice (modes exact and official) on the same weights and tokens and writes every
+module output of both, the inputs, the decision scores and margins, tolerance metadata, a SHA-256 per
+dataset and a manifest (format v1, goldens/README.md). --prompt-len N makes N + K seeded token ids
+(--token-seed) for a prompt of N tokens and K = --decode-steps decode steps; --tokens T takes them from
+a .npy ([b, L] or [L], int32/int64; the last K are decoded). The file is written atomically.
+Exit status: 0 written; 2 bad input.)";
+
+constexpr const char* kVerifyFooter = R"(
+Checks the golden's schema and integrity: the manifest's own SHA-256 (root attribute manifest_sha256),
+every dataset the manifest lists (present, dtype, shape, SHA-256 of its data), no dataset that the
+manifest does not list, the inputs and steps, and that exact/ and official/ hold the same outputs.
+Exit status: 0 intact; 1 a check failed (each failing dataset named on stdout); 2 the file cannot be
+read as a golden (not HDF5, truncated, not a dsv4 golden, unsupported version).)";
+
+struct GenArgs {
+  std::string config, weights, tokens, out;
+  std::optional<std::uint64_t> seed;
+  std::optional<std::int64_t> prompt_len;
+  std::uint64_t token_seed = 1;
+  std::int64_t decode_steps = 0;
+  int deflate = 6;
+};
+
+int generate(const GenArgs& a) {
+  if (!a.weights.empty() && a.seed) throw InputError("--weights", "give either --weights or --seed, not both");
+  if (a.tokens.empty() == !a.prompt_len) throw InputError("--tokens", "give exactly one of --tokens and --prompt-len");
+  if (a.deflate < 0 || a.deflate > 9) throw InputError("--deflate", "must be 0-9");
+  GoldenGenerateOptions o;
+  o.config = load_config(a.config);
+  if (a.weights.empty())
+    o.weights.seed = a.seed.value_or(0);
+  else
+    o.weights.file = a.weights;
+  if (a.prompt_len) {
+    if (*a.prompt_len <= 0) throw InputError("--prompt-len", "must be positive");
+    if (a.decode_steps < 0) throw InputError("--decode-steps", "must be non-negative");
+    o.tokens = synthetic_tokens(*a.prompt_len + a.decode_steps, o.config.vocab_size, a.token_seed);
+    o.tokens_source = "synthetic_tokens(n=" + std::to_string(*a.prompt_len + a.decode_steps) +
+                      ", seed=" + std::to_string(a.token_seed) + ")";
+  } else {
+    o.tokens = read_tokens_npy(a.tokens, o.config.vocab_size);
+    const auto slash = a.tokens.find_last_of('/');
+    o.tokens_source = slash == std::string::npos ? a.tokens : a.tokens.substr(slash + 1);
+  }
+  o.decode_steps = a.decode_steps;
+  o.deflate = a.deflate;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string last_step;
+  const GoldenGenerateStats st =
+      generate_golden(o, a.out, [&](const std::string& mode, const std::string& step, const std::string& module) {
+        if (module == "head" || module == "mtp.0" || step + mode != last_step)
+          std::fprintf(stderr, "dsv4 golden: %s %s %s\n", mode.c_str(), step.c_str(), module.c_str());
+        last_step = step + mode;
+      });
+  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf(
+      "wrote %s: %lld datasets, %.1f MB of values; weights %.2f s, exact %.2f s, official %.2f s, write %.2f s, "
+      "total %.2f s\n",
+      a.out.c_str(), static_cast<long long>(st.datasets), static_cast<double>(st.value_bytes) / 1e6, st.seconds_weights,
+      st.seconds_exact, st.seconds_official, st.seconds_write, total);
+  return 0;
+}
+
+int verify(const std::string& path) {
+  const GoldenVerifyResult r = verify_golden(path);
+  if (r.ok()) {
+    std::printf("%s: OK (%lld datasets, manifest and every SHA-256 verified)\n", path.c_str(),
+                static_cast<long long>(r.datasets_checked));
+    return 0;
+  }
+  for (const GoldenProblem& p : r.problems) std::printf("FAIL %s: %s\n", p.dataset.c_str(), p.what.c_str());
+  std::printf("%s: %zu problem(s) in %lld datasets checked\n", path.c_str(), r.problems.size(),
+              static_cast<long long>(r.datasets_checked));
+  std::fprintf(stderr, "dsv4 golden verify: %s: FAILED: %s: %s\n", path.c_str(), r.problems.front().dataset.c_str(),
+               r.problems.front().what.c_str());
+  return 1;
+}
+
+int inspect(const std::string& path, bool json, bool tensors) {
+  const Golden g = Golden::open(path);
+  const nlohmann::ordered_json man = nlohmann::ordered_json::parse(g.manifest_text());
+  std::map<std::string, std::map<std::string, int>> per_step;  // step → role → count (exact/ only)
+  std::int64_t bytes = 0;
+  for (const GoldenEntry& e : g.entries()) {
+    std::int64_t n = 8;
+    for (auto d : e.shape) n *= d;
+    bytes += n;
+    if (e.path.rfind("exact/", 0) != 0) continue;
+    const std::string canonical = e.path.substr(6);
+    per_step[canonical.substr(0, canonical.find('/'))][golden_role_name(e.role)]++;
+  }
+  if (json) {
+    nlohmann::ordered_json j;
+    j["path"] = path;
+    for (const char* k : {"format", "format_version", "generator", "config", "weights", "inputs"}) j[k] = man.at(k);
+    j["datasets"] = g.entries().size();
+    j["value_bytes"] = bytes;
+    j["outputs_per_step"] = per_step;
+    if (tensors) {
+      j["tensors"] = nlohmann::ordered_json::array();
+      for (const GoldenEntry& e : g.entries())
+        j["tensors"].push_back(
+            {{"path", e.path}, {"dtype", e.dtype}, {"shape", e.shape}, {"role", golden_role_name(e.role)}});
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  const ModelConfig& c = g.config();
+  std::printf("golden %s\n", path.c_str());
+  std::printf("  format      %s v%lld, written by %s\n", man.at("format").get<std::string>().c_str(),
+              static_cast<long long>(man.at("format_version").get<std::int64_t>()),
+              man.at("generator").get<std::string>().c_str());
+  std::printf(
+      "  config      %s: %lld layers (+%lld MTP), dim %lld, vocab %lld, %lld heads, %lld experts (top %lld), "
+      "ratios",
+      c.name.c_str(), static_cast<long long>(c.n_layers), static_cast<long long>(c.n_mtp_layers),
+      static_cast<long long>(c.dim), static_cast<long long>(c.vocab_size), static_cast<long long>(c.n_heads),
+      static_cast<long long>(c.n_routed_experts), static_cast<long long>(c.n_activated_experts));
+  for (auto r : c.compress_ratios) std::printf(" %lld", static_cast<long long>(r));
+  std::printf("\n  weights     %s\n", g.weights_json().c_str());
+  std::printf("  tokens      %zu x %zu (%s)\n", g.tokens().size(), g.tokens().front().size(),
+              man.at("inputs").value("tokens_source", "").c_str());
+  std::printf("  steps      ");
+  for (const StepPlan& s : g.steps())
+    std::printf(" %s(pos %lld, %lld tok%s)", s.name.c_str(), static_cast<long long>(s.start_pos),
+                static_cast<long long>(s.length), s.mtp ? ", mtp" : "");
+  std::printf("\n  datasets    %zu (%.1f MB of values, exact + official)\n", g.entries().size(),
+              static_cast<double>(bytes) / 1e6);
+  std::printf("  outputs per step (each in exact/ and official/):\n");
+  for (const auto& [step, roles] : per_step) {
+    std::printf("    %-9s", step.c_str());
+    for (const auto& [role, n] : roles) std::printf(" %d %s", n, role.c_str());
+    std::printf("\n");
+  }
+  if (tensors) {
+    const auto& tol = man.at("tolerance").at("tensors");
+    std::printf("  %-58s %-8s %-16s %-8s %s\n", "canonical name", "role", "shape", "grid", "|official-exact| max");
+    for (const std::string& name : g.canonical_names()) {
+      const GoldenEntry* e = g.find("exact/" + name);
+      std::string shape = "[";
+      for (std::size_t i = 0; i < e->shape.size(); ++i) shape += (i ? "," : "") + std::to_string(e->shape[i]);
+      shape += "]";
+      std::string grid = "-", err = "-";
+      if (tol.contains(name)) {
+        grid = tol.at(name).at("official_grid").get<std::string>();
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.3g", tol.at(name).at("official_max_abs").get<double>());
+        err = buf;
+      }
+      std::printf("  %-58s %-8s %-16s %-8s %s\n", name.c_str(), golden_role_name(e->role), shape.c_str(), grid.c_str(),
+                  err.c_str());
+    }
+  } else {
+    std::printf("  (--tensors lists every output; dsv4 golden verify checks the hashes)\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_golden(CLI::App& app) {
+  auto* cmd =
+      app.add_subcommand("golden", "Golden HDF5 sets: generate, verify, inspect (format v1, goldens/README.md)");
+  cmd->require_subcommand(1);
+
+  auto g = std::make_shared<GenArgs>();
+  auto* gen = cmd->add_subcommand("generate", "Run the reference in both modes and write a golden file");
+  gen->add_option("--config", g->config, "built-in config name (tiny, …) or a config.json")->required();
+  gen->add_option("--weights", g->weights, "safetensors checkpoint (official or Hugging Face naming)");
+  gen->add_option("--seed", g->seed, "seed of the synthetic weights (default 0 when --weights is not given)");
+  gen->add_option("--tokens", g->tokens, ".npy of int32/int64 token ids, [b, L] or [L]");
+  gen->add_option("--prompt-len", g->prompt_len, "prompt length N of seeded token ids (instead of --tokens)");
+  gen->add_option("--token-seed", g->token_seed, "seed of the --prompt-len token ids")->capture_default_str();
+  gen->add_option("--decode-steps", g->decode_steps, "decode steps K")->capture_default_str();
+  gen->add_option("--deflate", g->deflate, "gzip level 0-9 of the datasets (0: none)")->capture_default_str();
+  gen->add_option("--out", g->out, "output golden .h5")->required();
+  gen->footer(kGenerateFooter);
+  gen->callback([g]() { set_exit_code(run_guarded("golden generate", [&] { return generate(*g); })); });
+
+  auto vpath = std::make_shared<std::string>();
+  auto* ver = cmd->add_subcommand("verify", "Check a golden's schema and SHA-256 hashes");
+  ver->add_option("golden", *vpath, "golden .h5")->required();
+  ver->footer(kVerifyFooter);
+  ver->callback([vpath]() { set_exit_code(run_guarded("golden verify", [&] { return verify(*vpath); })); });
+
+  auto ipath = std::make_shared<std::string>();
+  auto ijson = std::make_shared<bool>(false);
+  auto itens = std::make_shared<bool>(false);
+  auto* ins = cmd->add_subcommand("inspect", "Print a readable summary of a golden");
+  ins->add_option("golden", *ipath, "golden .h5")->required();
+  ins->add_flag("--json", *ijson, "print the summary as JSON");
+  ins->add_flag("--tensors", *itens, "list every output with its shape and official-vs-exact error");
+  ins->callback([ipath, ijson, itens]() {
+    set_exit_code(run_guarded("golden inspect", [&] { return inspect(*ipath, *ijson, *itens); }));
+  });
+}
+
+}  // namespace dsv4::cli

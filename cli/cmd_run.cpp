@@ -1,0 +1,99 @@
+// `dsv4 run`: the whole reference model on a token file — prefill, then decode steps — with every
+// module output dumped to HDF5 under its canonical name (oracle/README.md §Dump convention).
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "commands.hpp"
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/golden/cli_guard.hpp"
+#include "dsv4/golden/dump.hpp"
+#include "dsv4/golden/model_run.hpp"
+#include "dsv4/io/input_error.hpp"
+
+namespace dsv4::cli {
+
+namespace {
+
+constexpr const char* kFooter = R"(
+Example:
+  dsv4 run --config tiny --seed 1 --tokens t.npy --decode-steps 2 --mode official --dump out.h5
+
+Tokens: a .npy of int32 or int64 ids, shape [b, L] (b sequences of L tokens) or [L]. The first
+L - N tokens are the prefill, then N decode steps (N = --decode-steps) each take the next token.
+With an MTP block in the config, mtp.0 runs with the ids shifted left by one in every step whose
+positions all have their next token in the file (all steps but the last).
+
+Weights: --seed S (seeded synthetic weights, the default is --seed 0) or --weights W.safetensors
+(a checkpoint in the official inference naming or the Hugging Face naming).
+
+The dump: every module output as an HDF5 dataset named by its canonical path, e.g.
+prefill/layers.3.attn/out, decode0/layers.3.ffn.gate/out1; floats as float64, integer outputs
+(top-k indices, expert ids; -1 = no entry) as int64. Root attributes: dsv4_format, config (JSON),
+mode, weights source and hash, tokens, steps. See oracle/README.md (Dump convention).
+Progress goes to stderr, one line per layer and step.
+
+Exit status: 0 written; 2 bad input (one line on stderr naming it; nothing written).)";
+
+struct RunArgs {
+  std::string config, weights, tokens, mode = "exact", dump;
+  std::optional<std::uint64_t> seed;
+  std::int64_t decode_steps = 0;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int run(const RunArgs& a) {
+  if (a.dump.empty()) throw InputError("--dump", "is required (the output .h5 file)");
+  if (!a.weights.empty() && a.seed) throw InputError("--weights", "give either --weights or --seed, not both");
+  const ModelConfig cfg = load_config(a.config);
+  const Mode mode = mode_from_name(a.mode);
+  const auto tokens = read_tokens_npy(a.tokens, cfg.vocab_size);
+  const auto plan = plan_steps(cfg, static_cast<std::int64_t>(tokens.size()),
+                               static_cast<std::int64_t>(tokens.front().size()), a.decode_steps);
+  WeightsSpec ws;
+  if (a.weights.empty())
+    ws.seed = a.seed.value_or(0);
+  else
+    ws.file = a.weights;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const Transformer model(Precision(mode), cfg, make_weights(cfg, ws));
+  std::fprintf(stderr, "dsv4 run: %s weights ready (%.2f s)\n", ws.seed ? "synthetic" : a.weights.c_str(),
+               seconds_since(t0));
+  MemoryRecorder rec;
+  auto t_mod = std::chrono::steady_clock::now();
+  run_plan(model, tokens, plan, rec, [&](const std::string& step, const std::string& module) {
+    std::fprintf(stderr, "dsv4 run: %s %s (%.2f s)\n", step.c_str(), module.c_str(), seconds_since(t_mod));
+    t_mod = std::chrono::steady_clock::now();
+  });
+
+  write_run_dump(a.dump, RunDumpInfo{cfg, mode, ws, tokens, a.decode_steps, plan}, rec);
+  std::fprintf(stderr, "dsv4 run: wrote %zu tensors to %s (%.2f s in all)\n", rec.entries().size(), a.dump.c_str(),
+               seconds_since(t0));
+  return 0;
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  auto* cmd =
+      app.add_subcommand("run", "Run the reference model (prefill + decode steps) and dump every module output");
+  cmd->add_option("--config", a->config, "built-in config name (tiny, flash-slice, …) or a config.json")->required();
+  cmd->add_option("--weights", a->weights, "safetensors checkpoint (official or Hugging Face naming)");
+  cmd->add_option("--seed", a->seed, "seed of the synthetic weights (default 0 when --weights is not given)");
+  cmd->add_option("--tokens", a->tokens, ".npy of int32/int64 token ids, [b, L] or [L]")->required();
+  cmd->add_option("--decode-steps", a->decode_steps, "number of decode steps N (the last N tokens)")
+      ->capture_default_str();
+  cmd->add_option("--mode", a->mode, "precision mode: exact or official")->capture_default_str();
+  cmd->add_option("--dump", a->dump, "output HDF5 file")->required();
+  cmd->footer(kFooter);
+  cmd->callback([a]() { set_exit_code(run_guarded("run", [&] { return run(*a); })); });
+}
+
+}  // namespace dsv4::cli

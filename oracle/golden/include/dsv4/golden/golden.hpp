@@ -1,0 +1,133 @@
+// Golden HDF5 sets, format version 1 (goldens/README.md is the normative description).
+//
+//   /                      attrs dsv4_format = "dsv4-golden", dsv4_format_version = 1,
+//                          manifest_sha256 (SHA-256 of the /manifest text)
+//   /manifest              JSON text: generator, config, weights, inputs, steps, tolerance metadata,
+//                          and one entry {path, dtype, shape, role, sha256} per dataset
+//   /inputs/tokens         int64 [b, L]  token ids
+//   /inputs/start_pos      int64 [steps] start_pos of each step (prefill, decode0, …)
+//   /inputs/length         int64 [steps] tokens per sequence in each step
+//   /inputs/mtp            int64 [steps] 1 when mtp.0 ran in the step
+//   /exact/<canonical>     float64 / int64  the `exact` mode outputs (canonical name
+//   /official/<canonical>  float64 / int64  `<step>/<module path>/<output>`), the `official` ones
+//
+// A dataset's sha256 is that of its elements as little-endian bytes in row-major order
+// (numpy: hashlib.sha256(np.ascontiguousarray(d[()]).astype('<f8' or '<i8').tobytes())).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/golden/model_run.hpp"
+#include "dsv4/io/hdf5_file.hpp"
+#include "dsv4/numerics/tensor.hpp"
+
+namespace dsv4 {
+
+inline constexpr std::int64_t kGoldenFormatVersion = 1;
+inline constexpr const char* kGoldenFormatName = "dsv4-golden";
+
+// What a golden dataset is for (manifest field "role").
+enum class GoldenRole {
+  kValue,     // a module output compared as numbers
+  kDiscrete,  // a discrete decision compared as a set per row (indexer top-k lists, expert ids)
+  kDecision,  // data behind a decision: scores, margins, choice scores (used for near-tie acceptance;
+              // compared as numbers when a candidate has them, never reported missing)
+  kInput,     // /inputs/…
+};
+const char* golden_role_name(GoldenRole r);
+// The role of a canonical output name (`<step>/<module>/<output>`).
+GoldenRole golden_role_of(const std::string& canonical);
+
+struct GoldenGenerateOptions {
+  ModelConfig config;
+  WeightsSpec weights;
+  std::vector<std::vector<std::int64_t>> tokens;  // [b][L]
+  std::int64_t decode_steps = 0;
+  std::string tokens_source;  // how the tokens were made (file name or "synthetic seed S"), for the manifest
+  int deflate = 6;            // gzip level of datasets of ≥ 4 KiB (0: contiguous)
+};
+
+struct GoldenGenerateStats {
+  double seconds_weights = 0, seconds_exact = 0, seconds_official = 0, seconds_write = 0;
+  std::int64_t datasets = 0;
+  std::int64_t value_bytes = 0;  // uncompressed bytes of the exact + official datasets
+};
+
+// Progress: (mode, step, module).
+using GoldenProgressFn = std::function<void(const std::string&, const std::string&, const std::string&)>;
+
+// Runs both modes and writes the golden atomically to `out`. InputError / CheckpointError on bad input.
+GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::string& out,
+                                    const GoldenProgressFn& progress = {});
+
+struct GoldenEntry {
+  std::string path;   // full HDF5 path without the leading "/" ("exact/prefill/layers.0.attn/out")
+  std::string dtype;  // "float64" or "int64"
+  std::vector<std::int64_t> shape;
+  GoldenRole role = GoldenRole::kValue;
+  std::string sha256;
+};
+
+// A verified-schema view of a golden (the manifest parsed); data is read on demand.
+class Golden {
+ public:
+  // InputError when the file is not HDF5, not a dsv4 golden (no dsv4_format attribute), of another
+  // format version, or its manifest is not valid JSON of the v1 schema.
+  static Golden open(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  const ModelConfig& config() const { return config_; }
+  const std::string& manifest_text() const { return manifest_text_; }
+  const std::vector<GoldenEntry>& entries() const { return entries_; }
+  const std::vector<StepPlan>& steps() const { return steps_; }
+  const std::vector<std::vector<std::int64_t>>& tokens() const { return tokens_; }
+  std::int64_t decode_steps() const;
+  // The canonical names (`<step>/<module>/<output>`) present under exact/ (and official/).
+  std::vector<std::string> canonical_names() const;
+  const GoldenEntry* find(const std::string& path) const;
+  // The weights as recorded: {"source": "synthetic", "seed": …} or {"source": "file", …} (JSON text).
+  std::string weights_json() const;
+  std::optional<std::uint64_t> weights_seed() const;
+
+  // Reads exact/<canonical> or official/<canonical> as double values (int64 widened exactly).
+  std::vector<double> values(const std::string& mode, const std::string& canonical) const;
+  Tensor read(const std::string& path) const;
+  const Hdf5File& file() const { return *file_; }
+
+ private:
+  Golden() = default;
+  std::string path_;
+  std::optional<Hdf5File> file_;
+  std::string manifest_text_;
+  ModelConfig config_;
+  std::vector<GoldenEntry> entries_;
+  std::map<std::string, std::size_t> by_path_;
+  std::vector<StepPlan> steps_;
+  std::vector<std::vector<std::int64_t>> tokens_;
+  std::string weights_json_;
+};
+
+struct GoldenProblem {
+  std::string dataset;  // the dataset (or "manifest", "/" for root attributes)
+  std::string what;
+};
+
+struct GoldenVerifyResult {
+  std::int64_t datasets_checked = 0;
+  std::vector<GoldenProblem> problems;
+  bool ok() const { return problems.empty(); }
+};
+
+// Schema and hashes: every manifest entry exists with its dtype, shape and SHA-256; nothing else is in
+// the file; inputs agree with the manifest; exact/ and official/ hold the same names and shapes.
+// Throws InputError only when the file cannot be read as a golden at all (Golden::open's cases, or a
+// read error such as truncated data).
+GoldenVerifyResult verify_golden(const std::string& path);
+
+}  // namespace dsv4

@@ -1,0 +1,38 @@
+// SHA-256 (FIPS 180-4) for the goldens' per-dataset hashes and the weights' content hash. Small and
+// dependency-free; checked against the FIPS 180-4 / NIST example vectors (tests/golden_regen_test).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace dsv4 {
+
+class Sha256 {
+ public:
+  Sha256();
+  void update(std::span<const std::byte> data);
+  void update(std::string_view text);
+  // The digest; the object is finished afterwards (further updates throw std::logic_error).
+  std::array<std::uint8_t, 32> digest();
+  // The digest as 64 lowercase hex digits (hashlib's hexdigest()).
+  std::string hex();
+
+ private:
+  void block(const std::uint8_t* p);
+  std::array<std::uint32_t, 8> h_;
+  std::array<std::uint8_t, 64> buf_{};
+  std::size_t buf_len_ = 0;
+  std::uint64_t total_ = 0;  // bytes
+  bool done_ = false;
+};
+
+std::string sha256_hex(std::span<const std::byte> data);
+std::string sha256_hex(std::string_view text);
+// Streams a file; InputError naming it when it cannot be read.
+std::string sha256_file_hex(const std::string& path);
+
+}  // namespace dsv4

@@ -1,0 +1,229 @@
+// oracle/README.md §Goldens (certify): value tensors by the tolerance model, discrete outputs as sets.
+#include "dsv4/golden/certify.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "dsv4/compare/metrics.hpp"
+#include "dsv4/compare/set_compare.hpp"
+#include "dsv4/io/input_error.hpp"
+
+namespace dsv4 {
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string shape_text(const std::vector<std::int64_t>& s) {
+  std::string t = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
+  return t + "]";
+}
+
+// A candidate may leave out leading dimensions of size 1 (a single sequence dumped as [s, c]).
+bool compatible_shape(const std::vector<std::int64_t>& cand, const std::vector<std::int64_t>& gold) {
+  if (cand == gold) return true;
+  if (cand.size() >= gold.size()) return false;
+  const std::size_t drop = gold.size() - cand.size();
+  for (std::size_t i = 0; i < drop; ++i)
+    if (gold[i] != 1) return false;
+  return std::equal(cand.begin(), cand.end(), gold.begin() + static_cast<std::ptrdiff_t>(drop));
+}
+
+compare::TensorVerdict failed(const std::string& reason) {
+  compare::TensorVerdict v;
+  v.verdict = compare::Verdict::kFail;
+  v.reason = reason;
+  return v;
+}
+
+DType grid_dtype(const std::string& grid) {
+  if (grid == "bf16") return DType::kBF16;
+  if (grid == "fp32") return DType::kF32;
+  return DType::kF64;
+}
+
+std::vector<std::int64_t> as_ids(const Tensor& t, const std::string& name) {
+  std::vector<std::int64_t> v(static_cast<std::size_t>(t.numel()));
+  switch (t.dtype()) {
+    case DType::kI64: {
+      const auto s = t.values<std::int64_t>();
+      std::copy(s.begin(), s.end(), v.begin());
+      return v;
+    }
+    case DType::kI32: {
+      const auto s = t.values<std::int32_t>();
+      std::copy(s.begin(), s.end(), v.begin());
+      return v;
+    }
+    case DType::kF64:
+    case DType::kF32: {
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        const double x = t.dtype() == DType::kF64 ? t.values<double>()[i] : t.values<float>()[i];
+        if (!(std::abs(x) < 9.0e15) || x != std::floor(x))
+          throw InputError(name, "an index tensor holds the non-integer value " + std::to_string(x) + " at element " +
+                                     std::to_string(i));
+        v[i] = static_cast<std::int64_t>(x);
+      }
+      return v;
+    }
+    default:
+      throw InputError(
+          name, "an index tensor must be int32/int64 (or integral floats), got " + std::string(dtype_name(t.dtype())));
+  }
+}
+
+// Per row of a [.., rows, n] score tensor pair: max |official − exact| over entries finite in both.
+std::vector<double> row_errors(const std::vector<double>& ex, const std::vector<double>& off, std::int64_t n) {
+  const std::size_t rows = n == 0 ? 0 : ex.size() / static_cast<std::size_t>(n);
+  std::vector<double> e(rows, 0.0);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < n; ++j) {
+      const std::size_t i = r * static_cast<std::size_t>(n) + static_cast<std::size_t>(j);
+      if (std::isfinite(ex[i]) && std::isfinite(off[i])) e[r] = std::max(e[r], std::abs(off[i] - ex[i]));
+    }
+  return e;
+}
+
+}  // namespace
+
+DType certify_ulp_dtype(const Tensor& candidate, const std::string& official_grid) {
+  if (candidate.dtype() != DType::kF64) return candidate.dtype();
+  const DType grid = grid_dtype(official_grid);
+  if (grid == DType::kF64) return grid;
+  const compare::UlpGrid ug = compare::ulp_grid(grid);
+  for (const double x : candidate.values<double>())
+    if (std::isfinite(x) && !compare::on_grid(ug, x)) return DType::kF64;
+  return grid;
+}
+
+report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, const CertifyOptions& opts) {
+  report::CertifyReport rep;
+  rep.golden = g.path();
+  rep.candidate = cand.source().path();
+  rep.tolerance = opts.tolerance;
+  const nlohmann::json man = nlohmann::json::parse(g.manifest_text());
+  const nlohmann::json& tol = man.at("tolerance").at("tensors");
+
+  const std::vector<std::string> names = g.canonical_names();
+  const std::set<std::string> golden_names(names.begin(), names.end());
+  for (const std::string& c : cand.names())
+    if (golden_names.count(c) == 0) rep.unmatched.push_back(c);
+
+  for (const std::string& name : names) {
+    const GoldenEntry& ge = *g.find("exact/" + name);
+    if (!cand.contains(name)) {
+      if (ge.role != GoldenRole::kDecision) rep.missing.push_back(name);
+      continue;
+    }
+    const Tensor c = cand.read(name);
+    const std::string where = cand.source().path() + ": " + cand.source_name(name);
+    const bool shape_ok = compatible_shape(c.shape(), ge.shape);
+
+    if (ge.role == GoldenRole::kDiscrete) {
+      report::SetResult sr;
+      sr.name = name;
+      sr.kind = ends_with(name, ".attn.indexer/out") ? "topk" : "experts";
+      const std::int64_t k = ge.shape.back();
+      const std::int64_t rows = k == 0 ? 0 : [&] {
+        std::int64_t n = 1;
+        for (auto d : ge.shape) n *= d;
+        return n / k;
+      }();
+      if (!shape_ok) {
+        report::TensorResult tr;
+        tr.name = name;
+        tr.shape = c.shape();
+        tr.verdict = failed("shape " + shape_text(c.shape()) + " differs from the golden's " + shape_text(ge.shape));
+        rep.tensors.push_back(std::move(tr));
+        continue;
+      }
+      std::vector<std::int64_t> cid = as_ids(c, where);
+      std::vector<std::int64_t> rid;
+      for (double x : g.values("exact", name)) rid.push_back(static_cast<std::int64_t>(x));
+      // The scores the decision was made on, and the per-row near-tie tolerance.
+      const std::string module = name.substr(0, name.rfind('/'));
+      const std::string score_name = sr.kind == "topk" ? module + "/scores" : module + "/choice_scores";
+      std::vector<double> sex, soff;
+      std::int64_t n_items = sr.kind == "topk" ? 0 : g.config().n_routed_experts;
+      if (g.find("exact/" + score_name) != nullptr) {
+        sex = g.values("exact", score_name);
+        soff = g.values("official", score_name);
+        n_items = g.find("exact/" + score_name)->shape.back();
+      } else if (sr.kind == "topk") {
+        throw InputError(g.path(), "golden has " + name + " but not " + score_name);
+      }
+      if (sr.kind == "topk") {
+        // The lists hold KV positions: compressed entry e is at offset + e, the offset being the
+        // prefill's length (prefill) or the window size (decode) — spec 02 §2.7, official
+        // `topk_idxs`. Compare entry numbers; a position below the offset is no entry at all.
+        const std::string step = name.substr(0, name.find('/'));
+        std::int64_t offset = g.config().window_size;
+        for (const StepPlan& sp : g.steps())
+          if (sp.name == step && sp.start_pos == 0) offset = sp.length;
+        for (auto* ids : {&cid, &rid})
+          for (std::int64_t& x : *ids) x = x < 0 ? -1 : (x < offset ? n_items : x - offset);
+      }
+      std::vector<double> tau(static_cast<std::size_t>(rows), 0.0);
+      if (!sex.empty()) {
+        const std::vector<double> err = row_errors(sex, soff, n_items);
+        const std::vector<double> margin = g.values("exact", module + "/margin");
+        for (std::int64_t r = 0; r < rows; ++r) {
+          const double kth = margin[static_cast<std::size_t>(r) * 4];
+          tau[static_cast<std::size_t>(r)] = compare::tie_tolerance(
+              err[static_cast<std::size_t>(r)], std::isfinite(kth) ? kth : 0.0, DType::kF32, opts.tolerance);
+        }
+        sr.comparison = compare::compare_sets_dense(cid, rid, rows, k, n_items, sex, tau);
+      } else {
+        // Hash-routed experts: chosen by the token id, no scores — the sets must be identical.
+        sr.comparison = compare::compare_sets(
+            cid, rid, rows, k, n_items, [](std::int64_t, std::int64_t) { return std::optional<double>(); }, tau);
+      }
+      rep.sets.push_back(std::move(sr));
+      continue;
+    }
+
+    // Value (and decision data the candidate happens to hold).
+    report::TensorResult tr;
+    tr.name = name;
+    tr.shape = c.shape();
+    if (!shape_ok) {
+      tr.verdict = failed("shape " + shape_text(c.shape()) + " differs from the golden's " + shape_text(ge.shape));
+      rep.tensors.push_back(std::move(tr));
+      continue;
+    }
+    const std::vector<double> ex = g.values("exact", name);
+    const std::vector<double> off = g.values("official", name);
+    const std::string grid = tol.contains(name) ? tol.at(name).at("official_grid").get<std::string>() : "fp32";
+    const DType official_grid = grid_dtype(grid);
+    switch (c.dtype()) {
+      case DType::kF64:
+      case DType::kF32:
+      case DType::kBF16:
+      case DType::kF16:
+        break;
+      default:
+        tr.verdict = failed("dtype " + std::string(dtype_name(c.dtype())) +
+                            " cannot be compared as values (expected float64, float32, bf16 or float16)");
+        rep.tensors.push_back(std::move(tr));
+        continue;
+    }
+    compare::MetricOptions mo;
+    mo.ulp_dtype = certify_ulp_dtype(c, grid);
+    const compare::TensorMetrics off_m =
+        compare::compute_metrics(std::span<const double>(off), official_grid, std::span<const double>(ex), {});
+    mo.rel_floor = compare::rel_floor_for(off_m.ref_rms, *mo.ulp_dtype);
+    tr.metrics = compare::compute_metrics(c, std::span<const double>(ex), mo);
+    tr.official = compare::reference_error(off_m);
+    tr.verdict = compare::judge_tensor(tr.metrics, tr.official, opts.tolerance);
+    rep.tensors.push_back(std::move(tr));
+  }
+  return rep;
+}
+
+}  // namespace dsv4

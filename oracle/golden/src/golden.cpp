@@ -1,0 +1,468 @@
+// Golden format v1 (goldens/README.md): generation, opening, verification.
+#include "dsv4/golden/golden.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+#include <utility>
+
+#include "dsv4/golden/config_json.hpp"
+#include "dsv4/golden/dump.hpp"
+#include "dsv4/golden/sha256.hpp"
+#include "dsv4/io/input_error.hpp"
+#include "dsv4/numerics/formats.hpp"
+
+namespace dsv4 {
+
+static_assert(std::endian::native == std::endian::little, "dataset hashes are defined on little-endian bytes");
+
+namespace {
+
+using ojson = nlohmann::ordered_json;
+
+constexpr const char* kGenerator = "dsv4 0.1.0";
+constexpr std::size_t kDeflateMinBytes = 4096;
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string tensor_sha256(const Tensor& t) { return sha256_hex(std::span<const std::byte>(t.bytes(), t.nbytes())); }
+
+std::string storage_name(DType d) {
+  switch (d) {
+    case DType::kF64:
+      return "float64";
+    case DType::kI64:
+      return "int64";
+    default:
+      return std::string(dtype_name(d));
+  }
+}
+
+Tensor int64_tensor(std::vector<std::int64_t> shape, const std::vector<std::int64_t>& v) {
+  Tensor t(DType::kI64, std::move(shape));
+  std::copy(v.begin(), v.end(), t.values<std::int64_t>().begin());
+  return t;
+}
+
+// The finest of float64 ⊃ fp32 ⊃ bf16 that holds every finite value (what an official-mode output
+// is stored as in the official code).
+std::string value_grid(const std::vector<double>& v) {
+  bool bf = true, f32 = true;
+  for (const double x : v) {
+    if (!std::isfinite(x)) continue;
+    if (static_cast<double>(static_cast<float>(x)) != x) return "float64";
+    if (bf && static_cast<double>(round_bf16(x)) != x) bf = false;
+    if (!f32) break;
+  }
+  return bf ? "bf16" : "fp32";
+}
+
+// Tolerance metadata of one value tensor: how far the official reference is from exact (the scale
+// of a faithful engine's error; the certify tolerance model is stated in oracle/README.md §Goldens).
+ojson tolerance_entry(const RecordedTensor& ex, const RecordedTensor& off) {
+  double max_abs = 0, sum_sq = 0, ref_sq = 0;
+  std::int64_t n = 0;
+  for (std::size_t i = 0; i < ex.values.size(); ++i) {
+    const double a = ex.values[i], b = off.values[i];
+    if (!std::isfinite(a) || !std::isfinite(b)) continue;
+    const double d = std::abs(b - a);
+    max_abs = std::max(max_abs, d);
+    sum_sq += d * d;
+    ref_sq += a * a;
+    ++n;
+  }
+  ojson j;
+  j["official_grid"] = value_grid(off.values);
+  j["official_max_abs"] = max_abs;
+  j["official_rms"] = n > 0 ? std::sqrt(sum_sq / static_cast<double>(n)) : 0.0;
+  j["exact_rms"] = n > 0 ? std::sqrt(ref_sq / static_cast<double>(n)) : 0.0;
+  return j;
+}
+
+// spec 03 §3.1 step 3: the gate chooses by ŝ = s + b (official: fl32(s + b)). The recorder keeps the
+// unbiased scores s; the golden adds ŝ as `…ffn.gate/choice_scores` so that a different expert
+// choice can be judged against the scores it was made on.
+void add_choice_scores(const ModelConfig& c, const std::vector<Vec>& biases, Mode mode, MemoryRecorder& rec) {
+  const Precision p(mode);
+  std::vector<std::pair<std::string, RecordedTensor>> add;
+  for (const auto& [name, t] : rec.entries()) {
+    if (!ends_with(name, ".ffn.gate/scores")) continue;
+    const std::string module = name.substr(name.find('/') + 1, name.size() - name.find('/') - 1 - 7);
+    std::int64_t layer = -1;
+    if (module.rfind("layers.", 0) == 0)
+      layer = std::stoll(module.substr(7));
+    else if (module.rfind("mtp.", 0) == 0)
+      layer = c.n_layers + std::stoll(module.substr(4));
+    const Vec& b = biases.at(static_cast<std::size_t>(layer));
+    if (b.size() == 0) continue;  // hash-routed: chosen by tid2eid, no scores behind the choice
+    RecordedTensor s = t;
+    const std::int64_t e = t.shape.back();
+    for (std::size_t i = 0; i < s.values.size(); ++i)
+      s.values[i] = p.add(t.values[i], b(static_cast<std::int64_t>(i) % e));
+    add.emplace_back(name.substr(0, name.size() - 7) + "/choice_scores", std::move(s));
+  }
+  for (auto& [n, t] : add) rec.record(n, std::move(t));
+}
+
+ojson weights_manifest(const GoldenGenerateOptions& o, const std::string& content_sha) {
+  ojson w;
+  if (o.weights.seed) {
+    w["source"] = "synthetic";
+    w["seed"] = std::to_string(*o.weights.seed);
+    w["generator_version"] = kSyntheticWeightsVersion;
+    w["regenerate"] =
+        "ModelWeights::synthetic(config, seed) (ref/model transformer.hpp), as `dsv4 golden generate "
+        "--seed` does";
+  } else {
+    w["source"] = "file";
+    const auto slash = o.weights.file.find_last_of('/');
+    w["file"] = slash == std::string::npos ? o.weights.file : o.weights.file.substr(slash + 1);
+    w["file_sha256"] = sha256_file_hex(o.weights.file);
+    w["regenerate"] = "the safetensors file with this SHA-256 (pass it to --weights)";
+  }
+  w["content_sha256"] = content_sha;
+  w["content_sha256_definition"] =
+      "SHA-256 over every parameter in the official naming, sorted by name: for each, "
+      "len:name len:dtype len:shape len:bytes (decimal lengths, ':' separators)";
+  return w;
+}
+
+void write_entry(Hdf5File& f, ojson& list, const std::string& path, const Tensor& t, GoldenRole role, int deflate) {
+  Hdf5WriteOptions opts;
+  if (t.nbytes() >= kDeflateMinBytes) opts.deflate = deflate;
+  f.write(path, t, opts);
+  ojson e;
+  e["path"] = path;
+  e["dtype"] = storage_name(t.dtype());
+  e["shape"] = t.shape();
+  e["role"] = golden_role_name(role);
+  e["sha256"] = tensor_sha256(t);
+  list.push_back(std::move(e));
+}
+
+[[noreturn]] void bad_golden(const std::string& path, const std::string& what) { throw InputError(path, what); }
+
+}  // namespace
+
+const char* golden_role_name(GoldenRole r) {
+  switch (r) {
+    case GoldenRole::kValue:
+      return "value";
+    case GoldenRole::kDiscrete:
+      return "discrete";
+    case GoldenRole::kDecision:
+      return "decision";
+    case GoldenRole::kInput:
+      return "input";
+  }
+  return "?";
+}
+
+GoldenRole golden_role_of(const std::string& canonical) {
+  if (ends_with(canonical, ".attn.indexer/out") || ends_with(canonical, ".ffn.gate/out1")) return GoldenRole::kDiscrete;
+  if (ends_with(canonical, ".attn.indexer/scores") || ends_with(canonical, ".attn.indexer/margin") ||
+      ends_with(canonical, ".ffn.gate/scores") || ends_with(canonical, ".ffn.gate/margin") ||
+      ends_with(canonical, ".ffn.gate/choice_scores"))
+    return GoldenRole::kDecision;
+  return GoldenRole::kValue;
+}
+
+GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::string& out,
+                                    const GoldenProgressFn& progress) {
+  GoldenGenerateStats st;
+  const ModelConfig& c = o.config;
+  check_tokens(o.tokens, c.vocab_size, o.tokens_source.empty() ? "--tokens" : o.tokens_source);
+  const auto plan = plan_steps(c, static_cast<std::int64_t>(o.tokens.size()),
+                               static_cast<std::int64_t>(o.tokens.front().size()), o.decode_steps);
+
+  auto t0 = std::chrono::steady_clock::now();
+  ModelWeights w = make_weights(c, o.weights);
+  const std::string content_sha = weights_content_sha256(c, w);
+  std::vector<Vec> biases;
+  for (const BlockWeights& l : w.layers) biases.push_back(l.ffn.gate.bias);
+  for (const MtpWeights& m : w.mtp) biases.push_back(m.block.ffn.gate.bias);
+  st.seconds_weights = seconds_since(t0);
+
+  MemoryRecorder rec[2];
+  const Mode modes[2] = {Mode::kExact, Mode::kOfficial};
+  for (int m = 0; m < 2; ++m) {
+    t0 = std::chrono::steady_clock::now();
+    const Transformer model(Precision(modes[m]), c, m == 0 ? ModelWeights(w) : std::move(w));
+    const std::string mn = mode_name(modes[m]);
+    run_plan(model, o.tokens, plan, rec[m], [&](const std::string& step, const std::string& module) {
+      if (progress) progress(mn, step, module);
+    });
+    add_choice_scores(c, biases, modes[m], rec[m]);
+    (m == 0 ? st.seconds_exact : st.seconds_official) = seconds_since(t0);
+  }
+
+  t0 = std::chrono::steady_clock::now();
+  const auto& ex = rec[0].entries();
+  const auto& off = rec[1].entries();
+  if (ex.size() != off.size()) throw std::logic_error("golden: exact and official runs recorded different outputs");
+  Hdf5File f = Hdf5File::create(out);
+  ojson datasets = ojson::array();
+
+  const std::int64_t b = static_cast<std::int64_t>(o.tokens.size());
+  const std::int64_t len = static_cast<std::int64_t>(o.tokens.front().size());
+  std::vector<std::int64_t> flat, starts, lengths, mtp;
+  for (const auto& s : o.tokens) flat.insert(flat.end(), s.begin(), s.end());
+  for (const StepPlan& p : plan) {
+    starts.push_back(p.start_pos);
+    lengths.push_back(p.length);
+    mtp.push_back(p.mtp ? 1 : 0);
+  }
+  const auto steps_n = static_cast<std::int64_t>(plan.size());
+  write_entry(f, datasets, "inputs/tokens", int64_tensor({b, len}, flat), GoldenRole::kInput, 0);
+  write_entry(f, datasets, "inputs/start_pos", int64_tensor({steps_n}, starts), GoldenRole::kInput, 0);
+  write_entry(f, datasets, "inputs/length", int64_tensor({steps_n}, lengths), GoldenRole::kInput, 0);
+  write_entry(f, datasets, "inputs/mtp", int64_tensor({steps_n}, mtp), GoldenRole::kInput, 0);
+
+  ojson tol_entries = ojson::object();
+  for (const auto& [name, t_ex] : ex) {
+    const auto it = off.find(name);
+    if (it == off.end() || it->second.shape != t_ex.shape || it->second.integral != t_ex.integral)
+      throw std::logic_error("golden: " + name + " differs in shape between the exact and official runs");
+    const GoldenRole role = golden_role_of(name);
+    for (int m = 0; m < 2; ++m) {
+      const RecordedTensor& r = m == 0 ? t_ex : it->second;
+      const Tensor t = recorded_to_tensor(r);
+      st.value_bytes += static_cast<std::int64_t>(t.nbytes());
+      write_entry(f, datasets, std::string(m == 0 ? "exact/" : "official/") + name, t, role, o.deflate);
+    }
+    if (role == GoldenRole::kValue && !t_ex.integral) tol_entries[name] = tolerance_entry(t_ex, it->second);
+  }
+
+  ojson man;
+  man["format"] = kGoldenFormatName;
+  man["format_version"] = kGoldenFormatVersion;
+  man["generator"] = kGenerator;
+  man["config"] = ojson::parse(config_to_json(c));
+  man["weights"] = weights_manifest(o, content_sha);
+  ojson in;
+  in["tokens_source"] = o.tokens_source;
+  in["batch"] = b;
+  in["length"] = len;
+  in["decode_steps"] = o.decode_steps;
+  in["steps"] = ojson::parse(steps_json(plan));
+  in["mtp_rule"] = "mtp.0 pairs position p with token p+1, in every step whose next tokens are all known";
+  man["inputs"] = std::move(in);
+  man["modes"] = {{"exact", "double arithmetic, only the model-defined quantisation points round (ref/README.md)"},
+                  {"official", "the official inference code's bf16/fp32 policy, canonical arithmetic C1-C8"}};
+  ojson tol;
+  tol["metadata"] =
+      "per value tensor: official_grid (finest of bf16/fp32/float64 holding every official value), "
+      "official_max_abs and official_rms (official - exact), exact_rms";
+  tol["discrete"] =
+      "indexer/out and ffn.gate/out1 are compared as sets per row; a different set is accepted only where the "
+      "golden's scores (indexer/scores, ffn.gate/choice_scores) show a near-tie: see oracle/README.md §Goldens";
+  tol["tensors"] = std::move(tol_entries);
+  man["tolerance"] = std::move(tol);
+  man["hash_definition"] = "sha256 of the dataset's elements as little-endian bytes in row-major order";
+  man["datasets"] = std::move(datasets);
+  st.datasets = static_cast<std::int64_t>(man["datasets"].size());
+  const std::string text = man.dump(1);
+  f.write_string("manifest", text);
+  f.set_attr("/", "dsv4_format", kGoldenFormatName);
+  f.set_attr("/", "dsv4_format_version", kGoldenFormatVersion);
+  f.set_attr("/", "manifest_sha256", sha256_hex(text));
+  f.commit();
+  st.seconds_write = seconds_since(t0);
+  return st;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opening
+
+Golden Golden::open(const std::string& path) {
+  Golden g;
+  g.path_ = path;
+  g.file_.emplace(Hdf5File::open(path));
+  const Hdf5File& f = *g.file_;
+  if (!f.has_attr("/", "dsv4_format"))
+    bad_golden(path, "not a dsv4 golden (no dsv4_format attribute on the root group)");
+  if (f.attr_string("/", "dsv4_format") != kGoldenFormatName)
+    bad_golden(path, "not a dsv4 golden (dsv4_format is '" + f.attr_string("/", "dsv4_format") + "')");
+  const std::int64_t v = f.attr_int64("/", "dsv4_format_version");
+  if (v != kGoldenFormatVersion)
+    bad_golden(path, "golden format version " + std::to_string(v) + " is not supported (this dsv4 reads version " +
+                         std::to_string(kGoldenFormatVersion) + ")");
+  if (!f.is_dataset("manifest")) bad_golden(path, "manifest: missing");
+  g.manifest_text_ = f.read_string("manifest");
+  ojson m;
+  try {
+    m = ojson::parse(g.manifest_text_);
+  } catch (const std::exception& e) {
+    bad_golden(path, std::string("manifest: not valid JSON: ") + e.what());
+  }
+  try {
+    if (m.at("format").get<std::string>() != kGoldenFormatName || m.at("format_version").get<std::int64_t>() != v)
+      bad_golden(path, "manifest: format fields disagree with the root attributes");
+    const ojson& cj = m.at("config");
+    g.config_ = parse_config_json(cj.dump(), path);
+    if (cj.contains("dsv4_name")) g.config_.name = cj.at("dsv4_name").get<std::string>();
+    g.weights_json_ = m.at("weights").dump();
+    for (const ojson& s : m.at("inputs").at("steps"))
+      g.steps_.push_back({s.at("step").get<std::string>(), s.at("start_pos").get<std::int64_t>(),
+                          s.at("length").get<std::int64_t>(), s.at("mtp").get<bool>()});
+    for (const ojson& e : m.at("datasets")) {
+      GoldenEntry ge;
+      ge.path = e.at("path").get<std::string>();
+      ge.dtype = e.at("dtype").get<std::string>();
+      ge.shape = e.at("shape").get<std::vector<std::int64_t>>();
+      const std::string role = e.at("role").get<std::string>();
+      bool known = false;
+      for (GoldenRole r : {GoldenRole::kValue, GoldenRole::kDiscrete, GoldenRole::kDecision, GoldenRole::kInput})
+        if (role == golden_role_name(r)) {
+          ge.role = r;
+          known = true;
+        }
+      if (!known) bad_golden(path, "manifest: dataset " + ge.path + " has unknown role '" + role + "'");
+      ge.sha256 = e.at("sha256").get<std::string>();
+      if (!g.by_path_.emplace(ge.path, g.entries_.size()).second)
+        bad_golden(path, "manifest: dataset " + ge.path + " listed twice");
+      g.entries_.push_back(std::move(ge));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    bad_golden(path, std::string("manifest: does not follow the v1 schema: ") + e.what());
+  } catch (const ConfigError& e) {
+    bad_golden(path, std::string("manifest: config: ") + e.what());
+  }
+  if (g.find("inputs/tokens") == nullptr) bad_golden(path, "manifest: inputs/tokens is not listed");
+  const Tensor tok = g.read("inputs/tokens");
+  if (tok.dtype() != DType::kI64 || tok.rank() != 2)
+    bad_golden(path, "inputs/tokens: expected int64 [b, L], got " + std::string(dtype_name(tok.dtype())) + " " +
+                         tok.shape_string());
+  for (std::int64_t i = 0; i < tok.dim(0); ++i) {
+    const auto v64 = tok.values<std::int64_t>();
+    g.tokens_.emplace_back(v64.begin() + i * tok.dim(1), v64.begin() + (i + 1) * tok.dim(1));
+  }
+  return g;
+}
+
+std::int64_t Golden::decode_steps() const { return static_cast<std::int64_t>(steps_.size()) - 1; }
+
+const GoldenEntry* Golden::find(const std::string& path) const {
+  const auto it = by_path_.find(path);
+  return it == by_path_.end() ? nullptr : &entries_[it->second];
+}
+
+std::vector<std::string> Golden::canonical_names() const {
+  std::vector<std::string> v;
+  for (const GoldenEntry& e : entries_)
+    if (e.path.rfind("exact/", 0) == 0) v.push_back(e.path.substr(6));
+  return v;
+}
+
+std::string Golden::weights_json() const { return weights_json_; }
+
+std::optional<std::uint64_t> Golden::weights_seed() const {
+  const ojson w = ojson::parse(weights_json_);
+  if (w.value("source", "") != "synthetic") return std::nullopt;
+  return std::stoull(w.at("seed").get<std::string>());
+}
+
+Tensor Golden::read(const std::string& path) const { return file_->read(path); }
+
+std::vector<double> Golden::values(const std::string& mode, const std::string& canonical) const {
+  const Tensor t = read(mode + "/" + canonical);
+  std::vector<double> v(static_cast<std::size_t>(t.numel()));
+  if (t.dtype() == DType::kF64) {
+    const auto s = t.values<double>();
+    std::copy(s.begin(), s.end(), v.begin());
+  } else if (t.dtype() == DType::kI64) {
+    const auto s = t.values<std::int64_t>();
+    std::transform(s.begin(), s.end(), v.begin(), [](std::int64_t x) { return static_cast<double>(x); });
+  } else {
+    throw InputError(path_,
+                     mode + "/" + canonical + ": expected float64 or int64, got " + std::string(dtype_name(t.dtype())));
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification
+
+GoldenVerifyResult verify_golden(const std::string& path) {
+  GoldenVerifyResult r;
+  const auto problem = [&](const std::string& ds, const std::string& what) { r.problems.push_back({ds, what}); };
+  const Golden g = Golden::open(path);
+  const Hdf5File& f = g.file();
+
+  // The manifest itself.
+  if (!f.has_attr("/", "manifest_sha256"))
+    problem("manifest", "the root attribute manifest_sha256 is missing");
+  else if (f.attr_string("/", "manifest_sha256") != sha256_hex(g.manifest_text()))
+    problem("manifest", "SHA-256 differs from the root attribute manifest_sha256 (the manifest was changed)");
+
+  // Every listed dataset: present, dtype, shape, hash.
+  std::set<std::string> listed;
+  for (const GoldenEntry& e : g.entries()) {
+    listed.insert(e.path);
+    if (!f.is_dataset(e.path)) {
+      problem(e.path, "listed in the manifest but missing from the file");
+      continue;
+    }
+    const Tensor t = f.read(e.path);
+    ++r.datasets_checked;
+    if (storage_name(t.dtype()) != e.dtype) {
+      problem(e.path, "dtype " + storage_name(t.dtype()) + ", the manifest says " + e.dtype);
+      continue;
+    }
+    if (t.shape() != e.shape) {
+      problem(e.path, "shape " + t.shape_string() + " differs from the manifest's");
+      continue;
+    }
+    if (tensor_sha256(t) != e.sha256) problem(e.path, "SHA-256 mismatch (the data was changed)");
+  }
+  // Nothing unlisted.
+  for (const std::string& p : f.list_datasets())
+    if (p != "manifest" && listed.count(p) == 0) problem(p, "in the file but not in the manifest");
+
+  // Schema: inputs, steps, exact/official pairing, value dtypes.
+  for (const char* in : {"inputs/tokens", "inputs/start_pos", "inputs/length", "inputs/mtp"})
+    if (g.find(in) == nullptr) problem(in, "required input dataset not listed");
+  if (g.steps().empty() || g.steps().front().name != "prefill") problem("manifest", "steps must start with prefill");
+  if (const GoldenEntry* sp = g.find("inputs/start_pos"); sp != nullptr && f.is_dataset(sp->path)) {
+    const Tensor t = f.read(sp->path);
+    bool same = t.dtype() == DType::kI64 && t.numel() == static_cast<std::int64_t>(g.steps().size());
+    for (std::size_t i = 0; same && i < g.steps().size(); ++i)
+      same = t.values<std::int64_t>()[i] == g.steps()[i].start_pos;
+    if (!same) problem("inputs/start_pos", "disagrees with the manifest's steps");
+  }
+  std::set<std::string> steps;
+  for (const StepPlan& s : g.steps()) steps.insert(s.name);
+  for (const GoldenEntry& e : g.entries()) {
+    const bool ex = e.path.rfind("exact/", 0) == 0, off = e.path.rfind("official/", 0) == 0;
+    if (!ex && !off) {
+      if (e.role != GoldenRole::kInput) problem(e.path, "outside exact/, official/ and inputs/");
+      continue;
+    }
+    const std::string canonical = e.path.substr(ex ? 6 : 9);
+    const auto slash = canonical.find('/');
+    if (slash == std::string::npos || canonical.rfind('/') == slash) {
+      problem(e.path, "not a canonical name <step>/<module>/<output>");
+      continue;
+    }
+    if (steps.count(canonical.substr(0, slash)) == 0) problem(e.path, "its step is not in the manifest's steps");
+    if (e.role != golden_role_of(canonical)) problem(e.path, "role does not match its name");
+    const GoldenEntry* twin = g.find((ex ? "official/" : "exact/") + canonical);
+    if (twin == nullptr)
+      problem(e.path, std::string("has no ") + (ex ? "official" : "exact") + " counterpart");
+    else if (twin->shape != e.shape || twin->dtype != e.dtype)
+      problem(e.path, "shape or dtype differs from its counterpart");
+  }
+  return r;
+}
+
+}  // namespace dsv4

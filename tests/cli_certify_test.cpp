@@ -1,0 +1,166 @@
+// `dsv4 certify` end to end: the reference's own official-mode run passes against the golden (a
+// faithful bf16 engine), so does the exact run; a candidate with one module output scaled by 1.01,
+// or one expert id changed where the golden shows no tie, fails naming that tensor; missing and
+// unmatched tensors are listed; bad input exits 2.
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "dsv4/io/hdf5_file.hpp"
+#include "dsv4/io/npy.hpp"
+#include "dsv4/numerics/philox.hpp"
+#include "support/cli_process.hpp"
+
+namespace dsv4 {
+namespace {
+
+// A golden and the reference's official and exact dumps, made once for the suite: 38 tokens
+// (36 prompt + 2 decode) so that the CSA layers' indexer (top-8 of 9 compressed entries from
+// position 35 on) has a real cut.
+class CliCertify : public testing_support::CliDir {
+ protected:
+  static void SetUpTestSuite() {
+    shared_ = std::filesystem::temp_directory_path() / ("dsv4_cli_certify_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(shared_);
+    Tensor t(DType::kI64, {1, 38});
+    const CounterRng rng(9, 1);
+    for (std::int64_t i = 0; i < 38; ++i)
+      t.values<std::int64_t>()[static_cast<std::size_t>(i)] = rng.words(static_cast<std::uint64_t>(i))[0] % 1024;
+    write_npy(path("t.npy"), t);
+    const std::string cli = std::string("'") + DSV4_CLI_PATH + "' ";
+    const std::string common = "--config tiny --seed 4 --tokens " + path("t.npy") + " --decode-steps 2 ";
+    ok_ =
+        std::system(
+            (cli + "golden generate " + common + "--deflate 0 --out " + path("g.h5") + " > /dev/null").c_str()) == 0 &&
+        std::system((cli + "run " + common + "--mode official --dump " + path("off.h5") + " 2> /dev/null").c_str()) ==
+            0 &&
+        std::system((cli + "run " + common + "--mode exact --dump " + path("ex.h5") + " 2> /dev/null").c_str()) == 0;
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(shared_); }
+  static std::string path(const std::string& n) { return (shared_ / n).string(); }
+  void SetUp() override {
+    CliDir::SetUp();
+    ASSERT_TRUE(ok_) << "golden / dumps could not be made";
+  }
+
+  // A copy of the dump at `from` with `f` applied to the tensor `name`.
+  void perturbed_copy(const std::string& from, const std::string& to, const std::string& name,
+                      const std::function<void(Tensor&)>& f) const {
+    const Hdf5File in = Hdf5File::open(from);
+    Hdf5File out = Hdf5File::create(to);
+    bool found = false;
+    for (const std::string& n : in.list_datasets()) {
+      Tensor t = in.read(n);
+      if (n == name) {
+        f(t);
+        found = true;
+      }
+      out.write(n, t);
+    }
+    out.commit();
+    ASSERT_TRUE(found) << name;
+  }
+
+  static inline std::filesystem::path shared_;
+  static inline bool ok_ = false;
+};
+
+TEST_F(CliCertify, OfficialModeReferencePasses) {
+  const auto r =
+      dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --json " + file("r.json"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("PASS"), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(slurp(file("r.json")));
+  EXPECT_EQ(j.at("verdict"), "PASS") << j.dump(1).substr(0, 2000);
+  // Every value and discrete output was checked; nothing missing.
+  EXPECT_EQ(j.at("missing").size(), 0u);
+}
+
+TEST_F(CliCertify, ExactModeReferencePasses) {
+  const auto r = dsv4("certify --golden " + path("g.h5") + " --candidate " + path("ex.h5"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+}
+
+TEST_F(CliCertify, ScaledModuleOutputFailsNamingIt) {
+  const std::string victim = "prefill/layers.0.attn_norm/out";
+  perturbed_copy(path("off.h5"), file("p.h5"), victim, [](Tensor& t) {
+    for (double& x : t.values<double>()) x *= 1.01;
+  });
+  const auto r =
+      dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5") + " --json " + file("r.json"));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find(victim + ": "), std::string::npos) << r.out;
+  const auto j = nlohmann::json::parse(slurp(file("r.json")));
+  EXPECT_EQ(j.at("verdict"), "FAIL");
+  std::vector<std::string> failing;
+  for (const auto& t : j.at("tensors"))
+    if (t.at("verdict") == "FAIL") failing.push_back(t.at("name"));
+  EXPECT_EQ(failing, std::vector<std::string>{victim}) << "only the perturbed tensor fails";
+}
+
+TEST_F(CliCertify, ChangedExpertIdFailsNamingIt) {
+  // Token 0 of the first score-routed layer: replace its second expert by the expert with the
+  // lowest exact choice score (s + b) — as far from a tie as the row allows.
+  const std::string victim = "prefill/layers.3.ffn.gate/out1";
+  const Tensor cs = Hdf5File::open(path("g.h5")).read("exact/prefill/layers.3.ffn.gate/choice_scores");
+  const auto row = cs.values<double>().subspan(0, static_cast<std::size_t>(cs.shape().back()));
+  const auto low = static_cast<std::int64_t>(std::min_element(row.begin(), row.end()) - row.begin());
+  perturbed_copy(path("off.h5"), file("p.h5"), victim, [&](Tensor& t) {
+    auto v = t.values<std::int64_t>();
+    ASSERT_NE(v[0], low);
+    ASSERT_NE(v[1], low);
+    v[1] = low;
+  });
+  const auto r = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5"));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find(victim + " row 0"), std::string::npos) << r.out;
+}
+
+TEST_F(CliCertify, SubsetIsCheckedAndMissingListed) {
+  // Only two tensors of the dump, one under a foreign name mapped with --map.
+  {
+    const Hdf5File in = Hdf5File::open(path("off.h5"));
+    Hdf5File out = Hdf5File::create(file("sub.h5"));
+    out.write("decode1/head/out", in.read("decode1/head/out"));
+    out.write("engine.blk3.attn_out", in.read("prefill/layers.3.attn/out"));
+    out.write("something/else", Tensor(DType::kF32, {2}));
+    out.commit();
+  }
+  std::ofstream(file("map.json")) << R"({"rename": {"engine.blk3.attn_out": "prefill/layers.3.attn/out"}})";
+  const auto r = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("sub.h5") + " --map " +
+                      file("map.json") + " --json " + file("r.json"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  const auto j = nlohmann::json::parse(slurp(file("r.json")));
+  EXPECT_EQ(j.at("tensors").size(), 2u);
+  EXPECT_GT(j.at("missing").size(), 100u);
+  EXPECT_EQ(j.at("unmatched"), nlohmann::json::array({"something/else"}));
+}
+
+TEST_F(CliCertify, NothingCheckedFails) {
+  {
+    Hdf5File out = Hdf5File::create(file("none.h5"));
+    out.write("unrelated", Tensor(DType::kF32, {2}));
+    out.commit();
+  }
+  const auto r = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("none.h5"));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("nothing was checked"), std::string::npos) << r.out;
+}
+
+TEST_F(CliCertify, BadInput) {
+  expect_bad_input(dsv4("certify --golden " + file("no.h5") + " --candidate " + path("off.h5")), "certify", "no.h5");
+  expect_bad_input(dsv4("certify --golden " + path("g.h5") + " --candidate " + file("no.h5")), "certify", "no.h5");
+  expect_bad_input(dsv4("certify --golden " + path("off.h5") + " --candidate " + path("off.h5")), "certify",
+                   "not a dsv4 golden");
+  expect_bad_input(
+      dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --map " + file("nomap.json")),
+      "certify", "nomap.json");
+}
+
+}  // namespace
+}  // namespace dsv4

@@ -1,0 +1,147 @@
+// `dsv4 golden generate|verify|inspect` end to end: the golden holds the in-process exact and
+// official runs bit for bit with correct hashes; verify names a tampered dataset (exit 1) and refuses
+// truncated or foreign files (exit 2); inspect summarises.
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/golden/golden.hpp"
+#include "dsv4/golden/model_run.hpp"
+#include "dsv4/golden/sha256.hpp"
+#include "dsv4/io/hdf5_file.hpp"
+#include "support/cli_process.hpp"
+
+namespace dsv4 {
+namespace {
+
+using CliGolden = testing_support::CliDir;
+
+std::string read_all(const std::string& p) { return testing_support::read_file(p); }
+void write_all(const std::string& p, const std::string& s) {
+  std::ofstream o(p, std::ios::binary);
+  o << s;
+}
+
+TEST_F(CliGolden, GeneratedGoldenHoldsBothModesBitForBitAndVerifies) {
+  auto r = dsv4("golden generate --config tiny --seed 2 --prompt-len 5 --decode-steps 2 --out " + file("g.h5"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = dsv4("golden verify " + file("g.h5"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("OK"), std::string::npos);
+
+  const Golden g = Golden::open(file("g.h5"));
+  const ModelConfig c = builtin_config("tiny");
+  const auto toks = synthetic_tokens(7, c.vocab_size, 1);
+  ASSERT_EQ(g.tokens(), toks);
+  ASSERT_EQ(g.steps().size(), 3u);
+  EXPECT_EQ(g.steps()[2].start_pos, 6);
+  for (Mode m : {Mode::kExact, Mode::kOfficial}) {
+    const Transformer model(Precision(m), c, ModelWeights::synthetic(c, 2));
+    MemoryRecorder rec;
+    run_plan(model, toks, plan_steps(c, 1, 7, 2), rec);
+    std::int64_t checked = 0;
+    for (const auto& [name, t] : rec.entries()) {
+      const std::vector<double> v = g.values(mode_name(m), name);
+      ASSERT_EQ(v.size(), t.values.size()) << name;
+      for (std::size_t i = 0; i < v.size(); ++i)
+        ASSERT_EQ(std::bit_cast<std::uint64_t>(v[i]), std::bit_cast<std::uint64_t>(t.values[i]))
+            << mode_name(m) << " " << name << " element " << i;
+      ++checked;
+    }
+    // Every recorded output is in the golden, plus the golden's own choice scores.
+    std::int64_t in_golden = 0;
+    for (const std::string& n : g.canonical_names()) in_golden += n.find("/choice_scores") == std::string::npos;
+    EXPECT_EQ(checked, in_golden);
+  }
+  // Hash of one dataset recomputed here from its values (little-endian float64 bytes).
+  const GoldenEntry* e = g.find("official/decode1/head/out");
+  ASSERT_NE(e, nullptr);
+  const std::vector<double> v = g.values("official", "decode1/head/out");
+  EXPECT_EQ(e->sha256, sha256_hex(std::as_bytes(std::span<const double>(v))));
+  EXPECT_EQ(e->role, GoldenRole::kValue);
+  EXPECT_EQ(g.find("exact/prefill/layers.4.ffn.gate/out1")->role, GoldenRole::kDiscrete);
+  EXPECT_EQ(g.find("exact/prefill/layers.4.ffn.gate/choice_scores")->role, GoldenRole::kDecision);
+  EXPECT_EQ(g.find("exact/prefill/layers.1.ffn.gate/choice_scores"), nullptr);  // hash-routed layer
+}
+
+TEST_F(CliGolden, TamperedDatasetFailsNamingIt) {
+  ASSERT_EQ(dsv4("golden generate --config tiny --seed 2 --prompt-len 4 --decode-steps 1 --out " + file("g.h5")).status,
+            0);
+  // hc_attn/post of one decode row is 4 float64 values, stored contiguously (below the gzip size):
+  // find its 32 bytes in the file and flip the lowest mantissa bit of the first value.
+  const std::string victim = "exact/decode0/layers.3.hc_attn/post";
+  const Tensor t = Hdf5File::open(file("g.h5")).read(victim);
+  ASSERT_EQ(t.nbytes(), 32u);
+  std::string bytes = read_all(file("g.h5"));
+  const std::string needle(reinterpret_cast<const char*>(t.bytes()), t.nbytes());
+  const auto at = bytes.find(needle);
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(bytes.find(needle, at + 1), std::string::npos) << "the pattern must be unique";
+  bytes[at] = static_cast<char>(bytes[at] ^ 1);
+  write_all(file("t.h5"), bytes);
+  const auto r = dsv4("golden verify " + file("t.h5"));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("FAIL " + victim + ": SHA-256 mismatch"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find(victim), std::string::npos) << r.err;
+  // Exactly one problem.
+  EXPECT_NE(r.out.find("1 problem(s)"), std::string::npos) << r.out;
+
+  // The manifest changed (one character of its JSON) is named as the manifest.
+  std::string m = read_all(file("g.h5"));
+  const auto p = m.find("\"generator\": \"dsv4 0.1.0\"");
+  ASSERT_NE(p, std::string::npos);
+  m[p + 20] = '9';
+  write_all(file("m.h5"), m);
+  const auto rm = dsv4("golden verify " + file("m.h5"));
+  EXPECT_EQ(rm.status, 1) << rm.out << rm.err;
+  EXPECT_NE(rm.out.find("FAIL manifest"), std::string::npos) << rm.out;
+}
+
+TEST_F(CliGolden, TruncatedOrForeignFilesAreBadInput) {
+  ASSERT_EQ(dsv4("golden generate --config tiny --seed 2 --prompt-len 4 --decode-steps 1 --out " + file("g.h5")).status,
+            0);
+  const std::string bytes = read_all(file("g.h5"));
+  write_all(file("half.h5"), bytes.substr(0, bytes.size() / 2));
+  expect_bad_input(dsv4("golden verify " + file("half.h5")), "golden verify", "half.h5");
+  write_all(file("text.h5"), "not an hdf5 file\n");
+  expect_bad_input(dsv4("golden verify " + file("text.h5")), "golden verify", "text.h5");
+  expect_bad_input(dsv4("golden verify " + file("none.h5")), "golden verify", "none.h5");
+  {
+    Hdf5File f = Hdf5File::create(file("other.h5"));
+    f.write("x", Tensor(DType::kF64, {2}));
+    f.commit();
+  }
+  expect_bad_input(dsv4("golden verify " + file("other.h5")), "golden verify", "not a dsv4 golden");
+  expect_bad_input(dsv4("golden inspect " + file("other.h5")), "golden inspect", "not a dsv4 golden");
+  // generate: bad arguments.
+  expect_bad_input(dsv4("golden generate --config tiny --out " + file("x.h5")), "golden generate", "--prompt-len");
+  expect_bad_input(dsv4("golden generate --config tiny --prompt-len 4 --decode-steps -1 --out " + file("x.h5")),
+                   "golden generate", "--decode-steps");
+  expect_bad_input(dsv4("golden generate --config tiny --prompt-len 600 --out " + file("x.h5")), "golden generate",
+                   "max_seq_len");
+  EXPECT_FALSE(std::filesystem::exists(file("x.h5")));
+}
+
+TEST_F(CliGolden, InspectSummarises) {
+  ASSERT_EQ(dsv4("golden generate --config tiny --seed 2 --prompt-len 4 --decode-steps 1 --out " + file("g.h5")).status,
+            0);
+  auto r = dsv4("golden inspect " + file("g.h5"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("config      tiny: 6 layers (+1 MTP)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("prefill(pos 0, 4 tok, mtp) decode0(pos 4, 1 tok)"), std::string::npos) << r.out;
+  r = dsv4("golden inspect --json --tensors " + file("g.h5"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("format_version"), 1);
+  EXPECT_EQ(j.at("weights").at("seed"), "2");
+  EXPECT_EQ(j.at("tensors").size(), j.at("datasets").get<std::size_t>());
+}
+
+}  // namespace
+}  // namespace dsv4
