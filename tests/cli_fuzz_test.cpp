@@ -116,7 +116,8 @@ TEST_F(CliFuzz, ListNamesEveryPropertyAndComponent) {
   // With a plugin: which components it provides.
   const Result p = run("--list --json --plugin " + plugin("partial"));
   ASSERT_EQ(p.status, 0) << p.err;
-  for (const auto& c : nlohmann::json::parse(p.out)["plugin_components"]) {
+  const auto pdoc = nlohmann::json::parse(p.out);  // a named object: the loop below refers into it
+  for (const auto& c : pdoc["plugin_components"]) {
     EXPECT_EQ(c["provided"].get<bool>(), c["name"] == "act_quant") << c;
   }
 }
