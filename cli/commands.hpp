@@ -16,6 +16,7 @@ void register_fuzz(CLI::App& app);
 void register_run(CLI::App& app);
 void register_golden(CLI::App& app);
 void register_certify(CLI::App& app);
+void register_diff(CLI::App& app);
 
 inline void register_all(CLI::App& app) {
   register_demo(app);
@@ -25,6 +26,7 @@ inline void register_all(CLI::App& app) {
   register_run(app);
   register_golden(app);
   register_certify(app);
+  register_diff(app);
 }
 
 }  // namespace dsv4::cli

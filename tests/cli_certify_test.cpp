@@ -15,9 +15,12 @@
 #include "dsv4/io/npy.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "support/cli_process.hpp"
+#include "support/dump_edit.hpp"
 
 namespace dsv4 {
 namespace {
+
+using testing_support::perturbed_copy;
 
 // A golden and the reference's official and exact dumps, made once for the suite: 38 tokens
 // (36 prompt + 2 decode) so that the CSA layers' indexer (top-8 of 9 compressed entries from
@@ -27,43 +30,13 @@ class CliCertify : public testing_support::CliDir {
   static void SetUpTestSuite() {
     shared_ = std::filesystem::temp_directory_path() / ("dsv4_cli_certify_" + std::to_string(::getpid()));
     std::filesystem::create_directories(shared_);
-    Tensor t(DType::kI64, {1, 38});
-    const CounterRng rng(9, 1);
-    for (std::int64_t i = 0; i < 38; ++i)
-      t.values<std::int64_t>()[static_cast<std::size_t>(i)] = rng.words(static_cast<std::uint64_t>(i))[0] % 1024;
-    write_npy(path("t.npy"), t);
-    const std::string cli = std::string("'") + DSV4_CLI_PATH + "' ";
-    const std::string common = "--config tiny --seed 4 --tokens " + path("t.npy") + " --decode-steps 2 ";
-    ok_ =
-        std::system(
-            (cli + "golden generate " + common + "--deflate 0 --out " + path("g.h5") + " > /dev/null").c_str()) == 0 &&
-        std::system((cli + "run " + common + "--mode official --dump " + path("off.h5") + " 2> /dev/null").c_str()) ==
-            0 &&
-        std::system((cli + "run " + common + "--mode exact --dump " + path("ex.h5") + " 2> /dev/null").c_str()) == 0;
+    ok_ = testing_support::make_golden_and_dumps(shared_);
   }
   static void TearDownTestSuite() { std::filesystem::remove_all(shared_); }
   static std::string path(const std::string& n) { return (shared_ / n).string(); }
   void SetUp() override {
     CliDir::SetUp();
     ASSERT_TRUE(ok_) << "golden / dumps could not be made";
-  }
-
-  // A copy of the dump at `from` with `f` applied to the tensor `name`.
-  void perturbed_copy(const std::string& from, const std::string& to, const std::string& name,
-                      const std::function<void(Tensor&)>& f) const {
-    const Hdf5File in = Hdf5File::open(from);
-    Hdf5File out = Hdf5File::create(to);
-    bool found = false;
-    for (const std::string& n : in.list_datasets()) {
-      Tensor t = in.read(n);
-      if (n == name) {
-        f(t);
-        found = true;
-      }
-      out.write(n, t);
-    }
-    out.commit();
-    ASSERT_TRUE(found) << name;
   }
 
   static inline std::filesystem::path shared_;
@@ -88,9 +61,9 @@ TEST_F(CliCertify, ExactModeReferencePasses) {
 
 TEST_F(CliCertify, ScaledModuleOutputFailsNamingIt) {
   const std::string victim = "prefill/layers.0.attn_norm/out";
-  perturbed_copy(path("off.h5"), file("p.h5"), victim, [](Tensor& t) {
+  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), victim, [](Tensor& t) {
     for (double& x : t.values<double>()) x *= 1.01;
-  });
+  }));
   const auto r =
       dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5") + " --json " + file("r.json"));
   EXPECT_EQ(r.status, 1) << r.out << r.err;
@@ -110,12 +83,12 @@ TEST_F(CliCertify, ChangedExpertIdFailsNamingIt) {
   const Tensor cs = Hdf5File::open(path("g.h5")).read("exact/prefill/layers.3.ffn.gate/choice_scores");
   const auto row = cs.values<double>().subspan(0, static_cast<std::size_t>(cs.shape().back()));
   const auto low = static_cast<std::int64_t>(std::min_element(row.begin(), row.end()) - row.begin());
-  perturbed_copy(path("off.h5"), file("p.h5"), victim, [&](Tensor& t) {
+  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), victim, [&](Tensor& t) {
     auto v = t.values<std::int64_t>();
     ASSERT_NE(v[0], low);
     ASSERT_NE(v[1], low);
     v[1] = low;
-  });
+  }));
   const auto r = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5"));
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_NE(r.out.find(victim + " row 0"), std::string::npos) << r.out;

@@ -124,7 +124,16 @@ class Differ {
       report_.missing.push_back(full);
       return std::nullopt;
     }
-    Batch b = split(*t, full);
+    return candidate_batch(*t, full);
+  }
+
+  // A dumped tensor as per-sequence matrices; its shape must be the golden's (when the golden has
+  // the tensor) and its batch the tokens'.
+  Batch candidate_batch(const RecordedTensor& t, const std::string& full) const {
+    if (const std::optional<RecordedTensor> g = golden_(full); g && g->shape != t.shape)
+      throw std::runtime_error(full + ": shape " + shape_string(t.shape) + ", the golden's is " +
+                               shape_string(g->shape));
+    Batch b = split(t, full);
     if (b.size() != sched_.tokens.size()) throw std::runtime_error(full + ": batch size differs from the tokens'");
     return b;
   }
@@ -392,7 +401,7 @@ class Differ {
   std::optional<Batch> cand_batch(const std::string& full) {
     const auto t = cand_(full);
     if (!t) return std::nullopt;
-    return split(*t, full);
+    return candidate_batch(*t, full);
   }
 
   void gate_and_ffn(std::int64_t l) {

@@ -19,12 +19,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string shape_text(const std::vector<std::int64_t>& s) {
-  std::string t = "[";
-  for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
-  return t + "]";
-}
-
 // A candidate may leave out leading dimensions of size 1 (a single sequence dumped as [s, c]).
 bool compatible_shape(const std::vector<std::int64_t>& cand, const std::vector<std::int64_t>& gold) {
   if (cand == gold) return true;
@@ -139,7 +133,8 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
         report::TensorResult tr;
         tr.name = name;
         tr.shape = c.shape();
-        tr.verdict = failed("shape " + shape_text(c.shape()) + " differs from the golden's " + shape_text(ge.shape));
+        tr.verdict =
+            failed("shape " + shape_string(c.shape()) + " differs from the golden's " + shape_string(ge.shape));
         rep.tensors.push_back(std::move(tr));
         continue;
       }
@@ -193,7 +188,7 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
     tr.name = name;
     tr.shape = c.shape();
     if (!shape_ok) {
-      tr.verdict = failed("shape " + shape_text(c.shape()) + " differs from the golden's " + shape_text(ge.shape));
+      tr.verdict = failed("shape " + shape_string(c.shape()) + " differs from the golden's " + shape_string(ge.shape));
       rep.tensors.push_back(std::move(tr));
       continue;
     }

@@ -296,15 +296,6 @@ WriteType write_type(DType d) {
   return w;
 }
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
-
 // A fixed-length UTF-8 string type holding `value` (NUL-padded, at least 1 byte). Fixed-length,
 // not variable-length: variable-length strings live in HDF5's global heap, whose reader in
 // libhdf5 1.10 loops forever on some corrupted heaps, so dsv4's own files avoid it.
@@ -722,20 +713,20 @@ Tensor Hdf5File::read(const std::string& path, const Hdf5ReadOptions& opts) cons
   for (std::int64_t d : shape) {
     const auto ud = static_cast<std::uint64_t>(d);
     if (ud != 0 && n > std::numeric_limits<std::uint64_t>::max() / ud) {
-      throw InputError(path_, who + ": shape " + shape_text(shape) + " overflows a 64-bit element count");
+      throw InputError(path_, who + ": shape " + shape_string(shape) + " overflows a 64-bit element count");
     }
     n *= ud;
   }
   const std::uint64_t item = *r.dtype == DType::kE2M1x2 ? 1 : dtype_size(*r.dtype);
   if (n > std::numeric_limits<std::uint64_t>::max() / item || n * item > opts.max_bytes) {
-    throw InputError(path_, who + ": shape " + shape_text(shape) + " of " + r.storage.text +
+    throw InputError(path_, who + ": shape " + shape_string(shape) + " of " + r.storage.text +
                                 " is over the read limit of " + std::to_string(opts.max_bytes) + " bytes");
   }
   // The data must be able to come from the file: contiguous data lies in it; chunked data expands
   // at most by deflate's 1032:1 (a small file declaring a huge dataset is refused, not allocated).
   const std::uint64_t file_item = std::max<std::size_t>(r.storage.size, 1);
   if (n > std::numeric_limits<std::uint64_t>::max() / file_item) {
-    throw InputError(path_, who + ": shape " + shape_text(shape) + " overflows a 64-bit byte count");
+    throw InputError(path_, who + ": shape " + shape_string(shape) + " overflows a 64-bit byte count");
   }
   const std::uint64_t needed = n * file_item;
   hsize_t file_size = 0;
@@ -743,7 +734,7 @@ Tensor Hdf5File::read(const std::string& path, const Hdf5ReadOptions& opts) cons
   const hsize_t stored = H5Dget_storage_size(ds.get());
   if (layout == H5D_CONTIGUOUS) {
     if (needed > file_size) {
-      throw InputError(path_, who + ": shape " + shape_text(shape) + " of " + r.storage.text + " needs " +
+      throw InputError(path_, who + ": shape " + shape_string(shape) + " of " + r.storage.text + " needs " +
                                   std::to_string(needed) + " bytes, the file has " + std::to_string(file_size) +
                                   " (damaged file?)");
     }
@@ -752,7 +743,7 @@ Tensor Hdf5File::read(const std::string& path, const Hdf5ReadOptions& opts) cons
                                   std::to_string(needed) + " (damaged file?)");
     }
   } else if (layout == H5D_CHUNKED && needed / 1032 > stored + (1u << 20) / 1032) {
-    throw InputError(path_, who + ": shape " + shape_text(shape) + " needs " + std::to_string(needed) +
+    throw InputError(path_, who + ": shape " + shape_string(shape) + " needs " + std::to_string(needed) +
                                 " bytes but only " + std::to_string(stored) +
                                 " are stored (beyond deflate's 1032:1; unwritten or damaged)");
   }

@@ -80,15 +80,6 @@ std::string known_codes() {
   return s;
 }
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
-
 std::string tensor_label(std::string_view name) { return "tensor '" + printable_name(name) + "'"; }
 // A top-level header key in a message: a tensor, or the metadata map.
 std::string entry_label(std::string_view key) {
@@ -284,21 +275,21 @@ void SafetensorsFile::parse_header(std::span<const std::byte> prefix, std::uint6
     for (std::int64_t d : e.shape) {
       const auto ud = static_cast<std::uint64_t>(d);
       if (ud != 0 && numel > std::numeric_limits<std::uint64_t>::max() / ud) {
-        throw InputError(where_, who + ": shape " + shape_text(e.shape) + " overflows a 64-bit element count");
+        throw InputError(where_, who + ": shape " + shape_string(e.shape) + " overflows a 64-bit element count");
       }
       numel *= ud;
     }
     if (numel > std::numeric_limits<std::uint64_t>::max() / code->bits) {
       throw InputError(where_,
-                       who + ": shape " + shape_text(e.shape) + " of " + e.dtype + " overflows a 64-bit bit count");
+                       who + ": shape " + shape_string(e.shape) + " of " + e.dtype + " overflows a 64-bit bit count");
     }
     const std::uint64_t bits = numel * code->bits;
     if (bits % 8 != 0) {
-      throw InputError(where_, who + ": shape " + shape_text(e.shape) + " of " + e.dtype + " is " +
+      throw InputError(where_, who + ": shape " + shape_string(e.shape) + " of " + e.dtype + " is " +
                                    std::to_string(bits) + " bits, not a whole number of bytes");
     }
     if (e.end - e.begin != bits / 8) {
-      throw InputError(where_, who + ": shape " + shape_text(e.shape) + " of " + e.dtype + " needs " +
+      throw InputError(where_, who + ": shape " + shape_string(e.shape) + " of " + e.dtype + " needs " +
                                    std::to_string(bits / 8) + " bytes but data_offsets [" + std::to_string(e.begin) +
                                    ", " + std::to_string(e.end) + "] span " + std::to_string(e.end - e.begin));
     }
@@ -431,7 +422,7 @@ Tensor SafetensorsFile::read(std::string_view name, const SafetensorsReadOptions
     dt = DType::kE2M1x2;
   }
   if (*dt == DType::kE2M1x2 && (shape.empty() || shape.back() % 2 != 0)) {
-    throw InputError(where_, who + ": F4 shape " + shape_text(shape) +
+    throw InputError(where_, who + ": F4 shape " + shape_string(shape) +
                                  " does not have an even last dimension (dsv4 packs fp4 two per byte within a row)");
   }
   Tensor t(*dt, shape);  // its byte count equals the validated entry size, which the file holds

@@ -17,12 +17,6 @@ std::string sci(double v) {
   return buf;
 }
 
-std::string shape_text(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // Share of the compared elements whose ULP distance is 0 or 1.
 std::string within_one_ulp(const compare::TensorMetrics& m) {
   if (m.compared == 0) return "-";
@@ -129,7 +123,7 @@ std::string format_text(const CertifyReport& r) {
     t.add_column("verdict");
     for (const auto& x : r.tensors) {
       const auto& m = x.metrics;
-      t.add_row({x.name, std::string(dtype_name(m.ulp_dtype)), shape_text(x.shape), sci(m.max_abs), sci(m.max_rel),
+      t.add_row({x.name, std::string(dtype_name(m.ulp_dtype)), shape_string(x.shape), sci(m.max_abs), sci(m.max_rel),
                  sci(m.rms), sci(m.cosine_diff), std::to_string(m.max_ulp), within_one_ulp(m),
                  compare::verdict_name(x.verdict.verdict)});
     }

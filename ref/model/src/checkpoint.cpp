@@ -15,12 +15,6 @@ namespace {
 
 std::string str(std::int64_t v) { return std::to_string(v); }
 
-std::string shape_str(const std::vector<std::int64_t>& s) {
-  std::string o = "[";
-  for (std::size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + str(s[i]);
-  return o + "]";
-}
-
 // ---- the one list of parameters (official model.py module tree) ----
 
 WeightKind default_linear_kind(const ModelConfig& c) {
@@ -155,7 +149,7 @@ namespace {
 [[noreturn]] void fail(const std::string& name, const std::string& why) { throw CheckpointError(name + ": " + why); }
 
 void expect_shape(const std::string& name, const Tensor& t, const std::vector<std::int64_t>& shape) {
-  if (t.shape() != shape) fail(name, "shape " + shape_str(t.shape()) + ", expected " + shape_str(shape));
+  if (t.shape() != shape) fail(name, "shape " + shape_string(t.shape()) + ", expected " + shape_string(shape));
 }
 
 void expect_dtype(const std::string& name, const Tensor& t, std::initializer_list<DType> ok) {

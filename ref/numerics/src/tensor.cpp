@@ -75,14 +75,16 @@ std::int64_t Tensor::numel() const {
   return n;
 }
 
-std::string Tensor::shape_string() const {
+std::string shape_string(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
-  for (std::size_t i = 0; i < shape_.size(); ++i) {
+  for (std::size_t i = 0; i < shape.size(); ++i) {
     if (i) s += ", ";
-    s += std::to_string(shape_[i]);
+    s += std::to_string(shape[i]);
   }
   return s + "]";
 }
+
+std::string Tensor::shape_string() const { return dsv4::shape_string(shape_); }
 
 Tensor Tensor::reshaped(std::vector<std::int64_t> shape) const {
   Tensor t(dtype_, std::move(shape));

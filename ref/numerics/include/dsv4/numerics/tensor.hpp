@@ -41,6 +41,9 @@ class TensorError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A shape as text, "[2, 3]" ("[]" for a scalar): the one spelling of shapes in messages.
+std::string shape_string(const std::vector<std::int64_t>& shape);
+
 class Tensor {
  public:
   Tensor() = default;
@@ -53,7 +56,7 @@ class Tensor {
   std::size_t rank() const { return shape_.size(); }
   std::int64_t numel() const;
   std::size_t nbytes() const { return storage_.size(); }
-  std::string shape_string() const;
+  std::string shape_string() const;  // "[2, 3]"
 
   std::byte* bytes() { return storage_.data(); }
   const std::byte* bytes() const { return storage_.data(); }

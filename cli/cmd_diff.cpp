@@ -1,0 +1,106 @@
+// `dsv4 diff --teacher-forced`: which module is itself wrong (oracle/diff/teacher_forced.hpp).
+#include <cstdio>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "commands.hpp"
+#include "dsv4/diff/dump_getters.hpp"
+#include "dsv4/diff/teacher_forced.hpp"
+#include "dsv4/golden/cli_guard.hpp"
+#include "dsv4/golden/golden.hpp"
+#include "dsv4/golden/model_run.hpp"
+#include "dsv4/io/atomic_file.hpp"
+#include "dsv4/io/input_error.hpp"
+#include "dsv4/io/name_map.hpp"
+#include "dsv4/io/tensor_source.hpp"
+
+namespace dsv4::cli {
+
+namespace {
+
+constexpr const char* kFooter = R"(
+Every module the candidate dumped is recomputed by the reference from the candidate's OWN input
+to it (the previous module's candidate output), in exact and official mode; for the attention
+module with the candidate's own indexer top-k, for the MoE combine with the candidate's own
+routing (decision forcing). The module's local error (candidate vs that exact recomputation) is
+judged by certify's tolerance model against the official recomputation's own error; discrete
+decisions pass only at near-ties proven by the exact scores. The first module whose local verdict
+fails is the first divergent module — found even when upstream drift makes end-to-end comparisons
+meaningless.
+
+Example:
+  dsv4 run --config tiny --seed 1 --tokens t.npy --decode-steps 2 --mode official --dump cand.h5
+  dsv4 diff --golden G.h5 --candidate cand.h5 --teacher-forced --json diff.json --svg diff.svg
+
+The candidate must hold, for the modules to check, the module's input as well as its output
+(e.g. layers.3.attn_norm/out and layers.3.attn/out); modules whose inputs are missing are listed.
+--candidate-format declares the number format of every float output (default: the official
+model's: bf16, or fp32 for mHC post/comb, gate scores/weights and logits).
+
+Exit status: 0 no module diverges; 1 a module diverges (named in the table and as
+first_divergent_module in the JSON); 2 bad input (one line on stderr).)";
+
+struct DiffArgs {
+  std::string golden, candidate, map, json, svg, format;
+  bool teacher_forced = false;
+};
+
+int run_diff(const DiffArgs& a) {
+  if (!a.teacher_forced) throw InputError("--teacher-forced", "required (the end-to-end comparison is `dsv4 certify`)");
+  const Golden g = Golden::open(a.golden);
+  const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
+  const MappedTensorSource cand(TensorSource::open(a.candidate), map);
+  const std::optional<std::uint64_t> seed = g.weights_seed();
+  if (!seed)
+    throw InputError(a.golden,
+                     "the golden's weights are not seeded synthetic weights (file weights: not supported by diff yet)");
+  const ModelWeights w = make_weights(g.config(), WeightsSpec{seed, ""});
+  diff::RunSchedule s;
+  s.tokens = g.tokens();
+  s.decode_steps = g.decode_steps();
+  s.prompt_len = g.steps().front().length;  // the golden's own plan: prefill, then one token per decode step
+  std::optional<DType> fmt;
+  if (!a.format.empty()) {
+    try {
+      fmt = dtype_from_name(a.format);
+    } catch (const std::invalid_argument& e) {
+      throw InputError("--candidate-format", e.what());
+    }
+  }
+  const diff::DiffReport r =
+      diff::teacher_forced_diff(g.config(), w, s, diff::candidate_getter(cand), diff::golden_exact_getter(g), {}, fmt);
+  for (const auto& [path, text] : {std::pair{a.json, diff::diff_json(r)}, std::pair{a.svg, diff::diff_svg(r)}}) {
+    if (path.empty()) continue;
+    AtomicFile out(path);
+    out.write(std::as_bytes(std::span<const char>(text.data(), text.size())));
+    out.commit();
+  }
+  std::printf("%s", diff::diff_table(r).c_str());
+  if (r.checked_modules == 0) {
+    std::printf("diff: FAIL — no module could be checked (the candidate lacks the modules' inputs)\n");
+    return 1;
+  }
+  return r.first_divergent_module ? 1 : 0;
+}
+
+}  // namespace
+
+void register_diff(CLI::App& app) {
+  auto a = std::make_shared<DiffArgs>();
+  auto* cmd = app.add_subcommand("diff", "Find the first module that is itself wrong (teacher-forced localisation)");
+  cmd->add_option("--golden", a->golden, "golden .h5 (dsv4 golden generate)")->required();
+  cmd->add_option("--candidate", a->candidate, "candidate dump: HDF5, safetensors, .npy, .npy directory or .npz")
+      ->required();
+  cmd->add_option("--map", a->map, "JSON name map: the candidate's names → canonical names");
+  cmd->add_flag("--teacher-forced", a->teacher_forced,
+                "recompute each module from the candidate's own inputs (required)");
+  cmd->add_option("--json", a->json, "write the per-module verdicts as JSON (first_divergent_module at the top)");
+  cmd->add_option("--svg", a->svg, "write a plot of local vs accumulated error by layer (SVG)");
+  cmd->add_option("--candidate-format", a->format,
+                  "number format of the candidate's float outputs (bfloat16, float32, float64, …)");
+  cmd->footer(kFooter);
+  cmd->callback([a]() { set_exit_code(run_guarded("diff", [&] { return run_diff(*a); })); });
+}
+
+}  // namespace dsv4::cli
