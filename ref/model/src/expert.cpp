@@ -22,9 +22,10 @@ void check_weight(const char* field, const LinearWeight& w, std::int64_t n, std:
   if (w.kind == WeightKind::kFP32) bad(field, "an expert weight is bf16, fp8 or fp4, not fp32");
 }
 
-// spec 03 §3.2 steps 2–4 for one element: clamp (u to [−λ, λ], g only above), h = fl(silu(g)·u),
-// routed experts h = fl(w·h).
-double swiglu(const Precision& p, double g, double u, double limit, const double* route_weight) {
+}  // namespace
+
+// spec 03 §3.2 steps 2–4.
+double clamped_swiglu(const Precision& p, double g, double u, double limit, const double* route_weight) {
   if (limit > 0.0) {
     u = std::min(std::max(u, -limit), limit);
     g = std::min(g, limit);
@@ -35,8 +36,6 @@ double swiglu(const Precision& p, double g, double u, double limit, const double
   if (route_weight != nullptr) h = p.mul(*route_weight, h);
   return h;
 }
-
-}  // namespace
 
 // spec 03 §3.2.
 Mat expert_forward(const Precision& p, const ModelConfig& c, const ExpertWeights& w, const Mat& x,
@@ -58,7 +57,7 @@ Mat expert_forward(const Precision& p, const ModelConfig& c, const ExpertWeights
   Mat h(x.rows(), de);
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
     const double* rw = route_weight != nullptr ? &(*route_weight)(t) : nullptr;
-    for (std::int64_t i = 0; i < de; ++i) h(t, i) = p.bf16(swiglu(p, g(t, i), u(t, i), limit, rw));
+    for (std::int64_t i = 0; i < de; ++i) h(t, i) = p.bf16(clamped_swiglu(p, g(t, i), u(t, i), limit, rw));
   }
   // step 5: y = W2 bf16(h).
   return linear(p, h, w.w2, fmt);

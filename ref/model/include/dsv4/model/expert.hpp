@@ -14,6 +14,11 @@ struct ExpertWeights {
   LinearWeight w1, w2, w3;
 };
 
+// spec 03 §3.2 steps 2–4 for one element: u clamped to [−λ, λ], the gate g only from above
+// (min(g, λ)), h = fl(silu(g)·u), and for a routed expert h = fl(w·h) (route_weight non-null);
+// λ = limit ≤ 0: no clamp. The element-wise core of expert_forward (properties/expert_props.cpp).
+double clamped_swiglu(const Precision& p, double g, double u, double limit, const double* route_weight);
+
 // spec 03 §3.2: y = W2 bf16(w · silu(min(g, λ)) · clamp(u, −λ, λ)), g = W1 x, u = W3 x (each a
 // quantised linear with bf16 output, widened to fp32), λ = swiglu_limit (no clamp when λ ≤ 0), all
 // element-wise steps in fp32 (official mode) or double (exact mode).
