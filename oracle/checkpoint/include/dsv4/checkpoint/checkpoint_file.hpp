@@ -12,7 +12,8 @@ namespace dsv4 {
 
 // Loads every parameter of config c from a safetensors file in the official or the Hugging Face
 // naming (detected by the `model.` prefix). Throws InputError for a malformed file and
-// CheckpointError naming the tensor for a missing tensor, a wrong dtype or shape.
+// CheckpointError naming the tensor for a missing tensor, a wrong dtype or shape, a non-finite
+// value, or a tensor that is no parameter of c (the file holds another config's model).
 ModelWeights load_checkpoint_file(const ModelConfig& c, const std::string& path);
 
 // Writes the weights as one safetensors file (atomically).
