@@ -215,20 +215,25 @@ GateWeights GateWeights::synthetic(const ModelConfig& c, std::int64_t layer, std
 Gate::Gate(Precision p, const ModelConfig& c, std::int64_t layer, GateWeights w)
     : p_(p), c_(c), layer_(layer), hash_(layer < c.n_hash_layers), w_(std::move(w)) {
   const std::int64_t E = c.n_routed_experts, k = c.n_activated_experts;
+  // A weight field by its checkpoint name (layers.N.ffn.gate.F; the MTP blocks: mtp.I.ffn.gate.F).
+  const auto param = [&](const std::string& field) {
+    const std::string block = layer < c.n_layers ? "layers." + str(layer) : "mtp." + str(layer - c.n_layers);
+    return block + ".ffn.gate." + field;
+  };
   if (layer < 0 || layer >= c.n_layers + std::max<std::int64_t>(c.n_mtp_layers, 0)) {
     bad("layer", str(layer) + " outside [0, n_layers + n_mtp_layers = " + str(c.n_layers + c.n_mtp_layers) + ")");
   }
   if (k < 1 || k > E) bad("n_activated_experts", str(k) + " outside [1, n_routed_experts = " + str(E) + "]");
   if (w_.weight.out_features() != E || w_.weight.in_features() != c.dim) {
-    bad("gate.weight", "shape [" + str(w_.weight.out_features()) + ", " + str(w_.weight.in_features()) +
-                           "], expected [" + str(E) + ", " + str(c.dim) + "]");
+    bad(param("weight"), "shape [" + str(w_.weight.out_features()) + ", " + str(w_.weight.in_features()) +
+                             "], expected [" + str(E) + ", " + str(c.dim) + "]");
   }
-  if (w_.weight.kind != WeightKind::kBF16) bad("gate.weight", "must be a bf16 weight");
+  if (w_.weight.kind != WeightKind::kBF16) bad(param("weight"), "must be a bf16 weight");
   if (hash_) {
-    if (w_.bias.size() != 0) bad("gate.bias", "hash-routed layer " + str(layer) + " has no bias");
+    if (w_.bias.size() != 0) bad(param("bias"), "hash-routed layer " + str(layer) + " has no bias");
     if (static_cast<std::int64_t>(w_.tid2eid.size()) != c.vocab_size * k) {
-      bad("gate.tid2eid", "has " + str(static_cast<std::int64_t>(w_.tid2eid.size())) + " entries, expected [" +
-                              str(c.vocab_size) + ", " + str(k) + "]");
+      bad(param("tid2eid"), "has " + str(static_cast<std::int64_t>(w_.tid2eid.size())) + " entries, expected [" +
+                                str(c.vocab_size) + ", " + str(k) + "]");
     }
     std::vector<char> seen(static_cast<std::size_t>(E), 0);
     for (std::int64_t v = 0; v < c.vocab_size; ++v) {
@@ -236,18 +241,18 @@ Gate::Gate(Precision p, const ModelConfig& c, std::int64_t layer, GateWeights w)
       for (std::int64_t j = 0; j < k; ++j) {
         const std::int64_t e = w_.tid2eid[static_cast<std::size_t>(v * k + j)];
         if (e < 0 || e >= E)
-          bad("gate.tid2eid", "row " + str(v) + " holds expert " + str(e) + " outside [0, " + str(E) + ")");
+          bad(param("tid2eid"), "row " + str(v) + " holds expert " + str(e) + " outside [0, " + str(E) + ")");
         if (seen[static_cast<std::size_t>(e)])
-          bad("gate.tid2eid", "row " + str(v) + " holds expert " + str(e) + " twice");
+          bad(param("tid2eid"), "row " + str(v) + " holds expert " + str(e) + " twice");
         seen[static_cast<std::size_t>(e)] = 1;
       }
     }
   } else {
-    if (!w_.tid2eid.empty()) bad("gate.tid2eid", "score-routed layer " + str(layer) + " has no tid2eid");
-    if (w_.bias.size() != E) bad("gate.bias", "has " + str(w_.bias.size()) + " entries, expected " + str(E));
+    if (!w_.tid2eid.empty()) bad(param("tid2eid"), "score-routed layer " + str(layer) + " has no tid2eid");
+    if (w_.bias.size() != E) bad(param("bias"), "has " + str(w_.bias.size()) + " entries, expected " + str(E));
     for (std::int64_t e = 0; e < E; ++e) {
       if (!std::isfinite(w_.bias(e)) || static_cast<double>(static_cast<float>(w_.bias(e))) != w_.bias(e))
-        bad("gate.bias", "entry " + str(e) + " is not a finite fp32 value");
+        bad(param("bias"), "entry " + str(e) + " is not a finite fp32 value");
     }
   }
   // spec 03 §3.1 step 1 / spec 05 §5.4: `linear(x.float(), weight.float())` is the fp32 F.linear

@@ -64,7 +64,7 @@ struct GateOutput {
 class Gate {
  public:
   // layer < n_hash_layers → hash routed (the MTP layer id n_layers never is). Validates the weights
-  // (std::invalid_argument naming `gate.weight`, `gate.bias`, `gate.tid2eid` or `layer`): tid2eid
+  // (std::invalid_argument naming the parameter, e.g. `layers.0.ffn.gate.tid2eid`, or `layer`): tid2eid
   // rows must hold k distinct expert ids in [0, E).
   Gate(Precision p, const ModelConfig& c, std::int64_t layer, GateWeights w);
 
