@@ -1,6 +1,7 @@
 // `dsv4 demo`: the README's main job, on the built-in tiny config with no arguments.
 // 1–2: the formats and quantisers self-check; 3: a tiny golden is generated and verified, the
-// reference runs in official mode as a candidate, and `certify` judges it against the golden.
+// reference runs in official mode as a candidate, and `certify` judges it against the golden;
+// 4: the GPU kernels against the reference, bit for bit (skipped, saying why, without a GPU).
 #include <unistd.h>
 
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "demo_gpu.hpp"
 #include "dsv4/golden/certify.hpp"
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/dump.hpp"
@@ -119,7 +121,8 @@ void register_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "demo",
       "Run the built-in demonstration (no arguments needed): the formats and quantisers self-check, then a\n"
-      "tiny golden generated and verified, the reference in official mode certified against it.\n"
+      "tiny golden generated and verified, the reference in official mode certified against it, and\n"
+      "(with a GPU) the CUDA kernels compared with the reference bit for bit.\n"
       "Exit 0 when every check passes, 1 otherwise.");
   cmd->add_option("--seed", a->seed, "seed of the self-checks' synthetic tensors")->capture_default_str();
   cmd->add_option("--weights-seed", a->weights_seed, "seed of the tiny model's synthetic weights")
@@ -141,6 +144,16 @@ void register_demo(CLI::App& app) {
         return;
       }
       failed += rc;
+    }
+    {
+      std::string skipped;
+      const std::vector<SelfCheckLine> gpu_lines = run_gpu_selfcheck(a->seed, skipped);
+      if (gpu_lines.empty()) {
+        std::printf("\n4. GPU kernels vs the reference: skipped (%s)\n", skipped.c_str());
+      } else {
+        const std::string title = "4. GPU kernels vs the reference, bit for bit (" + gpu_device_text() + ")";
+        failed += print_section(title.c_str(), gpu_lines);
+      }
     }
     std::printf("\n%s (%.1f s)\n", failed == 0 ? "demo: all checks passed" : "demo: some checks FAILED",
                 seconds_since(t0));
