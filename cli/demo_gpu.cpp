@@ -106,8 +106,7 @@ std::vector<SelfCheckLine> sinkhorn_lines(std::int64_t tokens, std::uint64_t see
   const gpu::SinkhornBatch got = gpu::hc_split_sinkhorn(mixes.data(), tokens, n, scale.data(), base.data(),
                                                         static_cast<int>(c.hc_sinkhorn_iters), c.hc_eps);
   SelfCheckLine l;
-  l.what = "hc_split_sinkhorn n=4, 20 iterations: pre, post, comb (" + std::to_string(got.recomputed) +
-           " tokens recomputed on the host)";
+  l.what = "hc_split_sinkhorn n=4, 20 iters: pre/post/comb (" + std::to_string(got.recomputed) + " host-redone)";
   l.cases = tokens;
   const Precision p(Mode::kOfficial);
   std::vector<double> mu(static_cast<std::size_t>(m));
@@ -126,7 +125,7 @@ std::vector<SelfCheckLine> sinkhorn_lines(std::int64_t tokens, std::uint64_t see
     if (!same && l.failures++ == 0) l.first_failure = "token " + std::to_string(t);
   }
   SelfCheckLine inv;
-  inv.what = "hc_split_sinkhorn batch invariance: each token alone == in the batch";
+  inv.what = "hc_split_sinkhorn: each token alone == in the batch";
   inv.cases = std::min<std::int64_t>(tokens, 256);
   for (std::int64_t t = 0; t < inv.cases; ++t) {
     const gpu::SinkhornBatch one = gpu::hc_split_sinkhorn(mixes.data() + t * m, 1, n, scale.data(), base.data(),
