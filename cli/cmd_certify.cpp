@@ -5,6 +5,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/golden/certify.hpp"
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/io/atomic_file.hpp"
@@ -30,7 +31,11 @@ Verdicts: each value tensor against the golden's exact values by the tolerance m
 oracle/compare (error at most k = 2 times the official reference's error plus the noise floor of
 the candidate's number format, on max abs, RMS and bias; NaN/Inf or a lost mask fail outright);
 each discrete output (indexer top-k lists, routed expert ids) row by row as a set, a different set
-accepted only where the golden's exact scores prove a near-tie. Golden outputs the candidate lacks
+accepted only where the golden's exact scores prove a near-tie. Past such an accepted flip the
+golden describes the other branch of that decision: an output there that fails end to end is
+judged locally instead, its module recomputed from the candidate's own inputs as
+`dsv4 diff --teacher-forced` does (verdict marked "local", the flip named; goldens of synthetic
+weights only). Golden outputs the candidate lacks
 are listed as missing; candidate tensors matching no golden output are listed as unmatched.
 
 Exit status: 0 every checked tensor passes (at least one checked); 1 a tensor or set fails, or
@@ -44,7 +49,9 @@ int run_certify(const CertifyArgs& a) {
   const Golden g = Golden::open(a.golden);
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);
-  const report::CertifyReport rep = certify(g, cand);
+  CertifyOptions opts;
+  opts.local_verdicts = diff::certify_local_judge(g, cand);
+  const report::CertifyReport rep = certify(g, cand, opts);
   if (!a.json.empty()) {
     AtomicFile out(a.json);
     const std::string text = report::to_json(rep).dump(1) + "\n";

@@ -12,6 +12,7 @@
 
 #include "commands.hpp"
 #include "demo_gpu.hpp"
+#include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/golden/certify.hpp"
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/dump.hpp"
@@ -107,7 +108,9 @@ int golden_section(const DemoArgs& a) {
   t0 = std::chrono::steady_clock::now();
   const Golden g = Golden::open(golden_path);
   const MappedTensorSource cand(TensorSource::open(cand_path), NameMap{});
-  const report::CertifyReport rep = certify(g, cand);
+  CertifyOptions opts;
+  opts.local_verdicts = diff::certify_local_judge(g, cand);
+  const report::CertifyReport rep = certify(g, cand, opts);
   std::printf("  certify    (%.1f s)\n\n", seconds_since(t0));
   std::printf("%s", report::format_text(rep).c_str());
   if (!temp) std::printf("\n  files kept in %s\n", dir.string().c_str());

@@ -51,15 +51,6 @@ int run_diff(const DiffArgs& a) {
   const Golden g = Golden::open(a.golden);
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);
-  const std::optional<std::uint64_t> seed = g.weights_seed();
-  if (!seed)
-    throw InputError(a.golden,
-                     "the golden's weights are not seeded synthetic weights (file weights: not supported by diff yet)");
-  const ModelWeights w = make_weights(g.config(), WeightsSpec{seed, ""});
-  diff::RunSchedule s;
-  s.tokens = g.tokens();
-  s.decode_steps = g.decode_steps();
-  s.prompt_len = g.steps().front().length;  // the golden's own plan: prefill, then one token per decode step
   std::optional<DType> fmt;
   if (!a.format.empty()) {
     try {
@@ -68,8 +59,7 @@ int run_diff(const DiffArgs& a) {
       throw InputError("--candidate-format", e.what());
     }
   }
-  const diff::DiffReport r =
-      diff::teacher_forced_diff(g.config(), w, s, diff::candidate_getter(cand), diff::golden_exact_getter(g), {}, fmt);
+  const diff::DiffReport r = diff::diff_against_golden(g, cand, fmt);
   for (const auto& [path, text] : {std::pair{a.json, diff::diff_json(r)}, std::pair{a.svg, diff::diff_svg(r)}}) {
     if (path.empty()) continue;
     AtomicFile out(path);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "dsv4/golden/model_run.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/numerics/formats.hpp"
 
@@ -61,6 +62,42 @@ TensorGetter golden_exact_getter(const Golden& golden) {
     r.shape = e->shape;
     r.values = golden.values("exact", name);
     return r;
+  };
+}
+
+DiffReport diff_against_golden(const Golden& g, const MappedTensorSource& cand, std::optional<DType> fmt) {
+  const std::optional<std::uint64_t> seed = g.weights_seed();
+  if (!seed)
+    throw InputError(g.path(),
+                     "the golden's weights are a checkpoint file, not seeded synthetic weights: "
+                     "the teacher-forced diff does not support them yet");
+  const ModelWeights w = make_weights(g.config(), WeightsSpec{seed, ""});
+  RunSchedule s;
+  s.tokens = g.tokens();
+  s.decode_steps = g.decode_steps();
+  s.prompt_len = g.steps().front().length;  // the golden's own plan: prefill, then one token per decode step
+  return teacher_forced_diff(g.config(), w, s, candidate_getter(cand), golden_exact_getter(g), {}, fmt);
+}
+
+LocalVerdicts local_verdicts_of(const DiffReport& r) {
+  LocalVerdicts v;
+  for (const ModuleResult& m : r.modules) {
+    if (!m.checked) continue;
+    // A module can appear twice in a step (the attention's outputs before and after wo_a): both
+    // must pass.
+    const std::string key = m.step + "/" + m.module;
+    const auto it = v.find(key);
+    if (it == v.end() || (it->second.pass && !m.pass)) v[key] = LocalVerdict{m.pass, m.pass ? "module PASS" : m.reason};
+    for (const OutputResult& o : m.outputs)
+      if (o.present) v[o.name] = LocalVerdict{o.pass, o.reason};
+  }
+  return v;
+}
+
+std::function<LocalVerdicts()> certify_local_judge(const Golden& g, const MappedTensorSource& cand) {
+  return [&g, &cand]() -> LocalVerdicts {
+    if (!g.weights_seed()) return {};
+    return local_verdicts_of(diff_against_golden(g, cand));
   };
 }
 

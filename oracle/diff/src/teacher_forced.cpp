@@ -15,6 +15,7 @@
 #include "dsv4/model/head.hpp"
 #include "dsv4/model/mhc.hpp"
 #include "dsv4/model/moe.hpp"
+#include "dsv4/model/mtp.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 
 namespace dsv4::diff {
@@ -51,20 +52,30 @@ std::vector<double> flatten(const Batch& b) {
 struct Reference {
   Precision prec;
   std::vector<Attention> attn;
-  std::vector<Moe> moe;
+  std::vector<Moe> moe;                             // [layer]: the main layers, then the MTP blocks
+  std::vector<MtpBlock> mtp;                        // its input state (spec 05 §5.5 steps 1–3)
   std::vector<std::vector<AttentionState>> states;  // [sequence][layer]
 };
 
+// The weights of block l: a main layer, or (l ≥ n_layers) the block of MTP module l − n_layers.
+const BlockWeights& block_weights(const ModelConfig& c, const ModelWeights& w, std::int64_t l) {
+  return l < c.n_layers ? w.layers[static_cast<std::size_t>(l)] : w.mtp[static_cast<std::size_t>(l - c.n_layers)].block;
+}
+
+std::int64_t all_blocks(const ModelConfig& c) { return c.n_layers + std::max<std::int64_t>(c.n_mtp_layers, 0); }
+
 Reference make_reference(Mode mode, const ModelConfig& c, const ModelWeights& w, std::size_t batch) {
-  Reference r{Precision(mode), {}, {}, {}};
-  for (std::int64_t l = 0; l < c.n_layers; ++l) {
-    const BlockWeights& bw = w.layers[static_cast<std::size_t>(l)];
+  Reference r{Precision(mode), {}, {}, {}, {}};
+  for (std::int64_t l = 0; l < all_blocks(c); ++l) {
+    const BlockWeights& bw = block_weights(c, w, l);
     r.attn.emplace_back(r.prec, c, l, bw.attn);
     r.moe.emplace_back(r.prec, c, l, bw.ffn);
   }
+  for (std::int64_t i = 0; i < c.n_mtp_layers; ++i)
+    r.mtp.emplace_back(r.prec, c, i, w.mtp[static_cast<std::size_t>(i)]);
   r.states.resize(batch);
   for (auto& s : r.states)
-    for (std::int64_t l = 0; l < c.n_layers; ++l) s.push_back(Attention::allocate_state(c, l));
+    for (std::int64_t l = 0; l < all_blocks(c); ++l) s.push_back(Attention::allocate_state(c, l));
   return r;
 }
 
@@ -84,7 +95,7 @@ class Differ {
 
   DiffReport run() {
     const auto steps = sched_.step_names();
-    broken_.assign(static_cast<std::size_t>(c_.n_layers), false);
+    broken_.assign(static_cast<std::size_t>(all_blocks(c_)), false);
     for (std::size_t i = 0; i < steps.size(); ++i) {
       step_ = steps[i];
       start_pos_ = i == 0 ? 0 : sched_.prompt_len + static_cast<std::int64_t>(i) - 1;
@@ -97,7 +108,8 @@ class Differ {
         }
       }
       for (std::int64_t l = 0; l < c_.n_layers; ++l) block(l);
-      head();
+      head("", w_.hc_head, w_.norm);
+      for (std::int64_t m = 0; m < c_.n_mtp_layers; ++m) mtp(m);
     }
     for (const ModuleResult& m : report_.modules) {
       if (!m.checked) continue;
@@ -277,9 +289,15 @@ class Differ {
     return {std::move(e), std::move(o)};
   }
 
-  std::string prefix(std::int64_t l) const { return "layers." + std::to_string(l); }
+  std::string prefix(std::int64_t l) const {
+    return l < c_.n_layers ? "layers." + std::to_string(l) : "mtp." + std::to_string(l - c_.n_layers);
+  }
 
   Batch block_input(std::int64_t l) {
+    if (l >= c_.n_layers) {  // an MTP block: its input state (checked by mtp())
+      auto x = input(name(prefix(l), "in"));
+      return x ? *x : Batch{};
+    }
     if (l > 0) {
       auto x = input(name(prefix(l - 1), "out"));
       return x ? *x : Batch{};
@@ -418,7 +436,7 @@ class Differ {
     {
       ModuleResult& m = begin(p + ".ffn.gate", l);
       // exact biased scores (the selection's scores) and the official ones' error
-      const Vec& bias = w_.layers[static_cast<std::size_t>(l)].ffn.gate.bias;
+      const Vec& bias = block_weights(c_, w_, l).ffn.gate.bias;
       std::vector<double> se, ids;
       double err = 0.0;
       std::vector<std::int64_t> ref_ids;
@@ -494,7 +512,7 @@ class Differ {
 
   void block(std::int64_t l) {
     const std::string p = prefix(l);
-    const BlockWeights& bw = w_.layers[static_cast<std::size_t>(l)];
+    const BlockWeights& bw = block_weights(c_, w_, l);
     const Batch x = block_input(l);
     if (x.empty()) {
       broken_[static_cast<std::size_t>(l)] = true;
@@ -510,23 +528,54 @@ class Differ {
     hc_post_site(l, p, name(p + ".ffn", "out"), name(p + ".hc_attn", "out"), "hc_ffn");
   }
 
-  void head() {
-    const auto x = input(name(prefix(c_.n_layers - 1), "out"));
-    if (x) {
-      ModuleResult& m = begin("hc_head", -1);
-      auto [e, o] = both([&](int k, std::size_t b) { return hc_head(ref_[k].prec, c_, (*x)[b], w_.hc_head); });
+  // hc_head → norm → head (the main model's with prefix "", an MTP module's with "mtp.I."); the
+  // output projection is the main model's, shared.
+  void head(const std::string& pre, const HcHeadWeights& hc, const Vec& norm_weight) {
+    const std::string in =
+        pre.empty() ? name(prefix(c_.n_layers - 1), "out") : name(pre.substr(0, pre.size() - 1), "out");
+    if (const auto x = input(in)) {
+      ModuleResult& m = begin(pre + "hc_head", -1);
+      auto [e, o] = both([&](int k, std::size_t b) { return hc_head(ref_[k].prec, c_, (*x)[b], hc); });
       check(m, "out", e, o, DType::kBF16);
     }
-    if (const auto h = input(name("hc_head", "out"))) {
-      ModuleResult& m = begin("norm", -1);
-      auto [e, o] = both([&](int k, std::size_t b) { return rmsnorm(ref_[k].prec, (*h)[b], w_.norm, c_.norm_eps); });
+    if (const auto h = input(name(pre + "hc_head", "out"))) {
+      ModuleResult& m = begin(pre + "norm", -1);
+      auto [e, o] =
+          both([&](int k, std::size_t b) { return rmsnorm(ref_[k].prec, (*h)[b], norm_weight, c_.norm_eps); });
       check(m, "out", e, o, DType::kBF16);
     }
-    if (const auto n = input(name("norm", "out"))) {
-      ModuleResult& m = begin("head", -1);
+    if (const auto n = input(name(pre + "norm", "out"))) {
+      ModuleResult& m = begin(pre + "head", -1);
       auto [e, o] = both([&](int k, std::size_t b) { return linear(ref_[k].prec, (*n)[b].bottomRows(1), w_.head); });
       check(m, "out", e, o, DType::kF32);
     }
+  }
+
+  // MTP module i in this step (spec 05 §5.5; oracle/golden model_run.hpp: it runs with the ids
+  // shifted left by one, in the steps where every position's next token is known — the steps
+  // whose dump or golden holds mtp.i/in). Its input state from the candidate's final main state
+  // (layers.{n−1}/out) and the shifted ids, then its block and its head, each module as above.
+  void mtp(std::int64_t i) {
+    const std::string p = "mtp." + std::to_string(i);
+    if (!cand_(name(p, "in")) && !golden_(name(p, "in"))) return;  // MTP does not run in this step
+    const auto len = static_cast<std::int64_t>(ids_.front().size());
+    for (const auto& t : sched_.tokens)
+      if (static_cast<std::int64_t>(t.size()) <= start_pos_ + len)
+        throw std::runtime_error(name(p, "in") + ": MTP in a step whose next tokens are not all known");
+    const std::vector<std::vector<std::int64_t>> main_ids = ids_;
+    ids_.clear();
+    for (const auto& t : sched_.tokens) ids_.emplace_back(t.begin() + start_pos_ + 1, t.begin() + start_pos_ + 1 + len);
+    if (const auto h = input(name(prefix(c_.n_layers - 1), "out"))) {
+      ModuleResult& m = begin(p, c_.n_layers + i);
+      auto [e, o] = both([&](int k, std::size_t b) {
+        return ref_[k].mtp[static_cast<std::size_t>(i)].input_state((*h)[b], ids_[b], w_.embed);
+      });
+      check(m, "in", e, o, DType::kBF16);
+    }
+    block(c_.n_layers + i);
+    const MtpWeights& mw = w_.mtp[static_cast<std::size_t>(i)];
+    head(p + ".", mw.hc_head, mw.norm);
+    ids_ = main_ids;
   }
 
   // An FP8 e4m3 code times a power-of-two scale has at most 4 significant bits (spec 02 §2.5).

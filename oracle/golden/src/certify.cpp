@@ -5,7 +5,10 @@
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
+#include <string>
+#include <utility>
 
 #include "dsv4/compare/metrics.hpp"
 #include "dsv4/compare/set_compare.hpp"
@@ -95,6 +98,80 @@ DType certify_ulp_dtype(const Tensor& candidate, const std::string& official_gri
     if (std::isfinite(x) && !compare::on_grid(ug, x)) return DType::kF64;
   return grid;
 }
+
+namespace {
+
+// The position of an output in execution order at block granularity, (step, block): block = N
+// for layers.N…, n_layers for the head modules (hc_head, norm, head), n_layers + 1 for mtp.*.
+std::pair<std::int64_t, std::int64_t> exec_key(const Golden& g, const std::string& name) {
+  const std::string step = name.substr(0, name.find('/'));
+  std::int64_t s = 0;
+  for (std::size_t i = 0; i < g.steps().size(); ++i)
+    if (g.steps()[i].name == step) s = static_cast<std::int64_t>(i);
+  const std::string module = name.substr(step.size() + 1);
+  std::int64_t block = g.config().n_layers;
+  if (module.rfind("layers.", 0) == 0) {
+    block = std::stoll(module.substr(7));
+  } else if (module.rfind("mtp.", 0) == 0) {
+    block = g.config().n_layers + 1;
+  }
+  return {s, block};
+}
+
+// The first accepted near-tie flip in execution order, then every failing output at or after it
+// re-judged locally (CertifyOptions::local_verdicts).
+void rejudge_after_flips(const Golden& g, const CertifyOptions& opts, report::CertifyReport& rep) {
+  std::optional<std::pair<std::int64_t, std::int64_t>> first;
+  std::string first_text;
+  for (const report::SetResult& s : rep.sets) {
+    for (const compare::SetRow& row : s.comparison.differing) {
+      if (row.status != compare::RowStatus::kNearTie) continue;
+      const auto key = exec_key(g, s.name);
+      if (!first || key < *first) {
+        first = key;
+        first_text = s.name + " row " + std::to_string(row.row);
+      }
+      break;
+    }
+  }
+  if (!first) return;
+  std::optional<LocalVerdicts> verdicts;
+  const auto judge = [&](const std::string& name) {
+    report::LocalJudgement j;
+    j.after_flip = first_text;
+    if (!opts.local_verdicts) {
+      j.reason = "no local judge was given";
+      return j;
+    }
+    if (!verdicts) verdicts = opts.local_verdicts();
+    auto it = verdicts->find(name);
+    const std::string module = name.substr(0, name.rfind('/'));
+    if (it == verdicts->end()) it = verdicts->find(module);
+    std::string enclosing;
+    if (it == verdicts->end() && module.rfind('.') > module.find('/')) {
+      // an output internal to a module (layers.5.attn.q_norm/out): that module's verdict covers it,
+      // its outputs depending on it
+      enclosing = module.substr(0, module.rfind('.'));
+      if (std::count(enclosing.begin(), enclosing.end(), '.') >= 2) it = verdicts->find(enclosing);
+    }
+    if (it == verdicts->end()) {
+      j.reason = verdicts->empty() ? "the local check could not run (see the diff's requirements)"
+                                   : "the local (teacher-forced) check covers neither this output nor its module";
+      return j;
+    }
+    j.available = true;
+    j.pass = it->second.pass;
+    j.reason =
+        (it->first == enclosing ? "by its enclosing module " + enclosing + ": " : std::string()) + it->second.reason;
+    return j;
+  };
+  for (report::TensorResult& t : rep.tensors)
+    if (t.verdict.verdict == compare::Verdict::kFail && exec_key(g, t.name) >= *first) t.local = judge(t.name);
+  for (report::SetResult& s : rep.sets)
+    if (!s.comparison.pass() && exec_key(g, s.name) >= *first) s.local = judge(s.name);
+}
+
+}  // namespace
 
 report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, const CertifyOptions& opts) {
   report::CertifyReport rep;
@@ -218,6 +295,7 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
     tr.verdict = compare::judge_tensor(tr.metrics, tr.official, opts.tolerance);
     rep.tensors.push_back(std::move(tr));
   }
+  rejudge_after_flips(g, opts, rep);
   return rep;
 }
 

@@ -93,15 +93,45 @@ nlohmann::json json_number(double v) {
   return v;
 }
 
+namespace {
+
+// "PASS", "FAIL", or with "(local)" when the output was re-judged after a near-tie flip.
+std::string verdict_text(bool pass, bool local) {
+  return std::string(pass ? "PASS" : "FAIL") + (local ? " (local)" : "");
+}
+
+std::string local_text(const LocalJudgement& l) {
+  return "downstream of the accepted near-tie flip at " + l.after_flip + "; " +
+         (l.available ? std::string("judged locally (teacher-forced): ") + (l.pass ? "PASS" : "FAIL") + " — " + l.reason
+                      : "no local verdict: " + l.reason);
+}
+
+nlohmann::json local_json(const std::optional<LocalJudgement>& l) {
+  if (!l) return nullptr;
+  return {{"after_flip", l->after_flip}, {"available", l->available}, {"pass", l->pass}, {"reason", l->reason}};
+}
+
+}  // namespace
+
+bool TensorResult::passes() const {
+  if (local) return local->available && local->pass;
+  return verdict.verdict == compare::Verdict::kPass;
+}
+
+bool SetResult::passes() const {
+  if (local) return local->available && local->pass;
+  return comparison.pass();
+}
+
 std::int64_t CertifyReport::failed_tensors() const {
   std::int64_t n = 0;
-  for (const auto& t : tensors) n += t.verdict.verdict == compare::Verdict::kFail ? 1 : 0;
+  for (const auto& t : tensors) n += t.passes() ? 0 : 1;
   return n;
 }
 
 std::int64_t CertifyReport::failed_sets() const {
   std::int64_t n = 0;
-  for (const auto& s : sets) n += s.comparison.pass() ? 0 : 1;
+  for (const auto& s : sets) n += s.passes() ? 0 : 1;
   return n;
 }
 
@@ -125,7 +155,7 @@ std::string format_text(const CertifyReport& r) {
       const auto& m = x.metrics;
       t.add_row({x.name, std::string(dtype_name(m.ulp_dtype)), shape_string(x.shape), sci(m.max_abs), sci(m.max_rel),
                  sci(m.rms), sci(m.cosine_diff), std::to_string(m.max_ulp), within_one_ulp(m),
-                 compare::verdict_name(x.verdict.verdict)});
+                 verdict_text(x.passes(), x.local.has_value())});
     }
     out += "\n" + t.render();
   }
@@ -138,7 +168,8 @@ std::string format_text(const CertifyReport& r) {
     for (const auto& s : r.sets) {
       const auto& c = s.comparison;
       t.add_row({s.name, s.kind, std::to_string(c.rows), std::to_string(c.k), std::to_string(c.identical),
-                 std::to_string(c.near_tie), std::to_string(c.rejected), c.pass() ? "PASS" : "FAIL"});
+                 std::to_string(c.near_tie), std::to_string(c.rejected),
+                 verdict_text(s.passes(), s.local.has_value())});
     }
     out += "\n" + t.render();
   }
@@ -146,7 +177,10 @@ std::string format_text(const CertifyReport& r) {
   std::string details;
   for (const auto& x : r.tensors) {
     if (x.verdict.verdict == compare::Verdict::kFail) details += "  " + x.name + ": " + x.verdict.reason + "\n";
+    if (x.local) details += "  " + x.name + ": " + local_text(*x.local) + "\n";
   }
+  for (const auto& s : r.sets)
+    if (s.local) details += "  " + s.name + ": " + local_text(*s.local) + "\n";
   for (const auto& s : r.sets) {
     for (const auto& row : s.comparison.differing) {
       details += "  " + s.name + " row " + std::to_string(row.row) + ": " + row.reason + "\n";
@@ -194,8 +228,10 @@ nlohmann::json to_json(const CertifyReport& r) {
     }
     tensors.push_back({{"name", x.name},
                        {"shape", x.shape},
-                       {"verdict", compare::verdict_name(x.verdict.verdict)},
+                       {"verdict", x.passes() ? "PASS" : "FAIL"},
+                       {"end_to_end_verdict", compare::verdict_name(x.verdict.verdict)},
                        {"reason", x.verdict.reason},
+                       {"local", local_json(x.local)},
                        {"metrics", metrics_json(x.metrics)},
                        {"official",
                         {{"compared", x.official.compared},
@@ -216,7 +252,9 @@ nlohmann::json to_json(const CertifyReport& r) {
                     {"identical", s.comparison.identical},
                     {"near_tie", s.comparison.near_tie},
                     {"rejected", s.comparison.rejected},
-                    {"verdict", s.comparison.pass() ? "PASS" : "FAIL"},
+                    {"verdict", s.passes() ? "PASS" : "FAIL"},
+                    {"end_to_end_verdict", s.comparison.pass() ? "PASS" : "FAIL"},
+                    {"local", local_json(s.local)},
                     {"differing_rows", rows}});
   }
   j["sets"] = sets;

@@ -62,8 +62,7 @@ MtpBlock::MtpBlock(Precision prec, const ModelConfig& cfg, std::int64_t index, M
 }
 
 // spec 05 §5.5.
-MtpOutput MtpBlock::forward(const Mat& h, const std::vector<std::int64_t>& token_ids, std::int64_t start_pos,
-                            AttentionState& st, const Mat& embed, const LinearWeight& head) const {
+Mat MtpBlock::input_state(const Mat& h, const std::vector<std::int64_t>& token_ids, const Mat& embed) const {
   const std::int64_t s = h.rows(), n = cfg_.hc_mult, d = cfg_.dim;
   if (h.cols() != n * d) throw std::invalid_argument("mtp: h must have hc_mult·dim columns");
   // Step 1: e = enorm(embed[ids]).
@@ -74,13 +73,19 @@ MtpOutput MtpBlock::forward(const Mat& h, const std::vector<std::int64_t>& token
   // Step 3: X = bf16(e_proj(e) broadcast over the streams + h_proj(Ĥ)) — a bf16 element-wise add (C6).
   const Mat pe = linear(prec_, e, e_proj_);
   const Mat ph = linear(prec_, h_norm, h_proj_);
-  MtpOutput out;
-  out.x_in.resize(s, n * d);
+  Mat x(s, n * d);
   for (std::int64_t t = 0; t < s; ++t) {
     for (std::int64_t k = 0; k < n; ++k) {
-      for (std::int64_t j = 0; j < d; ++j) out.x_in(t, k * d + j) = prec_.bf16(prec_.fp32(pe(t, j) + ph(t * n + k, j)));
+      for (std::int64_t j = 0; j < d; ++j) x(t, k * d + j) = prec_.bf16(prec_.fp32(pe(t, j) + ph(t * n + k, j)));
     }
   }
+  return x;
+}
+
+MtpOutput MtpBlock::forward(const Mat& h, const std::vector<std::int64_t>& token_ids, std::int64_t start_pos,
+                            AttentionState& st, const Mat& embed, const LinearWeight& head) const {
+  MtpOutput out;
+  out.x_in = input_state(h, token_ids, embed);  // steps 1–3
   // Steps 4–5.
   out.block = block_.forward(out.x_in, token_ids, start_pos, st);
   out.head = head_forward(prec_, cfg_, out.block.x_out, hc_head_, norm_, head);

@@ -16,8 +16,10 @@
 // out), layers.N.hc_ffn (pre), layers.N.ffn_norm, layers.N.ffn.gate (weights, expert ids),
 // layers.N.ffn (combine), layers.N (the FFN site's hc_post: the block output); then hc_head, norm,
 // head. Inside the attention module, outputs are attributed to the sub-module that produced them
-// (layers.N.attn.compressor, layers.N.attn.indexer, layers.N.attn.wo_a). The MTP block is not
-// localised yet.
+// (layers.N.attn.compressor, layers.N.attn.indexer, layers.N.attn.wo_a). Then, in the steps
+// where it runs, each MTP module: mtp.I (its input state `in` from the candidate's final main
+// state and the shifted ids), its block (the same modules under mtp.I.…), mtp.I.hc_head,
+// mtp.I.norm, mtp.I.head.
 #pragma once
 
 #include <cstdint>

@@ -6,9 +6,12 @@
 // set comparison per row (set_compare.hpp), a different set accepted only at a near-tie proven by
 // the golden's exact scores with τ from tie_tolerance (the official-vs-exact score error of that
 // row). Golden outputs the candidate does not hold are listed as missing (not failed); the
-// decision data (scores, margins) are compared only when the candidate has them.
+// decision data (scores, margins) are compared only when the candidate has them. Outputs after an
+// accepted near-tie flip are judged locally (CertifyOptions::local_verdicts).
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 
 #include "dsv4/compare/tolerance.hpp"
@@ -18,8 +21,24 @@
 
 namespace dsv4 {
 
+// A local (teacher-forced) verdict of one output or module: `dsv4 diff`'s, see oracle/diff.
+struct LocalVerdict {
+  bool pass = false;
+  std::string reason;
+};
+// Keys: canonical output names ("prefill/layers.3.ffn/out") and modules ("prefill/layers.3.ffn").
+using LocalVerdicts = std::map<std::string, LocalVerdict>;
+
 struct CertifyOptions {
   compare::ToleranceParams tolerance;
+  // Decision-aware judging. A legitimate engine may take another discrete decision at a near-tie
+  // (accepted by the set comparison); from there on the golden's values describe the other branch
+  // of that decision and end-to-end errors of O(1) are expected. So every output that FAILS end to
+  // end and comes at or after the first accepted flip in execution order (same step and block or
+  // later; later steps see it through the caches) is re-judged by its local verdict: its module
+  // recomputed from the candidate's own inputs. Called at most once, only when needed. Without it
+  // such outputs keep their FAIL, noted as lacking a local verdict.
+  std::function<LocalVerdicts()> local_verdicts;
 };
 
 // Throws InputError for a candidate tensor whose shape or dtype cannot be compared at all

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,18 +15,34 @@
 
 namespace dsv4::report {
 
+// An output re-judged locally (teacher-forced, `dsv4 diff`) because an accepted near-tie flip of a
+// discrete decision precedes it in execution order: past that flip the golden's values describe
+// the other branch of the decision, so the end-to-end comparison no longer says whether the
+// candidate computes correctly; its own module, recomputed from its own inputs, does.
+struct LocalJudgement {
+  std::string after_flip;  // the first accepted flip: "prefill/layers.2.attn.indexer/out row 35"
+  bool available = false;  // a local verdict exists for this output (or its module)
+  bool pass = false;
+  std::string reason;  // the local verdict's reason, or why none is available
+};
+
 struct TensorResult {
   std::string name;  // canonical tensor name
   std::vector<std::int64_t> shape;
   compare::TensorMetrics metrics;    // candidate against `exact`
   compare::ReferenceError official;  // `official` against `exact` (from the golden)
   compare::TensorVerdict verdict;
+  std::optional<LocalJudgement> local;  // set when the end-to-end verdict failed after a flip
+  // The final verdict: the local one when the output was re-judged, else the end-to-end one.
+  bool passes() const;
 };
 
 struct SetResult {
   std::string name;  // canonical name of the discrete output
   std::string kind;  // "topk" (indexer selection) or "experts" (routed expert ids)
   compare::SetComparison comparison;
+  std::optional<LocalJudgement> local;  // set when rows were rejected after an earlier flip
+  bool passes() const;
 };
 
 struct CertifyReport {

@@ -38,6 +38,10 @@ class MtpBlock {
   MtpOutput forward(const Mat& h, const std::vector<std::int64_t>& token_ids, std::int64_t start_pos,
                     AttentionState& st, const Mat& embed, const LinearWeight& head) const;
 
+  // spec 05 §5.5 steps 1–3 alone: the block's input state X = bf16(e_proj(enorm(embed[ids])) +
+  // h_proj(hnorm(H))) [s, n·d] (MtpOutput::x_in; the teacher-forced diff checks it on its own).
+  Mat input_state(const Mat& h, const std::vector<std::int64_t>& token_ids, const Mat& embed) const;
+
  private:
   Precision prec_;
   ModelConfig cfg_;
