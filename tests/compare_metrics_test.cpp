@@ -83,6 +83,31 @@ TEST(Ulp, Bf16NeighboursAreOneUlpApart) {
   EXPECT_THROW(ulp_ordinal(g, kNaN), std::invalid_argument);
 }
 
+// on_grid(bf16) takes a bit test (fp32 with the low 16 bits zero); it must agree with the format's
+// own definition, decode(encode(x)) == x, on every bf16 pattern, on each one's fp32 neighbours and
+// on doubles between them — subnormals and the largest finite values included.
+TEST(Ulp, Bf16OnGridAgreesWithTheFormatDefinition) {
+  const UlpGrid g = ulp_grid(DType::kBF16);
+  const auto by_definition = [](double x) {
+    if (!std::isfinite(x)) return false;
+    const double v = decode_minifloat(kFormatBF16, encode_minifloat(kFormatBF16, x, Overflow::kToSpecial));
+    return std::isfinite(v) && v == x;
+  };
+  std::int64_t on = 0;
+  for (std::uint32_t p = 0; p < 0x10000u; ++p) {
+    const float f = bf16_to_float(static_cast<std::uint16_t>(p));
+    if (!std::isfinite(f)) continue;
+    const double x = f;
+    for (const double y :
+         {x, static_cast<double>(std::nextafter(f, INFINITY)), static_cast<double>(std::nextafter(f, -INFINITY)),
+          std::nextafter(x, INFINITY), std::nextafter(x, -INFINITY)}) {
+      ASSERT_EQ(on_grid(g, y), by_definition(y)) << "pattern " << p << " value " << y;
+    }
+    on += on_grid(g, x);
+  }
+  EXPECT_EQ(on, 65536 - 2 * 128);  // every finite pattern (exponent all ones: ±inf and NaNs)
+}
+
 TEST(Ulp, BucketsAndLabels) {
   const std::uint64_t d[] = {0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 1u << 31, (1u << 31) + 1, ~0ull};
   const int b[] = {0, 1, 2, 3, 3, 4, 4, 5, 5, 6, 32, 33, 33};

@@ -88,9 +88,11 @@ std::int64_t ulp_ordinal(const UlpGrid& grid, double x) {
 bool on_grid(const UlpGrid& grid, double x) {
   if (!std::isfinite(x)) return false;
   if (grid.dtype == DType::kF64) return true;
-  if (grid.dtype == DType::kF32) {
+  if (grid.dtype == DType::kF32 || grid.dtype == DType::kBF16) {
     const float f = static_cast<float>(x);
-    return std::isfinite(f) && static_cast<double>(f) == x;
+    if (!std::isfinite(f) || static_cast<double>(f) != x) return false;
+    // bf16 is fp32 with the low 16 mantissa bits zero (same exponent range, subnormals included)
+    return grid.dtype == DType::kF32 || (std::bit_cast<std::uint32_t>(f) & 0xFFFFu) == 0;
   }
   const MinifloatFormat& f = *minifloat_of(grid.dtype);
   const double v = decode_minifloat(f, encode_minifloat(f, x, Overflow::kToSpecial));

@@ -376,11 +376,12 @@ Tensor Golden::read(const std::string& path) const { return file_->read(path); }
 
 std::vector<double> Golden::values(const std::string& mode, const std::string& canonical) const {
   const Tensor t = read(mode + "/" + canonical);
-  std::vector<double> v(static_cast<std::size_t>(t.numel()));
   if (t.dtype() == DType::kF64) {
     const auto s = t.values<double>();
-    std::copy(s.begin(), s.end(), v.begin());
-  } else if (t.dtype() == DType::kI64) {
+    return std::vector<double>(s.begin(), s.end());  // no zero-fill before the copy
+  }
+  std::vector<double> v(static_cast<std::size_t>(t.numel()));
+  if (t.dtype() == DType::kI64) {
     const auto s = t.values<std::int64_t>();
     std::transform(s.begin(), s.end(), v.begin(), [](std::int64_t x) { return static_cast<double>(x); });
   } else {
