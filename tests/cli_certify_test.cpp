@@ -25,23 +25,7 @@ using testing_support::perturbed_copy;
 // A golden and the reference's official and exact dumps, made once for the suite: 38 tokens
 // (36 prompt + 2 decode) so that the CSA layers' indexer (top-8 of 9 compressed entries from
 // position 35 on) has a real cut.
-class CliCertify : public testing_support::CliDir {
- protected:
-  static void SetUpTestSuite() {
-    shared_ = std::filesystem::temp_directory_path() / ("dsv4_cli_certify_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(shared_);
-    ok_ = testing_support::make_golden_and_dumps(shared_);
-  }
-  static void TearDownTestSuite() { std::filesystem::remove_all(shared_); }
-  static std::string path(const std::string& n) { return (shared_ / n).string(); }
-  void SetUp() override {
-    CliDir::SetUp();
-    ASSERT_TRUE(ok_) << "golden / dumps could not be made";
-  }
-
-  static inline std::filesystem::path shared_;
-  static inline bool ok_ = false;
-};
+using CliCertify = testing_support::GoldenSuite;
 
 TEST_F(CliCertify, OfficialModeReferencePasses) {
   const auto r =

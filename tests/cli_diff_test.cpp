@@ -16,26 +16,12 @@ namespace {
 
 using testing_support::perturbed_copy;
 
-class CliDiff : public testing_support::CliDir {
+class CliDiff : public testing_support::GoldenSuite {
  protected:
-  static void SetUpTestSuite() {
-    shared_ = std::filesystem::temp_directory_path() / ("dsv4_cli_diff_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(shared_);
-    ok_ = testing_support::make_golden_and_dumps(shared_);
-  }
-  static void TearDownTestSuite() { std::filesystem::remove_all(shared_); }
-  static std::string path(const std::string& n) { return (shared_ / n).string(); }
-  void SetUp() override {
-    CliDir::SetUp();
-    ASSERT_TRUE(ok_) << "golden / dumps could not be made";
-  }
   Result diff(const std::string& candidate, const std::string& extra = "") const {
     return dsv4("diff --golden " + path("g.h5") + " --candidate " + candidate + " --teacher-forced --json " +
                 file("d.json") + " " + extra);
   }
-
-  static inline std::filesystem::path shared_;
-  static inline bool ok_ = false;
 };
 
 TEST_F(CliDiff, OfficialDumpPassesEveryModule) {

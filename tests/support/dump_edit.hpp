@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "cli_process.hpp"
 #include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/io/npy.hpp"
 #include "dsv4/numerics/philox.hpp"
@@ -51,5 +52,24 @@ inline bool make_golden_and_dumps(const std::filesystem::path& dir) {
          ok(cli + "run " + common + "--mode official --dump " + path("off.h5") + " 2> /dev/null") &&
          ok(cli + "run " + common + "--mode exact --dump " + path("ex.h5") + " 2> /dev/null");
 }
+
+// A CLI suite sharing one golden and its dumps (make_golden_and_dumps), made once per test binary.
+class GoldenSuite : public CliDir {
+ protected:
+  static void SetUpTestSuite() {
+    shared_ = std::filesystem::temp_directory_path() / ("dsv4_golden_suite_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(shared_);
+    ok_ = make_golden_and_dumps(shared_);
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(shared_); }
+  static std::string path(const std::string& n) { return (shared_ / n).string(); }
+  void SetUp() override {
+    CliDir::SetUp();
+    ASSERT_TRUE(ok_) << "golden / dumps could not be made";
+  }
+
+  static inline std::filesystem::path shared_;
+  static inline bool ok_ = false;
+};
 
 }  // namespace dsv4::testing_support
