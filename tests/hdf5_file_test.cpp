@@ -15,40 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_files.hpp"
+
 namespace dsv4 {
 namespace {
 
+using testing_support::expect_same;
+using testing_support::patterned;
+using testing_support::TempDir;
+
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("dsv4_hdf5_test_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-Tensor patterned(DType dtype, std::vector<std::int64_t> shape, unsigned salt = 0) {
-  Tensor t(dtype, std::move(shape));
-  for (std::size_t i = 0; i < t.nbytes(); ++i) t.bytes()[i] = static_cast<std::byte>((i * 37 + 11 + salt) & 0xFF);
-  return t;
-}
-
-void expect_same(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.dtype(), b.dtype());
-  EXPECT_EQ(a.shape(), b.shape());
-  ASSERT_EQ(a.nbytes(), b.nbytes());
-  if (a.nbytes()) {
-    EXPECT_EQ(0, std::memcmp(a.bytes(), b.bytes(), a.nbytes()));
-  }
-}
 
 std::vector<char> slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -12,8 +12,15 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_files.hpp"
+
 namespace dsv4 {
 namespace {
+
+using testing_support::expect_same;
+using testing_support::patterned;
+using testing_support::TempDir;
+using testing_support::write_bytes;
 
 namespace fs = std::filesystem;
 
@@ -41,44 +48,6 @@ std::vector<std::byte> make_file(int major, int minor, const std::string& dict, 
 
 std::string f4_dict(const std::string& shape) {
   return "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
-}
-
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("dsv4_npy_test_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-void write_bytes(const std::string& path, const std::vector<std::byte>& b) {
-  std::ofstream o(path, std::ios::binary);
-  o.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-// A tensor of `dtype` and `shape` whose bytes are a deterministic pattern (any pattern is a valid
-// value of the raw dtypes; for floats it may be NaN, which a byte comparison does not mind).
-Tensor patterned(DType dtype, std::vector<std::int64_t> shape) {
-  Tensor t(dtype, std::move(shape));
-  for (std::size_t i = 0; i < t.nbytes(); ++i) t.bytes()[i] = static_cast<std::byte>((i * 37 + 11) & 0xFF);
-  return t;
-}
-
-void expect_same(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.dtype(), b.dtype());
-  EXPECT_EQ(a.shape(), b.shape());
-  ASSERT_EQ(a.nbytes(), b.nbytes());
-  if (a.nbytes()) {
-    EXPECT_EQ(0, std::memcmp(a.bytes(), b.bytes(), a.nbytes()));
-  }
 }
 
 // ---- round trips ----

@@ -15,8 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_files.hpp"
+
 namespace dsv4 {
 namespace {
+
+using testing_support::expect_same;
+using testing_support::patterned;
 
 namespace fs = std::filesystem;
 
@@ -29,21 +34,6 @@ std::vector<std::byte> slurp(const std::string& path) {
 }
 
 std::string corpus(const std::string& name) { return std::string(DSV4_SOURCE_DIR) + "/oracle/fuzz/corpus/npz/" + name; }
-
-Tensor patterned(DType dtype, std::vector<std::int64_t> shape, unsigned salt = 0) {
-  Tensor t(dtype, std::move(shape));
-  for (std::size_t i = 0; i < t.nbytes(); ++i) t.bytes()[i] = static_cast<std::byte>((i * 37 + 11 + salt) & 0xFF);
-  return t;
-}
-
-void expect_same(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.dtype(), b.dtype());
-  EXPECT_EQ(a.shape(), b.shape());
-  ASSERT_EQ(a.nbytes(), b.nbytes());
-  if (a.nbytes()) {
-    EXPECT_EQ(0, std::memcmp(a.bytes(), b.bytes(), a.nbytes()));
-  }
-}
 
 std::uint64_t get_le(const std::vector<std::byte>& b, std::size_t at, std::size_t n) {
   std::uint64_t v = 0;

@@ -14,8 +14,15 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_files.hpp"
+
 namespace dsv4 {
 namespace {
+
+using testing_support::expect_same;
+using testing_support::patterned;
+using testing_support::TempDir;
+using testing_support::write_bytes;
 
 namespace fs = std::filesystem;
 
@@ -34,41 +41,6 @@ std::string le64(std::uint64_t n) {
 // A file: the length of `header`, the header, then `data_bytes` bytes of 0xAB.
 std::vector<std::byte> make_file(const std::string& header, std::size_t data_bytes) {
   return to_bytes(le64(header.size()) + header + std::string(data_bytes, '\xAB'));
-}
-
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("dsv4_safetensors_test_" + std::to_string(::getpid()) + "_" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-void write_bytes(const std::string& path, const std::vector<std::byte>& b) {
-  std::ofstream o(path, std::ios::binary);
-  o.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-Tensor patterned(DType dtype, std::vector<std::int64_t> shape, unsigned salt = 0) {
-  Tensor t(dtype, std::move(shape));
-  for (std::size_t i = 0; i < t.nbytes(); ++i) t.bytes()[i] = static_cast<std::byte>((i * 37 + 11 + salt) & 0xFF);
-  return t;
-}
-
-void expect_same(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.dtype(), b.dtype());
-  EXPECT_EQ(a.shape(), b.shape());
-  ASSERT_EQ(a.nbytes(), b.nbytes());
-  if (a.nbytes()) {
-    EXPECT_EQ(0, std::memcmp(a.bytes(), b.bytes(), a.nbytes()));
-  }
 }
 
 // ---- hostile files ----
