@@ -11,6 +11,7 @@
 #include "dsv4/model/kv_certify.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/model/sparse_attention.hpp"
+#include "dsv4/model/synthetic_weights.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/numerics/quant.hpp"
@@ -64,7 +65,7 @@ AttentionWeights AttentionWeights::synthetic(const ModelConfig& c, std::int64_t 
   const std::int64_t m = c.compress_ratio(layer);
   const std::int64_t H = c.n_heads, hc = c.head_dim, G = c.o_groups;
   const auto inv_sqrt = [](std::int64_t n) { return 1.0 / std::sqrt(static_cast<double>(n)); };
-  const std::uint64_t ls = seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(layer);
+  const std::uint64_t ls = synthetic_layer_seed(seed, layer);
   AttentionWeights w;
   w.wq_a = synthetic_fp8_weight(ls, "attn.wq_a", c.q_lora_rank, c.dim, inv_sqrt(c.dim));
   w.q_norm = synthetic_norm(ls, "attn.q_norm", c.q_lora_rank);

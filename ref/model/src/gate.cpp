@@ -51,6 +51,7 @@
 #include <utility>
 #include <vector>
 
+#include "dsv4/model/synthetic_weights.hpp"
 #include "dsv4/model/topk.hpp"
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -174,14 +175,10 @@ Mp50 mp50_score(ScoreFunc f, const std::vector<Mp50>& logits, std::int64_t e) {
   throw std::logic_error("gate: unknown score function");
 }
 
-std::uint64_t layer_seed(std::uint64_t seed, std::int64_t layer) {
-  return seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(layer);
-}
-
 }  // namespace
 
 GateWeights GateWeights::synthetic(const ModelConfig& c, std::int64_t layer, std::uint64_t seed) {
-  const std::uint64_t ls = layer_seed(seed, layer);
+  const std::uint64_t ls = synthetic_layer_seed(seed, layer);
   const std::int64_t E = c.n_routed_experts, k = c.n_activated_experts;
   GateWeights w;
   Mat g(E, c.dim);

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "dsv4/model/indexer.hpp"
+#include "dsv4/model/synthetic_weights.hpp"
 
 namespace dsv4 {
 
@@ -16,10 +17,6 @@ namespace {
   throw std::invalid_argument("moe: " + field + ": " + why);
 }
 std::string str(std::int64_t v) { return std::to_string(v); }
-
-std::uint64_t layer_seed(std::uint64_t seed, std::int64_t layer) {
-  return seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(layer);
-}
 
 // One synthetic weight [n, k] of N(0, std²) values in the given dtype ("fp4", "fp8", "bf16").
 LinearWeight synthetic_weight(const std::string& dtype, std::uint64_t seed, const std::string& name, std::int64_t n,
@@ -60,7 +57,7 @@ void check_expert(const ModelConfig& c, const std::string& name, const ExpertWei
 }  // namespace
 
 MoeWeights MoeWeights::synthetic(const ModelConfig& c, std::int64_t layer, std::uint64_t seed) {
-  const std::uint64_t ls = layer_seed(seed, layer);
+  const std::uint64_t ls = synthetic_layer_seed(seed, layer);
   MoeWeights w;
   w.gate = GateWeights::synthetic(c, layer, seed);
   for (std::int64_t e = 0; e < c.n_routed_experts; ++e)

@@ -11,6 +11,12 @@
 
 namespace dsv4 {
 
+// The Philox seed of layer `layer`'s attention, gate and experts from the model seed (one formula:
+// the synthetic weights and the committed goldens depend on its bits).
+inline std::uint64_t synthetic_layer_seed(std::uint64_t seed, std::int64_t layer) {
+  return seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(layer);
+}
+
 // A norm weight [n]: 1 + 0.1·N(0,1), bf16 values.
 Vec synthetic_norm_weight(std::uint64_t seed, const char* name, std::int64_t n);
 
