@@ -31,11 +31,12 @@ Verdicts: each value tensor against the golden's exact values by the tolerance m
 oracle/compare (error at most k = 2 times the official reference's error plus the noise floor of
 the candidate's number format, on max abs, RMS and bias; NaN/Inf or a lost mask fail outright);
 each discrete output (indexer top-k lists, routed expert ids) row by row as a set, a different set
-accepted only where the golden's exact scores prove a near-tie. Past such an accepted flip the
-golden describes the other branch of that decision: an output there that fails end to end is
-judged locally instead, its module recomputed from the candidate's own inputs as
-`dsv4 diff --teacher-forced` does (verdict marked "local", the flip named; goldens of synthetic
-weights only). Golden outputs the candidate lacks
+accepted only where the golden's exact scores prove a near-tie. Past the first decision flip (the
+candidate's accepted near-ties, or where the official reference differs from exact) end-to-end
+errors say little either way, so every output there is judged by its local verdict: its module
+recomputed from the candidate's own inputs as `dsv4 diff --teacher-forced` does (verdict marked
+"local", the flip named; goldens of synthetic weights; where no local verdict exists the
+end-to-end one stands). Golden outputs the candidate lacks
 are listed as missing; candidate tensors matching no golden output are listed as unmatched.
 
 Exit status: 0 every checked tensor passes (at least one checked); 1 a tensor or set fails, or

@@ -35,8 +35,9 @@ Example:
 
 The candidate must hold, for the modules to check, the module's input as well as its output
 (e.g. layers.3.attn_norm/out and layers.3.attn/out); modules whose inputs are missing are listed.
---candidate-format declares the number format of every float output (default: the official
-model's: bf16, or fp32 for mHC post/comb, gate scores/weights and logits).
+--candidate-format declares the number format of every float output, and values off its grid
+fail. Default: per output, the official model's format (bf16, or fp32 for mHC post/comb, gate
+scores/weights and logits) when every value lies on its grid, else float64 (a double dump).
 
 Exit status: 0 no module diverges; 1 a module diverges (named in the table and as
 first_divergent_module in the JSON); 2 bad input (one line on stderr).)";

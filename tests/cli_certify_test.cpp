@@ -60,6 +60,24 @@ TEST_F(CliCertify, ScaledModuleOutputFailsNamingIt) {
   EXPECT_EQ(failing, std::vector<std::string>{victim}) << "only the perturbed tensor fails";
 }
 
+// Past an accepted near-tie flip (the official run has some at layer 2's indexer) certify re-judges
+// failing outputs locally: a scaled module output there must still FAIL, now by its local verdict.
+TEST_F(CliCertify, ScaledModuleOutputAfterAFlipFailsLocally) {
+  const std::string victim = "prefill/layers.4.attn/out";
+  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), victim, [](Tensor& t) {
+    for (double& x : t.values<double>()) x *= 1.01;
+  }));
+  const auto r =
+      dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5") + " --json " + file("r.json"));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  const auto j = nlohmann::json::parse(slurp(file("r.json")));
+  bool victim_failed_locally = false;
+  for (const auto& t : j.at("tensors"))
+    if (t.at("name") == victim)
+      victim_failed_locally = t.at("verdict") == "FAIL" && !t.at("local").is_null() && !t.at("local").at("pass");
+  EXPECT_TRUE(victim_failed_locally) << r.out;
+}
+
 TEST_F(CliCertify, ChangedExpertIdFailsNamingIt) {
   // Token 0 of the first score-routed layer: replace its second expert by the expert with the
   // lowest exact choice score (s + b) — as far from a tie as the row allows.

@@ -94,7 +94,7 @@ TEST(CertifyReport, TextNamesEveryResultAndEndsWithTheVerdict) {
   const std::size_t col = l[head].find("verdict");
   EXPECT_EQ(l[head + 2].find("PASS"), col) << text;
   EXPECT_EQ(l[head + 3].find("FAIL"), col) << text;
-  EXPECT_NE(l[head + 2].find("[4,25]"), std::string::npos);
+  EXPECT_NE(l[head + 2].find("[4, 25]"), std::string::npos);
   EXPECT_NE(text.find("layers.1.ffn.out: FAIL nonfinite: 1 NaN/Inf where the reference is finite (first at index 3)"),
             std::string::npos)
       << text;

@@ -11,6 +11,7 @@
 
 #include "dsv4/compare/metrics.hpp"
 #include "dsv4/compare/set_compare.hpp"
+#include "dsv4/compare/ulp.hpp"
 #include "dsv4/model/attention.hpp"
 #include "dsv4/model/head.hpp"
 #include "dsv4/model/mhc.hpp"
@@ -159,7 +160,6 @@ class Differ {
   void check(ModuleResult& m, const std::string& output, const Batch& exact, const Batch& official, DType ulp,
              std::int64_t fp8_grid_cols = 0) {
     const DType official_ulp = ulp;
-    if (format_) ulp = *format_;
     OutputResult o;
     o.name = name(m.module, output);
     const std::optional<RecordedTensor> cand = cand_(o.name);
@@ -167,6 +167,18 @@ class Differ {
     if (!cand) {
       m.outputs.push_back(o);
       return;
+    }
+    if (format_) {
+      ulp = *format_;
+    } else {
+      // Undeclared: the official format when every value lies on its grid, else float64 (a
+      // double-precision dump) — certify's rule (certify_ulp_dtype).
+      const compare::UlpGrid grid = compare::ulp_grid(official_ulp);
+      for (const double v : cand->values)
+        if (std::isfinite(v) && !compare::on_grid(grid, v)) {
+          ulp = DType::kF64;
+          break;
+        }
     }
     const std::vector<double> e = flatten(exact), off = flatten(official);
     if (cand->values.size() != e.size()) {

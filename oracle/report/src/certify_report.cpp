@@ -101,9 +101,9 @@ std::string verdict_text(bool pass, bool local) {
 }
 
 std::string local_text(const LocalJudgement& l) {
-  return "downstream of the accepted near-tie flip at " + l.after_flip + "; " +
+  return "downstream of the decision flip at " + l.after_flip + "; " +
          (l.available ? std::string("judged locally (teacher-forced): ") + (l.pass ? "PASS" : "FAIL") + " — " + l.reason
-                      : "no local verdict: " + l.reason);
+                      : "no local verdict (" + l.reason + "): the end-to-end verdict stands");
 }
 
 nlohmann::json local_json(const std::optional<LocalJudgement>& l) {
@@ -114,12 +114,12 @@ nlohmann::json local_json(const std::optional<LocalJudgement>& l) {
 }  // namespace
 
 bool TensorResult::passes() const {
-  if (local) return local->available && local->pass;
+  if (local && local->available) return local->pass;
   return verdict.verdict == compare::Verdict::kPass;
 }
 
 bool SetResult::passes() const {
-  if (local) return local->available && local->pass;
+  if (local && local->available) return local->pass;
   return comparison.pass();
 }
 
@@ -155,7 +155,7 @@ std::string format_text(const CertifyReport& r) {
       const auto& m = x.metrics;
       t.add_row({x.name, std::string(dtype_name(m.ulp_dtype)), shape_string(x.shape), sci(m.max_abs), sci(m.max_rel),
                  sci(m.rms), sci(m.cosine_diff), std::to_string(m.max_ulp), within_one_ulp(m),
-                 verdict_text(x.passes(), x.local.has_value())});
+                 verdict_text(x.passes(), x.local.has_value() && x.local->available)});
     }
     out += "\n" + t.render();
   }
@@ -169,7 +169,7 @@ std::string format_text(const CertifyReport& r) {
       const auto& c = s.comparison;
       t.add_row({s.name, s.kind, std::to_string(c.rows), std::to_string(c.k), std::to_string(c.identical),
                  std::to_string(c.near_tie), std::to_string(c.rejected),
-                 verdict_text(s.passes(), s.local.has_value())});
+                 verdict_text(s.passes(), s.local.has_value() && s.local->available)});
     }
     out += "\n" + t.render();
   }
@@ -177,10 +177,13 @@ std::string format_text(const CertifyReport& r) {
   std::string details;
   for (const auto& x : r.tensors) {
     if (x.verdict.verdict == compare::Verdict::kFail) details += "  " + x.name + ": " + x.verdict.reason + "\n";
-    if (x.local) details += "  " + x.name + ": " + local_text(*x.local) + "\n";
+    const bool e2e_pass = x.verdict.verdict == compare::Verdict::kPass;
+    if (x.local && (!x.passes() || x.passes() != e2e_pass))
+      details += "  " + x.name + ": " + local_text(*x.local) + "\n";
   }
   for (const auto& s : r.sets)
-    if (s.local) details += "  " + s.name + ": " + local_text(*s.local) + "\n";
+    if (s.local && (!s.passes() || s.passes() != s.comparison.pass()))
+      details += "  " + s.name + ": " + local_text(*s.local) + "\n";
   for (const auto& s : r.sets) {
     for (const auto& row : s.comparison.differing) {
       details += "  " + s.name + " row " + std::to_string(row.row) + ": " + row.reason + "\n";

@@ -80,7 +80,8 @@ struct DiffReport {
 // Throws std::invalid_argument for a bad schedule and InputError-like std::runtime_error naming the
 // tensor when a dumped tensor has the wrong shape.
 // candidate_format: the number format the candidate claims for every float output (its ULPs, and
-// values off that grid fail); nullopt: the official model's format of each output (bf16 or fp32).
+// values off that grid fail); nullopt: per output, the official model's format (bf16 or fp32) when
+// every value lies on its grid, else float64 (a double-precision dump) — certify's rule.
 // Quantised outputs (window KV, compressed entries: FP8 e4m3 × power-of-two block scale on the
 // non-RoPE dims, spec 02 §2.5) must also lie on that grid: at most 4 significant bits.
 DiffReport teacher_forced_diff(const ModelConfig& c, const ModelWeights& w, const RunSchedule& schedule,

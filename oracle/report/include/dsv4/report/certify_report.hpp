@@ -15,10 +15,11 @@
 
 namespace dsv4::report {
 
-// An output re-judged locally (teacher-forced, `dsv4 diff`) because an accepted near-tie flip of a
-// discrete decision precedes it in execution order: past that flip the golden's values describe
-// the other branch of the decision, so the end-to-end comparison no longer says whether the
-// candidate computes correctly; its own module, recomputed from its own inputs, does.
+// An output judged locally (teacher-forced, `dsv4 diff`) because a discrete decision flip precedes
+// it in execution order — one the candidate took at an accepted near-tie, or one where the
+// official reference itself differs from exact. Past it the end-to-end comparison says little in
+// either direction (the golden describes the other branch; the official error that scales the
+// tolerance includes the flip's effect); its own module, recomputed from its own inputs, does.
 struct LocalJudgement {
   std::string after_flip;  // the first accepted flip: "prefill/layers.2.attn.indexer/out row 35"
   bool available = false;  // a local verdict exists for this output (or its module)
@@ -32,8 +33,8 @@ struct TensorResult {
   compare::TensorMetrics metrics;    // candidate against `exact`
   compare::ReferenceError official;  // `official` against `exact` (from the golden)
   compare::TensorVerdict verdict;
-  std::optional<LocalJudgement> local;  // set when the end-to-end verdict failed after a flip
-  // The final verdict: the local one when the output was re-judged, else the end-to-end one.
+  std::optional<LocalJudgement> local;  // set for outputs at or after the first decision flip
+  // The final verdict: the local one when one is available, else the end-to-end one.
   bool passes() const;
 };
 
@@ -41,7 +42,7 @@ struct SetResult {
   std::string name;  // canonical name of the discrete output
   std::string kind;  // "topk" (indexer selection) or "experts" (routed expert ids)
   compare::SetComparison comparison;
-  std::optional<LocalJudgement> local;  // set when rows were rejected after an earlier flip
+  std::optional<LocalJudgement> local;  // set for outputs at or after the first decision flip
   bool passes() const;
 };
 
