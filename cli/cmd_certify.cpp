@@ -36,7 +36,9 @@ candidate's accepted near-ties, or where the official reference differs from exa
 errors say little either way, so every output there is judged by its local verdict: its module
 recomputed from the candidate's own inputs as `dsv4 diff --teacher-forced` does (verdict marked
 "local", the flip named; goldens of synthetic weights; where no local verdict exists the
-end-to-end one stands). Golden outputs the candidate lacks
+end-to-end one stands). The local verdicts recompute the model (about two reference runs);
+--end-to-end-only skips them, for fast screening: outputs past the first flip are then judged end
+to end only, which is weak there. Golden outputs the candidate lacks
 are listed as missing; candidate tensors matching no golden output are listed as unmatched.
 
 Exit status: 0 every checked tensor passes (at least one checked); 1 a tensor or set fails, or
@@ -44,6 +46,7 @@ nothing could be checked; 2 bad input (one line on stderr).)";
 
 struct CertifyArgs {
   std::string golden, candidate, map, json;
+  bool end_to_end_only = false;
 };
 
 int run_certify(const CertifyArgs& a) {
@@ -51,7 +54,7 @@ int run_certify(const CertifyArgs& a) {
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);
   CertifyOptions opts;
-  opts.local_verdicts = diff::certify_local_judge(g, cand);
+  if (!a.end_to_end_only) opts.local_verdicts = diff::certify_local_judge(g, cand);
   const report::CertifyReport rep = certify(g, cand, opts);
   if (!a.json.empty()) {
     AtomicFile out(a.json);
@@ -79,6 +82,8 @@ void register_certify(CLI::App& app) {
       ->required();
   cmd->add_option("--map", a->map, "JSON name map: the candidate's names → canonical names");
   cmd->add_option("--json", a->json, "also write the report as JSON (schema dsv4-certify-report/1)");
+  cmd->add_flag("--end-to-end-only", a->end_to_end_only,
+                "skip the local verdicts past the first decision flip (fast screening; weak past a flip)");
   cmd->footer(kFooter);
   cmd->callback([a]() { set_exit_code(run_guarded("certify", [&] { return run_certify(*a); })); });
 }
