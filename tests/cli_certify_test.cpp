@@ -3,6 +3,7 @@
 // or one expert id changed where the golden shows no tie, fails naming that tensor; missing and
 // unmatched tensors are listed; bad input exits 2.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 
 #include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/io/npy.hpp"
+#include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "support/cli_process.hpp"
 #include "support/dump_edit.hpp"
@@ -80,6 +82,51 @@ TEST_F(CliCertify, ScaledModuleOutputAfterAFlipFailsLocally) {
   // reference's drift past its flip — the weakness the local verdicts remove.
   const auto e2e = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5") + " --end-to-end-only");
   EXPECT_EQ(e2e.status, 0) << e2e.out << e2e.err;
+}
+
+// A quantised candidate output: fp8 codes plus "<name>.scale" (e8m0 per block of 64) are judged as
+// their dequantised values; the scale is not listed as unmatched; codes without a scale are bad input.
+TEST_F(CliCertify, Fp8CodesWithScalesAreJudgedAsValues) {
+  const std::string name = "prefill/layers.0.attn_norm/out";
+  const Tensor x = Hdf5File::open(path("off.h5")).read(name);
+  const std::int64_t cols = x.shape().back(), blocks = cols / 64;
+  Tensor codes(DType::kE4M3, x.shape());
+  std::vector<std::int64_t> sshape = x.shape();
+  sshape.back() = blocks;
+  Tensor scales(DType::kE8M0, sshape);
+  const auto v = x.values<double>();
+  for (std::int64_t b = 0; b < x.numel() / 64; ++b) {
+    double amax = 0;
+    for (std::int64_t i = 0; i < 64; ++i) amax = std::max(amax, std::abs(v[static_cast<std::size_t>(b * 64 + i)]));
+    const int e = amax > 0 ? static_cast<int>(std::ceil(std::log2(amax / 448.0))) : 0;
+    scales.values<std::uint8_t>()[static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(127 + e);
+    for (std::int64_t i = 0; i < 64; ++i) {
+      const auto k = static_cast<std::size_t>(b * 64 + i);
+      codes.values<std::uint8_t>()[k] = double_to_e4m3(std::ldexp(v[k], -e));
+    }
+  }
+  {
+    Hdf5File out = Hdf5File::create(file("q.h5"));
+    out.write(name, codes);
+    out.write(name + ".scale", scales);
+    out.commit();
+  }
+  const auto r = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("q.h5") + " --json " +
+                      file("r.json") + " --end-to-end-only");
+  ASSERT_NE(r.status, 2) << r.err;
+  const auto j = nlohmann::json::parse(slurp(file("r.json")));
+  ASSERT_EQ(j.at("tensors").size(), 1u);
+  EXPECT_EQ(j.at("tensors")[0].at("name"), name);
+  EXPECT_TRUE(j.at("unmatched").empty()) << j.at("unmatched");
+  // fp8 rounding (3 mantissa bits) of a bf16 activation is far outside its tolerance
+  EXPECT_EQ(j.at("tensors")[0].at("verdict"), "FAIL");
+  {
+    Hdf5File out = Hdf5File::create(file("q2.h5"));
+    out.write(name, codes);
+    out.commit();
+  }
+  expect_bad_input(dsv4("certify --golden " + path("g.h5") + " --candidate " + file("q2.h5")), "certify",
+                   name + ".scale");
 }
 
 TEST_F(CliCertify, ChangedExpertIdFailsNamingIt) {

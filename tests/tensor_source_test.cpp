@@ -17,6 +17,7 @@
 #include "dsv4/io/npy.hpp"
 #include "dsv4/io/npz.hpp"
 #include "dsv4/io/safetensors.hpp"
+#include "dsv4/numerics/formats.hpp"
 #include "support/temp_files.hpp"
 
 namespace dsv4 {
@@ -162,6 +163,38 @@ TEST(TensorSource, MappedNames) {
               MappedTensorSource(TensorSource::open(dir.file("engine.npz")), none);
             }).find("n.json: no entry of the map matches any of the 3 names in"),
             std::string::npos);
+}
+
+// Quantised candidate outputs: codes × one scale per block of the last dimension, exactly.
+TEST(DequantizeBlocks, CodesTimesBlockScalesExactly) {
+  // fp8 e4m3 [2, 4] with e8m0 scales per block of 2: 2^-3 and 2^5 in row 0, 2^0 and 2^-10 in row 1.
+  Tensor codes(DType::kE4M3, {2, 4});
+  const std::vector<double> q = {1.0, -1.5, 448.0, 0.0, 0.25, 3.5, -2.0, 0.001953125};
+  for (std::size_t i = 0; i < q.size(); ++i) codes.values<std::uint8_t>()[i] = double_to_e4m3(q[i]);
+  Tensor scales(DType::kE8M0, {2, 2});
+  const std::vector<int> e = {-3, 5, 0, -10};
+  for (std::size_t i = 0; i < e.size(); ++i) scales.values<std::uint8_t>()[i] = static_cast<std::uint8_t>(127 + e[i]);
+  const Tensor v = dequantize_blocks(codes, scales, "t");
+  ASSERT_EQ(v.dtype(), DType::kF64);
+  ASSERT_EQ(v.shape(), codes.shape());
+  for (std::size_t i = 0; i < q.size(); ++i)
+    EXPECT_EQ(v.values<double>()[i], std::ldexp(q[i], e[(i / 4) * 2 + (i % 4) / 2])) << i;
+  // fp4 e2m1 packed two per byte (element 2j in the low nibble), float32 scales per block of 4.
+  Tensor f4(DType::kE2M1x2, {1, 8});
+  const std::vector<double> q4 = {0.5, -6.0, 1.5, 0.0, 4.0, -0.5, 3.0, 2.0};
+  for (std::size_t i = 0; i < q4.size(); i += 2)
+    f4.values<std::uint8_t>()[i / 2] =
+        static_cast<std::uint8_t>(double_to_e2m1(q4[i]) | (double_to_e2m1(q4[i + 1]) << 4));
+  Tensor s32(DType::kF32, {1, 2});
+  s32.values<float>()[0] = 0.75f;
+  s32.values<float>()[1] = -3.0f;
+  const Tensor v4 = dequantize_blocks(f4, s32, "t");
+  for (std::size_t i = 0; i < q4.size(); ++i) EXPECT_EQ(v4.values<double>()[i], q4[i] * (i < 4 ? 0.75 : -3.0)) << i;
+  // refused: not codes, a scale shape that does not divide the rows into blocks, a bad scale dtype
+  EXPECT_THROW(dequantize_blocks(Tensor(DType::kF32, {2, 4}), scales, "t"), InputError);
+  EXPECT_THROW(dequantize_blocks(codes, Tensor(DType::kE8M0, {2, 3}), "t"), InputError);
+  EXPECT_THROW(dequantize_blocks(codes, Tensor(DType::kE8M0, {1, 2}), "t"), InputError);
+  EXPECT_THROW(dequantize_blocks(codes, Tensor(DType::kBF16, {2, 2}), "t"), InputError);
 }
 
 }  // namespace

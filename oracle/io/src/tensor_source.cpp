@@ -11,6 +11,7 @@
 #include "dsv4/io/npy.hpp"
 #include "dsv4/io/npz.hpp"
 #include "dsv4/io/safetensors.hpp"
+#include "dsv4/numerics/formats.hpp"
 
 namespace dsv4 {
 
@@ -244,5 +245,39 @@ const std::string& MappedTensorSource::source_name(const std::string& canonical)
 }
 
 Tensor MappedTensorSource::read(const std::string& canonical) const { return source_->read(source_name(canonical)); }
+
+Tensor dequantize_blocks(const Tensor& codes, const Tensor& scales, const std::string& where) {
+  const DType cd = codes.dtype();
+  if (cd != DType::kE4M3 && cd != DType::kE5M2 && cd != DType::kE2M1x2)
+    throw InputError(where, "dtype " + std::string(dtype_name(cd)) + " is not fp8 or fp4 codes");
+  if (scales.dtype() != DType::kE8M0 && scales.dtype() != DType::kF32)
+    throw InputError(where,
+                     "scales of dtype " + std::string(dtype_name(scales.dtype())) + ", expected e8m0 or float32");
+  const auto& cs = codes.shape();
+  const auto& ss = scales.shape();
+  const bool lead_ok = !cs.empty() && ss.size() == cs.size() && std::equal(cs.begin(), cs.end() - 1, ss.begin());
+  if (!lead_ok || ss.back() <= 0 || cs.back() % ss.back() != 0)
+    throw InputError(where, "scale shape " + shape_string(ss) + " does not divide the codes' shape " +
+                                shape_string(cs) + " into blocks of the last dimension");
+  const std::int64_t cols = cs.back(), per_row = ss.back(), block = cols / per_row, n = codes.numel();
+  Tensor v(DType::kF64, cs);
+  auto out = v.values<double>();
+  const auto c = codes.values<std::uint8_t>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    double q = 0.0;
+    if (cd == DType::kE2M1x2) {
+      const std::uint8_t byte = c[k / 2];
+      q = e2m1_to_float(static_cast<std::uint8_t>(k % 2 == 0 ? byte & 0xFu : byte >> 4));
+    } else {
+      q = cd == DType::kE4M3 ? e4m3_to_float(c[k]) : e5m2_to_float(c[k]);
+    }
+    const auto si = static_cast<std::size_t>((i / cols) * per_row + (i % cols) / block);
+    const double s = scales.dtype() == DType::kE8M0 ? e8m0_to_float(scales.values<std::uint8_t>()[si])
+                                                    : static_cast<double>(scales.values<float>()[si]);
+    out[k] = q * s;  // exact: ≤ 4 significant bits times ≤ 24
+  }
+  return v;
+}
 
 }  // namespace dsv4

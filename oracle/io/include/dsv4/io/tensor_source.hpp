@@ -18,7 +18,8 @@
 // holding uint16 is kBF16 — and the ".bf16" is not part of its name ("out"). A ".bf16" name holding
 // anything else is refused when read; "x" and "x.bf16" in one source are refused as a duplicate.
 // fp8/fp4 codes and e8m0 scales come as the formats carry them (safetensors dtypes, HDF5 dtype
-// attributes, .npy uint8 codes).
+// attributes, .npy uint8 codes); certify pairs an output's codes with "<name>.scale"
+// (dequantize_blocks).
 #pragma once
 
 #include <memory>
@@ -52,6 +53,12 @@ class TensorSource {
   // Throws InputError naming the source and the tensor.
   virtual Tensor read(const std::string& name) const = 0;
 };
+
+// Quantised values: codes (fp8 e4m3 / e5m2, or fp4 e2m1 packed two per byte) times one scale per
+// block of the last dimension (e8m0 or float32; its shape is the codes' with the last dimension
+// divided by the block size). Returns float64 values, exact. InputError (naming `where`) for
+// other dtypes or a scale shape that does not divide the codes into blocks.
+Tensor dequantize_blocks(const Tensor& codes, const Tensor& scales, const std::string& where);
 
 // A source seen through a name map: canonical names → the source's tensors.
 class MappedTensorSource {
