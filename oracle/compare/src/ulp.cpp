@@ -99,6 +99,14 @@ bool on_grid(const UlpGrid& grid, double x) {
   return std::isfinite(v) && v == x;
 }
 
+DType widened_dump_dtype(std::span<const double> values, DType official) {
+  if (official == DType::kF64) return official;
+  const UlpGrid grid = ulp_grid(official);
+  for (const double x : values)
+    if (std::isfinite(x) && !on_grid(grid, x)) return DType::kF64;
+  return official;
+}
+
 std::uint64_t ulp_distance(const UlpGrid& grid, double candidate, double reference) {
   const std::int64_t a = ulp_ordinal(grid, candidate);
   const std::int64_t b = ulp_ordinal(grid, reference);

@@ -156,30 +156,24 @@ class Differ {
     return report_.modules.back();
   }
 
+  // The candidate's dump of output o.name; when it has none, o is recorded as not present.
+  std::optional<RecordedTensor> fetch(ModuleResult& m, OutputResult& o) const {
+    std::optional<RecordedTensor> cand = cand_(o.name);
+    o.present = cand.has_value();
+    if (!cand) m.outputs.push_back(o);
+    return cand;
+  }
+
   // A float output: candidate vs the exact recomputation, judged against official vs exact.
   void check(ModuleResult& m, const std::string& output, const Batch& exact, const Batch& official, DType ulp,
              std::int64_t fp8_grid_cols = 0) {
     const DType official_ulp = ulp;
     OutputResult o;
     o.name = name(m.module, output);
-    const std::optional<RecordedTensor> cand = cand_(o.name);
-    o.present = cand.has_value();
-    if (!cand) {
-      m.outputs.push_back(o);
-      return;
-    }
-    if (format_) {
-      ulp = *format_;
-    } else {
-      // Undeclared: the official format when every value lies on its grid, else float64 (a
-      // double-precision dump) — certify's rule (certify_ulp_dtype).
-      const compare::UlpGrid grid = compare::ulp_grid(official_ulp);
-      for (const double v : cand->values)
-        if (std::isfinite(v) && !compare::on_grid(grid, v)) {
-          ulp = DType::kF64;
-          break;
-        }
-    }
+    const std::optional<RecordedTensor> cand = fetch(m, o);
+    if (!cand) return;
+    // Undeclared: certify's rule (the official format when every value lies on its grid).
+    ulp = format_ ? *format_ : compare::widened_dump_dtype(cand->values, official_ulp);
     const std::vector<double> e = flatten(exact), off = flatten(official);
     if (cand->values.size() != e.size()) {
       o.pass = false;
@@ -224,12 +218,8 @@ class Differ {
                   double official_score_err, DType score_dtype, bool exact_only, std::int64_t id_offset) {
     OutputResult o;
     o.name = name(m.module, output);
-    const std::optional<RecordedTensor> cand = cand_(o.name);
-    o.present = cand.has_value();
-    if (!cand) {
-      m.outputs.push_back(o);
-      return;
-    }
+    const std::optional<RecordedTensor> cand = fetch(m, o);
+    if (!cand) return;
     if (static_cast<std::int64_t>(cand->values.size()) != rows * k) {
       o.pass = false;
       o.reason = "shape mismatch";

@@ -92,12 +92,7 @@ std::vector<double> row_errors(const std::vector<double>& ex, const std::vector<
 
 DType certify_ulp_dtype(const Tensor& candidate, const std::string& official_grid) {
   if (candidate.dtype() != DType::kF64) return candidate.dtype();
-  const DType grid = grid_dtype(official_grid);
-  if (grid == DType::kF64) return grid;
-  const compare::UlpGrid ug = compare::ulp_grid(grid);
-  for (const double x : candidate.values<double>())
-    if (std::isfinite(x) && !compare::on_grid(ug, x)) return DType::kF64;
-  return grid;
+  return compare::widened_dump_dtype(candidate.values<double>(), grid_dtype(official_grid));
 }
 
 namespace {

@@ -13,6 +13,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "dsv4/numerics/formats.hpp"
@@ -42,6 +43,9 @@ UlpGrid ulp_grid(DType dtype);
 std::int64_t ulp_ordinal(const UlpGrid& grid, double x);
 // True when x is finite and exactly a finite value of the grid.
 bool on_grid(const UlpGrid& grid, double x);
+// The number format float64 values are judged in: `official` (the golden's grid of the output)
+// when every finite value lies on its grid — a widened dump of that format — else float64.
+DType widened_dump_dtype(std::span<const double> values, DType official);
 // The ULP distance |ordinal(c) − ordinal(round(r))| (c and r not NaN).
 std::uint64_t ulp_distance(const UlpGrid& grid, double candidate, double reference);
 // The spacing of the grid at |x|: 2^(max(min(⌊log2|x|⌋, emax), emin) − M) (at 0 and in the
