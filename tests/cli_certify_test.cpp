@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/golden/sha256.hpp"
 #include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/io/npy.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -127,6 +128,46 @@ TEST_F(CliCertify, Fp8CodesWithScalesAreJudgedAsValues) {
   }
   expect_bad_input(dsv4("certify --golden " + path("g.h5") + " --candidate " + file("q2.h5")), "certify",
                    name + ".scale");
+}
+
+// Goldens written before the manifest stored the official reference's error figures
+// (official_compared, official_bias_sum, …) are still certified: the figures are then computed from
+// the official values, and the report is the same, bit for bit, as with the stored figures.
+TEST_F(CliCertify, GoldenWithoutStoredFiguresGivesTheSameReport) {
+  {
+    const Hdf5File in = Hdf5File::open(path("g.h5"));
+    auto manifest = nlohmann::ordered_json::parse(in.read_string("manifest"));
+    std::size_t stripped = 0;
+    for (auto& [name, t] : manifest.at("tolerance").at("tensors").items()) {
+      for (const char* field : {"official_compared", "official_bias_sum"}) stripped += t.erase(field);
+      t["exact_rms"] = -1.0;  // a figure that must not be used without the others
+    }
+    ASSERT_GT(stripped, 100u);
+    Hdf5File out = Hdf5File::create(file("old.h5"));
+    for (const std::string& n : in.list_datasets())
+      if (n != "manifest") out.write(n, in.read(n));
+    const std::string text = manifest.dump(1);
+    out.write_string("manifest", text);
+    out.set_attr("/", "dsv4_format", in.attr_string("/", "dsv4_format"));
+    out.set_attr("/", "dsv4_format_version", in.attr_int64("/", "dsv4_format_version"));
+    out.set_attr("/", "manifest_sha256", sha256_hex(text));
+    out.commit();
+  }
+  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), "prefill/layers.0.attn_norm/out", [](Tensor& t) {
+    for (double& x : t.values<double>()) x *= 1.01;
+  }));
+  for (const std::string& cand : {path("off.h5"), file("p.h5")}) {
+    const auto a = dsv4("certify --golden " + path("g.h5") + " --candidate " + cand + " --json " + file("a.json"));
+    const auto b = dsv4("certify --golden " + file("old.h5") + " --candidate " + cand + " --json " + file("b.json"));
+    ASSERT_NE(a.status, 2) << a.err;
+    EXPECT_EQ(a.status, b.status) << b.out << b.err;
+    auto ja = nlohmann::json::parse(slurp(file("a.json"))), jb = nlohmann::json::parse(slurp(file("b.json")));
+    EXPECT_NE(ja.at("golden"), jb.at("golden"));
+    ja.erase("golden");
+    jb.erase("golden");
+    EXPECT_EQ(ja, jb) << "the stored figures and the recomputed ones must judge alike (" << cand << ")";
+  }
+  EXPECT_EQ(dsv4("golden verify " + file("old.h5")).status, 0) << "a golden without the figures stays valid";
 }
 
 TEST_F(CliCertify, ChangedExpertIdFailsNamingIt) {

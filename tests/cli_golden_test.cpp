@@ -89,8 +89,12 @@ TEST_F(CliGolden, TamperedDatasetFailsNamingIt) {
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_NE(r.out.find("FAIL " + victim + ": SHA-256 mismatch"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find(victim), std::string::npos) << r.err;
-  // Exactly one problem.
-  EXPECT_NE(r.out.find("1 problem(s)"), std::string::npos) << r.out;
+  // Exactly two problems, both naming it: its hash, and the manifest's official-error figures of
+  // that tensor, which no longer describe the data.
+  EXPECT_NE(r.out.find("2 problem(s)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("FAIL manifest: tolerance.tensors.decode0/layers.3.hc_attn/post disagrees with the data"),
+            std::string::npos)
+      << r.out;
 
   // The manifest changed (one character of its JSON) is named as the manifest.
   std::string m = read_all(file("g.h5"));

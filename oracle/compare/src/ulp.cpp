@@ -3,8 +3,10 @@
 // correctly rounded double → float conversion; fp64 values are their own ordinals.
 #include "dsv4/compare/ulp.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 namespace dsv4::compare {
@@ -101,6 +103,24 @@ bool on_grid(const UlpGrid& grid, double x) {
 
 DType widened_dump_dtype(std::span<const double> values, DType official) {
   if (official == DType::kF64) return official;
+  if (official == DType::kF32 || official == DType::kBF16) {
+    // on_grid's rule for these two grids, as a branch-free loop over blocks (the compiler
+    // vectorises it; certify scans every float64 candidate with it)
+    const std::uint32_t low_bits = official == DType::kBF16 ? 0xFFFFu : 0u;
+    constexpr std::size_t kBlock = 4096;
+    for (std::size_t b = 0; b < values.size(); b += kBlock) {
+      const std::size_t end = std::min(values.size(), b + kBlock);
+      bool all = true;
+      for (std::size_t i = b; i < end; ++i) {
+        const double x = values[i];
+        const float f = static_cast<float>(x);
+        const bool finite = std::fabs(x) <= std::numeric_limits<double>::max();
+        all &= !finite || (static_cast<double>(f) == x && (std::bit_cast<std::uint32_t>(f) & low_bits) == 0);
+      }
+      if (!all) return DType::kF64;
+    }
+    return official;
+  }
   const UlpGrid grid = ulp_grid(official);
   for (const double x : values)
     if (std::isfinite(x) && !on_grid(grid, x)) return DType::kF64;

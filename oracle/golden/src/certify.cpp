@@ -4,9 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -14,6 +14,7 @@
 #include "dsv4/compare/set_compare.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/numerics/formats.hpp"
+#include "read_ahead.hpp"
 
 namespace dsv4 {
 
@@ -38,12 +39,6 @@ compare::TensorVerdict failed(const std::string& reason) {
   v.verdict = compare::Verdict::kFail;
   v.reason = reason;
   return v;
-}
-
-DType grid_dtype(const std::string& grid) {
-  if (grid == "bf16") return DType::kBF16;
-  if (grid == "fp32") return DType::kF32;
-  return DType::kF64;
 }
 
 std::vector<std::int64_t> as_ids(const Tensor& t, const std::string& name) {
@@ -77,7 +72,7 @@ std::vector<std::int64_t> as_ids(const Tensor& t, const std::string& name) {
 }
 
 // Per row of a [.., rows, n] score tensor pair: max |official − exact| over entries finite in both.
-std::vector<double> row_errors(const std::vector<double>& ex, const std::vector<double>& off, std::int64_t n) {
+std::vector<double> row_errors(std::span<const double> ex, std::span<const double> off, std::int64_t n) {
   const std::size_t rows = n == 0 ? 0 : ex.size() / static_cast<std::size_t>(n);
   std::vector<double> e(rows, 0.0);
   for (std::size_t r = 0; r < rows; ++r)
@@ -90,25 +85,25 @@ std::vector<double> row_errors(const std::vector<double>& ex, const std::vector<
 
 }  // namespace
 
-DType certify_ulp_dtype(const Tensor& candidate, const std::string& official_grid) {
+DType certify_ulp_dtype(const Tensor& candidate, DType official_grid) {
   if (candidate.dtype() != DType::kF64) return candidate.dtype();
-  return compare::widened_dump_dtype(candidate.values<double>(), grid_dtype(official_grid));
+  return compare::widened_dump_dtype(candidate.values<double>(), official_grid);
 }
 
 namespace {
 
 constexpr const char* kScaleSuffix = ".scale";
 
-// A candidate output as values: quantised codes are dequantised with their "<name>.scale"
-// companion (oracle/io tensor_source.hpp dequantize_blocks).
-Tensor candidate_values(const MappedTensorSource& cand, const std::string& name, const std::string& where) {
-  Tensor c = cand.read(name);
-  if (c.dtype() != DType::kE4M3 && c.dtype() != DType::kE5M2 && c.dtype() != DType::kE2M1x2) return c;
+// A candidate output as values, into `into`: quantised codes are dequantised with their
+// "<name>.scale" companion (oracle/io tensor_source.hpp dequantize_blocks).
+void candidate_values(const MappedTensorSource& cand, const std::string& name, const std::string& where, Tensor& into) {
+  cand.read_into(name, into);
+  if (into.dtype() != DType::kE4M3 && into.dtype() != DType::kE5M2 && into.dtype() != DType::kE2M1x2) return;
   const std::string sn = name + kScaleSuffix;
   if (!cand.contains(sn))
-    throw InputError(where, std::string(dtype_name(c.dtype())) + " codes without their scales (expected a tensor " +
+    throw InputError(where, std::string(dtype_name(into.dtype())) + " codes without their scales (expected a tensor " +
                                 sn + ", oracle/README.md Dump convention)");
-  return dequantize_blocks(c, cand.read(sn), where);
+  into = dequantize_blocks(into, cand.read(sn), where);
 }
 
 // The position of an output in execution order at block granularity, (step, block): block = N
@@ -204,13 +199,163 @@ void rejudge_after_flips(const Golden& g, const CertifyOptions& opts, report::Ce
 
 }  // namespace
 
+namespace {
+
+// Everything certify reads from the two files for one golden output the candidate holds. Reading
+// (libhdf5, one thread at a time) and judging (metrics) are split so that the next output is read
+// while this one is judged (certify's read-ahead).
+struct Prepared {
+  std::string name;
+  std::string where;  // the candidate file and its own name for the tensor, for messages
+  Tensor candidate;   // values (quantised codes dequantised)
+  bool shape_ok = false;
+  // value tensors
+  Tensor exact;  // float64 as stored (every golden value tensor)
+  GoldenTolerance::Figures official;
+  DType official_grid = DType::kF32;
+  // discrete outputs: the golden's choice, and (score-routed) the scores and margins behind it
+  Tensor exact_ids, scores_exact, scores_official, margin;
+  bool has_scores = false;
+  std::int64_t n_items = 0;
+};
+
+const char* discrete_kind(const std::string& name) { return ends_with(name, ".attn.indexer/out") ? "topk" : "experts"; }
+
+// Fills `p` (its tensors' buffers reused) for the output `name`.
+void prepare(const Golden& g, const MappedTensorSource& cand, const std::string& name, Prepared& p) {
+  const GoldenEntry& ge = *g.find("exact/" + name);
+  p.name = name;
+  p.where = cand.source().path() + ": " + cand.source_name(name);
+  candidate_values(cand, name, p.where, p.candidate);
+  p.shape_ok = compatible_shape(p.candidate.shape(), ge.shape);
+  p.has_scores = false;
+  if (!p.shape_ok) return;
+  if (ge.role == GoldenRole::kDiscrete) {
+    const bool topk = std::string(discrete_kind(name)) == "topk";
+    g.read_into("exact/" + name, p.exact_ids);
+    // The scores the decision was made on (for the per-row near-tie tolerance).
+    const std::string module = name.substr(0, name.rfind('/'));
+    const std::string score_name = topk ? module + "/scores" : module + "/choice_scores";
+    p.n_items = topk ? 0 : g.config().n_routed_experts;
+    if (const GoldenEntry* se = g.find("exact/" + score_name); se != nullptr) {
+      g.read_into("exact/" + score_name, p.scores_exact);
+      g.read_into("official/" + score_name, p.scores_official);
+      g.read_into("exact/" + module + "/margin", p.margin);
+      for (const Tensor* t : {&p.scores_exact, &p.scores_official, &p.margin})
+        if (t->dtype() != DType::kF64)
+          throw InputError(g.path(), module + ": decision scores and margins must be float64 (goldens/README.md)");
+      p.has_scores = true;
+      p.n_items = se->shape.back();
+      const std::int64_t rows = ge.shape.back() == 0 ? 0 : p.exact_ids.numel() / ge.shape.back();
+      if (p.scores_exact.numel() != rows * p.n_items || p.scores_official.numel() != rows * p.n_items ||
+          p.margin.numel() != rows * 4)
+        throw InputError(g.path(), module + ": decision scores or margins do not match " + name + "'s " +
+                                       std::to_string(rows) + " rows");
+    } else if (topk) {
+      throw InputError(g.path(), "golden has " + name + " but not " + score_name);
+    }
+    return;
+  }
+  // The official reference's error against exact: stored in the manifest (goldens/README.md),
+  // or computed from the official values for goldens written without those figures.
+  const GoldenTolerance* gt = g.tolerance(name);
+  const DType official_grid = gt != nullptr ? gt->official_grid : DType::kF32;
+  g.read_into("exact/" + name, p.exact);
+  if (p.exact.dtype() != DType::kF64) {
+    const std::vector<double> v = g.values("exact", name);
+    p.exact = Tensor::uninitialized(DType::kF64, ge.shape);
+    std::copy(v.begin(), v.end(), p.exact.values<double>().begin());
+  }
+  if (gt != nullptr && gt->official) {
+    p.official = *gt->official;
+  } else {
+    const compare::TensorMetrics off_m =
+        compare::compute_metrics(g.values("official", name), official_grid, p.exact.values<double>(), {});
+    p.official.error = compare::reference_error(off_m);
+    p.official.exact_rms = off_m.ref_rms;
+  }
+  p.official_grid = official_grid;
+}
+
+std::string shape_differs(const Tensor& c, const GoldenEntry& ge) {
+  return "shape " + shape_string(c.shape()) + " differs from the golden's " + shape_string(ge.shape);
+}
+
+report::SetResult judge_discrete(const Golden& g, const Prepared& p, const CertifyOptions& opts) {
+  const GoldenEntry& ge = *g.find("exact/" + p.name);
+  report::SetResult sr;
+  sr.name = p.name;
+  sr.kind = discrete_kind(p.name);
+  const std::int64_t k = ge.shape.back();
+  std::int64_t rows = 0;
+  if (k != 0) {
+    std::int64_t n = 1;
+    for (auto d : ge.shape) n *= d;
+    rows = n / k;
+  }
+  std::vector<std::int64_t> cid = as_ids(p.candidate, p.where);
+  std::vector<std::int64_t> rid = as_ids(p.exact_ids, g.path() + ": exact/" + p.name);
+  if (sr.kind == "topk") {
+    // The lists hold KV positions: compressed entry e is at offset + e, the offset being the
+    // prefill's length (prefill) or the window size (decode) — spec 02 §2.7, official
+    // `topk_idxs`. Compare entry numbers; a position below the offset is no entry at all.
+    const std::string step = p.name.substr(0, p.name.find('/'));
+    std::int64_t offset = g.config().window_size;
+    for (const StepPlan& sp : g.steps())
+      if (sp.name == step && sp.start_pos == 0) offset = sp.length;
+    for (auto* ids : {&cid, &rid})
+      for (std::int64_t& x : *ids) x = x < 0 ? -1 : (x < offset ? p.n_items : x - offset);
+  }
+  std::vector<double> tau(static_cast<std::size_t>(rows), 0.0);
+  if (p.has_scores) {
+    const std::span<const double> scores = p.scores_exact.values<double>();
+    const std::vector<double> err = row_errors(scores, p.scores_official.values<double>(), p.n_items);
+    const std::span<const double> margin = p.margin.values<double>();
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const double kth = margin[static_cast<std::size_t>(r) * 4];
+      tau[static_cast<std::size_t>(r)] = compare::tie_tolerance(
+          err[static_cast<std::size_t>(r)], std::isfinite(kth) ? kth : 0.0, DType::kF32, opts.tolerance);
+    }
+    sr.comparison = compare::compare_sets_dense(cid, rid, rows, k, p.n_items, scores, tau);
+  } else {
+    // Hash-routed experts: chosen by the token id, no scores — the sets must be identical.
+    sr.comparison = compare::compare_sets(
+        cid, rid, rows, k, p.n_items, [](std::int64_t, std::int64_t) { return std::optional<double>(); }, tau);
+  }
+  return sr;
+}
+
+report::TensorResult judge_value(const Prepared& p, const CertifyOptions& opts) {
+  report::TensorResult tr;
+  tr.name = p.name;
+  tr.shape = p.candidate.shape();
+  switch (p.candidate.dtype()) {
+    case DType::kF64:
+    case DType::kF32:
+    case DType::kBF16:
+    case DType::kF16:
+      break;
+    default:
+      tr.verdict = failed("dtype " + std::string(dtype_name(p.candidate.dtype())) +
+                          " cannot be compared as values (expected float64, float32, bf16 or float16)");
+      return tr;
+  }
+  compare::MetricOptions mo;
+  mo.ulp_dtype = certify_ulp_dtype(p.candidate, p.official_grid);
+  mo.rel_floor = compare::rel_floor_for(p.official.exact_rms, *mo.ulp_dtype);
+  tr.metrics = compare::compute_metrics(p.candidate, p.exact.values<double>(), mo);
+  tr.official = p.official.error;
+  tr.verdict = compare::judge_tensor(tr.metrics, tr.official, opts.tolerance);
+  return tr;
+}
+
+}  // namespace
+
 report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, const CertifyOptions& opts) {
   report::CertifyReport rep;
   rep.golden = g.path();
   rep.candidate = cand.source().path();
   rep.tolerance = opts.tolerance;
-  const nlohmann::json man = nlohmann::json::parse(g.manifest_text());
-  const nlohmann::json& tol = man.at("tolerance").at("tensors");
 
   const std::vector<std::string> names = g.canonical_names();
   const std::set<std::string> golden_names(names.begin(), names.end());
@@ -218,119 +363,34 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
     const bool scale_of_output = c.ends_with(kScaleSuffix) && golden_names.count(c.substr(0, c.size() - 6)) != 0;
     if (golden_names.count(c) == 0 && !scale_of_output) rep.unmatched.push_back(c);
   }
-
+  std::vector<std::string> held;
   for (const std::string& name : names) {
-    const GoldenEntry& ge = *g.find("exact/" + name);
-    if (!cand.contains(name)) {
-      if (ge.role != GoldenRole::kDecision) rep.missing.push_back(name);
-      continue;
+    if (cand.contains(name)) {
+      held.push_back(name);
+    } else if (g.find("exact/" + name)->role != GoldenRole::kDecision) {
+      rep.missing.push_back(name);
     }
-    const std::string where = cand.source().path() + ": " + cand.source_name(name);
-    const Tensor c = candidate_values(cand, name, where);
-    const bool shape_ok = compatible_shape(c.shape(), ge.shape);
+  }
 
-    if (ge.role == GoldenRole::kDiscrete) {
-      report::SetResult sr;
-      sr.name = name;
-      sr.kind = ends_with(name, ".attn.indexer/out") ? "topk" : "experts";
-      const std::int64_t k = ge.shape.back();
-      const std::int64_t rows = k == 0 ? 0 : [&] {
-        std::int64_t n = 1;
-        for (auto d : ge.shape) n *= d;
-        return n / k;
-      }();
-      if (!shape_ok) {
-        report::TensorResult tr;
-        tr.name = name;
-        tr.shape = c.shape();
-        tr.verdict =
-            failed("shape " + shape_string(c.shape()) + " differs from the golden's " + shape_string(ge.shape));
-        rep.tensors.push_back(std::move(tr));
-        continue;
-      }
-      std::vector<std::int64_t> cid = as_ids(c, where);
-      std::vector<std::int64_t> rid;
-      for (double x : g.values("exact", name)) rid.push_back(static_cast<std::int64_t>(x));
-      // The scores the decision was made on, and the per-row near-tie tolerance.
-      const std::string module = name.substr(0, name.rfind('/'));
-      const std::string score_name = sr.kind == "topk" ? module + "/scores" : module + "/choice_scores";
-      std::vector<double> sex, soff;
-      std::int64_t n_items = sr.kind == "topk" ? 0 : g.config().n_routed_experts;
-      if (g.find("exact/" + score_name) != nullptr) {
-        sex = g.values("exact", score_name);
-        soff = g.values("official", score_name);
-        n_items = g.find("exact/" + score_name)->shape.back();
-      } else if (sr.kind == "topk") {
-        throw InputError(g.path(), "golden has " + name + " but not " + score_name);
-      }
-      if (sr.kind == "topk") {
-        // The lists hold KV positions: compressed entry e is at offset + e, the offset being the
-        // prefill's length (prefill) or the window size (decode) — spec 02 §2.7, official
-        // `topk_idxs`. Compare entry numbers; a position below the offset is no entry at all.
-        const std::string step = name.substr(0, name.find('/'));
-        std::int64_t offset = g.config().window_size;
-        for (const StepPlan& sp : g.steps())
-          if (sp.name == step && sp.start_pos == 0) offset = sp.length;
-        for (auto* ids : {&cid, &rid})
-          for (std::int64_t& x : *ids) x = x < 0 ? -1 : (x < offset ? n_items : x - offset);
-      }
-      std::vector<double> tau(static_cast<std::size_t>(rows), 0.0);
-      if (!sex.empty()) {
-        const std::vector<double> err = row_errors(sex, soff, n_items);
-        const std::vector<double> margin = g.values("exact", module + "/margin");
-        for (std::int64_t r = 0; r < rows; ++r) {
-          const double kth = margin[static_cast<std::size_t>(r) * 4];
-          tau[static_cast<std::size_t>(r)] = compare::tie_tolerance(
-              err[static_cast<std::size_t>(r)], std::isfinite(kth) ? kth : 0.0, DType::kF32, opts.tolerance);
-        }
-        sr.comparison = compare::compare_sets_dense(cid, rid, rows, k, n_items, sex, tau);
-      } else {
-        // Hash-routed experts: chosen by the token id, no scores — the sets must be identical.
-        sr.comparison = compare::compare_sets(
-            cid, rid, rows, k, n_items, [](std::int64_t, std::int64_t) { return std::optional<double>(); }, tau);
-      }
-      rep.sets.push_back(std::move(sr));
-      continue;
-    }
-
-    // Value (and decision data the candidate happens to hold).
-    report::TensorResult tr;
-    tr.name = name;
-    tr.shape = c.shape();
-    if (!shape_ok) {
-      tr.verdict = failed("shape " + shape_string(c.shape()) + " differs from the golden's " + shape_string(ge.shape));
+  // Read-ahead: output i + 1 is read on a second thread while output i is judged here. Only that
+  // thread touches the files (libhdf5 is not thread-safe) until the loop ends. The judging order,
+  // and so the report, is the golden's order; a read's InputError is rethrown in that order.
+  ReadAhead<Prepared> reader(held.size(), [&](std::size_t i, Prepared& p) { prepare(g, cand, held[i], p); });
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    Prepared p = reader.take(i);
+    const GoldenEntry& ge = *g.find("exact/" + p.name);
+    if (!p.shape_ok) {
+      report::TensorResult tr;
+      tr.name = p.name;
+      tr.shape = p.candidate.shape();
+      tr.verdict = failed(shape_differs(p.candidate, ge));
       rep.tensors.push_back(std::move(tr));
-      continue;
+    } else if (ge.role == GoldenRole::kDiscrete) {
+      rep.sets.push_back(judge_discrete(g, p, opts));
+    } else {
+      rep.tensors.push_back(judge_value(p, opts));
     }
-    // float64 datasets (every golden value tensor) are used in place, without a copy
-    const Tensor ex_t = g.read("exact/" + name), off_t = g.read("official/" + name);
-    std::vector<double> ex_copy, off_copy;
-    if (ex_t.dtype() != DType::kF64) ex_copy = g.values("exact", name);
-    if (off_t.dtype() != DType::kF64) off_copy = g.values("official", name);
-    const std::span<const double> ex = ex_copy.empty() ? ex_t.values<double>() : std::span<const double>(ex_copy);
-    const std::span<const double> off = off_copy.empty() ? off_t.values<double>() : std::span<const double>(off_copy);
-    const std::string grid = tol.contains(name) ? tol.at(name).at("official_grid").get<std::string>() : "fp32";
-    const DType official_grid = grid_dtype(grid);
-    switch (c.dtype()) {
-      case DType::kF64:
-      case DType::kF32:
-      case DType::kBF16:
-      case DType::kF16:
-        break;
-      default:
-        tr.verdict = failed("dtype " + std::string(dtype_name(c.dtype())) +
-                            " cannot be compared as values (expected float64, float32, bf16 or float16)");
-        rep.tensors.push_back(std::move(tr));
-        continue;
-    }
-    compare::MetricOptions mo;
-    mo.ulp_dtype = certify_ulp_dtype(c, grid);
-    const compare::TensorMetrics off_m = compare::compute_metrics(off, official_grid, ex, {});
-    mo.rel_floor = compare::rel_floor_for(off_m.ref_rms, *mo.ulp_dtype);
-    tr.metrics = compare::compute_metrics(c, ex, mo);
-    tr.official = compare::reference_error(off_m);
-    tr.verdict = compare::judge_tensor(tr.metrics, tr.official, opts.tolerance);
-    rep.tensors.push_back(std::move(tr));
+    reader.recycle(std::move(p));
   }
   rejudge_after_flips(g, opts, rep);
   return rep;

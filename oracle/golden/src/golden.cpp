@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "dsv4/compare/metrics.hpp"
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/golden/dump.hpp"
 #include "dsv4/golden/sha256.hpp"
@@ -69,23 +70,18 @@ std::string value_grid(const std::vector<double>& v) {
 
 // Tolerance metadata of one value tensor: how far the official reference is from exact (the scale
 // of a faithful engine's error; the certify tolerance model is stated in oracle/README.md §Goldens).
-ojson tolerance_entry(const RecordedTensor& ex, const RecordedTensor& off) {
-  double max_abs = 0, sum_sq = 0, ref_sq = 0;
-  std::int64_t n = 0;
-  for (std::size_t i = 0; i < ex.values.size(); ++i) {
-    const double a = ex.values[i], b = off.values[i];
-    if (!std::isfinite(a) || !std::isfinite(b)) continue;
-    const double d = std::abs(b - a);
-    max_abs = std::max(max_abs, d);
-    sum_sq += d * d;
-    ref_sq += a * a;
-    ++n;
-  }
+// The figures are those of compare::compute_metrics(official, exact) — certify's ReferenceError —
+// stored so that certify need not read the official values (goldens/README.md §Manifest).
+ojson tolerance_entry(const std::vector<double>& ex, const std::vector<double>& off) {
+  const std::string grid = value_grid(off);
+  const compare::TensorMetrics m = compare::compute_metrics(off, golden_grid_dtype(grid), ex);
   ojson j;
-  j["official_grid"] = value_grid(off.values);
-  j["official_max_abs"] = max_abs;
-  j["official_rms"] = n > 0 ? std::sqrt(sum_sq / static_cast<double>(n)) : 0.0;
-  j["exact_rms"] = n > 0 ? std::sqrt(ref_sq / static_cast<double>(n)) : 0.0;
+  j["official_grid"] = grid;
+  j["official_compared"] = m.compared;
+  j["official_max_abs"] = m.max_abs;
+  j["official_rms"] = m.rms;
+  j["official_bias_sum"] = m.bias_sum;
+  j["exact_rms"] = m.ref_rms;
   return j;
 }
 
@@ -240,7 +236,8 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
       st.value_bytes += static_cast<std::int64_t>(t.nbytes());
       write_entry(f, datasets, std::string(m == 0 ? "exact/" : "official/") + name, t, role, o.deflate);
     }
-    if (role == GoldenRole::kValue && !t_ex.integral) tol_entries[name] = tolerance_entry(t_ex, it->second);
+    if (role == GoldenRole::kValue && !t_ex.integral)
+      tol_entries[name] = tolerance_entry(t_ex.values, it->second.values);
   }
 
   ojson man;
@@ -261,8 +258,10 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
                   {"official", "the official inference code's bf16/fp32 policy, canonical arithmetic C1-C8"}};
   ojson tol;
   tol["metadata"] =
-      "per value tensor: official_grid (finest of bf16/fp32/float64 holding every official value), "
-      "official_max_abs and official_rms (official - exact), exact_rms";
+      "per value tensor: official_grid (finest of bf16/fp32/float64 holding every official value); "
+      "official_compared, official_max_abs, official_rms, official_bias_sum (official - exact, over elements "
+      "finite in both; bias_sum = sum (o - e) sign(e)) and exact_rms, as compare::compute_metrics(official, exact) "
+      "gives them";
   tol["discrete"] =
       "indexer/out and ffn.gate/out1 are compared as sets per row; a different set is accepted only where the "
       "golden's scores (indexer/scores, ffn.gate/choice_scores) show a near-tie: see oracle/README.md §Goldens";
@@ -333,6 +332,24 @@ Golden Golden::open(const std::string& path) {
         bad_golden(path, "manifest: dataset " + ge.path + " listed twice");
       g.entries_.push_back(std::move(ge));
     }
+    for (const auto& [name, t] : m.at("tolerance").at("tensors").items()) {
+      GoldenTolerance gt;
+      try {
+        gt.official_grid = golden_grid_dtype(t.at("official_grid").get<std::string>());
+      } catch (const std::invalid_argument& e) {
+        bad_golden(path, "manifest: tolerance.tensors." + name + ": " + e.what());
+      }
+      if (t.contains("official_bias_sum")) {
+        GoldenTolerance::Figures fig;
+        fig.error.compared = t.at("official_compared").get<std::int64_t>();
+        fig.error.max_abs = t.at("official_max_abs").get<double>();
+        fig.error.rms = t.at("official_rms").get<double>();
+        fig.error.bias_sum = t.at("official_bias_sum").get<double>();
+        fig.exact_rms = t.at("exact_rms").get<double>();
+        gt.official = fig;
+      }
+      g.tolerance_.emplace(name, gt);
+    }
   } catch (const nlohmann::json::exception& e) {
     bad_golden(path, std::string("manifest: does not follow the v1 schema: ") + e.what());
   } catch (const ConfigError& e) {
@@ -357,6 +374,18 @@ const GoldenEntry* Golden::find(const std::string& path) const {
   return it == by_path_.end() ? nullptr : &entries_[it->second];
 }
 
+const GoldenTolerance* Golden::tolerance(const std::string& canonical) const {
+  const auto it = tolerance_.find(canonical);
+  return it == tolerance_.end() ? nullptr : &it->second;
+}
+
+DType golden_grid_dtype(const std::string& grid) {
+  if (grid == "bf16") return DType::kBF16;
+  if (grid == "fp32") return DType::kF32;
+  if (grid == "float64") return DType::kF64;
+  throw std::invalid_argument("official_grid '" + grid + "' is none of bf16, fp32, float64");
+}
+
 std::vector<std::string> Golden::canonical_names() const {
   std::vector<std::string> v;
   for (const GoldenEntry& e : entries_)
@@ -373,6 +402,8 @@ std::optional<std::uint64_t> Golden::weights_seed() const {
 }
 
 Tensor Golden::read(const std::string& path) const { return file_->read(path); }
+
+void Golden::read_into(const std::string& path, Tensor& into) const { file_->read_into(path, into); }
 
 std::vector<double> Golden::values(const std::string& mode, const std::string& canonical) const {
   const Tensor t = read(mode + "/" + canonical);
@@ -462,6 +493,19 @@ GoldenVerifyResult verify_golden(const std::string& path) {
       problem(e.path, std::string("has no ") + (ex ? "official" : "exact") + " counterpart");
     else if (twin->shape != e.shape || twin->dtype != e.dtype)
       problem(e.path, "shape or dtype differs from its counterpart");
+  }
+
+  // The stored official-error figures are those of the data (certify relies on them instead of
+  // reading the official values).
+  const ojson manifest = ojson::parse(g.manifest_text());
+  for (const std::string& name : g.canonical_names()) {
+    const GoldenTolerance* t = g.tolerance(name);
+    if (t == nullptr || !t->official || !f.is_dataset("exact/" + name) || !f.is_dataset("official/" + name)) continue;
+    const ojson& stored = manifest.at("tolerance").at("tensors").at(name);
+    const ojson data = tolerance_entry(g.values("exact", name), g.values("official", name));
+    if (stored != data)
+      problem("manifest", "tolerance.tensors." + name + " disagrees with the data (" + stored.dump() + " stored, " +
+                              data.dump() + " computed)");
   }
   return r;
 }

@@ -693,6 +693,12 @@ Hdf5DatasetInfo Hdf5File::info(const std::string& path) const {
 }
 
 Tensor Hdf5File::read(const std::string& path, const Hdf5ReadOptions& opts) const {
+  Tensor t;
+  read_into(path, t, opts);
+  return t;
+}
+
+void Hdf5File::read_into(const std::string& path, Tensor& t, const Hdf5ReadOptions& opts) const {
   const std::string p = normalize(path_, path);
   const std::string who = obj_label(strip_root(p));
   const H ds = open_dataset(id(), path_, p);
@@ -753,11 +759,10 @@ Tensor Hdf5File::read(const std::string& path, const Hdf5ReadOptions& opts) cons
     }
     shape.back() *= 2;
   }
-  Tensor t(*r.dtype, shape);
+  t.reuse_as(*r.dtype, shape);  // H5Dread fills every byte
   if (t.nbytes() > 0 && H5Dread(ds.get(), r.storage.mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.bytes()) < 0) {
     fail(path_, who + ": cannot read the data (damaged file?)");
   }
-  return t;
 }
 
 void Hdf5File::write_string(const std::string& path, const std::string& value) {

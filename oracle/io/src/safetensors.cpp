@@ -425,7 +425,8 @@ Tensor SafetensorsFile::read(std::string_view name, const SafetensorsReadOptions
     throw InputError(where_, who + ": F4 shape " + shape_string(shape) +
                                  " does not have an even last dimension (dsv4 packs fp4 two per byte within a row)");
   }
-  Tensor t(*dt, shape);  // its byte count equals the validated entry size, which the file holds
+  Tensor t = Tensor::uninitialized(
+      *dt, shape);  // read_at fills it; its byte count equals the validated entry size, which the file holds
   if (t.nbytes() != e.nbytes()) throw InputError(where_, who + ": internal size mismatch");
   read_at(data_start_ + e.begin, std::span(t.bytes(), t.nbytes()), e.name);
   return t;

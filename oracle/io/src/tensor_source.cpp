@@ -75,11 +75,21 @@ class IndexedSource : public TensorSource {
     const auto it = index_.find(name);
     if (it == index_.end()) throw InputError(path_, "no tensor " + q_name(name));
     Tensor t = read_raw(it->second.raw);
-    return it->second.bf16_by_name ? as_bf16_by_name(std::move(t), path_, it->second) : t;
+    if (it->second.bf16_by_name) return as_bf16_by_name(std::move(t), path_, it->second);
+    return t;  // moved, not copied (a conditional expression would copy it)
+  }
+  void read_into(const std::string& name, Tensor& into) const override {
+    const auto it = index_.find(name);
+    if (it == index_.end() || it->second.bf16_by_name) {
+      into = read(name);
+      return;
+    }
+    read_raw_into(it->second.raw, into);
   }
 
  protected:
   virtual Tensor read_raw(const std::string& raw) const = 0;
+  virtual void read_raw_into(const std::string& raw, Tensor& into) const { into = read_raw(raw); }
   void set_names(const std::vector<std::string>& raws) { index_ = index_names(raws, path_); }
 
  private:
@@ -96,6 +106,7 @@ class Hdf5Source final : public IndexedSource {
 
  private:
   Tensor read_raw(const std::string& raw) const override { return file_.read(raw); }
+  void read_raw_into(const std::string& raw, Tensor& into) const override { file_.read_into(raw, into); }
   Hdf5File file_;
 };
 
@@ -245,6 +256,10 @@ const std::string& MappedTensorSource::source_name(const std::string& canonical)
 }
 
 Tensor MappedTensorSource::read(const std::string& canonical) const { return source_->read(source_name(canonical)); }
+
+void MappedTensorSource::read_into(const std::string& canonical, Tensor& into) const {
+  source_->read_into(source_name(canonical), into);
+}
 
 Tensor dequantize_blocks(const Tensor& codes, const Tensor& scales, const std::string& where) {
   const DType cd = codes.dtype();

@@ -1,8 +1,15 @@
 #include "dsv4/numerics/tensor.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <limits>
+#include <new>
 #include <utility>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace dsv4 {
 
@@ -46,27 +53,74 @@ DType dtype_from_name(std::string_view name) {
   throw std::invalid_argument("unknown dtype '" + std::string(name) + "'");
 }
 
-Tensor::Tensor(DType dtype, std::vector<std::int64_t> shape) : dtype_(dtype), shape_(std::move(shape)) {
+namespace {
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+// Blocks from here on are rounded up to whole huge pages (at most 2× the bytes asked for).
+constexpr std::size_t kHugeFrom = kHugePage / 2;
+}  // namespace
+
+void* allocate_storage(std::size_t bytes) {
+  if (bytes < kHugeFrom) {
+    void* p = std::malloc(std::max<std::size_t>(bytes, 1));
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  if (bytes > std::numeric_limits<std::size_t>::max() - kHugePage) throw std::bad_alloc();
+  const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+#if defined(__linux__)
+  (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without huge pages nothing changes
+#endif
+  return p;
+}
+
+void free_storage(void* p) noexcept { std::free(p); }
+
+Tensor::Tensor(DType dtype, std::vector<std::int64_t> shape) : Tensor(dtype, std::move(shape), NoFill{}) {
+  std::fill(storage_.begin(), storage_.end(), std::byte{0});
+}
+
+Tensor Tensor::uninitialized(DType dtype, std::vector<std::int64_t> shape) {
+  return Tensor(dtype, std::move(shape), NoFill{});
+}
+
+namespace {
+// The byte count of a shape, every product checked; TensorError naming the shape otherwise.
+std::size_t checked_nbytes(DType dtype, const std::vector<std::int64_t>& shape) {
   std::int64_t n = 1;
-  for (std::int64_t d : shape_) {
-    if (d < 0) throw TensorError("negative dimension in shape " + shape_string());
+  for (std::int64_t d : shape) {
+    if (d < 0) throw TensorError("negative dimension in shape " + shape_string(shape));
     if (d != 0 && n > std::numeric_limits<std::int64_t>::max() / d) {
-      throw TensorError("shape " + shape_string() + " overflows 64-bit element count");
+      throw TensorError("shape " + shape_string(shape) + " overflows 64-bit element count");
     }
     n *= d;
   }
   std::size_t units = static_cast<std::size_t>(n);
-  if (dtype_ == DType::kE2M1x2) {
-    if (!shape_.empty() && shape_.back() % 2 != 0) {
-      throw TensorError("packed fp4 tensor needs an even last dimension, got " + shape_string());
+  if (dtype == DType::kE2M1x2) {
+    if (!shape.empty() && shape.back() % 2 != 0) {
+      throw TensorError("packed fp4 tensor needs an even last dimension, got " + shape_string(shape));
     }
     units /= 2;
   }
-  if (units > std::numeric_limits<std::size_t>::max() / dtype_size(dtype_)) {
-    throw TensorError("shape " + shape_string() + " of " + std::string(dtype_name(dtype_)) +
+  if (units > std::numeric_limits<std::size_t>::max() / dtype_size(dtype)) {
+    throw TensorError("shape " + shape_string(shape) + " of " + std::string(dtype_name(dtype)) +
                       " overflows the byte count");
   }
-  storage_.assign(units * dtype_size(dtype_), std::byte{0});
+  return units * dtype_size(dtype);
+}
+}  // namespace
+
+Tensor::Tensor(DType dtype, std::vector<std::int64_t> shape, NoFill) : dtype_(dtype), shape_(std::move(shape)) {
+  storage_.resize(checked_nbytes(dtype_, shape_));  // bytes left as allocated (UninitializedAllocator)
+}
+
+void Tensor::reuse_as(DType dtype, std::vector<std::int64_t> shape) {
+  const std::size_t bytes = checked_nbytes(dtype, shape);
+  if (bytes > storage_.capacity()) storage_ = {};  // grow without copying the old bytes
+  storage_.resize(bytes);
+  dtype_ = dtype;
+  shape_ = std::move(shape);
 }
 
 std::int64_t Tensor::numel() const {
@@ -87,7 +141,7 @@ std::string shape_string(const std::vector<std::int64_t>& shape) {
 std::string Tensor::shape_string() const { return dsv4::shape_string(shape_); }
 
 Tensor Tensor::reshaped(std::vector<std::int64_t> shape) const {
-  Tensor t(dtype_, std::move(shape));
+  Tensor t(dtype_, std::move(shape), NoFill{});
   if (t.numel() != numel()) {
     throw TensorError("cannot reshape " + shape_string() + " to " + t.shape_string());
   }

@@ -49,6 +49,6 @@ report::CertifyReport certify(const Golden& golden, const MappedTensorSource& ca
 // The number format a candidate tensor is judged in (ULPs, noise floor): its storage dtype, except
 // float64 whose finite values all lie on the golden's official grid (bf16 or fp32) — a widened
 // engine dump — which is judged in that grid; other float64 tensors in float64.
-DType certify_ulp_dtype(const Tensor& candidate, const std::string& official_grid);
+DType certify_ulp_dtype(const Tensor& candidate, DType official_grid);
 
 }  // namespace dsv4

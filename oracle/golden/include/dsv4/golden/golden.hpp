@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/compare/tolerance.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/golden/model_run.hpp"
 #include "dsv4/io/hdf5_file.hpp"
@@ -66,6 +67,23 @@ using GoldenProgressFn = std::function<void(const std::string&, const std::strin
 GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::string& out,
                                     const GoldenProgressFn& progress = {});
 
+// The manifest's names of the grid an official value tensor lies on ("bf16", "fp32", "float64");
+// std::invalid_argument for any other name.
+DType golden_grid_dtype(const std::string& grid);
+
+// A value tensor's tolerance metadata (manifest tolerance.tensors.<canonical>).
+struct GoldenTolerance {
+  DType official_grid = DType::kF32;
+  // official − exact as compare::compute_metrics(official, exact) gives it, and the exact values'
+  // RMS over the same elements; nullopt in goldens written before these figures were stored
+  // (certify then computes them from the official values).
+  struct Figures {
+    compare::ReferenceError error;
+    double exact_rms = 0.0;
+  };
+  std::optional<Figures> official;
+};
+
 struct GoldenEntry {
   std::string path;   // full HDF5 path without the leading "/" ("exact/prefill/layers.0.attn/out")
   std::string dtype;  // "float64" or "int64"
@@ -91,6 +109,8 @@ class Golden {
   // The canonical names (`<step>/<module>/<output>`) present under exact/ (and official/).
   std::vector<std::string> canonical_names() const;
   const GoldenEntry* find(const std::string& path) const;
+  // The tolerance metadata of a value tensor, or nullptr when the manifest has none for it.
+  const GoldenTolerance* tolerance(const std::string& canonical) const;
   // The weights as recorded: {"source": "synthetic", "seed": …} or {"source": "file", …} (JSON text).
   std::string weights_json() const;
   std::optional<std::uint64_t> weights_seed() const;
@@ -98,6 +118,7 @@ class Golden {
   // Reads exact/<canonical> or official/<canonical> as double values (int64 widened exactly).
   std::vector<double> values(const std::string& mode, const std::string& canonical) const;
   Tensor read(const std::string& path) const;
+  void read_into(const std::string& path, Tensor& into) const;  // Hdf5File::read_into
   const Hdf5File& file() const { return *file_; }
 
  private:
@@ -108,6 +129,7 @@ class Golden {
   ModelConfig config_;
   std::vector<GoldenEntry> entries_;
   std::map<std::string, std::size_t> by_path_;
+  std::map<std::string, GoldenTolerance> tolerance_;
   std::vector<StepPlan> steps_;
   std::vector<std::vector<std::int64_t>> tokens_;
   std::string weights_json_;
@@ -125,7 +147,8 @@ struct GoldenVerifyResult {
 };
 
 // Schema and hashes: every manifest entry exists with its dtype, shape and SHA-256; nothing else is in
-// the file; inputs agree with the manifest; exact/ and official/ hold the same names and shapes.
+// the file; inputs agree with the manifest; exact/ and official/ hold the same names and shapes; the
+// stored official-error figures (GoldenTolerance) are those of the data.
 // Throws InputError only when the file cannot be read as a golden at all (Golden::open's cases, or a
 // read error such as truncated data).
 GoldenVerifyResult verify_golden(const std::string& path);

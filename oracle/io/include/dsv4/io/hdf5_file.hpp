@@ -79,6 +79,9 @@ class Hdf5File {
   // Creates a dataset (and missing parent groups). Refused when `path` exists.
   void write(const std::string& path, const Tensor& t, const Hdf5WriteOptions& opts = {});
   Tensor read(const std::string& path, const Hdf5ReadOptions& opts = {}) const;
+  // The same into `into`, reusing its storage when large enough (Tensor::reuse_as). On an error
+  // `into` holds unspecified bytes.
+  void read_into(const std::string& path, Tensor& into, const Hdf5ReadOptions& opts = {}) const;
   Hdf5DatasetInfo info(const std::string& path) const;
   // A scalar variable-length UTF-8 string dataset (h5py reads it as bytes/str).
   void write_string(const std::string& path, const std::string& value);

@@ -52,6 +52,8 @@ class TensorSource {
   virtual bool contains(const std::string& name) const = 0;
   // Throws InputError naming the source and the tensor.
   virtual Tensor read(const std::string& name) const = 0;
+  // The same into `into`, reusing its storage where the format allows (HDF5); default: read().
+  virtual void read_into(const std::string& name, Tensor& into) const { into = read(name); }
 };
 
 // Quantised values: codes (fp8 e4m3 / e5m2, or fp4 e2m1 packed two per byte) times one scale per
@@ -72,6 +74,7 @@ class MappedTensorSource {
   // The source's own name for a canonical name; throws InputError when absent.
   const std::string& source_name(const std::string& canonical) const;
   Tensor read(const std::string& canonical) const;
+  void read_into(const std::string& canonical, Tensor& into) const;
   const MappedNames& mapping() const { return mapped_; }
 
  private:
