@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <set>
@@ -12,9 +13,9 @@
 
 #include "dsv4/compare/metrics.hpp"
 #include "dsv4/compare/set_compare.hpp"
+#include "dsv4/golden/read_ahead.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/numerics/formats.hpp"
-#include "read_ahead.hpp"
 
 namespace dsv4 {
 
@@ -147,13 +148,18 @@ void rejudge_after_flips(const Golden& g, const CertifyOptions& opts, report::Ce
   // … and the official reference's: past a decision where official and exact differ, the
   // official error the tolerance model scales by includes that decision's O(1) effect, so the
   // end-to-end yardstick is too loose to catch a wrong module there.
+  Tensor ex, off;  // reused for every discrete output
   for (const std::string& name : g.canonical_names()) {
     const GoldenEntry* e = g.find("exact/" + name);
     if (e == nullptr || e->role != GoldenRole::kDiscrete) continue;
-    const std::vector<double> ex = g.values("exact", name), off = g.values("official", name);
+    g.read_into("exact/" + name, ex);
+    g.read_into("official/" + name, off);
+    if (ex.dtype() != off.dtype() || ex.shape() != off.shape())
+      throw InputError(g.path(), name + ": the exact and official datasets differ in dtype or shape");
+    const std::size_t item = dtype_size(ex.dtype());
     const std::int64_t k = e->shape.empty() ? 1 : std::max<std::int64_t>(e->shape.back(), 1);
-    for (std::size_t i = 0; i < ex.size(); ++i) {
-      if (ex[i] == off[i]) continue;
+    for (std::size_t i = 0; i * item < ex.nbytes(); ++i) {
+      if (std::memcmp(ex.bytes() + i * item, off.bytes() + i * item, item) == 0) continue;
       consider(name, name + " row " + std::to_string(static_cast<std::int64_t>(i) / k) + " (the official reference's)");
       break;
     }
@@ -375,7 +381,24 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
   // Read-ahead: output i + 1 is read on a second thread while output i is judged here. Only that
   // thread touches the files (libhdf5 is not thread-safe) until the loop ends. The judging order,
   // and so the report, is the golden's order; a read's InputError is rethrown in that order.
-  ReadAhead<Prepared> reader(held.size(), [&](std::size_t i, Prepared& p) { prepare(g, cand, held[i], p); });
+  // Each buffer is made as large as the largest golden dataset at once: reused from then on, it is
+  // allocated (and its pages faulted in) once.
+  // (A hint only, from the manifest's shapes: at most 64 MiB.)
+  constexpr std::size_t kMaxReserve = std::size_t{64} << 20;
+  std::size_t largest = 0;
+  for (const GoldenEntry& e : g.entries()) {
+    std::size_t n = 8;  // float64 / int64
+    for (const std::int64_t d : e.shape)
+      n = std::min(kMaxReserve, n * static_cast<std::size_t>(std::clamp<std::int64_t>(d, 0, 1 << 30)));
+    largest = std::max(largest, n);
+  }
+  ReadAhead<Prepared> reader(held.size(), [&](std::size_t i, Prepared& p) {
+    if (p.name.empty()) {
+      p.candidate.reserve(largest);
+      p.exact.reserve(largest);
+    }
+    prepare(g, cand, held[i], p);
+  });
   for (std::size_t i = 0; i < held.size(); ++i) {
     Prepared p = reader.take(i);
     const GoldenEntry& ge = *g.find("exact/" + p.name);

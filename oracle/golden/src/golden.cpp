@@ -236,7 +236,7 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
       st.value_bytes += static_cast<std::int64_t>(t.nbytes());
       write_entry(f, datasets, std::string(m == 0 ? "exact/" : "official/") + name, t, role, o.deflate);
     }
-    if (role == GoldenRole::kValue && !t_ex.integral)
+    if ((role == GoldenRole::kValue || role == GoldenRole::kDecision) && !t_ex.integral)
       tol_entries[name] = tolerance_entry(t_ex.values, it->second.values);
   }
 

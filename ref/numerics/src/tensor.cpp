@@ -123,6 +123,8 @@ void Tensor::reuse_as(DType dtype, std::vector<std::int64_t> shape) {
   shape_ = std::move(shape);
 }
 
+void Tensor::reserve(std::size_t bytes) { storage_.reserve(bytes); }
+
 std::int64_t Tensor::numel() const {
   std::int64_t n = 1;
   for (std::int64_t d : shape_) n *= d;

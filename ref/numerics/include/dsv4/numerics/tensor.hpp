@@ -86,6 +86,9 @@ class Tensor {
   // Becomes Tensor::uninitialized(dtype, shape), keeping its storage when that is large enough:
   // readers that fill tensor after tensor reuse one buffer (no allocation, no page faults).
   void reuse_as(DType dtype, std::vector<std::int64_t> shape);
+  // Makes room for `bytes` of storage without changing the tensor (so that later reuse_as calls
+  // up to that size allocate nothing).
+  void reserve(std::size_t bytes);
 
   DType dtype() const { return dtype_; }
   const std::vector<std::int64_t>& shape() const { return shape_; }
