@@ -5,9 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 namespace dsv4 {
 namespace {
@@ -256,6 +258,44 @@ TEST(Formats, NamedNaNs) {
   EXPECT_EQ(double_to_e2m1(NAN), 0x7);
   EXPECT_EQ(double_to_e5m2(1e6, Overflow::kToSpecial), 0x7C);
   EXPECT_EQ(double_to_e5m2(-1e6, Overflow::kSaturateFinite), 0xFB);
+}
+
+// double_to_bf16 / bf16_to_float have bit-level fast paths: they must equal the one general
+// rounding routine everywhere. Every bf16 pattern is decoded both ways; around every pattern the
+// values it takes, the exact midpoints to its neighbour (ties, both parities), one double ulp on
+// either side of them, and seeded random doubles over the whole range (subnormal to overflow,
+// NaN and infinities) are encoded both ways.
+TEST(Formats, BF16FastPathsEqualTheGeneralRoutine) {
+  const auto general = [](double x) {
+    return static_cast<std::uint16_t>(encode_minifloat(kFormatBF16, x, Overflow::kToSpecial));
+  };
+  const auto same_float = [](float a, float b) {
+    return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b) || (std::isnan(a) && std::isnan(b));
+  };
+  for (std::uint32_t b = 0; b < 0x10000u; ++b) {
+    const auto p = static_cast<std::uint16_t>(b);
+    ASSERT_TRUE(same_float(bf16_to_float(p), static_cast<float>(decode_minifloat(kFormatBF16, p)))) << b;
+    const double v = decode_minifloat(kFormatBF16, p);
+    if (!std::isfinite(v)) continue;
+    const double next = decode_minifloat(kFormatBF16, static_cast<std::uint16_t>(b + 1));
+    std::vector<double> probes{v};
+    if (std::isfinite(next) && (b & 0x7FFFu) != 0x7FFFu && std::fabs(next) > std::fabs(v)) {
+      const double mid = v + (next - v) / 2;  // exact in double
+      probes.insert(probes.end(), {mid, std::nextafter(mid, 0.0), std::nextafter(mid, 2 * mid)});
+    }
+    for (const double x : probes) ASSERT_EQ(double_to_bf16(x), general(x)) << std::hexfloat << x;
+  }
+  std::uint64_t state = 0x9E3779B97F4A7C15ull;
+  for (int i = 0; i < 2'000'000; ++i) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    const double x = std::bit_cast<double>(state);  // every exponent, NaN and inf included
+    ASSERT_EQ(double_to_bf16(x), general(x)) << std::hexfloat << x;
+    const double y =
+        std::ldexp(static_cast<double>(state >> 11), -53) * std::ldexp(1.0, static_cast<int>(state % 280) - 140);
+    ASSERT_EQ(double_to_bf16(y), general(y)) << std::hexfloat << y;
+  }
 }
 
 }  // namespace

@@ -132,6 +132,31 @@ std::uint32_t encode_minifloat(const MinifloatFormat& f, double x, Overflow over
   return round_to_format(f, x, overflow, E8M0Rounding::kNearestEven);
 }
 
+float bf16_to_float(std::uint16_t b) {
+  if ((b & 0x7F80u) == 0x7F80u && (b & 0x7Fu) != 0u) return static_cast<float>(decode_minifloat(kFormatBF16, b));
+  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);  // bf16 is fp32's top half
+}
+
+std::uint16_t double_to_bf16(double x) {
+  // RNE of the double's 52 fraction bits to bf16's 7, on the bit pattern, where x and its rounding
+  // are normal bf16 numbers (biased double exponent 897 … 1150 = unbiased −126 … 127).
+  const auto bits = std::bit_cast<std::uint64_t>(x);
+  const std::uint64_t magnitude = bits & ~(std::uint64_t{1} << 63);
+  if ((magnitude >> 52) >= 897) {
+    constexpr int kDrop = 52 - 7;
+    const std::uint64_t odd = (magnitude >> kDrop) & 1u;
+    const std::uint64_t rounded = (magnitude + ((std::uint64_t{1} << (kDrop - 1)) - 1 + odd)) >> kDrop << kDrop;
+    const auto exponent = static_cast<int>(rounded >> 52);
+    if (exponent <= 1150) {
+      const std::uint32_t sign = (bits >> 63) != 0 ? 0x8000u : 0u;
+      const auto bf_exponent = static_cast<std::uint32_t>(exponent - 1023 + 127);
+      return static_cast<std::uint16_t>(sign | (bf_exponent << 7) |
+                                        static_cast<std::uint32_t>((rounded >> kDrop) & 0x7Fu));
+    }
+  }
+  return static_cast<std::uint16_t>(encode_minifloat(kFormatBF16, x, Overflow::kToSpecial));
+}
+
 // CUDA's __nv_cvt_float_to_e8m0 rounds toward zero or toward +inf; spec 01 §1.2 only ever
 // converts exact powers of two, where all three rules agree. The directed modes follow CUDA's
 // conversion exactly (cross-checked in tests/nvidia_formats_test.cpp): the sign is ignored (the

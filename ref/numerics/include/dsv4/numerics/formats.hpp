@@ -61,16 +61,17 @@ enum class E8M0Rounding { kTowardZero, kTowardPositiveInfinity, kNearestEven };
 std::uint8_t encode_e8m0(double x, E8M0Rounding rounding, Overflow overflow);
 
 // ---- named conversions (thin wrappers; the one rounding routine above does the work) ----
-inline float bf16_to_float(std::uint16_t b) { return static_cast<float>(decode_minifloat(kFormatBF16, b)); }
+// bf16 ↔ float/double is on every activation of the official mode: both have a bit-level fast
+// path for normal values, equal to decode_minifloat / encode_minifloat by test
+// (formats_test BF16FastPathsEqualTheGeneralRoutine); everything else takes the general routine.
+float bf16_to_float(std::uint16_t b);
 inline float fp16_to_float(std::uint16_t b) { return static_cast<float>(decode_minifloat(kFormatFP16, b)); }
 inline float e4m3_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kFormatE4M3, b)); }
 inline float e5m2_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kFormatE5M2, b)); }
 inline float e8m0_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kFormatE8M0, b)); }
 inline float e2m1_to_float(std::uint8_t b) { return static_cast<float>(decode_minifloat(kFormatE2M1, b & 0xFu)); }
 
-inline std::uint16_t double_to_bf16(double x) {
-  return static_cast<std::uint16_t>(encode_minifloat(kFormatBF16, x, Overflow::kToSpecial));
-}
+std::uint16_t double_to_bf16(double x);
 inline std::uint16_t float_to_bf16(float x) { return double_to_bf16(x); }
 inline std::uint16_t double_to_fp16(double x) {
   return static_cast<std::uint16_t>(encode_minifloat(kFormatFP16, x, Overflow::kToSpecial));
