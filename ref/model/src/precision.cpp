@@ -11,6 +11,7 @@
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/gemm.hpp"
+#include "dsv4/numerics/parallel_rows.hpp"
 
 namespace dsv4 {
 
@@ -124,7 +125,8 @@ double Precision::dot(const double* a, const double* b, std::int64_t n) const {
     for (std::int64_t i = 0; i < n; ++i) s += a[i] * b[i];
     return s;
   }
-  std::vector<double> terms(static_cast<std::size_t>(n));
+  thread_local std::vector<double> terms;  // no allocation per dot product
+  terms.resize(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) terms[static_cast<std::size_t>(i)] = a[i] * b[i];
   return exact_sum_to_fp32(terms);
 }
@@ -156,17 +158,20 @@ Mat Precision::matmul_nt(const Mat& x, const Mat& w) const {
   Mat bound(M, N);
   gemm_nt(M, N, K, x.data(), K, w.data(), K, bound.data(), N, 0, /*abs_operands=*/true);
   const double g = gamma_n(static_cast<std::size_t>(x.cols()) + 2);
-  for (Eigen::Index i = 0; i < y.rows(); ++i) {
-    for (Eigen::Index j = 0; j < y.cols(); ++j) {
-      float r = 0.0f;
-      const double err = g * bound(i, j) * (1.0 + 4.0 * g) + 0x1.0p-1070;
-      if (fp32_rounding_determined(y(i, j), err, &r)) {
-        y(i, j) = r;
-      } else {
-        y(i, j) = dot(x.row(i).data(), w.row(j).data(), x.cols());
+  // Per element on its own: rows in parallel change no bit (parallel_rows.hpp).
+  parallel_rows(M, 16, [&](std::int64_t r0, std::int64_t r1) {
+    for (Eigen::Index i = r0; i < r1; ++i) {
+      for (Eigen::Index j = 0; j < y.cols(); ++j) {
+        float r = 0.0f;
+        const double err = g * bound(i, j) * (1.0 + 4.0 * g) + 0x1.0p-1070;
+        if (fp32_rounding_determined(y(i, j), err, &r)) {
+          y(i, j) = r;
+        } else {
+          y(i, j) = dot(x.row(i).data(), w.row(j).data(), x.cols());
+        }
       }
     }
-  }
+  });
   return y;
 }
 

@@ -3,15 +3,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <exception>
 #include <limits>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/gemm.hpp"
+#include "dsv4/numerics/parallel_rows.hpp"
 
 namespace dsv4 {
 
@@ -56,18 +55,18 @@ void validate(const Mat& q, std::int64_t n_heads, const Mat& kv, std::span<const
 }
 
 // spec 02 §2.9, official kernel arithmetic under C1–C5.
-Mat sparse_official(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink,
-                    const IndexLists& lists, double scale) {
+// Query rows [r0, r1); rows are independent (parallel_rows).
+void sparse_official_rows(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink,
+                          const IndexLists& lists, double scale, Mat& out, std::int64_t r0, std::int64_t r1) {
   const std::int64_t c = q.cols();
   const std::int64_t K = lists.width;
   const std::int64_t G = n_chunks(K);
   const double tau = p.fp32(scale);  // the kernel's fp32 constant
-  Mat out(q.rows(), c);
   std::vector<std::int32_t> idx(kSparseAttnChunk);
   Mat vt(c, kSparseAttnChunk);  // the chunk's V rows, transposed (v_j of column j; zero for −1)
   std::vector<double> s(kSparseAttnChunk), pr(kSparseAttnChunk), pt(kSparseAttnChunk);
   std::vector<double> o(static_cast<std::size_t>(c));
-  for (std::int64_t r = 0; r < lists.rows; ++r) {
+  for (std::int64_t r = r0; r < r1; ++r) {
     for (std::int64_t h = 0; h < H; ++h) {
       const double* qh = q.row(r * H + h).data();
       double mu = -kInf, ell = 0.0;
@@ -116,6 +115,14 @@ Mat sparse_official(const Precision& p, const Mat& q, std::int64_t H, const Mat&
       for (std::int64_t d = 0; d < c; ++d) out(r * H + h, d) = p.bf16(p.div(o[static_cast<std::size_t>(d)], ell));
     }
   }
+}
+
+Mat sparse_official(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink,
+                    const IndexLists& lists, double scale) {
+  Mat out(q.rows(), q.cols());
+  parallel_rows(lists.rows, 4, [&](std::int64_t r0, std::int64_t r1) {
+    sparse_official_rows(p, q, H, kv, sink, lists, scale, out, r0, r1);
+  });
   return out;
 }
 
@@ -174,27 +181,9 @@ void sparse_exact_rows(const Mat& q, std::int64_t H, const Mat& kv, std::span<co
 Mat sparse_exact(const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink, const IndexLists& lists,
                  double scale) {
   Mat out(q.rows(), q.cols());
-  const std::int64_t rows = lists.rows;
-  const std::int64_t t = std::max<std::int64_t>(1, std::min<std::int64_t>(gemm_threads(), rows / 8));
-  if (t == 1) {
-    sparse_exact_rows(q, H, kv, sink, lists, scale, out, 0, rows);
-    return out;
-  }
-  std::vector<std::thread> pool;
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(t));
-  for (std::int64_t k = 0; k < t; ++k) {
-    pool.emplace_back([&, k] {
-      try {
-        sparse_exact_rows(q, H, kv, sink, lists, scale, out, rows * k / t, rows * (k + 1) / t);
-      } catch (...) {
-        errors[static_cast<std::size_t>(k)] = std::current_exception();
-      }
-    });
-  }
-  for (auto& th : pool) th.join();
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
+  parallel_rows(lists.rows, 8, [&](std::int64_t r0, std::int64_t r1) {
+    sparse_exact_rows(q, H, kv, sink, lists, scale, out, r0, r1);
+  });
   return out;
 }
 
