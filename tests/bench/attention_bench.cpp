@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_clock.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/precision.hpp"
 #include "dsv4/numerics/gemm.hpp"
@@ -41,26 +42,11 @@ double fma_peak_avx512(long iters, double seed);
 namespace {
 
 using dsv4::Mat;
-using Clock = std::chrono::steady_clock;
+using dsv4::bench::Clock;
+using dsv4::bench::cpu_model;
+using dsv4::bench::loadavg;
+using dsv4::bench::seconds_since;
 using I = std::int64_t;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
-
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
 
 // Peak GFLOP/s of `fn` on `threads` threads (best of 3 runs of about 0.5 s).
 double peak(double (*fn)(long, double), double flops_per_iter, int threads) {

@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench_clock.hpp"
 #include "dsv4/golden/certify.hpp"
 #include "dsv4/golden/golden.hpp"
 #include "dsv4/io/hdf5_file.hpp"
@@ -41,22 +42,10 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-double cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
+using dsv4::bench::Clock;
+using dsv4::bench::cpu_seconds;
+using dsv4::bench::loadavg;
+using dsv4::bench::seconds_since;
 
 double mb(std::uintmax_t bytes) { return static_cast<double>(bytes) / 1e6; }
 

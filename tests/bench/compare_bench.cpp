@@ -21,41 +21,20 @@
 #include <thread>
 #include <vector>
 
+#include "bench_clock.hpp"
 #include "dsv4/compare/metrics.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using dsv4::bench::Clock;
+using dsv4::bench::cpu_model;
+using dsv4::bench::cpu_seconds;
+using dsv4::bench::loadavg;
+using dsv4::bench::seconds_since;
 using I = std::int64_t;
 namespace cmp = dsv4::compare;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// CPU time of the whole process (all threads): unlike wall time, not inflated when other
-// processes share the cores.
-double cpu_seconds() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
-}
-
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
 
 // Reference values: a heavy-ish tailed mix of scales, element i a pure function of i (cheap
 // integer hash, so that generating 10^8 values takes well under a second per thread).

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_clock.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/block.hpp"
 #include "dsv4/model/transformer.hpp"
@@ -28,17 +29,10 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using dsv4::bench::Clock;
+using dsv4::bench::loadavg;
+using dsv4::bench::seconds_since;
 using I = std::int64_t;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string loadavg() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
 
 std::vector<I> tokens(I n, I vocab) {
   const dsv4::CounterRng rng(1, 77);
