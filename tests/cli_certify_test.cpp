@@ -30,6 +30,29 @@ using testing_support::perturbed_copy;
 // position 35 on) has a real cut.
 using CliCertify = testing_support::GoldenSuite;
 
+// A copy of a golden (datasets, manifest, root attributes) with one dataset replaced and the
+// manifest edited; manifest_sha256 recomputed, so only what the edits changed is wrong.
+void golden_copy(const std::string& from, const std::string& to,
+                 const std::function<void(const std::string&, Tensor&)>& edit_dataset,
+                 const std::function<void(nlohmann::ordered_json&)>& edit_manifest) {
+  const Hdf5File in = Hdf5File::open(from);
+  auto manifest = nlohmann::ordered_json::parse(in.read_string("manifest"));
+  if (edit_manifest) edit_manifest(manifest);
+  Hdf5File out = Hdf5File::create(to);
+  for (const std::string& n : in.list_datasets()) {
+    if (n == "manifest") continue;
+    Tensor t = in.read(n);
+    if (edit_dataset) edit_dataset(n, t);
+    out.write(n, t);
+  }
+  const std::string text = manifest.dump(1);
+  out.write_string("manifest", text);
+  out.set_attr("/", "dsv4_format", in.attr_string("/", "dsv4_format"));
+  out.set_attr("/", "dsv4_format_version", in.attr_int64("/", "dsv4_format_version"));
+  out.set_attr("/", "manifest_sha256", sha256_hex(text));
+  out.commit();
+}
+
 TEST_F(CliCertify, OfficialModeReferencePasses) {
   const auto r =
       dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --json " + file("r.json"));
@@ -134,25 +157,14 @@ TEST_F(CliCertify, Fp8CodesWithScalesAreJudgedAsValues) {
 // (official_compared, official_bias_sum, …) are still certified: the figures are then computed from
 // the official values, and the report is the same, bit for bit, as with the stored figures.
 TEST_F(CliCertify, GoldenWithoutStoredFiguresGivesTheSameReport) {
-  {
-    const Hdf5File in = Hdf5File::open(path("g.h5"));
-    auto manifest = nlohmann::ordered_json::parse(in.read_string("manifest"));
-    std::size_t stripped = 0;
+  std::size_t stripped = 0;
+  golden_copy(path("g.h5"), file("old.h5"), {}, [&](nlohmann::ordered_json& manifest) {
     for (auto& [name, t] : manifest.at("tolerance").at("tensors").items()) {
       for (const char* field : {"official_compared", "official_bias_sum"}) stripped += t.erase(field);
       t["exact_rms"] = -1.0;  // a figure that must not be used without the others
     }
-    ASSERT_GT(stripped, 100u);
-    Hdf5File out = Hdf5File::create(file("old.h5"));
-    for (const std::string& n : in.list_datasets())
-      if (n != "manifest") out.write(n, in.read(n));
-    const std::string text = manifest.dump(1);
-    out.write_string("manifest", text);
-    out.set_attr("/", "dsv4_format", in.attr_string("/", "dsv4_format"));
-    out.set_attr("/", "dsv4_format_version", in.attr_int64("/", "dsv4_format_version"));
-    out.set_attr("/", "manifest_sha256", sha256_hex(text));
-    out.commit();
-  }
+  });
+  ASSERT_GT(stripped, 100u);
   ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), "prefill/layers.0.attn_norm/out", [](Tensor& t) {
     for (double& x : t.values<double>()) x *= 1.01;
   }));
@@ -227,6 +239,37 @@ TEST_F(CliCertify, BadInput) {
   expect_bad_input(
       dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --map " + file("nomap.json")),
       "certify", "nomap.json");
+  // A damaged golden whose official top-k lists are shorter than the exact ones (the flip scan
+  // compares them), and one whose margins do not cover the rows of the decision they explain.
+  const std::string lists = "official/prefill/layers.2.attn.indexer/out";
+  golden_copy(path("g.h5"), file("short.h5"),
+              [&](const std::string& n, Tensor& t) {
+                if (n == lists) t = Tensor(t.dtype(), {1, 1, t.shape().back()});
+              },
+              {});
+  expect_bad_input(dsv4("certify --golden " + file("short.h5") + " --candidate " + path("off.h5")), "certify",
+                   "prefill/layers.2.attn.indexer/out: the exact and official datasets differ");
+  const std::string margin = "exact/prefill/layers.3.ffn.gate/margin";
+  golden_copy(
+      path("g.h5"), file("margin.h5"),
+      [&](const std::string& n, Tensor& t) {
+        if (n == margin) t = Tensor(t.dtype(), {1, 1, 4});
+      },
+      [&](nlohmann::ordered_json& m) {  // the manifest agrees with the damaged data
+        for (auto& e : m.at("datasets"))
+          if (e.at("path") == margin) e["shape"] = {1, 1, 4};
+      });
+  expect_bad_input(dsv4("certify --golden " + file("margin.h5") + " --candidate " + path("off.h5")), "certify",
+                   "prefill/layers.3.ffn.gate: decision scores or margins do not match");
+  // Data that disagrees with the manifest's shape is named as such.
+  const std::string value = "exact/prefill/layers.0.attn_norm/out";
+  golden_copy(path("g.h5"), file("value.h5"),
+              [&](const std::string& n, Tensor& t) {
+                if (n == value) t = Tensor(t.dtype(), {1, 2, t.shape().back()});
+              },
+              {});
+  expect_bad_input(dsv4("certify --golden " + file("value.h5") + " --candidate " + path("off.h5")), "certify",
+                   value + ": shape [1, 2, 256] differs from the manifest's");
 }
 
 }  // namespace
