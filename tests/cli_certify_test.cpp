@@ -239,8 +239,8 @@ TEST_F(CliCertify, BadInput) {
   expect_bad_input(
       dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --map " + file("nomap.json")),
       "certify", "nomap.json");
-  // A damaged golden whose official top-k lists are shorter than the exact ones (the flip scan
-  // compares them), and one whose margins do not cover the rows of the decision they explain.
+  // A damaged golden whose official top-k lists are shorter than its manifest says (the flip scan
+  // reads them), and one whose margins do not cover the rows of the decision they explain.
   const std::string lists = "official/prefill/layers.2.attn.indexer/out";
   golden_copy(path("g.h5"), file("short.h5"),
               [&](const std::string& n, Tensor& t) {
@@ -248,7 +248,7 @@ TEST_F(CliCertify, BadInput) {
               },
               {});
   expect_bad_input(dsv4("certify --golden " + file("short.h5") + " --candidate " + path("off.h5")), "certify",
-                   "prefill/layers.2.attn.indexer/out: the exact and official datasets differ");
+                   lists + ": shape [1, 1, 8] differs from the manifest's");
   const std::string margin = "exact/prefill/layers.3.ffn.gate/margin";
   golden_copy(
       path("g.h5"), file("margin.h5"),

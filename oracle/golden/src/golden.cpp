@@ -403,7 +403,13 @@ std::optional<std::uint64_t> Golden::weights_seed() const {
 
 Tensor Golden::read(const std::string& path) const { return file_->read(path); }
 
-void Golden::read_into(const std::string& path, Tensor& into) const { file_->read_into(path, into); }
+void Golden::read_into(const std::string& path, Tensor& into) const {
+  file_->read_into(path, into);
+  if (const GoldenEntry* e = find(path); e != nullptr && into.shape() != e->shape)
+    throw InputError(path_, path + ": shape " + into.shape_string() + " differs from the manifest's " +
+                                shape_string(e->shape) +
+                                " (a damaged golden: dsv4 golden verify names every such dataset)");
+}
 
 std::vector<double> Golden::values(const std::string& mode, const std::string& canonical) const {
   const Tensor t = read(mode + "/" + canonical);

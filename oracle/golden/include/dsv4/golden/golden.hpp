@@ -118,7 +118,8 @@ class Golden {
   // Reads exact/<canonical> or official/<canonical> as double values (int64 widened exactly).
   std::vector<double> values(const std::string& mode, const std::string& canonical) const;
   Tensor read(const std::string& path) const;
-  void read_into(const std::string& path, Tensor& into) const;  // Hdf5File::read_into
+  // Hdf5File::read_into; InputError when the data's shape is not the manifest's for that path.
+  void read_into(const std::string& path, Tensor& into) const;
   const Hdf5File& file() const { return *file_; }
 
  private:
