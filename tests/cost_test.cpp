@@ -204,7 +204,7 @@ TEST(CostTerms, KvPro) {
 }
 
 // Spec 08 §8.2: asymptotic bytes per token Pro 30·651/4 + 31·583/128 = 5023.70, Flash
-// 21·651/4 + 20·583/128 = 3508.84 (the spec prints 3508.9; the exact value is 3508.84375).
+// 21·651/4 + 20·583/128 = 3508.84 (exactly 3508.84375; the shared spec printed 3508.9, ref/spec/README.md errata).
 TEST(CostTerms, KvAsymptoticSlope) {
   const std::int64_t L = 1 << 20;
   const auto slope = [L](const char* n) {
