@@ -24,7 +24,6 @@
 #include <string>
 #include <vector>
 
-#include "dsv4/config/model_config.hpp"
 #include "dsv4/model/mhc.hpp"
 #include "dsv4/properties/generators.hpp"
 #include "plugin_detail.hpp"
@@ -51,32 +50,10 @@ rc::detail::Property hc_split_sinkhorn_property(const dsv4_plugin& t) {
         fn(mu.data(), tokens, n, base.data(), scale.data(), iters, eps, pre.data(), post.data(), comb.data());
     if (rc != 0) RC_FAIL("hc_split_sinkhorn: plugin returned " + std::to_string(rc));
 
-    ModelConfig cfg;
-    cfg.hc_mult = n;
-    cfg.hc_sinkhorn_iters = iters;
-    cfg.hc_eps = eps;
-    HcWeights w;
-    w.base = Vec(mixes);
-    for (std::int64_t i = 0; i < mixes; ++i) w.base(i) = base[static_cast<std::size_t>(i)];
-    w.scale = Vec(3);
-    for (int i = 0; i < 3; ++i) w.scale(i) = scale[static_cast<std::size_t>(i)];
-    Mat pre_o(tokens, n), pre_e(tokens, n), post_o(tokens, n), post_e(tokens, n), comb_o(tokens, n * n),
-        comb_e(tokens, n * n);
-    for (std::int64_t tk = 0; tk < tokens; ++tk) {
-      std::vector<double> mud(mu.begin() + tk * mixes, mu.begin() + (tk + 1) * mixes);
-      const SinkhornResult o = hc_split_sinkhorn(Precision(Mode::kOfficial), cfg, mud.data(), w);
-      const SinkhornResult e = hc_split_sinkhorn(Precision(Mode::kExact), cfg, mud.data(), w);
-      for (int j = 0; j < n; ++j) {
-        pre_o(tk, j) = o.pre(j);
-        pre_e(tk, j) = e.pre(j);
-        post_o(tk, j) = o.post(j);
-        post_e(tk, j) = e.post(j);
-        for (int k = 0; k < n; ++k) {
-          comb_o(tk, j * n + k) = o.comb(j, k);
-          comb_e(tk, j * n + k) = e.comb(j, k);
-        }
-      }
-    }
+    const SinkhornRows o =
+        hc_split_sinkhorn_rows(Precision(Mode::kOfficial), mu.data(), tokens, n, scale.data(), base.data(), iters, eps);
+    const SinkhornRows e =
+        hc_split_sinkhorn_rows(Precision(Mode::kExact), mu.data(), tokens, n, scale.data(), base.data(), iters, eps);
     // Per element: the first-order relative bound of the header comment (token-wise).
     constexpr double u = 0x1p-24;
     auto gate_bound = [&](std::int64_t tk, int j, int group) {
@@ -111,9 +88,9 @@ rc::detail::Property hc_split_sinkhorn_property(const dsv4_plugin& t) {
       const std::string v = fa_rule_violation(std::string("hc_split_sinkhorn ") + what, cand, off, ex, rule);
       if (!v.empty()) RC_FAIL(v);
     };
-    check("pre", pre, pre_o, pre_e, 0);
-    check("post", post, post_o, post_e, 1);
-    check("comb", comb, comb_o, comb_e, 2);
+    check("pre", pre, o.pre, e.pre, 0);
+    check("post", post, o.post, e.post, 1);
+    check("comb", comb, o.comb, e.comb, 2);
   });
 }
 

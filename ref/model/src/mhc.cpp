@@ -202,6 +202,36 @@ SinkhornResult hc_split_sinkhorn(const Precision& p, const ModelConfig& c, const
   return out;
 }
 
+SinkhornRows hc_split_sinkhorn_rows(const Precision& p, const float* mixes, std::int64_t tokens, int n,
+                                    const float* scale, const float* base, int iters, double eps) {
+  if (n < 1) throw std::invalid_argument("hc_split_sinkhorn: hc_mult must be at least 1, got " + std::to_string(n));
+  if (iters < 1) throw std::invalid_argument("hc_split_sinkhorn: hc_sinkhorn_iters must be at least 1");
+  if (!(eps >= 0)) throw std::invalid_argument("hc_split_sinkhorn: hc_eps must be non-negative");
+  if (tokens < 0) throw std::invalid_argument("hc_split_sinkhorn: tokens must be non-negative");
+  ModelConfig c;
+  c.hc_mult = n;
+  c.hc_sinkhorn_iters = iters;
+  c.hc_eps = eps;
+  const std::int64_t m = mix_count(n);
+  HcWeights w;
+  w.base.resize(m);
+  w.scale.resize(3);
+  for (std::int64_t i = 0; i < m; ++i) w.base(i) = base[i];
+  for (int g = 0; g < 3; ++g) w.scale(g) = scale[g];
+  SinkhornRows out{Mat(tokens, n), Mat(tokens, n), Mat(tokens, std::int64_t{n} * n)};
+  std::vector<double> mu(static_cast<std::size_t>(m));
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    for (std::int64_t i = 0; i < m; ++i) mu[static_cast<std::size_t>(i)] = mixes[t * m + i];
+    const SinkhornResult r = hc_split_sinkhorn(p, c, mu.data(), w);
+    out.pre.row(t) = r.pre.transpose();
+    out.post.row(t) = r.post.transpose();
+    for (int j = 0; j < n; ++j) {
+      for (int k = 0; k < n; ++k) out.comb(t, j * n + k) = r.comb(j, k);
+    }
+  }
+  return out;
+}
+
 // spec 04 §4.2: μ, Sinkhorn per token, y = bf16(Σ_k fl(pre_k v_k)).
 HcPreOutput hc_pre(const Precision& p, const ModelConfig& c, const Mat& x, const HcWeights& w) {
   const std::int64_t n = hc_n(c);

@@ -72,6 +72,18 @@ Mat hc_sinkhorn(const Precision& p, const Mat& logits, std::int64_t iters, doubl
 // mode); uses w.base and w.scale, ε = c.hc_eps, c.hc_sinkhorn_iters iterations.
 SinkhornResult hc_split_sinkhorn(const Precision& p, const ModelConfig& c, const double* mu, const HcWeights& w);
 
+// The same for `tokens` tokens in the flat-array layout of the op registry, the GPU kernel and the
+// plugin ABI (gpu/ops, properties/include/dsv4/properties/plugin_abi.h): mixes [tokens, (2+n)n],
+// scale [3], base [(2+n)n] (fp32 values), n = hc_mult, `iters` Sinkhorn iterations, ε = eps.
+// The one adapter from flat arrays to the reference: pre [tokens, n], post [tokens, n] and comb
+// [tokens, n·n] (row t = comb_t row-major). Throws std::invalid_argument for n < 1, iters < 1,
+// eps < 0 or tokens < 0.
+struct SinkhornRows {
+  Mat pre, post, comb;
+};
+SinkhornRows hc_split_sinkhorn_rows(const Precision& p, const float* mixes, std::int64_t tokens, int n,
+                                    const float* scale, const float* base, int iters, double eps);
+
 // spec 04 §4.2: x [s, n·d] (bf16 values in official mode) → layer input y, post, comb, mixes.
 HcPreOutput hc_pre(const Precision& p, const ModelConfig& c, const Mat& x, const HcWeights& w);
 

@@ -1,0 +1,74 @@
+// Device helpers for the canonical arithmetic of ref/spec/01-numerics.md §1.11 (C1 exact sums
+// rounded once, C2 correctly rounded functions), usable by any kernel of dsv4_gpu: each returns
+// whether it could decide the correctly rounded result; a kernel flags what is undecided and the
+// host recomputes it with the reference (gpu/README.md, "the precision contract").
+// Compile with --fmad=false -prec-div=true -ftz=false (gpu/CMakeLists.txt).
+#pragma once
+
+#include <cuda_runtime.h>
+
+namespace dsv4::gpu::common {
+
+// fl32 of a double y whose exact counterpart lies within ±err of it: decided when the whole
+// interval rounds to one float (rounding is monotone).
+__device__ __forceinline__ bool round_interval(double y, double err, float* out) {
+  const float lo = __double2float_rn(__dsub_rn(y, err));
+  const float hi = __double2float_rn(__dadd_rn(y, err));
+  *out = lo;
+  return lo == hi;
+}
+
+// C2 exp: the CUDA double exp has ≤ 1 ulp error (CUDA Math API, double-precision functions); the
+// interval ±|y|·2^-51 (≥ 2 ulps) contains the exact value. Special cases as cr_exp.
+__device__ __forceinline__ bool exp_c2_dev(float x, float* out) {
+  if (isnan(x)) {
+    *out = x;
+    return true;
+  }
+  if (isinf(x)) {
+    *out = x > 0.0f ? x : 0.0f;
+    return true;
+  }
+  if (x == 0.0f) {
+    *out = 1.0f;
+    return true;
+  }
+  const double y = exp(static_cast<double>(x));
+  if (isinf(y) || y == 0.0) {
+    *out = __double2float_rn(y);
+    return true;
+  }
+  return round_interval(y, __dmul_rn(fabs(y), 0x1p-51), out);
+}
+
+// C2 sigmoid: fl(1 / fl(1 + exp(−x))).
+__device__ __forceinline__ bool sigmoid_c2_dev(float x, float* out) {
+  float e = 0.0f;
+  const bool ok = exp_c2_dev(-x, &e);
+  *out = __fdiv_rn(1.0f, __fadd_rn(1.0f, e));
+  return ok;
+}
+
+// C1 sum of count floats at v[0], v[stride], …: the exact sum rounded once. The sequential double
+// sum is exact when every TwoSum error is zero; otherwise its error is ≤ (count − 1)·2^-53·Σ|v|,
+// bounded here by 2·count·2^-53·Σ|v| (Σ|v| itself computed in double).
+__device__ __forceinline__ bool sum_c1_dev(const float* v, int count, int stride, float* out) {
+  double s = 0.0, mag = 0.0;
+  bool exact = true;
+  for (int i = 0; i < count; ++i) {
+    const double a = static_cast<double>(v[i * stride]);
+    const double t = __dadd_rn(s, a);
+    const double bp = __dsub_rn(t, s);
+    const double err = __dadd_rn(__dsub_rn(s, __dsub_rn(t, bp)), __dsub_rn(a, bp));
+    if (err != 0.0) exact = false;
+    s = t;
+    mag = __dadd_rn(mag, fabs(a));
+  }
+  if (exact || !isfinite(s)) {
+    *out = __double2float_rn(s);
+    return true;
+  }
+  return round_interval(s, __dmul_rn(mag, 2.0 * count * 0x1p-53), out);
+}
+
+}  // namespace dsv4::gpu::common

@@ -1,0 +1,29 @@
+// Case inputs shared by the registry's ops and the kernels' own tests (tests/gpu_*_test.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dsv4/ops/op.hpp"
+
+namespace dsv4::ops {
+
+// rows × cols bf16 activations (stored as float) covering the quantisers' edge cases. Each
+// 128-element segment of the flat array has a kind, each 32-element sub-segment its own magnitude,
+// so fp4 blocks (32) and fp8 blocks (32, 64, 128) all see every kind and wide ranges in one block:
+//  0 all zero (signed zeros)           1 around the 1e-4 amax floor     2 bf16 subnormals (+ tiny normals)
+//  3 one huge outlier in small values  4 e4m3 ties at scale 2^k         5 e2m1 ties at scale 2^k
+//  6.. random normals × 2^e, e per 32-element sub-segment in [-60, 60] (kinds 6-11) or [-120, 120] (12-15)
+std::vector<float> edge_activations(std::int64_t rows, std::int64_t cols, std::uint64_t seed);
+
+// Row lengths of the model (7168 = hidden, 448 = KV nope dims, 512 = KV dims, 128 = indexer head,
+// 4096, 1536) and odd ones; row counts from 1 to 1000.
+struct Shape {
+  std::int64_t rows, cols;
+};
+const std::vector<Shape>& quant_shapes();
+
+std::string shape_label(const Shape& s);
+
+}  // namespace dsv4::ops

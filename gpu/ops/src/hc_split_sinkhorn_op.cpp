@@ -1,0 +1,141 @@
+// Registration of hc_split_sinkhorn (spec 04 §4.3): per token, the mHC gates pre and post and the
+// Sinkhorn-normalised comb matrix from the token's RMS-scaled mixes.
+#include <algorithm>
+#include <cmath>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/mhc.hpp"
+#include "dsv4/numerics/philox.hpp"
+#include "op_list.hpp"
+#if DSV4_HAVE_CUDA
+#include "dsv4/gpu/mhc.hpp"
+#endif
+
+namespace dsv4::ops::detail {
+namespace {
+
+std::vector<float> to_floats(const Mat& m) {
+  std::vector<float> v(static_cast<std::size_t>(m.size()));
+  for (Eigen::Index i = 0; i < m.size(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
+  return v;
+}
+
+// ints {n = hc_mult, iters}, reals {eps}; inputs mixes [tokens, (2+n)n] (per row), scale [1, 3]
+// and base [1, (2+n)n] (shared) → pre [tokens, n], post [tokens, n], comb [tokens, n·n].
+struct SinkhornArgs {
+  const Array& mixes;
+  const Array& scale;
+  const Array& base;
+  int n, iters;
+  double eps;
+  explicit SinkhornArgs(const Call& c)
+      : mixes(c.inputs.at(0)),
+        scale(c.inputs.at(1)),
+        base(c.inputs.at(2)),
+        n(static_cast<int>(c.ints.at(0))),
+        iters(static_cast<int>(c.ints.at(1))),
+        eps(c.reals.at(0)) {}
+  Outputs outputs(std::vector<float> pre, std::vector<float> post, std::vector<float> comb) const {
+    return {Array::floats("pre", mixes.rows, n, std::move(pre)), Array::floats("post", mixes.rows, n, std::move(post)),
+            Array::floats("comb", mixes.rows, std::int64_t{n} * n, std::move(comb))};
+  }
+};
+
+Outputs reference(const Call& c) {
+  const SinkhornArgs a(c);
+  const SinkhornRows r = hc_split_sinkhorn_rows(Precision(Mode::kOfficial), a.mixes.f32.data(), a.mixes.rows, a.n,
+                                                a.scale.f32.data(), a.base.f32.data(), a.iters, a.eps);
+  return a.outputs(to_floats(r.pre), to_floats(r.post), to_floats(r.comb));
+}
+
+#if DSV4_HAVE_CUDA
+Outputs device(const Call& c) {
+  const SinkhornArgs a(c);
+  gpu::SinkhornBatch r = gpu::hc_split_sinkhorn(a.mixes.f32.data(), a.mixes.rows, a.n, a.scale.f32.data(),
+                                                a.base.f32.data(), a.iters, a.eps);
+  return a.outputs(std::move(r.pre), std::move(r.post), std::move(r.comb));
+}
+#endif
+
+// How a case draws its mixes μ (fp32).
+enum class Mixes { kNormal, kTies, kSubnormal, kZeroScale };
+
+// One case: n streams, iters iterations, `tokens` tokens; the synthetic mHC weights of hc_mult n
+// with α_res = fl32(0.7) (not a power of two, so the fused affine map differs from mul + add on
+// many inputs) and μ ~ (spread/0.7)·N(0, 1) — comb logits spread like spread·N(0, 1) — or an edge.
+Case sinkhorn_case(int n, int iters, double eps, std::int64_t tokens, double spread, Mixes kind, std::uint64_t seed,
+                   const std::string& what) {
+  ModelConfig cfg = builtin_config("tiny");
+  cfg.hc_mult = n;
+  cfg.dim = 8;
+  const HcWeights w = HcWeights::synthetic(cfg, seed);
+  const std::int64_t m = std::int64_t{2 + n} * n;
+  std::vector<float> base(static_cast<std::size_t>(m)),
+      scale = {static_cast<float>(w.scale(0)), static_cast<float>(w.scale(1)), 0.7f};
+  for (std::int64_t i = 0; i < m; ++i) base[static_cast<std::size_t>(i)] = static_cast<float>(w.base(i));
+  const CounterRng rng(seed, stream_id("ops.hc_split_sinkhorn.mixes"));
+  std::vector<float> mixes(static_cast<std::size_t>(tokens * m));
+  for (std::size_t i = 0; i < mixes.size(); ++i) {
+    const double z = rng.normal(i);
+    switch (kind) {
+      case Mixes::kNormal:
+      case Mixes::kZeroScale:
+        mixes[i] = static_cast<float>(spread / 0.7 * z);
+        break;
+      case Mixes::kTies:  // three values only: many equal logits, rows of equal entries
+        mixes[i] = static_cast<float>(z < -0.5 ? -0.5 : (z < 0.5 ? 0.0 : 0.5));
+        break;
+      case Mixes::kSubnormal:  // fp32 subnormals and signed zeros: the logits are the biases
+        mixes[i] = static_cast<float>(z < 0 ? -0.0 : std::ldexp(std::fabs(z), -130));
+        break;
+    }
+  }
+  if (kind == Mixes::kTies) std::fill(base.begin(), base.end(), 0.0f);
+  if (kind == Mixes::kZeroScale) scale = {0.0f, 0.0f, 0.0f};
+  Case c;
+  c.label = "n " + std::to_string(n) + ", " + std::to_string(iters) + " iters, " + std::to_string(tokens) +
+            " tokens, " + what;
+  c.call.ints = {n, iters};
+  c.call.reals = {eps};
+  c.call.inputs = {Array::floats("mixes", tokens, m, std::move(mixes)), Array::shared("scale", std::move(scale)),
+                   Array::shared("base", std::move(base))};
+  return c;
+}
+
+std::vector<Case> sinkhorn_cases(std::uint64_t seed) {
+  std::vector<Case> cases;
+  static constexpr double kSpreads[] = {0.5, 1.0, 3.0};
+  for (int n = 1; n <= 8; ++n) {
+    for (const int iters : {1, 5, 20, 40}) {
+      const double spread = kSpreads[(n + iters) % 3];
+      cases.push_back(sinkhorn_case(n, iters, 1e-6, 100, spread, Mixes::kNormal, seed * 100 + n * 10 + iters % 7,
+                                    "spread " + std::to_string(spread).substr(0, 3)));
+    }
+  }
+  // The tiny config (n 4, 20 iterations, eps 1e-6) on a long batch, and the edges.
+  cases.push_back(sinkhorn_case(4, 20, 1e-6, 2000, 1.5, Mixes::kNormal, seed * 100 + 1, "spread 1.5"));
+  cases.push_back(sinkhorn_case(4, 20, 1e-6, 64, 30.0, Mixes::kNormal, seed * 100 + 2, "spread 30 (exp underflow)"));
+  cases.push_back(sinkhorn_case(4, 20, 1e-3, 64, 0.0, Mixes::kTies, seed * 100 + 3, "ties, eps 1e-3"));
+  cases.push_back(sinkhorn_case(8, 20, 1e-6, 64, 0.0, Mixes::kSubnormal, seed * 100 + 4, "subnormal mixes"));
+  cases.push_back(sinkhorn_case(4, 20, 0.0, 64, 1.0, Mixes::kZeroScale, seed * 100 + 5, "zero scales, eps 0"));
+  return cases;
+}
+
+}  // namespace
+
+Op hc_split_sinkhorn_op() {
+  Op op;
+  op.stem = "hc_split_sinkhorn";
+  op.spec = "spec 04 §4.3";
+  op.summary = "mHC pre/post gates and Sinkhorn-normalised comb per token";
+  op.int_params = {"hc_mult", "iters"};
+  op.real_params = {"eps"};
+  op.reference = reference;
+#if DSV4_HAVE_CUDA
+  op.device = device;
+#endif
+  op.cases = sinkhorn_cases;
+  return op;
+}
+
+}  // namespace dsv4::ops::detail

@@ -1,0 +1,13 @@
+// One factory per registered op (private to gpu/ops; each defined in its own <stem>_op.cpp and
+// listed once in registry.cpp).
+#pragma once
+
+#include "dsv4/ops/op.hpp"
+
+namespace dsv4::ops::detail {
+
+Op act_quant_op();
+Op fp4_act_quant_op();
+Op hc_split_sinkhorn_op();
+
+}  // namespace dsv4::ops::detail

@@ -1,0 +1,46 @@
+// The list of registered ops (dsv4/ops/registry.hpp). Adding an op: its own <stem>_op.cpp and one
+// line here.
+#include "dsv4/ops/registry.hpp"
+
+#include "op_list.hpp"
+#if DSV4_HAVE_CUDA
+#include "dsv4/gpu/device.hpp"
+#endif
+
+namespace dsv4::ops {
+
+const std::vector<Op>& all_ops() {
+  static const std::vector<Op> ops = {
+      detail::act_quant_op(),
+      detail::fp4_act_quant_op(),
+      detail::hc_split_sinkhorn_op(),
+  };
+  return ops;
+}
+
+const Op* find_op(std::string_view stem) {
+  for (const Op& op : all_ops()) {
+    if (op.stem == stem) return &op;
+  }
+  return nullptr;
+}
+
+std::string device_unavailable_reason() {
+#if DSV4_HAVE_CUDA
+  return gpu::gpu_available() ? "" : "no CUDA device visible to this process";
+#else
+  return "this build has no CUDA kernels (nvcc was not found at configure time)";
+#endif
+}
+
+bool device_available() { return device_unavailable_reason().empty(); }
+
+std::string device_text() {
+#if DSV4_HAVE_CUDA
+  return gpu::device_description();
+#else
+  return "none (built without CUDA)";
+#endif
+}
+
+}  // namespace dsv4::ops

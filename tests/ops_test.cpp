@@ -1,0 +1,226 @@
+// The op registry's one harness (gpu/ops, dsv4/ops/harness.hpp) over every registered op and every
+// case of its generator: the CUDA kernel against the reference bit for bit, batch invariance and 20
+// reruns (skipped without a GPU), the same invariance and reruns of the CPU reference itself (run
+// everywhere), and the harness's own ability to fail (implementations with a wrong bit, a
+// batch-dependent row, a nondeterministic rerun are caught and the first mismatch is named).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dsv4/ops/harness.hpp"
+#include "dsv4/ops/registry.hpp"
+
+namespace dsv4::ops {
+namespace {
+
+std::string describe(const std::vector<SelfCheckLine>& lines) {
+  std::string s;
+  for (const SelfCheckLine& l : lines) {
+    s += l.what + ": " + std::to_string(l.cases) + " cases, " + std::to_string(l.failures) + " failures" +
+         (l.first_failure.empty() ? "" : "; first: " + l.first_failure) + "\n";
+  }
+  return s;
+}
+
+void expect_clean(const std::vector<SelfCheckLine>& lines) {
+  for (const SelfCheckLine& l : lines) {
+    EXPECT_GT(l.cases, 0) << l.what;
+    EXPECT_EQ(l.failures, 0) << l.what << ": " << l.first_failure;
+  }
+  std::printf("%s", describe(lines).c_str());
+}
+
+class EveryOp : public ::testing::TestWithParam<std::string> {
+ protected:
+  const Op& op() const { return *find_op(GetParam()); }
+};
+
+TEST_P(EveryOp, RegistrationIsComplete) {
+  const Op& o = op();
+  EXPECT_FALSE(o.spec.empty());
+  EXPECT_FALSE(o.summary.empty());
+  ASSERT_TRUE(o.reference) << o.stem << " has no reference";
+  ASSERT_TRUE(o.cases) << o.stem << " has no case generator";
+  // Labels and shapes depend on the op alone; the seed changes the values.
+  const std::vector<Case> a = o.cases(1), b = o.cases(2);
+  ASSERT_FALSE(a.empty());
+  ASSERT_EQ(a.size(), b.size());
+  std::set<std::string> labels;
+  bool some_value_differs = false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(labels.insert(a[i].label).second) << "duplicate case label " << a[i].label;
+    EXPECT_EQ(a[i].label, b[i].label);
+    EXPECT_EQ(a[i].call.ints, b[i].call.ints) << a[i].label;
+    EXPECT_EQ(a[i].call.ints.size(), o.int_params.size()) << a[i].label;
+    EXPECT_EQ(a[i].call.reals.size(), o.real_params.size()) << a[i].label;
+    ASSERT_EQ(a[i].call.inputs.size(), b[i].call.inputs.size());
+    for (std::size_t k = 0; k < a[i].call.inputs.size(); ++k) {
+      EXPECT_EQ(a[i].call.inputs[k].rows, b[i].call.inputs[k].rows) << a[i].label;
+      EXPECT_EQ(a[i].call.inputs[k].cols, b[i].call.inputs[k].cols) << a[i].label;
+      some_value_differs = some_value_differs || a[i].call.inputs[k].f32 != b[i].call.inputs[k].f32;
+    }
+  }
+  EXPECT_TRUE(some_value_differs) << "the seed changes no input value";
+}
+
+// The CPU reference, on every case: a row alone == in batches; 20 reruns identical. Batches are
+// capped at 2^18 input elements here (the reference quantisers take ~40 ns an element: the device
+// run's 2^21 would cost this test half a minute); rows of up to 512 elements still reach 512-row
+// batches.
+TEST_P(EveryOp, ReferenceIsBatchInvariantAndDeterministic) {
+  HarnessOptions opt;
+  opt.max_batch_elements = std::int64_t{1} << 18;
+  expect_clean(check_op(op(), op().reference, "reference", false, opt));
+}
+
+// The CUDA kernel: bits == reference on every case, batch invariance, 20 reruns.
+TEST_P(EveryOp, DeviceMatchesReferenceBitForBit) {
+  if (!op().device) GTEST_SKIP() << op().stem << ": no device function (" << device_unavailable_reason() << ")";
+  if (!device_available()) GTEST_SKIP() << device_unavailable_reason();
+  std::printf("GPU: %s\n", device_text().c_str());
+  expect_clean(check_op(op(), op().device, "device", true, HarnessOptions{}));
+}
+
+std::vector<std::string> stems() {
+  std::vector<std::string> s;
+  for (const Op& o : all_ops()) s.push_back(o.stem);
+  return s;
+}
+INSTANTIATE_TEST_SUITE_P(Registry, EveryOp, ::testing::ValuesIn(stems()),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// ---- the harness can fail ----
+
+// hc_split_sinkhorn's smallest cases (fast), as a test bed for broken implementations.
+std::vector<Case> few_cases(std::uint64_t seed = 1) {
+  std::vector<Case> all = find_op("hc_split_sinkhorn")->cases(seed);
+  return {all[0], all[9]};
+}
+
+TEST(OpsHarness, FirstMismatchNamesOutputCoordinateAndBothValues) {
+  const Op& op = *find_op("hc_split_sinkhorn");
+  const Case c = few_cases()[1];
+  const Outputs want = op.reference(c.call);
+  Outputs got = want;
+  got[2].f32[static_cast<std::size_t>(3 * got[2].cols + 1)] = std::nextafter(got[2].f32[3 * got[2].cols + 1], 2.0f);
+  const auto m = first_mismatch(got, want);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->output, "comb");
+  EXPECT_EQ(m->row, 3);
+  EXPECT_EQ(m->col, 1);
+  EXPECT_EQ(m->differing, 1);
+  EXPECT_NE(m->text().find("got 0x"), std::string::npos) << m->text();
+  EXPECT_NE(m->text().find("want 0x"), std::string::npos) << m->text();
+  // −0 and +0 are different bits.
+  Outputs zero = want, negzero = want;
+  zero[0].f32[0] = 0.0f;
+  negzero[0].f32[0] = -0.0f;
+  EXPECT_TRUE(first_mismatch(negzero, zero).has_value());
+  // A missing output is a structural mismatch.
+  Outputs fewer = want;
+  fewer.pop_back();
+  const auto s = first_mismatch(fewer, want);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->row, -1);
+  EXPECT_FALSE(first_mismatch(want, want).has_value());
+}
+
+TEST(OpsHarness, CatchesAWrongBit) {
+  const Op& op = *find_op("hc_split_sinkhorn");
+  const Fn off_by_one_ulp = [&op](const Call& c) {
+    Outputs o = op.reference(c);
+    o[1].f32.back() = std::nextafter(o[1].f32.back(), 0.0f);
+    return o;
+  };
+  const SelfCheckLine l = check_matches_reference(op, off_by_one_ulp, few_cases());
+  EXPECT_EQ(l.failures, 2);
+  EXPECT_NE(l.first_failure.find("post[row 99, col 0]"), std::string::npos) << l.first_failure;
+}
+
+TEST(OpsHarness, CatchesABatchDependentRow) {
+  const Op& op = *find_op("hc_split_sinkhorn");
+  // A kernel whose last output row depends on the batch size (a split chosen by the batch).
+  const Fn batch_dependent = [&op](const Call& c) {
+    Outputs o = op.reference(c);
+    if (c.rows() > 64) o[0].f32.back() = std::nextafter(o[0].f32.back(), 2.0f);
+    return o;
+  };
+  const std::vector<Case> cases = few_cases();
+  const SelfCheckLine l = check_batch_invariance(op, batch_dependent, cases, few_cases(2), HarnessOptions{});
+  EXPECT_GT(l.failures, 0);
+  EXPECT_NE(l.first_failure.find("batch of 512"), std::string::npos) << l.first_failure;
+  // Rows depending on their neighbours' contents are caught too (the companions change).
+  const Fn neighbour_dependent = [&op](const Call& c) {
+    Outputs o = op.reference(c);
+    const auto& mixes = c.inputs[0].f32;
+    if (c.rows() > 1 && mixes[0] > mixes[static_cast<std::size_t>(c.inputs[0].cols)]) {
+      o[0].f32[static_cast<std::size_t>(o[0].cols)] = 0.0f;
+    }
+    return o;
+  };
+  EXPECT_GT(check_batch_invariance(op, neighbour_dependent, cases, few_cases(2), HarnessOptions{}).failures, 0);
+}
+
+TEST(OpsHarness, CatchesANondeterministicRerun) {
+  const Op& op = *find_op("hc_split_sinkhorn");
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  const Fn racy = [&op, calls](const Call& c) {
+    Outputs o = op.reference(c);
+    if (++*calls % 7 == 0) o[2].f32[0] = std::nextafter(o[2].f32[0], 2.0f);  // every 7th run differs
+    return o;
+  };
+  const SelfCheckLine l = check_reruns(op, racy, few_cases(), HarnessOptions{});
+  EXPECT_GT(l.failures, 0);
+  EXPECT_NE(l.first_failure.find("rerun"), std::string::npos) << l.first_failure;
+}
+
+TEST(OpsHarness, AnExceptionIsAFailureNotACrash) {
+  const Op& op = *find_op("hc_split_sinkhorn");
+  const Fn throws = [](const Call&) -> Outputs { throw std::invalid_argument("refused"); };
+  const SelfCheckLine l = check_matches_reference(op, throws, few_cases());
+  EXPECT_EQ(l.failures, 2);
+  EXPECT_NE(l.first_failure.find("refused"), std::string::npos);
+}
+
+// ---- the case generators cover the edges they are meant to ----
+
+TEST(OpsCases, QuantiserInputsCoverFloorClampZeroBlocksAndSubnormals) {
+  const Op& op = *find_op("act_quant");
+  std::int64_t floor_blocks = 0, zero_codes_of_nonzero = 0, subnormal_inputs = 0, zero_blocks = 0, ties = 0;
+  for (const Case& c : op.cases(1)) {
+    if (c.call.ints[0] != 128 || c.call.ints[1] != 1) continue;  // block 128, ue8m0
+    const Outputs o = op.reference(c.call);
+    const std::vector<float>& x = c.call.inputs[0].f32;
+    for (const float s : o[1].f32) floor_blocks += s == 0x1p-22f ? 1 : 0;
+    for (std::size_t b = 0; b < x.size() / 128; ++b) {
+      bool all_zero = true;
+      for (std::size_t i = b * 128; i < (b + 1) * 128; ++i) all_zero = all_zero && x[i] == 0.0f;
+      zero_blocks += all_zero ? 1 : 0;
+    }
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      zero_codes_of_nonzero += (x[i] != 0 && (o[0].u8[i] & 0x7F) == 0) ? 1 : 0;
+      subnormal_inputs += std::fpclassify(x[i]) == FP_SUBNORMAL ? 1 : 0;
+      // an e4m3 tie: x / s exactly halfway between two codes (the scale is a power of two here)
+      const double q = std::fabs(static_cast<double>(x[i]) / o[1].f32[i / 128]);
+      int e = 0;
+      std::frexp(q, &e);                      // q = m·2^e, m ∈ [0.5, 1): e4m3 spacing 2^(e−4)
+      const double t = std::ldexp(q, 4 - e);  // q in units of its e4m3 spacing (normals: 3 mantissa bits)
+      ties += q >= 0x1p-6 && q < 448.0 && t - std::floor(t) == 0.5 ? 1 : 0;
+    }
+  }
+  EXPECT_GT(floor_blocks, 100);
+  EXPECT_GT(zero_codes_of_nonzero, 1000);
+  EXPECT_GT(subnormal_inputs, 1000);
+  EXPECT_GT(zero_blocks, 10);
+  EXPECT_GT(ties, 100);
+}
+
+}  // namespace
+}  // namespace dsv4::ops
