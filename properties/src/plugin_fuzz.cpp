@@ -2,7 +2,6 @@
 #include <stdexcept>
 
 #include "dsv4/properties/plugin.hpp"
-#include "plugin_detail.hpp"
 
 namespace dsv4::props {
 
@@ -13,13 +12,7 @@ RunResult fuzz_plugin(const Plugin& plugin, const std::string& component, const 
   if (!plugin.provides(component)) {
     throw std::invalid_argument("plugin " + plugin.path() + " does not provide component '" + component + "'");
   }
-  const dsv4_plugin& t = plugin.table();
-  using namespace plugin_detail;
-  const rc::detail::Property prop = component == "act_quant"           ? act_quant_property(t)
-                                    : component == "fp4_act_quant"     ? fp4_act_quant_property(t)
-                                    : component == "hc_split_sinkhorn" ? hc_split_sinkhorn_property(t)
-                                    : component == "sparse_attention"  ? sparse_attention_property(t)
-                                                                       : compressor_prefill_property(t);
+  const rc::detail::Property prop = find_plugin_component(component)->property(plugin.table());
   RunResult r = run_rapidcheck(prop, "plugin." + component, cfg);
   // RC_FAIL's description starts with "<file>:<line>:\nRC_FAIL(<source text>)\n\n" before the
   // message: the plugin author needs the message only.

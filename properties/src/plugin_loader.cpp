@@ -1,4 +1,4 @@
-// Loading a foreign-kernel plugin (plugin.hpp) and the list of ABI v1 components.
+// Loading a foreign-kernel plugin (plugin.hpp); the components are listed in plugin_components.cpp.
 #include <dlfcn.h>
 
 #include <filesystem>
@@ -6,21 +6,6 @@
 #include "dsv4/properties/plugin.hpp"
 
 namespace dsv4::props {
-
-const std::vector<PluginComponent>& plugin_components() {
-  static const std::vector<PluginComponent> list = {
-      {"act_quant", "FP8 act_quant (block 32/64/128, fp32 and ue8m0 scales): codes and scales bit for bit"},
-      {"fp4_act_quant", "FP4 fp4_act_quant (block 32): packed codes and e8m0 scales bit for bit"},
-      {"hc_split_sinkhorn",
-       "mHC pre/post/comb: |cand - exact| <= 2 max|official - exact| + a first-order fp32 error bound"},
-      {"sparse_attention",
-       "sparse attention with sink: |cand - exact| <= 2 max|official - exact| + ulp_bf16(exact); certify model"},
-      {"compressor_prefill",
-       "KV compressor prefill (ratio 4/128, main/indexer): |cand - exact| <= 2 max|official - exact| + one output "
-       "quantum"},
-  };
-  return list;
-}
 
 const PluginComponent* find_plugin_component(const std::string& name) {
   for (const auto& c : plugin_components()) {
@@ -73,13 +58,8 @@ std::string Plugin::name() const {
 }
 
 bool Plugin::provides(const std::string& component) const {
-  const dsv4_plugin& t = *table_;
-  if (component == "act_quant") return t.act_quant != nullptr;
-  if (component == "fp4_act_quant") return t.fp4_act_quant != nullptr;
-  if (component == "hc_split_sinkhorn") return t.hc_split_sinkhorn != nullptr;
-  if (component == "sparse_attention") return t.sparse_attention != nullptr;
-  if (component == "compressor_prefill") return t.compressor_prefill != nullptr;
-  return false;
+  const PluginComponent* c = find_plugin_component(component);
+  return c != nullptr && c->provided_by(*table_);
 }
 
 }  // namespace dsv4::props

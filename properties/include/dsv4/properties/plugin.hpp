@@ -12,10 +12,13 @@
 
 namespace dsv4::props {
 
-// One component a plugin may provide.
+// One component a plugin may provide: its one registration (properties/src/plugin_components.cpp)
+// names it, says what is compared, which ABI table slot holds it and the property that fuzzes it.
 struct PluginComponent {
-  std::string name;         // the --component name, e.g. "act_quant"
+  std::string name;         // the --component name, e.g. "act_quant" (the op registry's stem)
   std::string description;  // one line: what is compared and how
+  bool (*provided_by)(const dsv4_plugin& table) = nullptr;  // the table's slot is non-null
+  rc::detail::Property (*property)(const dsv4_plugin& table) = nullptr;
 };
 // Every component of ABI version DSV4_PLUGIN_ABI_VERSION, in table order.
 const std::vector<PluginComponent>& plugin_components();
