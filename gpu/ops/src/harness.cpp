@@ -155,7 +155,7 @@ SelfCheckLine check_matches_reference(const Op& op, const Fn& impl, const std::v
 SelfCheckLine check_batch_invariance(const Op& op, const Fn& impl, const std::vector<Case>& cases,
                                      const std::vector<Case>& others, const HarnessOptions& opt) {
   SelfCheckLine line;
-  line.what = line_what(op, "row alone == in batches of 1..512 at any position, other rows changed");
+  line.what = line_what(op, "batch-invariant (batches 1..512, any row)");
   for (std::size_t ci = 0; ci < cases.size(); ++ci) {
     const Case& c = cases[ci];
     const std::int64_t rows = c.call.rows();
