@@ -3,16 +3,14 @@
 // plugin (one bug per component: every one caught, with a counterexample and a reproducing
 // command that reproduces it).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "support/cli_process.hpp"
 
 namespace dsv4 {
 namespace {
@@ -22,52 +20,19 @@ namespace fs = std::filesystem;
 const char* const kComponents[] = {"act_quant", "fp4_act_quant", "hc_split_sinkhorn", "sparse_attention",
                                    "compressor_prefill"};
 
-class CliFuzz : public ::testing::Test {
+class CliFuzz : public testing_support::CliDir {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dsv4_cli_fuzz_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // The plugins are built next to dsv4: <build>/lib/dsv4_<kind>_plugin.so.
   static std::string plugin(const std::string& kind) {
     return (fs::path(DSV4_CLI_PATH).parent_path().parent_path() / "lib" / ("dsv4_" + kind + "_plugin.so")).string();
   }
 
-  struct Result {
-    int status = -1;
-    std::string out, err;
-  };
-  // `args` follows "dsv4 " (so a printed reproduce line can be run as it is).
-  Result run_dsv4(const std::string& args) const {
-    const std::string o = (dir_ / "stdout.txt").string(), e = (dir_ / "stderr.txt").string();
-    const std::string cmd = std::string("'") + DSV4_CLI_PATH + "' " + args + " > '" + o + "' 2> '" + e + "'";
-    const int raw = std::system(cmd.c_str());
-    Result r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = slurp(o);
-    r.err = slurp(e);
-    return r;
-  }
-  Result run(const std::string& args) const { return run_dsv4("fuzz " + args); }
-  static std::string slurp(const std::string& p) {
-    std::ifstream i(p, std::ios::binary);
-    std::stringstream s;
-    s << i.rdbuf();
-    return s.str();
-  }
+  // `dsv4 fuzz <args>`; dsv4(args) runs "dsv4 <args>" (so a printed reproduce line can be run as it is).
+  Result run(const std::string& args) const { return dsv4("fuzz " + args); }
   // Bad input: exit 2, exactly one line on stderr starting "dsv4 fuzz: error: " containing `expect`.
   void expect_refused(const std::string& args, const std::string& expect) const {
     SCOPED_TRACE(args);
-    const Result r = run(args);
-    EXPECT_EQ(r.status, 2) << r.out << r.err;
-    EXPECT_EQ(r.err.rfind("dsv4 fuzz: error: ", 0), 0u) << r.err;
-    ASSERT_FALSE(r.err.empty());
-    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
-    EXPECT_NE(r.err.find(expect), std::string::npos) << r.err;
+    expect_bad_input(run(args), "fuzz", expect);
   }
   // The text after "reproduce: dsv4 " on its line.
   static std::string reproduce_args(const std::string& out) {
@@ -82,8 +47,6 @@ class CliFuzz : public ::testing::Test {
     if (p == std::string::npos || q == std::string::npos) return "";
     return out.substr(p, q - p);
   }
-
-  fs::path dir_;
 };
 
 TEST_F(CliFuzz, ListNamesEveryPropertyAndComponent) {
@@ -213,7 +176,7 @@ TEST_F(CliFuzz, BuggyPluginIsCaughtWithAReproducibleCounterexample) {
     const std::string again = reproduce_args(r.out);
     EXPECT_EQ(again, "fuzz --plugin " + plugin("buggy") + " --component " + c + " --runs 200 --seed 5 --max-size 100");
     // The printed command reproduces the same shrunk counterexample.
-    const Result r2 = run_dsv4(again);
+    const Result r2 = dsv4(again);
     EXPECT_EQ(r2.status, 1) << r2.out;
     EXPECT_EQ(counterexample(r2.out), ce);
   }

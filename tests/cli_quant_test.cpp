@@ -1,13 +1,10 @@
 // `dsv4 quant` end to end: runs the built CLI (DSV4_CLI_PATH) on temporary files. Expected outputs
 // are worked out by hand in the comments, not by calling the library's quantisers.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
 #include <cstdint>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -17,58 +14,23 @@
 
 #include "dsv4/io/npy.hpp"
 #include "dsv4/numerics/quant.hpp"
+#include "support/cli_process.hpp"
 
 namespace dsv4 {
 namespace {
 
 namespace fs = std::filesystem;
 
-class CliQuant : public ::testing::Test {
+class CliQuant : public testing_support::CliDir {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("dsv4_cli_quant_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
-
-  struct Result {
-    int status = -1;
-    std::string out, err;
-  };
-  Result run(const std::string& args) const {
-    const std::string o = file("stdout.txt"), e = file("stderr.txt");
-    const std::string cmd = std::string("'") + DSV4_CLI_PATH + "' quant " + args + " > '" + o + "' 2> '" + e + "'";
-    const int raw = std::system(cmd.c_str());
-    Result r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = slurp(o);
-    r.err = slurp(e);
-    fs::remove(o);
-    fs::remove(e);
-    return r;
-  }
-  static std::string slurp(const std::string& p) {
-    std::ifstream i(p, std::ios::binary);
-    std::stringstream s;
-    s << i.rdbuf();
-    return s.str();
-  }
+  Result run(const std::string& args) const { return dsv4("quant " + args); }
 
   // Bad input: exit 2, exactly one line on stderr starting "dsv4 quant: error: " and containing
   // `expect`, and no output file (nor a temporary) in the directory.
   void expect_refused(const std::string& args, const std::string& expect, const std::string& out_name = "out.npy") {
     SCOPED_TRACE(args);
     const auto before = listing();
-    const Result r = run(args);
-    EXPECT_EQ(r.status, 2) << r.err;
-    EXPECT_EQ(r.err.rfind("dsv4 quant: error: ", 0), 0u) << r.err;
-    ASSERT_FALSE(r.err.empty());
-    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
-    EXPECT_NE(r.err.find(expect), std::string::npos) << r.err;
+    expect_bad_input(run(args), "quant", expect);
     EXPECT_FALSE(fs::exists(file(out_name)));
     EXPECT_EQ(listing(), before) << "nothing written";
   }
@@ -78,8 +40,6 @@ class CliQuant : public ::testing::Test {
     std::sort(v.begin(), v.end());
     return v;
   }
-
-  fs::path dir_;
 };
 
 Tensor f32(std::vector<std::int64_t> shape, const std::vector<float>& v) {
