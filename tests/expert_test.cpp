@@ -14,6 +14,7 @@
 #include "dsv4/model/indexer.hpp"
 #include "dsv4/numerics/correct_rounding.hpp"
 #include "dsv4/numerics/formats.hpp"
+#include "support/expect_errors.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
@@ -158,14 +159,7 @@ TEST(Expert, FlashSliceShapesFp4) {
             0.0);
 }
 
-void expect_invalid(const std::function<void()>& fn, const std::string& field) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception; expected one naming " << field;
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
-  }
-}
+using testing_support::expect_invalid;
 
 TEST(Expert, BadInputNamesTheField) {
   const HandExpert h = hand_expert({1}, {1});

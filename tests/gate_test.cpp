@@ -20,6 +20,7 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/gemm.hpp"
 #include "dsv4/numerics/multiprecision.hpp"
+#include "support/expect_errors.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
@@ -298,7 +299,7 @@ TEST(Gate, ExactBoundHoldsAgainstMp50AndIsNotVacuous) {
     }
     EXPECT_LE(worst_bound, limit) << "score function " << static_cast<int>(f);
     EXPECT_LT(limit, 1e-10);
-    EXPECT_EQ(o.redecided_tokens, 0);
+    EXPECT_EQ(o.decisions.redecided, 0);
   }
 }
 
@@ -334,8 +335,8 @@ TEST(Gate, ExactNearTieIsRedecidedInMp50) {
     EXPECT_EQ(o.scores(0, 1), o.scores(0, 3));  // the double computation cannot tell them apart
     EXPECT_EQ(o.indices, (std::vector<std::int64_t>{0, 3}));
     EXPECT_TRUE(o.margins[0].redecided);
-    EXPECT_EQ(o.redecided_tokens, 1);
-    EXPECT_EQ(o.flipped_tokens, 1);
+    EXPECT_EQ(o.decisions.redecided, 1);
+    EXPECT_EQ(o.decisions.flipped, 1);
     EXPECT_GT(o.margins[0].bound, 0.0);
     // official mode sees the fp32 logits 1 and 1 + 2⁻⁶⁰ → 1: an exact tie, C4 picks expert 1.
     const GateOutput off = Gate(kOfficial, h.c, kScoreLayer, h.w).forward(h.x, {3});
@@ -376,14 +377,7 @@ TEST(Gate, OfficialIsBitIdenticalAcrossThreadsRunsAndBatches) {
   }
 }
 
-void expect_invalid(const std::function<void()>& fn, const std::string& field) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception; expected one naming " << field;
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
-  }
-}
+using testing_support::expect_invalid;
 
 TEST(Gate, BadInputNamesTheField) {
   const ModelConfig c = tiny();

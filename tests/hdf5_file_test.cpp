@@ -15,14 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "support/expect_errors.hpp"
 #include "support/temp_files.hpp"
 
 namespace dsv4 {
 namespace {
 
-using testing_support::expect_same;
-using testing_support::patterned;
-using testing_support::TempDir;
+using namespace testing_support;
 
 namespace fs = std::filesystem;
 
@@ -34,20 +33,6 @@ std::vector<char> slurp(const std::string& path) {
 void spit(const std::string& path, const std::vector<char>& b) {
   std::ofstream o(path, std::ios::binary);
   o.write(b.data(), static_cast<std::streamsize>(b.size()));
-}
-
-// The message of the InputError `f` throws ("" and a test failure when it throws nothing).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    const std::string m = e.what();
-    EXPECT_EQ(m.find('\n'), std::string::npos) << "one line: " << m;
-    return m;
-  }
-  ADD_FAILURE() << "no InputError";
-  return "";
 }
 
 const std::vector<DType> kAll = {DType::kF64,  DType::kF32,  DType::kBF16,   DType::kF16, DType::kE4M3,

@@ -15,6 +15,7 @@
 #include "dsv4/numerics/correct_rounding.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "support/expect_errors.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
@@ -500,14 +501,7 @@ TEST(MhcHead, OfficialUsesSeparateOpsNotFma) {
 
 // ---- bad input ------------------------------------------------------------------------------
 
-void expect_invalid(const std::function<void()>& fn, const std::string& field) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception, expected one naming " << field;
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
-  }
-}
+using testing_support::expect_invalid;
 
 TEST(MhcErrors, ShapesAndConfigNamed) {
   const ModelConfig c = small_config();

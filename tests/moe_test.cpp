@@ -16,6 +16,7 @@
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/gemm.hpp"
+#include "support/expect_errors.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
@@ -125,7 +126,7 @@ TEST(Moe, ScoreRoutedLayerMatchesTheCombineInBothModes) {
   for (const Precision& p : {kExact, kOfficial}) {
     const MoeOutput o = Moe(p, c, 4, w).forward(x, tok);
     EXPECT_TRUE(bits_equal(o.out, combine(p, c, w, x, o.gate, true, true)));
-    EXPECT_EQ(o.gate.redecided_tokens, 0);
+    EXPECT_EQ(o.gate.decisions.redecided, 0);
   }
 }
 
@@ -179,14 +180,7 @@ TEST(Moe, SyntheticWeightsFollowTheConfigDtypes) {
   EXPECT_FALSE(bits_equal(a.experts[2].w1.values, MoeWeights::synthetic(c, 4, 1).experts[2].w1.values));
 }
 
-void expect_invalid(const std::function<void()>& fn, const std::string& field) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception; expected one naming " << field;
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
-  }
-}
+using testing_support::expect_invalid;
 
 TEST(Moe, BadInputNamesTheField) {
   const ModelConfig c = builtin_config("tiny");

@@ -12,21 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "support/expect_errors.hpp"
+
 namespace dsv4 {
 namespace {
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    const std::string m = e.what();
-    EXPECT_EQ(m.find('\n'), std::string::npos) << "one line: " << m;
-    return m;
-  }
-  ADD_FAILURE() << "no InputError";
-  return "";
-}
+using testing_support::error_of;
 
 const char* kMap = R"j({
   "comment": "llama-style dump of layer 0 and 1",

@@ -17,18 +17,9 @@
 namespace dsv4 {
 namespace {
 
-using testing_support::expect_same;
-using testing_support::patterned;
-using testing_support::TempDir;
-using testing_support::write_bytes;
+using namespace testing_support;
 
 namespace fs = std::filesystem;
-
-std::vector<std::byte> to_bytes(std::string_view s) {
-  std::vector<std::byte> b(s.size());
-  if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());
-  return b;
-}
 
 // A file with the given version bytes and header text, padded (spaces + '\n') to 64 bytes as
 // numpy does, followed by `data_bytes` bytes of 0xAB.

@@ -18,27 +18,15 @@
 #include "dsv4/io/npz.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/numerics/formats.hpp"
+#include "support/expect_errors.hpp"
 #include "support/temp_files.hpp"
 
 namespace dsv4 {
 namespace {
 
-using testing_support::expect_same;
-using testing_support::patterned;
-using testing_support::TempDir;
+using namespace testing_support;
 
 namespace fs = std::filesystem;
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no InputError";
-  return "";
-}
 
 // The tensors of a small dump; "kv" is bf16, stored under "kv.bf16" as uint16 bits where the
 // format has no bf16 of its own.

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dsv4/numerics/tensor.hpp"
@@ -57,6 +58,13 @@ inline void expect_same(const Tensor& a, const Tensor& b) {
 inline void write_bytes(const std::string& path, const std::vector<std::byte>& b) {
   std::ofstream o(path, std::ios::binary);
   o.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+// The bytes of `s`, for hand-made files.
+inline std::vector<std::byte> to_bytes(std::string_view s) {
+  std::vector<std::byte> b(s.size());
+  if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());
+  return b;
 }
 
 }  // namespace dsv4::testing_support
