@@ -60,4 +60,16 @@ void AtomicFile::commit() {
   committed_ = true;
 }
 
+void write_file_atomically(const std::string& path, const std::function<std::vector<std::byte>()>& encode) {
+  std::vector<std::byte> bytes;
+  try {
+    bytes = encode();
+  } catch (const InputError& e) {
+    throw InputError(path, e.what());
+  }
+  AtomicFile out(path);
+  out.write(bytes);
+  out.commit();
+}
+
 }  // namespace dsv4

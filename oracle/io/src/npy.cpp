@@ -443,15 +443,7 @@ std::vector<std::byte> encode_npy(const Tensor& t, const NpyWriteOptions& opts) 
 }
 
 void write_npy(const std::string& path, const Tensor& t, const NpyWriteOptions& opts) {
-  std::vector<std::byte> bytes;
-  try {
-    bytes = encode_npy(t, opts);
-  } catch (const InputError& e) {
-    throw InputError(path, e.what());
-  }
-  AtomicFile out(path);
-  out.write(bytes);
-  out.commit();
+  write_file_atomically(path, [&] { return encode_npy(t, opts); });
 }
 
 }  // namespace dsv4

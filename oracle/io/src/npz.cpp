@@ -1,13 +1,9 @@
 // .npz reader/writer. See npz.hpp for what is accepted and refused.
 #include "dsv4/io/npz.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -80,67 +76,30 @@ void apply_extra(std::span<const std::byte> extra, Zip64Fields& f, bool u_sat, b
   }
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
 }  // namespace
 
-NpzFile::NpzFile(NpzFile&& o) noexcept
-    : where_(std::move(o.where_)),
-      members_(std::move(o.members_)),
-      index_(std::move(o.index_)),
-      fd_(std::exchange(o.fd_, -1)),
-      mem_(std::move(o.mem_)) {}
-
-NpzFile& NpzFile::operator=(NpzFile&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    where_ = std::move(o.where_);
-    members_ = std::move(o.members_);
-    index_ = std::move(o.index_);
-    fd_ = std::exchange(o.fd_, -1);
-    mem_ = std::move(o.mem_);
-  }
-  return *this;
-}
-
-NpzFile::~NpzFile() {
-  if (fd_ >= 0) ::close(fd_);
-}
+NpzFile::NpzFile(NpzFile&&) noexcept = default;
+NpzFile& NpzFile::operator=(NpzFile&&) noexcept = default;
+NpzFile::~NpzFile() = default;
 
 void NpzFile::read_at(std::uint64_t off, std::span<std::byte> dst) const {
-  if (fd_ < 0) {
-    if (off > mem_.size() || dst.size() > mem_.size() - off)
-      throw InputError(where_, "read past the end of the archive");
-    if (!dst.empty()) std::memcpy(dst.data(), mem_.data() + off, dst.size());
-    return;
-  }
-  std::size_t done = 0;
-  while (done < dst.size()) {
-    const ssize_t r = ::pread(fd_, dst.data() + done, dst.size() - done, static_cast<off_t>(off + done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw InputError(where_, "read error: " + errno_text());
-    if (r == 0) throw InputError(where_, "truncated: the file shrank while it was read");
-    done += static_cast<std::size_t>(r);
-  }
+  src_.read_at(off, dst, where_, "",
+               {"read past the end of the archive", "truncated: the file shrank while it was read"});
 }
 
 NpzFile NpzFile::open(const std::string& path) {
   NpzFile f;
   f.where_ = path;
-  f.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f.fd_ < 0) throw InputError(path, "cannot open: " + errno_text());
-  struct stat st {};
-  if (::fstat(f.fd_, &st) != 0) throw InputError(path, "cannot stat: " + errno_text());
-  if (!S_ISREG(st.st_mode)) throw InputError(path, "cannot open: not a regular file");
-  f.parse(static_cast<std::uint64_t>(st.st_size));
+  f.src_ = ByteSource::open(path);
+  f.parse(f.src_.size());
   return f;
 }
 
 NpzFile NpzFile::from_bytes(std::vector<std::byte> bytes, const std::string& where) {
   NpzFile f;
   f.where_ = where;
-  f.mem_ = std::move(bytes);
-  f.parse(f.mem_.size());
+  f.src_ = ByteSource::memory(std::move(bytes));
+  f.parse(f.src_.size());
   return f;
 }
 
@@ -538,15 +497,7 @@ std::vector<std::byte> encode_npz(const std::vector<std::pair<std::string, const
 
 void write_npz(const std::string& path, const std::vector<std::pair<std::string, const Tensor*>>& tensors,
                const NpzWriteOptions& opts) {
-  std::vector<std::byte> bytes;
-  try {
-    bytes = encode_npz(tensors, opts);
-  } catch (const InputError& e) {
-    throw InputError(path, e.what());
-  }
-  AtomicFile out(path);
-  out.write(bytes);
-  out.commit();
+  write_file_atomically(path, [&] { return encode_npz(tensors, opts); });
 }
 
 }  // namespace dsv4

@@ -1,14 +1,9 @@
 // safetensors reader/writer. See safetensors.hpp for the rules a file must follow and the dtypes.
 #include "dsv4/io/safetensors.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -86,8 +81,6 @@ std::string entry_label(std::string_view key) {
   return key == "__metadata__" ? std::string("'__metadata__'") : tensor_label(key);
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
 // True when `s` is well-formed UTF-8 (no overlongs, no surrogates, ≤ U+10FFFF).
 bool valid_utf8(std::span<const std::byte> s) {
   std::size_t i = 0;
@@ -154,32 +147,9 @@ std::string_view safetensors_dtype_code(DType d) {
 
 // ---- reader ----
 
-SafetensorsFile::SafetensorsFile(SafetensorsFile&& o) noexcept
-    : where_(std::move(o.where_)),
-      entries_(std::move(o.entries_)),
-      index_(std::move(o.index_)),
-      metadata_(std::move(o.metadata_)),
-      data_start_(o.data_start_),
-      fd_(std::exchange(o.fd_, -1)),
-      mem_(std::move(o.mem_)) {}
-
-SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    where_ = std::move(o.where_);
-    entries_ = std::move(o.entries_);
-    index_ = std::move(o.index_);
-    metadata_ = std::move(o.metadata_);
-    data_start_ = o.data_start_;
-    fd_ = std::exchange(o.fd_, -1);
-    mem_ = std::move(o.mem_);
-  }
-  return *this;
-}
-
-SafetensorsFile::~SafetensorsFile() {
-  if (fd_ >= 0) ::close(fd_);
-}
+SafetensorsFile::SafetensorsFile(SafetensorsFile&&) noexcept = default;
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&&) noexcept = default;
+SafetensorsFile::~SafetensorsFile() = default;
 
 // `prefix` holds the first min(file_size, 8 + N) bytes of the file.
 void SafetensorsFile::parse_header(std::span<const std::byte> prefix, std::uint64_t file_size) {
@@ -334,12 +304,8 @@ void SafetensorsFile::parse_header(std::span<const std::byte> prefix, std::uint6
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile f;
   f.where_ = path;
-  f.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f.fd_ < 0) throw InputError(path, "cannot open: " + errno_text());
-  struct stat st {};
-  if (::fstat(f.fd_, &st) != 0) throw InputError(path, "cannot stat: " + errno_text());
-  if (!S_ISREG(st.st_mode)) throw InputError(path, "cannot open: not a regular file");
-  const auto size = static_cast<std::uint64_t>(st.st_size);
+  f.src_ = ByteSource::open(path);
+  const std::uint64_t size = f.src_.size();
   std::vector<std::byte> prefix(static_cast<std::size_t>(std::min<std::uint64_t>(size, kLenBytes)));
   f.read_at(0, prefix, "");
   if (size >= kLenBytes) {
@@ -358,26 +324,14 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
 SafetensorsFile SafetensorsFile::from_bytes(std::vector<std::byte> bytes, const std::string& where) {
   SafetensorsFile f;
   f.where_ = where;
-  f.mem_ = std::move(bytes);
-  f.parse_header(f.mem_, f.mem_.size());
+  f.src_ = ByteSource::memory(std::move(bytes));
+  f.parse_header(f.src_.memory_bytes(), f.src_.size());
   return f;
 }
 
 void SafetensorsFile::read_at(std::uint64_t offset, std::span<std::byte> dst, const std::string& tensor) const {
   const std::string who = tensor.empty() ? std::string() : tensor_label(tensor) + ": ";
-  if (fd_ < 0) {
-    if (offset > mem_.size() || dst.size() > mem_.size() - offset) throw InputError(where_, who + "read past the end");
-    if (!dst.empty()) std::memcpy(dst.data(), mem_.data() + offset, dst.size());
-    return;
-  }
-  std::size_t done = 0;
-  while (done < dst.size()) {
-    const ssize_t r = ::pread(fd_, dst.data() + done, dst.size() - done, static_cast<off_t>(offset + done));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) throw InputError(where_, who + "read error: " + errno_text());
-    if (r == 0) throw InputError(where_, who + "truncated data: the file shrank while it was read");
-    done += static_cast<std::size_t>(r);
-  }
+  src_.read_at(offset, dst, where_, who, {"read past the end", "truncated data: the file shrank while it was read"});
 }
 
 std::vector<std::string> SafetensorsFile::names() const {

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace dsv4 {
 
@@ -32,5 +34,9 @@ class AtomicFile {
   int fd_ = -1;
   bool committed_ = false;
 };
+
+// The whole-file writers' one path (write_npy, write_npz): `encode()` builds the file's bytes (an
+// InputError it throws is re-thrown naming `path`), then they are written atomically.
+void write_file_atomically(const std::string& path, const std::function<std::vector<std::byte>()>& encode);
 
 }  // namespace dsv4

@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "dsv4/io/byte_source.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/io/npy.hpp"
 #include "dsv4/numerics/tensor.hpp"
@@ -77,8 +78,7 @@ class NpzFile {
   std::string where_;
   std::vector<NpzMember> members_;
   std::map<std::string, std::size_t, std::less<>> index_;
-  int fd_ = -1;
-  std::vector<std::byte> mem_;
+  ByteSource src_;  // the file, or the bytes of from_bytes
 };
 
 std::map<std::string, Tensor> read_npz(const std::string& path, const NpyReadOptions& opts = {});

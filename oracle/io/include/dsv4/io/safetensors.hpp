@@ -52,6 +52,7 @@
 #include <utility>
 #include <vector>
 
+#include "dsv4/io/byte_source.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/numerics/tensor.hpp"
 
@@ -121,8 +122,7 @@ class SafetensorsFile {
   std::map<std::string, std::size_t, std::less<>> index_;
   std::map<std::string, std::string> metadata_;
   std::uint64_t data_start_ = 0;  // 8 + N
-  int fd_ = -1;
-  std::vector<std::byte> mem_;  // from_bytes
+  ByteSource src_;                // the file, or the bytes of from_bytes
 };
 
 // Reads every tensor of a file (convenience for small files and tests).
