@@ -107,7 +107,7 @@ void compressed_length() {
 // second-half channel D + δ. Built here from the projections and pooled/post-processed with the
 // compressor's own pool/postprocess, the entry equals the prefill entry bit for bit (exact mode:
 // unless the prefill's certification re-decided an element to a different value, reported as
-// flipped_elements); and an entry never changes when a token outside 4(i−1)..4i+3 changes.
+// decisions.flipped); and an entry never changes when a token outside 4(i−1)..4i+3 changes.
 void overlap_semantics() {
   const Mode mode = *rc::gen::element(Mode::kExact, Mode::kOfficial);
   const int kind = *rc::gen::element(0, 2);
@@ -134,7 +134,7 @@ void overlap_semantics() {
     }
     const CompressedEntries e = comp.postprocess(comp.pool(u, z), i);
     RC_ASSERT(e.count() == 1);
-    if (pre.flipped_elements == 0) RC_ASSERT(same_rows(e.entries, 0, pre.entries, i));
+    if (pre.decisions.flipped == 0) RC_ASSERT(same_rows(e.entries, 0, pre.entries, i));
     // The pool input the certification uses is the same slot assignment.
     const CompressorPoolInput in = prefill_pool_input(comp.spec(), x, i);
     for (std::int64_t s = 0; s < 2 * m; ++s) {

@@ -61,13 +61,13 @@ TEST_P(CompressorCertify, RandomInputsCertify) {
   const std::int64_t n = s.ratio == 128 ? 384 : 256;
   const CompressedEntries e = comp.prefill(tokens(n, 11), st);
   ASSERT_EQ(e.count(), n / s.ratio);
-  EXPECT_EQ(e.certified_elements + e.redecided_elements, e.count() * quantised_dims(s));
-  EXPECT_GT(e.certified_elements, 0);
-  EXPECT_LE(e.redecided_elements * 100, e.certified_elements) << kind_name(GetParam());
-  EXPECT_LE(e.flipped_elements, e.redecided_elements);
+  EXPECT_EQ(e.decisions.certified + e.decisions.redecided, e.count() * quantised_dims(s));
+  EXPECT_GT(e.decisions.certified, 0);
+  EXPECT_LE(e.decisions.redecided * 100, e.decisions.certified) << kind_name(GetParam());
+  EXPECT_LE(e.decisions.flipped, e.decisions.redecided);
   std::printf("%s: certified %lld, re-decided %lld (%lld entries), flipped %lld\n", kind_name(GetParam()),
-              static_cast<long long>(e.certified_elements), static_cast<long long>(e.redecided_elements),
-              static_cast<long long>(e.redecided_entries), static_cast<long long>(e.flipped_elements));
+              static_cast<long long>(e.decisions.certified), static_cast<long long>(e.decisions.redecided),
+              static_cast<long long>(e.decisions.recomputed), static_cast<long long>(e.decisions.flipped));
 }
 
 TEST_P(CompressorCertify, BoundHoldsAgainstMp50AndIsTight) {
@@ -103,16 +103,16 @@ TEST_P(CompressorCertify, DecodeEqualsPrefill) {
   std::int64_t certified = 0, redecided = 0;
   for (std::int64_t p = 1; p < n; ++p) {
     const CompressedEntries e = comp.decode(x.middleRows(p, 1), p, sd);
-    certified += e.certified_elements;
-    redecided += e.redecided_elements;
+    certified += e.decisions.certified;
+    redecided += e.decisions.redecided;
     for (std::int64_t r = 0; r < e.count(); ++r) {
       for (std::int64_t c = 0; c < s.head_dim; ++c) {
         ASSERT_EQ(e.entries(r, c), all.entries(e.first + r, c)) << "entry " << e.first + r << " dim " << c;
       }
     }
   }
-  EXPECT_EQ(certified, all.certified_elements);
-  EXPECT_EQ(redecided, all.redecided_elements);
+  EXPECT_EQ(certified, all.decisions.certified);
+  EXPECT_EQ(redecided, all.decisions.redecided);
 }
 
 // The Mp50 block quantisers agree with the exact double quantiser on double inputs (random values,
@@ -181,9 +181,9 @@ TEST(CompressorCertifyNearTie, MidpointIsRedecided) {
   const Compressor comp(Precision(Mode::kExact), s, w);
   CompressorState st = comp.initial_state();
   const CompressedEntries all = comp.prefill(x, st);
-  EXPECT_GE(all.redecided_elements, 1);
-  EXPECT_GE(all.redecided_entries, 1);
-  EXPECT_LE(all.flipped_elements, all.redecided_elements);
+  EXPECT_GE(all.decisions.redecided, 1);
+  EXPECT_GE(all.decisions.recomputed, 1);
+  EXPECT_LE(all.decisions.flipped, all.decisions.redecided);
   // the entry holds the Mp50 decisions: exact values value − error (error = value − Mp50 rounded to
   // double, so known to ~1e-31), quantised per 64-block on Mp50
   const CompressorEntryCheck ck = comp.check_entry(prefill_pool_input(s, x, entry), entry, true);

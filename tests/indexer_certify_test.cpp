@@ -75,8 +75,8 @@ TEST(IndexerCertify, RandomInputsCertify) {
   const Mat x = test::random_normal_matrix(s, su.c.dim, kInputSeed, 1, 1.0);
   const Mat qr = test::random_normal_matrix(s, su.c.q_lora_rank, kInputSeed, 2, 1.0);
   const IndexerOutput out = idx.prefill(x, qr, st, s);
-  test::expect_mostly_certified("indexer q", s * su.c.index_n_heads * su.c.index_head_dim, out.q_certified_elements,
-                                out.q_redecided_elements, out.q_redecided_heads, out.q_flipped_elements);
+  test::expect_mostly_certified("indexer q", s * su.c.index_n_heads * su.c.index_head_dim, out.q_decisions.certified,
+                                out.q_decisions.redecided, out.q_decisions.recomputed, out.q_decisions.flipped);
   // the Mp50 decisions agree with the output everywhere (certified or re-decided)
   const std::int64_t cI = su.c.index_head_dim;
   for (std::int64_t t = 0; t < s; t += 7) {
@@ -294,21 +294,21 @@ TEST(IndexerCertifyNearTie, QueryFp4MidpointThroughTheModule) {
     const Indexer idx(kExactP, su.c, su.w, su.table);
     IndexerState st = idx.initial_state();
     const IndexerOutput out = idx.prefill(x, q, st, s);
-    EXPECT_GE(out.q_redecided_elements, 1);
-    EXPECT_GE(out.q_redecided_heads, 1);
+    EXPECT_GE(out.q_decisions.redecided, 1);
+    EXPECT_GE(out.q_decisions.recomputed, 1);
     for (std::int64_t i = 0; i < cI; ++i) EXPECT_EQ(out.q(row, i), want[static_cast<std::size_t>(i)]) << i;
     if (dec_double[j] != want[j]) {
-      EXPECT_GE(out.q_flipped_elements, 1);
+      EXPECT_GE(out.q_decisions.flipped, 1);
     }
     // decode of t0 after a prefill of t0 tokens: the same re-decision
     IndexerState sd = idx.initial_state();
     (void)idx.prefill(x.topRows(t0), q.topRows(t0), sd, t0);
     const IndexerOutput dec = idx.decode(x.bottomRows(1), q.bottomRows(1), t0, sd, 0);
-    EXPECT_GE(dec.q_redecided_elements, 1);
+    EXPECT_GE(dec.q_decisions.redecided, 1);
     for (std::int64_t i = 0; i < cI; ++i) EXPECT_EQ(dec.q(h0, i), want[static_cast<std::size_t>(i)]) << i;
     std::printf("query near-tie rho %+g: head %lld element %zu, Mp50 %g, double %g; re-decided %lld, flipped %lld\n",
                 rho, static_cast<long long>(h0), j, want[j], dec_double[j],
-                static_cast<long long>(out.q_redecided_elements), static_cast<long long>(out.q_flipped_elements));
+                static_cast<long long>(out.q_decisions.redecided), static_cast<long long>(out.q_decisions.flipped));
     result.push_back(out.q(row, tie.j));
     naive.push_back(dec_double[j]);
     doubles.push_back(q_double);
@@ -366,14 +366,14 @@ TEST(IndexerCertifyNearTie, CompressorKeyFp4MidpointThroughTheModule) {
     IndexerState st = idx.initial_state();
     const IndexerOutput out = idx.prefill(xs, qr, st, s);
     ASSERT_EQ(out.compressed.count(), 2);
-    EXPECT_GE(out.compressed.redecided_elements, 1);
-    EXPECT_GE(out.compressed.redecided_entries, 1);
+    EXPECT_GE(out.compressed.decisions.redecided, 1);
+    EXPECT_GE(out.compressed.decisions.recomputed, 1);
     for (std::size_t i = 0; i < want.size(); ++i) {
       EXPECT_EQ(out.compressed.entries(entry, static_cast<std::int64_t>(i)), want[i]) << i;
       EXPECT_EQ(st.cache(entry, static_cast<std::int64_t>(i)), want[i]) << i;
     }
     if (dec_double[j] != want[j]) {
-      EXPECT_GE(out.compressed.flipped_elements, 1);
+      EXPECT_GE(out.compressed.decisions.flipped, 1);
     }
     // decode of the entry's block after a prefill of 4 tokens: the same re-decision
     IndexerState sd = idx.initial_state();
@@ -381,13 +381,13 @@ TEST(IndexerCertifyNearTie, CompressorKeyFp4MidpointThroughTheModule) {
     std::int64_t redecided = 0;
     for (std::int64_t p = 4; p < s; ++p) {
       const IndexerOutput d = idx.decode(xs.row(p), qr.row(p), p, sd, 0);
-      redecided += d.compressed.redecided_elements;
+      redecided += d.compressed.decisions.redecided;
     }
     EXPECT_GE(redecided, 1);
     for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(sd.cache(entry, static_cast<std::int64_t>(i)), want[i]);
     std::printf("compressor key near-tie rho %+g: element %zu, Mp50 %g, double %g; re-decided %lld, flipped %lld\n",
-                rho, j, want[j], dec_double[j], static_cast<long long>(out.compressed.redecided_elements),
-                static_cast<long long>(out.compressed.flipped_elements));
+                rho, j, want[j], dec_double[j], static_cast<long long>(out.compressed.decisions.redecided),
+                static_cast<long long>(out.compressed.decisions.flipped));
     result.push_back(out.compressed.entries(entry, tie.j));
     naive.push_back(dec_double[j]);
     doubles.push_back(ck.value);

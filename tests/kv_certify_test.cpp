@@ -38,7 +38,7 @@ Vec random_norm_weight(std::int64_t n, std::uint64_t stream) {
 
 struct Pipeline {
   Mat y_hat, unquantised, quantised;
-  KvCertifyStats stats;
+  DecisionStats stats;
 };
 
 Pipeline run_pipeline(const Mat& x, const Mat& w, const Vec& nw, double eps, std::int64_t cols) {
@@ -59,14 +59,14 @@ TEST(KvCertify, RandomInputsCertify) {
   AttentionState st = attn.initial_state();
   const Mat x = test::random_bf16_matrix(48, c.dim, kInputSeed, 1, 1.0);
   const AttentionOutput out = attn.prefill(x, st);
-  test::expect_mostly_certified("attention tiny", x.rows() * (c.head_dim - c.rope_head_dim), out.kv_certified_elements,
-                                out.kv_redecided_elements, out.kv_redecided_rows, out.kv_flipped_elements);
+  test::expect_mostly_certified("attention tiny", x.rows() * (c.head_dim - c.rope_head_dim), out.kv_decisions.certified,
+                                out.kv_decisions.redecided, out.kv_decisions.recomputed, out.kv_decisions.flipped);
 
   const Mat xr = test::random_normal_matrix(200, 512, kInputSeed, 2, 1.0);
   const Mat w = test::random_normal_matrix(192, 512, kInputSeed, 3, 1.0 / std::sqrt(512.0));
   const Pipeline p = run_pipeline(xr, w, random_norm_weight(192, 4), 1e-6, 128);
-  test::expect_mostly_certified("random 200x128", 200 * 128, p.stats.certified_elements, p.stats.redecided_elements,
-                                p.stats.redecided_rows, p.stats.flipped_elements);
+  test::expect_mostly_certified("random 200x128", 200 * 128, p.stats.certified, p.stats.redecided, p.stats.recomputed,
+                                p.stats.flipped);
 }
 
 // (b) One element of kv placed within 5e-18 relative of an e4m3 rounding boundary (above or
@@ -125,8 +125,8 @@ TEST(KvCertify, NearTieIsRedecidedInMp50) {
     const double expected = sign * (rho > 0 ? hi : lo) * s;
 
     const Pipeline p = run_pipeline(x, w, nw, eps, cols);
-    EXPECT_GE(p.stats.redecided_elements, 1);
-    EXPECT_EQ(p.stats.redecided_rows, 1);
+    EXPECT_GE(p.stats.redecided, 1);
+    EXPECT_EQ(p.stats.recomputed, 1);
     EXPECT_EQ(p.quantised(0, j), expected) << "rho " << rho;
     // the re-decided row equals the Mp50 decisions everywhere
     const std::vector<double> q0 = fp8_ue8m0_block_mp50(std::span<const Mp50>(o.data(), 64));

@@ -168,20 +168,12 @@ void Attention::project(const Mat& x, std::int64_t start_pos, AttentionOutput& o
     kv_fp8_with_fp32_scales(out.kv, c - rd);
     return;
   }
-  if (p.official()) {
-    out.kv_margin = quantise_columns(p, out.kv, 0, c - rd, 64, BlockQuant::kFp8Ue8m0);
-    return;
-  }
-  // exact: certify every FP8 decision against the derived bound of the double pipeline (RoPE does
-  // not touch dims [0, c − r_d)); rows with an uncertified decision are re-decided in Mp50.
+  // FP8 decisions, then (exact mode) every one certified against the derived bound of the double
+  // pipeline (RoPE does not touch dims [0, c − r_d)); rows with an open decision re-decided in Mp50.
   const Mat unquantised = out.kv;
-  out.kv_margin = quantise_columns(p, out.kv, 0, c - rd, 64, BlockQuant::kFp8Ue8m0);
-  const KvCertifyStats cert =
-      certify_fp8_kv(x, w_.wkv.values, w_.kv_norm, cfg_.norm_eps, kv_lin, unquantised, c - rd, 64, out.kv);
-  out.kv_certified_elements = cert.certified_elements;
-  out.kv_redecided_elements = cert.redecided_elements;
-  out.kv_redecided_rows = cert.redecided_rows;
-  out.kv_flipped_elements = cert.flipped_elements;
+  out.kv_margin = p.quantise(out.kv, 0, out.kv.rows(), 0, c - rd, 64, BlockQuant::kFp8Ue8m0);
+  out.kv_decisions =
+      certify_fp8_kv(p, x, w_.wkv.values, w_.kv_norm, cfg_.norm_eps, kv_lin, unquantised, c - rd, 64, out.kv);
 }
 
 // spec 02 §2.10: inverse RoPE at the query position, grouped wo_a (bf16 einsum per group), wo_b.

@@ -35,31 +35,6 @@ std::string str(std::int64_t v) { return std::to_string(v); }
 
 bool is_pow2(std::int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
-// One quantisation point of spec 02 §2.6.3 step 3 on `cols` dims of row `r` starting at `col0`,
-// in place, returning the margins. Official: the fp32 kernel (act_quant / fp4_act_quant on the
-// bf16 values); exact: the quantiser with exact decisions on the double values.
-QuantMargin quantise_row(const Precision& prec, Mat& x, Eigen::Index r, Eigen::Index col0, std::int64_t cols,
-                         BlockQuant kind) {
-  const int block = kind == BlockQuant::kFp8Ue8m0 ? kFp8SimBlock : kFp4SimBlock;
-  if (prec.official()) {
-    std::vector<float> v(static_cast<std::size_t>(cols));
-    for (std::int64_t j = 0; j < cols; ++j) v[static_cast<std::size_t>(j)] = static_cast<float>(x(r, col0 + j));
-    const QuantMargin m = block_quant_margin_fp32(v, cols, block, kind);
-    if (kind == BlockQuant::kFp8Ue8m0) {
-      act_quant_inplace(v, cols, block, ScaleFormat::kUE8M0);
-    } else {
-      fp4_act_quant_inplace(v, cols);
-    }
-    for (std::int64_t j = 0; j < cols; ++j) x(r, col0 + j) = v[static_cast<std::size_t>(j)];
-    return m;
-  }
-  std::vector<double> v(static_cast<std::size_t>(cols));
-  for (std::int64_t j = 0; j < cols; ++j) v[static_cast<std::size_t>(j)] = x(r, col0 + j);
-  const QuantMargin m = block_quant_exact_inplace(v, cols, block, kind);
-  for (std::int64_t j = 0; j < cols; ++j) x(r, col0 + j) = v[static_cast<std::size_t>(j)];
-  return m;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -170,11 +145,6 @@ Compressor::Compressor(Precision prec, CompressorSpec spec, CompressorWeights we
   if (w_.norm.size() != spec_.head_dim) {
     bad("norm", "size " + str(w_.norm.size()) + ", expected head_dim " + str(spec_.head_dim));
   }
-  if (!prec_.official()) {
-    w_exact_.resize(2 * n, spec_.dim);
-    w_exact_.topRows(n) = w_.wkv.values;
-    w_exact_.bottomRows(n) = w_.wgate.values;
-  }
   if (!table_) table_ = std::make_shared<const RopeTable>(dsv4::rope_table(prec_, spec_.rope, spec_.max_seq_len));
   if (table_->rope_head_dim() != spec_.rope_head_dim) {
     bad("table", "rope_head_dim " + str(table_->rope_head_dim()) + ", expected " + str(spec_.rope_head_dim));
@@ -217,20 +187,12 @@ CompressorProjections Compressor::project(const Mat& x, std::int64_t start_pos) 
   }
   Mat xf = x;
   prec_.fp32_inplace(xf);  // x.float(): exact for the bf16 input of the official code
+  // fp32 linears (C1) / exact mode the deterministic GEMM of Precision::matmul_nt (per element the
+  // sequential sum over k, whatever the number of rows or threads): a token's (u, z̃) is
+  // bit-identical in prefill and decode.
   CompressorProjections p;
-  if (prec_.official()) {
-    p.u = linear(prec_, xf, w_.wkv);  // fp32 linear, C1: row-invariant by construction
-    p.z_tilde = linear(prec_, xf, w_.wgate);
-  } else {
-    // Exact mode: the deterministic GEMM of Precision::matmul_nt (numerics/gemm.hpp: per element
-    // the sequential sum over k, whatever the number of rows or threads), so a token's (u, z̃) is
-    // bit-identical in prefill and decode. (linear()'s exact path is an Eigen product, whose 1-row
-    // and multi-row kernels sum in different orders.)
-    const Mat uz = prec_.matmul_nt(xf, w_exact_);
-    const std::int64_t n = spec_.proj_dim();
-    p.u = uz.leftCols(n);
-    p.z_tilde = uz.rightCols(n);
-  }
+  p.u = linear(prec_, xf, w_.wkv);
+  p.z_tilde = linear(prec_, xf, w_.wgate);
   for (Eigen::Index j = 0; j < p.z_tilde.rows(); ++j) {
     const Eigen::Index row = (start_pos + j) % spec_.ratio;
     for (Eigen::Index c = 0; c < p.z_tilde.cols(); ++c) p.z_tilde(j, c) = prec_.add(p.z_tilde(j, c), w_.ape(row, c));
@@ -288,9 +250,9 @@ CompressedEntries Compressor::postprocess(const Mat& pooled, std::int64_t first)
   Mat x = unquantised(pooled, first);
   out.margins.resize(static_cast<std::size_t>(x.rows()));
   for (Eigen::Index r = 0; r < x.rows(); ++r) {  // step 3: FP4 on all D dims (indexer), FP8 on [0, D − r_d) (main)
-    out.margins[static_cast<std::size_t>(r)] = spec_.rotate
-                                                   ? quantise_row(prec_, x, r, 0, d, BlockQuant::kFp4)
-                                                   : quantise_row(prec_, x, r, 0, d - rd, BlockQuant::kFp8Ue8m0);
+    out.margins[static_cast<std::size_t>(r)] =
+        spec_.rotate ? prec_.quantise(x, r, 1, 0, d, kFp4SimBlock, BlockQuant::kFp4)
+                     : prec_.quantise(x, r, 1, 0, d - rd, kFp8SimBlock, BlockQuant::kFp8Ue8m0);
   }
   out.entries = std::move(x);
   return out;
@@ -367,23 +329,23 @@ constexpr double kEvalSlack = 1.0 + 0x1.0p-40;
 
 std::vector<double> Compressor::entry_bound(const CompressorPoolInput& in, std::int64_t entry,
                                             std::vector<double>& value) const {
-  const std::int64_t m = spec_.ratio, D = spec_.head_dim, rd = spec_.rope_head_dim, n = spec_.proj_dim();
+  const std::int64_t m = spec_.ratio, D = spec_.head_dim, rd = spec_.rope_head_dim;
   const std::int64_t S = spec_.state_rows();
   if (prec_.official()) throw std::logic_error("compressor: certification is an exact-mode procedure");
   if (in.x.rows() != S || in.x.cols() != spec_.dim || static_cast<std::int64_t>(in.valid.size()) != S) {
     bad("pool input", "shape mismatch");
   }
-  const Mat uz = prec_.matmul_nt(in.x, w_exact_);
-  const Mat eb = linear_error_bound(in.x, w_exact_);
+  const Mat u = prec_.matmul_nt(in.x, w_.wkv.values), g = prec_.matmul_nt(in.x, w_.wgate.values);
+  const Mat eb_u = linear_error_bound(in.x, w_.wkv.values), eb_g = linear_error_bound(in.x, w_.wgate.values);
   Mat us = Mat::Zero(S, D), zs = Mat::Constant(S, D, kNegInf), eu = Mat::Zero(S, D), ez = Mat::Zero(S, D);
   for (std::int64_t s = 0; s < S; ++s) {
     if (in.valid[static_cast<std::size_t>(s)] == 0) continue;
     const std::int64_t col0 = (spec_.overlap() && s >= m) ? D : 0;
     for (std::int64_t c = 0; c < D; ++c) {
-      us(s, c) = uz(s, col0 + c);
-      zs(s, c) = prec_.add(uz(s, n + col0 + c), w_.ape(s % m, col0 + c));
-      eu(s, c) = eb(s, col0 + c);
-      ez(s, c) = (eb(s, n + col0 + c) + kU * std::fabs(zs(s, c))) * (1.0 + 0x1.0p-50);
+      us(s, c) = u(s, col0 + c);
+      zs(s, c) = prec_.add(g(s, col0 + c), w_.ape(s % m, col0 + c));
+      eu(s, c) = eb_u(s, col0 + c);
+      ez(s, c) = (eb_g(s, col0 + c) + kU * std::fabs(zs(s, c))) * (1.0 + 0x1.0p-50);
     }
   }
   Mat pooled(1, D);
@@ -484,9 +446,8 @@ std::vector<double> Compressor::entry_bound(const CompressorPoolInput& in, std::
   return bound;
 }
 
-void Compressor::entry_mp50(const CompressorPoolInput& in, std::int64_t entry, const std::vector<double>& value,
-                            std::vector<double>* quantised, std::vector<double>* error) const {
-  const std::int64_t m = spec_.ratio, D = spec_.head_dim, rd = spec_.rope_head_dim, n = spec_.proj_dim();
+std::vector<Mp50> Compressor::entry_mp50(const CompressorPoolInput& in, std::int64_t entry) const {
+  const std::int64_t m = spec_.ratio, D = spec_.head_dim, rd = spec_.rope_head_dim;
   const std::int64_t S = spec_.state_rows(), K = spec_.dim;
   std::vector<Mp50> C(static_cast<std::size_t>(D));
   {
@@ -503,8 +464,8 @@ void Compressor::entry_mp50(const CompressorPoolInput& in, std::int64_t entry, c
       for (std::int64_t c = 0; c < D; ++c) {
         Mp50 a = 0, g = 0;
         for (std::int64_t k = 0; k < K; ++k) {
-          a += xr[static_cast<std::size_t>(k)] * Mp50(w_exact_(col0 + c, k));
-          g += xr[static_cast<std::size_t>(k)] * Mp50(w_exact_(n + col0 + c, k));
+          a += xr[static_cast<std::size_t>(k)] * Mp50(w_.wkv.values(col0 + c, k));
+          g += xr[static_cast<std::size_t>(k)] * Mp50(w_.wgate.values(col0 + c, k));
         }
         us[static_cast<std::size_t>(c)] = a;
         zs[static_cast<std::size_t>(c)] = g + Mp50(w_.ape(s % m, col0 + c));
@@ -536,13 +497,7 @@ void Compressor::entry_mp50(const CompressorPoolInput& in, std::int64_t entry, c
   std::vector<Mp50> o(static_cast<std::size_t>(D));
   for (std::int64_t c = 0; c < D; ++c)
     o[static_cast<std::size_t>(c)] = Mp50(w_.norm(c)) * C[static_cast<std::size_t>(c)] * rinv;
-  std::int64_t cols = D - rd;
-  BlockQuant kind = BlockQuant::kFp8Ue8m0;
-  int block = kFp8SimBlock;
   if (spec_.rotate) {
-    cols = D;
-    kind = BlockQuant::kFp4;
-    block = kFp4SimBlock;
     const std::int64_t t = m * entry;
     for (std::int64_t i = 0; i < rd / 2; ++i) {
       const double phi =
@@ -563,58 +518,36 @@ void Compressor::entry_mp50(const CompressorPoolInput& in, std::int64_t entry, c
     }
     const Mp50 scale = Mp50(1) / sqrt(Mp50(D));
     for (Mp50& v : o) v *= scale;
+  } else {
+    o.resize(static_cast<std::size_t>(D - rd));  // the quantised dims
   }
-  if (error != nullptr) {
-    error->resize(static_cast<std::size_t>(cols));
-    for (std::int64_t j = 0; j < cols; ++j) {
-      (*error)[static_cast<std::size_t>(j)] =
-          static_cast<double>(Mp50(value[static_cast<std::size_t>(j)]) - o[static_cast<std::size_t>(j)]);
-    }
-  }
-  if (quantised != nullptr) {
-    quantised->clear();
-    for (std::int64_t b0 = 0; b0 < cols; b0 += block) {
-      const std::vector<double> q =
-          block_quant_mp50(std::span<const Mp50>(o.data() + b0, static_cast<std::size_t>(block)), kind);
-      quantised->insert(quantised->end(), q.begin(), q.end());
-    }
-  }
+  return o;
 }
 
 CompressorEntryCheck Compressor::check_entry(const CompressorPoolInput& in, std::int64_t entry, bool with_mp50) const {
   CompressorEntryCheck ck;
   ck.bound = entry_bound(in, entry, ck.value);
-  if (with_mp50) entry_mp50(in, entry, ck.value, nullptr, &ck.error);
+  if (with_mp50) {
+    const std::vector<Mp50> exact = entry_mp50(in, entry);
+    ck.error.resize(exact.size());
+    for (std::size_t j = 0; j < exact.size(); ++j) ck.error[j] = static_cast<double>(Mp50(ck.value[j]) - exact[j]);
+  }
   return ck;
 }
 
-void Compressor::certify(const std::vector<CompressorPoolInput>& in, CompressedEntries& out) const {
-  if (static_cast<std::int64_t>(in.size()) != out.count()) bad("pool input", "one per entry expected");
-  const BlockQuant kind = spec_.rotate ? BlockQuant::kFp4 : BlockQuant::kFp8Ue8m0;
-  const int block = spec_.rotate ? kFp4SimBlock : kFp8SimBlock;
-  for (std::int64_t r = 0; r < out.count(); ++r) {
-    std::vector<double> value;
-    const std::vector<double> bound = entry_bound(in[static_cast<std::size_t>(r)], out.first + r, value);
-    const std::vector<char> ok = block_decisions_certified(value, bound, block, kind);
-    const auto undecided = static_cast<std::int64_t>(std::count(ok.begin(), ok.end(), 0));
-    out.certified_elements += static_cast<std::int64_t>(ok.size()) - undecided;
-    if (undecided == 0) continue;
-    out.redecided_elements += undecided;
-    ++out.redecided_entries;
-    std::vector<double> q;
-    entry_mp50(in[static_cast<std::size_t>(r)], out.first + r, value, &q, nullptr);
-    for (std::size_t j = 0; j < q.size(); ++j) {
-      double& e = out.entries(r, static_cast<Eigen::Index>(j));
-      if (q[j] != e) {
-        if (ok[j] != 0) {
-          throw std::logic_error("compressor: a certified decision disagrees with Mp50 (entry " + str(out.first + r) +
-                                 ", dim " + str(static_cast<std::int64_t>(j)) + ")");
-        }
-        ++out.flipped_elements;
-      }
-      e = q[j];
-    }
-  }
+// step 6 of the derivation: every decision of `out` (entry r pooled from input(r)) certified, the
+// entries with an open decision re-decided in Mp50 (Precision::certify_quantised).
+void Compressor::certify(const std::function<CompressorPoolInput(std::int64_t)>& input, CompressedEntries& out) const {
+  const RowCertifier certificate = [&](std::int64_t r) {
+    RowCertificate c;
+    c.bound = entry_bound(input(r), out.first + r, c.value);
+    return c;
+  };
+  const RowMp50 mp50 = [&](std::int64_t r) { return entry_mp50(input(r), out.first + r); };
+  out.decisions = spec_.rotate ? prec_.certify_quantised(out.count(), kFp4SimBlock, BlockQuant::kFp4, certificate, mp50,
+                                                         out.entries, "compressor")
+                               : prec_.certify_quantised(out.count(), kFp8SimBlock, BlockQuant::kFp8Ue8m0, certificate,
+                                                         mp50, out.entries, "compressor");
 }
 
 // spec 02 §2.6.4 (official Compressor.forward, start_pos == 0).
@@ -644,7 +577,6 @@ CompressedEntries Compressor::prefill(const Mat& x, CompressorState& st) const {
   }
   st.next_pos = s;
   const std::int64_t blocks = cutoff / m;
-  std::vector<CompressorPoolInput> inputs;
   Mat pooled(blocks, d);
   Mat us(spec_.coff() * m, d);
   Mat zs(spec_.coff() * m, d);
@@ -664,7 +596,6 @@ CompressedEntries Compressor::prefill(const Mat& x, CompressorState& st) const {
       zs = p.z_tilde.middleRows(m * i, m);
     }
     pooled.row(i) = pool(us, zs);
-    if (!prec_.official()) inputs.push_back(prefill_pool_input(spec_, x, i));
   }
   if (blocks == 0) {
     CompressedEntries none;
@@ -672,7 +603,7 @@ CompressedEntries Compressor::prefill(const Mat& x, CompressorState& st) const {
     return none;
   }
   CompressedEntries out = postprocess(pooled, 0);
-  if (!prec_.official()) certify(inputs, out);
+  certify([&](std::int64_t i) { return prefill_pool_input(spec_, x, i); }, out);
   return out;
 }
 
@@ -711,15 +642,11 @@ CompressedEntries Compressor::decode(const Mat& x, std::int64_t pos, CompressorS
     return out;
   }
   Mat pooled(1, d);
-  std::vector<CompressorPoolInput> inputs;
-  if (!prec_.official()) {
-    CompressorPoolInput in;
-    in.x = st.x;
-    in.valid.assign(static_cast<std::size_t>(spec_.state_rows()), 1);
-    for (std::int64_t r = 0; r < spec_.state_rows(); ++r) {
-      if (st.score(r, 0) == kNegInf) in.valid[static_cast<std::size_t>(r)] = 0;
-    }
-    inputs.push_back(std::move(in));
+  CompressorPoolInput in;  // the entry's slot inputs before the state shifts (exact mode's Mp50 re-decisions)
+  in.x = st.x;
+  in.valid.assign(static_cast<std::size_t>(spec_.state_rows()), 1);
+  for (std::int64_t r = 0; r < spec_.state_rows(); ++r) {
+    if (st.score(r, 0) == kNegInf) in.valid[static_cast<std::size_t>(r)] = 0;
   }
   if (spec_.overlap()) {
     Mat us(2 * m, d);
@@ -741,7 +668,7 @@ CompressedEntries Compressor::decode(const Mat& x, std::int64_t pos, CompressorS
     pooled.row(0) = pool(st.kv, st.score);
   }
   CompressedEntries res = postprocess(pooled, pos / m);  // RoPE position m·⌊pos/m⌋ = pos + 1 − m
-  if (!prec_.official()) certify(inputs, res);
+  certify([&](std::int64_t) { return in; }, res);
   return res;
 }
 

@@ -281,9 +281,10 @@ GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_id
   out.indices.resize(static_cast<std::size_t>(T * k));
   out.margins.resize(static_cast<std::size_t>(T));
 
-  // Exact mode: bounds of the biased scores (derivation at the top of the file).
+  // Exact mode: bounds of the biased scores (derivation at the top of the file), computed for
+  // every token when the first routing cut asks for them.
   Mat bounds;
-  if (!p_.official() && !hash_) {
+  const auto score_bounds = [&] {
     Mat abs_prod(T, E);
     gemm_nt(T, E, c_.dim, x.data(), c_.dim, w32_.values.data(), c_.dim, abs_prod.data(), E, 0, /*abs_operands=*/true);
     const double g = gamma_n(static_cast<std::size_t>(c_.dim) + 2);
@@ -292,7 +293,7 @@ GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_id
     for (std::int64_t t = 0; t < T; ++t)
       score_bounds_row(c_.score_func, logits.row(t).data(), out.scores.row(t).data(), el.row(t).data(),
                        bounds.row(t).data(), E);
-  }
+  };
 
   std::vector<double> biased(static_cast<std::size_t>(E)), bnd(static_cast<std::size_t>(E));
   for (std::int64_t t = 0; t < T; ++t) {
@@ -309,38 +310,30 @@ GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_id
     } else {
       // step 3, score-routed layers: top-k (C4) of ŝ = fl(s + b); the bias only chooses.
       for (std::int64_t e = 0; e < E; ++e) biased[static_cast<std::size_t>(e)] = p_.add(out.scores(t, e), w_.bias(e));
-      TopkResult r;
-      if (p_.official()) {
-        r = topk(biased, k);
-      } else {
+      const TopkBounds biased_bounds = [&] {
+        if (bounds.size() == 0) score_bounds();
         for (std::int64_t e = 0; e < E; ++e) {
           const double b = biased[static_cast<std::size_t>(e)];
           bnd[static_cast<std::size_t>(e)] = (bounds(t, e) + kU * std::abs(b)) * kInflate + kFloor;
           bounds(t, e) = bnd[static_cast<std::size_t>(e)];
         }
-        std::vector<Mp50> mp_logits(static_cast<std::size_t>(E));
-        std::vector<char> have(static_cast<std::size_t>(E), 0);
-        const auto need = [&](std::int64_t j) {
-          if (have[static_cast<std::size_t>(j)]) return;
-          mp_logits[static_cast<std::size_t>(j)] = mp50_logit(x, t, w32_.values, j);
-          have[static_cast<std::size_t>(j)] = 1;
-        };
-        const TopkRecompute recompute = [&](std::int64_t e) {
-          // softmax needs every logit of the token; the element-wise functions only the candidate's
-          for (std::int64_t j = 0; j < E; ++j) {
-            if (c_.score_func == ScoreFunc::kSoftmax || j == e) need(j);
-          }
-          return Mp50(mp50_score(c_.score_func, mp_logits, e) + Mp50(w_.bias(e)));
-        };
-        r = topk_exact(biased, bnd, k, recompute);
-        if (r.margin.redecided) {
-          ++out.redecided_tokens;
-          std::vector<std::int64_t> a = r.indices, b = topk(biased, k).indices;
-          std::sort(a.begin(), a.end());
-          std::sort(b.begin(), b.end());
-          if (a != b) ++out.flipped_tokens;
+        return bnd;
+      };
+      std::vector<Mp50> mp_logits(static_cast<std::size_t>(E));
+      std::vector<char> have(static_cast<std::size_t>(E), 0);
+      const auto need = [&](std::int64_t j) {
+        if (have[static_cast<std::size_t>(j)]) return;
+        mp_logits[static_cast<std::size_t>(j)] = mp50_logit(x, t, w32_.values, j);
+        have[static_cast<std::size_t>(j)] = 1;
+      };
+      const TopkRecompute recompute = [&](std::int64_t e) {
+        // softmax needs every logit of the token; the element-wise functions only the candidate's
+        for (std::int64_t j = 0; j < E; ++j) {
+          if (c_.score_func == ScoreFunc::kSoftmax || j == e) need(j);
         }
-      }
+        return Mp50(mp50_score(c_.score_func, mp_logits, e) + Mp50(w_.bias(e)));
+      };
+      const TopkResult r = p_.topk(biased, k, biased_bounds, recompute, out.decisions);
       chosen = r.indices;
       rm = RoutingMargin{r.margin.kth, r.margin.next, r.margin.gap, r.margin.bound, r.margin.redecided};
     }
@@ -363,7 +356,7 @@ GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_id
       out.indices[static_cast<std::size_t>(t * k + j)] = chosen[static_cast<std::size_t>(j)];
     }
   }
-  if (!hash_ && !p_.official()) out.score_bounds = std::move(bounds);
+  out.score_bounds = std::move(bounds);  // computed in exact mode, score-routed layers only
   return out;
 }
 

@@ -137,36 +137,7 @@ LinearWeight synthetic_bf16_weight(std::uint64_t seed, const char* name, std::in
 // spec 01 §1.4 / §1.5, the QAT simulation points of spec 02 §2.5 step 4 and §2.7 step 1.
 QuantMargin quantise_columns(const Precision& p, Mat& x, std::int64_t col0, std::int64_t cols, int block,
                              BlockQuant kind) {
-  if (col0 < 0 || cols <= 0 || col0 + cols > x.cols()) bad("quantise_columns", "column range outside the matrix");
-  const std::int64_t rows = x.rows();
-  QuantMargin m;
-  if (p.official()) {
-    std::vector<float> buf(static_cast<std::size_t>(rows * cols));
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t j = 0; j < cols; ++j)
-        buf[static_cast<std::size_t>(r * cols + j)] = static_cast<float>(x(r, col0 + j));
-    }
-    m = block_quant_margin_fp32(buf, cols, block, kind);
-    if (kind == BlockQuant::kFp8Ue8m0) {
-      act_quant_inplace(buf, cols, block, ScaleFormat::kUE8M0);
-    } else {
-      if (block != kFp4WeightBlock) bad("quantise_columns", "fp4 simulation has block 32");
-      fp4_act_quant_inplace(buf, cols);
-    }
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t j = 0; j < cols; ++j) x(r, col0 + j) = buf[static_cast<std::size_t>(r * cols + j)];
-    }
-  } else {
-    std::vector<double> buf(static_cast<std::size_t>(rows * cols));
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t j = 0; j < cols; ++j) buf[static_cast<std::size_t>(r * cols + j)] = x(r, col0 + j);
-    }
-    m = block_quant_exact_inplace(buf, cols, block, kind);
-    for (std::int64_t r = 0; r < rows; ++r) {
-      for (std::int64_t j = 0; j < cols; ++j) x(r, col0 + j) = buf[static_cast<std::size_t>(r * cols + j)];
-    }
-  }
-  return m;
+  return p.quantise(x, 0, x.rows(), col0, cols, block, kind);
 }
 
 Vec indexer_q_error_bound(const Mat& qr, const Mat& wq_b, const Mat& q_lin, const Mat& q_rope, const RopeTable& table,
@@ -333,46 +304,27 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   const ScaleFormat fmt = linear_scale_format(cfg_);
   // 1. q = wq_b(qr), RoPE at the query positions on the last r_d dims of every head, Hadamard, FP4
   Mat q = linear(p, qr, w_.wq_b, fmt);  // [s, nI·cI]
-  Mat q_lin;
-  if (!p.official()) q_lin = q;
+  const Mat q_lin = q;
   apply_rope_inplace(p, *table_, q, start_pos, cI);
   Mat qh = Eigen::Map<const Mat>(q.data(), s * nI, cI);
   if (!p.deviates(Deviation::kIndexerNoHadamard)) hadamard_inplace(p, qh, cI);
-  Mat q_pre;
-  if (!p.official()) q_pre = qh;
-  out.q_margin = quantise_columns(p, qh, 0, cI, 32, BlockQuant::kFp4);
-  if (!p.official()) {  // certify every FP4 decision; re-decide uncertified (token, head) rows in Mp50
-    const Vec bound = indexer_q_error_bound(qr, w_.wq_b.values, q_lin, q, *table_, start_pos, cI);
-    std::vector<double> vrow(static_cast<std::size_t>(cI)), brow(static_cast<std::size_t>(cI));
-    for (std::int64_t r = 0; r < s * nI; ++r) {
-      for (std::int64_t j = 0; j < cI; ++j) {
-        vrow[static_cast<std::size_t>(j)] = q_pre(r, j);
-        brow[static_cast<std::size_t>(j)] = bound(r);
-      }
-      const std::vector<char> ok = block_decisions_certified(vrow, brow, 32, BlockQuant::kFp4);
-      const auto undecided = static_cast<std::int64_t>(std::count(ok.begin(), ok.end(), char{0}));
-      out.q_certified_elements += cI - undecided;
-      if (undecided == 0) continue;
-      out.q_redecided_elements += undecided;
-      ++out.q_redecided_heads;
-      const std::int64_t t = r / nI, h = r % nI;
-      const std::vector<Mp50> mp = indexer_q_head_mp50(qr, t, w_.wq_b.values, *table_, start_pos + t, h, cI);
-      for (std::int64_t b0 = 0; b0 < cI; b0 += 32) {
-        const std::vector<double> qb = block_quant_mp50(std::span<const Mp50>(mp.data() + b0, 32), BlockQuant::kFp4);
-        for (std::int64_t j = 0; j < 32; ++j) {
-          const double qv = qb[static_cast<std::size_t>(j)];
-          if (qv != qh(r, b0 + j)) {
-            if (ok[static_cast<std::size_t>(b0 + j)] != 0) {
-              throw std::logic_error("indexer: a certified FP4 decision of q disagrees with Mp50 (row " + str(r) +
-                                     ", column " + str(b0 + j) + ")");
-            }
-            ++out.q_flipped_elements;
-          }
-          qh(r, b0 + j) = qv;
-        }
-      }
-    }
-  }
+  const Mat q_pre = qh;
+  out.q_margin = p.quantise(qh, 0, qh.rows(), 0, cI, 32, BlockQuant::kFp4);
+  // exact mode: every FP4 decision certified (derivation at the top), uncertified (token, head)
+  // rows re-decided in Mp50
+  Vec bound;
+  const RowCertifier certificate = [&](std::int64_t r) {
+    if (bound.size() == 0) bound = indexer_q_error_bound(qr, w_.wq_b.values, q_lin, q, *table_, start_pos, cI);
+    RowCertificate c;
+    c.value.assign(q_pre.row(r).data(), q_pre.row(r).data() + cI);
+    c.bound.assign(static_cast<std::size_t>(cI), bound(r));
+    return c;
+  };
+  const RowMp50 mp50 = [&](std::int64_t r) {
+    const std::int64_t t = r / nI, h = r % nI;
+    return indexer_q_head_mp50(qr, t, w_.wq_b.values, *table_, start_pos + t, h, cI);
+  };
+  out.q_decisions = p.certify_quantised(s * nI, 32, BlockQuant::kFp4, certificate, mp50, qh, "indexer q");
   out.q = qh;
   // 2. the indexer compressor writes its cache rows before they are read
   if (start_pos == 0) {
@@ -456,32 +408,29 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   out.margins.resize(static_cast<std::size_t>(s));
   for (std::int64_t t = 0; t < s; ++t) {
     const std::vector<double> row(out.scores.row(t).data(), out.scores.row(t).data() + nk);
-    TopkResult r;
-    if (p.official()) {
-      r = topk(row, k);
-    } else {
-      const std::vector<double> bnd(out.score_bounds.row(t).data(), out.score_bounds.row(t).data() + nk);
-      // Mp50 re-evaluation of I_τ from the inputs: ω_h from x and W_w, the grid values q and K.
-      std::vector<Mp50> w_mp;
-      auto recompute = [&](std::int64_t tau) {
-        if (w_mp.empty()) {
-          const Mp50 c_mp = Mp50(1) / sqrt(Mp50(cI) * Mp50(nI));
-          for (std::int64_t h = 0; h < nI; ++h) {
-            Mp50 acc = 0;
-            for (std::int64_t j = 0; j < cfg_.dim; ++j) acc += Mp50(w_.weights_proj.values(h, j)) * Mp50(x(t, j));
-            w_mp.push_back(acc * c_mp);
-          }
-        }
-        Mp50 total = 0;
+    const TopkBounds bounds = [&] {
+      return std::vector<double>(out.score_bounds.row(t).data(), out.score_bounds.row(t).data() + nk);
+    };
+    // Mp50 re-evaluation of I_τ from the inputs: ω_h from x and W_w, the grid values q and K.
+    std::vector<Mp50> w_mp;
+    const TopkRecompute recompute = [&](std::int64_t tau) {
+      if (w_mp.empty()) {
+        const Mp50 c_mp = Mp50(1) / sqrt(Mp50(cI) * Mp50(nI));
         for (std::int64_t h = 0; h < nI; ++h) {
-          Mp50 dot = 0;
-          for (std::int64_t j = 0; j < cI; ++j) dot += Mp50(out.q(t * nI + h, j)) * Mp50(st.cache(tau, j));
-          if (dot > 0) total += dot * w_mp[static_cast<std::size_t>(h)];
+          Mp50 acc = 0;
+          for (std::int64_t j = 0; j < cfg_.dim; ++j) acc += Mp50(w_.weights_proj.values(h, j)) * Mp50(x(t, j));
+          w_mp.push_back(acc * c_mp);
         }
-        return total;
-      };
-      r = topk_exact(row, bnd, k, recompute);
-    }
+      }
+      Mp50 total = 0;
+      for (std::int64_t h = 0; h < nI; ++h) {
+        Mp50 dot = 0;
+        for (std::int64_t j = 0; j < cI; ++j) dot += Mp50(out.q(t * nI + h, j)) * Mp50(st.cache(tau, j));
+        if (dot > 0) total += dot * w_mp[static_cast<std::size_t>(h)];
+      }
+      return total;
+    };
+    const TopkResult r = p.topk(row, k, bounds, recompute, out.topk_decisions);
     out.margins[static_cast<std::size_t>(t)] = r.margin;
     const std::int64_t visible = start_pos == 0 ? visible_entries(p, t, ratio, nk) : nk;
     for (std::int64_t j = 0; j < k; ++j) {

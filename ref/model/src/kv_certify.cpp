@@ -249,46 +249,29 @@ std::vector<char> block_decisions_certified(std::span<const double> v, std::span
   return ok;
 }
 
-KvCertifyStats certify_fp8_kv(const Mat& x, const Mat& w, const Vec& weight, double eps, const Mat& y_hat,
-                              const Mat& unquantised, std::int64_t cols, int block, Mat& quantised) {
+DecisionStats certify_fp8_kv(const Precision& p, const Mat& x, const Mat& w, const Vec& weight, double eps,
+                             const Mat& y_hat, const Mat& unquantised, std::int64_t cols, int block, Mat& quantised) {
   const std::int64_t s = x.rows();
   if (block <= 0 || cols <= 0 || cols % block != 0) bad("cols must be a positive multiple of the block");
   if (w.cols() != x.cols() || y_hat.rows() != s || y_hat.cols() != w.rows() || unquantised.rows() != s ||
       quantised.rows() != s || unquantised.cols() < cols || quantised.cols() < cols || cols > w.rows()) {
     bad("shape mismatch");
   }
-  KvCertifyStats st;
-  const Mat bound = rmsnorm_error_bound(y_hat, linear_error_bound(x, w), weight, eps, cols);
-  std::vector<double> vrow(static_cast<std::size_t>(cols)), brow(static_cast<std::size_t>(cols));
-  for (std::int64_t r = 0; r < s; ++r) {
-    for (std::int64_t j = 0; j < cols; ++j) {
-      vrow[static_cast<std::size_t>(j)] = unquantised(r, j);
-      brow[static_cast<std::size_t>(j)] = bound(r, j);
-    }
-    const std::vector<char> ok = block_decisions_certified(vrow, brow, block, BlockQuant::kFp8Ue8m0);
-    const auto undecided = static_cast<std::int64_t>(std::count(ok.begin(), ok.end(), 0));
-    st.certified_elements += cols - undecided;
-    if (undecided == 0) continue;
-    ++st.redecided_rows;
-    st.redecided_elements += undecided;
-    const std::vector<Mp50> mp = linear_rmsnorm_row_mp50(x, r, w, weight, eps, cols);
-    for (std::int64_t b0 = 0; b0 < cols; b0 += block) {
-      const std::vector<double> q =
-          fp8_ue8m0_block_mp50(std::span<const Mp50>(mp.data() + b0, static_cast<std::size_t>(block)));
-      for (std::int64_t j = 0; j < block; ++j) {
-        const double qv = q[static_cast<std::size_t>(j)];
-        if (qv != quantised(r, b0 + j)) {
-          if (ok[static_cast<std::size_t>(b0 + j)] != 0) {
-            throw std::logic_error("certify_fp8_kv: a certified decision disagrees with Mp50 (row " +
-                                   std::to_string(r) + ", column " + std::to_string(b0 + j) + ")");
-          }
-          ++st.flipped_elements;
-        }
-        quantised(r, b0 + j) = qv;
-      }
-    }
-  }
-  return st;
+  Mat bound;  // derivation steps 1–3, computed on the first row asked for
+  const RowCertifier certificate = [&](std::int64_t r) {
+    if (bound.size() == 0) bound = rmsnorm_error_bound(y_hat, linear_error_bound(x, w), weight, eps, cols);
+    RowCertificate c;
+    c.value.assign(unquantised.row(r).data(), unquantised.row(r).data() + cols);
+    c.bound.assign(bound.row(r).data(), bound.row(r).data() + cols);
+    return c;
+  };
+  const RowMp50 mp50 = [&](std::int64_t r) { return linear_rmsnorm_row_mp50(x, r, w, weight, eps, cols); };
+  return p.certify_quantised(s, block, BlockQuant::kFp8Ue8m0, certificate, mp50, quantised, "certify_fp8_kv");
+}
+
+DecisionStats certify_fp8_kv(const Mat& x, const Mat& w, const Vec& weight, double eps, const Mat& y_hat,
+                             const Mat& unquantised, std::int64_t cols, int block, Mat& quantised) {
+  return certify_fp8_kv(Precision(Mode::kExact), x, w, weight, eps, y_hat, unquantised, cols, block, quantised);
 }
 
 }  // namespace dsv4

@@ -60,10 +60,7 @@ struct AttentionOutput {
   Mat q;                                 // [s, H·c] after per-head RMS and RoPE
   Mat kv;                                // [s, c] window KV rows after kv_norm, RoPE, FP8 simulation
   QuantMargin kv_margin;                 // FP8 simulation of kv's nope dims
-  std::int64_t kv_certified_elements{};  // exact: its decisions proven by the bound (kv_certify.hpp)
-  std::int64_t kv_redecided_elements{};  // exact: decisions the bound left open, re-decided in Mp50
-  std::int64_t kv_redecided_rows{};      // exact: rows recomputed in Mp50
-  std::int64_t kv_flipped_elements{};    // exact: re-decided ones where Mp50 differs from double
+  DecisionStats kv_decisions;            // exact: the FP8 decisions of kv (kv_certify.hpp); recomputed = rows
   IndexLists lists;                      // [s, K] window ‖ compressed
   std::optional<IndexerOutput> indexer;  // CSA
   CompressedEntries compressed;          // main compressor entries written in this call

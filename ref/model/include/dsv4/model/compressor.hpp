@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -82,13 +83,11 @@ struct CompressedEntries {
   // Per entry: margins of its quantisation (FP8 of dims [0, D − r_d) with block 64, or FP4 of
   // all D dims with block 32); indices are within the quantised dims of the entry.
   std::vector<QuantMargin> margins;
-  // Exact mode (ref/README.md §Precision design): element decisions (rounding and block scale)
-  // certified by the rigorous error bound of the double pipeline, and those that were not (their
-  // entry recomputed in Mp50 and re-quantised exactly; flipped: the Mp50 decision differs).
-  std::int64_t certified_elements = 0;
-  std::int64_t redecided_elements = 0;
-  std::int64_t redecided_entries = 0;
-  std::int64_t flipped_elements = 0;
+  // Exact mode (ref/README.md §Precision design): the element decisions (rounding and block
+  // scale) certified by the rigorous error bound of the double pipeline, and those that were not
+  // (their entry recomputed in Mp50 and re-quantised exactly — recomputed counts entries; flipped:
+  // the Mp50 decision differs).
+  DecisionStats decisions;
   std::int64_t count() const { return entries.rows(); }
 };
 
@@ -161,18 +160,16 @@ class Compressor {
   void check_x(const Mat& x, const char* fn) const;
   Mat unquantised(const Mat& pooled, std::int64_t first) const;  // steps 1–2 and the Hadamard rotation
   std::vector<double> entry_bound(const CompressorPoolInput& in, std::int64_t entry, std::vector<double>& value) const;
-  // The entry's quantised dims in Mp50 from the inputs: their exact quantisation (quantised) and
-  // value − exact rounded to double (error); either may be null.
-  void entry_mp50(const CompressorPoolInput& in, std::int64_t entry, const std::vector<double>& value,
-                  std::vector<double>* quantised, std::vector<double>* error) const;
-  // Exact mode: certify every decision of `out` (entry r pooled from in[r]); re-decide in Mp50.
-  void certify(const std::vector<CompressorPoolInput>& in, CompressedEntries& out) const;
+  // The entry's quantised dims in Mp50 from the inputs.
+  std::vector<Mp50> entry_mp50(const CompressorPoolInput& in, std::int64_t entry) const;
+  // Certify every decision of `out` (entry first + r pooled from input(r)) under the policy;
+  // re-decide in Mp50 (exact mode; official: nothing to certify).
+  void certify(const std::function<CompressorPoolInput(std::int64_t)>& input, CompressedEntries& out) const;
 
   Precision prec_;
   CompressorSpec spec_;
   CompressorWeights w_;
   std::shared_ptr<const RopeTable> table_;
-  Mat w_exact_;  // exact mode: [W_kv; W_gate] [2κD, d], one deterministic GEMM for both projections
 };
 
 }  // namespace dsv4

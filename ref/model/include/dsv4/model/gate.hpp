@@ -53,8 +53,9 @@ struct GateOutput {
   // Exact mode (score-routed layers): the rigorous |error| bound of every biased score [T, E]
   // (empty in official mode and in hash layers).
   Mat score_bounds;
-  std::int64_t redecided_tokens = 0;  // exact mode: cuts re-decided in Mp50
-  std::int64_t flipped_tokens = 0;    // of those, cuts whose chosen set differs from the double top-k
+  // Exact mode (score-routed layers): the routing cuts, one per token, certified or re-decided in
+  // Mp50 (flipped: the chosen set differs from the double top-k; recomputed: candidates).
+  DecisionStats decisions;
 
   std::int64_t index(std::int64_t t, std::int64_t j) const {
     return indices[static_cast<std::size_t>(t * weights.cols() + j)];

@@ -50,11 +50,12 @@ struct IndexerOutput {
   std::vector<TopkMargin> margins;  // per query row
   CompressedEntries compressed;     // entries the indexer compressor wrote in this call
   QuantMargin q_margin;             // FP4 simulation of q (of the double values, before any re-decision)
-  // Exact mode: certification of the FP4 decisions of q (spec 02 §2.7 step 1, kv_certify.hpp).
-  std::int64_t q_certified_elements = 0;  // element decisions (rounding and block scale) proven by the bound
-  std::int64_t q_redecided_elements = 0;  // not proven: re-decided in Mp50
-  std::int64_t q_redecided_heads = 0;     // (token, head) rows recomputed in Mp50
-  std::int64_t q_flipped_elements = 0;    // re-decided elements whose Mp50 decision differs from the double one
+  // Exact mode: certification of the FP4 decisions of q (spec 02 §2.7 step 1, kv_certify.hpp);
+  // recomputed counts the (token, head) rows recomputed in Mp50.
+  DecisionStats q_decisions;
+  // Exact mode: the top-k cuts (one per query row) certified or re-decided (recomputed counts the
+  // candidates recomputed in Mp50).
+  DecisionStats topk_decisions;
 };
 
 class Indexer {

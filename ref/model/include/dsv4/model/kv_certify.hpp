@@ -21,13 +21,6 @@
 
 namespace dsv4 {
 
-struct KvCertifyStats {
-  std::int64_t certified_elements = 0;  // element decisions (its rounding and its block's scale) proven
-  std::int64_t redecided_elements = 0;  // element decisions not proven by the bound: re-decided in Mp50
-  std::int64_t redecided_rows = 0;      // rows recomputed in Mp50
-  std::int64_t flipped_elements = 0;    // re-decided elements whose Mp50 decision differs from the double one
-};
-
 // Rigorous bound of |ŷ − y| per element, ŷ = Precision(kExact).matmul_nt(x, w) (the deterministic
 // double GEMM), y = x · wᵀ exactly. [M, N].
 Mat linear_error_bound(const Mat& x, const Mat& w);
@@ -55,13 +48,18 @@ std::vector<double> block_quant_mp50(std::span<const Mp50> v, BlockQuant kind);
 std::vector<char> block_decisions_certified(std::span<const double> v, std::span<const double> bound, int block,
                                             BlockQuant kind);
 
-// Exact mode, spec 02 §2.5 step 4. x [s, d] the layer input, w [c, d] the exact wkv values,
-// y_hat = matmul_nt(x, w) in double, unquantised [s, ≥ cols] the double kv_norm output (columns
-// [0, cols) — RoPE does not touch them), quantised [s, ≥ cols] the same after the double quantiser
-// (block_quant_exact_inplace). Certifies every decision of columns [0, cols); rows with an
-// uncertified decision get columns [0, cols) replaced by the Mp50 decisions. Throws
-// std::logic_error if a decision the bound certified disagrees with Mp50 (a broken bound).
-KvCertifyStats certify_fp8_kv(const Mat& x, const Mat& w, const Vec& weight, double eps, const Mat& y_hat,
-                              const Mat& unquantised, std::int64_t cols, int block, Mat& quantised);
+// spec 02 §2.5 step 4, the window KV's FP8 decisions under the policy p
+// (Precision::certify_quantised; official mode: nothing to certify). x [s, d] the layer input, w
+// [c, d] the exact wkv values, y_hat = matmul_nt(x, w) in double, unquantised [s, ≥ cols] the
+// double kv_norm output (columns [0, cols) — RoPE does not touch them), quantised [s, ≥ cols] the
+// same after the double quantiser (block_quant_exact_inplace). Certifies every decision of columns
+// [0, cols); rows with an uncertified decision get columns [0, cols) replaced by the Mp50
+// decisions. Throws std::logic_error if a decision the bound certified disagrees with Mp50 (a
+// broken bound). Counts: recomputed = rows.
+DecisionStats certify_fp8_kv(const Precision& p, const Mat& x, const Mat& w, const Vec& weight, double eps,
+                             const Mat& y_hat, const Mat& unquantised, std::int64_t cols, int block, Mat& quantised);
+// The same in exact mode.
+DecisionStats certify_fp8_kv(const Mat& x, const Mat& w, const Vec& weight, double eps, const Mat& y_hat,
+                             const Mat& unquantised, std::int64_t cols, int block, Mat& quantised);
 
 }  // namespace dsv4

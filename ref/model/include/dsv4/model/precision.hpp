@@ -14,8 +14,14 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
+
+#include "dsv4/model/topk.hpp"
+#include "dsv4/numerics/multiprecision.hpp"
+#include "dsv4/numerics/quant_margin.hpp"
 
 namespace dsv4 {
 
@@ -56,6 +62,35 @@ const std::vector<Deviation>& all_deviations();  // every bug (not kNone, not kB
 std::string mode_name(Mode m);
 // Throws std::invalid_argument naming the string when it is not "exact" or "official".
 Mode mode_from_name(const std::string& name);
+
+// The one count of a component's discrete decisions in exact mode (ref/README.md §Precision
+// design): proven by the rigorous error bound of the double pipeline, or left open by it and
+// re-decided in Mp50 — and of those, the ones whose Mp50 outcome differs from the double one.
+// Official mode leaves every count at 0 (its decisions are exact on their fp32/bf16 inputs).
+struct DecisionStats {
+  std::int64_t certified = 0;   // decisions proven by their bound
+  std::int64_t redecided = 0;   // decisions the bound left open: re-decided in Mp50
+  std::int64_t recomputed = 0;  // units recomputed in Mp50 (rows, entries, (token, head) rows, top-k candidates)
+  std::int64_t flipped = 0;     // re-decided decisions whose Mp50 outcome differs from the double one
+  DecisionStats& operator+=(const DecisionStats& o) {
+    certified += o.certified;
+    redecided += o.redecided;
+    recomputed += o.recomputed;
+    flipped += o.flipped;
+    return *this;
+  }
+};
+
+// One block-quantised row to certify (Precision::certify_quantised): the double values just before
+// the quantiser and a rigorous bound of their error against the exact pipeline, element by element.
+struct RowCertificate {
+  std::vector<double> value, bound;
+};
+using RowCertifier = std::function<RowCertificate(std::int64_t row)>;
+// The row's quantised dims recomputed in Mp50 from the component's inputs.
+using RowMp50 = std::function<std::vector<Mp50>(std::int64_t row)>;
+// The rigorous error bound of every score of a top-k (exact mode; computed only when asked).
+using TopkBounds = std::function<std::vector<double>()>;
 
 class Precision {
  public:
@@ -106,6 +141,29 @@ class Precision {
   // C3: a·b + c written as one kernel expression (nvcc contracts it): official — one fp32 FMA
   // (fmaf, correctly rounded; a double fma then a cast to fp32 could round twice); exact — fma.
   double fma(double a, double b, double c) const;
+
+  // ---- discrete decisions (ref/README.md §Precision design, §Margins) ----
+  // The model-defined block quantisation point (spec 01 §1.4 act_quant UE8M0 / §1.5
+  // fp4_act_quant) on columns [col0, col0 + cols) of rows [row0, row0 + rows) of x, in place,
+  // blocks of `block` from col0: official — the fp32 kernel on the values as fp32; exact — the
+  // quantiser with exact decisions on the double values (block_quant_exact_inplace). Returns the
+  // margins (blocks counted over all rows).
+  QuantMargin quantise(Mat& x, Eigen::Index row0, Eigen::Index rows, Eigen::Index col0, Eigen::Index cols, int block,
+                       BlockQuant kind) const;
+  // Certify every decision of the block quantiser `kind` on columns [0, n) of the `rows` rows of
+  // `quantised` (row r: certificate(r), n = its length): exact mode — decisions the bound leaves
+  // open make their row recomputed in Mp50 (mp50(r)) and all its blocks re-decided from the Mp50
+  // values, written into `quantised`; a certified decision that Mp50 contradicts is a broken bound
+  // (std::logic_error naming `who`, the row and the column). Official mode: nothing to certify,
+  // neither callback is called. Returns the counts (recomputed: rows).
+  DecisionStats certify_quantised(std::int64_t rows, int block, BlockQuant kind, const RowCertifier& certificate,
+                                  const RowMp50& mp50, Mat& quantised, const char* who) const;
+  // spec 01 §1.11 C4 top-k with its margin. Official: topk (the fp32/bf16 scores are the decision's
+  // exact inputs). Exact: topk_exact with bounds() and `recompute` (the cut certified by the
+  // bounds, or re-decided in Mp50); `stats` counts the cut (certified or re-decided, the
+  // candidates recomputed, flipped when the chosen set differs from the double top-k).
+  TopkResult topk(std::span<const double> scores, std::int64_t k, const TopkBounds& bounds,
+                  const TopkRecompute& recompute, DecisionStats& stats) const;
 
  private:
   Mode mode_;
