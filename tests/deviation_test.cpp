@@ -15,6 +15,7 @@
 #include "dsv4/model/transformer.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "support/bug_catalogue.hpp"
 
 namespace dsv4 {
 namespace {
@@ -51,32 +52,7 @@ std::string first_divergent(const MemoryRecorder& good, const MemoryRecorder& ba
   return "";
 }
 
-// tiny: layer 0 SWA, layer 1 HCA (ratio 128), layer 2 CSA (ratio 4); layers 0–2 hash-routed.
-const std::map<Deviation, std::string>& expected_module() {
-  static const std::map<Deviation, std::string> m{
-      {Deviation::kRopeHalfSplit, "layers.0.attn"},
-      {Deviation::kRopeFirstDims, "layers.0.attn"},
-      {Deviation::kNoInverseRope, "layers.0.attn.wo_a"},
-      {Deviation::kSinkInNumerator, "layers.0.attn.wo_a"},
-      {Deviation::kCompressNoOverlap, "layers.2.attn.compressor"},
-      {Deviation::kWindowOffByOne, "layers.0.attn.wo_a"},
-      {Deviation::kKvScaleNotPow2, "layers.0.attn"},
-      {Deviation::kIndexerNoHadamard, "layers.2.attn.indexer"},
-      {Deviation::kIndexerMaskOffByOne, "layers.2.attn.indexer"},
-      {Deviation::kBf16Truncation, "layers.0.hc_attn"},
-      {Deviation::kSinkhornColumnFirst, "layers.0.hc_attn"},
-      {Deviation::kSinkhornEpsOutside, "layers.0.hc_attn"},
-      // At layer 0 all four streams hold the embedding, so the attention site's transposed mix
-      // differs from the right one only by comb's row vs column sums (~1e-6 apart, spec 04 §4.7),
-      // which bf16 does not resolve; the first visible effect is the FFN site's hc_post, whose
-      // output is the block output `layers.0/out`.
-      {Deviation::kHcCombTransposed, "layers.0"},
-      {Deviation::kGateBiasInWeights, "layers.3.ffn.gate"},
-      {Deviation::kClampGateBothSides, "layers.0.ffn"},
-      {Deviation::kHashByPosition, "layers.0.ffn.gate"},
-  };
-  return m;
-}
+using testing_support::expected_first_divergent_module;
 
 // 40 tokens: past the window (16) and ten ratio-4 blocks (compressor, indexer).
 // The clamp bug is only observable where the SwiGLU gate falls below −limit; the synthetic tiny
@@ -87,11 +63,12 @@ TEST(Deviation, EveryDeviationIsLiveAndFirstDivergesInItsModule) {
   low_limit.swiglu_limit = 1.0;
   const MemoryRecorder good = run(c, Precision(Mode::kOfficial));
   const MemoryRecorder good_low = run(low_limit, Precision(Mode::kOfficial));
-  ASSERT_EQ(all_deviations().size(), expected_module().size());
+  ASSERT_EQ(all_deviations().size(), expected_first_divergent_module().size());
   for (const Deviation d : all_deviations()) {
     const bool clamp = d == Deviation::kClampGateBothSides;
     const MemoryRecorder bad = run(clamp ? low_limit : c, Precision(Mode::kOfficial, d));
-    EXPECT_EQ(first_divergent(clamp ? good_low : good, bad), expected_module().at(d)) << deviation_name(d);
+    EXPECT_EQ(first_divergent(clamp ? good_low : good, bad), expected_first_divergent_module().at(d))
+        << deviation_name(d);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "dsv4/model/transformer.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "support/bug_catalogue.hpp"
 
 namespace dsv4 {
 namespace {
@@ -100,24 +101,7 @@ std::string component(const std::string& module) {
 
 // The bug catalogue: each deviation FAILS and the first divergent module is the one with the bug.
 TEST(TeacherForcedDiff, BugCatalogueIsCaughtAndBlamedOnTheRightModule) {
-  const std::map<Deviation, std::string> expected{
-      {Deviation::kRopeHalfSplit, "layers.0.attn"},
-      {Deviation::kRopeFirstDims, "layers.0.attn"},
-      {Deviation::kNoInverseRope, "layers.0.attn.wo_a"},
-      {Deviation::kSinkInNumerator, "layers.0.attn.wo_a"},
-      {Deviation::kCompressNoOverlap, "layers.2.attn.compressor"},
-      {Deviation::kWindowOffByOne, "layers.0.attn.wo_a"},
-      {Deviation::kKvScaleNotPow2, "layers.0.attn"},
-      {Deviation::kIndexerNoHadamard, "layers.2.attn.indexer"},
-      {Deviation::kIndexerMaskOffByOne, "layers.2.attn.indexer"},
-      {Deviation::kBf16Truncation, "layers.0.hc_attn"},
-      {Deviation::kSinkhornColumnFirst, "layers.0.hc_attn"},
-      {Deviation::kSinkhornEpsOutside, "layers.0.hc_attn"},
-      {Deviation::kHcCombTransposed, "layers.0"},  // see deviation_test: invisible at the first site
-      {Deviation::kGateBiasInWeights, "layers.3.ffn.gate"},
-      {Deviation::kClampGateBothSides, "layers.0.ffn"},
-      {Deviation::kHashByPosition, "layers.0.ffn.gate"},
-  };
+  const std::map<Deviation, std::string>& expected = testing_support::expected_first_divergent_module();
   const Fixture f = make(10.0);
   const Fixture low = make(1.0);  // the clamp bug needs gates below −limit (deviation_test)
   int caught = 0, blamed = 0;

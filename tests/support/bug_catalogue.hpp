@@ -1,0 +1,40 @@
+// The bug catalogue's expected blame (ref/README.md §Deliberate deviations): for each injected
+// deviation, the first module of the tiny config whose output it changes. deviation_test checks it
+// against a faithful run, diff_test against the teacher-forced localisation.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "dsv4/model/precision.hpp"
+
+namespace dsv4::testing_support {
+
+// tiny: layer 0 SWA, layer 1 HCA (ratio 128), layer 2 CSA (ratio 4); layers 0–2 hash-routed.
+inline const std::map<Deviation, std::string>& expected_first_divergent_module() {
+  static const std::map<Deviation, std::string> m{
+      {Deviation::kRopeHalfSplit, "layers.0.attn"},
+      {Deviation::kRopeFirstDims, "layers.0.attn"},
+      {Deviation::kNoInverseRope, "layers.0.attn.wo_a"},
+      {Deviation::kSinkInNumerator, "layers.0.attn.wo_a"},
+      {Deviation::kCompressNoOverlap, "layers.2.attn.compressor"},
+      {Deviation::kWindowOffByOne, "layers.0.attn.wo_a"},
+      {Deviation::kKvScaleNotPow2, "layers.0.attn"},
+      {Deviation::kIndexerNoHadamard, "layers.2.attn.indexer"},
+      {Deviation::kIndexerMaskOffByOne, "layers.2.attn.indexer"},
+      {Deviation::kBf16Truncation, "layers.0.hc_attn"},
+      {Deviation::kSinkhornColumnFirst, "layers.0.hc_attn"},
+      {Deviation::kSinkhornEpsOutside, "layers.0.hc_attn"},
+      // At layer 0 all four streams hold the embedding, so the attention site's transposed mix
+      // differs from the right one only by comb's row vs column sums (~1e-6 apart, spec 04 §4.7),
+      // which bf16 does not resolve; the first visible effect is the FFN site's hc_post, whose
+      // output is the block output `layers.0/out`.
+      {Deviation::kHcCombTransposed, "layers.0"},
+      {Deviation::kGateBiasInWeights, "layers.3.ffn.gate"},
+      {Deviation::kClampGateBothSides, "layers.0.ffn"},
+      {Deviation::kHashByPosition, "layers.0.ffn.gate"},
+  };
+  return m;
+}
+
+}  // namespace dsv4::testing_support
