@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "../tests/support/small_configs.hpp"
 #include "dsv4/cache/kv_cache.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/attention.hpp"
@@ -30,25 +31,9 @@
 namespace dsv4::props {
 namespace {
 
-constexpr std::int64_t kDim = 32;
-constexpr std::int64_t kRd = 8;
-constexpr std::int64_t kMaxSeq = 512;
-
-// kind 0: main ratio 4 (overlap), 1: main ratio 128, 2: indexer ratio 4 (Hadamard + FP4).
-CompressorSpec spec_of(int kind) {
-  CompressorSpec s;
-  s.ratio = kind == 1 ? 128 : 4;
-  s.dim = kDim;
-  s.head_dim = kind == 2 ? 32 : 64 + kRd;
-  s.rope_head_dim = kRd;
-  s.rotate = kind == 2;
-  s.max_seq_len = kMaxSeq;
-  s.rope.rope_head_dim = kRd;
-  s.rope.base = 160000.0;
-  s.rope.factor = 16.0;
-  s.rope.original_seq_len = 64;
-  return s;
-}
+using testing_support::compressor_kinds::kDim;
+using testing_support::compressor_kinds::kMaxSeq;
+using testing_support::compressor_kinds::spec_of;
 
 const Compressor& compressor(Mode mode, int kind) {
   static std::map<std::pair<int, int>, std::unique_ptr<Compressor>> cache;
@@ -177,23 +162,9 @@ void decode_equals_prefill() {
 
 // ---------------------------------------------------------------------------------------------
 // Attention level (tiny: layer 0 SWA, 1 HCA-128, 2 CSA-4; window 16).
-ModelConfig small_tiny() {
-  ModelConfig c = builtin_config("tiny");
-  c.max_seq_len = 160;
-  c.n_heads = 4;
-  c.o_groups = 2;
-  return c;
-}
+using testing_support::small_tiny;
 
-const Attention& attention(Mode mode, std::int64_t layer) {
-  static std::map<std::pair<int, std::int64_t>, std::unique_ptr<Attention>> cache;
-  auto& slot = cache[{static_cast<int>(mode), layer}];
-  if (!slot) {
-    const ModelConfig cfg = small_tiny();
-    slot = std::make_unique<Attention>(Precision(mode), cfg, layer, AttentionWeights::synthetic(cfg, layer, 42));
-  }
-  return *slot;
-}
+const Attention& attention(Mode mode, std::int64_t layer) { return testing_support::small_tiny_attention(mode, layer); }
 
 // Cache sizes: for every layer (MTP included) and any context T, the reference's per-sequence state
 // (Attention::allocate_state) has window + ⌊T/m⌋ main rows, ⌊T/4⌋ indexer rows (CSA), κm × κc

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "../tests/support/small_configs.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/attention.hpp"
 #include "dsv4/model/precision.hpp"
@@ -23,23 +24,17 @@
 namespace dsv4::props {
 namespace {
 
+// small_tiny with room for a batch of three sequences.
+constexpr std::int64_t kMaxBatch = 3;
+
 ModelConfig small_tiny() {
-  ModelConfig c = builtin_config("tiny");
-  c.max_batch_size = 3;
-  c.max_seq_len = 160;
-  c.n_heads = 4;
-  c.o_groups = 2;
+  ModelConfig c = testing_support::small_tiny();
+  c.max_batch_size = kMaxBatch;
   return c;
 }
 
 const Attention& attention(Mode mode, std::int64_t layer) {
-  static std::map<std::pair<int, std::int64_t>, std::unique_ptr<Attention>> cache;
-  auto& slot = cache[{static_cast<int>(mode), layer}];
-  if (!slot) {
-    const ModelConfig cfg = small_tiny();
-    slot = std::make_unique<Attention>(Precision(mode), cfg, layer, AttentionWeights::synthetic(cfg, layer, 42));
-  }
-  return *slot;
+  return testing_support::small_tiny_attention(mode, layer, kMaxBatch);
 }
 
 Mat gen_tokens(std::int64_t n, std::int64_t dim, bool bf16) {

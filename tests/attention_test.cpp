@@ -17,6 +17,7 @@
 #include "dsv4/config/model_config.hpp"
 #include "support/mat_bits.hpp"
 #include "support/random_matrix.hpp"
+#include "support/small_configs.hpp"
 
 namespace dsv4 {
 namespace {
@@ -27,14 +28,7 @@ Mat random_bf16(std::int64_t rows, std::int64_t cols, std::uint64_t stream) {
   return test::random_bf16_matrix(rows, cols, 5, stream, 1.0);
 }
 
-// tiny (window 16, ratios 0/128/4), shortened to 160 positions; layer 0 SWA, 1 HCA-128, 2 CSA-4.
-ModelConfig small_tiny() {
-  ModelConfig c = builtin_config("tiny");
-  c.max_seq_len = 160;
-  c.n_heads = 4;
-  c.o_groups = 2;
-  return c;
-}
+using testing_support::small_tiny;
 
 // The valid entries of a list as (part, index) where part 0 = window position, 1 = compressed
 // entry — a layout-free description comparable between prefill and decode.

@@ -17,30 +17,14 @@
 #include "dsv4/numerics/multiprecision.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/numerics/quant_margin.hpp"
+#include "support/small_configs.hpp"
 
 namespace dsv4 {
 namespace {
 
-constexpr std::int64_t kDim = 32;
-constexpr std::int64_t kRd = 8;
-constexpr std::int64_t kMaxSeq = 512;
-
-CompressorSpec spec_of(int kind) {
-  CompressorSpec s;
-  s.ratio = kind == 1 ? 128 : 4;
-  s.dim = kDim;
-  s.head_dim = kind == 2 ? 32 : 64 + kRd;
-  s.rope_head_dim = kRd;
-  s.rotate = kind == 2;
-  s.max_seq_len = kMaxSeq;
-  s.rope.rope_head_dim = kRd;
-  s.rope.base = 160000.0;
-  s.rope.factor = 16.0;
-  s.rope.original_seq_len = 64;
-  return s;
-}
-
-const char* kind_name(int kind) { return kind == 0 ? "main4" : kind == 1 ? "main128" : "indexer4"; }
+using testing_support::compressor_kinds::kDim;
+using testing_support::compressor_kinds::kind_name;
+using testing_support::compressor_kinds::spec_of;
 
 // Unrounded N(0, 1) doubles (exact mode's input).
 Mat tokens(std::int64_t n, std::uint64_t seed) {
