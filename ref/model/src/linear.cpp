@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/quant.hpp"
 
 namespace dsv4 {
 
@@ -180,7 +181,7 @@ LinearWeight LinearWeight::fp32(Tensor w) {
   return lw;
 }
 
-// Exact dequantisation code × scale (spec 01 §1.7), in double.
+// Exact dequantisation code × scale (spec 01 §1.7), in double: numerics' dequant_fp8_weight_exact.
 LinearWeight LinearWeight::fp8(Tensor w, Tensor scale) {
   require(w, "fp8", "weight", DType::kE4M3);
   require(scale, "fp8", "scale", DType::kE8M0);
@@ -189,24 +190,14 @@ LinearWeight LinearWeight::fp8(Tensor w, Tensor scale) {
   require_shape(scale, "fp8", "scale", ceil_div(n, kFp8Tile), ceil_div(k, kFp8Tile));
   LinearWeight lw;
   lw.kind = WeightKind::kFP8;
-  const auto codes = w.values<std::uint8_t>();
-  const auto s = scale.values<std::uint8_t>();
-  const auto& e4m3 = e4m3_values();
-  const auto& e8m0 = e8m0_values();
-  const std::int64_t scale_cols = ceil_div(k, kFp8Tile);
   lw.values.resize(n, k);
-  for (std::int64_t r = 0; r < n; ++r) {
-    const std::uint8_t* s_row = s.data() + (r / kFp8Tile) * scale_cols;
-    for (std::int64_t c = 0; c < k; ++c) {
-      lw.values(r, c) = e4m3[codes[static_cast<std::size_t>(r * k + c)]] * e8m0[s_row[c / kFp8Tile]];
-    }
-  }
+  dequant_fp8_weight_exact(w, scale, std::span<double>(lw.values.data(), static_cast<std::size_t>(n * k)));
   lw.weight = std::move(w);
   lw.scale = std::move(scale);
   return lw;
 }
 
-// Exact dequantisation code × scale (spec 01 §1.8), in double.
+// Exact dequantisation code × scale (spec 01 §1.8), in double: numerics' dequant_fp4_weight_exact.
 LinearWeight LinearWeight::fp4(Tensor w, Tensor scale) {
   require(w, "fp4", "weight", DType::kE2M1x2);
   require(scale, "fp4", "scale", DType::kE8M0);
@@ -215,17 +206,8 @@ LinearWeight LinearWeight::fp4(Tensor w, Tensor scale) {
   require_shape(scale, "fp4", "scale", n, k / kFp4Block);
   LinearWeight lw;
   lw.kind = WeightKind::kFP4;
-  const auto packed = w.values<std::uint8_t>();
-  const auto s = scale.values<std::uint8_t>();
-  const auto& e2m1 = e2m1_values();
-  const auto& e8m0 = e8m0_values();
   lw.values.resize(n, k);
-  for (std::int64_t r = 0; r < n; ++r) {
-    for (std::int64_t c = 0; c < k; ++c) {
-      lw.values(r, c) =
-          e2m1[fp4_code(packed, k, r, c)] * e8m0[s[static_cast<std::size_t>(r * (k / kFp4Block) + c / kFp4Block)]];
-    }
-  }
+  dequant_fp4_weight_exact(w, scale, std::span<double>(lw.values.data(), static_cast<std::size_t>(n * k)));
   lw.weight = std::move(w);
   lw.scale = std::move(scale);
   return lw;

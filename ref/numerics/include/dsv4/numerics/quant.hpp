@@ -50,6 +50,12 @@ void fp4_act_quant_inplace(std::span<float> x, std::int64_t cols);
 Tensor dequant_fp8_weight(const Tensor& w, const Tensor& scales);
 // w: packed e2m1 [N, K] (dtype kE2M1x2); scales: e8m0 [N, K/32]. Returns float32 [N, K] (exact).
 Tensor dequant_fp4_weight(const Tensor& w, const Tensor& scales);
+// The same dequantisations in double, written row-major into out (N·K values): code × scale is
+// exact in double for every code and scale (the one decode of a stored weight; the model's
+// LinearWeight holds these values). Throws std::invalid_argument like the float forms, or when out
+// has not N·K elements.
+void dequant_fp8_weight_exact(const Tensor& w, const Tensor& scales, std::span<double> out);
+void dequant_fp4_weight_exact(const Tensor& w, const Tensor& scales, std::span<double> out);
 
 // ---- spec 01 §1.9: the official converter's FP4 → FP8 re-quantisation ----
 // Lossless for every code of a 128×128 tile iff max/min of its 1×32 scales ≤ 2^14
