@@ -4,13 +4,6 @@
 #pragma GCC target("avx2")
 #include "metrics_kernel.hpp"
 
-namespace dsv4::compare_detail {
-namespace {
 #define DSV4_METRICS_W 4
+#define DSV4_METRICS_ENTRY avx2_kernel
 #include "metrics_kernel_body.inc"
-#undef DSV4_METRICS_W
-}  // namespace
-
-KernelFn avx2_kernel(Storage storage, bool from_bits, bool scaled) { return pick_kernel(storage, from_bits, scaled); }
-
-}  // namespace dsv4::compare_detail
