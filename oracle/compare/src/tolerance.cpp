@@ -30,31 +30,31 @@ Check hard_check(const char* name, std::int64_t count, std::int64_t first, const
   return c;
 }
 
+// The first two criteria share one form: value ≤ k·official + floor_ulps · ulp, where `label`
+// names the value and `ulp_label` the ulp term in the detail line.
+Check scaled_check(const char* name, const char* label, double value, double official, const ToleranceParams& p,
+                   double floor_ulps, const char* ulp_label, double ulp) {
+  Check c;
+  c.name = name;
+  c.value = value;
+  const double floor = floor_ulps * ulp;
+  c.limit = p.k * official + floor;
+  c.pass = c.value <= c.limit;
+  c.detail = std::string(label) + " " + num(c.value) + (c.pass ? " <= " : " > ") + num(c.limit) + " = " + num(p.k) +
+             " x official " + num(official) + " + " + num(floor_ulps) + " " + ulp_label + " " + num(ulp);
+  return c;
+}
+
 // tolerance.hpp, first criterion: max|c − e| ≤ k·max|o − e| + floor_max_ulps · max ulp(e).
 Check max_abs_check(const TensorMetrics& m, const ReferenceError& o, const ToleranceParams& p) {
-  Check c;
-  c.name = "max_abs";
-  c.value = m.max_abs;
-  const double floor = p.floor_max_ulps * m.ulp_max;
-  c.limit = p.k * o.max_abs + floor;
-  c.pass = c.value <= c.limit;
-  c.detail = "max|c-e| " + num(c.value) + (c.pass ? " <= " : " > ") + num(c.limit) + " = " + num(p.k) + " x official " +
-             num(o.max_abs) + " + " + num(p.floor_max_ulps) + " ulp " + num(m.ulp_max);
+  Check c = scaled_check("max_abs", "max|c-e|", m.max_abs, o.max_abs, p, p.floor_max_ulps, "ulp", m.ulp_max);
   if (m.max_abs_index >= 0) c.detail += " (worst at index " + std::to_string(m.max_abs_index) + ")";
   return c;
 }
 
 // Second criterion: rms(c − e) ≤ k·rms(o − e) + floor_rms_ulps · rms ulp(e).
 Check rms_check(const TensorMetrics& m, const ReferenceError& o, const ToleranceParams& p) {
-  Check c;
-  c.name = "rms";
-  c.value = m.rms;
-  const double floor = p.floor_rms_ulps * m.ulp_rms;
-  c.limit = p.k * o.rms + floor;
-  c.pass = c.value <= c.limit;
-  c.detail = "rms(c-e) " + num(c.value) + (c.pass ? " <= " : " > ") + num(c.limit) + " = " + num(p.k) + " x official " +
-             num(o.rms) + " + " + num(p.floor_rms_ulps) + " x rms ulp " + num(m.ulp_rms);
-  return c;
+  return scaled_check("rms", "rms(c-e)", m.rms, o.rms, p, p.floor_rms_ulps, "x rms ulp", m.ulp_rms);
 }
 
 // Third criterion: |Σ(c − e)·sign(e)| ≤ k·|Σ(o − e)·sign(e)| + z·sqrt(Σ(c − e)²) + b·Σ ulp(e).
