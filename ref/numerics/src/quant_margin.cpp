@@ -39,6 +39,14 @@ std::int64_t checked_rows(const char* fn, std::size_t size, std::int64_t cols, i
   return static_cast<std::int64_t>(size) / cols;
 }
 
+// Calls f(block index, index of its first element) for every block of `block` elements, in order:
+// row-major rows of `cols`, each cut into cols / block blocks (checked as checked_rows does).
+template <class F>
+void for_each_block(const char* fn, std::size_t size, std::int64_t cols, int block, F&& f) {
+  const std::int64_t blocks = checked_rows(fn, size, cols, block) * (cols / block);
+  for (std::int64_t i = 0; i < blocks; ++i) f(i, i * block);
+}
+
 // Sorted non-negative finite values of a format (every code with the sign bit clear).
 std::vector<double> positive_grid(const MinifloatFormat& f) {
   std::vector<double> g;
@@ -107,67 +115,57 @@ double rounding_margin(const MinifloatFormat& f, double v) {
 // spec 01 §1.4 steps 1–3 / §1.5 steps 1–3, the decisions of the fp32 kernels.
 QuantMargin block_quant_margin_fp32(std::span<const float> x, std::int64_t cols, int block, BlockQuant kind) {
   const QuantParams p = params(kind);
-  const std::int64_t rows = checked_rows("block_quant_margin_fp32", x.size(), cols, block);
-  const std::int64_t per_row = cols / block;
   QuantMargin m;
-  for (std::int64_t r = 0; r < rows; ++r) {
-    for (std::int64_t b = 0; b < per_row; ++b) {
-      const std::int64_t begin = r * cols + b * block;
-      float absmax = 0.0f;
-      for (std::int64_t j = 0; j < block; ++j)
-        absmax = std::fmax(absmax, std::fabs(x[static_cast<std::size_t>(begin + j)]));
-      const float amax = std::max(absmax, static_cast<float>(p.floor));
-      const float t = amax * p.inv;
-      const int k = log2_ceil_fp32(t);
-      const float s = pow2_fp32(k);
-      double sm = scale_step_margin(t, k);
-      if (absmax < amax) sm = std::min(sm, (static_cast<double>(amax) - absmax) / amax);
-      fold_scale(m, sm, r * per_row + b);
-      for (std::int64_t j = 0; j < block; ++j) {
-        const float v = x[static_cast<std::size_t>(begin + j)] / s;
-        const float c = std::min(std::max(v, static_cast<float>(-p.qmax)), static_cast<float>(p.qmax));
-        fold(m, rounding_margin(*p.format, c), begin + j);
-      }
+  for_each_block("block_quant_margin_fp32", x.size(), cols, block, [&](std::int64_t bi, std::int64_t begin) {
+    float absmax = 0.0f;
+    for (std::int64_t j = 0; j < block; ++j)
+      absmax = std::fmax(absmax, std::fabs(x[static_cast<std::size_t>(begin + j)]));
+    const float amax = std::max(absmax, static_cast<float>(p.floor));
+    const float t = amax * p.inv;
+    const int k = log2_ceil_fp32(t);
+    const float s = pow2_fp32(k);
+    double sm = scale_step_margin(t, k);
+    if (absmax < amax) sm = std::min(sm, (static_cast<double>(amax) - absmax) / amax);
+    fold_scale(m, sm, bi);
+    for (std::int64_t j = 0; j < block; ++j) {
+      const float v = x[static_cast<std::size_t>(begin + j)] / s;
+      const float c = std::min(std::max(v, static_cast<float>(-p.qmax)), static_cast<float>(p.qmax));
+      fold(m, rounding_margin(*p.format, c), begin + j);
     }
-  }
+  });
   return m;
 }
 
 // Exact mode: every decision from the double input, exactly.
 QuantMargin block_quant_exact_inplace(std::span<double> x, std::int64_t cols, int block, BlockQuant kind) {
   const QuantParams p = params(kind);
-  const std::int64_t rows = checked_rows("block_quant_exact_inplace", x.size(), cols, block);
-  const std::int64_t per_row = cols / block;
   QuantMargin m;
-  for (std::int64_t r = 0; r < rows; ++r) {
-    for (std::int64_t b = 0; b < per_row; ++b) {
-      const std::int64_t begin = r * cols + b * block;
-      double absmax = 0.0;
-      for (std::int64_t j = 0; j < block; ++j) {
-        const double v = x[static_cast<std::size_t>(begin + j)];
-        if (!std::isfinite(v)) throw std::domain_error("block_quant_exact_inplace: non-finite input");
-        absmax = std::max(absmax, std::fabs(v));
-      }
-      const double amax = std::max(absmax, p.floor);
-      // k = ⌈log2(amax / qmax)⌉: the smallest k with amax ≤ qmax·2^k (qmax·2^k is exact in double).
-      int e = 0;
-      (void)std::frexp(amax / p.qmax, &e);  // amax/qmax ∈ [2^(e−1), 2^e) up to one rounding
-      int k = e;
-      while (amax <= std::ldexp(p.qmax, k - 1)) --k;
-      while (amax > std::ldexp(p.qmax, k)) ++k;
-      const double s = std::ldexp(1.0, k);
-      double sm = scale_step_margin(amax / p.qmax, k);
-      if (absmax < amax) sm = std::min(sm, (amax - absmax) / amax);
-      fold_scale(m, sm, r * per_row + b);
-      for (std::int64_t j = 0; j < block; ++j) {
-        double& xv = x[static_cast<std::size_t>(begin + j)];
-        const double v = std::min(std::max(xv / s, -p.qmax), p.qmax);  // x / 2^k is exact
-        fold(m, rounding_margin(*p.format, v), begin + j);
-        const std::uint32_t code = encode_minifloat(*p.format, v, Overflow::kSaturateFinite);
-        xv = decode_minifloat(*p.format, code) * s;
-      }
+  for_each_block("block_quant_exact_inplace", x.size(), cols, block, [&](std::int64_t bi, std::int64_t begin) {
+    double absmax = 0.0;
+    for (std::int64_t j = 0; j < block; ++j) {
+      const double v = x[static_cast<std::size_t>(begin + j)];
+      if (!std::isfinite(v)) throw std::domain_error("block_quant_exact_inplace: non-finite input");
+      absmax = std::max(absmax, std::fabs(v));
     }
-  }
+    const double amax = std::max(absmax, p.floor);
+    // k = ⌈log2(amax / qmax)⌉: the smallest k with amax ≤ qmax·2^k (qmax·2^k is exact in double).
+    int e = 0;
+    (void)std::frexp(amax / p.qmax, &e);  // amax/qmax ∈ [2^(e−1), 2^e) up to one rounding
+    int k = e;
+    while (amax <= std::ldexp(p.qmax, k - 1)) --k;
+    while (amax > std::ldexp(p.qmax, k)) ++k;
+    const double s = std::ldexp(1.0, k);
+    double sm = scale_step_margin(amax / p.qmax, k);
+    if (absmax < amax) sm = std::min(sm, (amax - absmax) / amax);
+    fold_scale(m, sm, bi);
+    for (std::int64_t j = 0; j < block; ++j) {
+      double& xv = x[static_cast<std::size_t>(begin + j)];
+      const double v = std::min(std::max(xv / s, -p.qmax), p.qmax);  // x / 2^k is exact
+      fold(m, rounding_margin(*p.format, v), begin + j);
+      const std::uint32_t code = encode_minifloat(*p.format, v, Overflow::kSaturateFinite);
+      xv = decode_minifloat(*p.format, code) * s;
+    }
+  });
   return m;
 }
 
