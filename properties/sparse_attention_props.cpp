@@ -144,14 +144,26 @@ Reference reference(const Case& k, std::int64_t r, std::int64_t h, double z) {
   return ref;
 }
 
+// sparse_attention of a case with the given sinks.
+Mat attend(Mode mode, const Case& k, const std::vector<double>& sink) {
+  return sparse_attention(Precision(mode), k.q, k.heads, k.kv, sink, k.lists, k.scale);
+}
+
+// Exact and official outputs of a case, and the derived official-vs-exact bound.
+struct Outputs {
+  Mat ex, of, ob;
+};
+Outputs outputs(const Case& k, const std::vector<double>& sink) {
+  return {attend(Mode::kExact, k, sink), attend(Mode::kOfficial, k, sink),
+          sparse_attention_official_bound(k.q, k.heads, k.kv, sink, k.lists, k.scale)};
+}
+
 // A sink of −∞ is the plain softmax: exact mode within the derived bound of the Mp50 reference;
 // official mode within that plus the derived official-vs-exact bound of sparse_attention.hpp.
 void neg_inf_sink_is_softmax() {
   const Case k = gen_case(false);
   const std::vector<double> sink = gen_sinks(k.heads, true);
-  const Mat ex = sparse_attention(Precision(Mode::kExact), k.q, k.heads, k.kv, sink, k.lists, k.scale);
-  const Mat of = sparse_attention(Precision(Mode::kOfficial), k.q, k.heads, k.kv, sink, k.lists, k.scale);
-  const Mat ob = sparse_attention_official_bound(k.q, k.heads, k.kv, sink, k.lists, k.scale);
+  const auto [ex, of, ob] = outputs(k, sink);
   for (std::int64_t r = 0; r < k.lists.rows; ++r) {
     for (std::int64_t h = 0; h < k.heads; ++h) {
       const Reference ref = reference(k, r, h, -kInf);
@@ -173,12 +185,10 @@ void neg_inf_sink_is_softmax() {
 void sink_mass_below_one() {
   const Case k = gen_case(true);
   const std::vector<double> sink = gen_sinks(k.heads, false);
-  const Mat ex = sparse_attention(Precision(Mode::kExact), k.q, k.heads, k.kv, sink, k.lists, k.scale);
-  const Mat of = sparse_attention(Precision(Mode::kOfficial), k.q, k.heads, k.kv, sink, k.lists, k.scale);
-  const Mat ob = sparse_attention_official_bound(k.q, k.heads, k.kv, sink, k.lists, k.scale);
+  const auto [ex, of, ob] = outputs(k, sink);
   std::vector<double> higher = sink;
   for (auto& z : higher) z += 1.0;
-  const Mat ex_hi = sparse_attention(Precision(Mode::kExact), k.q, k.heads, k.kv, higher, k.lists, k.scale);
+  const Mat ex_hi = attend(Mode::kExact, k, higher);
   for (std::int64_t r = 0; r < k.lists.rows; ++r) {
     for (std::int64_t h = 0; h < k.heads; ++h) {
       const std::int64_t row = r * k.heads + h;

@@ -40,13 +40,23 @@ struct Fixture {
   }
 };
 
+// A prefill of `s` random bf16 tokens (x from `stream`, q_r from stream + 1) from an empty state.
+struct Prefill {
+  Mat x, qr;
+  IndexerState st;
+  IndexerOutput o;
+  Prefill(const Fixture& f, std::int64_t s, std::uint64_t stream)
+      : x(random_bf16(s, f.cfg.dim, stream)),
+        qr(random_bf16(s, f.cfg.q_lora_rank, stream + 1)),
+        st(f.ix->initial_state()),
+        o(f.ix->prefill(x, qr, st, s)) {}
+};
+
 TEST(Indexer, PrefillCausalMaskOffsetsAndC4Selection) {
   for (Mode mode : {Mode::kOfficial, Mode::kExact}) {
     Fixture f(mode);
     const std::int64_t s = 23;
-    const Mat x = random_bf16(s, f.cfg.dim, 1), qr = random_bf16(s, f.cfg.q_lora_rank, 2);
-    IndexerState st = f.ix->initial_state();
-    const IndexerOutput o = f.ix->prefill(x, qr, st, s);
+    const auto& [x, qr, st, o] = Prefill(f, s, 1);
     const std::int64_t nk = s / 4;  // 5 entries
     ASSERT_EQ(o.scores.cols(), nk);
     ASSERT_EQ(o.lists.width, std::min<std::int64_t>(3, nk));
@@ -82,9 +92,7 @@ TEST(Indexer, PrefillCausalMaskOffsetsAndC4Selection) {
 TEST(Indexer, OfficialRoundings) {
   Fixture f(Mode::kOfficial);
   const std::int64_t s = 9;
-  const Mat x = random_bf16(s, f.cfg.dim, 3), qr = random_bf16(s, f.cfg.q_lora_rank, 4);
-  IndexerState st = f.ix->initial_state();
-  const IndexerOutput o = f.ix->prefill(x, qr, st, s);
+  const auto& [x, qr, st, o] = Prefill(f, s, 3);
   const Precision& p = f.prec;
   const float c = static_cast<float>(1.0 / std::sqrt(128.0 * 4.0));  // c_I^-1/2 n_I^-1/2
   for (std::int64_t t = 0; t < s; ++t) {
@@ -105,9 +113,7 @@ TEST(Indexer, OfficialRoundings) {
 TEST(Indexer, ExactScoreBoundsHoldAgainstMultiprecision) {
   Fixture f(Mode::kExact);
   const std::int64_t s = 17;
-  const Mat x = random_bf16(s, f.cfg.dim, 5), qr = random_bf16(s, f.cfg.q_lora_rank, 6);
-  IndexerState st = f.ix->initial_state();
-  const IndexerOutput o = f.ix->prefill(x, qr, st, s);
+  const auto& [x, qr, st, o] = Prefill(f, s, 5);
   const IndexerWeights w = IndexerWeights::synthetic(f.cfg, 11);
   const Mp50 cst = Mp50(1) / sqrt(Mp50(512));
   for (std::int64_t t = 3; t < s; t += 4) {
