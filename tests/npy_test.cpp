@@ -41,6 +41,11 @@ std::string f4_dict(const std::string& shape) {
   return "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
 }
 
+// A version 1.0 file whose header is exactly {'descr': <descr>, 'fortran_order': False, 'shape': <shape>}.
+std::vector<std::byte> v1_file(const std::string& descr, const std::string& shape, std::size_t data_bytes) {
+  return make_file(1, 0, "{'descr': " + descr + ", 'fortran_order': False, 'shape': " + shape + "}", data_bytes);
+}
+
 // ---- round trips ----
 
 TEST(Npy, RoundTripEveryDtypeAndVersion) {
@@ -247,16 +252,11 @@ std::vector<Bad> bad_files() {
   v.push_back({"1-d shape without comma", make_file(1, 0, f4_dict("(6)"), 24), "not a tuple"});
   v.push_back({"shape a list", make_file(1, 0, f4_dict("[2, 3]"), 24), "expected a tuple"});
   v.push_back({"shape float", make_file(1, 0, f4_dict("(2.5,)"), 24), "expected ',' or ')'"});
-  v.push_back({"big-endian", make_file(1, 0, "{'descr': '>f4', 'fortran_order': False, 'shape': (6,)}", 24),
-               "unsupported dtype '>f4' (big-endian"});
-  v.push_back({"object", make_file(1, 0, "{'descr': '|O', 'fortran_order': False, 'shape': (3,)}", 24),
-               "unsupported dtype '|O' (Python objects)"});
-  v.push_back({"complex", make_file(1, 0, "{'descr': '<c8', 'fortran_order': False, 'shape': (3,)}", 24),
-               "unsupported dtype '<c8' (complex)"});
-  v.push_back({"bool", make_file(1, 0, "{'descr': '|b1', 'fortran_order': False, 'shape': (3,)}", 3),
-               "unsupported dtype '|b1' (bool)"});
-  v.push_back({"structured", make_file(1, 0, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (3,)}", 12),
-               "structured"});
+  v.push_back({"big-endian", v1_file("'>f4'", "(6,)", 24), "unsupported dtype '>f4' (big-endian"});
+  v.push_back({"object", v1_file("'|O'", "(3,)", 24), "unsupported dtype '|O' (Python objects)"});
+  v.push_back({"complex", v1_file("'<c8'", "(3,)", 24), "unsupported dtype '<c8' (complex)"});
+  v.push_back({"bool", v1_file("'|b1'", "(3,)", 3), "unsupported dtype '|b1' (bool)"});
+  v.push_back({"structured", v1_file("[('a', '<f4')]", "(3,)", 12), "structured"});
   v.push_back({"fortran order", make_file(1, 0, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3)}", 24),
                "fortran_order True"});
   v.push_back({"negative dim", make_file(1, 0, f4_dict("(2, -3)"), 24), "negative dimension -3"});

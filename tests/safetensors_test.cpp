@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,19 @@ std::string entry(const std::string& name, const std::string& dtype, const std::
   return "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape + ",\"data_offsets\":" + offsets + "}";
 }
 
+// A file whose header lists `entries` (joined with commas), followed by `data_bytes` bytes.
+std::vector<std::byte> entries_file(std::initializer_list<std::string> entries, std::size_t data_bytes) {
+  std::string h;
+  for (const std::string& e : entries) h += (h.empty() ? "" : ",") + e;
+  return make_file("{" + h + "}", data_bytes);
+}
+
+// A file of the one tensor "a".
+std::vector<std::byte> a_file(const std::string& dtype, const std::string& shape, const std::string& offsets,
+                              std::size_t data_bytes) {
+  return entries_file({entry("a", dtype, shape, offsets)}, data_bytes);
+}
+
 std::vector<Bad> bad_files() {
   std::vector<Bad> v;
   const std::string a = entry("a", "F32", "[2,2]", "[0,16]");
@@ -65,8 +79,7 @@ std::vector<Bad> bad_files() {
   v.push_back({"header an array", make_file("[]", 0), "not a JSON object", ""});
   v.push_back({"header a string", make_file("\"x\"", 0), "not a JSON object", ""});
   v.push_back({"entry not an object", make_file("{\"a\":3}", 0), "entry is not an object", "a"});
-  v.push_back(
-      {"duplicate tensor", make_file("{" + a + "," + a + "}", 32), "duplicate key: tensor 'a' is listed twice", "a"});
+  v.push_back({"duplicate tensor", entries_file({a, a}, 32), "duplicate key: tensor 'a' is listed twice", "a"});
   v.push_back({"duplicate field",
                make_file("{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8),
                "tensor 'a': duplicate key 'dtype'", "a"});
@@ -80,57 +93,45 @@ std::vector<Bad> bad_files() {
       {"missing offsets", make_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8), "missing 'data_offsets'", "a"});
   v.push_back({"dtype not a string", make_file("{\"a\":{\"dtype\":32,\"shape\":[2],\"data_offsets\":[0,8]}}", 8),
                "'dtype' is not a string", "a"});
-  v.push_back({"unknown dtype", make_file("{" + entry("a", "F7", "[2]", "[0,8]") + "}", 8), "unknown dtype 'F7'", "a"});
+  v.push_back({"unknown dtype", a_file("F7", "[2]", "[0,8]", 8), "unknown dtype 'F7'", "a"});
+  v.push_back({"lower-case dtype", a_file("f32", "[2]", "[0,8]", 8), "unknown dtype 'f32'", "a"});
+  v.push_back({"shape not an array", a_file("F32", "2", "[0,8]", 8), "'shape' is not an array", "a"});
+  v.push_back({"negative dimension", a_file("F32", "[-2]", "[0,8]", 8), "entry -2 is not a non-negative integer", "a"});
   v.push_back(
-      {"lower-case dtype", make_file("{" + entry("a", "f32", "[2]", "[0,8]") + "}", 8), "unknown dtype 'f32'", "a"});
-  v.push_back({"shape not an array", make_file("{" + entry("a", "F32", "2", "[0,8]") + "}", 8),
-               "'shape' is not an array", "a"});
-  v.push_back({"negative dimension", make_file("{" + entry("a", "F32", "[-2]", "[0,8]") + "}", 8),
-               "entry -2 is not a non-negative integer", "a"});
-  v.push_back({"fractional dimension", make_file("{" + entry("a", "F32", "[2.5]", "[0,8]") + "}", 8),
-               "entry 2.5 is not a non-negative integer", "a"});
-  v.push_back({"dimension over 2^64", make_file("{" + entry("a", "F32", "[18446744073709551616]", "[0,8]") + "}", 8),
+      {"fractional dimension", a_file("F32", "[2.5]", "[0,8]", 8), "entry 2.5 is not a non-negative integer", "a"});
+  v.push_back({"dimension over 2^64", a_file("F32", "[18446744073709551616]", "[0,8]", 8),
                "is not a non-negative integer", "a"});
-  v.push_back({"dimension over 2^63-1", make_file("{" + entry("a", "F32", "[0,9223372036854775808]", "[0,0]") + "}", 0),
-               "over 2^63 - 1", "a"});
-  v.push_back({"element count overflow (upstream test)",
-               make_file("{" + entry("a", "I32", "[2,9223372036854775807,2]", "[0,16]") + "}", 16),
+  v.push_back({"dimension over 2^63-1", a_file("F32", "[0,9223372036854775808]", "[0,0]", 0), "over 2^63 - 1", "a"});
+  v.push_back({"element count overflow (upstream test)", a_file("I32", "[2,9223372036854775807,2]", "[0,16]", 16),
                "overflows a 64-bit element count", "a"});
-  v.push_back({"bit count overflow", make_file("{" + entry("a", "I32", "[2,4611686018427387904]", "[0,16]") + "}", 16),
+  v.push_back({"bit count overflow", a_file("I32", "[2,4611686018427387904]", "[0,16]", 16),
                "overflows a 64-bit bit count", "a"});
-  v.push_back({"F4 not whole bytes", make_file("{" + entry("a", "F4", "[3]", "[0,2]") + "}", 2),
-               "12 bits, not a whole number of bytes", "a"});
-  v.push_back({"size != numel x dtype size (upstream test)",
-               make_file("{" + entry("a", "I32", "[2,2]", "[0,4]") + "}", 4),
+  v.push_back({"F4 not whole bytes", a_file("F4", "[3]", "[0,2]", 2), "12 bits, not a whole number of bytes", "a"});
+  v.push_back({"size != numel x dtype size (upstream test)", a_file("I32", "[2,2]", "[0,4]", 4),
                "needs 16 bytes but data_offsets [0, 4] span 4", "a"});
-  v.push_back({"offsets not a pair", make_file("{" + entry("a", "F32", "[2]", "[0]") + "}", 8),
-               "'data_offsets' is not a [begin, end] pair", "a"});
-  v.push_back({"offsets negative", make_file("{" + entry("a", "F32", "[0]", "[-1,-1]") + "}", 0),
-               "entries are not non-negative integers", "a"});
-  v.push_back({"offsets end before begin", make_file("{" + entry("a", "F32", "[2]", "[8,0]") + "}", 8),
-               "end before they begin", "a"});
-  v.push_back({"gap after the header", make_file("{" + entry("a", "F32", "[2]", "[8,16]") + "}", 16),
-               "leaving a gap of 8 bytes after the header", "a"});
+  v.push_back({"offsets not a pair", a_file("F32", "[2]", "[0]", 8), "'data_offsets' is not a [begin, end] pair", "a"});
+  v.push_back({"offsets negative", a_file("F32", "[0]", "[-1,-1]", 0), "entries are not non-negative integers", "a"});
+  v.push_back({"offsets end before begin", a_file("F32", "[2]", "[8,0]", 8), "end before they begin", "a"});
+  v.push_back(
+      {"gap after the header", a_file("F32", "[2]", "[8,16]", 16), "leaving a gap of 8 bytes after the header", "a"});
   v.push_back({"gap between tensors",
-               make_file("{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("b", "F32", "[2]", "[12,20]") + "}", 20),
+               entries_file({entry("a", "F32", "[2]", "[0,8]"), entry("b", "F32", "[2]", "[12,20]")}, 20),
                "leaving a gap of 4 bytes after tensor 'a'", "b"});
-  v.push_back({"overlap",
-               make_file("{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("b", "F32", "[2]", "[4,12]") + "}", 12),
+  v.push_back({"overlap", entries_file({entry("a", "F32", "[2]", "[0,8]"), entry("b", "F32", "[2]", "[4,12]")}, 12),
                "overlap tensor 'a'", "b"});
   v.push_back({"same offsets twice (upstream json attack)",
-               make_file("{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("b", "F32", "[2]", "[0,8]") + "}", 8),
+               entries_file({entry("a", "F32", "[2]", "[0,8]"), entry("b", "F32", "[2]", "[0,8]")}, 8),
                "overlap tensor 'a'", "b"});
-  v.push_back({"trailing bytes (polyglot file)", make_file("{" + a + "," + b + "}", 25),
-               "1 trailing bytes after the last tensor", ""});
   v.push_back(
-      {"truncated data", make_file("{" + a + "," + b + "}", 23), "truncated data: the tensors need 24 bytes", "b"});
-  v.push_back({"no data", make_file("{" + a + "}", 0), "truncated data", "a"});
+      {"trailing bytes (polyglot file)", entries_file({a, b}, 25), "1 trailing bytes after the last tensor", ""});
+  v.push_back({"truncated data", entries_file({a, b}, 23), "truncated data: the tensors need 24 bytes", "b"});
+  v.push_back({"no data", entries_file({a}, 0), "truncated data", "a"});
   v.push_back(
       {"metadata not an object", make_file("{\"__metadata__\":[1]}", 0), "'__metadata__' is not an object", ""});
   v.push_back({"metadata value not a string", make_file("{\"__metadata__\":{\"k\":1}}", 0),
                "'__metadata__' entry 'k' is not a string", ""});
-  v.push_back({"nested shape", make_file("{" + entry("a", "F32", "[[2]]", "[0,8]") + "}", 8),
-               "tensor 'a': nested deeper than the format allows", "a"});
+  v.push_back(
+      {"nested shape", a_file("F32", "[[2]]", "[0,8]", 8), "tensor 'a': nested deeper than the format allows", "a"});
   v.push_back({"deep nesting bomb", make_file("{\"a\":" + std::string(100000, '[') + "}", 0), "nested deeper", "a"});
   v.push_back({"control byte in a name", make_file("{\"x\\ny\":3}", 0), "tensor 'x\\x0ay'", ""});
   return v;
@@ -326,7 +327,7 @@ TEST(Safetensors, ToleranceTheFormatAllows) {
   EXPECT_EQ(h.names().back(), "s");
   // A dtype dsv4 does not hold does not make the file unreadable.
   const auto k = SafetensorsFile::from_bytes(
-      make_file("{" + entry("u", "U64", "[1]", "[0,8]") + "," + entry("f", "F32", "[1]", "[8,12]") + "}", 12));
+      entries_file({entry("u", "U64", "[1]", "[0,8]"), entry("f", "F32", "[1]", "[8,12]")}, 12));
   EXPECT_EQ(k.read("f").dtype(), DType::kF32);
   EXPECT_EQ(k.entry("u").dtype, "U64");
 }
