@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <utility>
 
 #include "dsv4/report/text_table.hpp"
 
@@ -26,32 +27,38 @@ std::string within_one_ulp(const compare::TensorMetrics& m) {
   return buf;
 }
 
+// The floating-point metrics, written through json_number (non-finite values as strings).
+using Metrics = compare::TensorMetrics;
+constexpr std::pair<const char*, double Metrics::*> kReals[] = {
+    {"max_abs", &Metrics::max_abs},
+    {"max_abs_candidate", &Metrics::max_abs_candidate},
+    {"max_abs_reference", &Metrics::max_abs_reference},
+    {"max_rel", &Metrics::max_rel},
+    {"rel_floor", &Metrics::rel_floor},
+    {"rms", &Metrics::rms},
+    {"cosine_diff", &Metrics::cosine_diff},
+    {"sum_sq_err", &Metrics::sum_sq_err},
+    {"sum_sq_cand", &Metrics::sum_sq_cand},
+    {"sum_sq_ref", &Metrics::sum_sq_ref},
+    {"bias_sum", &Metrics::bias_sum},
+    {"ref_max_abs", &Metrics::ref_max_abs},
+    {"ref_rms", &Metrics::ref_rms},
+    {"ulp_max", &Metrics::ulp_max},
+    {"ulp_sum", &Metrics::ulp_sum},
+    {"ulp_rms", &Metrics::ulp_rms},
+};
+
 nlohmann::json metrics_json(const compare::TensorMetrics& m) {
   nlohmann::json j;
   j["storage_dtype"] = std::string(dtype_name(m.storage));
   j["ulp_dtype"] = std::string(dtype_name(m.ulp_dtype));
   j["count"] = m.count;
   j["compared"] = m.compared;
-  j["max_abs"] = json_number(m.max_abs);
   j["max_abs_index"] = m.max_abs_index;
-  j["max_abs_candidate"] = json_number(m.max_abs_candidate);
-  j["max_abs_reference"] = json_number(m.max_abs_reference);
-  j["max_rel"] = json_number(m.max_rel);
   j["max_rel_index"] = m.max_rel_index;
-  j["rel_floor"] = json_number(m.rel_floor);
-  j["rms"] = json_number(m.rms);
-  j["cosine_diff"] = json_number(m.cosine_diff);
-  j["sum_sq_err"] = json_number(m.sum_sq_err);
-  j["sum_sq_cand"] = json_number(m.sum_sq_cand);
-  j["sum_sq_ref"] = json_number(m.sum_sq_ref);
-  j["bias_sum"] = json_number(m.bias_sum);
-  j["ref_max_abs"] = json_number(m.ref_max_abs);
-  j["ref_rms"] = json_number(m.ref_rms);
-  j["ulp_max"] = json_number(m.ulp_max);
-  j["ulp_sum"] = json_number(m.ulp_sum);
-  j["ulp_rms"] = json_number(m.ulp_rms);
   j["max_ulp"] = m.max_ulp;
   j["max_ulp_index"] = m.max_ulp_index;
+  for (const auto& [key, field] : kReals) j[key] = json_number(m.*field);
   nlohmann::json hist = nlohmann::json::array();
   for (int b = 0; b < compare::kUlpBuckets; ++b) {
     hist.push_back({{"ulps", compare::ulp_bucket_label(b)}, {"count", m.ulp_hist[static_cast<std::size_t>(b)]}});
