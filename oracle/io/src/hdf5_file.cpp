@@ -16,6 +16,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "dtype_names.hpp"
+
 namespace dsv4 {
 
 static_assert(std::is_same_v<hid_t, std::int64_t>, "hid_t is stored as int64 in hdf5_file.hpp");
@@ -117,11 +119,7 @@ bool float_fields(hid_t t, std::size_t spos, std::size_t epos, std::size_t esize
 }
 
 // The raw dtypes a "dtype" attribute may name (with the storage they need).
-struct RawName {
-  std::string_view name;
-  DType dtype;
-};
-constexpr std::array<RawName, 12> kRawNames{{
+constexpr std::array<io_detail::DTypeName, 12> kRawNames{{
     {"bfloat16", DType::kBF16},
     {"bf16", DType::kBF16},
     {"float16", DType::kF16},
@@ -564,10 +562,7 @@ Resolved resolve(hid_t ds, const std::string& fname, const std::string& who) {
   r.storage = classify(type.get());
   std::string attr = dtype_attr(ds);
   if (attr.rfind("torch.", 0) == 0) attr = attr.substr(6);
-  std::optional<DType> raw;
-  for (const auto& n : kRawNames) {
-    if (n.name == attr) raw = n.dtype;
-  }
+  const std::optional<DType> raw = io_detail::dtype_named(kRawNames, attr);
   const Storage& s = r.storage;
   if (raw) {
     const bool ok16 = s.is_u16 || s.is_int16;

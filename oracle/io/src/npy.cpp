@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "dsv4/io/atomic_file.hpp"
+#include "dtype_names.hpp"
 
 namespace dsv4 {
 
@@ -25,12 +26,8 @@ constexpr std::size_t kPreambleV2 = 12;  // magic, 2 version bytes, uint32 heade
 
 // ---- descr ↔ DType ----
 
-struct DescrInfo {
-  std::string_view descr;
-  DType dtype;
-};
 // The first entry for a dtype is what the writer emits.
-constexpr std::array<DescrInfo, 10> kDescrs{{
+constexpr std::array<io_detail::DTypeName, 10> kDescrs{{
     {"<f8", DType::kF64},
     {"<f4", DType::kF32},
     {"<f2", DType::kF16},
@@ -98,9 +95,7 @@ std::string_view descr_for(DType d) {
     default:
       break;
   }
-  for (const auto& i : kDescrs) {
-    if (i.dtype == d) return i.descr;
-  }
+  if (const auto descr = io_detail::name_of_dtype(kDescrs, d)) return *descr;
   throw InputError("", "cannot write dtype " + std::string(dtype_name(d)) + " to .npy");
 }
 
@@ -324,10 +319,7 @@ Prefix parse_prefix(const std::byte* p, std::size_t avail, std::uint64_t total, 
   parse_npy_header_dict(text, h, where);
 
   // dtype
-  std::optional<DType> dt;
-  for (const auto& i : kDescrs) {
-    if (i.descr == h.descr) dt = i.dtype;
-  }
+  std::optional<DType> dt = io_detail::dtype_named(kDescrs, h.descr);
   if (!dt) throw InputError(where, describe_unsupported(h.descr));
   if (*dt == DType::kU16 && (opts.u2_as == U2As::kBF16 || (opts.u2_as == U2As::kByFileName && bf16_name))) {
     dt = DType::kBF16;
