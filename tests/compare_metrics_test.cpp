@@ -414,6 +414,25 @@ TEST(MetricsKernel, MatchesScalarDefinitionsForEveryGridAndKernel) {
   }
 }
 
+// Every kernel, width, thread count and candidate storage computes the same metrics: the sums
+// (sum_sq_err to the bit), the maxima and where they are, the ulp statistics and the grid checks.
+void expect_same_metrics(const TensorMetrics& m, const TensorMetrics& ref) {
+  EXPECT_EQ(std::memcmp(&m.sum_sq_err, &ref.sum_sq_err, sizeof(double)), 0);
+  EXPECT_EQ(m.sum_sq_cand, ref.sum_sq_cand);
+  EXPECT_EQ(m.sum_sq_ref, ref.sum_sq_ref);
+  EXPECT_EQ(m.bias_sum, ref.bias_sum);
+  EXPECT_EQ(m.ulp_sum, ref.ulp_sum);
+  EXPECT_EQ(m.ulp_rms, ref.ulp_rms);
+  EXPECT_EQ(m.cosine_diff, ref.cosine_diff);
+  EXPECT_EQ(m.max_abs, ref.max_abs);
+  EXPECT_EQ(m.max_abs_index, ref.max_abs_index);
+  EXPECT_EQ(m.max_rel, ref.max_rel);
+  EXPECT_EQ(m.max_ulp, ref.max_ulp);
+  EXPECT_EQ(m.ulp_hist, ref.ulp_hist);
+  EXPECT_EQ(m.off_grid, ref.off_grid);
+  EXPECT_EQ(m.first_off_grid, ref.first_off_grid);
+}
+
 TEST(MetricsKernel, NativeStoragesMatchTheirDoubleForm) {
   // bf16 / fp32 / fp16 / e4m3 / e5m2 storage (ordinal from the bits or decoded) gives the same
   // metrics as the same values widened to double with the same ULP grid.
@@ -439,11 +458,7 @@ TEST(MetricsKernel, NativeStoragesMatchTheirDoubleForm) {
       o.kernel = k;
       const TensorMetrics m = compute_metrics(CandidateData{d, raw.data(), static_cast<std::int64_t>(n)}, r, o);
       SCOPED_TRACE(std::string(dtype_name(d)) + " " + metric_kernel_name(k));
-      EXPECT_EQ(m.max_abs, wide.max_abs);
-      EXPECT_EQ(m.max_ulp, wide.max_ulp);
-      EXPECT_EQ(m.ulp_hist, wide.ulp_hist);
-      EXPECT_EQ(m.sum_sq_err, wide.sum_sq_err);
-      EXPECT_EQ(m.cosine_diff, wide.cosine_diff);
+      expect_same_metrics(m, wide);
       EXPECT_EQ(m.off_grid, 0);
     }
   }
@@ -467,18 +482,7 @@ TEST(MetricsKernel, SameBitsForEveryKernelAndThreadCount) {
       o.threads = t;
       const TensorMetrics m = metrics_f64(c, r, DType::kBF16, o);
       SCOPED_TRACE(std::string(metric_kernel_name(k)) + " threads " + std::to_string(t));
-      EXPECT_EQ(std::memcmp(&m.sum_sq_err, &ref.sum_sq_err, sizeof(double)), 0);
-      EXPECT_EQ(m.sum_sq_cand, ref.sum_sq_cand);
-      EXPECT_EQ(m.sum_sq_ref, ref.sum_sq_ref);
-      EXPECT_EQ(m.bias_sum, ref.bias_sum);
-      EXPECT_EQ(m.ulp_sum, ref.ulp_sum);
-      EXPECT_EQ(m.ulp_rms, ref.ulp_rms);
-      EXPECT_EQ(m.cosine_diff, ref.cosine_diff);
-      EXPECT_EQ(m.max_abs_index, ref.max_abs_index);
-      EXPECT_EQ(m.max_rel, ref.max_rel);
-      EXPECT_EQ(m.ulp_hist, ref.ulp_hist);
-      EXPECT_EQ(m.off_grid, ref.off_grid);
-      EXPECT_EQ(m.first_off_grid, ref.first_off_grid);
+      expect_same_metrics(m, ref);
       EXPECT_EQ(m.nonfinite_where_ref_finite, 1);
       EXPECT_EQ(m.ref_nonfinite, 1);
       EXPECT_EQ(m.special_mismatch, 0);

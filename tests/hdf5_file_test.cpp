@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,22 @@ void spit(const std::string& path, const std::vector<char>& b) {
 const std::vector<DType> kAll = {DType::kF64,  DType::kF32,  DType::kBF16,   DType::kF16, DType::kE4M3,
                                  DType::kE5M2, DType::kE8M0, DType::kE2M1x2, DType::kI8,  DType::kI32,
                                  DType::kI64,  DType::kU8,   DType::kU16};
+
+// One patterned tensor of a file written by write_patterned.
+struct PatternedEntry {
+  std::string name;
+  DType dtype;
+  std::vector<std::int64_t> shape;
+};
+
+// Creates `path` with a patterned tensor per entry, lets `more` add to it, and commits.
+void write_patterned(const std::string& path, const std::vector<PatternedEntry>& entries,
+                     const std::function<void(Hdf5File&)>& more = {}) {
+  Hdf5File f = Hdf5File::create(path);
+  for (const PatternedEntry& e : entries) f.write(e.name, patterned(e.dtype, e.shape));
+  if (more) more(f);
+  f.commit();
+}
 
 TEST(Hdf5File, RoundTripEveryDtypeBitExact) {
   TempDir dir;
@@ -78,15 +95,11 @@ TEST(Hdf5File, RoundTripEveryDtypeBitExact) {
 TEST(Hdf5File, StoredTypesAreWhatH5pyReads) {
   TempDir dir;
   const std::string path = dir.file("t.h5");
-  {
-    Hdf5File f = Hdf5File::create(path);
-    f.write("bf", patterned(DType::kBF16, {2, 3}));
-    f.write("h", patterned(DType::kF16, {4}));
-    f.write("fp4", patterned(DType::kE2M1x2, {2, 8}));
-    f.write("s", patterned(DType::kE8M0, {3}));
-    f.write("d", patterned(DType::kF64, {1}));
-    f.commit();
-  }
+  write_patterned(path, {{"bf", DType::kBF16, {2, 3}},
+                         {"h", DType::kF16, {4}},
+                         {"fp4", DType::kE2M1x2, {2, 8}},
+                         {"s", DType::kE8M0, {3}},
+                         {"d", DType::kF64, {1}}});
   {
     const Hdf5File f = Hdf5File::open(path);
     EXPECT_EQ(f.info("bf").storage, "uint16");
@@ -375,13 +388,8 @@ TEST(Hdf5File, ForeignTypesAndAttributes) {
 TEST(Hdf5File, DamagedFiles) {
   TempDir dir;
   const std::string good = dir.file("good.h5");
-  {
-    Hdf5File f = Hdf5File::create(good);
-    f.write("a/b", patterned(DType::kF32, {16, 16}));
-    f.write("c", patterned(DType::kBF16, {8}));
-    f.set_attr("a/b", "note", "x");
-    f.commit();
-  }
+  write_patterned(good, {{"a/b", DType::kF32, {16, 16}}, {"c", DType::kBF16, {8}}},
+                  [](Hdf5File& f) { f.set_attr("a/b", "note", "x"); });
   EXPECT_TRUE(looks_like_hdf5(good));
   const std::string bad = dir.file("bad.h5");
   spit(bad, {'h', 'e', 'l', 'l', 'o'});
