@@ -140,7 +140,7 @@ double Precision::sum(const double* a, std::int64_t n) const {
   return exact_sum_to_fp32(std::span<const double>(a, static_cast<std::size_t>(n)));
 }
 
-Mat Precision::matmul_nt(const Mat& x, const Mat& w) const {
+Mat Precision::matmul_nt(const Mat& x, const Mat& w, int threads) const {
   if (x.cols() != w.cols()) {
     throw std::invalid_argument("matmul_nt: inner dimensions differ (" + std::to_string(x.cols()) + " vs " +
                                 std::to_string(w.cols()) + ")");
@@ -150,16 +150,16 @@ Mat Precision::matmul_nt(const Mat& x, const Mat& w) const {
   // width, the blocking or the thread count. Exact mode returns it as is.
   const std::int64_t M = x.rows(), N = w.rows(), K = x.cols();
   Mat y(M, N);
-  gemm_nt(M, N, K, x.data(), K, w.data(), K, y.data(), N);
+  gemm_nt(M, N, K, x.data(), K, w.data(), K, y.data(), N, threads);
   if (!official()) return y;
   // Rigorous bound of the double GEMM: |ŷ − y| ≤ γ_K |X||W|ᵀ (it holds for any summation order,
   // so for the sequential one; Higham §3.5), inflated for the rounding of the bound's own
   // computation (the same GEMM on |X|, |W|: nonnegative terms, relative error ≤ γ_K).
   Mat bound(M, N);
-  gemm_nt(M, N, K, x.data(), K, w.data(), K, bound.data(), N, 0, /*abs_operands=*/true);
+  gemm_nt(M, N, K, x.data(), K, w.data(), K, bound.data(), N, threads, /*abs_operands=*/true);
   const double g = gamma_n(static_cast<std::size_t>(x.cols()) + 2);
   // Per element on its own: rows in parallel change no bit (parallel_rows.hpp).
-  parallel_rows(M, 16, [&](std::int64_t r0, std::int64_t r1) {
+  const auto round_rows = [&](std::int64_t r0, std::int64_t r1) {
     for (Eigen::Index i = r0; i < r1; ++i) {
       for (Eigen::Index j = 0; j < y.cols(); ++j) {
         float r = 0.0f;
@@ -171,7 +171,12 @@ Mat Precision::matmul_nt(const Mat& x, const Mat& w) const {
         }
       }
     }
-  });
+  };
+  if (threads == 1) {
+    round_rows(0, M);
+  } else {
+    parallel_rows(M, 16, round_rows);
+  }
   return y;
 }
 

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "dsv4/numerics/exact_sum.hpp"
-#include "dsv4/numerics/gemm.hpp"
 #include "dsv4/numerics/parallel_rows.hpp"
 
 namespace dsv4 {
@@ -54,147 +53,94 @@ void validate(const Mat& q, std::int64_t n_heads, const Mat& kv, std::span<const
   }
 }
 
-// spec 02 §2.9, official kernel arithmetic under C1–C5.
-// Query rows [r0, r1); rows are independent (parallel_rows).
-void sparse_official_rows(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink,
-                          const IndexLists& lists, double scale, Mat& out, std::int64_t r0, std::int64_t r1) {
+// spec 02 §2.9, one body for both modes. Per query row r, chunk by chunk of list positions (the
+// official kernel's online softmax over chunks of 64 is part of its result; the exact math is one
+// chunk of the whole list): the chunk's valid entries V [n, c] (−1 entries contribute exactly
+// nothing — p = 0, v = 0 — so they are left out; a chunk without any leaves μ, ℓ and o unchanged),
+//   S = Q_r Vᵀ [H, n] (official: one C1 rounding per element; exact: the deterministic GEMM),
+//   s_j ← fl(s_j·fp32(scale)); μ' = max(μ, max_j s_j); α = exp(fl(μ − μ')); p_j = exp(fl(s_j − μ'));
+//   ℓ ← fl(fma(ℓ, α, Σ_j p_j)) (C3); o ← fl(fl(o·α) + bf16(P)·V) (C1 per element); μ ← μ'.
+// In exact mode every rounding is the identity, α = exp(−∞) = 0 for the single chunk, and the
+// loop is the max-subtracted exact math: o = Σ_j e^{s_j − m} v_j / (Σ_j e^{s_j − m} + e^{z − m}).
+// Query rows are split over threads; each row is computed by one thread (serial GEMMs inside).
+void sparse_rows(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink,
+                 const IndexLists& lists, double scale, Mat& out, std::int64_t r0, std::int64_t r1) {
   const std::int64_t c = q.cols();
   const std::int64_t K = lists.width;
-  const std::int64_t G = n_chunks(K);
+  // The dtype policy's accumulation structure (spec 02 §2.9): official chunks of 64, exact none.
+  const std::int64_t width = p.official() ? kSparseAttnChunk : std::max<std::int64_t>(K, 1);
   const double tau = p.fp32(scale);  // the kernel's fp32 constant
-  std::vector<std::int32_t> idx(kSparseAttnChunk);
-  Mat vt(c, kSparseAttnChunk);  // the chunk's V rows, transposed (v_j of column j; zero for −1)
-  std::vector<double> s(kSparseAttnChunk), pr(kSparseAttnChunk), pt(kSparseAttnChunk);
-  std::vector<double> o(static_cast<std::size_t>(c));
-  for (std::int64_t r = r0; r < r1; ++r) {
-    for (std::int64_t h = 0; h < H; ++h) {
-      const double* qh = q.row(r * H + h).data();
-      double mu = -kInf, ell = 0.0;
-      std::fill(o.begin(), o.end(), 0.0);
-      for (std::int64_t g = 0; g < G; ++g) {
-        // 1. gather (positions past K read as −1; −1 rows are zero)
-        for (std::int64_t j = 0; j < kSparseAttnChunk; ++j) {
-          const std::int64_t pi = g * kSparseAttnChunk + j;
-          idx[static_cast<std::size_t>(j)] = pi < K ? lists.at(r, pi) : -1;
-          const std::int32_t i = idx[static_cast<std::size_t>(j)];
-          for (std::int64_t d = 0; d < c; ++d) vt(d, j) = i == -1 ? 0.0 : kv(i, d);
-        }
-        // 2. logits: (0 or −∞) + C1(q·v), then × τ rounded to fp32; 3. running max
-        double mu_new = mu;
-        for (std::int64_t j = 0; j < kSparseAttnChunk; ++j) {
-          const std::int32_t i = idx[static_cast<std::size_t>(j)];
-          double sj = -kInf;
-          if (i != -1) sj = p.mul(p.dot(qh, kv.row(i).data(), c), tau);
-          s[static_cast<std::size_t>(j)] = sj;
-          mu_new = std::max(mu_new, sj);
-        }
-        // 4. rescale factor, 5. probabilities (exp(−∞) = 0 for −1 entries)
-        const double alpha = p.exp(p.sub(mu, mu_new));
-        for (std::int64_t j = 0; j < kSparseAttnChunk; ++j) {
-          const auto jj = static_cast<std::size_t>(j);
-          pr[jj] = p.exp(p.sub(s[jj], mu_new));
-          pt[jj] = p.bf16(pr[jj]);  // 7. P cast to bf16 for P·V only
-        }
-        // 6. ℓ ← ℓ·α + Σp as one FMA (C3), Σp a C1 sum of the fp32 p
-        ell = p.fma(ell, alpha, p.sum(pr.data(), kSparseAttnChunk));  // one fp32 rounding (not double then fp32)
-        // 8. o ← fl(o·α); o ← fl(o + C1 Σ_j bf16(p_j) v_j)
-        for (std::int64_t d = 0; d < c; ++d) {
-          const auto dd = static_cast<std::size_t>(d);
-          o[dd] = p.mul(o[dd], alpha);
-          o[dd] = p.add(o[dd], p.dot(pt.data(), vt.row(d).data(), kSparseAttnChunk));
-        }
-        mu = mu_new;  // 9.
-      }
-      // finish: the sink in the denominator only, IEEE division, bf16 output
-      const double e_sink = p.exp(p.sub(sink[static_cast<std::size_t>(h)], mu));
-      ell = p.add(ell, e_sink);
-      // Deviation kSinkInNumerator: the sink also weights an all-ones value row.
-      if (p.deviates(Deviation::kSinkInNumerator)) {
-        for (double& od : o) od = p.add(od, e_sink);
-      }
-      for (std::int64_t d = 0; d < c; ++d) out(r * H + h, d) = p.bf16(p.div(o[static_cast<std::size_t>(d)], ell));
-    }
-  }
-}
-
-Mat sparse_official(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink,
-                    const IndexLists& lists, double scale) {
-  Mat out(q.rows(), q.cols());
-  parallel_rows(lists.rows, 4, [&](std::int64_t r0, std::int64_t r1) {
-    sparse_official_rows(p, q, H, kv, sink, lists, scale, out, r0, r1);
-  });
-  return out;
-}
-
-// The exact math in double (max-subtracted), valid entries in list order. Per query row r, with
-// V the gathered valid kv rows [n_v, c]: the logits S = Q_r · Vᵀ [H, n_v] and the numerators
-// O = W · V [H, c] are the deterministic GEMM (numerics/gemm.hpp), whose per-element order is the
-// sequential one of the plain loops
-//   acc = 0; for d: acc += q[d]·v_j[d]        (logit j)
-//   o[d] = 0; for j: o[d] += w_j · v_j[d]     (numerator, in list order)
-// — the same operations in the same order, hence the same bits, as those loops. Query rows are
-// split over threads; each row is computed by one thread, so the thread count never matters.
-void sparse_exact_rows(const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink,
-                       const IndexLists& lists, double scale, Mat& out, std::int64_t r0, std::int64_t r1) {
-  const std::int64_t c = q.cols();
   std::vector<std::int32_t> valid;
-  std::vector<double> vg, logits, w, o(static_cast<std::size_t>(H * c));
+  Mat qr(H, c), v, vt, pt, o(H, c);
+  std::vector<double> mu(static_cast<std::size_t>(H)), ell(static_cast<std::size_t>(H)), pr;
   for (std::int64_t r = r0; r < r1; ++r) {
-    valid.clear();
-    for (std::int32_t i : lists.row(r)) {
-      if (i != -1) valid.push_back(i);
-    }
-    const auto nv = static_cast<std::int64_t>(valid.size());
-    vg.resize(static_cast<std::size_t>(nv * c));
-    for (std::int64_t j = 0; j < nv; ++j) {
-      std::copy_n(kv.row(valid[static_cast<std::size_t>(j)]).data(), c, vg.data() + j * c);
-    }
-    logits.resize(static_cast<std::size_t>(H * nv));
-    w.resize(static_cast<std::size_t>(H * nv));
-    gemm_nt(H, nv, c, q.data() + r * H * c, c, vg.data(), c, logits.data(), nv, 1);
-    std::vector<double> den(static_cast<std::size_t>(H));
-    for (std::int64_t h = 0; h < H; ++h) {
-      double* sh = logits.data() + h * nv;
-      double m = -kInf;
-      for (std::int64_t j = 0; j < nv; ++j) {
-        sh[j] = scale * sh[j];
-        m = std::max(m, sh[j]);
+    qr = q.middleRows(r * H, H);
+    std::fill(mu.begin(), mu.end(), -kInf);
+    std::fill(ell.begin(), ell.end(), 0.0);
+    o.setZero();
+    for (std::int64_t g0 = 0; g0 < K; g0 += width) {
+      // 1. gather the chunk's valid entries, in list order
+      valid.clear();
+      for (std::int64_t j = g0; j < std::min(K, g0 + width); ++j) {
+        if (lists.at(r, j) != -1) valid.push_back(lists.at(r, j));
       }
-      double dh = 0.0;
-      for (std::int64_t j = 0; j < nv; ++j) {
-        const double wj = std::exp(sh[j] - m);
-        dh += wj;
-        w[static_cast<std::size_t>(h * nv + j)] = wj;
+      const auto n = static_cast<std::int64_t>(valid.size());
+      if (n == 0) continue;
+      v.resize(n, c);
+      for (std::int64_t j = 0; j < n; ++j) v.row(j) = kv.row(valid[static_cast<std::size_t>(j)]);
+      vt = v.transpose();
+      // 2. logits × τ; 3. running max
+      const Mat s = p.matmul_nt(qr, v, /*threads=*/1);
+      pt.resize(H, n);
+      pr.resize(static_cast<std::size_t>(n));
+      for (std::int64_t h = 0; h < H; ++h) {
+        const auto hh = static_cast<std::size_t>(h);
+        double mu_new = mu[hh];
+        for (std::int64_t j = 0; j < n; ++j) {
+          pt(h, j) = p.mul(s(h, j), tau);
+          mu_new = std::max(mu_new, pt(h, j));
+        }
+        // 4. rescale factor, 5. probabilities, 6. ℓ ← ℓ·α + Σp as one FMA (C3), Σp a C1 sum
+        const double alpha = p.exp(p.sub(mu[hh], mu_new));
+        for (std::int64_t j = 0; j < n; ++j) {
+          pr[static_cast<std::size_t>(j)] = p.exp(p.sub(pt(h, j), mu_new));
+          pt(h, j) = p.bf16(pr[static_cast<std::size_t>(j)]);  // 7. P cast to bf16 for P·V only
+        }
+        ell[hh] = p.fma(ell[hh], alpha, p.sum(pr.data(), n));
+        for (std::int64_t d = 0; d < c; ++d) o(h, d) = p.mul(o(h, d), alpha);  // 8. o ← fl(o·α)
+        mu[hh] = mu_new;                                                       // 9.
       }
-      dh += std::exp(sink[static_cast<std::size_t>(h)] - m);
-      den[static_cast<std::size_t>(h)] = dh;
+      // 8. o ← fl(o + C1 Σ_j bf16(p_j) v_j)
+      const Mat pv = p.matmul_nt(pt, vt, /*threads=*/1);
+      for (std::int64_t h = 0; h < H; ++h) {
+        for (std::int64_t d = 0; d < c; ++d) o(h, d) = p.add(o(h, d), pv(h, d));
+      }
     }
-    gemm_nn(H, c, nv, w.data(), nv, vg.data(), c, o.data(), c, 1);
+    // finish: the sink in the denominator only, IEEE division, bf16 output
     for (std::int64_t h = 0; h < H; ++h) {
+      const auto hh = static_cast<std::size_t>(h);
+      const double e_sink = p.exp(p.sub(sink[hh], mu[hh]));
+      const double den = p.add(ell[hh], e_sink);
       for (std::int64_t d = 0; d < c; ++d) {
-        out(r * H + h, d) = o[static_cast<std::size_t>(h * c + d)] / den[static_cast<std::size_t>(h)];
+        double od = o(h, d);
+        // Deviation kSinkInNumerator: the sink also weights an all-ones value row.
+        if (p.deviates(Deviation::kSinkInNumerator)) od = p.add(od, e_sink);
+        out(r * H + h, d) = p.bf16(p.div(od, den));
       }
     }
   }
 }
-
-Mat sparse_exact(const Mat& q, std::int64_t H, const Mat& kv, std::span<const double> sink, const IndexLists& lists,
-                 double scale) {
-  Mat out(q.rows(), q.cols());
-  parallel_rows(lists.rows, 8, [&](std::int64_t r0, std::int64_t r1) {
-    sparse_exact_rows(q, H, kv, sink, lists, scale, out, r0, r1);
-  });
-  return out;
-}
-
 }  // namespace
 
-// spec 02 §2.9: official kernel semantics (official mode) or the exact math (exact mode).
+// spec 02 §2.9: official kernel semantics (official mode) or the exact math (exact mode), one body.
 Mat sparse_attention(const Precision& p, const Mat& q, std::int64_t n_heads, const Mat& kv,
                      std::span<const double> sink, const IndexLists& lists, double scale) {
   validate(q, n_heads, kv, sink, lists);
-  return p.official() ? sparse_official(p, q, n_heads, kv, sink, lists, scale)
-                      : sparse_exact(q, n_heads, kv, sink, lists, scale);
+  Mat out(q.rows(), q.cols());
+  parallel_rows(lists.rows, 4, [&](std::int64_t r0, std::int64_t r1) {
+    sparse_rows(p, q, n_heads, kv, sink, lists, scale, out, r0, r1);
+  });
+  return out;
 }
 
 // spec 02 §2.9 — forward error analysis of the official loop against the exact math (u = 2^−24,

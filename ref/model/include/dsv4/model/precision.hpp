@@ -120,7 +120,9 @@ class Precision {
   // sequential sum over k of fl(x·w), same bits on every machine and thread count). Official mode
   // is that double GEMM plus a rigorous error-bound GEMM; the rare elements whose fp32 rounding
   // the bound does not decide are recomputed exactly.
-  Mat matmul_nt(const Mat& x, const Mat& w) const;
+  // threads: as gemm_nt's (0: the default count; 1: everything on the calling thread, for callers
+  // that are themselves row-parallel). The result never depends on it.
+  Mat matmul_nt(const Mat& x, const Mat& w, int threads = 0) const;
 
   // ---- C2: elementary functions (official: correctly rounded fp32 of the fp32 argument) ----
   double exp(double x) const;
