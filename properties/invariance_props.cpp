@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "../tests/support/mat_bits.hpp"
 #include "../tests/support/small_configs.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/attention.hpp"
@@ -48,21 +49,15 @@ Mat gen_tokens(std::int64_t n, std::int64_t dim, bool bf16) {
   return x;
 }
 
-bool same_bits(const Mat& a, const Mat& b) {
-  if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
-  for (Eigen::Index i = 0; i < a.size(); ++i) {
-    if (double_bits(a.data()[i]) != double_bits(b.data()[i])) return false;
-  }
-  return true;
-}
+using test::bit_equal;
 
 // Every recorded output of one attention call, compared bit for bit.
 bool same_output(const AttentionOutput& a, const AttentionOutput& b) {
-  bool same = same_bits(a.q, b.q) && same_bits(a.kv, b.kv) && a.lists == b.lists && same_bits(a.attn, b.attn) &&
-              same_bits(a.out, b.out) && same_bits(a.compressed.entries, b.compressed.entries) &&
+  bool same = bit_equal(a.q, b.q) && bit_equal(a.kv, b.kv) && a.lists == b.lists && bit_equal(a.attn, b.attn) &&
+              bit_equal(a.out, b.out) && bit_equal(a.compressed.entries, b.compressed.entries) &&
               a.compressed.first == b.compressed.first && a.indexer.has_value() == b.indexer.has_value();
   if (same && a.indexer) {
-    same = same_bits(a.indexer->q, b.indexer->q) && same_bits(a.indexer->scores, b.indexer->scores) &&
+    same = bit_equal(a.indexer->q, b.indexer->q) && bit_equal(a.indexer->scores, b.indexer->scores) &&
            a.indexer->lists == b.indexer->lists;
   }
   return same;
@@ -157,10 +152,10 @@ void thread_invariance_kernels() {
     const Mat a = sparse_attention(Precision(mode), q, heads, kv, sink, lists, 0.25);
     set_gemm_threads(threads);
     const Mat b = sparse_attention(Precision(mode), q, heads, kv, sink, lists, 0.25);
-    RC_ASSERT(same_bits(a, b));
+    RC_ASSERT(bit_equal(a, b));
   }
   const Mat y = gen_tokens(*rc::gen::inRange<std::int64_t>(128, 150), 150, false);
-  RC_ASSERT(same_bits(hybrid_newton_schulz(y, kNsEps, 1), hybrid_newton_schulz(y, kNsEps, threads)));
+  RC_ASSERT(bit_equal(hybrid_newton_schulz(y, kNsEps, 1), hybrid_newton_schulz(y, kNsEps, threads)));
 }
 
 }  // namespace

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "../tests/support/mat_bits.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/properties/registry.hpp"
@@ -258,13 +259,7 @@ std::int64_t count_in(const Vec& s, double lo, double hi) {
   return n;
 }
 
-bool same_bits(const Mat& a, const Mat& b) {
-  if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
-  for (Eigen::Index i = 0; i < a.size(); ++i) {
-    if (double_bits(a.data()[i]) != double_bits(b.data()[i])) return false;
-  }
-  return true;
-}
+using test::bit_equal;
 
 // Measured extremes over the runs of this process (reported in the runner's message, README table).
 struct Measured {
@@ -426,7 +421,7 @@ void transpose_symmetry() {
   const Mat a = hybrid_newton_schulz(Mat(in.y.transpose()));
   const Mat b = Mat(hybrid_newton_schulz(in.y).transpose());
   if (in.y.rows() != in.y.cols()) {
-    RC_ASSERT(same_bits(a, b));
+    RC_ASSERT(bit_equal(a, b));
     return;
   }
   const std::int64_t r = in.y.rows();
@@ -445,8 +440,8 @@ void scaling_invariance() {
   RC_PRE(in.rank > 0);
   const int k = *rc::gen::inRange(-60, 61);
   const Mat y2 = in.y * std::ldexp(1.0, k);
-  RC_ASSERT(same_bits(hybrid_newton_schulz(y2, 0.0), hybrid_newton_schulz(in.y, 0.0)));
-  RC_ASSERT(same_bits(hybrid_newton_schulz(y2), hybrid_newton_schulz(in.y, std::ldexp(kNsEps, -k))));
+  RC_ASSERT(bit_equal(hybrid_newton_schulz(y2, 0.0), hybrid_newton_schulz(in.y, 0.0)));
+  RC_ASSERT(bit_equal(hybrid_newton_schulz(y2), hybrid_newton_schulz(in.y, std::ldexp(kNsEps, -k))));
   const double c = std::pow(10.0, *rc::gen::inRange(-2000, 2001) / 100.0);
   const Mat yc = in.y * c;
   const double diff = (hybrid_newton_schulz(yc, 0.0) - hybrid_newton_schulz(in.y, 0.0)).norm();

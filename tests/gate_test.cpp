@@ -21,6 +21,7 @@
 #include "dsv4/numerics/gemm.hpp"
 #include "dsv4/numerics/multiprecision.hpp"
 #include "support/expect_errors.hpp"
+#include "support/mat_bits.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
@@ -39,13 +40,7 @@ std::vector<std::int64_t> ids(std::int64_t T, std::int64_t first = 0) {
   return v;
 }
 
-bool bits_equal(const Mat& a, const Mat& b) {
-  if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
-  for (Eigen::Index i = 0; i < a.size(); ++i) {
-    if (double_bits(a.data()[i]) != double_bits(b.data()[i])) return false;
-  }
-  return true;
-}
+using test::bit_equal;
 
 // A gate whose logits are hand-set: W_e = c_e · e₀ (only column 0 non-zero) and x = e₀, so
 // ℓ_e = c_e exactly in both modes (one non-zero product; c_e bf16).
@@ -77,7 +72,7 @@ TEST(Gate, BiasChoosesButDoesNotWeigh) {
     const GateOutput o0 = g0.forward(h0.x, {5}), o1 = g1.forward(h1.x, {5});
     EXPECT_EQ(o0.indices, (std::vector<std::int64_t>{0, 1}));
     EXPECT_EQ(o1.indices, (std::vector<std::int64_t>{7, 0}));
-    EXPECT_TRUE(bits_equal(o0.scores, o1.scores));  // scores are the unbiased ones
+    EXPECT_TRUE(bit_equal(o0.scores, o1.scores));  // scores are the unbiased ones
     // Weights from the original scores: w = rs · s_e / (s_7 + s_0), not from s + b.
     const double s0 = o1.scores(0, 0), s7 = o1.scores(0, 7);
     EXPECT_NEAR(s7, sqrtsoftplus(-4), 1e-6);
@@ -89,7 +84,7 @@ TEST(Gate, BiasChoosesButDoesNotWeigh) {
     HandGate h2 = hand_gate(l, std::vector<double>(8, 0.25));
     const GateOutput o2 = Gate(p, h2.c, kScoreLayer, h2.w).forward(h2.x, {5});
     EXPECT_EQ(o2.indices, o0.indices);
-    EXPECT_TRUE(bits_equal(o2.weights, o0.weights));
+    EXPECT_TRUE(bit_equal(o2.weights, o0.weights));
     // margin of the biased cut: kth = ŝ_0, next = ŝ_1 (no bias: sqrtsoftplus(3) vs (2)).
     EXPECT_EQ(o0.margins[0].kth, o0.scores(0, 1));
     EXPECT_EQ(o0.margins[0].next, o0.scores(0, 2));
@@ -169,7 +164,7 @@ TEST(Gate, HashRoutingFollowsTheTableAndIgnoresX) {
                                   2)),
                       2.5));
     }
-    EXPECT_FALSE(bits_equal(a.weights, b.weights));
+    EXPECT_FALSE(bit_equal(a.weights, b.weights));
   }
   // The MTP block's layer id n_layers is score-routed (it has a bias, no table).
   EXPECT_FALSE(Gate(kOfficial, c, c.n_layers, GateWeights::synthetic(c, c.n_layers, 9)).hash());
@@ -366,12 +361,12 @@ TEST(Gate, OfficialIsBitIdenticalAcrossThreadsRunsAndBatches) {
   set_gemm_threads(2);
   const GateOutput b = g.forward(x, ids(24));
   set_gemm_threads(0);
-  EXPECT_TRUE(bits_equal(a.weights, b.weights));
-  EXPECT_TRUE(bits_equal(a.scores, b.scores));
+  EXPECT_TRUE(bit_equal(a.weights, b.weights));
+  EXPECT_TRUE(bit_equal(a.scores, b.scores));
   EXPECT_EQ(a.indices, b.indices);
   for (std::int64_t t = 0; t < 24; ++t) {  // one token at a time: the same bits (C1 is batch invariant)
     const GateOutput r = g.forward(x.middleRows(t, 1), {ids(24)[static_cast<std::size_t>(t)]});
-    EXPECT_TRUE(bits_equal(r.weights, a.weights.middleRows(t, 1)));
+    EXPECT_TRUE(bit_equal(r.weights, a.weights.middleRows(t, 1)));
     EXPECT_EQ(r.indices[0], a.indices[static_cast<std::size_t>(2 * t)]);
     EXPECT_EQ(r.indices[1], a.indices[static_cast<std::size_t>(2 * t + 1)]);
   }

@@ -16,6 +16,7 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "support/expect_errors.hpp"
+#include "support/mat_bits.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
@@ -31,10 +32,7 @@ ModelConfig small_config() {
   return c;
 }
 
-bool same_bits(const Mat& a, const Mat& b) {
-  return a.rows() == b.rows() && a.cols() == b.cols() &&
-         (a.size() == 0 || std::memcmp(a.data(), b.data(), sizeof(double) * static_cast<std::size_t>(a.size())) == 0);
-}
+using test::bit_equal;
 
 // ---- an independent float emulation of the official kernel (spec 04 §4.3 with C1–C3) ----------
 // Sums of n ≤ 4 fp32 values whose exponents span < 29 binades are exact in double, so a double
@@ -213,10 +211,10 @@ TEST(MhcSinkhorn, IterationStructureByInduction) {
     for (int k = 0; k < 4; ++k) soft(j, k) = e[k] / s + eps;
   }
   Mat expect = col(soft);
-  EXPECT_TRUE(same_bits(hc_sinkhorn(kOfficial, a, 1, 1e-6), expect));
+  EXPECT_TRUE(bit_equal(hc_sinkhorn(kOfficial, a, 1, 1e-6), expect));
   for (int t = 2; t <= 20; ++t) {
     const Mat prev = hc_sinkhorn(kOfficial, a, t - 1, 1e-6);
-    EXPECT_TRUE(same_bits(hc_sinkhorn(kOfficial, a, t, 1e-6), col(row(prev)))) << "iteration " << t;
+    EXPECT_TRUE(bit_equal(hc_sinkhorn(kOfficial, a, t, 1e-6), col(row(prev)))) << "iteration " << t;
   }
 }
 
@@ -271,7 +269,7 @@ TEST(MhcSinkhorn, GatesOfBothModesAgree) {
       EXPECT_NEAR(o.pre(j), e.pre(j), u * (std::abs(a_pre) / 4 + 5 * e.pre(j))) << t << " " << j;
       EXPECT_NEAR(o.post(j), e.post(j), u * (std::abs(a_post) / 2 + 4 * e.post(j))) << t << " " << j;
     }
-    comb_differs = comb_differs || !same_bits(e.comb, o.comb);
+    comb_differs = comb_differs || !bit_equal(e.comb, o.comb);
   }
   EXPECT_TRUE(comb_differs);
 }
@@ -380,12 +378,12 @@ TEST(MhcPre, OfficialBitsStableAndBatchInvariant) {
   for (const Precision* p : {&kOfficial, &kExact}) {
     const HcPreOutput a = hc_pre(*p, c, x, w);
     const HcPreOutput b = hc_pre(*p, c, x, w);
-    EXPECT_TRUE(same_bits(a.y, b.y) && same_bits(a.comb, b.comb) && same_bits(a.post, b.post) &&
-                same_bits(a.mixes, b.mixes));
+    EXPECT_TRUE(bit_equal(a.y, b.y) && bit_equal(a.comb, b.comb) && bit_equal(a.post, b.post) &&
+                bit_equal(a.mixes, b.mixes));
     for (Eigen::Index t = 0; t < x.rows(); ++t) {
       const HcPreOutput one = hc_pre(*p, c, x.row(t), w);
-      EXPECT_TRUE(same_bits(one.y, a.y.row(t)) && same_bits(one.comb, a.comb.row(t)) &&
-                  same_bits(one.mixes, a.mixes.row(t)))
+      EXPECT_TRUE(bit_equal(one.y, a.y.row(t)) && bit_equal(one.comb, a.comb.row(t)) &&
+                  bit_equal(one.mixes, a.mixes.row(t)))
           << t;
     }
   }
@@ -402,9 +400,9 @@ TEST(MhcPost, IdentityCombReturnsResidualAndPostBroadcasts) {
   Mat comb_id = Mat::Zero(3, 16);
   for (int j = 0; j < 4; ++j) comb_id.col(j * 4 + j).setOnes();
   for (const Precision* p : {&kOfficial, &kExact}) {
-    EXPECT_TRUE(same_bits(hc_post(*p, c, f, res, Mat::Zero(3, 4), comb_id), res));
+    EXPECT_TRUE(bit_equal(hc_post(*p, c, f, res, Mat::Zero(3, 4), comb_id), res));
     const Mat out = hc_post(*p, c, f, res, Mat::Ones(3, 4), Mat::Zero(3, 16));
-    for (int k = 0; k < 4; ++k) EXPECT_TRUE(same_bits(out.middleCols(k * c.dim, c.dim), f)) << k;
+    for (int k = 0; k < 4; ++k) EXPECT_TRUE(bit_equal(out.middleCols(k * c.dim, c.dim), f)) << k;
   }
 }
 
@@ -420,7 +418,7 @@ TEST(MhcPost, CombCarriesRowStreamIntoColumnStream) {
   Mat comb = Mat::Zero(1, 16);
   comb(0, 0 * 4 + 1) = 1.0;
   const Mat out = hc_post(kOfficial, c, f, res, Mat::Zero(1, 4), comb);
-  EXPECT_TRUE(same_bits(out.middleCols(d, d), res.middleCols(0, d)));
+  EXPECT_TRUE(bit_equal(out.middleCols(d, d), res.middleCols(0, d)));
   EXPECT_TRUE(out.middleCols(0, d).isZero(0));
   EXPECT_TRUE(out.middleCols(2 * d, 2 * d).isZero(0));
 
@@ -432,7 +430,7 @@ TEST(MhcPost, CombCarriesRowStreamIntoColumnStream) {
   for (int j = 0; j < 4; ++j) {
     for (int k = 0; k < 4; ++k) transposed(0, j * 4 + k) = pre.comb(0, k * 4 + j);
   }
-  EXPECT_FALSE(same_bits(hc_post(kOfficial, cfg, f, res, pre.post, transposed), got));
+  EXPECT_FALSE(bit_equal(hc_post(kOfficial, cfg, f, res, pre.post, transposed), got));
   for (int k = 0; k < 4; ++k) {
     for (std::int64_t dl = 0; dl < d; ++dl) {
       float terms[4];

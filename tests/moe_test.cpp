@@ -17,6 +17,7 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/gemm.hpp"
 #include "support/expect_errors.hpp"
+#include "support/mat_bits.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
@@ -25,13 +26,7 @@ namespace {
 const Precision kExact(Mode::kExact);
 const Precision kOfficial(Mode::kOfficial);
 
-bool bits_equal(const Mat& a, const Mat& b) {
-  if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
-  for (Eigen::Index i = 0; i < a.size(); ++i) {
-    if (double_bits(a.data()[i]) != double_bits(b.data()[i])) return false;
-  }
-  return true;
-}
+using test::bit_equal;
 
 // The combine of spec 03 §3.3 for a given per-token expert order, from the expert outputs
 // (expert_forward per token, the component under test elsewhere): y = 0, then for each expert in
@@ -95,9 +90,9 @@ TEST(Moe, OfficialCombineIsAscendingExpertOrderThenShared) {
   const Mat want = combine(kOfficial, c, w, x, o.gate, /*ascending=*/true, /*shared_last=*/true);
   const Mat topk_order = combine(kOfficial, c, w, x, o.gate, false, true);
   const Mat shared_first = combine(kOfficial, c, w, x, o.gate, true, false);
-  EXPECT_TRUE(bits_equal(o.out, want));
-  EXPECT_FALSE(bits_equal(want, topk_order));  // the data can tell the orders apart
-  EXPECT_FALSE(bits_equal(want, shared_first));
+  EXPECT_TRUE(bit_equal(o.out, want));
+  EXPECT_FALSE(bit_equal(want, topk_order));  // the data can tell the orders apart
+  EXPECT_FALSE(bit_equal(want, shared_first));
   for (Eigen::Index i = 0; i < o.out.size(); ++i) EXPECT_EQ(o.out.data()[i], round_bf16(o.out.data()[i]));
   // Not C1 either: the exactly rounded sum of the terms differs somewhere too.
   const Mat shared = expert_forward(kOfficial, c, w.shared, x, nullptr);
@@ -125,7 +120,7 @@ TEST(Moe, ScoreRoutedLayerMatchesTheCombineInBothModes) {
   std::vector<std::int64_t> tok(9, 1);
   for (const Precision& p : {kExact, kOfficial}) {
     const MoeOutput o = Moe(p, c, 4, w).forward(x, tok);
-    EXPECT_TRUE(bits_equal(o.out, combine(p, c, w, x, o.gate, true, true)));
+    EXPECT_TRUE(bit_equal(o.out, combine(p, c, w, x, o.gate, true, true)));
     EXPECT_EQ(o.gate.decisions.redecided, 0);
   }
 }
@@ -142,14 +137,14 @@ TEST(Moe, OfficialIsBitIdenticalAcrossThreadsRunsAndBatches) {
   const MoeOutput b = moe.forward(x, tok);
   set_gemm_threads(0);
   const MoeOutput again = moe.forward(x, tok);
-  EXPECT_TRUE(bits_equal(a.out, b.out));
-  EXPECT_TRUE(bits_equal(a.out, again.out));
+  EXPECT_TRUE(bit_equal(a.out, b.out));
+  EXPECT_TRUE(bit_equal(a.out, again.out));
   EXPECT_EQ(a.gate.indices, b.gate.indices);
   // tokens 0–3 and 4–9 as separate calls: the same bits (every step is row-wise or C1)
   const MoeOutput lo = moe.forward(x.topRows(4), std::vector<std::int64_t>(tok.begin(), tok.begin() + 4));
   const MoeOutput hi = moe.forward(x.bottomRows(6), std::vector<std::int64_t>(tok.begin() + 4, tok.end()));
-  EXPECT_TRUE(bits_equal(lo.out, a.out.topRows(4)));
-  EXPECT_TRUE(bits_equal(hi.out, a.out.bottomRows(6)));
+  EXPECT_TRUE(bit_equal(lo.out, a.out.topRows(4)));
+  EXPECT_TRUE(bit_equal(hi.out, a.out.bottomRows(6)));
 }
 
 TEST(Moe, SyntheticWeightsFollowTheConfigDtypes) {
@@ -174,10 +169,10 @@ TEST(Moe, SyntheticWeightsFollowTheConfigDtypes) {
   EXPECT_EQ(MoeWeights::synthetic(c, 0, 1).shared.w2.kind, WeightKind::kBF16);
   // deterministic in the seed, different across seeds and experts
   const MoeWeights a = MoeWeights::synthetic(c, 3, 1), b = MoeWeights::synthetic(c, 3, 1);
-  EXPECT_TRUE(bits_equal(a.experts[2].w1.values, b.experts[2].w1.values));
-  EXPECT_FALSE(bits_equal(a.experts[2].w1.values, a.experts[3].w1.values));
-  EXPECT_FALSE(bits_equal(a.experts[2].w1.values, MoeWeights::synthetic(c, 3, 2).experts[2].w1.values));
-  EXPECT_FALSE(bits_equal(a.experts[2].w1.values, MoeWeights::synthetic(c, 4, 1).experts[2].w1.values));
+  EXPECT_TRUE(bit_equal(a.experts[2].w1.values, b.experts[2].w1.values));
+  EXPECT_FALSE(bit_equal(a.experts[2].w1.values, a.experts[3].w1.values));
+  EXPECT_FALSE(bit_equal(a.experts[2].w1.values, MoeWeights::synthetic(c, 3, 2).experts[2].w1.values));
+  EXPECT_FALSE(bit_equal(a.experts[2].w1.values, MoeWeights::synthetic(c, 4, 1).experts[2].w1.values));
 }
 
 using testing_support::expect_invalid;

@@ -13,6 +13,7 @@
 
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "support/mat_bits.hpp"
 
 namespace dsv4 {
 namespace {
@@ -31,13 +32,7 @@ Mat gaussian(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
   return m;
 }
 
-bool same_bits(const Mat& a, const Mat& b) {
-  if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
-  for (Eigen::Index i = 0; i < a.size(); ++i) {
-    if (double_bits(a.data()[i]) != double_bits(b.data()[i])) return false;
-  }
-  return true;
-}
+using test::bit_equal;
 
 TEST(NewtonSchulz, CoefficientsOfSpec06) {
   EXPECT_EQ(kNsAggressive.a, 3.4445);
@@ -155,8 +150,8 @@ TEST(NewtonSchulz, PowerOfTwoScalingBitForBit) {
   const Mat y = gaussian(5, 7, 11);
   for (const int k : {-60, -3, 1, 40}) {
     const Mat ys = y * std::ldexp(1.0, k);
-    EXPECT_TRUE(same_bits(hybrid_newton_schulz(ys, 0.0), hybrid_newton_schulz(y, 0.0))) << k;
-    EXPECT_TRUE(same_bits(hybrid_newton_schulz(ys), hybrid_newton_schulz(y, std::ldexp(kNsEps, -k)))) << k;
+    EXPECT_TRUE(bit_equal(hybrid_newton_schulz(ys, 0.0), hybrid_newton_schulz(y, 0.0))) << k;
+    EXPECT_TRUE(bit_equal(hybrid_newton_schulz(ys), hybrid_newton_schulz(y, std::ldexp(kNsEps, -k)))) << k;
   }
 }
 
@@ -164,7 +159,7 @@ TEST(NewtonSchulz, PowerOfTwoScalingBitForBit) {
 TEST(NewtonSchulz, TransposeSymmetryBitForBit) {
   const Mat y = gaussian(9, 4, 3);
   const Mat yt = y.transpose();
-  EXPECT_TRUE(same_bits(hybrid_newton_schulz(yt), Mat(hybrid_newton_schulz(y).transpose())));
+  EXPECT_TRUE(bit_equal(hybrid_newton_schulz(yt), Mat(hybrid_newton_schulz(y).transpose())));
 }
 
 // The deterministic GEMM: the same bits for every thread count (a 128×150 iterate: its Gram
@@ -172,8 +167,8 @@ TEST(NewtonSchulz, TransposeSymmetryBitForBit) {
 TEST(NewtonSchulz, ThreadCountInvariant) {
   const Mat y = gaussian(128, 150, 7);
   const Mat one = hybrid_newton_schulz(y, kNsEps, 1);
-  EXPECT_TRUE(same_bits(one, hybrid_newton_schulz(y, kNsEps, 2)));
-  EXPECT_TRUE(same_bits(one, hybrid_newton_schulz(y, kNsEps, 3)));
+  EXPECT_TRUE(bit_equal(one, hybrid_newton_schulz(y, kNsEps, 2)));
+  EXPECT_TRUE(bit_equal(one, hybrid_newton_schulz(y, kNsEps, 3)));
 }
 
 TEST(NewtonSchulz, ZeroInputGivesZeroUpdate) {

@@ -15,6 +15,7 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/multiprecision.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "support/mat_bits.hpp"
 
 namespace dsv4 {
 namespace {
@@ -99,13 +100,7 @@ Mat naive_official(const Mat& q, std::int64_t H, const Mat& kv, const std::vecto
   return out;
 }
 
-bool bit_equal(const Mat& a, const Mat& b) {
-  if (a.rows() != b.rows() || a.cols() != b.cols()) return false;
-  for (std::int64_t i = 0; i < a.size(); ++i) {
-    if (double_bits(a.data()[i]) != double_bits(b.data()[i])) return false;
-  }
-  return true;
-}
+using test::bit_equal;
 
 // A list per query mixing in-order valid entries, −1 holes and a second chunk.
 IndexLists mixed_lists(std::int64_t rows, std::int64_t width, std::int64_t n_kv, std::uint64_t stream) {
