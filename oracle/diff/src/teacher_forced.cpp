@@ -17,6 +17,7 @@
 #include "dsv4/model/mhc.hpp"
 #include "dsv4/model/moe.hpp"
 #include "dsv4/model/mtp.hpp"
+#include "dsv4/model/output_table.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 
 namespace dsv4::diff {
@@ -164,12 +165,21 @@ class Differ {
     return cand;
   }
 
-  // A float output: candidate vs the exact recomputation, judged against official vs exact.
-  void check(ModuleResult& m, const std::string& output, const Batch& exact, const Batch& official, DType ulp,
+  // The official dtype of an output, from the output table (dsv4/model/output_table.hpp).
+  static DType official_dtype(const std::string& full) {
+    const std::optional<OutputRef> d = describe_output(full);
+    if (!d) throw std::logic_error("diff: " + full + " is not in the output table");
+    return d->desc->official;
+  }
+
+  // A float output: candidate vs the exact recomputation, judged against official vs exact in the
+  // output's official dtype.
+  void check(ModuleResult& m, const std::string& output, const Batch& exact, const Batch& official,
              std::int64_t fp8_grid_cols = 0) {
-    const DType official_ulp = ulp;
     OutputResult o;
     o.name = name(m.module, output);
+    const DType official_ulp = official_dtype(o.name);
+    DType ulp = official_ulp;
     const std::optional<RecordedTensor> cand = fetch(m, o);
     if (!cand) return;
     // Undeclared: certify's rule (the official format when every value lies on its grid).
@@ -309,43 +319,62 @@ class Differ {
     return x;
   }
 
-  void hc_pre_site(std::int64_t l, const std::string& site, const Batch& x, const HcWeights& hw) {
-    ModuleResult& m = begin(prefix(l) + "." + site, l);
+  // The candidate's tensor named by input i of site s (output_table.hpp) in the scope `scope_prefix`
+  // ("layers.3", "mtp.0" or "" for a model site).
+  std::string site_input(const std::string& scope_prefix, const SiteDesc& s, std::size_t i) const {
+    const std::string_view in = s.inputs.at(i);
+    const auto slash = in.find('/');
+    return name(module_path(scope_prefix, in.substr(0, slash)), std::string(in.substr(slash + 1)));
+  }
+
+  // hc_pre of site s (hc_attn or hc_ffn) on the block input or the candidate's hc_attn/out.
+  void hc_pre_site(std::int64_t l, const SiteDesc& s, const Batch& block_in) {
+    const BlockWeights& bw = block_weights(c_, w_, l);
+    const HcWeights& hw = s.module == "hc_attn" ? bw.hc_attn : bw.hc_ffn;
+    std::optional<Batch> x;
+    if (s.inputs.at(0) == "<block input>") {
+      x = block_in;
+    } else {
+      x = input(site_input(prefix(l), s, 0));
+    }
+    if (!x) return;
+    ModuleResult& m = begin(module_path(prefix(l), s.module), l);
     std::vector<HcPreOutput> o[2];
     for (int k = 0; k < 2; ++k)
-      for (const Mat& xb : x) o[k].push_back(hc_pre(ref_[k].prec, c_, xb, hw));
+      for (const Mat& xb : *x) o[k].push_back(hc_pre(ref_[k].prec, c_, xb, hw));
     const auto get = [&](int k, auto field) {
       Batch b;
       for (const auto& h : o[k]) b.push_back(field(h));
       return b;
     };
-    check(m, "y", get(0, [](const HcPreOutput& h) { return h.y; }), get(1, [](const HcPreOutput& h) { return h.y; }),
-          DType::kBF16);
+    check(m, "y", get(0, [](const HcPreOutput& h) { return h.y; }), get(1, [](const HcPreOutput& h) { return h.y; }));
     check(m, "post", get(0, [](const HcPreOutput& h) { return h.post; }),
-          get(1, [](const HcPreOutput& h) { return h.post; }), DType::kF32);
+          get(1, [](const HcPreOutput& h) { return h.post; }));
     check(m, "comb", get(0, [](const HcPreOutput& h) { return h.comb; }),
-          get(1, [](const HcPreOutput& h) { return h.comb; }), DType::kF32);
+          get(1, [](const HcPreOutput& h) { return h.comb; }));
   }
 
-  void norm(std::int64_t l, const std::string& module, const std::string& in, const Vec& weight) {
-    const auto x = input(name(prefix(l) + in, "y"));
+  // RMSNorm of site s in the scope `scope_prefix`, block `layer` (−1 for a head's norm).
+  void norm(const std::string& scope_prefix, std::int64_t layer, const SiteDesc& s, const Vec& weight) {
+    const auto x = input(site_input(scope_prefix, s, 0));
     if (!x) return;
-    ModuleResult& m = begin(prefix(l) + module, l);
+    ModuleResult& m = begin(module_path(scope_prefix, s.module), layer);
     auto [e, o] = both([&](int k, std::size_t b) { return rmsnorm(ref_[k].prec, (*x)[b], weight, c_.norm_eps); });
-    check(m, "out", e, o, DType::kBF16);
+    check(m, "out", e, o);
   }
 
-  void hc_post_site(std::int64_t l, const std::string& module, const std::string& sub_out, const std::string& resid,
-                    const std::string& site) {
-    const auto f = input(sub_out);
-    const auto r = resid.empty() ? std::optional<Batch>(block_input(l)) : input(resid);
-    const auto post = input(name(prefix(l) + "." + site, "post"));
-    const auto comb = input(name(prefix(l) + "." + site, "comb"));
+  // hc_post of site s: inputs (sublayer output, residual, post, comb) as the table names them.
+  void hc_post_site(std::int64_t l, const SiteDesc& s, const Batch& block_in) {
+    const std::string p = prefix(l);
+    const auto f = input(site_input(p, s, 0));
+    const auto r = s.inputs.at(1) == "<block input>" ? std::optional<Batch>(block_in) : input(site_input(p, s, 1));
+    const auto post = input(site_input(p, s, 2));
+    const auto comb = input(site_input(p, s, 3));
     if (!f || !r || r->empty() || !post || !comb) return;
-    ModuleResult& m = begin(module, l);
+    ModuleResult& m = begin(module_path(p, s.module), l);
     auto [e, o] =
         both([&](int k, std::size_t b) { return hc_post(ref_[k].prec, c_, (*f)[b], (*r)[b], (*post)[b], (*comb)[b]); });
-    check(m, "out", e, o, DType::kBF16);
+    check(m, "out", e, o);
   }
 
   void attention(std::int64_t l) {
@@ -383,19 +412,18 @@ class Differ {
     {
       ModuleResult& m = begin(p + ".attn", l);
       check(m, "kv", get(0, [](const AttentionOutput& a) { return a.kv; }),
-            get(1, [](const AttentionOutput& a) { return a.kv; }), DType::kBF16, c_.head_dim - c_.rope_head_dim);
+            get(1, [](const AttentionOutput& a) { return a.kv; }), c_.head_dim - c_.rope_head_dim);
     }
     if (out[0].front().compressed.entries.rows() > 0) {
       ModuleResult& m = begin(p + ".attn.compressor", l);
       check(m, "out", get(0, [](const AttentionOutput& a) { return a.compressed.entries; }),
-            get(1, [](const AttentionOutput& a) { return a.compressed.entries; }), DType::kBF16,
-            c_.head_dim - c_.rope_head_dim);
+            get(1, [](const AttentionOutput& a) { return a.compressed.entries; }), c_.head_dim - c_.rope_head_dim);
     }
     if (out[0].front().indexer) {
       ModuleResult& m = begin(p + ".attn.indexer", l);
       const Batch se = get(0, [](const AttentionOutput& a) { return a.indexer->scores; });
       const Batch so = get(1, [](const AttentionOutput& a) { return a.indexer->scores; });
-      check(m, "scores", se, so, DType::kBF16);
+      check(m, "scores", se, so);
       double err = 0.0;
       const std::vector<double> fe = flatten(se), fo = flatten(so);
       for (std::size_t i = 0; i < fe.size(); ++i)
@@ -406,16 +434,17 @@ class Differ {
       const IndexLists& l0 = out[0].front().indexer->lists;
       const std::int64_t offset = start_pos_ == 0 ? static_cast<std::int64_t>(ids_.front().size()) : c_.window_size;
       check_sets(m, "out", ref_ids, l0.rows * static_cast<std::int64_t>(out[0].size()), l0.width,
-                 out[0].front().indexer->scores.cols(), fe, err, DType::kBF16, false, offset);
+                 out[0].front().indexer->scores.cols(), fe, err, official_dtype(name(p + ".attn.indexer", "scores")),
+                 false, offset);
     }
     {
       ModuleResult& m = begin(p + ".attn.wo_a", l);
       check(m, "out", get(0, [](const AttentionOutput& a) { return a.o_a; }),
-            get(1, [](const AttentionOutput& a) { return a.o_a; }), DType::kBF16);
+            get(1, [](const AttentionOutput& a) { return a.o_a; }));
     }
     ModuleResult& m = begin(p + ".attn", l);
     check(m, "out", get(0, [](const AttentionOutput& a) { return a.out; }),
-          get(1, [](const AttentionOutput& a) { return a.out; }), DType::kBF16);
+          get(1, [](const AttentionOutput& a) { return a.out; }));
   }
 
   std::optional<Batch> cand_batch(const std::string& full) {
@@ -424,7 +453,7 @@ class Differ {
     return candidate_batch(*t, full);
   }
 
-  void gate_and_ffn(std::int64_t l) {
+  void gate(std::int64_t l) {
     const std::string p = prefix(l);
     const auto x = input(name(p + ".ffn_norm", "out"));
     if (!x) return;
@@ -454,7 +483,7 @@ class Differ {
         ref_ids.insert(ref_ids.end(), g[0][b].indices.begin(), g[0][b].indices.end());
       }
       const std::int64_t rows = static_cast<std::int64_t>(ref_ids.size()) / kk;
-      check_sets(m, "out1", ref_ids, rows, kk, E, se, err, DType::kF32, hash, 0);
+      check_sets(m, "out1", ref_ids, rows, kk, E, se, err, official_dtype(name(p + ".ffn.gate", "scores")), hash, 0);
       // weights on the rows whose expert set the candidate shares (elsewhere they weigh other experts)
       const auto cand_ids = cand_(name(p + ".ffn.gate", "out1"));
       Batch we, wo;
@@ -465,13 +494,19 @@ class Differ {
       if (cand_ids && static_cast<std::int64_t>(cand_ids->values.size()) == rows * kk) {
         check_weights_on_shared_rows(m, we, wo, ref_ids, cand_ids->values, kk);
       } else {
-        check(m, "out0", we, wo, DType::kF32);
+        check(m, "out0", we, wo);
       }
     }
-    // The combine from the candidate's own routing (decision forcing).
+  }
+
+  // The combine from the candidate's own routing (decision forcing), on the candidate's ffn_norm
+  // output (already reported missing by gate()).
+  void moe(std::int64_t l) {
+    const std::string p = prefix(l);
+    const auto x = cand_batch(name(p + ".ffn_norm", "out"));
     const auto w0 = cand_batch(name(p + ".ffn.gate", "out0"));
     const auto i1 = cand_batch(name(p + ".ffn.gate", "out1"));
-    if (!w0 || !i1) return;
+    if (!x || !w0 || !i1) return;
     ModuleResult& m = begin(p + ".ffn", l);
     auto [e, o] = both([&](int k, std::size_t b) {
       GateOutput r;
@@ -480,7 +515,7 @@ class Differ {
         r.indices.push_back(static_cast<std::int64_t>((*i1)[b].data()[i]));
       return ref_[k].moe[static_cast<std::size_t>(l)].combine((*x)[b], r);
     });
-    check(m, "out", e, o, DType::kBF16);
+    check(m, "out", e, o);
   }
 
   void check_weights_on_shared_rows(ModuleResult& m, const Batch& we, const Batch& wo,
@@ -508,48 +543,69 @@ class Differ {
       return n == full ? std::optional(sub) : saved(n);
     };
     check(m, "out0", Batch{Eigen::Map<const Mat>(e2.data(), 1, static_cast<Eigen::Index>(e2.size()))},
-          Batch{Eigen::Map<const Mat>(o2.data(), 1, static_cast<Eigen::Index>(o2.size()))}, DType::kF32);
+          Batch{Eigen::Map<const Mat>(o2.data(), 1, static_cast<Eigen::Index>(o2.size()))});
     cand_ = saved;
   }
 
+  // One block (a main layer, or an MTP module's), site by site in the output table's order
+  // (dsv4/model/output_table.hpp), each recomputed from the candidate's tensors the site names.
   void block(std::int64_t l) {
-    const std::string p = prefix(l);
-    const BlockWeights& bw = block_weights(c_, w_, l);
     const Batch x = block_input(l);
     if (x.empty()) {
       broken_[static_cast<std::size_t>(l)] = true;
       return;
     }
-    hc_pre_site(l, "hc_attn", x, bw.hc_attn);
-    norm(l, ".attn_norm", ".hc_attn", bw.attn_norm);
-    attention(l);
-    hc_post_site(l, p + ".hc_attn", name(p + ".attn", "out"), "", "hc_attn");
-    if (const auto mid = input(name(p + ".hc_attn", "out"))) hc_pre_site(l, "hc_ffn", *mid, bw.hc_ffn);
-    norm(l, ".ffn_norm", ".hc_ffn", bw.ffn_norm);
-    gate_and_ffn(l);
-    hc_post_site(l, p, name(p + ".ffn", "out"), name(p + ".hc_attn", "out"), "hc_ffn");
+    const BlockWeights& bw = block_weights(c_, w_, l);
+    for (const SiteDesc& s : output_sites()) {
+      if (s.scope != SiteScope::kBlock) continue;
+      switch (s.kind) {
+        case SiteKind::kHcPre:
+          hc_pre_site(l, s, x);
+          break;
+        case SiteKind::kRmsNorm:
+          norm(prefix(l), l, s, s.module == "attn_norm" ? bw.attn_norm : bw.ffn_norm);
+          break;
+        case SiteKind::kAttention:
+          attention(l);
+          break;
+        case SiteKind::kHcPost:
+          hc_post_site(l, s, x);
+          break;
+        case SiteKind::kGate:
+          gate(l);
+          break;
+        case SiteKind::kMoe:
+          moe(l);
+          break;
+        default:
+          throw std::logic_error("diff: the output table has a block site the diff cannot recompute");
+      }
+    }
   }
 
-  // hc_head → norm → head (the main model's with prefix "", an MTP module's with "mtp.I."); the
-  // output projection is the main model's, shared.
-  void head(const std::string& pre, const HcHeadWeights& hc, const Vec& norm_weight) {
-    const std::string in =
-        pre.empty() ? name(prefix(c_.n_layers - 1), "out") : name(pre.substr(0, pre.size() - 1), "out");
-    if (const auto x = input(in)) {
-      ModuleResult& m = begin(pre + "hc_head", -1);
-      auto [e, o] = both([&](int k, std::size_t b) { return hc_head(ref_[k].prec, c_, (*x)[b], hc); });
-      check(m, "out", e, o, DType::kBF16);
-    }
-    if (const auto h = input(name(pre + "hc_head", "out"))) {
-      ModuleResult& m = begin(pre + "norm", -1);
-      auto [e, o] =
-          both([&](int k, std::size_t b) { return rmsnorm(ref_[k].prec, (*h)[b], norm_weight, c_.norm_eps); });
-      check(m, "out", e, o, DType::kBF16);
-    }
-    if (const auto n = input(name(pre + "norm", "out"))) {
-      ModuleResult& m = begin(pre + "head", -1);
-      auto [e, o] = both([&](int k, std::size_t b) { return linear(ref_[k].prec, (*n)[b].bottomRows(1), w_.head); });
-      check(m, "out", e, o, DType::kF32);
+  // hc_head → norm → head of the main model (scope_prefix "", the model sites) or of MTP module
+  // `scope_prefix` ("mtp.I", its MTP sites), in the output table's order; the output projection is
+  // the main model's, shared.
+  void head(const std::string& scope_prefix, const HcHeadWeights& hc, const Vec& norm_weight) {
+    const SiteScope scope = scope_prefix.empty() ? SiteScope::kModel : SiteScope::kMtp;
+    for (const SiteDesc& s : output_sites()) {
+      if (s.scope != scope) continue;
+      if (s.kind == SiteKind::kRmsNorm) {
+        norm(scope_prefix, -1, s, norm_weight);
+        continue;
+      }
+      if (s.kind != SiteKind::kHcHead && s.kind != SiteKind::kHead) continue;  // embed, MTP input: elsewhere
+      const std::string in = s.inputs.at(0) == "<last layer out>"  ? name(prefix(c_.n_layers - 1), "out")
+                             : s.inputs.at(0) == "<mtp block out>" ? name(scope_prefix, "out")
+                                                                   : site_input(scope_prefix, s, 0);
+      const auto x = input(in);
+      if (!x) continue;
+      ModuleResult& m = begin(module_path(scope_prefix, s.module), -1);
+      auto [e, o] = both([&](int k, std::size_t b) {
+        return s.kind == SiteKind::kHcHead ? hc_head(ref_[k].prec, c_, (*x)[b], hc)
+                                           : linear(ref_[k].prec, (*x)[b].bottomRows(1), w_.head);
+      });
+      check(m, "out", e, o);
     }
   }
 
@@ -572,11 +628,11 @@ class Differ {
       auto [e, o] = both([&](int k, std::size_t b) {
         return ref_[k].mtp[static_cast<std::size_t>(i)].input_state((*h)[b], ids_[b], w_.embed);
       });
-      check(m, "in", e, o, DType::kBF16);
+      check(m, "in", e, o);
     }
     block(c_.n_layers + i);
     const MtpWeights& mw = w_.mtp[static_cast<std::size_t>(i)];
-    head(p + ".", mw.hc_head, mw.norm);
+    head(p, mw.hc_head, mw.norm);
     ids_ = main_ids;
   }
 

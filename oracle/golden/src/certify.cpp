@@ -15,15 +15,12 @@
 #include "dsv4/compare/set_compare.hpp"
 #include "dsv4/golden/read_ahead.hpp"
 #include "dsv4/io/input_error.hpp"
+#include "dsv4/model/output_table.hpp"
 #include "dsv4/numerics/formats.hpp"
 
 namespace dsv4 {
 
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // A candidate may leave out leading dimensions of size 1 (a single sequence dumped as [s, c]).
 bool compatible_shape(const std::vector<std::int64_t>& cand, const std::vector<std::int64_t>& gold) {
@@ -93,14 +90,14 @@ DType certify_ulp_dtype(const Tensor& candidate, DType official_grid) {
 
 namespace {
 
-constexpr const char* kScaleSuffix = ".scale";
+constexpr std::string_view kScaleSuffix = ".scale";
 
 // A candidate output as values, into `into`: quantised codes are dequantised with their
 // "<name>.scale" companion (oracle/io tensor_source.hpp dequantize_blocks).
 void candidate_values(const MappedTensorSource& cand, const std::string& name, const std::string& where, Tensor& into) {
   cand.read_into(name, into);
   if (into.dtype() != DType::kE4M3 && into.dtype() != DType::kE5M2 && into.dtype() != DType::kE2M1x2) return;
-  const std::string sn = name + kScaleSuffix;
+  const std::string sn = name + std::string(kScaleSuffix);
   if (!cand.contains(sn))
     throw InputError(where, std::string(dtype_name(into.dtype())) + " codes without their scales (expected a tensor " +
                                 sn + ", oracle/README.md Dump convention)");
@@ -114,11 +111,11 @@ std::pair<std::int64_t, std::int64_t> exec_key(const Golden& g, const std::strin
   std::int64_t s = 0;
   for (std::size_t i = 0; i < g.steps().size(); ++i)
     if (g.steps()[i].name == step) s = static_cast<std::int64_t>(i);
-  const std::string module = name.substr(step.size() + 1);
+  const std::optional<OutputRef> d = describe_output(name);  // block ≥ 0: layers.N; < −1: mtp.*
   std::int64_t block = g.config().n_layers;
-  if (module.rfind("layers.", 0) == 0) {
-    block = std::stoll(module.substr(7));
-  } else if (module.rfind("mtp.", 0) == 0) {
+  if (d && d->block >= 0) {
+    block = d->block;
+  } else if (d && d->block < -1) {
     block = g.config().n_layers + 1;
   }
   return {s, block};
@@ -225,7 +222,11 @@ struct Prepared {
   std::int64_t n_items = 0;
 };
 
-const char* discrete_kind(const std::string& name) { return ends_with(name, ".attn.indexer/out") ? "topk" : "experts"; }
+// The decision an ids output belongs to, from the output table: an indexer's top-k or a gate's experts.
+const char* discrete_kind(const std::string& name) {
+  const std::optional<OutputRef> d = describe_output(name);
+  return d && d->desc->decision == DecisionKind::kTopk ? "topk" : "experts";
+}
 
 // Fills `p` (its tensors' buffers reused) for the output `name`.
 void prepare(const Golden& g, const MappedTensorSource& cand, const std::string& name, Prepared& p) {
@@ -366,7 +367,8 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
   const std::vector<std::string> names = g.canonical_names();
   const std::set<std::string> golden_names(names.begin(), names.end());
   for (const std::string& c : cand.names()) {
-    const bool scale_of_output = c.ends_with(kScaleSuffix) && golden_names.count(c.substr(0, c.size() - 6)) != 0;
+    const bool scale_of_output =
+        c.ends_with(kScaleSuffix) && golden_names.count(c.substr(0, c.size() - kScaleSuffix.size())) != 0;
     if (golden_names.count(c) == 0 && !scale_of_output) rep.unmatched.push_back(c);
   }
   std::vector<std::string> held;

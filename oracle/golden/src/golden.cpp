@@ -15,6 +15,7 @@
 #include "dsv4/golden/dump.hpp"
 #include "dsv4/golden/sha256.hpp"
 #include "dsv4/io/input_error.hpp"
+#include "dsv4/model/output_table.hpp"
 #include "dsv4/numerics/formats.hpp"
 
 namespace dsv4 {
@@ -30,10 +31,6 @@ constexpr std::size_t kDeflateMinBytes = 4096;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string tensor_sha256(const Tensor& t) { return sha256_hex(std::span<const std::byte>(t.bytes(), t.nbytes())); }
@@ -92,20 +89,15 @@ void add_choice_scores(const ModelConfig& c, const std::vector<Vec>& biases, Mod
   const Precision p(mode);
   std::vector<std::pair<std::string, RecordedTensor>> add;
   for (const auto& [name, t] : rec.entries()) {
-    if (!ends_with(name, ".ffn.gate/scores")) continue;
-    const std::string module = name.substr(name.find('/') + 1, name.size() - name.find('/') - 1 - 7);
-    std::int64_t layer = -1;
-    if (module.rfind("layers.", 0) == 0)
-      layer = std::stoll(module.substr(7));
-    else if (module.rfind("mtp.", 0) == 0)
-      layer = c.n_layers + std::stoll(module.substr(4));
-    const Vec& b = biases.at(static_cast<std::size_t>(layer));
+    const std::optional<OutputRef> d = describe_output(name, &c);
+    if (!d || d->desc->role != OutputRole::kScores || d->desc->decision != DecisionKind::kExperts) continue;
+    const Vec& b = biases.at(static_cast<std::size_t>(d->block));
     if (b.size() == 0) continue;  // hash-routed: chosen by tid2eid, no scores behind the choice
     RecordedTensor s = t;
     const std::int64_t e = t.shape.back();
     for (std::size_t i = 0; i < s.values.size(); ++i)
       s.values[i] = p.add(t.values[i], b(static_cast<std::int64_t>(i) % e));
-    add.emplace_back(name.substr(0, name.size() - 7) + "/choice_scores", std::move(s));
+    add.emplace_back(d->step + "/" + d->module + "/choice_scores", std::move(s));
   }
   for (auto& [n, t] : add) rec.record(n, std::move(t));
 }
@@ -165,11 +157,18 @@ const char* golden_role_name(GoldenRole r) {
 }
 
 GoldenRole golden_role_of(const std::string& canonical) {
-  if (ends_with(canonical, ".attn.indexer/out") || ends_with(canonical, ".ffn.gate/out1")) return GoldenRole::kDiscrete;
-  if (ends_with(canonical, ".attn.indexer/scores") || ends_with(canonical, ".attn.indexer/margin") ||
-      ends_with(canonical, ".ffn.gate/scores") || ends_with(canonical, ".ffn.gate/margin") ||
-      ends_with(canonical, ".ffn.gate/choice_scores"))
-    return GoldenRole::kDecision;
+  const std::optional<OutputRef> d = describe_output(canonical);
+  if (!d) return GoldenRole::kValue;
+  switch (d->desc->role) {
+    case OutputRole::kDecisionIds:
+      return GoldenRole::kDiscrete;
+    case OutputRole::kScores:
+    case OutputRole::kMargins:
+    case OutputRole::kChoiceScores:
+      return GoldenRole::kDecision;
+    case OutputRole::kValue:
+      break;
+  }
   return GoldenRole::kValue;
 }
 

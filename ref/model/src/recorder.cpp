@@ -4,9 +4,14 @@
 #include <stdexcept>
 #include <utility>
 
+#include "dsv4/model/output_table.hpp"
+
 namespace dsv4 {
 
 void MemoryRecorder::record(const std::string& name, RecordedTensor value) {
+  if (!describe_output(name))
+    throw std::invalid_argument("recorder: " + name +
+                                " is no output of the output table (dsv4/model/output_table.hpp describes each)");
   std::int64_t n = 1;
   for (const std::int64_t d : value.shape) {
     if (d < 0) throw std::invalid_argument("recorder: " + name + ": negative dimension");

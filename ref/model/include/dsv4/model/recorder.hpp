@@ -28,8 +28,9 @@ struct RecordedTensor {
 class Recorder {
  public:
   virtual ~Recorder() = default;
-  // Throws std::invalid_argument when `name` was already recorded or the shape does not match
-  // the number of values.
+  // Throws std::invalid_argument when `name` is not an output the table describes
+  // (dsv4/model/output_table.hpp), was already recorded, or the shape does not match the number of
+  // values.
   virtual void record(const std::string& name, RecordedTensor value) = 0;
 };
 
