@@ -15,6 +15,7 @@
 
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/simd_level.hpp"
 #include "metrics_kernel.hpp"
 
 namespace dsv4::compare {
@@ -38,27 +39,9 @@ constexpr std::int64_t kDecodeSlice = kChunk;
 // taken of values scaled by a power of two (exact), see README §Accuracy.
 constexpr int kScaleExponent = 480;
 
-bool cpu_has(MetricKernel k) {
-#if defined(__x86_64__) || defined(__i386__)
-  switch (k) {
-    case MetricKernel::kAvx2:
-      return __builtin_cpu_supports("avx2");
-    case MetricKernel::kAvx512:
-      return __builtin_cpu_supports("avx512f");
-    default:
-      return true;
-  }
-#else
-  return k == MetricKernel::kAuto || k == MetricKernel::kPortable;
-#endif
-}
+bool cpu_has(MetricKernel k) { return simd::cpu_runs(k); }
 
-MetricKernel resolve(MetricKernel k) {
-  if (k != MetricKernel::kAuto) return k;
-  if (cpu_has(MetricKernel::kAvx512)) return MetricKernel::kAvx512;
-  if (cpu_has(MetricKernel::kAvx2)) return MetricKernel::kAvx2;
-  return MetricKernel::kPortable;
-}
+MetricKernel resolve(MetricKernel k) { return k != MetricKernel::kAuto ? k : simd::best_level<MetricKernel>(); }
 
 KernelFn kernel_fn(MetricKernel k, Storage s, bool from_bits, bool scaled) {
   switch (k) {
@@ -279,19 +262,7 @@ double exact_total(const std::vector<double>& partials, std::int64_t chunks, int
 
 bool metric_kernel_supported(MetricKernel k) { return cpu_has(k); }
 
-const char* metric_kernel_name(MetricKernel k) {
-  switch (k) {
-    case MetricKernel::kAuto:
-      return "auto";
-    case MetricKernel::kPortable:
-      return "portable";
-    case MetricKernel::kAvx2:
-      return "avx2";
-    case MetricKernel::kAvx512:
-      return "avx512";
-  }
-  return "?";
-}
+const char* metric_kernel_name(MetricKernel k) { return simd::level_name(k); }
 
 TensorMetrics compute_metrics(const CandidateData& candidate, std::span<const double> reference,
                               const MetricOptions& options) {

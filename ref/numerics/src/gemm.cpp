@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "dsv4/numerics/simd_level.hpp"
 #include "gemm_kernels.hpp"
 
 namespace dsv4 {
@@ -200,20 +201,7 @@ void run_block(const Plan& pl, const Operands& op, std::int64_t K, double* C, st
   }
 }
 
-bool cpu_has(GemmKernel k) {
-#if defined(__x86_64__) || defined(__i386__)
-  switch (k) {
-    case GemmKernel::kAvx2:
-      return __builtin_cpu_supports("avx2");
-    case GemmKernel::kAvx512:
-      return __builtin_cpu_supports("avx512f");
-    default:
-      return true;
-  }
-#else
-  return k == GemmKernel::kAuto || k == GemmKernel::kPortable;
-#endif
-}
+bool cpu_has(GemmKernel k) { return simd::cpu_runs(k); }
 
 std::atomic<GemmKernel> g_forced{GemmKernel::kAuto};
 std::atomic<int> g_threads{0};
@@ -298,19 +286,7 @@ void check_strides(std::int64_t lda, std::int64_t lda_min, std::int64_t ldb, std
 }  // namespace
 }  // namespace gemm_detail
 
-const char* gemm_kernel_name(GemmKernel k) {
-  switch (k) {
-    case GemmKernel::kAuto:
-      return "auto";
-    case GemmKernel::kPortable:
-      return "portable";
-    case GemmKernel::kAvx2:
-      return "avx2";
-    case GemmKernel::kAvx512:
-      return "avx512";
-  }
-  return "?";
-}
+const char* gemm_kernel_name(GemmKernel k) { return simd::level_name(k); }
 
 bool gemm_kernel_supported(GemmKernel k) { return gemm_detail::cpu_has(k); }
 
@@ -325,9 +301,7 @@ void set_gemm_kernel(GemmKernel k) {
 GemmKernel gemm_kernel() {
   const GemmKernel f = gemm_detail::g_forced.load();
   if (f != GemmKernel::kAuto) return f;
-  static const GemmKernel best = gemm_detail::cpu_has(GemmKernel::kAvx512) ? GemmKernel::kAvx512
-                                 : gemm_detail::cpu_has(GemmKernel::kAvx2) ? GemmKernel::kAvx2
-                                                                           : GemmKernel::kPortable;
+  static const GemmKernel best = simd::best_level<GemmKernel>();
   return best;
 }
 
