@@ -6,8 +6,6 @@
 //   (c) the full exact-mode prefill of layer 1 (CSA): wall time and peak RSS (child process).
 //
 // attention_bench [--tokens N] [--eigen-rows R] [--reps N] [--skip-layer] [--skip-eigen] [--skip-gemm]
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -135,9 +133,7 @@ int main(int argc, char** argv) {
   // (c) the layer, in a child process so that its peak RSS is its own
 #if DSV4_BENCH_HAVE_ATTENTION
   if (!skip_layer) {
-    std::fflush(stdout);
-    const pid_t pid = fork();
-    if (pid == 0) {
+    const dsv4::bench::ChildRun r = dsv4::bench::run_in_child([&] {
       const dsv4::ModelConfig cfg = dsv4::builtin_config("flash-slice");
       const I layer = 1;
       std::printf("(c) flash-slice layer %lld (compress ratio %lld), exact-mode prefill of %lld tokens\n",
@@ -156,14 +152,10 @@ int main(int argc, char** argv) {
       double check = 0.0;
       for (I i = 0; i < out.out.size(); ++i) check += out.out.data()[i];
       std::printf("    prefill wall time: %.2f s  (output checksum %.17g)\n", s, check);
-      std::fflush(stdout);
-      std::_Exit(0);
-    }
-    int status = 0;
-    rusage ru{};
-    wait4(pid, &status, 0, &ru);
+      return 0;
+    });
     std::printf("    peak RSS of the layer process (weights + activations + state): %.1f MiB; exit status %d\n\n",
-                static_cast<double>(ru.ru_maxrss) / 1024.0, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                r.peak_rss_mib, r.status);
   }
 #else
   if (!skip_layer) std::printf("(c) skipped: dsv4/model/attention.hpp is not in this build\n\n");

@@ -1,8 +1,15 @@
 // What every benchmark prints beside its numbers: wall time, CPU time, the machine's load and its
-// CPU model (BENCHMARKS.md states them with each result).
+// CPU model (BENCHMARKS.md states them with each result); and a measurement in a child process of
+// its own, for its peak RSS.
 #pragma once
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <string>
@@ -35,6 +42,29 @@ inline std::string cpu_model() {
     if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
   }
   return "unknown";
+}
+
+// A child process's exit status (-1 when it did not exit normally) and peak RSS.
+struct ChildRun {
+  int status = -1;
+  double peak_rss_mib = 0.0;
+};
+
+// Runs `body` (which returns the exit status) in a forked child, so that the peak RSS measured is
+// the body's own; stdout is flushed before the fork and at the child's end.
+template <class F>
+ChildRun run_in_child(F&& body) {
+  std::fflush(stdout);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int rc = body();
+    std::fflush(stdout);
+    std::_Exit(rc);
+  }
+  int status = 0;
+  rusage ru{};
+  wait4(pid, &status, 0, &ru);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, static_cast<double>(ru.ru_maxrss) / 1024.0};
 }
 
 }  // namespace dsv4::bench

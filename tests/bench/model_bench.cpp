@@ -7,8 +7,6 @@
 //       block / attention).
 //
 // model_bench [--tiny-prompt N] [--tiny-decode K] [--block-tokens T] [--skip-tiny] [--skip-block]
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -98,9 +96,7 @@ int main(int argc, char** argv) {
   }
 
   if (!skip_block) {
-    std::fflush(stdout);
-    const pid_t pid = fork();
-    if (pid == 0) {
+    const dsv4::bench::ChildRun r = dsv4::bench::run_in_child([&] {
       const dsv4::ModelConfig c = dsv4::builtin_config("flash-slice");
       const I layer = 1;
       const dsv4::Mat x = block_input(c, block_tokens);
@@ -127,14 +123,10 @@ int main(int argc, char** argv) {
       std::printf("    full block        %8.2f s\n", tb);
       std::printf("    attention alone   %8.2f s   (peer; same output: %s)\n", ta, a.out == o.attn.out ? "yes" : "NO");
       std::printf("    ratio block / attention: %.2f (MoE + mHC + norms = %.2f s)\n", tb / ta, tb - ta);
-      std::fflush(stdout);
-      std::_Exit(a.out == o.attn.out ? 0 : 1);
-    }
-    int status = 0;
-    rusage ru{};
-    wait4(pid, &status, 0, &ru);
+      return a.out == o.attn.out ? 0 : 1;
+    });
     std::printf("    peak RSS of the block process (weights + activations + state): %.1f MiB; exit status %d\n",
-                static_cast<double>(ru.ru_maxrss) / 1024.0, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+                r.peak_rss_mib, r.status);
   }
   return 0;
 }
