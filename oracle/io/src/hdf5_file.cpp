@@ -419,24 +419,22 @@ Hdf5File Hdf5File::create(const std::string& path) {
   return f;
 }
 
-Hdf5File Hdf5File::open(const std::string& path) {
+Hdf5File Hdf5File::open_existing(const std::string& path, unsigned flags, const char* failure) {
   quiet();
   check_regular(path);
   Hdf5File f;
   f.path_ = path;
-  f.file_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, strong_fapl().get());
-  if (f.file_ < 0) fail(path, "not an HDF5 file, or a damaged one");
+  f.file_ = H5Fopen(path.c_str(), flags, strong_fapl().get());
+  if (f.file_ < 0) fail(path, failure);
   return f;
 }
 
+Hdf5File Hdf5File::open(const std::string& path) {
+  return open_existing(path, H5F_ACC_RDONLY, "not an HDF5 file, or a damaged one");
+}
+
 Hdf5File Hdf5File::open_rw(const std::string& path) {
-  quiet();
-  check_regular(path);
-  Hdf5File f;
-  f.path_ = path;
-  f.file_ = H5Fopen(path.c_str(), H5F_ACC_RDWR, strong_fapl().get());
-  if (f.file_ < 0) fail(path, "cannot open read-write: not an HDF5 file, a damaged one, or not writable");
-  return f;
+  return open_existing(path, H5F_ACC_RDWR, "cannot open read-write: not an HDF5 file, a damaged one, or not writable");
 }
 
 void Hdf5File::commit() {

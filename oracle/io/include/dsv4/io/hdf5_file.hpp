@@ -113,6 +113,8 @@ class Hdf5File {
 
  private:
   Hdf5File() = default;
+  // open and open_rw: H5Fopen with `flags`; `failure` is the message when that fails.
+  static Hdf5File open_existing(const std::string& path, unsigned flags, const char* failure);
   void close_quietly() noexcept;
   std::int64_t id() const;  // the open file id; throws when closed
 
