@@ -7,20 +7,13 @@
 namespace dsv4::simd {
 
 // Whether the CPU reports the instruction set (false off x86).
-inline bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
-  return __builtin_cpu_supports("avx2");
+inline bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
+inline bool cpu_has_avx512f() { return __builtin_cpu_supports("avx512f"); }
 #else
-  return false;
+inline bool cpu_has_avx2() { return false; }
+inline bool cpu_has_avx512f() { return false; }
 #endif
-}
-inline bool cpu_has_avx512f() {
-#if defined(__x86_64__) || defined(__i386__)
-  return __builtin_cpu_supports("avx512f");
-#else
-  return false;
-#endif
-}
 
 // Whether this CPU runs level `k` (kAuto and kPortable: always).
 template <class Level>
