@@ -504,18 +504,9 @@ std::vector<Mp50> Compressor::entry_mp50(const CompressorPoolInput& in, std::int
           prec_.mul(prec_.fp32(static_cast<double>(t)), table_->frequencies[static_cast<std::size_t>(i)]);
       const Mp50 c = cos(Mp50(phi)), sn = sin(Mp50(phi));
       const auto ja = static_cast<std::size_t>(D - rd + 2 * i);
-      const Mp50 a = o[ja], b = o[ja + 1];
-      o[ja] = a * c - b * sn;
-      o[ja + 1] = a * sn + b * c;
+      rope_rotate_pair(o[ja], o[ja + 1], c, sn, ExactArithmetic{});
     }
-    for (std::int64_t h = 1; h < D; h *= 2) {
-      for (std::int64_t i = 0; i < D; ++i) {
-        if ((i & h) != 0) continue;
-        const Mp50 a = o[static_cast<std::size_t>(i)], b = o[static_cast<std::size_t>(i + h)];
-        o[static_cast<std::size_t>(i)] = a + b;
-        o[static_cast<std::size_t>(i + h)] = a - b;
-      }
-    }
+    hadamard_butterflies(o.data(), D, ExactArithmetic{});
     const Mp50 scale = Mp50(1) / sqrt(Mp50(D));
     for (Mp50& v : o) v *= scale;
   } else {

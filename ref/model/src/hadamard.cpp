@@ -25,15 +25,7 @@ void hadamard_inplace(const Precision& p, Mat& x, std::int64_t size) {
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     for (Eigen::Index g = 0; g < segments; ++g) {
       double* u = x.row(r).data() + g * n;
-      for (std::int64_t h = 1; h < n; h *= 2) {  // stage s with stride h = 2^s
-        for (std::int64_t i = 0; i < n; ++i) {
-          if ((i & h) != 0) continue;
-          const double a = u[i];
-          const double b = u[i + h];
-          u[i] = p.add(a, b);
-          u[i + h] = p.sub(a, b);
-        }
-      }
+      hadamard_butterflies(u, n, p);
       for (std::int64_t i = 0; i < n; ++i) u[i] = p.bf16(p.mul(u[i], scale));
     }
   }

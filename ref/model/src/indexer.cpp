@@ -220,18 +220,9 @@ std::vector<Mp50> indexer_q_head_mp50(const Mat& qr, std::int64_t row, const Mat
       sn = Mp50(table.sin(pos, i));
     }
     const auto ja = static_cast<std::size_t>(cI - rd + 2 * i);
-    const Mp50 a = v[ja], b = v[ja + 1];
-    v[ja] = a * c - b * sn;
-    v[ja + 1] = a * sn + b * c;
+    rope_rotate_pair(v[ja], v[ja + 1], c, sn, ExactArithmetic{});
   }
-  for (std::int64_t h = 1; h < cI; h *= 2) {
-    for (std::int64_t i = 0; i < cI; ++i) {
-      if ((i & h) != 0) continue;
-      const Mp50 a = v[static_cast<std::size_t>(i)], b = v[static_cast<std::size_t>(i + h)];
-      v[static_cast<std::size_t>(i)] = a + b;
-      v[static_cast<std::size_t>(i + h)] = a - b;
-    }
-  }
+  hadamard_butterflies(v.data(), cI, ExactArithmetic{});
   const Mp50 scale = Mp50(1) / sqrt(Mp50(cI));
   for (Mp50& e : v) e *= scale;
   return v;

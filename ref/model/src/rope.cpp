@@ -141,10 +141,7 @@ void apply_rope_inplace(const Precision& p, const RopeTable& table, Mat& x, std:
         const double c = table.cos(t, i);
         const double s = inverse ? -table.sin(t, i) : table.sin(t, i);
         const std::int64_t ia = half ? i : 2 * i, ib = half ? i + table.n_pairs() : 2 * i + 1;
-        const double a = v[ia];
-        const double b = v[ib];
-        v[ia] = p.bf16(p.sub(p.mul(a, c), p.mul(b, s)));
-        v[ib] = p.bf16(p.add(p.mul(a, s), p.mul(b, c)));
+        rope_rotate_pair(v[ia], v[ib], c, s, p);
       }
     }
   }

@@ -92,6 +92,29 @@ using RowMp50 = std::function<std::vector<Mp50>(std::int64_t row)>;
 // The rigorous error bound of every score of a top-k (exact mode; computed only when asked).
 using TopkBounds = std::function<std::vector<double>()>;
 
+// The arithmetic of the Mp50 re-decisions (and of any scalar without storage rounding): each
+// operation of a component body evaluated as written in the scalar type, no cast points. With
+// Precision (same member names) it lets one templated body serve both the double pipeline and its
+// Mp50 recomputation.
+struct ExactArithmetic {
+  template <class T>
+  T add(const T& a, const T& b) const {
+    return a + b;
+  }
+  template <class T>
+  T sub(const T& a, const T& b) const {
+    return a - b;
+  }
+  template <class T>
+  T mul(const T& a, const T& b) const {
+    return a * b;
+  }
+  template <class T>
+  T bf16(const T& x) const {
+    return x;
+  }
+};
+
 class Precision {
  public:
   explicit Precision(Mode mode) : mode_(mode) {}

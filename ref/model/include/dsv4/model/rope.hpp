@@ -80,6 +80,18 @@ RopeTable rope_table_for_layer(const Precision& p, const ModelConfig& c, std::in
 // The first head_dim − r_d dims are untouched. Throws std::invalid_argument on a shape mismatch
 // (positions.size() != rows, head_dim not dividing cols, head_dim < r_d) and std::out_of_range
 // for a position outside the table.
+// spec 02 §2.4 RoPE of one pair (a, b) by the angle with cosine c and sine s:
+// a' = a·c − b·s, b' = a·s + b·c, each product, difference and sum in the arithmetic `ar`, the
+// results cast by ar.bf16 (a Precision: the official bf16 activations, identity in exact mode;
+// ExactArithmetic: the Mp50 re-decisions).
+template <class T, class Arith>
+void rope_rotate_pair(T& a, T& b, const T& c, const T& s, const Arith& ar) {
+  const T x = a;
+  const T y = b;
+  a = ar.bf16(ar.sub(ar.mul(x, c), ar.mul(y, s)));
+  b = ar.bf16(ar.add(ar.mul(x, s), ar.mul(y, c)));
+}
+
 void apply_rope_inplace(const Precision& p, const RopeTable& table, Mat& x, std::span<const std::int64_t> positions,
                         std::int64_t head_dim, bool inverse = false);
 // Row r at position start_pos + r.
