@@ -9,5 +9,6 @@ namespace dsv4::ops::detail {
 Op act_quant_op();
 Op fp4_act_quant_op();
 Op hc_split_sinkhorn_op();
+Op rmsnorm_op();
 
 }  // namespace dsv4::ops::detail

@@ -14,6 +14,7 @@ const std::vector<Op>& all_ops() {
       detail::act_quant_op(),
       detail::fp4_act_quant_op(),
       detail::hc_split_sinkhorn_op(),
+      detail::rmsnorm_op(),
   };
   return ops;
 }

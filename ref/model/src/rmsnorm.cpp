@@ -28,6 +28,16 @@ Mat rmsnorm(const Precision& p, const Mat& x, const Vec& weight, double eps) {
   return y;
 }
 
+std::vector<float> rmsnorm_rows(const Precision& p, const float* x, std::int64_t rows, std::int64_t dim,
+                                const float* weight, double eps) {
+  Mat xm(rows, dim);
+  Vec w(dim);
+  for (std::int64_t i = 0; i < rows * dim; ++i) xm.data()[i] = x[i];
+  for (std::int64_t i = 0; i < dim; ++i) w(i) = weight[i];
+  const Mat y = rmsnorm(p, xm, w, eps);
+  return std::vector<float>(y.data(), y.data() + y.size());
+}
+
 // spec 02 §2.4 step 3: q ← q · rsqrt(mean(q²) + eps) per head, each step a bf16 op (C6, C7).
 void head_rmsnorm_inplace(const Precision& p, Mat& x, std::int64_t head_dim, double eps) {
   if (head_dim <= 0 || x.cols() % head_dim != 0) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "dsv4/model/precision.hpp"
 
@@ -18,6 +19,12 @@ namespace dsv4 {
 // weight holds fp32 values (the checkpoint's bf16 weight widened). Throws std::invalid_argument
 // when weight.size() != x.cols().
 Mat rmsnorm(const Precision& p, const Mat& x, const Vec& weight, double eps);
+
+// The same in the flat-array layout of the op registry and the GPU kernel (gpu/ops): x [rows, dim]
+// and weight [dim] as fp32 values → y [rows, dim] as floats (every official-mode output is a bf16
+// value; exact-mode outputs are rounded to fp32 here).
+std::vector<float> rmsnorm_rows(const Precision& p, const float* x, std::int64_t rows, std::int64_t dim,
+                                const float* weight, double eps);
 
 // spec 02 §2.4 step 3 (official code Attention.forward, `q *= rsqrt(q.square().mean(-1) + eps)`):
 // weightless RMS normalisation of every head_dim-wide head of every row of x [rows, H·head_dim],

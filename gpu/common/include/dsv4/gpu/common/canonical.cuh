@@ -71,4 +71,70 @@ __device__ __forceinline__ bool sum_c1_dev(const float* v, int count, int stride
   return round_interval(s, __dmul_rn(mag, 2.0 * count * 0x1p-53), out);
 }
 
+// C2 rsqrt (spec 01 §1.11 C2; the reference's cr_rsqrt): 1/sqrt(double(x)) is two correctly
+// rounded double operations (relative error < 3 double ulps); the interval ±|y|·2^-51 contains the
+// exact value. Special cases as cr_rsqrt: ±0 → ±inf, +inf → +0 (x < 0 or NaN never reach it here).
+__device__ __forceinline__ bool rsqrt_c2_dev(float x, float* out) {
+  if (x == 0.0f) {
+    *out = copysignf(__int_as_float(0x7f800000), x);
+    return true;
+  }
+  if (isinf(x)) {
+    *out = 0.0f;
+    return true;
+  }
+  const double y = __drcp_rn(__dsqrt_rn(static_cast<double>(x)));
+  return round_interval(y, __dmul_rn(fabs(y), 0x1p-51), out);
+}
+
+// Sequential double accumulation of one thread's share of a C1 sum: s (the double sum), mag (Σ|v|)
+// and whether every TwoSum error so far was zero (then s is the exact sum).
+struct SumC1Part {
+  double s = 0.0, mag = 0.0;
+  bool exact = true;
+  __device__ __forceinline__ void add(double a) {
+    const double t = __dadd_rn(s, a);
+    const double bp = __dsub_rn(t, s);
+    const double err = __dadd_rn(__dsub_rn(s, __dsub_rn(t, bp)), __dsub_rn(a, bp));
+    if (err != 0.0) exact = false;
+    s = t;
+    mag = __dadd_rn(mag, fabs(a));
+  }
+};
+
+// C1 sum of `count` terms split over the kThreads threads of a block (each thread's SumC1Part),
+// rounded once to fp32: thread 0 combines the parts in thread order. Any summation order of
+// `count` doubles errs by at most (count − 1)·2^-53·Σ|v| (bounded, as sum_c1_dev, by
+// 2·count·2^-53·mag); the exact sum rounded once does not depend on the order, so the result is
+// the reference's whenever decided. Every thread of the block must call it; `*out` and the
+// return value are valid in thread 0.
+template <int kThreads>
+__device__ __forceinline__ bool sum_c1_block(const SumC1Part& part, int count, float* out) {
+  __shared__ double sh_s[kThreads], sh_mag[kThreads];
+  __shared__ int sh_exact[kThreads];
+  const int tid = static_cast<int>(threadIdx.x);
+  sh_s[tid] = part.s;
+  sh_mag[tid] = part.mag;
+  sh_exact[tid] = part.exact ? 1 : 0;
+  __syncthreads();
+  bool decided = true;
+  if (tid == 0) {
+    SumC1Part all;
+    bool exact = true;
+    for (int t = 0; t < kThreads; ++t) {
+      all.add(sh_s[t]);
+      exact = exact && sh_exact[t] != 0;
+    }
+    double mag = 0.0;
+    for (int t = 0; t < kThreads; ++t) mag = __dadd_rn(mag, sh_mag[t]);
+    if ((exact && all.exact) || !isfinite(all.s)) {
+      *out = __double2float_rn(all.s);
+    } else {
+      decided = round_interval(all.s, __dmul_rn(mag, 2.0 * count * 0x1p-53), out);
+    }
+  }
+  __syncthreads();  // the shared arrays may be reused after the call
+  return decided;
+}
+
 }  // namespace dsv4::gpu::common

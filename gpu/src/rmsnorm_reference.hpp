@@ -1,0 +1,12 @@
+// The CPU reference for the rows the RMSNorm kernel leaves undecided (private header of gpu/src;
+// implemented in rmsnorm_reference.cpp, compiled by the host compiler: it includes Eigen).
+#pragma once
+
+#include <cstdint>
+
+namespace dsv4::gpu::detail {
+
+// rmsnorm of one row in official mode (ref/model/src/rmsnorm.cpp): x [dim], weight [dim] → y [dim].
+void rmsnorm_reference(const float* x, std::int64_t dim, const float* weight, double eps, float* y);
+
+}  // namespace dsv4::gpu::detail
