@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <vector>
 
@@ -140,6 +141,40 @@ double Precision::sum(const double* a, std::int64_t n) const {
   return exact_sum_to_fp32(std::span<const double>(a, static_cast<std::size_t>(n)));
 }
 
+namespace {
+
+// Official mode's rounding pass of a double GEMM y = Σ_k a_ik b_kj (K terms) with bound = the same
+// GEMM on |a|, |b|: each element rounded to fp32 where the rigorous bound decides it, else
+// recomputed exactly (C1) by exact(i, j). Per element on its own: rows in parallel change no bit
+// (parallel_rows.hpp); threads == 1 keeps it on the calling thread.
+void round_c1(Mat& y, const Mat& bound, std::int64_t K, int threads,
+              const std::function<double(Eigen::Index, Eigen::Index)>& exact) {
+  // Rigorous bound of the double GEMM: |ŷ − y| ≤ γ_K |A||B| (it holds for any summation order,
+  // so for the sequential one; Higham §3.5), inflated for the rounding of the bound's own
+  // computation (the same GEMM on |A|, |B|: nonnegative terms, relative error ≤ γ_K).
+  const double g = gamma_n(static_cast<std::size_t>(K) + 2);
+  const auto round_rows = [&](std::int64_t r0, std::int64_t r1) {
+    for (Eigen::Index i = r0; i < r1; ++i) {
+      for (Eigen::Index j = 0; j < y.cols(); ++j) {
+        float r = 0.0f;
+        const double err = g * bound(i, j) * (1.0 + 4.0 * g) + 0x1.0p-1070;
+        if (fp32_rounding_determined(y(i, j), err, &r)) {
+          y(i, j) = r;
+        } else {
+          y(i, j) = exact(i, j);
+        }
+      }
+    }
+  };
+  if (threads == 1) {
+    round_rows(0, y.rows());
+  } else {
+    parallel_rows(y.rows(), 16, round_rows);
+  }
+}
+
+}  // namespace
+
 Mat Precision::matmul_nt(const Mat& x, const Mat& w, int threads) const {
   if (x.cols() != w.cols()) {
     throw std::invalid_argument("matmul_nt: inner dimensions differ (" + std::to_string(x.cols()) + " vs " +
@@ -152,31 +187,30 @@ Mat Precision::matmul_nt(const Mat& x, const Mat& w, int threads) const {
   Mat y(M, N);
   gemm_nt(M, N, K, x.data(), K, w.data(), K, y.data(), N, threads);
   if (!official()) return y;
-  // Rigorous bound of the double GEMM: |ŷ − y| ≤ γ_K |X||W|ᵀ (it holds for any summation order,
-  // so for the sequential one; Higham §3.5), inflated for the rounding of the bound's own
-  // computation (the same GEMM on |X|, |W|: nonnegative terms, relative error ≤ γ_K).
   Mat bound(M, N);
   gemm_nt(M, N, K, x.data(), K, w.data(), K, bound.data(), N, threads, /*abs_operands=*/true);
-  const double g = gamma_n(static_cast<std::size_t>(x.cols()) + 2);
-  // Per element on its own: rows in parallel change no bit (parallel_rows.hpp).
-  const auto round_rows = [&](std::int64_t r0, std::int64_t r1) {
-    for (Eigen::Index i = r0; i < r1; ++i) {
-      for (Eigen::Index j = 0; j < y.cols(); ++j) {
-        float r = 0.0f;
-        const double err = g * bound(i, j) * (1.0 + 4.0 * g) + 0x1.0p-1070;
-        if (fp32_rounding_determined(y(i, j), err, &r)) {
-          y(i, j) = r;
-        } else {
-          y(i, j) = dot(x.row(i).data(), w.row(j).data(), x.cols());
-        }
-      }
-    }
-  };
-  if (threads == 1) {
-    round_rows(0, M);
-  } else {
-    parallel_rows(M, 16, round_rows);
+  round_c1(y, bound, K, threads,
+           [&](Eigen::Index i, Eigen::Index j) { return dot(x.row(i).data(), w.row(j).data(), K); });
+  return y;
+}
+
+Mat Precision::matmul_nn(const Mat& x, const Mat& w, int threads) const {
+  if (x.cols() != w.rows()) {
+    throw std::invalid_argument("matmul_nn: inner dimensions differ (" + std::to_string(x.cols()) + " vs " +
+                                std::to_string(w.rows()) + ")");
   }
+  const std::int64_t M = x.rows(), N = w.cols(), K = x.cols();
+  Mat y(M, N);
+  gemm_nn(M, N, K, x.data(), K, w.data(), N, y.data(), N, threads);
+  if (!official()) return y;
+  Mat bound(M, N);
+  gemm_nn(M, N, K, x.data(), K, w.data(), N, bound.data(), N, threads, /*abs_operands=*/true);
+  round_c1(y, bound, K, threads, [&](Eigen::Index i, Eigen::Index j) {
+    thread_local std::vector<double> col;  // column j of w
+    col.resize(static_cast<std::size_t>(K));
+    for (std::int64_t k = 0; k < K; ++k) col[static_cast<std::size_t>(k)] = w(k, j);
+    return dot(x.row(i).data(), col.data(), K);
+  });
   return y;
 }
 

@@ -71,7 +71,7 @@ void sparse_rows(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv
   const std::int64_t width = p.official() ? kSparseAttnChunk : std::max<std::int64_t>(K, 1);
   const double tau = p.fp32(scale);  // the kernel's fp32 constant
   std::vector<std::int32_t> valid;
-  Mat qr(H, c), v, vt, pt, o(H, c);
+  Mat qr(H, c), v, pt, o(H, c);
   std::vector<double> mu(static_cast<std::size_t>(H)), ell(static_cast<std::size_t>(H)), pr;
   for (std::int64_t r = r0; r < r1; ++r) {
     qr = q.middleRows(r * H, H);
@@ -88,7 +88,6 @@ void sparse_rows(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv
       if (n == 0) continue;
       v.resize(n, c);
       for (std::int64_t j = 0; j < n; ++j) v.row(j) = kv.row(valid[static_cast<std::size_t>(j)]);
-      vt = v.transpose();
       // 2. logits × τ; 3. running max
       const Mat s = p.matmul_nt(qr, v, /*threads=*/1);
       pt.resize(H, n);
@@ -111,7 +110,7 @@ void sparse_rows(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv
         mu[hh] = mu_new;                                                       // 9.
       }
       // 8. o ← fl(o + C1 Σ_j bf16(p_j) v_j)
-      const Mat pv = p.matmul_nt(pt, vt, /*threads=*/1);
+      const Mat pv = p.matmul_nn(pt, v, /*threads=*/1);
       for (std::int64_t h = 0; h < H; ++h) {
         for (std::int64_t d = 0; d < c; ++d) o(h, d) = p.add(o(h, d), pv(h, d));
       }

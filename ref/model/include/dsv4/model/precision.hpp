@@ -146,6 +146,8 @@ class Precision {
   // threads: as gemm_nt's (0: the default count; 1: everything on the calling thread, for callers
   // that are themselves row-parallel). The result never depends on it.
   Mat matmul_nt(const Mat& x, const Mat& w, int threads = 0) const;
+  // Y = X · W (X [M,K], W [K,N]) under the same rule (numerics/gemm.hpp's gemm_nn order in exact mode).
+  Mat matmul_nn(const Mat& x, const Mat& w, int threads = 0) const;
 
   // ---- C2: elementary functions (official: correctly rounded fp32 of the fp32 argument) ----
   double exp(double x) const;
