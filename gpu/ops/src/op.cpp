@@ -24,26 +24,29 @@ std::vector<T> rows_of(const std::vector<T>& v, std::int64_t cols, std::int64_t 
 
 }  // namespace
 
-Array Array::floats(std::string name, std::int64_t rows, std::int64_t cols, std::vector<float> data) {
+namespace {
+
+template <class T>
+Array make_array(std::string name, DType dtype, std::int64_t rows, std::int64_t cols, std::vector<T> data,
+                 std::vector<T> Array::*storage) {
   require_size(name, rows, cols, data.size());
   Array a;
   a.name = std::move(name);
-  a.dtype = DType::kF32;
+  a.dtype = dtype;
   a.rows = rows;
   a.cols = cols;
-  a.f32 = std::move(data);
+  a.*storage = std::move(data);
   return a;
 }
 
+}  // namespace
+
+Array Array::floats(std::string name, std::int64_t rows, std::int64_t cols, std::vector<float> data) {
+  return make_array(std::move(name), DType::kF32, rows, cols, std::move(data), &Array::f32);
+}
+
 Array Array::bytes(std::string name, std::int64_t rows, std::int64_t cols, std::vector<std::uint8_t> data) {
-  require_size(name, rows, cols, data.size());
-  Array a;
-  a.name = std::move(name);
-  a.dtype = DType::kU8;
-  a.rows = rows;
-  a.cols = cols;
-  a.u8 = std::move(data);
-  return a;
+  return make_array(std::move(name), DType::kU8, rows, cols, std::move(data), &Array::u8);
 }
 
 Array Array::shared(std::string name, std::vector<float> data) {

@@ -21,26 +21,6 @@ constexpr std::int64_t kFp4Block = kFp4WeightBlock;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
-// Exact values of every code, decoded once (spec 01 §1.1).
-template <std::size_t N>
-std::array<double, N> decode_table(const MinifloatFormat& f) {
-  std::array<double, N> t{};
-  for (std::size_t i = 0; i < N; ++i) t[i] = decode_minifloat(f, static_cast<std::uint32_t>(i));
-  return t;
-}
-const std::array<double, 256>& e4m3_values() {
-  static const auto t = decode_table<256>(kFormatE4M3);
-  return t;
-}
-const std::array<double, 256>& e8m0_values() {
-  static const auto t = decode_table<256>(kFormatE8M0);
-  return t;
-}
-const std::array<double, 16>& e2m1_values() {
-  static const auto t = decode_table<16>(kFormatE2M1);
-  return t;
-}
-
 void require(const Tensor& t, const char* kind, const char* what, DType dtype) {
   if (t.dtype() != dtype || t.rank() != 2) {
     throw std::invalid_argument(std::string(kind) + " linear: " + what + " must be a " +
@@ -75,7 +55,7 @@ std::pair<Mat, Mat> quantise_activations(const Mat& x, ScaleFormat fmt) {
   std::vector<float> xf(static_cast<std::size_t>(x.size()));
   for (Eigen::Index i = 0; i < x.size(); ++i) xf[static_cast<std::size_t>(i)] = static_cast<float>(x.data()[i]);
   const Fp8Blocks q = act_quant(xf, x.cols(), static_cast<int>(kActBlock), fmt);
-  const auto& lut = e4m3_values();
+  const auto& lut = e4m3_code_values();
   Mat a(x.rows(), x.cols());
   for (Eigen::Index i = 0; i < a.size(); ++i) a.data()[i] = lut[q.values[static_cast<std::size_t>(i)]];
   Mat s(x.rows(), x.cols() / kActBlock);
@@ -91,8 +71,8 @@ Mat fp8_gemm_official(const Precision& p, const Mat& x, const LinearWeight& w, S
   const auto codes = w.weight.values<std::uint8_t>();
   const auto wscale = w.scale.values<std::uint8_t>();
   const std::int64_t scale_cols = ceil_div(k_in, kFp8Tile);
-  const auto& e4m3 = e4m3_values();
-  const auto& e8m0 = e8m0_values();
+  const auto& e4m3 = e4m3_code_values();
+  const auto& e8m0 = e8m0_code_values();
   Mat acc = Mat::Zero(x.rows(), n_out);
   Mat b(n_out, kFp8Tile);
   for (std::int64_t kb = 0; kb < k_in / kFp8Tile; ++kb) {
@@ -122,8 +102,8 @@ Mat fp4_gemm_official(const Precision& p, const Mat& x, const LinearWeight& w, S
   const auto packed = w.weight.values<std::uint8_t>();
   const auto wscale = w.scale.values<std::uint8_t>();
   const std::int64_t scale_cols = k_in / kFp4Block;
-  const auto& e2m1 = e2m1_values();
-  const auto& e8m0 = e8m0_values();
+  const auto& e2m1 = e2m1_code_values();
+  const auto& e8m0 = e8m0_code_values();
   Mat acc = Mat::Zero(x.rows(), n_out);
   Mat b(n_out, kFp4Block);
   for (std::int64_t kb = 0; kb < k_in / kFp4Block; ++kb) {

@@ -59,18 +59,6 @@ std::array<double, N> decode_table(const MinifloatFormat& f) {
   for (std::size_t i = 0; i < N; ++i) t[i] = decode_minifloat(f, static_cast<std::uint32_t>(i));
   return t;
 }
-const std::array<double, 256>& e4m3_values() {
-  static const auto t = decode_table<256>(kFormatE4M3);
-  return t;
-}
-const std::array<double, 256>& e8m0_values() {
-  static const auto t = decode_table<256>(kFormatE8M0);
-  return t;
-}
-const std::array<double, 16>& e2m1_values() {
-  static const auto t = decode_table<16>(kFormatE2M1);
-  return t;
-}
 
 // spec 01 §1.7: the shape [N, K] of a valid fp8 weight and its tile scales.
 std::pair<std::int64_t, std::int64_t> fp8_weight_shape(const char* fn, const Tensor& w, const Tensor& scales) {
@@ -90,8 +78,8 @@ void dequant_fp8(const Tensor& w, const Tensor& scales, Store store) {
   const std::int64_t n = w.dim(0), k = w.dim(1);
   const auto wv = w.values<std::uint8_t>();
   const auto sv = scales.values<std::uint8_t>();
-  const auto& e4m3 = e4m3_values();
-  const auto& e8m0 = e8m0_values();
+  const auto& e4m3 = e4m3_code_values();
+  const auto& e8m0 = e8m0_code_values();
   const std::int64_t scale_cols = scales.dim(1);
   for (std::int64_t r = 0; r < n; ++r) {
     const std::uint8_t* s_row = sv.data() + (r / kFp8WeightTile) * scale_cols;
@@ -109,8 +97,8 @@ void dequant_fp4(const Tensor& w, const Tensor& scales, Store store) {
   const std::int64_t n = w.dim(0), k = w.dim(1);
   const auto wv = w.values<std::uint8_t>();
   const auto sv = scales.values<std::uint8_t>();
-  const auto& e2m1 = e2m1_values();
-  const auto& e8m0 = e8m0_values();
+  const auto& e2m1 = e2m1_code_values();
+  const auto& e8m0 = e8m0_code_values();
   for (std::int64_t r = 0; r < n; ++r) {
     for (std::int64_t c = 0; c < k; ++c) {
       const auto e = static_cast<std::size_t>(r * k + c);
@@ -160,6 +148,19 @@ void dequant_fp4_weight_exact(const Tensor& w, const Tensor& scales, std::span<d
   const auto [n, k] = quant_detail::require_fp4_weight(fn, w, scales);
   require_out(fn, n, k, out);
   dequant_fp4(w, scales, [&](std::size_t e, double v) { out[e] = v; });
+}
+
+const std::array<double, 256>& e4m3_code_values() {
+  static const auto t = decode_table<256>(kFormatE4M3);
+  return t;
+}
+const std::array<double, 256>& e8m0_code_values() {
+  static const auto t = decode_table<256>(kFormatE8M0);
+  return t;
+}
+const std::array<double, 16>& e2m1_code_values() {
+  static const auto t = decode_table<16>(kFormatE2M1);
+  return t;
 }
 
 }  // namespace dsv4

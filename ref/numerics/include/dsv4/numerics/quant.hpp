@@ -5,6 +5,7 @@
 // any arithmetic). Rows are contiguous, `cols` elements each, blocks start at element 0 of a row.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -56,6 +57,11 @@ Tensor dequant_fp4_weight(const Tensor& w, const Tensor& scales);
 // has not N·K elements.
 void dequant_fp8_weight_exact(const Tensor& w, const Tensor& scales, std::span<double> out);
 void dequant_fp4_weight_exact(const Tensor& w, const Tensor& scales, std::span<double> out);
+// The exact value of every e4m3 / e8m0 / e2m1 code (spec 01 §1.1), decoded once: the tables of the
+// weight dequantisation and of the official block-scaled GEMMs (ref/model linear.cpp).
+const std::array<double, 256>& e4m3_code_values();
+const std::array<double, 256>& e8m0_code_values();
+const std::array<double, 16>& e2m1_code_values();
 
 // ---- spec 01 §1.9: the official converter's FP4 → FP8 re-quantisation ----
 // Lossless for every code of a 128×128 tile iff max/min of its 1×32 scales ≤ 2^14

@@ -49,14 +49,12 @@ __device__ __forceinline__ bool sigmoid_c2_dev(float x, float* out) {
   return ok;
 }
 
-// C1 sum of count floats at v[0], v[stride], …: the exact sum rounded once. The sequential double
-// sum is exact when every TwoSum error is zero; otherwise its error is ≤ (count − 1)·2^-53·Σ|v|,
-// bounded here by 2·count·2^-53·Σ|v| (Σ|v| itself computed in double).
-__device__ __forceinline__ bool sum_c1_dev(const float* v, int count, int stride, float* out) {
+// Sequential double accumulation of one thread's share of a C1 sum: s (the double sum), mag (Σ|v|)
+// and whether every TwoSum error so far was zero (then s is the exact sum).
+struct SumC1Part {
   double s = 0.0, mag = 0.0;
   bool exact = true;
-  for (int i = 0; i < count; ++i) {
-    const double a = static_cast<double>(v[i * stride]);
+  __device__ __forceinline__ void add(double a) {
     const double t = __dadd_rn(s, a);
     const double bp = __dsub_rn(t, s);
     const double err = __dadd_rn(__dsub_rn(s, __dsub_rn(t, bp)), __dsub_rn(a, bp));
@@ -64,11 +62,25 @@ __device__ __forceinline__ bool sum_c1_dev(const float* v, int count, int stride
     s = t;
     mag = __dadd_rn(mag, fabs(a));
   }
+};
+
+// C1 sum of count floats at v[0], v[stride], …: the exact sum rounded once. The sequential double
+// sum is exact when every TwoSum error is zero; otherwise its error is ≤ (count − 1)·2^-53·Σ|v|,
+// bounded here by 2·count·2^-53·Σ|v| (Σ|v| itself computed in double).
+// The rounding of a C1 sum s of `count` terms (any order), Σ|v| = mag: exact sums round once;
+// otherwise decided when the interval of the error bound 2·count·2^-53·mag rounds to one float.
+__device__ __forceinline__ bool round_c1(double s, double mag, bool exact, int count, float* out) {
   if (exact || !isfinite(s)) {
     *out = __double2float_rn(s);
     return true;
   }
   return round_interval(s, __dmul_rn(mag, 2.0 * count * 0x1p-53), out);
+}
+
+__device__ __forceinline__ bool sum_c1_dev(const float* v, int count, int stride, float* out) {
+  SumC1Part part;
+  for (int i = 0; i < count; ++i) part.add(static_cast<double>(v[i * stride]));
+  return round_c1(part.s, part.mag, part.exact, count, out);
 }
 
 // C2 rsqrt (spec 01 §1.11 C2; the reference's cr_rsqrt): 1/sqrt(double(x)) is two correctly
@@ -86,21 +98,6 @@ __device__ __forceinline__ bool rsqrt_c2_dev(float x, float* out) {
   const double y = __drcp_rn(__dsqrt_rn(static_cast<double>(x)));
   return round_interval(y, __dmul_rn(fabs(y), 0x1p-51), out);
 }
-
-// Sequential double accumulation of one thread's share of a C1 sum: s (the double sum), mag (Σ|v|)
-// and whether every TwoSum error so far was zero (then s is the exact sum).
-struct SumC1Part {
-  double s = 0.0, mag = 0.0;
-  bool exact = true;
-  __device__ __forceinline__ void add(double a) {
-    const double t = __dadd_rn(s, a);
-    const double bp = __dsub_rn(t, s);
-    const double err = __dadd_rn(__dsub_rn(s, __dsub_rn(t, bp)), __dsub_rn(a, bp));
-    if (err != 0.0) exact = false;
-    s = t;
-    mag = __dadd_rn(mag, fabs(a));
-  }
-};
 
 // C1 sum of `count` terms split over the kThreads threads of a block (each thread's SumC1Part),
 // rounded once to fp32: thread 0 combines the parts in thread order. Any summation order of
@@ -127,11 +124,7 @@ __device__ __forceinline__ bool sum_c1_block(const SumC1Part& part, int count, f
     }
     double mag = 0.0;
     for (int t = 0; t < kThreads; ++t) mag = __dadd_rn(mag, sh_mag[t]);
-    if ((exact && all.exact) || !isfinite(all.s)) {
-      *out = __double2float_rn(all.s);
-    } else {
-      decided = round_interval(all.s, __dmul_rn(mag, 2.0 * count * 0x1p-53), out);
-    }
+    decided = round_c1(all.s, mag, exact && all.exact, count, out);
   }
   __syncthreads();  // the shared arrays may be reused after the call
   return decided;
