@@ -61,14 +61,9 @@ Array Array::slice(std::int64_t first, std::int64_t count) const {
     throw std::invalid_argument("op array " + name + ": rows [" + std::to_string(first) + ", " +
                                 std::to_string(first + count) + ") outside [0, " + std::to_string(rows) + ")");
   }
-  Array a;
-  a.name = name;
-  a.dtype = dtype;
-  a.rows = count;
-  a.cols = cols;
+  Array a = dtype == DType::kF32 ? make_array(name, dtype, count, cols, rows_of(f32, cols, first, count), &Array::f32)
+                                 : make_array(name, dtype, count, cols, rows_of(u8, cols, first, count), &Array::u8);
   a.per_row = per_row;
-  if (dtype == DType::kF32) a.f32 = rows_of(f32, cols, first, count);
-  if (dtype == DType::kU8) a.u8 = rows_of(u8, cols, first, count);
   return a;
 }
 

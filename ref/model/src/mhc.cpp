@@ -202,6 +202,20 @@ SinkhornResult hc_split_sinkhorn(const Precision& p, const ModelConfig& c, const
   return out;
 }
 
+namespace {
+
+// Row t of the post [s, n] and comb [s, n·n] tables of hc_pre / hc_split_sinkhorn_rows from one
+// token's result (comb row-major: index j·n + k).
+void store_gates(const SinkhornResult& r, Eigen::Index t, Mat& post, Mat& comb) {
+  const Eigen::Index n = r.post.size();
+  post.row(t) = r.post.transpose();
+  for (Eigen::Index j = 0; j < n; ++j) {
+    for (Eigen::Index k = 0; k < n; ++k) comb(t, j * n + k) = r.comb(j, k);
+  }
+}
+
+}  // namespace
+
 SinkhornRows hc_split_sinkhorn_rows(const Precision& p, const float* mixes, std::int64_t tokens, int n,
                                     const float* scale, const float* base, int iters, double eps) {
   if (n < 1) throw std::invalid_argument("hc_split_sinkhorn: hc_mult must be at least 1, got " + std::to_string(n));
@@ -224,10 +238,7 @@ SinkhornRows hc_split_sinkhorn_rows(const Precision& p, const float* mixes, std:
     for (std::int64_t i = 0; i < m; ++i) mu[static_cast<std::size_t>(i)] = mixes[t * m + i];
     const SinkhornResult r = hc_split_sinkhorn(p, c, mu.data(), w);
     out.pre.row(t) = r.pre.transpose();
-    out.post.row(t) = r.post.transpose();
-    for (int j = 0; j < n; ++j) {
-      for (int k = 0; k < n; ++k) out.comb(t, j * n + k) = r.comb(j, k);
-    }
+    store_gates(r, t, out.post, out.comb);
   }
   return out;
 }
@@ -246,10 +257,7 @@ HcPreOutput hc_pre(const Precision& p, const ModelConfig& c, const Mat& x, const
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
     const SinkhornResult s = hc_split_sinkhorn(p, c, out.mixes.row(t).data(), w);
     weighted_stream_sum(p, n, d, s.pre.data(), x.row(t).data(), out.y.row(t).data());
-    out.post.row(t) = s.post.transpose();
-    for (std::int64_t j = 0; j < n; ++j) {
-      for (std::int64_t k = 0; k < n; ++k) out.comb(t, j * n + k) = s.comb(j, k);
-    }
+    store_gates(s, t, out.post, out.comb);
   }
   return out;
 }
