@@ -18,9 +18,9 @@ namespace dsv4::cli {
 namespace {
 
 constexpr const char* kFooter = R"(
-Example:
+Example (the committed golden; t.npy holds its inputs/tokens):
   dsv4 run --config tiny --seed 1 --tokens t.npy --decode-steps 2 --mode official --dump cand.h5
-  dsv4 certify --golden goldens/tiny-s1-p18-d2.h5 --candidate cand.h5 --json report.json
+  dsv4 certify --golden goldens/tiny-s1-p6-d2.h5 --candidate cand.h5 --json report.json
 
 The candidate: HDF5, safetensors, .npy, a directory of .npy files or .npz (recognised by content),
 holding any subset of the golden's outputs under their canonical names <step>/<module>/<output>

@@ -231,7 +231,12 @@ ModelConfig load_config(const std::string& name_or_path) {
     if (n == name_or_path) return builtin_config(n);
   }
   std::ifstream in(name_or_path, std::ios::binary);
-  if (!in) throw ConfigError("<file>", "'" + name_or_path + "' is neither a built-in config nor a readable file");
+  if (!in) {
+    std::string names;
+    for (const auto& n : builtin_config_names()) names += (names.empty() ? "" : ", ") + n;
+    throw ConfigError("<file>",
+                      "'" + name_or_path + "' is neither a built-in config (" + names + ") nor a readable file");
+  }
   std::ostringstream ss;
   ss << in.rdbuf();
   return parse_config_json(ss.str(), name_or_path);
