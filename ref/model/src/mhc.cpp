@@ -214,6 +214,15 @@ void store_gates(const SinkhornResult& r, Eigen::Index t, Mat& post, Mat& comb) 
   }
 }
 
+// n = hc_mult, after the checks of hc_pre and hc_head: the weights, and x holding n·d columns.
+template <class Weights>
+std::int64_t checked_streams(const ModelConfig& c, const Mat& x, const Weights& w, const char* what) {
+  const std::int64_t n = hc_n(c);
+  w.validate(c);
+  require_shape(x, x.rows(), n * c.dim, what);
+  return n;
+}
+
 }  // namespace
 
 SinkhornRows hc_split_sinkhorn_rows(const Precision& p, const float* mixes, std::int64_t tokens, int n,
@@ -245,10 +254,8 @@ SinkhornRows hc_split_sinkhorn_rows(const Precision& p, const float* mixes, std:
 
 // spec 04 §4.2: μ, Sinkhorn per token, y = bf16(Σ_k fl(pre_k v_k)).
 HcPreOutput hc_pre(const Precision& p, const ModelConfig& c, const Mat& x, const HcWeights& w) {
-  const std::int64_t n = hc_n(c);
+  const std::int64_t n = checked_streams(c, x, w, "hc_pre input x");
   const std::int64_t d = c.dim;
-  w.validate(c);
-  require_shape(x, x.rows(), n * d, "hc_pre input x");
   HcPreOutput out;
   out.mixes = rms_scaled_mixes(p, c, x, w.fn);
   out.y.resize(x.rows(), d);
@@ -302,10 +309,8 @@ Vec hc_head_gates(const Precision& p, const ModelConfig& c, const double* mu, co
 
 // spec 04 §4.5: μ as in hc_pre, the gates, y = bf16(Σ_k fl(pre_k v_k)).
 Mat hc_head(const Precision& p, const ModelConfig& c, const Mat& x, const HcHeadWeights& w) {
-  const std::int64_t n = hc_n(c);
+  const std::int64_t n = checked_streams(c, x, w, "hc_head input x");
   const std::int64_t d = c.dim;
-  w.validate(c);
-  require_shape(x, x.rows(), n * d, "hc_head input x");
   const Mat mixes = rms_scaled_mixes(p, c, x, w.fn);
   Mat y(x.rows(), d);
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
