@@ -50,6 +50,7 @@ struct CertifyArgs {
 };
 
 int run_certify(const CertifyArgs& a) {
+  check_output_paths({{"--json", a.json}}, {{"--golden", a.golden}, {"--candidate", a.candidate}, {"--map", a.map}});
   const Golden g = Golden::open(a.golden);
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);

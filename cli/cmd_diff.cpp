@@ -49,6 +49,8 @@ struct DiffArgs {
 
 int run_diff(const DiffArgs& a) {
   if (!a.teacher_forced) throw InputError("--teacher-forced", "required (the end-to-end comparison is `dsv4 certify`)");
+  check_output_paths({{"--json", a.json}, {"--svg", a.svg}},
+                     {{"--golden", a.golden}, {"--candidate", a.candidate}, {"--map", a.map}});
   const Golden g = Golden::open(a.golden);
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);

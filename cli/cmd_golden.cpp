@@ -12,6 +12,7 @@
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/model_run.hpp"
+#include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
 
 namespace dsv4::cli {
@@ -50,6 +51,7 @@ int generate(const GenArgs& a) {
   if (!a.weights.empty() && a.seed) throw InputError("--weights", "give either --weights or --seed, not both");
   if (a.tokens.empty() == !a.prompt_len) throw InputError("--tokens", "give exactly one of --tokens and --prompt-len");
   if (a.deflate < 0 || a.deflate > 9) throw InputError("--deflate", "must be 0-9");
+  check_output_paths({{"--out", a.out}}, {{"--config", a.config}, {"--weights", a.weights}, {"--tokens", a.tokens}});
   GoldenGenerateOptions o;
   o.config = load_config(a.config);
   if (a.weights.empty())

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/io/npy.hpp"
 #include "dsv4/numerics/quant.hpp"
@@ -155,6 +156,7 @@ void run_quant(const QuantArgs& a) {
   if (kind == nullptr) throw QuantFailure("unknown kind '" + a.kind + "' (valid kinds: " + valid_kinds() + ")");
   if (a.in.empty()) throw QuantFailure("--in is required");
   if (a.out.empty()) throw QuantFailure("--out is required");
+  check_output_paths({{"--out", a.out}}, {});  // --out may replace --in (read whole, then written atomically)
 
   const Tensor t = read_npy(a.in, NpyReadOptions{a.bf16 ? U2As::kBF16 : U2As::kByFileName});
   if (t.rank() == 0) throw QuantFailure(a.in + ": input is 0-d; quant needs at least one dimension");

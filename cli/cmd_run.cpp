@@ -11,6 +11,7 @@
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/dump.hpp"
 #include "dsv4/golden/model_run.hpp"
+#include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
 
 namespace dsv4::cli {
@@ -50,6 +51,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 int run(const RunArgs& a) {
   if (a.dump.empty()) throw InputError("--dump", "is required (the output .h5 file)");
   if (!a.weights.empty() && a.seed) throw InputError("--weights", "give either --weights or --seed, not both");
+  check_output_paths({{"--dump", a.dump}}, {{"--config", a.config}, {"--weights", a.weights}, {"--tokens", a.tokens}});
   const ModelConfig cfg = load_config(a.config);
   const Mode mode = mode_from_name(a.mode);
   const auto tokens = read_tokens_npy(a.tokens, cfg.vocab_size);

@@ -1,12 +1,14 @@
 #include "dsv4/io/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "dsv4/io/input_error.hpp"
 
@@ -70,6 +72,34 @@ void write_file_atomically(const std::string& path, const std::function<std::vec
   AtomicFile out(path);
   out.write(bytes);
   out.commit();
+}
+
+void check_output_paths(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const NamedPath& out = outputs[i];
+    const auto refuse = [&](const std::string& why) {
+      throw InputError(out.option, "refusing to write " + out.path + ": " + why);
+    };
+    for (std::size_t j = 0; j < i && !out.path.empty(); ++j) {  // two outputs, one (new) file
+      std::error_code e1, e2;
+      if (!outputs[j].path.empty() &&
+          std::filesystem::weakly_canonical(outputs[j].path, e1) == std::filesystem::weakly_canonical(out.path, e2) &&
+          !e1 && !e2)
+        refuse("it is the same file as " + outputs[j].option + " " + outputs[j].path);
+    }
+    struct stat o {};
+    if (out.path.empty() || ::lstat(out.path.c_str(), &o) != 0) continue;  // not given, or a new file
+    if (S_ISLNK(o.st_mode)) refuse("it is a symbolic link (give the file it points to)");
+    if (S_ISDIR(o.st_mode)) refuse("it is a directory");
+    if (!S_ISREG(o.st_mode)) refuse("it is not a regular file (a device, FIFO or socket)");
+    std::vector<NamedPath> others = inputs;
+    others.insert(others.end(), outputs.begin(), outputs.begin() + static_cast<std::ptrdiff_t>(i));
+    for (const NamedPath& in : others) {
+      struct stat s {};
+      if (in.path.empty() || ::stat(in.path.c_str(), &s) != 0) continue;
+      if (s.st_dev == o.st_dev && s.st_ino == o.st_ino) refuse("it is the same file as " + in.option + " " + in.path);
+    }
+  }
 }
 
 }  // namespace dsv4

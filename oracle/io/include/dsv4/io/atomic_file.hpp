@@ -35,6 +35,18 @@ class AtomicFile {
   bool committed_ = false;
 };
 
+// A path a command reads or writes, with the option that named it (for messages).
+struct NamedPath {
+  std::string option;  // "--json", "--golden", …
+  std::string path;    // empty: not given (skipped)
+};
+
+// Refuses an output path before any work (InputError naming the output's option): one that names a
+// directory, a device, FIFO or socket, or a symbolic link (the temp-then-rename write would replace
+// the node itself), or the same file (device and inode) as one of the command's inputs or of its
+// other outputs. A path that does not exist yet is accepted.
+void check_output_paths(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs);
+
 // The whole-file writers' one path (write_npy, write_npz): `encode()` builds the file's bytes (an
 // InputError it throws is re-thrown naming `path`), then they are written atomically.
 void write_file_atomically(const std::string& path, const std::function<std::vector<std::byte>()>& encode);
