@@ -1,9 +1,10 @@
 // `dsv4 demo`: the README's main job, on the built-in tiny config with no arguments.
 // 1–2: the formats and quantisers self-check; 3: a tiny golden is generated and verified, the
 // reference runs in official mode as a candidate, and `certify` judges it against the golden;
-// 4: the GPU kernels against the reference, bit for bit (skipped, saying why, without a GPU).
+// 4: the op registry's harness on the GPU kernels (skipped, saying why, without a GPU).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -36,10 +37,12 @@ struct DemoArgs {
 
 int print_section(const char* title, const std::vector<SelfCheckLine>& lines) {
   std::printf("\n%s\n", title);
-  std::printf("  %-62s %10s %9s  %s\n", "check", "cases", "failures", "verdict");
+  int width = 62;  // the check column fits its longest label
+  for (const auto& l : lines) width = std::max(width, static_cast<int>(l.what.size()));
+  std::printf("  %-*s %10s %9s  %s\n", width, "check", "cases", "failures", "verdict");
   int failed = 0;
   for (const auto& l : lines) {
-    std::printf("  %-62s %10lld %9lld  %s\n", l.what.c_str(), static_cast<long long>(l.cases),
+    std::printf("  %-*s %10lld %9lld  %s\n", width, l.what.c_str(), static_cast<long long>(l.cases),
                 static_cast<long long>(l.failures), l.failures == 0 ? "PASS" : "FAIL");
     if (l.failures != 0) {
       std::printf("      first failure: %s\n", l.first_failure.c_str());
