@@ -3,23 +3,17 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <exception>
 #include <set>
-#include <sstream>
+
+#include "dsv4/numerics/formats.hpp"
 
 namespace dsv4::ops {
 namespace {
 
-std::uint32_t bits_of(float f) {
-  std::uint32_t b = 0;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
-
 bool same_element(const Array& a, const Array& b, std::size_t i) {
   if (a.dtype == DType::kU8) return a.u8[i] == b.u8[i];
-  return bits_of(a.f32[i]) == bits_of(b.f32[i]);
+  return float_bits(a.f32[i]) == float_bits(b.f32[i]);
 }
 
 std::string element_text(const Array& a, std::size_t i) {
@@ -27,7 +21,7 @@ std::string element_text(const Array& a, std::size_t i) {
   if (a.dtype == DType::kU8) {
     std::snprintf(buf, sizeof buf, "0x%02x", a.u8[i]);
   } else {
-    std::snprintf(buf, sizeof buf, "%a (0x%08x)", static_cast<double>(a.f32[i]), bits_of(a.f32[i]));
+    std::snprintf(buf, sizeof buf, "%a (0x%08x)", static_cast<double>(a.f32[i]), float_bits(a.f32[i]));
   }
   return buf;
 }

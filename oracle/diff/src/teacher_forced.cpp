@@ -320,9 +320,10 @@ class Differ {
   }
 
   // The candidate's tensor named by input i of site s (output_table.hpp) in the scope `scope_prefix`
-  // ("layers.3", "mtp.0" or "" for a model site).
+  // ("layers.3", "mtp.0" or "" for a model site); an optional input's trailing '?' dropped.
   std::string site_input(const std::string& scope_prefix, const SiteDesc& s, std::size_t i) const {
-    const std::string_view in = s.inputs.at(i);
+    std::string_view in = s.inputs.at(i);
+    if (in.ends_with('?')) in.remove_suffix(1);
     const auto slash = in.find('/');
     return name(module_path(scope_prefix, in.substr(0, slash)), std::string(in.substr(slash + 1)));
   }
@@ -377,16 +378,16 @@ class Differ {
     check(m, "out", e, o);
   }
 
-  void attention(std::int64_t l) {
+  void attention(std::int64_t l, const SiteDesc& s) {
     const std::string p = prefix(l);
-    const auto x = input(name(p + ".attn_norm", "out"));
+    const auto x = input(site_input(p, s, 0));
     if (!x || broken_[static_cast<std::size_t>(l)]) {
       broken_[static_cast<std::size_t>(l)] = true;  // the states can no longer follow the candidate
       return;
     }
     // Decision forcing: the candidate's own indexer lists, when it dumped them.
     std::optional<Batch> forced;
-    if (ref_[0].attn[static_cast<std::size_t>(l)].ratio() == 4) forced = cand_batch(name(p + ".attn.indexer", "out"));
+    if (ref_[0].attn[static_cast<std::size_t>(l)].ratio() == 4) forced = cand_batch(site_input(p, s, 1));
     std::vector<AttentionOutput> out[2];
     for (int k = 0; k < 2; ++k) {
       for (std::size_t b = 0; b < x->size(); ++b) {
@@ -453,9 +454,9 @@ class Differ {
     return candidate_batch(*t, full);
   }
 
-  void gate(std::int64_t l) {
+  void gate(std::int64_t l, const SiteDesc& s) {
     const std::string p = prefix(l);
-    const auto x = input(name(p + ".ffn_norm", "out"));
+    const auto x = input(site_input(p, s, 0));
     if (!x) return;
     const Moe& me = ref_[0].moe[static_cast<std::size_t>(l)];
     std::vector<GateOutput> g[2];
@@ -501,11 +502,11 @@ class Differ {
 
   // The combine from the candidate's own routing (decision forcing), on the candidate's ffn_norm
   // output (already reported missing by gate()).
-  void moe(std::int64_t l) {
+  void moe(std::int64_t l, const SiteDesc& s) {
     const std::string p = prefix(l);
-    const auto x = cand_batch(name(p + ".ffn_norm", "out"));
-    const auto w0 = cand_batch(name(p + ".ffn.gate", "out0"));
-    const auto i1 = cand_batch(name(p + ".ffn.gate", "out1"));
+    const auto x = cand_batch(site_input(p, s, 0));
+    const auto w0 = cand_batch(site_input(p, s, 1));
+    const auto i1 = cand_batch(site_input(p, s, 2));
     if (!x || !w0 || !i1) return;
     ModuleResult& m = begin(p + ".ffn", l);
     auto [e, o] = both([&](int k, std::size_t b) {
@@ -566,16 +567,16 @@ class Differ {
           norm(prefix(l), l, s, s.module == "attn_norm" ? bw.attn_norm : bw.ffn_norm);
           break;
         case SiteKind::kAttention:
-          attention(l);
+          attention(l, s);
           break;
         case SiteKind::kHcPost:
           hc_post_site(l, s, x);
           break;
         case SiteKind::kGate:
-          gate(l);
+          gate(l, s);
           break;
         case SiteKind::kMoe:
-          moe(l);
+          moe(l, s);
           break;
         default:
           throw std::logic_error("diff: the output table has a block site the diff cannot recompute");
