@@ -17,6 +17,7 @@ void register_run(CLI::App& app);
 void register_golden(CLI::App& app);
 void register_certify(CLI::App& app);
 void register_diff(CLI::App& app);
+void register_outputs(CLI::App& app);
 
 inline void register_all(CLI::App& app) {
   register_demo(app);
@@ -27,6 +28,7 @@ inline void register_all(CLI::App& app) {
   register_golden(app);
   register_certify(app);
   register_diff(app);
+  register_outputs(app);
 }
 
 }  // namespace dsv4::cli

@@ -131,20 +131,14 @@ def outputs(config: str = "tiny", prompt_len: Optional[int] = None, decode_steps
 
 
 def outputs_of(golden, *, binary: Optional[str] = None) -> List[dict]:
-    """`outputs` for a golden's config and schedule (a built-in config by its name, else the golden's
-    config written to a temporary config.json)."""
+    """`outputs` for a golden's config (its manifest's, written to a temporary config.json) and
+    schedule (its prefill length and number of decode steps)."""
     from .golden import Golden
 
     g = golden if isinstance(golden, Golden) else Golden(golden)
     steps = g.steps
-    prompt, decode = steps[0]["length"], len(steps) - 1
-    name = g.config.get("dsv4_name")
     with tempfile.TemporaryDirectory(prefix="dsv4-") as d:
-        cfg = name
-        probe = run(["outputs", "--config", name, "--prompt-len", "1", "--decode-steps", "0"], binary=binary) \
-            if name else None
-        if probe is None or probe.returncode != 0:
-            cfg = os.path.join(d, "config.json")
-            with open(cfg, "w") as f:
-                json.dump({k: v for k, v in g.config.items() if k != "dsv4_name"}, f)
-        return outputs(cfg, prompt, decode, binary=binary)
+        cfg = os.path.join(d, "config.json")
+        with open(cfg, "w") as f:
+            json.dump({k: v for k, v in g.config.items() if k != "dsv4_name"}, f)
+        return outputs(cfg, steps[0]["length"], len(steps) - 1, binary=binary)

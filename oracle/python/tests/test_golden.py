@@ -108,13 +108,17 @@ class NamesComeFromTheOutputTable(unittest.TestCase):
             listed = {o["name"]: o for o in outs}
             self.assertEqual(len(listed), len(outs), "a name listed twice")
             self.assertEqual(set(listed), set(g.names))
+            fp32 = 0
             for n, o in listed.items():
                 self.assertEqual(o["golden_role"], g.role(n), n)
-                grid = g.entry(n).official_grid
-                if o["official_dtype"] in ("bfloat16", "float32") and grid is not None:
-                    self.assertEqual({"bfloat16": "bf16", "float32": "fp32"}[o["official_dtype"]], grid, n)
-                if o["official_dtype"] == "int64":
-                    self.assertEqual(g.dtype(n), np.int64, n)
+                grid = g.entry(n).official_grid  # the narrowest grid the official values lie on
+                if o["official_dtype"] == "bfloat16":
+                    self.assertEqual(grid, "bf16", n)
+                elif o["official_dtype"] == "float32":
+                    self.assertIn(grid, ("fp32", "bf16"), n)
+                    fp32 += grid == "fp32"
+                self.assertEqual(g.dtype(n), np.int64 if o["official_dtype"] == "int64" else np.float64, n)
+            self.assertGreater(fp32, 50)  # post, comb, gate weights and scores, logits
             self.assertEqual([o["step"] for o in outs][0], "prefill")
             self.assertFalse(listed["prefill/layers.3.ffn.gate/choice_scores"]["recorded"])
             self.assertNotIn("prefill/layers.0.ffn.gate/choice_scores", listed)  # hash-routed layer
