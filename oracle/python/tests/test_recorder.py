@@ -5,7 +5,7 @@ import unittest
 
 import numpy as np
 
-from support import COMMITTED_GOLDEN, tmpdir, torch_or_skip
+from support import COMMITTED_GOLDEN, binary_or_skip, tmpdir, torch_or_skip
 
 try:
     import torch
@@ -130,6 +130,18 @@ class RecorderTest(unittest.TestCase):
         self.assertEqual(rec2.names, ["prefill/blk.7.hc_attn/post", "prefill/blk.7/out"])
         with self.assertRaisesRegex(KeyError, "does not have"):
             self.dt.Recorder(m, name_map={"layers.9.attn": "layers.9.attn"})
+
+    def test_without_golden_or_map_the_output_table_names_the_modules(self):
+        binary_or_skip(self)
+        m = tree()
+        m.layers[0].add_module("mystery", nn.Identity())  # not an official module path
+        rec = self.dt.Recorder(m)  # official module paths from `dsv4 outputs`
+        self.addCleanup(rec.remove)
+        m.layers[0].mystery(torch.zeros(1))
+        m(torch.randn(1, 2, 8))
+        self.assertEqual(rec.names, [f"prefill/{n}" for n in (
+            "layers.0.hc_attn/post", "layers.0.attn_norm/out", "layers.0.ffn.gate/out0", "layers.0.ffn.gate/out1",
+            "layers.0.ffn/out", "layers.0/out")])
 
     def test_removed_recorders_record_nothing(self):
         m = tree()
