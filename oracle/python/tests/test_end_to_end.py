@@ -30,7 +30,7 @@ BUGGY_LAYER = 3
 def engine(golden, norm_weights, head_weight=None, buggy_layer=None):
     """A V4-shaped module tree: `embed`, `layers.N` (hc_attn -> attn_norm -> attn -> hc_ffn -> ffn_norm
     -> ffn), `norm`, `head`, `mtp.0`. Computed in torch: each block's attn_norm (RMSNorm in fp32)
-    and the head (bf16 input, fp32 logits of the last position); every other module replays
+    and the head (fp32 logits of the last position); every other module replays
     the golden's exact values for its outputs."""
     cfg = golden.config
     eps = float(cfg["norm_eps"])
@@ -77,10 +77,12 @@ def engine(golden, norm_weights, head_weight=None, buggy_layer=None):
     class Head(nn.Module):
         def __init__(self, weight):
             super().__init__()
-            self.weight = torch.from_numpy(weight.astype(np.float32))
+            self.weight = torch.from_numpy(weight.astype(np.float64))
 
         def forward(self, x):
-            return x[:, -1:].to(torch.bfloat16).float() @ self.weight.T  # fp32 logits, last position
+            # fp32 logits of the last position, the products summed in float64 (an fp32 sum in
+            # another order than the reference's may differ by more than 2x its own rounding error)
+            return (x[:, -1:].double() @ self.weight.T).float()
 
     class Block(nn.Module):
         def __init__(self, path):
@@ -229,6 +231,10 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(got.dtype, np.float32)
         self.assertFalse(np.array_equal(got.astype(np.float64), want))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        if self.head is not None:  # so is the head: fp32 logits from the exported weight
+            h = rec.tensors["decode1/head/out"]
+            self.assertEqual(h.dtype, np.float32)
+            np.testing.assert_allclose(h, self.golden.exact("decode1/head/out").reshape(h.shape), rtol=1e-6, atol=1e-6)
         # every golden output but the decision data (scores, margins) is in the dump
         missing = [x for x in self.golden.names if x not in rec.tensors and self.golden.role(x) != "decision"]
         self.assertEqual(missing, [])
