@@ -9,6 +9,7 @@
 
 #include "commands.hpp"
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/config/resource_limits.hpp"
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/model_run.hpp"
@@ -61,6 +62,11 @@ int generate(const GenArgs& a) {
   if (a.prompt_len) {
     if (*a.prompt_len <= 0) throw InputError("--prompt-len", "must be positive");
     if (a.decode_steps < 0) throw InputError("--decode-steps", "must be non-negative");
+    // Before the token ids are made (a length past max_seq_len must not allocate first).
+    if (*a.prompt_len > o.config.max_seq_len || a.decode_steps > o.config.max_seq_len - *a.prompt_len)
+      throw InputError("--prompt-len", std::to_string(*a.prompt_len) + " + " + std::to_string(a.decode_steps) +
+                                           " decode steps exceed the config's max_seq_len " +
+                                           std::to_string(o.config.max_seq_len));
     o.tokens = synthetic_tokens(*a.prompt_len + a.decode_steps, o.config.vocab_size, a.token_seed);
     o.tokens_source = "synthetic_tokens(n=" + std::to_string(*a.prompt_len + a.decode_steps) +
                       ", seed=" + std::to_string(a.token_seed) + ")";
@@ -71,6 +77,14 @@ int generate(const GenArgs& a) {
   }
   o.decode_steps = a.decode_steps;
   o.deflate = a.deflate;
+  {  // before any work: refused with the estimate and what to lower when the machine has too little memory
+    const std::string what = "dsv4 golden generate of " + std::to_string(o.tokens.size()) + " x " +
+                             std::to_string(o.tokens.front().size()) + " tokens on config " + o.config.name;
+    const MemoryEstimate est = estimate_run_memory(o.config, static_cast<std::int64_t>(o.tokens.size()),
+                                                   static_cast<std::int64_t>(o.tokens.front().size()), 2);
+    check_memory(est, what);
+    note_memory_estimate(what, est.total());
+  }
   const auto t0 = std::chrono::steady_clock::now();
   std::string last_step;
   const GoldenGenerateStats st =

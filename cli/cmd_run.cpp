@@ -8,6 +8,7 @@
 
 #include "commands.hpp"
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/config/resource_limits.hpp"
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/dump.hpp"
 #include "dsv4/golden/model_run.hpp"
@@ -57,6 +58,14 @@ int run(const RunArgs& a) {
   const auto tokens = read_tokens_npy(a.tokens, cfg.vocab_size);
   const auto plan = plan_steps(cfg, static_cast<std::int64_t>(tokens.size()),
                                static_cast<std::int64_t>(tokens.front().size()), a.decode_steps);
+  {  // before any work: refused with the estimate and what to lower when the machine has too little memory
+    const std::string what = "dsv4 run of " + std::to_string(tokens.size()) + " x " +
+                             std::to_string(tokens.front().size()) + " tokens on config " + cfg.name;
+    const MemoryEstimate est = estimate_run_memory(cfg, static_cast<std::int64_t>(tokens.size()),
+                                                   static_cast<std::int64_t>(tokens.front().size()), 1);
+    check_memory(est, what);
+    note_memory_estimate(what, est.total());
+  }
   WeightsSpec ws;
   if (a.weights.empty())
     ws.seed = a.seed.value_or(0);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace dsv4 {
@@ -54,28 +55,54 @@ std::string field_of_error(const std::string& json) {
   return "<no error>";
 }
 
+// The required keys (spec 00 §0.5.4) at V4-Flash widths, two layers, no MTP.
+nlohmann::json flash2() {
+  return {{"vocab_size", 129280},
+          {"dim", 4096},
+          {"moe_inter_dim", 2048},
+          {"n_layers", 2},
+          {"n_hash_layers", 1},
+          {"n_mtp_layers", 0},
+          {"n_heads", 64},
+          {"n_routed_experts", 256},
+          {"n_activated_experts", 6},
+          {"q_lora_rank", 1024},
+          {"head_dim", 512},
+          {"rope_head_dim", 64},
+          {"o_groups", 8},
+          {"o_lora_rank", 1024},
+          {"index_n_heads", 64},
+          {"index_head_dim", 128},
+          {"compress_ratios", {0, 4}}};
+}
+
+std::string field_with(const char* key, const nlohmann::json& v) {
+  nlohmann::json j = flash2();
+  j[key] = v;
+  return field_of_error(j.dump());
+}
+
 TEST(ModelConfig, BadDimensionsNameTheField) {
-  const std::string base = R"("n_layers": 2, "n_hash_layers": 1, "n_mtp_layers": 0, "compress_ratios": [0, 4])";
-  EXPECT_EQ(field_of_error("{" + base + R"(, "dim": 200})"), "dim");                       // act_quant block 128
-  EXPECT_EQ(field_of_error("{" + base + R"(, "index_head_dim": 96})"), "index_head_dim");  // Hadamard size
-  EXPECT_EQ(field_of_error("{" + base + R"(, "head_dim": 500})"), "head_dim");             // KV fp8 block 64
-  EXPECT_EQ(field_of_error("{" + base + R"(, "moe_inter_dim": 100})"), "moe_inter_dim");
-  EXPECT_EQ(field_of_error(R"({"n_layers": 2, "n_hash_layers": 1, "n_mtp_layers": 0, "compress_ratios": [0]})"),
-            "compress_ratios");
-  EXPECT_EQ(field_of_error(R"({"n_layers": 1, "n_hash_layers": 1, "n_mtp_layers": 0, "compress_ratios": [3]})"),
-            "compress_ratios");
-  EXPECT_EQ(field_of_error("{" + base + R"(, "score_func": "relu"})"), "score_func");
-  EXPECT_EQ(field_of_error("{" + base + R"(, "dim": "big"})"), "dim");
+  EXPECT_EQ(field_with("dim", 200), "dim");                       // act_quant block 128
+  EXPECT_EQ(field_with("index_head_dim", 96), "index_head_dim");  // Hadamard size
+  EXPECT_EQ(field_with("head_dim", 500), "head_dim");             // KV fp8 block 64
+  EXPECT_EQ(field_with("moe_inter_dim", 100), "moe_inter_dim");
+  EXPECT_EQ(field_with("compress_ratios", {0}), "compress_ratios");
+  EXPECT_EQ(field_with("compress_ratios", {3, 0}), "compress_ratios");
+  EXPECT_EQ(field_with("score_func", "relu"), "score_func");
+  EXPECT_EQ(field_with("dim", "big"), "dim");
   EXPECT_EQ(field_of_error("not json"), "<file>");
-  EXPECT_EQ(field_of_error("{" + base + "}"), "<no error>");
+  EXPECT_EQ(field_of_error(flash2().dump()), "<no error>");
 }
 
 TEST(ModelConfig, HuggingFaceKeysMap) {
-  const ModelConfig c = parse_config_json(
-      R"({"hidden_size": 4096, "num_hidden_layers": 2, "num_nextn_predict_layers": 0, "num_hash_layers": 1, "compress_ratios": [0, 4],
+  nlohmann::json j = flash2();
+  for (const char* k : {"dim", "n_layers", "n_mtp_layers", "n_hash_layers", "n_heads"}) j.erase(k);
+  j.update(nlohmann::json::parse(
+      R"({"hidden_size": 4096, "num_hidden_layers": 2, "num_nextn_predict_layers": 0, "num_hash_layers": 1,
           "num_attention_heads": 64, "rope_scaling": {"factor": 8, "original_max_position_embeddings": 1024,
-          "beta_fast": 16, "beta_slow": 2}, "routed_scaling_factor": 1.5, "scoring_func": "sigmoid"})",
-      "hf.json");
+          "beta_fast": 16, "beta_slow": 2}, "routed_scaling_factor": 1.5, "scoring_func": "sigmoid"})"));
+  const ModelConfig c = parse_config_json(j.dump(), "hf.json");
   EXPECT_EQ(c.dim, 4096);
   EXPECT_EQ(c.n_layers, 2);
   EXPECT_EQ(c.n_heads, 64);

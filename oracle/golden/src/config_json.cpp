@@ -68,7 +68,10 @@ std::string config_to_json(const ModelConfig& c) {
   nlohmann::ordered_json j;
   j["dsv4_name"] = c.name;
   each_field(c, [&](const char* key, const auto& v) { j[key] = v; });
-  if (c.scale_fmt.empty()) j["scale_fmt"] = nullptr;  // the official "no ue8m0" spelling
+  if (c.scale_fmt.empty()) {  // the official spelling of fp32 scales: scale_dtype "fp8" would force ue8m0
+    j["scale_fmt"] = nullptr;
+    j["scale_dtype"] = "fp32";
+  }
   return j.dump();
 }
 

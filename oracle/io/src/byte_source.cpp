@@ -18,7 +18,9 @@ std::string errno_text() { return std::strerror(errno); }
 
 ByteSource ByteSource::open(const std::string& path) {
   ByteSource s;
-  s.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer (issue 14 item 3);
+  // the regular-file check below refuses it, and reads of a regular file never block anyway.
+  s.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (s.fd_ < 0) throw InputError(path, "cannot open: " + errno_text());
   struct stat st {};
   if (::fstat(s.fd_, &st) != 0) throw InputError(path, "cannot stat: " + errno_text());

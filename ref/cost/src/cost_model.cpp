@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <stdexcept>
@@ -397,7 +398,8 @@ ModelDesc resolve_model(const std::string& name, const ModelDesc* paired) {
   }
   bool builtin = false;
   for (const auto& n : builtin_config_names()) builtin = builtin || n == name;
-  if (!builtin && !std::ifstream(name).good()) {
+  std::error_code ec;  // exists(), not opening it: opening a FIFO would wait for a writer
+  if (!builtin && !std::filesystem::exists(name, ec)) {
     std::string known = "v3.2, gqa8, gqa8:<config>";
     for (const auto& n : builtin_config_names()) known += ", " + n;
     throw std::invalid_argument("unknown config '" + name + "': not one of " + known + ", and not a readable file");
