@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -37,13 +38,21 @@ seed is drawn and printed. --runs defaults to the property's CI run count (shown
 dsv4/properties/plugin_abi.h), draws inputs for --component, runs the plugin and the reference
 (exact and official mode) and compares: bit for bit for the quantisers, and for float outputs
 |plugin - exact| <= 2 max|official - exact| + a noise floor (README §Foreign kernels).
+The plugin runs in its own process (loaded there; one process serves the cases, a fresh one
+after a failure), under a wall-clock limit per call (--timeout-ms, default 10000, the load
+included) and a memory limit (--memory-mb: address space beyond what the process starts with,
+default 4096; 0 = none, e.g. for a CUDA plugin, which reserves large address ranges). Its arrays
+are guarded: inputs read-only, an inaccessible page and a canary band after every array. A crash
+or signal, an exit, a timeout, a failed allocation over the limit or a write outside an output is
+a FAIL of that case naming the component, what happened and the case (shape and seed).
 
 Progress goes to stderr every --progress seconds (default 5) while a run lasts.
 --json prints one JSON object on stdout instead of the text report.
 
-Exit status: 0 passed; 1 a counterexample was found (or the plugin returned an error); 2 bad
-input — one line on stderr starting "dsv4 fuzz: error:" (unknown property or component, a plugin
-that cannot be loaded, its ABI version or a missing symbol).)";
+Exit status: 0 every case ran and passed; 1 a counterexample was found, the plugin returned an
+error, crashed, exited, timed out or wrote out of bounds (in its load too); 2 bad input — one line
+on stderr starting "dsv4 fuzz: error:" (unknown property or component, a plugin that cannot be
+loaded, its ABI version or a missing symbol).)";
 
 struct FuzzArgs {
   bool list = false;
@@ -53,6 +62,8 @@ struct FuzzArgs {
   std::uint64_t seed = 0;
   int max_size = 100;
   double progress = 5.0;
+  int timeout_ms = 10000;
+  std::int64_t memory_mb = 4096;
   CLI::Option* runs_opt = nullptr;
   CLI::Option* seed_opt = nullptr;
   CLI::Option* max_size_opt = nullptr;
@@ -75,11 +86,32 @@ std::string shell_word(const std::string& s) {
   return q + "'";
 }
 
+props::PluginLimits limits_of(const FuzzArgs& a) {
+  if (a.timeout_ms < 1) throw BadInput("--timeout-ms must be at least 1, got " + std::to_string(a.timeout_ms));
+  if (a.memory_mb < 0)
+    throw BadInput("--memory-mb must be at least 0 (0: no limit), got " + std::to_string(a.memory_mb));
+  return {a.timeout_ms, a.memory_mb};
+}
+
+// The plugin in its process; a library that cannot be used is bad input (a load that crashes,
+// exits or hangs throws PluginFaultError: a failure).
+std::unique_ptr<props::Plugin> load_plugin(const FuzzArgs& a) {
+  try {
+    return std::make_unique<props::Plugin>(a.plugin, limits_of(a));
+  } catch (const props::PluginLoadError& e) {
+    throw BadInput(e.what());
+  }
+}
+
+nlohmann::ordered_json fault_json(const props::PluginFault& f) {
+  return {{"stage", f.stage}, {"kind", f.kind}, {"what", f.what}, {"shape", f.shape}};
+}
+
 void print_list(const FuzzArgs& a) {
   const auto& props = props::registry().all();
   const auto& comps = props::plugin_components();
   std::unique_ptr<props::Plugin> plugin;
-  if (!a.plugin.empty()) plugin = std::make_unique<props::Plugin>(a.plugin);
+  if (!a.plugin.empty()) plugin = load_plugin(a);
   if (a.json) {
     nlohmann::ordered_json j;
     j["properties"] = nlohmann::ordered_json::array();
@@ -140,7 +172,18 @@ int run_fuzz(const FuzzArgs& a) {
   const bool have_plugin = !a.plugin.empty();
   if (a.list) {
     if (have_property || !a.component.empty()) throw BadInput("--list takes no --property or --component");
-    print_list(a);
+    try {
+      print_list(a);
+    } catch (const props::PluginFaultError& e) {  // the plugin's load crashed, exited or hung
+      if (a.json) {
+        nlohmann::ordered_json j = {{"plugin", a.plugin}, {"passed", false}, {"message", e.what()}};
+        j["fault"] = fault_json(e.fault);
+        std::printf("%s\n", j.dump(2).c_str());
+      } else {
+        std::printf("FAIL %s: %s\n", a.plugin.c_str(), e.what());
+      }
+      return 1;
+    }
     return 0;
   }
   if (have_property && (have_plugin || !a.component.empty())) {
@@ -160,6 +203,7 @@ int run_fuzz(const FuzzArgs& a) {
   std::string label, reproduce;
   const props::Property* prop = nullptr;
   std::unique_ptr<props::Plugin> plugin;
+  std::optional<props::PluginFault> load_fault;  // the plugin's load crashed, exited or hung
   if (have_property) {
     prop = props::registry().find(a.property);
     if (prop == nullptr) throw BadInput("unknown property '" + a.property + "' (dsv4 fuzz --list names them)");
@@ -172,19 +216,22 @@ int run_fuzz(const FuzzArgs& a) {
       throw BadInput("unknown component '" + a.component + "' (dsv4 fuzz --list names them)");
     }
     try {
-      plugin = std::make_unique<props::Plugin>(a.plugin);
-    } catch (const props::PluginLoadError& e) {
-      throw BadInput(e.what());
+      plugin = load_plugin(a);
+    } catch (const props::PluginFaultError& e) {
+      load_fault = e.fault;
     }
-    if (!plugin->provides(a.component)) {
+    if (plugin && !plugin->provides(a.component)) {
       throw BadInput("plugin " + a.plugin + " does not provide component '" + a.component + "'");
     }
     cfg.runs = a.runs_opt->count() > 0 ? a.runs : 100;
-    label = plugin->name() + ":" + a.component;
+    label = (plugin ? plugin->name() : std::filesystem::path(a.plugin).filename().string()) + ":" + a.component;
     reproduce = "dsv4 fuzz --plugin " + shell_word(a.plugin) + " --component " + a.component;
   }
   reproduce += " --runs " + std::to_string(cfg.runs) + " --seed " + std::to_string(cfg.seed) + " --max-size " +
                std::to_string(cfg.max_size);
+  if (have_plugin && a.timeout_ms != FuzzArgs{}.timeout_ms)
+    reproduce += " --timeout-ms " + std::to_string(a.timeout_ms);
+  if (have_plugin && a.memory_mb != FuzzArgs{}.memory_mb) reproduce += " --memory-mb " + std::to_string(a.memory_mb);
 
   Progress progress{label, cfg.runs, a.progress};
   cfg.progress = [&progress](int done) { progress(done); };
@@ -194,12 +241,23 @@ int run_fuzz(const FuzzArgs& a) {
     std::fflush(stdout);
   }
   const auto t0 = std::chrono::steady_clock::now();
-  props::RunResult r;
+  props::PluginRunResult r;
   try {
-    r = prop != nullptr ? prop->run(cfg) : props::fuzz_plugin(*plugin, a.component, cfg);
+    if (load_fault) {
+      r.fault = load_fault;
+      r.message = load_fault->text();
+    } else if (prop != nullptr) {
+      static_cast<props::RunResult&>(r) = prop->run(cfg);
+    } else {
+      r = props::fuzz_plugin(*plugin, a.component, cfg);
+    }
   } catch (const std::exception& e) {  // a property or the reference refused its own input: a bug here
     r.passed = false;
     r.message = std::string("exception: ") + e.what();
+  }
+  if (r.passed && r.runs_done < cfg.runs) {  // never PASS unless every case ran
+    r.passed = false;
+    r.message = "only " + std::to_string(r.runs_done) + " of " + std::to_string(cfg.runs) + " cases ran";
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double rate = secs > 0 ? r.runs_done / secs : 0.0;
@@ -218,9 +276,13 @@ int run_fuzz(const FuzzArgs& a) {
                                 {"message", r.message},
                                 {"counterexample", r.counterexample},
                                 {"reproduce", reproduce}};
-    if (plugin) {
-      j["plugin"] = plugin->path();
+    if (have_plugin) {
+      j["plugin"] = a.plugin;
       j["component"] = a.component;
+      j["timeout_ms"] = a.timeout_ms;
+      j["memory_mb"] = a.memory_mb;
+      j["fault"] = r.fault ? fault_json(*r.fault) : nlohmann::ordered_json();
+      if (plugin) j["processes_started"] = plugin->processes_started();
     }
     std::printf("%s\n", j.dump(2).c_str());
   } else if (r.passed) {
@@ -260,6 +322,10 @@ void register_fuzz(CLI::App& app) {
   args->seed_opt = cmd->add_option("--seed", args->seed, "RapidCheck seed (default: a fresh one, printed)");
   args->max_size_opt = cmd->add_option("--max-size", args->max_size, "Largest RapidCheck size (default 100)");
   cmd->add_option("--progress", args->progress, "Seconds between progress lines on stderr (default 5)");
+  cmd->add_option("--timeout-ms", args->timeout_ms,
+                  "Plugin: wall-clock limit of each call, the load included (default 10000)");
+  cmd->add_option("--memory-mb", args->memory_mb,
+                  "Plugin: address space its process may add, in MiB (default 4096; 0 = no limit)");
   cmd->add_flag("--json", args->json, "Print the result as one JSON object");
   cmd->footer(kFooter);
   cmd->callback([args]() {

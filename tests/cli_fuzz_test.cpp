@@ -191,5 +191,84 @@ TEST_F(CliFuzz, BuggyPluginIsCaughtWithAReproducibleCounterexample) {
   EXPECT_NE(doc["message"].get<std::string>().find("official"), std::string::npos) << doc["message"];
 }
 
+// Issue 14: a plugin runs in its own process (properties/README.md §Isolation). Each hostile
+// plugin — a segfault, an abort, an out-of-bounds write, an endless loop, _exit(0) in the kernel and
+// in a constructor, an allocation over the memory limit — is a FAIL (exit 1, never 0) naming the
+// component, what happened and the case, in the text report and in --json; dsv4 survives it.
+TEST_F(CliFuzz, HostilePluginsFail) {
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's allocator (the plugin's malloc in an instrumented dsv4) ends the process
+  // itself on an allocation over the limit, with exit status 1.
+  const char* const memory_what = "exited with status 1";
+#else
+  const char* const memory_what = "over the memory limit of 256 MiB";
+#endif
+  struct Case {
+    const char* kind;
+    const char* options;
+    std::vector<std::string> words;  // in the text report
+    const char* fault_kinds;         // the JSON fault.kind (any of these, '|'-separated)
+  };
+  const Case cases[] = {
+      {"segfault", "", {"act_quant: the plugin's process was killed by signal SIGSEGV", "null pointer"}, "signal"},
+      {"abort", "", {"act_quant: the plugin's process was killed by signal SIGABRT"}, "signal"},
+      // one float past the scales: into the canary band, or onto the inaccessible page after it
+      {"oob", "", {"act_quant: the plugin's process", "past the end of output scales"}, "out_of_bounds|signal"},
+      {"loop", " --timeout-ms 1000", {"act_quant: the plugin's process timed out after 1000 ms"}, "timeout"},
+      {"exit", "", {"act_quant: the plugin's process exited with status 0 before replying"}, "exit"},
+      {"memory", " --memory-mb 256", {"act_quant: the plugin's process", memory_what}, "memory|exit"},
+      {"ctor_exit", "", {"load: the plugin's process exited with status 0", "while loading"}, "exit"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.kind);
+    const std::string args = "--plugin " + plugin(c.kind) + " --component act_quant --runs 30 --seed 5" + c.options;
+    const Result r = run(args);
+    EXPECT_EQ(r.status, 1) << r.out << r.err;
+    EXPECT_NE(r.out.find("FAIL "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(":act_quant"), std::string::npos) << r.out;  // the label names the component
+    for (const std::string& w : c.words) EXPECT_NE(r.out.find(w), std::string::npos) << w << " in:\n" << r.out;
+    const bool load = std::string(c.kind) == "ctor_exit";
+    if (!load) {
+      // The case: its shape (rows >= 2 misbehave, so a shrunk case has 2 rows; the loop is not
+      // shrunk: its first case is reported) and the seed.
+      const bool loop = std::string(c.kind) == "loop";
+      EXPECT_NE(r.out.find(loop ? "; case x [" : "; case x [2, "), std::string::npos) << r.out;
+      EXPECT_NE(r.out.find("(seed 5)"), std::string::npos) << r.out;
+    }
+    const Result j = run(args + " --json");
+    EXPECT_EQ(j.status, 1) << j.out << j.err;
+    const auto doc = nlohmann::json::parse(j.out);
+    EXPECT_EQ(doc["passed"], false);
+    EXPECT_EQ(doc["component"], "act_quant");
+    ASSERT_TRUE(doc["fault"].is_object()) << j.out;
+    EXPECT_EQ(doc["fault"]["stage"], load ? "load" : "act_quant");
+    const std::string kind = doc["fault"]["kind"];
+    EXPECT_NE((std::string("|") + c.fault_kinds + "|").find("|" + kind + "|"), std::string::npos) << kind;
+    EXPECT_EQ(doc["fault"]["shape"].get<std::string>().empty(), load) << j.out;
+    EXPECT_NE(doc["message"].get<std::string>().find(c.words.back()), std::string::npos) << doc["message"];
+  }
+  // --list with a plugin whose load ends the process: a FAIL too, never a clean list.
+  const Result l = run("--list --plugin " + plugin("ctor_exit"));
+  EXPECT_EQ(l.status, 1) << l.out << l.err;
+  EXPECT_NE(l.out.find("exited with status 0"), std::string::npos) << l.out;
+  // Limits are checked.
+  expect_refused("--plugin " + plugin("example") + " --component act_quant --timeout-ms 0", "--timeout-ms");
+  expect_refused("--plugin " + plugin("example") + " --component act_quant --memory-mb -1", "--memory-mb");
+}
+
+// One process serves every case of a run (no fork per case); a fault starts a fresh one.
+TEST_F(CliFuzz, OnePluginProcessServesTheRun) {
+  const Result j = run("--plugin " + plugin("example") + " --component sparse_attention --runs 60 --seed 3 --json");
+  ASSERT_EQ(j.status, 0) << j.out << j.err;
+  const auto doc = nlohmann::json::parse(j.out);
+  EXPECT_EQ(doc["passed"], true);
+  EXPECT_EQ(doc["processes_started"], 1);
+  EXPECT_TRUE(doc["fault"].is_null());
+  // The segfault plugin: one process per failing case tried while shrinking, plus the first.
+  const Result s = run("--plugin " + plugin("segfault") + " --component act_quant --runs 30 --seed 5 --json");
+  const auto sdoc = nlohmann::json::parse(s.out);
+  EXPECT_GE(sdoc["processes_started"].get<int>(), 2);
+}
+
 }  // namespace
 }  // namespace dsv4

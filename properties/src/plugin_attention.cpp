@@ -16,8 +16,8 @@
 
 namespace dsv4::props::plugin_detail {
 
-rc::detail::Property sparse_attention_property(const dsv4_plugin& t) {
-  return rc::detail::toProperty([fn = t.sparse_attention] {
+rc::detail::Property sparse_attention_property(Plugin& host) {
+  return rc::detail::toProperty([plugin = &host] {
     const std::int64_t m = *rc::gen::inRange(1, 3);   // query tokens
     const std::int64_t h = *rc::gen::inRange(1, 5);   // heads
     const std::int64_t c = *rc::gen::inRange(1, 17);  // head dim
@@ -46,7 +46,8 @@ rc::detail::Property sparse_attention_property(const dsv4_plugin& t) {
                                                     : std::ldexp(static_cast<float>(*rc::gen::inRange(1, 257)), -8);
 
     std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
-    const int rc = fn(q.data(), m, h, c, kv.data(), n, sink.data(), idx.data(), k, scale, out.data());
+    const int rc =
+        plugin->sparse_attention(q.data(), m, h, c, kv.data(), n, sink.data(), idx.data(), k, scale, out.data());
     if (rc != 0) RC_FAIL("sparse_attention: plugin returned " + std::to_string(rc));
 
     Mat qm(m * h, c), kvm(n, c);

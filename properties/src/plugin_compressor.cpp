@@ -34,8 +34,8 @@ double pow2_scale(double amax, double max) {
 
 }  // namespace
 
-rc::detail::Property compressor_prefill_property(const dsv4_plugin& t) {
-  return rc::detail::toProperty([fn = t.compressor_prefill] {
+rc::detail::Property compressor_prefill_property(Plugin& host) {
+  return rc::detail::toProperty([plugin = &host] {
     const bool rotate = *rc::gen::arbitrary<bool>();
     const std::int64_t ratio = rotate ? 4 : *rc::gen::element<std::int64_t>(4, 128);
     std::int64_t head_dim = 0, rope_dim = 0;
@@ -83,9 +83,10 @@ rc::detail::Property compressor_prefill_property(const dsv4_plugin& t) {
     const std::vector<float> wkv = to_float(w.wkv.values), wgate = to_float(w.wgate.values), ape = to_float(w.ape),
                              norm = to_float(Mat(w.norm.transpose())), cosv = to_float(cosm), sinv = to_float(sinm);
     std::vector<float> out(static_cast<std::size_t>(std::max<std::int64_t>(entries, 1) * head_dim), NAN);
-    const int rc = fn(x.data(), s, d, static_cast<std::int32_t>(ratio), head_dim, rope_dim, rotate ? 1 : 0,
-                      static_cast<float>(spec.norm_eps), wkv.data(), wgate.data(), ape.data(), norm.data(), cosv.data(),
-                      sinv.data(), out.data());
+    const int rc =
+        plugin->compressor_prefill(x.data(), s, d, static_cast<std::int32_t>(ratio), head_dim, rope_dim, rotate ? 1 : 0,
+                                   static_cast<float>(spec.norm_eps), wkv.data(), wgate.data(), ape.data(), norm.data(),
+                                   cosv.data(), sinv.data(), out.data());
     if (rc != 0) RC_FAIL("compressor_prefill: plugin returned " + std::to_string(rc));
     out.resize(static_cast<std::size_t>(entries * head_dim));
 

@@ -10,15 +10,16 @@
 #include <string>
 
 #include "dsv4/model/precision.hpp"
-#include "dsv4/properties/plugin_abi.h"
+#include "dsv4/properties/plugin.hpp"
 
 namespace dsv4::props::plugin_detail {
 
-rc::detail::Property act_quant_property(const dsv4_plugin& t);
-rc::detail::Property fp4_act_quant_property(const dsv4_plugin& t);
-rc::detail::Property hc_split_sinkhorn_property(const dsv4_plugin& t);
-rc::detail::Property sparse_attention_property(const dsv4_plugin& t);
-rc::detail::Property compressor_prefill_property(const dsv4_plugin& t);
+// Each calls the plugin through Plugin (its own process, plugin.hpp).
+rc::detail::Property act_quant_property(Plugin& host);
+rc::detail::Property fp4_act_quant_property(Plugin& host);
+rc::detail::Property hc_split_sinkhorn_property(Plugin& host);
+rc::detail::Property sparse_attention_property(Plugin& host);
+rc::detail::Property compressor_prefill_property(Plugin& host);
 
 // The FlashAttention-style rule for float outputs: every element i must satisfy
 //   |cand_i − exact_i| ≤ k · max_j |official_j − exact_j| + floor(i)

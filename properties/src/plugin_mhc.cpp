@@ -30,8 +30,8 @@
 
 namespace dsv4::props::plugin_detail {
 
-rc::detail::Property hc_split_sinkhorn_property(const dsv4_plugin& t) {
-  return rc::detail::toProperty([fn = t.hc_split_sinkhorn] {
+rc::detail::Property hc_split_sinkhorn_property(Plugin& host) {
+  return rc::detail::toProperty([plugin = &host] {
     const std::int64_t tokens = *rc::gen::inRange(1, 4);
     const int n = *rc::gen::weightedOneOf<int>({{3, rc::gen::just(4)}, {1, rc::gen::inRange(1, 9)}});
     const int iters = *rc::gen::weightedOneOf<int>({{3, rc::gen::just(20)}, {1, rc::gen::inRange(1, 31)}});
@@ -46,8 +46,8 @@ rc::detail::Property hc_split_sinkhorn_property(const dsv4_plugin& t) {
 
     std::vector<float> pre(static_cast<std::size_t>(tokens * n)), post(pre.size()),
         comb(static_cast<std::size_t>(tokens * n * n));
-    const int rc =
-        fn(mu.data(), tokens, n, base.data(), scale.data(), iters, eps, pre.data(), post.data(), comb.data());
+    const int rc = plugin->hc_split_sinkhorn(mu.data(), tokens, n, base.data(), scale.data(), iters, eps, pre.data(),
+                                             post.data(), comb.data());
     if (rc != 0) RC_FAIL("hc_split_sinkhorn: plugin returned " + std::to_string(rc));
 
     const SinkhornRows o =

@@ -25,8 +25,8 @@ std::string at(std::int64_t i, std::int64_t cols) {
 
 }  // namespace
 
-rc::detail::Property act_quant_property(const dsv4_plugin& t) {
-  return rc::detail::toProperty([fn = t.act_quant] {
+rc::detail::Property act_quant_property(Plugin& host) {
+  return rc::detail::toProperty([plugin = &host] {
     const std::int64_t rows = *rc::gen::inRange(1, 4);
     const int block = *rc::gen::element(32, 64, 128);
     const std::int64_t cols = block * *rc::gen::inRange(1, 4);
@@ -34,8 +34,8 @@ rc::detail::Property act_quant_property(const dsv4_plugin& t) {
     const std::vector<float> x = gen_bf16_rows(rows, cols);
     std::vector<std::uint8_t> codes(x.size(), 0xAA);
     std::vector<float> scales(static_cast<std::size_t>(rows * cols / block), -1.0f);
-    const int rc =
-        fn(x.data(), rows, cols, block, ue8m0 ? DSV4_SCALE_UE8M0 : DSV4_SCALE_FP32, codes.data(), scales.data());
+    const int rc = plugin->act_quant(x.data(), rows, cols, block, ue8m0 ? DSV4_SCALE_UE8M0 : DSV4_SCALE_FP32,
+                                     codes.data(), scales.data());
     if (rc != 0) RC_FAIL("act_quant: plugin returned " + std::to_string(rc));
     const Fp8Blocks ref = act_quant(x, cols, block, ue8m0 ? ScaleFormat::kUE8M0 : ScaleFormat::kFP32);
     const std::int64_t nb = cols / block;
@@ -55,13 +55,13 @@ rc::detail::Property act_quant_property(const dsv4_plugin& t) {
   });
 }
 
-rc::detail::Property fp4_act_quant_property(const dsv4_plugin& t) {
-  return rc::detail::toProperty([fn = t.fp4_act_quant] {
+rc::detail::Property fp4_act_quant_property(Plugin& host) {
+  return rc::detail::toProperty([plugin = &host] {
     const std::int64_t rows = *rc::gen::inRange(1, 4);
     const std::int64_t cols = 32 * *rc::gen::inRange(1, 5);
     const std::vector<float> x = gen_bf16_rows(rows, cols);
     std::vector<std::uint8_t> packed(x.size() / 2, 0xAA), scales(x.size() / 32, 0xAA);
-    const int rc = fn(x.data(), rows, cols, packed.data(), scales.data());
+    const int rc = plugin->fp4_act_quant(x.data(), rows, cols, packed.data(), scales.data());
     if (rc != 0) RC_FAIL("fp4_act_quant: plugin returned " + std::to_string(rc));
     const Fp4Blocks ref = fp4_act_quant(x, cols);
     for (std::size_t b = 0; b < scales.size(); ++b) {
