@@ -45,13 +45,14 @@ Exit status: 0 every checked tensor passes (at least one checked); 1 a tensor or
 nothing could be checked; 2 bad input (one line on stderr).)";
 
 struct CertifyArgs {
+  std::string golden_sha256;  // --golden-sha256: the manifest hash the user expects
   std::string golden, candidate, map, json;
   bool end_to_end_only = false;
 };
 
 int run_certify(const CertifyArgs& a) {
   check_output_paths({{"--json", a.json}}, {{"--golden", a.golden}, {"--candidate", a.candidate}, {"--map", a.map}});
-  const Golden g = Golden::open(a.golden);
+  const Golden g = Golden::open_verified(a.golden, a.golden_sha256);  // every dataset read is hash-checked
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);
   CertifyOptions opts;
@@ -79,6 +80,9 @@ void register_certify(CLI::App& app) {
   auto* cmd =
       app.add_subcommand("certify", "Judge a candidate's tensors against a golden, per tensor and per decision");
   cmd->add_option("--golden", a->golden, "golden .h5 (dsv4 golden generate)")->required();
+  cmd->add_option("--golden-sha256", a->golden_sha256,
+                  "the golden's manifest SHA-256 you expect (goldens/README.md lists the committed ones): exit 2 "
+                  "if it differs");
   cmd->add_option("--candidate", a->candidate, "candidate dump: HDF5, safetensors, .npy, .npy directory or .npz")
       ->required();
   cmd->add_option("--map", a->map, "JSON name map: the candidate's names → canonical names");

@@ -43,6 +43,7 @@ Exit status: 0 no module diverges; 1 a module diverges (named in the table and a
 first_divergent_module in the JSON); 2 bad input (one line on stderr).)";
 
 struct DiffArgs {
+  std::string golden_sha256;  // --golden-sha256: the manifest hash the user expects
   std::string golden, candidate, map, json, svg, format;
   bool teacher_forced = false;
 };
@@ -51,7 +52,7 @@ int run_diff(const DiffArgs& a) {
   if (!a.teacher_forced) throw InputError("--teacher-forced", "required (the end-to-end comparison is `dsv4 certify`)");
   check_output_paths({{"--json", a.json}, {"--svg", a.svg}},
                      {{"--golden", a.golden}, {"--candidate", a.candidate}, {"--map", a.map}});
-  const Golden g = Golden::open(a.golden);
+  const Golden g = Golden::open_verified(a.golden, a.golden_sha256);  // every dataset read is hash-checked
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);
   std::optional<DType> fmt;
@@ -83,6 +84,9 @@ void register_diff(CLI::App& app) {
   auto a = std::make_shared<DiffArgs>();
   auto* cmd = app.add_subcommand("diff", "Find the first module that is itself wrong (teacher-forced localisation)");
   cmd->add_option("--golden", a->golden, "golden .h5 (dsv4 golden generate)")->required();
+  cmd->add_option("--golden-sha256", a->golden_sha256,
+                  "the golden's manifest SHA-256 you expect (goldens/README.md lists the committed ones): exit 2 "
+                  "if it differs");
   cmd->add_option("--candidate", a->candidate, "candidate dump: HDF5, safetensors, .npy, .npy directory or .npz")
       ->required();
   cmd->add_option("--map", a->map, "JSON name map: the candidate's names → canonical names");

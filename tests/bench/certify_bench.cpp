@@ -10,7 +10,7 @@
 // (bf16 where every value of a tensor is on the bf16 grid, float32 otherwise) — exact conversions,
 // checked — and times, best of the repetitions, each format in turn: the `dsv4 certify
 // --end-to-end-only` command in a fresh process (what a user runs: process start, first-touch
-// memory, report printed to /dev/null), and the same work in this process (Golden::open +
+// memory, report printed to /dev/null), and the same work in this process (Golden::open_verified +
 // TensorSource::open + certify + the text report; its buffers warm after the first repetition).
 #include <fcntl.h>
 #include <spawn.h>
@@ -105,13 +105,15 @@ struct Timing {
   std::size_t tensors = 0, sets = 0, pass = 0;
 };
 
-Timing time_certify(const std::string& golden, const std::string& candidate, int reps) {
+// verified: Golden::open_verified as certify opens it (every golden dataset read is hashed,
+// issue 14); otherwise Golden::open (no hashing: the same run's measure of what the hashes cost).
+Timing time_certify(const std::string& golden, const std::string& candidate, int reps, bool verified = true) {
   Timing best;
   best.wall = 1e300;
   for (int r = 0; r < reps; ++r) {
     const double c0 = cpu_seconds();
     const auto t0 = Clock::now();
-    const dsv4::Golden g = dsv4::Golden::open(golden);
+    const dsv4::Golden g = verified ? dsv4::Golden::open_verified(golden) : dsv4::Golden::open(golden);
     const dsv4::MappedTensorSource cand(dsv4::TensorSource::open(candidate), dsv4::NameMap{});
     const dsv4::report::CertifyReport rep = dsv4::certify(g, cand, {});
     const std::string text = dsv4::report::format_text(rep);
@@ -200,23 +202,25 @@ int main(int argc, char** argv) {
     convert(candidate, native, Format::kNative);
     std::printf("certify_bench: golden %s (%.1f MB), load average at start %s, %u hardware threads\n", golden.c_str(),
                 mb(std::filesystem::file_size(golden)), loadavg().c_str(), std::thread::hardware_concurrency());
-    std::printf("%-24s %8s | %9s %9s %7s | %9s %9s %7s | %9s %6s | %s\n", "candidate", "MB", "CLI s", "GB/s", "CPU s",
-                "in-proc s", "GB/s", "CPU s", "peer s", "ratio", "PASS");
+    std::printf("%-24s %8s | %9s %9s %7s | %9s %9s %7s | %9s %9s | %9s %6s | %s\n", "candidate", "MB", "CLI s", "GB/s",
+                "CPU s", "in-proc s", "GB/s", "CPU s", "no-hash s", "GB/s", "peer s", "ratio", "PASS");
     for (const auto& [label, path] : std::vector<std::pair<std::string, std::string>>{
              {"float64 (widened dump)", candidate}, {"float32", f32}, {"native (bf16 / fp32)", native}}) {
       const double size = mb(std::filesystem::file_size(path));
       (void)read_files_seconds({path, golden});  // warm the page cache
       const Timing cli = time_cli(golden, path, reps);
       const Timing t = time_certify(golden, path, reps);
+      const Timing u = time_certify(golden, path, reps, false);
       double peer = 1e300;
       for (int r = 0; r < reps; ++r) peer = std::min(peer, read_files_seconds({path, golden}));
-      std::printf("%-24s %8.1f | %9.3f %9.2f %7.3f | %9.3f %9.2f %7.3f | %9.3f %6.2f | %zu / %zu\n", label.c_str(),
-                  size, cli.wall, size / 1e3 / cli.wall, cli.cpu, t.wall, size / 1e3 / t.wall, t.cpu, peer,
-                  cli.wall / peer, t.pass, t.tensors + t.sets);
+      std::printf("%-24s %8.1f | %9.3f %9.2f %7.3f | %9.3f %9.2f %7.3f | %9.3f %9.2f | %9.3f %6.2f | %zu / %zu\n",
+                  label.c_str(), size, cli.wall, size / 1e3 / cli.wall, cli.cpu, t.wall, size / 1e3 / t.wall, t.cpu,
+                  u.wall, size / 1e3 / u.wall, peer, cli.wall / peer, t.pass, t.tensors + t.sets);
     }
     std::printf(
-        "(CLI: `dsv4 certify --end-to-end-only` in a fresh process; in-proc: the same calls in this process; best of "
-        "%d each. GB/s: of candidate file. peer: the candidate file and the whole golden file read once (1 MiB "
+        "(CLI: `dsv4 certify --end-to-end-only` in a fresh process; in-proc: the same calls in this process; "
+        "no-hash: in-proc without the golden's hash checks (Golden::open); best of %d each. GB/s: of candidate file. "
+        "peer: the candidate file and the whole golden file read once (1 MiB "
         "preads); ratio = CLI / peer)\n",
         reps);
   } catch (const std::exception& e) {

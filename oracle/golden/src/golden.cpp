@@ -282,9 +282,41 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
 // ---------------------------------------------------------------------------------------------
 // Opening
 
-Golden Golden::open(const std::string& path) {
+Golden Golden::open(const std::string& path) { return open_with(path, false); }
+
+Golden Golden::open_verified(const std::string& path, const std::string& pinned_sha256) {
+  std::string pin = pinned_sha256;
+  for (char& ch : pin)
+    if (ch >= 'A' && ch <= 'F') ch = static_cast<char>(ch - 'A' + 'a');
+  if (!pin.empty() && (pin.size() != 64 || pin.find_first_not_of("0123456789abcdef") != std::string::npos))
+    throw InputError("--golden-sha256", "expected the manifest's SHA-256 as 64 hexadecimal digits, got '" +
+                                            printable_name(pinned_sha256, 80) + "'");
+  Golden g = open_with(path, true);
+  if (!pin.empty() && g.manifest_sha256() != pin)
+    bad_golden(path, "manifest SHA-256 " + g.manifest_sha256() + " is not the pinned --golden-sha256 " + pin +
+                         " (another golden, or this one edited and re-hashed)");
+  return g;
+}
+
+std::string Golden::manifest_sha256() const { return sha256_hex(manifest_text_); }
+
+void Golden::check_read(const std::string& path, const Tensor& t) const {
+  if (!verify_reads_) return;
+  const GoldenEntry* e = find(path);
+  if (e == nullptr)
+    bad_golden(path_, path + ": not listed in the manifest (a golden's every dataset is; dsv4 golden verify)");
+  if (storage_name(t.dtype()) != e->dtype || t.shape() != e->shape)
+    bad_golden(path_, path + ": " + storage_name(t.dtype()) + " " + t.shape_string() + ", the manifest lists " +
+                          e->dtype + " " + shape_string(e->shape) + " (a damaged golden: dsv4 golden verify)");
+  if (tensor_sha256(t) != e->sha256)
+    bad_golden(path_, path + ": SHA-256 differs from the manifest's (the data was changed: a damaged or " +
+                          "edited golden; dsv4 golden verify lists every such dataset)");
+}
+
+Golden Golden::open_with(const std::string& path, bool verify) {
   Golden g;
   g.path_ = path;
+  g.verify_reads_ = verify;
   g.file_.emplace(Hdf5File::open(path));
   const Hdf5File& f = *g.file_;
   if (!f.has_attr("/", "dsv4_format"))
@@ -297,6 +329,12 @@ Golden Golden::open(const std::string& path) {
                          std::to_string(kGoldenFormatVersion) + ")");
   if (!f.is_dataset("manifest")) bad_golden(path, "manifest: missing");
   g.manifest_text_ = f.read_string("manifest");
+  if (verify) {  // the manifest holds every dataset's hash: it must be the one the root attribute names
+    if (!f.has_attr("/", "manifest_sha256"))
+      bad_golden(path, "manifest: the root attribute manifest_sha256 is missing");
+    if (f.attr_string("/", "manifest_sha256") != g.manifest_sha256())
+      bad_golden(path, "manifest: SHA-256 differs from the root attribute manifest_sha256 (the manifest was changed)");
+  }
   ojson m;
   try {
     m = ojson::parse(g.manifest_text_);
@@ -400,7 +438,11 @@ std::optional<std::uint64_t> Golden::weights_seed() const {
   return std::stoull(w.at("seed").get<std::string>());
 }
 
-Tensor Golden::read(const std::string& path) const { return file_->read(path); }
+Tensor Golden::read(const std::string& path) const {
+  Tensor t = file_->read(path);
+  check_read(path, t);
+  return t;
+}
 
 void Golden::read_into(const std::string& path, Tensor& into) const {
   file_->read_into(path, into);
@@ -408,6 +450,7 @@ void Golden::read_into(const std::string& path, Tensor& into) const {
     throw InputError(path_, path + ": shape " + into.shape_string() + " differs from the manifest's " +
                                 shape_string(e->shape) +
                                 " (a damaged golden: dsv4 golden verify names every such dataset)");
+  check_read(path, into);
 }
 
 std::vector<double> Golden::values(const std::string& mode, const std::string& canonical) const {

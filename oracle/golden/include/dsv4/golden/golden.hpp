@@ -98,10 +98,21 @@ class Golden {
   // InputError when the file is not HDF5, not a dsv4 golden (no dsv4_format attribute), of another
   // format version, or its manifest is not valid JSON of the v1 schema.
   static Golden open(const std::string& path);
+  // Opens a golden to judge with it (certify, diff; goldens/README.md §What the hashes protect):
+  // Golden::open, then the manifest's SHA-256 must equal the root attribute manifest_sha256 and,
+  // when `pinned_sha256` is given (--golden-sha256: 64 hex digits, the manifest hash the user
+  // expects), equal that too; from then on every dataset read through this object (read,
+  // read_into, values; inputs/tokens at once) is hashed and must match its manifest entry.
+  // Any mismatch is an InputError (bad input, exit 2) naming the dataset, or both hashes.
+  static Golden open_verified(const std::string& path, const std::string& pinned_sha256 = "");
 
   const std::string& path() const { return path_; }
   const ModelConfig& config() const { return config_; }
   const std::string& manifest_text() const { return manifest_text_; }
+  // SHA-256 of the manifest text (what --golden-sha256 pins; it covers every dataset's hash).
+  std::string manifest_sha256() const;
+  // Whether reads are checked against the manifest's hashes (open_verified).
+  bool verifies_reads() const { return verify_reads_; }
   const std::vector<GoldenEntry>& entries() const { return entries_; }
   const std::vector<StepPlan>& steps() const { return steps_; }
   const std::vector<std::vector<std::int64_t>>& tokens() const { return tokens_; }
@@ -117,13 +128,19 @@ class Golden {
 
   // Reads exact/<canonical> or official/<canonical> as double values (int64 widened exactly).
   std::vector<double> values(const std::string& mode, const std::string& canonical) const;
+  // Under open_verified, InputError when the data's SHA-256 (or dtype) is not the manifest's, or
+  // the dataset is not listed.
   Tensor read(const std::string& path) const;
-  // Hdf5File::read_into; InputError when the data's shape is not the manifest's for that path.
+  // Hdf5File::read_into; InputError when the data's shape is not the manifest's for that path
+  // (and, under open_verified, its hash as read()).
   void read_into(const std::string& path, Tensor& into) const;
   const Hdf5File& file() const { return *file_; }
 
  private:
   Golden() = default;
+  static Golden open_with(const std::string& path, bool verify);
+  void check_read(const std::string& path, const Tensor& t) const;
+  bool verify_reads_ = false;
   std::string path_;
   std::optional<Hdf5File> file_;
   std::string manifest_text_;
