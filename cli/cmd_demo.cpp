@@ -115,7 +115,8 @@ int golden_section(const DemoArgs& a) {
   opts.local_verdicts = diff::certify_local_judge(g, cand);
   const report::CertifyReport rep = certify(g, cand, opts);
   std::printf("  certify    (%.1f s)\n\n", seconds_since(t0));
-  std::printf("%s", report::format_text(rep).c_str());
+  // The verdict and any failure; `dsv4 certify` on the kept files prints the tables.
+  std::printf("%s", report::format_text(rep, report::Detail::kQuiet).c_str());
   if (!temp) std::printf("\n  files kept in %s\n", dir.string().c_str());
   return rep.pass() && !rep.tensors.empty() ? 0 : 1;
 }

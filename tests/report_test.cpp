@@ -54,6 +54,7 @@ CertifyReport sample_report() {
   }
   bad[3] = std::numeric_limits<double>::infinity();
   CertifyReport r;
+  r.requirement = "all";
   r.golden = "tiny.h5";
   r.candidate = "engine<dump>.safetensors";
   const compare::ReferenceError off = compare::reference_error(
@@ -75,10 +76,12 @@ CertifyReport sample_report() {
   s.comparison = compare::compare_sets_dense(cand, ref, 2, 3, 5, scores, std::vector<double>{0.01});
   r.sets.push_back(s);
   r.missing = {"layers.2.attn.out"};
+  r.required_missing = r.missing;
+  r.first_failure = "layers.1.ffn.out";
   return r;
 }
 
-TEST(CertifyReport, TextNamesEveryResultAndEndsWithTheVerdict) {
+TEST(CertifyReport, TextNamesEveryResultWithTheVerdictFirstAndLast) {
   const CertifyReport r = sample_report();
   ASSERT_EQ(r.tensors[0].verdict.verdict, compare::Verdict::kPass) << r.tensors[0].verdict.reason;
   ASSERT_EQ(r.tensors[1].verdict.verdict, compare::Verdict::kFail);
@@ -98,17 +101,57 @@ TEST(CertifyReport, TextNamesEveryResultAndEndsWithTheVerdict) {
   EXPECT_NE(text.find("layers.1.ffn.out: FAIL nonfinite: 1 NaN/Inf where the reference is finite (first at index 3)"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("layers.0.attn.indexer.topk row 0: near-tie swap accepted"), std::string::npos) << text;
+  // Accepted near-tie swaps are counted per output by default, listed row by row with kVerbose.
+  EXPECT_EQ(text.find("row 0: near-tie swap accepted"), std::string::npos) << text;
+  EXPECT_NE(text.find("layers.0.attn.indexer.topk: near-tie swaps accepted in 1 of 2 rows"), std::string::npos) << text;
+  EXPECT_NE(format_text(r, Detail::kVerbose).find("layers.0.attn.indexer.topk row 0: near-tie swap accepted"),
+            std::string::npos);
   EXPECT_NE(text.find("layers.0.attn.indexer.topk row 1: rejected"), std::string::npos) << text;
-  EXPECT_NE(text.find("missing from the candidate (1): layers.2.attn.out"), std::string::npos) << text;
-  EXPECT_EQ(l.back(),
-            "summary: 2 tensors checked (1 PASS, 1 FAIL), 1 discrete outputs (0 PASS, 1 FAIL), 1 missing: FAIL");
+  EXPECT_NE(text.find("required but missing from the candidate (1 outputs, by module):\n  layers.2.attn.out\n"),
+            std::string::npos)
+      << text;
+  // The verdict first and last, naming the first failure; the counts under it.
+  const std::string verdict = "certify: FAIL — first failing output in execution order: layers.1.ffn.out";
+  EXPECT_EQ(l.front(), verdict) << text;
+  EXPECT_EQ(l[1],
+            "  2 tensors checked (1 FAIL), 1 discrete outputs (1 FAIL); 1 golden outputs not in the candidate, 1 of "
+            "them required (--require all)")
+      << text;
+  EXPECT_EQ(l.back(), verdict) << text;
+}
+
+TEST(CertifyReport, QuietShowsOnlyTheVerdictAndTheFailures) {
+  const CertifyReport r = sample_report();
+  const std::string quiet = format_text(r, Detail::kQuiet);
+  EXPECT_EQ(quiet.find("layers.0.attn.out"), std::string::npos) << quiet;  // the passing tensor
+  EXPECT_NE(quiet.find("layers.1.ffn.out"), std::string::npos) << quiet;
+  EXPECT_NE(quiet.find("row 1: rejected"), std::string::npos) << quiet;
+  EXPECT_NE(quiet.find("layers.2.attn.out"), std::string::npos) << quiet;  // required and missing
+  EXPECT_LT(lines(quiet).size(), lines(format_text(r)).size());
+}
+
+TEST(CertifyReport, NothingCheckedOrARequiredOutputMissingFails) {
+  CertifyReport r;
+  r.requirement = "all";
+  EXPECT_FALSE(r.pass());  // nothing checked
+  EXPECT_NE(format_text(r).find("certify: FAIL — the candidate holds none of the golden's outputs"), std::string::npos);
+  CertifyReport s = sample_report();
+  s.tensors.erase(s.tensors.begin() + 1);  // the failing tensor
+  s.sets.clear();
+  s.first_failure.clear();
+  EXPECT_FALSE(s.pass());  // layers.2.attn.out is required and missing
+  EXPECT_NE(format_text(s).find("certify: FAIL — 1 required output(s) missing from the candidate (--require all)"),
+            std::string::npos)
+      << format_text(s);
+  s.required_missing.clear();
+  EXPECT_TRUE(s.pass());
+  EXPECT_NE(format_text(s).find("certify: PASS — every checked output passes"), std::string::npos);
 }
 
 TEST(CertifyReport, JsonCarriesEveryNumberAndNonFiniteAsStrings) {
   const CertifyReport r = sample_report();
   const nlohmann::json j = nlohmann::json::parse(to_json(r).dump());  // round trip through text
-  EXPECT_EQ(j["schema"], "dsv4-certify-report/1");
+  EXPECT_EQ(j["schema"], "dsv4-certify-report/2");
   EXPECT_EQ(j["verdict"], "FAIL");
   EXPECT_EQ(j["candidate"], "engine<dump>.safetensors");
   ASSERT_EQ(j["tensors"].size(), 2u);

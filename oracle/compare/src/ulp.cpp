@@ -101,30 +101,45 @@ bool on_grid(const UlpGrid& grid, double x) {
   return std::isfinite(v) && v == x;
 }
 
+namespace {
+
+// Every finite value is a float whose bits under `low_bits` are zero (0: any float; 0xFFFF: bf16).
+// on_grid's rule for these two grids, as a branch-free loop over blocks (the compiler vectorises
+// it; certify scans every wide candidate with it).
+bool all_on_float_grid(std::span<const double> values, std::uint32_t low_bits) {
+  constexpr std::size_t kBlock = 4096;
+  for (std::size_t b = 0; b < values.size(); b += kBlock) {
+    const std::size_t end = std::min(values.size(), b + kBlock);
+    bool all = true;
+    for (std::size_t i = b; i < end; ++i) {
+      const double x = values[i];
+      const float f = static_cast<float>(x);
+      const bool finite = std::fabs(x) <= std::numeric_limits<double>::max();
+      all &= !finite || (static_cast<double>(f) == x && (std::bit_cast<std::uint32_t>(f) & low_bits) == 0);
+    }
+    if (!all) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 DType widened_dump_dtype(std::span<const double> values, DType official) {
   if (official == DType::kF64) return official;
   if (official == DType::kF32 || official == DType::kBF16) {
-    // on_grid's rule for these two grids, as a branch-free loop over blocks (the compiler
-    // vectorises it; certify scans every float64 candidate with it)
-    const std::uint32_t low_bits = official == DType::kBF16 ? 0xFFFFu : 0u;
-    constexpr std::size_t kBlock = 4096;
-    for (std::size_t b = 0; b < values.size(); b += kBlock) {
-      const std::size_t end = std::min(values.size(), b + kBlock);
-      bool all = true;
-      for (std::size_t i = b; i < end; ++i) {
-        const double x = values[i];
-        const float f = static_cast<float>(x);
-        const bool finite = std::fabs(x) <= std::numeric_limits<double>::max();
-        all &= !finite || (static_cast<double>(f) == x && (std::bit_cast<std::uint32_t>(f) & low_bits) == 0);
-      }
-      if (!all) return DType::kF64;
-    }
-    return official;
+    if (all_on_float_grid(values, 0xFFFFu)) return DType::kBF16;
+    return official == DType::kF32 && all_on_float_grid(values, 0u) ? DType::kF32 : DType::kF64;
   }
   const UlpGrid grid = ulp_grid(official);
   for (const double x : values)
     if (std::isfinite(x) && !on_grid(grid, x)) return DType::kF64;
   return official;
+}
+
+DType float32_dump_dtype(std::span<const float> values) {
+  std::uint32_t low = 0;
+  for (const float f : values) low |= std::isfinite(f) ? (std::bit_cast<std::uint32_t>(f) & 0xFFFFu) : 0u;
+  return low == 0 ? DType::kBF16 : DType::kF32;
 }
 
 std::uint64_t ulp_distance(const UlpGrid& grid, double candidate, double reference) {

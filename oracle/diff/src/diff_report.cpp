@@ -4,9 +4,12 @@
 #include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+#include <string_view>
 
 #include "dsv4/diff/teacher_forced.hpp"
+#include "dsv4/model/output_table.hpp"
 #include "dsv4/report/svg_plot.hpp"
 
 namespace dsv4::diff {
@@ -27,16 +30,90 @@ std::string pad(std::string s, std::size_t w) {
 
 }  // namespace
 
+std::vector<std::string> readers_of(const std::string& canonical) {
+  std::vector<std::string> readers;
+  const std::optional<OutputRef> r = describe_output(canonical);
+  if (!r) return readers;
+  // The scope prefix ("layers.3", "mtp.0" or "") and the name inside it ("attn_norm/out").
+  std::string prefix, rel = r->module;
+  if (r->site->scope != SiteScope::kModel) {
+    const std::size_t second_dot = r->module.find('.', r->module.find('.') + 1);
+    prefix = r->module.substr(0, second_dot);
+    rel = second_dot == std::string::npos ? "" : r->module.substr(second_dot + 1);
+  }
+  const std::string inside = rel + "/" + r->output;
+  const auto add = [&](const std::string& module) {
+    const std::string full = r->step + "/" + module;
+    if (std::find(readers.begin(), readers.end(), full) == readers.end()) readers.push_back(full);
+  };
+  const bool mtp = prefix.rfind("mtp.", 0) == 0;
+  for (const SiteDesc& s : output_sites()) {
+    const bool same_scope = s.scope == r->site->scope || (mtp && s.scope != SiteScope::kModel);
+    if (!same_scope) continue;
+    for (std::string_view in : s.inputs) {
+      if (in.ends_with('?')) in.remove_suffix(1);
+      if (in == inside) add(module_path(prefix, s.module));
+    }
+  }
+  // A main layer's output is the next layer's block input (or the head's, after the last layer).
+  if (r->site->scope == SiteScope::kBlock && !mtp && rel.empty() && r->output == "out") {
+    const std::string next = "layers." + std::to_string(r->block + 1);
+    for (const SiteDesc& s : output_sites())
+      if (s.scope == SiteScope::kBlock &&
+          std::find(s.inputs.begin(), s.inputs.end(), std::string_view("<block input>")) != s.inputs.end())
+        add(module_path(next, s.module) + " (or the head, after the last layer)");
+  }
+  return readers;
+}
+
+std::string diff_requirements_text() {
+  std::string o;
+  for (const SiteDesc& s : output_sites()) {
+    const char* where = s.scope == SiteScope::kBlock ? "layers.N." : (s.scope == SiteScope::kMtp ? "mtp.I." : "");
+    std::string outs;
+    for (const OutputDesc& d : s.outputs)
+      if (d.localised)
+        outs +=
+            (outs.empty() ? "" : ", ") + std::string(d.module) + (d.module.empty() ? "" : "/") + std::string(d.output);
+    std::string ins;
+    for (std::string_view in : s.inputs) ins += (ins.empty() ? "" : ", ") + std::string(in);
+    std::string module = std::string(where) + std::string(s.module);
+    if (!module.empty() && module.back() == '.') module.pop_back();
+    o += "  " + pad(module.empty() ? "(step)" : module, 20) + " checks " + outs + "\n  " + std::string(22, ' ') +
+         "from " + ins + "\n";
+  }
+  return o;
+}
+
 std::string diff_table(const DiffReport& r) {
   std::ostringstream o;
+  o << "diff: "
+    << (r.first_divergent_module
+            ? "FAIL — first divergent module: " + *r.first_divergent_module + " (" + *r.first_divergent_step + ")"
+            : std::string(r.checked_modules > 0 ? "PASS — no module diverges" : "no module could be checked"))
+    << "\n  " << r.checked_modules << " module checks, " << r.failed_modules << " failed, " << r.missing.size()
+    << " inputs not in the candidate\n\n";
   o << pad("step", 9) << pad("module", 28) << pad("local", 11) << pad("accum.", 11) << "verdict\n";
   for (const ModuleResult& m : r.modules) {
     if (!m.checked) continue;
     o << pad(m.step, 9) << pad(m.module, 28) << pad(sci(m.local_max_abs), 11) << pad(sci(m.accumulated_max_abs), 11)
       << (m.pass ? "PASS" : "FAIL  " + m.reason) << "\n";
   }
-  o << "\n" << r.checked_modules << " module checks, " << r.failed_modules << " failed";
-  if (!r.missing.empty()) o << ", " << r.missing.size() << " inputs not dumped (first: " << r.missing.front() << ")";
+  if (!r.missing.empty()) {
+    // Each unlocalised module with the input it lacked (the output table's site inputs).
+    o << "\nnot localised (an input is not in the candidate; `dsv4 diff --help` lists each module's inputs):\n";
+    std::vector<std::string> done;
+    for (const std::string& in : r.missing) {
+      std::vector<std::string> readers = readers_of(in);
+      if (readers.empty()) readers.push_back("(a module)");
+      for (const std::string& m : readers) {
+        const std::string line = "  " + m + ": needs " + in;
+        if (std::find(done.begin(), done.end(), line) != done.end()) continue;
+        done.push_back(line);
+        o << line << "\n";
+      }
+    }
+  }
   o << "\nfirst divergent module: "
     << (r.first_divergent_module ? *r.first_divergent_module + " (" + *r.first_divergent_step + ")" : "none") << "\n";
   return o.str();
@@ -49,6 +126,10 @@ std::string diff_json(const DiffReport& r) {
   j["checked_modules"] = r.checked_modules;
   j["failed_modules"] = r.failed_modules;
   j["missing_inputs"] = r.missing;
+  nlohmann::json unlocalised = nlohmann::json::array();
+  for (const std::string& in : r.missing)
+    for (const std::string& m : readers_of(in)) unlocalised.push_back({{"module", m}, {"needs", in}});
+  j["not_localised"] = unlocalised;
   nlohmann::json mods = nlohmann::json::array();
   for (const ModuleResult& m : r.modules) {
     if (!m.checked) continue;
@@ -78,7 +159,7 @@ std::string diff_json(const DiffReport& r) {
 }
 
 // Per layer: the largest local and accumulated max-abs errors (all steps), on a log scale.
-std::string diff_svg(const DiffReport& r) {
+std::string diff_svg(const DiffReport& r, const compare::ToleranceParams& tolerance) {
   std::map<std::int64_t, std::pair<double, double>> by_layer;  // layer → (local, accumulated)
   for (const ModuleResult& m : r.modules) {
     if (!m.checked || m.layer < 0) continue;
@@ -98,6 +179,26 @@ std::string diff_svg(const DiffReport& r) {
     accumulated.y.push_back(e.second);
   }
   plot.series = {local, accumulated};
+  // The yardstick: k × the official reference's own local error (the tolerance model's scale).
+  report::Band band{"k x official local error", {}, {}, {}, "#9fd39f"};
+  std::map<std::int64_t, double> yard;
+  for (const ModuleResult& m : r.modules) {
+    if (!m.checked || m.layer < 0) continue;
+    for (const OutputResult& x : m.outputs)
+      if (x.present) yard[m.layer] = std::max(yard[m.layer], tolerance.k * x.local_official_max_abs);
+  }
+  for (const auto& [l, y] : yard) {
+    band.x.push_back(static_cast<double>(l));
+    band.lower.push_back(0.0);
+    band.upper.push_back(y);
+  }
+  plot.bands = {band};
+  for (const ModuleResult& m : r.modules) {
+    if (!m.checked || m.pass || m.layer < 0 || !r.first_divergent_module) continue;
+    if (m.module != *r.first_divergent_module || m.step != *r.first_divergent_step) continue;
+    plot.markers.push_back({static_cast<double>(m.layer), "first divergent: " + m.module + " (" + m.step + ")"});
+    break;
+  }
   return report::svg_line_plot(plot);
 }
 

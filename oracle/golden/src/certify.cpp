@@ -8,12 +8,18 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "dsv4/compare/metrics.hpp"
 #include "dsv4/compare/set_compare.hpp"
+#include "dsv4/compare/ulp.hpp"
+#include "dsv4/config/version.hpp"
 #include "dsv4/golden/read_ahead.hpp"
+#include "dsv4/golden/sha256.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/model/output_table.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -84,8 +90,98 @@ std::vector<double> row_errors(std::span<const double> ex, std::span<const doubl
 }  // namespace
 
 DType certify_ulp_dtype(const Tensor& candidate, DType official_grid) {
+  if (candidate.dtype() == DType::kF32) return compare::float32_dump_dtype(candidate.values<float>());
   if (candidate.dtype() != DType::kF64) return candidate.dtype();
   return compare::widened_dump_dtype(candidate.values<double>(), official_grid);
+}
+
+DType candidate_format_option(const std::string& name) {
+  DType d;
+  try {
+    d = dtype_from_name(name);
+  } catch (const std::invalid_argument& e) {
+    throw InputError("--candidate-format", e.what());
+  }
+  try {
+    (void)compare::ulp_grid(d);
+  } catch (const std::invalid_argument&) {
+    throw InputError("--candidate-format", "'" + name +
+                                               "' is not a floating-point format (bfloat16, float16, "
+                                               "float32, float64, float8_e4m3fn, float8_e5m2)");
+  }
+  return d;
+}
+
+Requirement parse_requirement(const std::string& text) {
+  Requirement r;
+  r.text = text;
+  if (text == "all") return r;
+  if (text == "modules" || text == "none") {
+    r.kind = text == "modules" ? Requirement::Kind::kModules : Requirement::Kind::kNone;
+    return r;
+  }
+  r.kind = Requirement::Kind::kList;
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    std::string p = text.substr(at, comma - at);
+    while (!p.empty() && p.front() == ' ') p.erase(p.begin());
+    while (!p.empty() && p.back() == ' ') p.pop_back();
+    if (p.empty())
+      throw InputError("--require", "an empty pattern in '" + text +
+                                        "' (expected all, modules, none or a comma-separated list of outputs)");
+    r.patterns.push_back(p);
+    at = comma + 1;
+  }
+  return r;
+}
+
+namespace {
+
+// Glob match with '*' (any run of characters, '/' included).
+bool glob_match(std::string_view pattern, std::string_view text) {
+  std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (p < pattern.size() && pattern[p] == text[t]) {
+      ++p;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+}  // namespace
+
+bool is_required(const Requirement& req, const std::string& canonical) {
+  switch (req.kind) {
+    case Requirement::Kind::kAll:
+      return true;
+    case Requirement::Kind::kNone:
+      return false;
+    case Requirement::Kind::kModules: {
+      const std::string output = canonical.substr(canonical.rfind('/') + 1);
+      return output == "out" || output == "out0" || output == "out1" || output == "in";
+    }
+    case Requirement::Kind::kList: {
+      const std::size_t a = canonical.find('/'), b = canonical.rfind('/');
+      const std::string_view whole = canonical;
+      const std::string_view no_step = whole.substr(a + 1);
+      const std::string_view module = whole.substr(a + 1, b - a - 1);
+      for (const std::string& p : req.patterns)
+        if (glob_match(p, whole) || glob_match(p, no_step) || glob_match(p, module)) return true;
+      return false;
+    }
+  }
+  return false;
 }
 
 namespace {
@@ -348,12 +444,60 @@ report::TensorResult judge_value(const Prepared& p, const CertifyOptions& opts) 
       return tr;
   }
   compare::MetricOptions mo;
-  mo.ulp_dtype = certify_ulp_dtype(p.candidate, p.official_grid);
+  mo.ulp_dtype = opts.candidate_format ? *opts.candidate_format : certify_ulp_dtype(p.candidate, p.official_grid);
   mo.rel_floor = compare::rel_floor_for(p.official.exact_rms, *mo.ulp_dtype);
   tr.metrics = compare::compute_metrics(p.candidate, p.exact.values<double>(), mo);
   tr.official = p.official.error;
   tr.verdict = compare::judge_tensor(tr.metrics, tr.official, opts.tolerance);
   return tr;
+}
+
+// Unmatched names get a "did you mean" for at most this many (each costs a scan of the golden's names).
+constexpr std::size_t kMaxHints = 50;
+
+// Levenshtein distance, or limit + 1 when it exceeds limit.
+std::size_t edit_distance(std::string_view a, std::string_view b, std::size_t limit) {
+  if ((a.size() > b.size() ? a.size() - b.size() : b.size() - a.size()) > limit) return limit + 1;
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0], best = ++row[0];
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+      best = std::min(best, row[j]);
+    }
+    if (best > limit) return limit + 1;
+  }
+  return row[b.size()];
+}
+
+// The golden name closest to a candidate's unmatched name: edit distance at most a fifth of its
+// length (at least 2); "" when none is that close.
+std::string closest_name(const std::string& name, const std::vector<std::string>& golden) {
+  const std::size_t limit = std::max<std::size_t>(2, name.size() / 5);
+  std::size_t best = limit + 1;
+  std::string found;
+  for (const std::string& g : golden) {
+    const std::size_t d = edit_distance(name, g, std::min(limit, best));
+    if (d < best) {
+      best = d;
+      found = g;
+    }
+  }
+  return found;
+}
+
+// The first output in execution order whose verdict is FAIL (tensors and sets are each in that order).
+std::string first_failure(const report::CertifyReport& rep) {
+  std::vector<std::string> failing;
+  for (const auto& t : rep.tensors)
+    if (!t.passes()) failing.push_back(t.name);
+  for (const auto& s : rep.sets)
+    if (!s.passes()) failing.push_back(s.name);
+  sort_in_execution_order(failing);
+  return failing.empty() ? std::string() : failing.front();
 }
 
 }  // namespace
@@ -364,12 +508,19 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
   rep.candidate = cand.source().path();
   rep.tolerance = opts.tolerance;
 
-  const std::vector<std::string> names = g.canonical_names();
+  rep.golden_sha256 = sha256_hex(g.manifest_text());
+  rep.dsv4_version = kDsv4Version;
+  rep.requirement = opts.require.text;
+  rep.map_unused = cand.mapping().unused;
+
+  std::vector<std::string> names = g.canonical_names();
+  sort_in_execution_order(names);
   const std::set<std::string> golden_names(names.begin(), names.end());
   for (const std::string& c : cand.names()) {
     const bool scale_of_output =
         c.ends_with(kScaleSuffix) && golden_names.count(c.substr(0, c.size() - kScaleSuffix.size())) != 0;
-    if (golden_names.count(c) == 0 && !scale_of_output) rep.unmatched.push_back(c);
+    if (golden_names.count(c) == 0 && !scale_of_output)
+      rep.unmatched.push_back({c, rep.unmatched.size() < kMaxHints ? closest_name(c, names) : std::string()});
   }
   std::vector<std::string> held;
   for (const std::string& name : names) {
@@ -377,6 +528,7 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
       held.push_back(name);
     } else if (g.find("exact/" + name)->role != GoldenRole::kDecision) {
       rep.missing.push_back(name);
+      if (is_required(opts.require, name)) rep.required_missing.push_back(name);
     }
   }
 
@@ -405,11 +557,8 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
     Prepared p = reader.take(i);
     const GoldenEntry& ge = *g.find("exact/" + p.name);
     if (!p.shape_ok) {
-      report::TensorResult tr;
-      tr.name = p.name;
-      tr.shape = p.candidate.shape();
-      tr.verdict = failed(shape_differs(p.candidate, ge));
-      rep.tensors.push_back(std::move(tr));
+      // Not a failed check but a candidate that does not fit the golden (exit 2 as in `dsv4 diff`).
+      throw InputError(p.where, shape_differs(p.candidate, ge) + " (canonical name " + p.name + ")");
     } else if (ge.role == GoldenRole::kDiscrete) {
       rep.sets.push_back(judge_discrete(g, p, opts));
     } else {
@@ -418,6 +567,7 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
     reader.recycle(std::move(p));
   }
   rejudge_after_flips(g, opts, rep);
+  rep.first_failure = first_failure(rep);
   return rep;
 }
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "dsv4/io/input_error.hpp"
+#include "dsv4/io/temp_files.hpp"
 
 namespace dsv4 {
 
@@ -20,9 +21,12 @@ std::string errno_text() { return std::strerror(errno); }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   static std::atomic<unsigned> counter{0};
+  remove_stale_temps(path_);
   for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
-    tmp_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    tmp_ = temp_name(path_, counter++);
+    register_temp(tmp_);  // before it exists: a signal between the two finds nothing to remove
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd_ < 0) unregister_temp(tmp_);
     if (fd_ < 0 && errno != EEXIST) break;
   }
   if (fd_ < 0) throw InputError(path_, "cannot create a temporary file next to it: " + errno_text());
@@ -30,7 +34,10 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(tmp_.c_str());
+  if (!committed_) {
+    ::unlink(tmp_.c_str());
+    unregister_temp(tmp_);
+  }
 }
 
 void AtomicFile::fail(const std::string& what) {
@@ -38,6 +45,7 @@ void AtomicFile::fail(const std::string& what) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   ::unlink(tmp_.c_str());
+  unregister_temp(tmp_);
   committed_ = true;  // nothing left to clean up
   throw InputError(path_, what + ": " + why);
 }
@@ -59,6 +67,7 @@ void AtomicFile::commit() {
   fd_ = -1;
   if (::close(fd) != 0) fail("write failed");
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot rename the temporary file into place");
+  unregister_temp(tmp_);
   committed_ = true;
 }
 

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "dsv4/io/temp_files.hpp"
 #include "dtype_names.hpp"
 
 namespace dsv4 {
@@ -366,6 +367,7 @@ void Hdf5File::close_quietly() noexcept {
   }
   if (!tmp_.empty()) {
     ::unlink(tmp_.c_str());
+    unregister_temp(tmp_);
     tmp_.clear();
   }
 }
@@ -407,9 +409,12 @@ Hdf5File Hdf5File::create(const std::string& path) {
   f.path_ = path;
   const H fapl = strong_fapl();
   const H fcpl = untimed(H5P_FILE_CREATE);  // the root group
+  remove_stale_temps(path);
   for (int attempt = 0; attempt < 100 && f.file_ < 0; ++attempt) {
-    f.tmp_ = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    f.tmp_ = temp_name(path, counter++);
+    register_temp(f.tmp_);
     f.file_ = H5Fcreate(f.tmp_.c_str(), H5F_ACC_EXCL, fcpl.get(), fapl.get());
+    if (f.file_ < 0) unregister_temp(f.tmp_);
     if (f.file_ < 0 && ::access(f.tmp_.c_str(), F_OK) != 0) break;  // not a name clash
   }
   if (f.file_ < 0) {
@@ -446,9 +451,11 @@ void Hdf5File::commit() {
     if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
       const std::string why = std::strerror(errno);
       ::unlink(tmp_.c_str());
+      unregister_temp(tmp_);
       tmp_.clear();
       throw InputError(path_, "cannot rename the temporary file into place: " + why);
     }
+    unregister_temp(tmp_);
     tmp_.clear();
   }
 }

@@ -41,6 +41,11 @@ NameMap parse_name_map(std::string_view text, const std::string& where) {
     const std::string& key = it.key();
     const json& v = it.value();
     if (key == "comment") continue;
+    if (key == "strict") {
+      if (!v.is_boolean()) throw InputError(where, "\"strict\" is not true or false");
+      m.strict = v.get<bool>();
+      continue;
+    }
     if (key == "rename") {
       if (!v.is_object()) throw InputError(where, "\"rename\" is not an object of name → canonical name");
       for (auto r = v.begin(); r != v.end(); ++r) {
@@ -80,7 +85,8 @@ NameMap parse_name_map(std::string_view text, const std::string& where) {
         m.patterns.push_back(std::move(pat));
       }
     } else {
-      throw InputError(where, "unknown key " + q_name(key) + " (a map has \"rename\", \"patterns\", \"comment\")");
+      throw InputError(where,
+                       "unknown key " + q_name(key) + " (a map has \"rename\", \"patterns\", \"strict\", \"comment\")");
     }
   }
   return m;
@@ -156,7 +162,7 @@ MappedNames apply_name_map(const NameMap& map, const std::vector<std::string>& n
       throw InputError(
           map.where, "no entry of the map matches any of the " + std::to_string(names.size()) + " names in " + source);
     }
-    if (opts.strict && !r.unused.empty()) {
+    if ((opts.strict || map.strict) && !r.unused.empty()) {
       throw InputError(map.where, std::to_string(r.unused.size()) + " map entries match nothing in " + source +
                                       ", first: " + r.unused.front());
     }

@@ -1,8 +1,10 @@
 // Certify report rendering (certify_report.hpp).
 #include "dsv4/report/certify_report.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <utility>
 
 #include "dsv4/report/text_table.hpp"
@@ -142,8 +144,90 @@ std::int64_t CertifyReport::failed_sets() const {
   return n;
 }
 
-std::string format_text(const CertifyReport& r) {
-  std::string out = "golden:    " + r.golden + "\ncandidate: " + r.candidate + "\n";
+bool CertifyReport::pass() const {
+  return checked() > 0 && failed_tensors() == 0 && failed_sets() == 0 && required_missing.empty();
+}
+
+namespace {
+
+// "certify: PASS — …" / "certify: FAIL — …": what decided, then the counts.
+std::string verdict_line(const CertifyReport& r) {
+  std::string why;
+  if (r.checked() == 0) {
+    why = "the candidate holds none of the golden's outputs (nothing was checked)";
+  } else if (!r.first_failure.empty()) {
+    why = "first failing output in execution order: " + r.first_failure;
+  } else if (!r.required_missing.empty()) {
+    why = std::to_string(r.required_missing.size()) + " required output(s) missing from the candidate (--require " +
+          r.requirement + ")";
+  } else {
+    why = "every checked output passes";
+  }
+  const auto nt = static_cast<std::int64_t>(r.tensors.size());
+  const auto ns = static_cast<std::int64_t>(r.sets.size());
+  return "certify: " + std::string(r.pass() ? "PASS" : "FAIL") + " — " + why + "\n  " + std::to_string(nt) +
+         " tensors checked (" + std::to_string(r.failed_tensors()) + " FAIL), " + std::to_string(ns) +
+         " discrete outputs (" + std::to_string(r.failed_sets()) + " FAIL); " + std::to_string(r.missing.size()) +
+         " golden outputs not in the candidate, " + std::to_string(r.required_missing.size()) +
+         " of them required (--require " + r.requirement + ")\n";
+}
+
+// Missing outputs grouped by module (step dropped): "  layers.1.hc_attn: y, post, comb (prefill, decode0)".
+std::string grouped_by_module(const std::vector<std::string>& names) {
+  struct Group {
+    std::vector<std::string> outputs, steps;
+  };
+  std::vector<std::pair<std::string, Group>> groups;  // in first-appearance (execution) order
+  const auto add_unique = [](std::vector<std::string>& v, const std::string& x) {
+    if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
+  };
+  for (const std::string& n : names) {
+    const auto a = n.find('/'), b = n.rfind('/');
+    const bool canonical = a != std::string::npos && b != a;
+    const std::string module = canonical ? n.substr(a + 1, b - a - 1) : n;
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == module; });
+    if (it == groups.end()) it = groups.insert(groups.end(), {module, Group{}});
+    if (canonical) {
+      add_unique(it->second.outputs, n.substr(b + 1));
+      add_unique(it->second.steps, n.substr(0, a));
+    }
+  }
+  const auto joined = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  };
+  std::string out;
+  for (const auto& [module, g] : groups) {
+    out += "  " + module;
+    if (!g.outputs.empty()) out += ": " + joined(g.outputs) + " (" + joined(g.steps) + ")";
+    out += "\n";
+  }
+  return out;
+}
+
+// The near-tie swaps of one set, summarised: "12 of 140 rows".
+std::string near_tie_summary(const SetResult& s) {
+  std::int64_t n = 0;
+  double smallest_slack = std::numeric_limits<double>::infinity();
+  for (const auto& row : s.comparison.differing) {
+    if (row.status != compare::RowStatus::kNearTie) continue;
+    ++n;
+    smallest_slack = std::min(smallest_slack, row.slack);
+  }
+  if (n == 0) return "";
+  return "  " + s.name + ": near-tie swaps accepted in " + std::to_string(n) + " of " +
+         std::to_string(s.comparison.rows) + " rows (smallest slack " + sci(smallest_slack) +
+         "; --verbose lists them)\n";
+}
+
+}  // namespace
+
+std::string format_text(const CertifyReport& r, Detail detail) {
+  const bool quiet = detail == Detail::kQuiet, verbose = detail == Detail::kVerbose;
+  std::string out = verdict_line(r);
+  out += "golden:    " + r.golden + (r.golden_sha256.empty() ? "" : " (manifest sha256 " + r.golden_sha256 + ")") +
+         "\ncandidate: " + r.candidate + "\n";
   char model[160];
   std::snprintf(model, sizeof model,
                 "tolerance: |err| <= %g x official + floor (max abs: %g ulp, rms: %.3g ulp; bias: %g sigma + %g ulp)\n",
@@ -151,7 +235,7 @@ std::string format_text(const CertifyReport& r) {
                 r.tolerance.bias_floor_ulps);
   out += model;
 
-  if (!r.tensors.empty()) {
+  if (!r.tensors.empty() && (!quiet || r.failed_tensors() > 0)) {
     TextTable t;
     t.add_column("tensor");
     t.add_column("dtype");
@@ -159,6 +243,7 @@ std::string format_text(const CertifyReport& r) {
     for (const char* h : {"max_abs", "max_rel", "rms", "cos_diff", "max_ulp", "<=1ulp"}) t.add_column(h, Align::kRight);
     t.add_column("verdict");
     for (const auto& x : r.tensors) {
+      if (quiet && x.passes()) continue;
       const auto& m = x.metrics;
       t.add_row({x.name, std::string(dtype_name(m.ulp_dtype)), shape_string(x.shape), sci(m.max_abs), sci(m.max_rel),
                  sci(m.rms), sci(m.cosine_diff), std::to_string(m.max_ulp), within_one_ulp(m),
@@ -166,13 +251,14 @@ std::string format_text(const CertifyReport& r) {
     }
     out += "\n" + t.render();
   }
-  if (!r.sets.empty()) {
+  if (!r.sets.empty() && (!quiet || r.failed_sets() > 0)) {
     TextTable t;
     t.add_column("discrete output");
     t.add_column("kind");
     for (const char* h : {"rows", "k", "identical", "near-tie", "rejected"}) t.add_column(h, Align::kRight);
     t.add_column("verdict");
     for (const auto& s : r.sets) {
+      if (quiet && s.passes()) continue;
       const auto& c = s.comparison;
       t.add_row({s.name, s.kind, std::to_string(c.rows), std::to_string(c.k), std::to_string(c.identical),
                  std::to_string(c.near_tie), std::to_string(c.rejected),
@@ -183,44 +269,67 @@ std::string format_text(const CertifyReport& r) {
 
   std::string details;
   for (const auto& x : r.tensors) {
-    if (x.verdict.verdict == compare::Verdict::kFail) details += "  " + x.name + ": " + x.verdict.reason + "\n";
+    if (x.verdict.verdict == compare::Verdict::kFail && (!quiet || !x.passes()))
+      details += "  " + x.name + ": " + x.verdict.reason + "\n";
     const bool e2e_pass = x.verdict.verdict == compare::Verdict::kPass;
-    if (x.local && (!x.passes() || x.passes() != e2e_pass))
+    if (x.local && (!x.passes() || (!quiet && x.passes() != e2e_pass)))
       details += "  " + x.name + ": " + local_text(*x.local) + "\n";
   }
   for (const auto& s : r.sets)
-    if (s.local && (!s.passes() || s.passes() != s.comparison.pass()))
+    if (s.local && (!s.passes() || (!quiet && s.passes() != s.comparison.pass())))
       details += "  " + s.name + ": " + local_text(*s.local) + "\n";
   for (const auto& s : r.sets) {
-    for (const auto& row : s.comparison.differing) {
-      details += "  " + s.name + " row " + std::to_string(row.row) + ": " + row.reason + "\n";
-    }
+    if (quiet && s.passes()) continue;
+    for (const auto& row : s.comparison.differing)
+      if (verbose || row.status != compare::RowStatus::kNearTie)
+        details += "  " + s.name + " row " + std::to_string(row.row) + ": " + row.reason + "\n";
+    if (!verbose && !quiet) details += near_tie_summary(s);
   }
   if (!details.empty()) out += "\ndetails:\n" + details;
-  auto names = [](const char* title, const std::vector<std::string>& v) {
-    if (v.empty()) return std::string();
-    std::string s = std::string("\n") + title + " (" + std::to_string(v.size()) + "):";
-    for (const auto& n : v) s += " " + n;
-    return s + "\n";
-  };
-  out += names("missing from the candidate", r.missing);
-  out += names("candidate tensors matching no golden output", r.unmatched);
-
-  const auto nt = static_cast<std::int64_t>(r.tensors.size());
-  const auto ns = static_cast<std::int64_t>(r.sets.size());
-  out += "\nsummary: " + std::to_string(nt) + " tensors checked (" + std::to_string(nt - r.failed_tensors()) +
-         " PASS, " + std::to_string(r.failed_tensors()) + " FAIL), " + std::to_string(ns) + " discrete outputs (" +
-         std::to_string(ns - r.failed_sets()) + " PASS, " + std::to_string(r.failed_sets()) + " FAIL), " +
-         std::to_string(r.missing.size()) + " missing: " + (r.pass() ? "PASS" : "FAIL") + "\n";
+  if (!r.required_missing.empty())
+    out += "\nrequired but missing from the candidate (" + std::to_string(r.required_missing.size()) +
+           " outputs, by module):\n" + grouped_by_module(r.required_missing);
+  const std::size_t not_required = r.missing.size() - r.required_missing.size();
+  if (verbose && not_required > 0) {
+    std::vector<std::string> rest;
+    for (const auto& n : r.missing)
+      if (std::find(r.required_missing.begin(), r.required_missing.end(), n) == r.required_missing.end())
+        rest.push_back(n);
+    out += "\nnot in the candidate, not required (" + std::to_string(rest.size()) + " outputs, by module):\n" +
+           grouped_by_module(rest);
+  } else if (!quiet && not_required > 0) {
+    out +=
+        "\nnot in the candidate, not required: " + std::to_string(not_required) + " outputs (--verbose lists them)\n";
+  }
+  if (!r.unmatched.empty()) {
+    out += "\ncandidate tensors matching no golden output (" + std::to_string(r.unmatched.size()) + "):\n";
+    const std::size_t shown = verbose ? r.unmatched.size() : std::min<std::size_t>(r.unmatched.size(), 20);
+    for (std::size_t i = 0; i < shown; ++i) {
+      const Unmatched& u = r.unmatched[i];
+      out += "  " + u.name + (u.did_you_mean.empty() ? "" : " (did you mean " + u.did_you_mean + "?)") + "\n";
+    }
+    if (shown < r.unmatched.size())
+      out += "  … and " + std::to_string(r.unmatched.size() - shown) + " more (--verbose lists them)\n";
+  }
+  if (!r.map_unused.empty()) {
+    out += "\nname-map entries matching no candidate tensor (" + std::to_string(r.map_unused.size()) + "):\n";
+    for (const auto& u : r.map_unused) out += "  " + u + "\n";
+  }
+  out += "\n" + verdict_line(r).substr(0, verdict_line(r).find('\n') + 1);
   return out;
 }
 
 nlohmann::json to_json(const CertifyReport& r) {
   nlohmann::json j;
-  j["schema"] = "dsv4-certify-report/1";
+  j["schema"] = "dsv4-certify-report/2";
+  j["dsv4_version"] = r.dsv4_version;
   j["golden"] = r.golden;
+  j["golden_sha256"] = r.golden_sha256;
   j["candidate"] = r.candidate;
+  j["options"] = r.options;
   j["verdict"] = r.pass() ? "PASS" : "FAIL";
+  j["first_failure"] = r.first_failure.empty() ? nlohmann::json() : nlohmann::json(r.first_failure);
+  j["requirement"] = r.requirement;
   j["tolerance"] = {{"k", r.tolerance.k},
                     {"floor_max_ulps", r.tolerance.floor_max_ulps},
                     {"floor_rms_ulps", r.tolerance.floor_rms_ulps},
@@ -269,12 +378,16 @@ nlohmann::json to_json(const CertifyReport& r) {
   }
   j["sets"] = sets;
   j["missing"] = r.missing;
-  j["unmatched"] = r.unmatched;
-  j["summary"] = {{"tensors_checked", r.tensors.size()},
-                  {"tensors_failed", r.failed_tensors()},
-                  {"sets_checked", r.sets.size()},
-                  {"sets_failed", r.failed_sets()},
-                  {"missing", r.missing.size()}};
+  j["required_missing"] = r.required_missing;
+  nlohmann::json unmatched = nlohmann::json::array();
+  for (const Unmatched& u : r.unmatched)
+    unmatched.push_back({{"name", u.name},
+                         {"did_you_mean", u.did_you_mean.empty() ? nlohmann::json() : nlohmann::json(u.did_you_mean)}});
+  j["unmatched"] = unmatched;
+  j["map_unused"] = r.map_unused;
+  j["summary"] = {{"tensors_checked", r.tensors.size()}, {"tensors_failed", r.failed_tensors()},
+                  {"sets_checked", r.sets.size()},       {"sets_failed", r.failed_sets()},
+                  {"missing", r.missing.size()},         {"required_missing", r.required_missing.size()}};
   return j;
 }
 

@@ -78,6 +78,10 @@ std::string svg_line_plot(const LinePlot& p) {
                                   " x values and " + std::to_string(s.y.size()) + " y values");
     }
   }
+  for (const Band& b : p.bands) {
+    if (b.x.size() != b.lower.size() || b.x.size() != b.upper.size())
+      throw std::invalid_argument("svg_line_plot: band '" + b.name + "' has vectors of different lengths");
+  }
   const double pl = kPlotLeft, pt = kPlotTop;
   const double pw = p.width - kPlotLeft - kPlotRight, ph = p.height - kPlotTop - kPlotBottom;
 
@@ -94,6 +98,15 @@ std::string svg_line_plot(const LinePlot& p) {
       x1 = std::max(x1, s.x[i]);
       y0 = std::min(y0, s.y[i]);
       y1 = std::max(y1, s.y[i]);
+    }
+  }
+  for (const Band& b : p.bands) {
+    for (std::size_t i = 0; i < b.x.size(); ++i) {
+      if (!drawable(b.x[i], b.upper[i], p.log_y)) continue;
+      x0 = std::min(x0, b.x[i]);
+      x1 = std::max(x1, b.x[i]);
+      y0 = std::min(y0, b.upper[i]);
+      y1 = std::max(y1, b.upper[i]);
     }
   }
   const bool empty = !(x0 <= x1);
@@ -156,9 +169,47 @@ std::string svg_line_plot(const LinePlot& p) {
   o += "<text x=\"18\" y=\"" + coord(pt + ph / 2) + "\" text-anchor=\"middle\" transform=\"rotate(-90 18 " +
        coord(pt + ph / 2) + ")\">" + xml_escape(p.y_label) + "</text>\n";
 
+  // Bands: one polygon per run of points whose upper value is drawable (lower clamped to the axis).
+  double legend_y = pt + 10;
+  const double lx = pl + pw + 14;
+  for (const Band& b : p.bands) {
+    std::vector<std::pair<double, double>> top, bottom;
+    auto flush = [&] {
+      if (top.size() >= 2) {
+        std::string pts;
+        for (const auto& [x, y] : top) pts += (pts.empty() ? "" : " ") + coord(x) + "," + coord(y);
+        for (auto it = bottom.rbegin(); it != bottom.rend(); ++it)
+          pts += " " + coord(it->first) + "," + coord(it->second);
+        o += "<polygon fill=\"" + b.color + "\" fill-opacity=\"0.35\" stroke=\"none\" points=\"" + pts + "\"/>\n";
+      }
+      top.clear();
+      bottom.clear();
+    };
+    for (std::size_t i = 0; i < b.x.size(); ++i) {
+      if (!drawable(b.x[i], b.upper[i], p.log_y)) {
+        flush();
+        continue;
+      }
+      const double lo = drawable(b.x[i], b.lower[i], p.log_y) ? std::min(py(b.lower[i]), pt + ph) : pt + ph;
+      top.emplace_back(px(b.x[i]), py(b.upper[i]));
+      bottom.emplace_back(px(b.x[i]), lo);
+    }
+    flush();
+    o += "<rect x=\"" + coord(lx) + "\" y=\"" + coord(legend_y - 6) + "\" width=\"24\" height=\"12\" fill=\"" +
+         b.color + "\" fill-opacity=\"0.35\"/>\n";
+    o += "<text x=\"" + coord(lx + 30) + "\" y=\"" + coord(legend_y + 4) + "\">" + xml_escape(b.name) + "</text>\n";
+    legend_y += 18;
+  }
+  for (const Marker& m : p.markers) {
+    if (!std::isfinite(m.x) || m.x < x0 || m.x > x1) continue;
+    o += "<line x1=\"" + coord(px(m.x)) + "\" y1=\"" + coord(pt) + "\" x2=\"" + coord(px(m.x)) + "\" y2=\"" +
+         coord(pt + ph) + "\" stroke=\"" + m.color + "\" stroke-width=\"2\"/>\n";
+    o += "<text x=\"" + coord(px(m.x) + 4) + "\" y=\"" + coord(pt + 14) + "\" fill=\"" + m.color + "\">" +
+         xml_escape(m.label) + "</text>\n";
+  }
+
   // Series: a polyline per run of drawable points, a circle per point, a legend entry.
   std::size_t palette = 0;
-  double legend_y = pt + 10;
   for (const Series& s : p.series) {
     const std::string color = s.color.empty() ? kPalette[palette++ % std::size(kPalette)] : s.color;
     const std::string dash = s.dashed ? " stroke-dasharray=\"6 4\"" : "";
@@ -188,7 +239,6 @@ std::string svg_line_plot(const LinePlot& p) {
            "\"/>\n";
     }
     o += "</g>\n";
-    const double lx = pl + pw + 14;
     o += "<line x1=\"" + coord(lx) + "\" y1=\"" + coord(legend_y) + "\" x2=\"" + coord(lx + 24) + "\" y2=\"" +
          coord(legend_y) + "\" stroke=\"" + color + "\" stroke-width=\"2\"" + dash + "/>\n";
     o += "<text x=\"" + coord(lx + 30) + "\" y=\"" + coord(legend_y + 4) + "\">" + xml_escape(s.name) + "</text>\n";

@@ -1,7 +1,10 @@
 // The typed output table (output_table.hpp): one description per recorded output.
 #include "dsv4/model/output_table.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <limits>
+#include <utility>
 
 namespace dsv4 {
 
@@ -170,6 +173,52 @@ std::optional<OutputRef> describe_output(std::string_view canonical, const Model
     }
   }
   return std::nullopt;
+}
+
+std::int64_t step_rank(std::string_view step) {
+  constexpr std::int64_t kOther = std::numeric_limits<std::int64_t>::max();
+  if (step == "prefill") return 0;
+  constexpr std::string_view kDecode = "decode";
+  if (step.substr(0, kDecode.size()) != kDecode) return kOther;
+  std::int64_t n = -1;
+  const char* last = step.data() + step.size();
+  const auto [end, ec] = std::from_chars(step.data() + kDecode.size(), last, n);
+  return ec == std::errc() && end == last && n >= 0 && n < kOther - 1 ? n + 1 : kOther;
+}
+
+ExecutionKey execution_key(const OutputRef& r) {
+  ExecutionKey k;
+  k.step = step_rank(r.step);
+  k.site = r.site - output_sites().data();
+  k.output = r.desc - r.site->outputs.data();
+  std::int64_t n = 0;
+  std::string_view rest;
+  if (numbered_prefix(r.module, "mtp.", n, rest)) {
+    k.phase = 3;
+    k.index = n;
+    k.part = r.site->scope == SiteScope::kBlock ? 1 : (r.site->kind == SiteKind::kMtpInput ? 0 : 2);
+  } else if (r.site->scope == SiteScope::kBlock) {
+    k.phase = 1;
+    k.index = r.block;
+  } else {
+    k.phase = r.site->kind == SiteKind::kEmbed ? 0 : 2;
+  }
+  return k;
+}
+
+void sort_in_execution_order(std::vector<std::string>& names) {
+  std::vector<std::pair<std::optional<ExecutionKey>, std::string>> keyed;
+  keyed.reserve(names.size());
+  for (std::string& n : names) {
+    const std::optional<OutputRef> r = describe_output(n);
+    keyed.emplace_back(r ? std::optional<ExecutionKey>(execution_key(*r)) : std::nullopt, std::move(n));
+  }
+  std::stable_sort(keyed.begin(), keyed.end(), [](const auto& a, const auto& b) {
+    if (a.first.has_value() != b.first.has_value()) return a.first.has_value();
+    if (a.first && *a.first != *b.first) return *a.first < *b.first;
+    return a.second < b.second;
+  });
+  for (std::size_t i = 0; i < names.size(); ++i) names[i] = std::move(keyed[i].second);
 }
 
 }  // namespace dsv4

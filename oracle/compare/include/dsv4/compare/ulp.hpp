@@ -44,8 +44,13 @@ std::int64_t ulp_ordinal(const UlpGrid& grid, double x);
 // True when x is finite and exactly a finite value of the grid.
 bool on_grid(const UlpGrid& grid, double x);
 // The number format float64 values are judged in: `official` (the golden's grid of the output)
-// when every finite value lies on its grid — a widened dump of that format — else float64.
+// when every finite value lies on its grid — a widened dump of that format — else float64; and
+// bf16 when every finite value lies on the bf16 grid and the official grid is bf16 or fp32 (an
+// engine that keeps an fp32 output in bf16: judged in bf16, not in 2^16 times finer fp32 ulps).
 DType widened_dump_dtype(std::span<const double> values, DType official);
+// float32 values: bf16 when every finite value lies on the bf16 grid (bf16 values stored in an
+// fp32 container), else float32.
+DType float32_dump_dtype(std::span<const float> values);
 // The ULP distance |ordinal(c) − ordinal(round(r))| (c and r not NaN).
 std::uint64_t ulp_distance(const UlpGrid& grid, double candidate, double reference);
 // The spacing of the grid at |x|: 2^(max(min(⌊log2|x|⌋, emax), emin) − M) (at 0 and in the

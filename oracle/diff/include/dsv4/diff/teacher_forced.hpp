@@ -89,8 +89,18 @@ DiffReport teacher_forced_diff(const ModelConfig& c, const ModelWeights& w, cons
                                const compare::ToleranceParams& tolerance = {},
                                std::optional<DType> candidate_format = std::nullopt);
 
-std::string diff_table(const DiffReport& r);  // one line per module, readable
-std::string diff_json(const DiffReport& r);   // {"first_divergent_module": …, "modules": […]}
-std::string diff_svg(const DiffReport& r);    // local vs accumulated error by layer (log scale)
+// The verdict and first divergent module first, one line per module, then each module that could
+// not be localised with the input it lacked.
+std::string diff_table(const DiffReport& r);
+std::string diff_json(const DiffReport& r);  // {"first_divergent_module": …, "modules": […]}
+// Local vs accumulated error by layer (log scale), the band 0 … k × the official reference's local
+// error, and a marker at the first divergent module's layer.
+std::string diff_svg(const DiffReport& r, const compare::ToleranceParams& tolerance = {});
+// The modules (as "<step>/<module path>") that read a recorded tensor — the output table's site
+// inputs; used to say which module a missing input left unlocalised.
+std::vector<std::string> readers_of(const std::string& canonical);
+// Per module (site of the output table): the outputs the diff checks and the candidate tensors it
+// needs as inputs, for `dsv4 diff --help`.
+std::string diff_requirements_text();
 
 }  // namespace dsv4::diff

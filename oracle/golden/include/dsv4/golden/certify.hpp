@@ -12,7 +12,9 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "dsv4/compare/tolerance.hpp"
 #include "dsv4/golden/golden.hpp"
@@ -29,8 +31,38 @@ struct LocalVerdict {
 // Keys: canonical output names ("prefill/layers.3.ffn/out") and modules ("prefill/layers.3.ffn").
 using LocalVerdicts = std::map<std::string, LocalVerdict>;
 
+// Which golden outputs a candidate must hold (`certify --require`): a certify that checked fewer
+// FAILs and names the missing ones. Decision data (the golden's scores, margins and choice scores)
+// are never required: an engine need not compute them.
+struct Requirement {
+  enum class Kind {
+    kAll,      // every golden output (value tensors and discrete outputs)
+    kModules,  // every module's own outputs — those a forward hook sees: out, out0, out1, in
+    kList,     // the outputs matching `patterns`
+    kNone,     // nothing (at least one output must still be checked)
+  };
+  Kind kind = Kind::kAll;
+  // kList: each a canonical name, a name without its step (layers.1.attn/out), a module path
+  // (layers.1.attn: each of its outputs) or any of those with '*' wildcards (layers.*.ffn/out).
+  std::vector<std::string> patterns;
+  std::string text = "all";  // as given
+};
+// "all", "modules", "none" or a comma-separated list of patterns; InputError (naming --require)
+// for an empty list or an empty pattern.
+Requirement parse_requirement(const std::string& text);
+// Whether the requirement asks for this golden output (a canonical name).
+bool is_required(const Requirement& req, const std::string& canonical);
+
+// `--candidate-format NAME` (certify and diff): a floating-point dtype name (bfloat16, float16,
+// float32, float64, float8_e4m3fn, …); InputError naming the option for anything else.
+DType candidate_format_option(const std::string& name);
+
 struct CertifyOptions {
   compare::ToleranceParams tolerance;
+  Requirement require;
+  // The number format of every float output of the candidate, as diff's --candidate-format:
+  // ULPs and noise floor in it. nullopt: certify_ulp_dtype's rule per tensor.
+  std::optional<DType> candidate_format;
   // Decision-aware judging. A legitimate engine may take another discrete decision at a near-tie
   // (accepted by the set comparison); from there on the golden's values describe the other branch
   // of that decision and end-to-end errors of O(1) are expected. So every output that FAILS end to
@@ -47,8 +79,9 @@ report::CertifyReport certify(const Golden& golden, const MappedTensorSource& ca
                               const CertifyOptions& opts = {});
 
 // The number format a candidate tensor is judged in (ULPs, noise floor): its storage dtype, except
-// float64 whose finite values all lie on the golden's official grid (bf16 or fp32) — a widened
-// engine dump — which is judged in that grid; other float64 tensors in float64.
+// a widened engine dump — float64 whose finite values all lie on the golden's official grid (bf16
+// or fp32), judged in that grid, and float32 (or float64 of an fp32 output) whose values all lie on
+// the bf16 grid: bf16 values stored in a wider container, judged in bf16 (compare::widened_dump_dtype).
 DType certify_ulp_dtype(const Tensor& candidate, DType official_grid);
 
 }  // namespace dsv4

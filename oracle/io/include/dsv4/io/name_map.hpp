@@ -8,7 +8,8 @@
 //     "patterns": [{"match": "blk\\.(\\d+)\\.attn_out", "name": "prefill/layers.$1.attn/out"}, ...]
 //   }
 //
-// and optionally "comment" (any value, ignored). "rename" maps exact names. "patterns" are
+// and optionally "strict" (true: an entry that matches nothing is an error, as NameMapOptions::strict)
+// and "comment" (any value, ignored). "rename" maps exact names. "patterns" are
 // ECMAScript regular expressions that must match the *whole* name; "name" is the replacement,
 // with $1…$99 for groups, $& for the whole match and $$ for a dollar. A name is mapped by its exact
 // entry when there is one, else by the first pattern that matches it; a name nothing matches is
@@ -44,6 +45,7 @@ struct NameMap {
   std::string where;  // the map file, for messages
   std::map<std::string, std::string> exact;
   std::vector<NameMapPattern> patterns;
+  bool strict = false;  // the file's "strict": entries matching nothing are an error
   bool empty() const { return exact.empty() && patterns.empty(); }
 };
 

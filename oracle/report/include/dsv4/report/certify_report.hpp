@@ -46,28 +46,52 @@ struct SetResult {
   bool passes() const;
 };
 
+// A candidate tensor that names no golden output, with the closest golden name when one is close.
+struct Unmatched {
+  std::string name;
+  std::string did_you_mean;  // "" when no golden name is close
+};
+
 struct CertifyReport {
   std::string golden;  // labels of what was compared (e.g. file paths)
   std::string candidate;
+  std::string golden_sha256;  // the golden's manifest SHA-256 (its identity)
+  std::string dsv4_version;
+  nlohmann::json options = nlohmann::json::object();  // what the run was asked for (JSON "options")
   compare::ToleranceParams tolerance;
+  // Both in execution order (step, layer, module; output_table.hpp ExecutionKey).
   std::vector<TensorResult> tensors;
   std::vector<SetResult> sets;
-  std::vector<std::string> missing;    // golden outputs the candidate does not hold
-  std::vector<std::string> unmatched;  // candidate tensors that name no golden output
+  std::string requirement;                    // the coverage asked for, in words ("all", "modules", a list)
+  std::vector<std::string> missing;           // golden outputs the candidate does not hold (execution order)
+  std::vector<std::string> required_missing;  // those of them the requirement asks for: each a FAIL
+  std::vector<Unmatched> unmatched;           // candidate tensors that name no golden output
+  std::vector<std::string> map_unused;        // name-map entries that matched no candidate tensor
+  std::string first_failure;                  // the first failing output in execution order ("" none)
 
   std::int64_t failed_tensors() const;
   std::int64_t failed_sets() const;
-  // Every checked tensor and set passes (missing outputs are reported, not failed).
-  bool pass() const { return failed_tensors() == 0 && failed_sets() == 0; }
+  std::int64_t checked() const { return static_cast<std::int64_t>(tensors.size() + sets.size()); }
+  // At least one output checked, every checked tensor and set passes, no required output missing.
+  bool pass() const;
 };
 
-// Tables: tensors (name, dtype, shape, max abs, max rel, RMS, cosine diff, max ulp, share of
-// elements within 1 ulp, verdict), sets (rows, identical, near-tie, rejected, verdict), then the
-// reason of every failure and every non-identical row, the missing and unmatched names, and a
-// summary line ending in PASS or FAIL.
-std::string format_text(const CertifyReport& report);
+// How much the text report says.
+enum class Detail {
+  kQuiet,    // the verdict, the failures and what is missing that was required
+  kNormal,   // + the tables (execution order), accepted near-tie swaps as counts per output
+  kVerbose,  // + every differing row of every set, every missing output
+};
 
-// Schema "dsv4-certify-report/1" (README §Report JSON). Numbers that are not finite are written
+// The verdict first (PASS/FAIL, the first failing output in execution order, the counts), then the
+// tables — tensors (name, dtype, shape, max abs, max rel, RMS, cosine diff, max ulp, share of
+// elements within 1 ulp, verdict) and sets (rows, identical, near-tie, rejected, verdict) — in
+// execution order, the reason of every failure, near-tie swaps (counts per output, or every row
+// with kVerbose), the missing outputs grouped by module (one line per module), unmatched candidate
+// names with the closest golden name, and the verdict line again at the end.
+std::string format_text(const CertifyReport& report, Detail detail = Detail::kNormal);
+
+// Schema "dsv4-certify-report/2" (README §Report JSON). Numbers that are not finite are written
 // as the strings "inf", "-inf" and "nan" (JSON has no such numbers).
 nlohmann::json to_json(const CertifyReport& report);
 

@@ -15,12 +15,30 @@ struct Series {
   bool dashed = false;
 };
 
+// A vertical line across the plot at x, labelled (e.g. the first failing layer).
+struct Marker {
+  double x = 0;
+  std::string label;
+  std::string color = "#c00000";
+};
+
+// A shaded region between two curves over the same x (e.g. a tolerance band: 0 … the limit).
+struct Band {
+  std::string name;
+  std::vector<double> x;
+  std::vector<double> lower;  // on a log axis a lower value ≤ 0 is drawn at the axis' bottom
+  std::vector<double> upper;
+  std::string color = "#9fd39f";
+};
+
 struct LinePlot {
   std::string title;
   std::string x_label;
   std::string y_label;
   bool log_y = true;  // errors span decades; points with y ≤ 0 cannot be drawn on a log axis
   std::vector<Series> series;
+  std::vector<Band> bands;  // drawn under the series; their upper values count in the y range
+  std::vector<Marker> markers;
   int width = 760;
   int height = 440;
 };
@@ -34,7 +52,7 @@ inline constexpr int kPlotRight = 190;
 inline constexpr int kPlotTop = 40;
 inline constexpr int kPlotBottom = 60;
 
-// Throws std::invalid_argument for a series whose x and y differ in length, or a size too small
+// Throws std::invalid_argument for a series or band whose vectors differ in length, or a size too small
 // for the plot area (width ≤ kPlotLeft + kPlotRight + 40, height ≤ kPlotTop + kPlotBottom + 40).
 std::string svg_line_plot(const LinePlot& plot);
 

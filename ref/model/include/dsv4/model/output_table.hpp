@@ -11,6 +11,7 @@
 //   an MTP site:    mtp.<i>[.<module>]                            (mtp.<i>/in and its head)
 #pragma once
 
+#include <compare>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -103,6 +104,25 @@ struct OutputRef {
 // nullopt when the name is not <step>/<module path>/<output> of a described output. With a config,
 // a block index past the model's layers or MTP modules is refused too.
 std::optional<OutputRef> describe_output(std::string_view canonical, const ModelConfig* c = nullptr);
+
+// The position of an output in the execution of a run (spec 05 §5.2–§5.5): steps in order
+// (prefill, decode0, decode1, …); in a step the embedding, layers 0…n−1 (each block's sites in
+// order), the head, then each MTP module (its input, its block, its head); in a site its outputs
+// in the table's order. Compared lexicographically.
+struct ExecutionKey {
+  std::int64_t step = 0;   // step_rank
+  std::int64_t phase = 0;  // 0 embedding, 1 a main layer, 2 the head, 3 an MTP module
+  std::int64_t index = 0;  // the layer or MTP module number
+  std::int64_t part = 0;   // in an MTP module: 0 its input, 1 its block, 2 its head
+  std::int64_t site = 0;   // the site's index in output_sites()
+  std::int64_t output = 0;
+  auto operator<=>(const ExecutionKey&) const = default;
+};
+ExecutionKey execution_key(const OutputRef& r);
+// "prefill" 0, "decode<N>" N + 1, any other step name after them all.
+std::int64_t step_rank(std::string_view step);
+// Canonical names in execution order; names the table does not describe go last, in byte order.
+void sort_in_execution_order(std::vector<std::string>& names);
 
 // The module path of a site's output: prefix "layers.3" / "mtp.0" / "" joined with the module name.
 std::string module_path(std::string_view prefix, std::string_view module);
