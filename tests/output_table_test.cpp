@@ -8,6 +8,8 @@
 
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/model_run.hpp"
@@ -60,6 +62,46 @@ TEST(OutputTable, NamesParseToTheirDescription) {
   EXPECT_FALSE(describe_output("prefill/layers.99/out", &c).has_value());
   EXPECT_FALSE(describe_output("prefill/mtp.5/in", &c).has_value());
   EXPECT_TRUE(describe_output("prefill/layers.99/out").has_value());  // no config: any layer number
+}
+
+TEST(OutputTable, ExecutionOrderIsStepsThenEmbeddingLayersHeadMtp) {
+  const std::vector<std::string> order = {
+      "prefill/embed/out",
+      "prefill/layers.0.hc_attn/y",
+      "prefill/layers.0.hc_attn/comb",
+      "prefill/layers.0.attn_norm/out",
+      "prefill/layers.0.attn/kv",
+      "prefill/layers.0.attn/out",
+      "prefill/layers.0.hc_attn/out",
+      "prefill/layers.0.ffn.gate/out1",
+      "prefill/layers.0.ffn/out",
+      "prefill/layers.0/out",
+      "prefill/layers.2.hc_attn/y",
+      "prefill/layers.10.hc_attn/y",  // numbers, not bytes: 10 after 2
+      "prefill/hc_head/out",
+      "prefill/norm/out",
+      "prefill/head/out",
+      "prefill/mtp.0/in",
+      "prefill/mtp.0.hc_attn/y",
+      "prefill/mtp.0/out",
+      "prefill/mtp.0.hc_head/out",
+      "prefill/mtp.0.head/out",
+      "prefill/mtp.1/in",
+      "decode0/embed/out",
+      "decode2/head/out",
+      "decode10/embed/out",
+      "other/embed/out",  // an unknown step after every known one
+      "not/a/described",  // names the table does not describe: last, in byte order
+      "zzz",
+  };
+  std::vector<std::string> shuffled(order.rbegin(), order.rend());
+  std::swap(shuffled[3], shuffled[17]);
+  sort_in_execution_order(shuffled);
+  EXPECT_EQ(shuffled, order);
+  EXPECT_EQ(step_rank("prefill"), 0);
+  EXPECT_EQ(step_rank("decode0"), 1);
+  EXPECT_EQ(step_rank("decode"), step_rank("x"));
+  EXPECT_EQ(step_rank("decode-1"), step_rank("x"));
 }
 
 TEST(OutputTable, RecorderRefusesUndescribedNames) {
