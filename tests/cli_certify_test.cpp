@@ -200,24 +200,91 @@ TEST_F(CliCertify, ChangedExpertIdFailsNamingIt) {
   EXPECT_NE(r.out.find(victim + " row 0"), std::string::npos) << r.out;
 }
 
-TEST_F(CliCertify, SubsetIsCheckedAndMissingListed) {
-  // Only two tensors of the dump, one under a foreign name mapped with --map.
+TEST_F(CliCertify, SubsetFailsTheDefaultCoverageAndPassesWhatItCovers) {
+  // Only two tensors of the dump, one under a foreign name mapped with --map, one misspelt.
   {
     const Hdf5File in = Hdf5File::open(path("off.h5"));
     Hdf5File out = Hdf5File::create(file("sub.h5"));
     out.write("decode1/head/out", in.read("decode1/head/out"));
     out.write("engine.blk3.attn_out", in.read("prefill/layers.3.attn/out"));
+    out.write("decode0/head/ou", in.read("decode0/head/out"));
     out.write("something/else", Tensor(DType::kF32, {2}));
     out.commit();
   }
   std::ofstream(file("map.json")) << R"({"rename": {"engine.blk3.attn_out": "prefill/layers.3.attn/out"}})";
-  const auto r = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("sub.h5") + " --map " +
-                      file("map.json") + " --json " + file("r.json"));
-  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  const std::string base =
+      "certify --golden " + path("g.h5") + " --candidate " + file("sub.h5") + " --map " + file("map.json");
+  // Default --require all: two checked outputs of hundreds is a FAIL, the missing listed by module.
+  const auto r = dsv4(base + " --json " + file("r.json"));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  EXPECT_EQ(r.out.rfind("certify: FAIL — ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("required output(s) missing from the candidate (--require all)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n  layers.0.hc_attn: y, post, comb, out (prefill, decode0, decode1)\n"), std::string::npos)
+      << r.out;
   const auto j = nlohmann::json::parse(slurp(file("r.json")));
   EXPECT_EQ(j.at("tensors").size(), 2u);
   EXPECT_GT(j.at("missing").size(), 100u);
-  EXPECT_EQ(j.at("unmatched"), nlohmann::json::array({"something/else"}));
+  EXPECT_EQ(j.at("required_missing").size(), j.at("missing").size());
+  ASSERT_EQ(j.at("unmatched").size(), 2u);
+  EXPECT_EQ(j.at("unmatched")[0].at("name"), "decode0/head/ou");
+  EXPECT_EQ(j.at("unmatched")[0].at("did_you_mean"), "decode0/head/out");
+  EXPECT_EQ(j.at("unmatched")[1].at("name"), "something/else");
+  EXPECT_TRUE(j.at("unmatched")[1].at("did_you_mean").is_null());
+  EXPECT_NE(r.out.find("decode0/head/ou (did you mean decode0/head/out?)"), std::string::npos) << r.out;
+  // What the run was asked, for machines.
+  EXPECT_EQ(j.at("dsv4_version"), "0.1.0");
+  EXPECT_EQ(j.at("golden_sha256").get<std::string>().size(), 64u);
+  EXPECT_EQ(j.at("options").at("require"), "all");
+  // A requirement the subset meets passes; one it does not meet fails naming what is missing.
+  EXPECT_EQ(dsv4(base + " --require none").status, 0);
+  const auto listed = dsv4(base + " --require prefill/layers.3.attn/out,decode1/head/out");
+  EXPECT_EQ(listed.status, 0) << listed.out << listed.err;
+  const auto wider = dsv4(base + " --require 'layers.3.attn/out'");
+  EXPECT_EQ(wider.status, 1) << wider.out << wider.err;
+  EXPECT_NE(wider.out.find("\n  layers.3.attn: out (decode0, decode1)\n"), std::string::npos) << wider.out;
+  const auto modules = dsv4(base + " --require modules --quiet");
+  EXPECT_EQ(modules.status, 1) << modules.out;
+  EXPECT_EQ(modules.out.find("hc_attn: y"), std::string::npos) << modules.out;  // not a module output
+  EXPECT_NE(modules.out.find("  layers.0.hc_attn: out (prefill, decode0, decode1)"), std::string::npos) << modules.out;
+  expect_bad_input(dsv4(base + " --require 'head/out,'"), "certify", "--require");
+}
+
+TEST_F(CliCertify, CompleteDumpPassesTheDefaultCoverageAndOneOutputDoesNot) {
+  {
+    const Hdf5File in = Hdf5File::open(path("off.h5"));
+    Hdf5File out = Hdf5File::create(file("one.h5"));
+    out.write("prefill/layers.0.attn_norm/out", in.read("prefill/layers.0.attn_norm/out"));
+    out.commit();
+  }
+  const auto one = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("one.h5") + " --quiet");
+  EXPECT_EQ(one.status, 1) << one.out << one.err;
+  EXPECT_EQ(dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --quiet").status, 0);
+}
+
+TEST_F(CliCertify, ShapeMismatchIsBadInputNamingTheTensor) {
+  const std::string victim = "prefill/layers.1.ffn/out";
+  {
+    const Hdf5File in = Hdf5File::open(path("off.h5"));
+    Hdf5File out = Hdf5File::create(file("shape.h5"));
+    const Tensor t = in.read(victim);
+    out.write(victim, Tensor(t.dtype(), {t.shape()[0], t.shape()[1] + 1, t.shape()[2]}));
+    out.commit();
+  }
+  expect_bad_input(dsv4("certify --golden " + path("g.h5") + " --candidate " + file("shape.h5")), "certify", victim);
+}
+
+TEST_F(CliCertify, StrictMapRefusesAnEntryThatMatchesNothing) {
+  std::ofstream(file("strict.json"))
+      << R"({"strict": true, "rename": {"decode1/head/out": "decode1/head/out", "no.such.tensor": "prefill/head/out"}})";
+  expect_bad_input(
+      dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --map " + file("strict.json")),
+      "certify", "no.such.tensor");
+  // Without "strict" the entry is reported, not ignored.
+  std::ofstream(file("loose.json"))
+      << R"({"rename": {"decode1/head/out": "decode1/head/out", "no.such.tensor": "prefill/head/out"}})";
+  const auto r =
+      dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --map " + file("loose.json"));
+  EXPECT_NE(r.out.find("name-map entries matching no candidate tensor (1):"), std::string::npos) << r.out;
 }
 
 TEST_F(CliCertify, NothingCheckedFails) {
