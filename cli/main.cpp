@@ -63,6 +63,7 @@ void strict_numbers(CLI::App& app) {
 }
 
 }  // namespace
+#include "dsv4/config/version.hpp"
 
 int main(int argc, char** argv) {
   // Keep freed blocks up to 32 MiB (glibc's maximum) in the heap and never trim it: certify and
@@ -76,7 +77,7 @@ int main(int argc, char** argv) {
       "Run `dsv4 <command> --help` for a command's usage. Exit codes: 0 success, 1 a check failed,\n"
       "2 bad input (a message on stderr names the problem), 3 internal error (a bug in dsv4: please report it)."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "dsv4 0.1.0");
+  app.set_version_flag("--version", std::string("dsv4 ") + dsv4::kDsv4Version);
   dsv4::cli::register_all(app);
   strict_numbers(app);
   dsv4::set_command_line(argc, argv);

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "dsv4/compare/metrics.hpp"
+#include "dsv4/config/version.hpp"
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/golden/dump.hpp"
 #include "dsv4/golden/sha256.hpp"
@@ -26,7 +27,7 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-constexpr const char* kGenerator = "dsv4 0.1.0";
+const std::string kGenerator = std::string("dsv4 ") + kDsv4Version;
 constexpr std::size_t kDeflateMinBytes = 4096;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
