@@ -2,9 +2,13 @@
 #include "dsv4/diff/dump_getters.hpp"
 
 #include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
 
 #include "dsv4/golden/model_run.hpp"
+#include "dsv4/golden/sha256.hpp"
 #include "dsv4/io/input_error.hpp"
+#include "dsv4/model/checkpoint.hpp"
 #include "dsv4/numerics/formats.hpp"
 
 namespace dsv4::diff {
@@ -65,13 +69,65 @@ TensorGetter golden_exact_getter(const Golden& golden) {
   };
 }
 
-DiffReport diff_against_golden(const Golden& g, const MappedTensorSource& cand, std::optional<DType> fmt) {
-  const std::optional<std::uint64_t> seed = g.weights_seed();
-  if (!seed)
-    throw InputError(g.path(),
-                     "the golden's weights are a checkpoint file, not seeded synthetic weights: "
-                     "the teacher-forced diff does not support them yet");
-  const ModelWeights w = make_weights(g.config(), WeightsSpec{seed, ""});
+namespace {
+
+// The golden's record of its weights (manifest "weights"): its content hash and, for a checkpoint,
+// the file's name and SHA-256.
+struct WeightsRecord {
+  std::optional<std::uint64_t> seed;
+  std::string file, file_sha256, content_sha256;
+};
+
+WeightsRecord weights_record(const Golden& g) {
+  WeightsRecord r;
+  r.seed = g.weights_seed();
+  const nlohmann::json w = nlohmann::json::parse(g.weights_json());
+  r.file = w.value("file", "");
+  r.file_sha256 = w.value("file_sha256", "");
+  r.content_sha256 = w.value("content_sha256", "");
+  return r;
+}
+
+}  // namespace
+
+ModelWeights golden_weights(const Golden& g, const std::string& weights_file) {
+  const WeightsRecord rec = weights_record(g);
+  if (weights_file.empty()) {
+    if (rec.seed) return make_weights(g.config(), WeightsSpec{rec.seed, ""});
+    throw InputError("--weights", "required: the golden " + g.path() + " was made from the checkpoint '" + rec.file +
+                                      "' (weights content SHA-256 " + rec.content_sha256 +
+                                      "); pass that file with --weights to recompute its modules");
+  }
+  ModelWeights w;
+  try {
+    w = make_weights(g.config(), WeightsSpec{std::nullopt, weights_file});
+  } catch (const CheckpointError& e) {
+    throw InputError(weights_file, std::string("not the golden's weights: ") + e.what());
+  }
+  if (rec.content_sha256.empty()) {  // a golden written before the content hash existed: the file's hash
+    const std::string file_sha = sha256_file_hex(weights_file);
+    if (rec.file_sha256.empty() || file_sha != rec.file_sha256)
+      throw InputError("--weights", weights_file + " has SHA-256 " + file_sha + ", the golden's weights file '" +
+                                        rec.file + "' had " + rec.file_sha256);
+    return w;
+  }
+  const std::string content = weights_content_sha256(g.config(), w);
+  if (content != rec.content_sha256)
+    throw InputError("--weights", weights_file + " holds weights of content SHA-256 " + content +
+                                      ", the golden was made with weights of content SHA-256 " + rec.content_sha256 +
+                                      (rec.file.empty() ? std::string(" (synthetic, seed ") +
+                                                              std::to_string(rec.seed.value_or(0)) + ")"
+                                                        : " ('" + rec.file + "')"));
+  return w;
+}
+
+DiffReport diff_against_golden(const Golden& g, const MappedTensorSource& cand, std::optional<DType> fmt,
+                               const std::string& weights_file) {
+  return diff_against_golden(g, cand, golden_weights(g, weights_file), fmt);
+}
+
+DiffReport diff_against_golden(const Golden& g, const MappedTensorSource& cand, const ModelWeights& w,
+                               std::optional<DType> fmt) {
   RunSchedule s;
   s.tokens = g.tokens();
   s.decode_steps = g.decode_steps();
@@ -94,11 +150,15 @@ LocalVerdicts local_verdicts_of(const DiffReport& r) {
   return v;
 }
 
-std::function<LocalVerdicts()> certify_local_judge(const Golden& g, const MappedTensorSource& cand) {
-  return [&g, &cand]() -> LocalVerdicts {
-    if (!g.weights_seed()) return {};
-    return local_verdicts_of(diff_against_golden(g, cand));
-  };
+std::function<LocalVerdicts()> certify_local_judge(const Golden& g, const MappedTensorSource& cand,
+                                                   const std::string& weights_file) {
+  if (weights_file.empty() && g.weights_seed()) {  // synthetic: made when first needed (cheap to skip)
+    return [&g, &cand]() -> LocalVerdicts { return local_verdicts_of(diff_against_golden(g, cand)); };
+  }
+  // A checkpoint (or a --weights file): loaded and verified now, so a wrong file is bad input
+  // before anything is judged.
+  auto w = std::make_shared<const ModelWeights>(golden_weights(g, weights_file));
+  return [&g, &cand, w]() -> LocalVerdicts { return local_verdicts_of(diff_against_golden(g, cand, *w)); };
 }
 
 }  // namespace dsv4::diff

@@ -2,6 +2,7 @@
 // inference/convert.py for the Hugging Face naming). See checkpoint.hpp.
 #include "dsv4/model/checkpoint.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -297,6 +298,49 @@ Tensor vector_tensor(const double* v, std::vector<std::int64_t> shape) {
   return t;
 }
 
+// spec 00 §0.6: the fp32-in-code matrices and vectors the published checkpoint stores in bf16 (the
+// embedding and every norm weight); the others (hc_*, attn_sink, ape, gate.bias) are fp32.
+bool published_bf16(const std::string& official) {
+  return official == "embed.weight" || official.ends_with("norm.weight");
+}
+
+// The bf16 form of `n` values that must be bf16 numbers (CheckpointError naming the tensor otherwise:
+// the published form cannot hold it without rounding).
+template <class T>
+Tensor exact_bf16_tensor(const std::string& name, const T* v, std::vector<std::int64_t> shape) {
+  Tensor t(DType::kBF16, std::move(shape));
+  auto b = t.values<std::uint16_t>();
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    b[i] = double_to_bf16(static_cast<double>(v[i]));
+    if (static_cast<double>(bf16_to_float(b[i])) != static_cast<double>(v[i]))
+      fail(name, "element " + str(static_cast<std::int64_t>(i)) + " = " + std::to_string(static_cast<double>(v[i])) +
+                     " is not a bf16 number; the published checkpoint stores this parameter in bf16");
+  }
+  return t;
+}
+
+// The published dtype and shape of a linear's weight (and its scale, when quantised) — spec 00 §0.6.
+struct LinearForm {
+  DType weight = DType::kBF16;
+  std::vector<std::int64_t> weight_shape;
+  std::optional<std::vector<std::int64_t>> scale_shape;  // E8M0
+};
+
+LinearForm published_linear(WeightKind kind, std::int64_t n, std::int64_t k, CheckpointNaming naming) {
+  switch (kind) {
+    case WeightKind::kFP8:
+      return {DType::kE4M3, {n, k}, std::vector<std::int64_t>{(n + 127) / 128, (k + 127) / 128}};
+    case WeightKind::kFP4:
+      if (naming == CheckpointNaming::kHuggingFace)
+        return {DType::kI8, {n, k / 2}, std::vector<std::int64_t>{n, k / 32}};
+      return {DType::kE2M1x2, {n, k}, std::vector<std::int64_t>{n, k / 32}};
+    case WeightKind::kBF16:
+    case WeightKind::kFP32:  // compressor wkv/wgate, head: bf16 in the file, fp32 in code
+      return {DType::kBF16, {n, k}, std::nullopt};
+  }
+  return {};
+}
+
 class SaveVisitor final : public ParamVisitor {
  public:
   SaveVisitor(CheckpointNaming naming, CheckpointForm form) : naming_(naming), form_(form) {}
@@ -304,6 +348,11 @@ class SaveVisitor final : public ParamVisitor {
   void linear(const std::string& name, LinearWeight& w, WeightKind, std::int64_t, std::int64_t) override {
     if (form_ == CheckpointForm::kBF16 && (w.kind == WeightKind::kFP8 || w.kind == WeightKind::kFP4)) {
       put(name + ".weight", LinearWeight::bf16_from(w.values).weight);
+      return;
+    }
+    if (form_ == CheckpointForm::kPublished && w.kind == WeightKind::kFP32) {
+      const Tensor& f = w.weight;
+      put(name + ".weight", exact_bf16_tensor(name + ".weight", f.values<float>().data(), f.shape()));
       return;
     }
     Tensor t = w.weight;
@@ -316,10 +365,16 @@ class SaveVisitor final : public ParamVisitor {
     if (w.kind == WeightKind::kFP8 || w.kind == WeightKind::kFP4) put(name + ".scale", w.scale);
   }
   void matrix(const std::string& name, Mat& m, std::int64_t rows, std::int64_t cols) override {
-    put(name, vector_tensor(m.data(), {rows, cols}));
+    put(name, floats(name, m.data(), {rows, cols}));
   }
-  void vec(const std::string& name, Vec& v, std::int64_t n) override { put(name, vector_tensor(v.data(), {n})); }
+  void vec(const std::string& name, Vec& v, std::int64_t n) override { put(name, floats(name, v.data(), {n})); }
   void ids(const std::string& name, std::vector<std::int64_t>& v, std::int64_t rows, std::int64_t cols) override {
+    if (form_ == CheckpointForm::kPublished) {  // int64 in the published file
+      Tensor t(DType::kI64, {rows, cols});
+      std::copy(v.begin(), v.end(), t.values<std::int64_t>().begin());
+      put(name, std::move(t));
+      return;
+    }
     Tensor t(DType::kI32, {rows, cols});
     auto o = t.values<std::int32_t>();
     for (std::size_t i = 0; i < v.size(); ++i) o[i] = static_cast<std::int32_t>(v[i]);
@@ -329,6 +384,11 @@ class SaveVisitor final : public ParamVisitor {
   std::map<std::string, Tensor> tensors;
 
  private:
+  Tensor floats(const std::string& name, const double* v, std::vector<std::int64_t> shape) const {
+    if (form_ == CheckpointForm::kPublished && published_bf16(name))
+      return exact_bf16_tensor(name, v, std::move(shape));
+    return vector_tensor(v, std::move(shape));
+  }
   void put(const std::string& official, Tensor t) {
     tensors.emplace(naming_ == CheckpointNaming::kHuggingFace ? hf_name_from_official(official) : official,
                     std::move(t));
@@ -337,7 +397,44 @@ class SaveVisitor final : public ParamVisitor {
   CheckpointForm form_;
 };
 
+// The names, shapes and dtypes SaveVisitor writes in the published form, without weight data.
+class ListVisitor final : public ParamVisitor {
+ public:
+  explicit ListVisitor(CheckpointNaming naming) : naming_(naming) {}
+
+  void linear(const std::string& name, LinearWeight&, WeightKind kind, std::int64_t n, std::int64_t k) override {
+    const LinearForm f = published_linear(kind, n, k, naming_);
+    put(name + ".weight", f.weight_shape, f.weight);
+    if (f.scale_shape) put(name + ".scale", *f.scale_shape, DType::kE8M0);
+  }
+  void matrix(const std::string& name, Mat&, std::int64_t rows, std::int64_t cols) override {
+    put(name, {rows, cols}, published_bf16(name) ? DType::kBF16 : DType::kF32);
+  }
+  void vec(const std::string& name, Vec&, std::int64_t n) override {
+    put(name, {n}, published_bf16(name) ? DType::kBF16 : DType::kF32);
+  }
+  void ids(const std::string& name, std::vector<std::int64_t>&, std::int64_t rows, std::int64_t cols) override {
+    put(name, {rows, cols}, DType::kI64);
+  }
+
+  std::vector<CheckpointTensorInfo> tensors;  // in visit order
+
+ private:
+  void put(const std::string& official, std::vector<std::int64_t> shape, DType dtype) {
+    const std::string n = naming_ == CheckpointNaming::kHuggingFace ? hf_name_from_official(official) : official;
+    tensors.push_back({n, std::move(shape), dtype});
+  }
+  CheckpointNaming naming_;
+};
+
 }  // namespace
+
+std::vector<CheckpointTensorInfo> published_checkpoint_tensors(const ModelConfig& c, CheckpointNaming naming) {
+  ModelWeights w;  // shaped by the visit, never filled
+  ListVisitor v(naming);
+  visit_model_parameters(c, w, v);
+  return std::move(v.tensors);
+}
 
 ModelWeights load_model_weights(const ModelConfig& c, const TensorLookup& lookup) {
   ModelWeights w;

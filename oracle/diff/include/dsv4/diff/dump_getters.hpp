@@ -21,18 +21,32 @@ RecordedTensor recorded_from_tensor(const Tensor& t, const std::string& name);
 TensorGetter candidate_getter(const MappedTensorSource& source);
 TensorGetter golden_exact_getter(const Golden& golden);
 
+// The weights a golden was made with (what its modules are recomputed from): without
+// `weights_file`, its seeded synthetic weights; with it, the checkpoint file, which must hold the
+// weights the golden records (manifest weights.content_sha256, the same for a checkpoint exported by
+// `dsv4 weights export` and the seed it came from). InputError naming --weights: a golden of
+// checkpoint weights without `weights_file` (the message names the file and hash the golden
+// records), a file whose weights' content hash differs (both hashes named) or that is no
+// checkpoint of the golden's config.
+ModelWeights golden_weights(const Golden& golden, const std::string& weights_file);
+
 // `dsv4 diff --teacher-forced` of a candidate against a golden: the golden's config, tokens and
-// schedule, its seeded synthetic weights (InputError naming the golden when its weights are a
-// checkpoint file: not supported yet). candidate_format as in teacher_forced_diff.
+// schedule, its weights (golden_weights). candidate_format as in teacher_forced_diff.
 DiffReport diff_against_golden(const Golden& golden, const MappedTensorSource& candidate,
+                               std::optional<DType> candidate_format = std::nullopt,
+                               const std::string& weights_file = "");
+// The same with the weights already loaded (golden_weights' result).
+DiffReport diff_against_golden(const Golden& golden, const MappedTensorSource& candidate, const ModelWeights& weights,
                                std::optional<DType> candidate_format = std::nullopt);
 
 // Every checked output's and module's local verdict by canonical name ("<step>/<module>/<output>",
 // "<step>/<module>"), as certify's re-judgement after near-tie flips wants them.
 LocalVerdicts local_verdicts_of(const DiffReport& r);
 
-// certify's local judge (CertifyOptions::local_verdicts): runs diff_against_golden when called;
-// an empty map when the golden's weights are not seeded synthetic ones.
-std::function<LocalVerdicts()> certify_local_judge(const Golden& golden, const MappedTensorSource& candidate);
+// certify's local judge (CertifyOptions::local_verdicts): runs diff_against_golden when called. The
+// weights are golden_weights(golden, weights_file): a checkpoint is loaded and verified here (its
+// InputError is thrown now, before anything is judged); seeded synthetic weights when first called.
+std::function<LocalVerdicts()> certify_local_judge(const Golden& golden, const MappedTensorSource& candidate,
+                                                   const std::string& weights_file = "");
 
 }  // namespace dsv4::diff

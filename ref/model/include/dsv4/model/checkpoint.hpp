@@ -59,7 +59,13 @@ using TensorLookup = std::function<std::optional<Tensor>(const std::string& name
 ModelWeights load_model_weights(const ModelConfig& c, const TensorLookup& lookup);
 
 enum class CheckpointNaming { kOfficial, kHuggingFace };
-enum class CheckpointForm { kAsIs, kBF16 };  // kBF16: every FP8/FP4 linear dequantised to bf16 values (exact)
+// kAsIs: every parameter as the code holds it (fp32-in-code parameters as F32, tid2eid as I32);
+// kBF16: every FP8/FP4 linear dequantised to bf16 values (exact);
+// kPublished: the dtypes of the published checkpoints (spec 00 §0.6): FP8 E4M3 + E8M0 128×128
+//   scales, packed FP4 + E8M0 1×32 scales, bf16 for the embedding, the head, every norm weight and
+//   the compressors' wkv/wgate ("bf16, fp32 in code": CheckpointError naming the tensor when a value
+//   is not a bf16 number), fp32 for hc_*, attn_sink, ape and gate.bias, tid2eid int64.
+enum class CheckpointForm { kAsIs, kBF16, kPublished };
 
 // Every parameter as a named tensor (the inverse of load_model_weights): the official naming, or
 // the Hugging Face naming (with the converter's inverse forms: wo_a stays bf16 with no scale,
@@ -67,6 +73,19 @@ enum class CheckpointForm { kAsIs, kBF16 };  // kBF16: every FP8/FP4 linear dequ
 std::map<std::string, Tensor> model_weight_tensors(const ModelConfig& c, ModelWeights w,
                                                    CheckpointNaming naming = CheckpointNaming::kOfficial,
                                                    CheckpointForm form = CheckpointForm::kAsIs);
+
+// One tensor of a checkpoint: its name in the chosen naming, shape (logical, in elements: packed FP4
+// `F4` counts 4-bit elements; the Hugging Face int8 form [n, k/2] bytes) and dtype.
+struct CheckpointTensorInfo {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  DType dtype = DType::kF32;
+};
+
+// Every tensor model_weight_tensors(c, w, naming, CheckpointForm::kPublished) writes, in the order of
+// visit_model_parameters (embed, layers, norm, head, hc_head, mtp), without any weight data (cheap
+// for the full-size configs): `dsv4 weights list`.
+std::vector<CheckpointTensorInfo> published_checkpoint_tensors(const ModelConfig& c, CheckpointNaming naming);
 
 // inference/convert.py's renaming of one Hugging Face tensor name (drop `model.`, self_attn → attn,
 // mlp → ffn, weight_scale_inv → scale, e_score_correction_bias → bias, and its key table).
