@@ -8,6 +8,7 @@
 #include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/golden/certify.hpp"
 #include "dsv4/golden/cli_guard.hpp"
+#include "dsv4/golden/declarations.hpp"
 #include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/io/name_map.hpp"
@@ -46,17 +47,20 @@ nothing could be checked; 2 bad input (one line on stderr).)";
 
 struct CertifyArgs {
   std::string golden_sha256;  // --golden-sha256: the manifest hash the user expects
-  std::string golden, candidate, map, json;
+  std::string golden, candidate, map, json, weights;
   bool end_to_end_only = false;
 };
 
 int run_certify(const CertifyArgs& a) {
-  check_output_paths({{"--json", a.json}}, {{"--golden", a.golden}, {"--candidate", a.candidate}, {"--map", a.map}});
+  check_output_paths(
+      {{"--json", a.json}},
+      {{"--golden", a.golden}, {"--candidate", a.candidate}, {"--map", a.map}, {"--weights", a.weights}});
   const Golden g = Golden::open_verified(a.golden, a.golden_sha256);  // every dataset read is hash-checked
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);
   CertifyOptions opts;
-  if (!a.end_to_end_only) opts.local_verdicts = diff::certify_local_judge(g, cand);
+  if (const int rc = check_declarations(g, cand, "certify"); rc != 0) return rc;
+  if (!a.end_to_end_only) opts.local_verdicts = diff::certify_local_judge(g, cand, a.weights);
   const report::CertifyReport rep = certify(g, cand, opts);
   if (!a.json.empty()) {
     AtomicFile out(a.json);
@@ -89,6 +93,8 @@ void register_certify(CLI::App& app) {
   cmd->add_option("--json", a->json, "also write the report as JSON (schema dsv4-certify-report/1)");
   cmd->add_flag("--end-to-end-only", a->end_to_end_only,
                 "skip the local verdicts past the first decision flip (fast screening; weak past a flip)");
+  cmd->add_option("--weights", a->weights,
+                  "the golden's checkpoint, for the local verdicts of a golden of checkpoint weights (hash checked)");
   cmd->footer(kFooter);
   cmd->callback([a]() { set_exit_code(run_guarded("certify", [&] { return run_certify(*a); })); });
 }

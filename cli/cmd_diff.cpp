@@ -8,6 +8,7 @@
 #include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/diff/teacher_forced.hpp"
 #include "dsv4/golden/cli_guard.hpp"
+#include "dsv4/golden/declarations.hpp"
 #include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/model_run.hpp"
 #include "dsv4/io/atomic_file.hpp"
@@ -44,14 +45,15 @@ first_divergent_module in the JSON); 2 bad input (one line on stderr).)";
 
 struct DiffArgs {
   std::string golden_sha256;  // --golden-sha256: the manifest hash the user expects
-  std::string golden, candidate, map, json, svg, format;
+  std::string golden, candidate, map, json, svg, format, weights;
   bool teacher_forced = false;
 };
 
 int run_diff(const DiffArgs& a) {
   if (!a.teacher_forced) throw InputError("--teacher-forced", "required (the end-to-end comparison is `dsv4 certify`)");
-  check_output_paths({{"--json", a.json}, {"--svg", a.svg}},
-                     {{"--golden", a.golden}, {"--candidate", a.candidate}, {"--map", a.map}});
+  check_output_paths(
+      {{"--json", a.json}, {"--svg", a.svg}},
+      {{"--golden", a.golden}, {"--candidate", a.candidate}, {"--map", a.map}, {"--weights", a.weights}});
   const Golden g = Golden::open_verified(a.golden, a.golden_sha256);  // every dataset read is hash-checked
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);
@@ -63,7 +65,8 @@ int run_diff(const DiffArgs& a) {
       throw InputError("--candidate-format", e.what());
     }
   }
-  const diff::DiffReport r = diff::diff_against_golden(g, cand, fmt);
+  if (const int rc = check_declarations(g, cand, "diff"); rc != 0) return rc;
+  const diff::DiffReport r = diff::diff_against_golden(g, cand, fmt, a.weights);
   for (const auto& [path, text] : {std::pair{a.json, diff::diff_json(r)}, std::pair{a.svg, diff::diff_svg(r)}}) {
     if (path.empty()) continue;
     AtomicFile out(path);
@@ -96,6 +99,8 @@ void register_diff(CLI::App& app) {
   cmd->add_option("--svg", a->svg, "write a plot of local vs accumulated error by layer (SVG)");
   cmd->add_option("--candidate-format", a->format,
                   "number format of the candidate's float outputs (bfloat16, float32, float64, …)");
+  cmd->add_option("--weights", a->weights,
+                  "the golden's checkpoint, for a golden of checkpoint weights (its content hash is checked)");
   cmd->footer(kFooter);
   cmd->callback([a]() { set_exit_code(run_guarded("diff", [&] { return run_diff(*a); })); });
 }

@@ -17,6 +17,7 @@ void register_run(CLI::App& app);
 void register_golden(CLI::App& app);
 void register_certify(CLI::App& app);
 void register_diff(CLI::App& app);
+void register_weights(CLI::App& app);
 void register_outputs(CLI::App& app);
 
 inline void register_all(CLI::App& app) {
@@ -28,6 +29,7 @@ inline void register_all(CLI::App& app) {
   register_golden(app);
   register_certify(app);
   register_diff(app);
+  register_weights(app);
   register_outputs(app);
 }
 
