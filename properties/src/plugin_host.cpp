@@ -57,6 +57,7 @@ struct Head {
 };
 struct Request {
   std::uint32_t magic, op, n_in, n_out, n_int, n_float;
+  std::uint64_t total;  // bytes after this header: sizes, scalars, inputs
 };
 
 using Clock = std::chrono::steady_clock;
@@ -165,7 +166,6 @@ struct Guarded {
   std::size_t bytes = 0;
   std::byte* lo = nullptr;  // first accessible byte
   std::byte* hi = nullptr;  // one past the last accessible byte
-  bool read_only = false;
 };
 
 Guarded guarded_alloc(std::size_t bytes) {
@@ -203,10 +203,7 @@ bool guarded_fit(Guarded& g, std::size_t bytes) {
     guarded_free(g);
     g = guarded_alloc(2 * data_len);
     if (g.base == nullptr) return false;
-  } else if (g.read_only) {
-    if (::mprotect(g.lo, static_cast<std::size_t>(g.hi - g.lo), PROT_READ | PROT_WRITE) != 0) return false;
   }
-  g.read_only = false;
   g.data = g.hi - data_len;
   g.bytes = bytes;
   std::memset(g.lo, kCanary, static_cast<std::size_t>(g.data - g.lo));
@@ -357,46 +354,52 @@ void send_hello(int fd, std::uint32_t status, const std::vector<bool>& provided,
   send_hello(fd, 0, provided, table_name);
 
   const std::vector<OpKind>& kinds = op_kinds();
-  std::vector<Guarded> bufs;  // one per array of a call, reused by the next calls
+  std::vector<Guarded> bufs;          // one per array of a call, reused by the next calls
+  std::vector<std::byte> msg, reply;  // a request after its header; a reply (reused)
   for (;;) {
     Request rq{};
     if (!child_read(fd, &rq, sizeof rq) || rq.magic != kRequestMagic) ::_exit(0);
     if (rq.op >= kinds.size() || rq.n_in != kinds[rq.op].in_names.size() || rq.n_out != kinds[rq.op].out_names.size() ||
-        rq.n_int > 16 || rq.n_float > 16)
+        rq.n_int > 16 || rq.n_float > 16 || rq.total > (std::uint64_t{1} << 40))
       ::_exit(3);
     const OpKind& k = kinds[rq.op];
-    std::vector<std::uint64_t> sizes(rq.n_in + rq.n_out);
+    msg.resize(rq.total);
+    if (!child_read(fd, msg.data(), msg.size())) ::_exit(0);
+    const std::size_t n_bufs = rq.n_in + rq.n_out;
+    std::vector<std::uint64_t> sizes(n_bufs);
     std::vector<std::int64_t> ints(std::max<std::uint32_t>(rq.n_int, 1));
     std::vector<float> floats(std::max<std::uint32_t>(rq.n_float, 1));
-    if (!child_read(fd, sizes.data(), sizes.size() * sizeof(std::uint64_t)) ||
-        !child_read(fd, ints.data(), rq.n_int * sizeof(std::int64_t)) ||
-        !child_read(fd, floats.data(), rq.n_float * sizeof(float)))
-      ::_exit(0);
-    if (bufs.size() < sizes.size()) bufs.resize(sizes.size());
-    for (std::size_t b = 0; b < sizes.size(); ++b)
-      if (!guarded_fit(bufs[b], sizes[b])) ::_exit(4);
-    std::vector<const std::byte*> in(rq.n_in);
+    std::size_t at = 0;
+    const auto take = [&](void* p, std::size_t n) {
+      if (at + n > msg.size()) ::_exit(3);
+      std::memcpy(p, msg.data() + at, n);
+      at += n;
+    };
+    take(sizes.data(), n_bufs * sizeof(std::uint64_t));
+    take(ints.data(), rq.n_int * sizeof(std::int64_t));
+    take(floats.data(), rq.n_float * sizeof(float));
+    if (bufs.size() < n_bufs) bufs.resize(n_bufs);
+    std::vector<const std::byte*> in(rq.n_in), pristine(rq.n_in);
     std::vector<std::byte*> out(rq.n_out);
     int regions = 0;
-    for (std::size_t b = 0; b < sizes.size(); ++b) {
+    for (std::size_t b = 0; b < n_bufs; ++b) {
       Guarded& g = bufs[b];
+      if (!guarded_fit(g, sizes[b])) ::_exit(4);
       const bool is_in = b < rq.n_in;
       const char* name = is_in ? k.in_names[b] : k.out_names[b - rq.n_in];
       if (is_in) {
-        if (!child_read(fd, g.data, g.bytes)) ::_exit(0);
-        ::mprotect(g.lo, static_cast<std::size_t>(g.hi - g.lo), PROT_READ);
-        g.read_only = true;
+        pristine[b] = msg.data() + at;
+        take(g.data, g.bytes);
         in[b] = g.data;
       } else {
         std::memset(g.data, 0xFF, g.bytes);  // NaN floats, 0xFF codes: never an accidental right answer
         out[b - rq.n_in] = g.data;
       }
-      const char* kind = is_in ? "input" : "output";
       const auto lo = reinterpret_cast<std::uintptr_t>(g.base), page = static_cast<std::uintptr_t>(g.page);
-      const auto data_lo = reinterpret_cast<std::uintptr_t>(g.lo), data_hi = reinterpret_cast<std::uintptr_t>(g.hi);
+      const auto data_hi = reinterpret_cast<std::uintptr_t>(g.hi);
+      const char* kind = is_in ? "input" : "output";
       g_regions[regions++] = {lo, lo + page, "an access before the start of", kind, name};
       g_regions[regions++] = {data_hi, data_hi + page, "an access past the end of", kind, name};
-      if (is_in) g_regions[regions++] = {data_lo, data_hi, "a write to the read-only", kind, name};
     }
     g_region_count = regions;
 
@@ -405,24 +408,37 @@ void send_hello(int fd, std::uint32_t status, const std::vector<bool>& provided,
     const int err = errno;
     g_region_count = 0;
 
+    // Writes outside the outputs: into the canary bands of any array, or into an input (const in
+    // the ABI: compared with the bytes received).
     std::string detail;
-    for (std::size_t b = rq.n_in; b < sizes.size(); ++b) {
+    const auto note = [&detail](const std::string& what) { detail += (detail.empty() ? "" : "; ") + what; };
+    for (std::size_t b = 0; b < n_bufs; ++b) {
       const Guarded& g = bufs[b];
-      const char* name = k.out_names[b - rq.n_in];
+      const bool is_in = b < rq.n_in;
+      const std::string name =
+          std::string(is_in ? "input " : "output ") + (is_in ? k.in_names[b] : k.out_names[b - rq.n_in]);
       const auto [fb, nb] = damaged(g.lo, g.data);
       const auto [fa, na] = damaged(g.data + g.bytes, g.hi);
       if (na > 0)
-        detail += std::string(detail.empty() ? "" : "; ") + "wrote " + std::to_string(na) +
-                  " byte(s) past the end of output " + name + " (the first at byte " + std::to_string(g.bytes + fa) +
-                  " of a " + std::to_string(g.bytes) + "-byte array)";
-      if (nb > 0)
-        detail += std::string(detail.empty() ? "" : "; ") + "wrote " + std::to_string(nb) +
-                  " byte(s) before the start of output " + name;
+        note("wrote " + std::to_string(na) + " byte(s) past the end of " + name + " (the first at byte " +
+             std::to_string(g.bytes + fa) + " of a " + std::to_string(g.bytes) + "-byte array)");
+      if (nb > 0) note("wrote " + std::to_string(nb) + " byte(s) before the start of " + name);
+      if (is_in && std::memcmp(g.data, pristine[b], g.bytes) != 0)
+        note("wrote into " + name + " (inputs are const in the ABI)");
     }
+    std::size_t out_bytes_total = 0;
+    for (std::size_t b = rq.n_in; b < n_bufs; ++b) out_bytes_total += bufs[b].bytes;
     const Head rp{kReplyMagic, rc, err, static_cast<std::uint32_t>(detail.size())};
-    bool ok = child_write(fd, &rp, sizeof rp) && child_write(fd, detail.data(), detail.size());
-    for (std::size_t b = rq.n_in; ok && b < sizes.size(); ++b) ok = child_write(fd, bufs[b].data, bufs[b].bytes);
-    if (!ok) ::_exit(0);
+    reply.resize(sizeof rp + detail.size() + out_bytes_total);
+    std::size_t w = 0;
+    const auto put = [&](const void* p, std::size_t n) {
+      std::memcpy(reply.data() + w, p, n);
+      w += n;
+    };
+    put(&rp, sizeof rp);
+    put(detail.data(), detail.size());
+    for (std::size_t b = rq.n_in; b < n_bufs; ++b) put(bufs[b].data, bufs[b].bytes);
+    if (!child_write(fd, reply.data(), reply.size())) ::_exit(0);
   }
 }
 
@@ -739,8 +755,12 @@ int Plugin::call(const Call& c) {
     fail(std::move(f));
   };
 
-  // The request.
+  // The request, in one buffer (one system call).
+  std::size_t total = (c.in.size() + c.out.size()) * sizeof(std::uint64_t) + c.ints.size() * sizeof(std::int64_t) +
+                      c.floats.size() * sizeof(float);
+  for (const auto& b : c.in) total += b.size();
   std::vector<char> head;
+  head.reserve(sizeof(Request) + total);
   const auto put = [&head](const void* p, std::size_t n) {
     head.insert(head.end(), static_cast<const char*>(p), static_cast<const char*>(p) + n);
   };
@@ -749,7 +769,8 @@ int Plugin::call(const Call& c) {
                    static_cast<std::uint32_t>(c.in.size()),
                    static_cast<std::uint32_t>(c.out.size()),
                    static_cast<std::uint32_t>(c.ints.size()),
-                   static_cast<std::uint32_t>(c.floats.size())};
+                   static_cast<std::uint32_t>(c.floats.size()),
+                   total};
   put(&rq, sizeof rq);
   for (const auto& b : c.in) {
     const std::uint64_t n = b.size();
@@ -761,9 +782,8 @@ int Plugin::call(const Call& c) {
   }
   put(c.ints.data(), c.ints.size() * sizeof(std::int64_t));
   put(c.floats.data(), c.floats.size() * sizeof(float));
+  for (const auto& b : c.in) put(b.data(), b.size());
   Io io = parent_write(fd_, head.data(), head.size(), deadline);
-  for (std::size_t b = 0; io == Io::kOk && b < c.in.size(); ++b)
-    io = parent_write(fd_, c.in[b].data(), c.in[b].size(), deadline);
   if (io == Io::kTimeout) timeout();
   if (io == Io::kClosed) died();
 
@@ -773,10 +793,18 @@ int Plugin::call(const Call& c) {
   if (io == Io::kTimeout) timeout();
   if (io == Io::kClosed) died();
   if (h.magic != kReplyMagic || h.len > (1u << 20)) fail({stage, "protocol", "sent a malformed reply", c.shape});
-  std::string detail(h.len, '\0');
-  io = parent_read(fd_, detail.data(), detail.size(), deadline);
-  for (std::size_t b = 0; io == Io::kOk && b < c.out.size(); ++b)
-    io = parent_read(fd_, c.out[b].data(), c.out[b].size(), deadline);
+  std::size_t rest = h.len;
+  for (const auto& b : c.out) rest += b.size();
+  std::vector<char> body(rest);
+  io = parent_read(fd_, body.data(), body.size(), deadline);
+  const std::string detail(body.data(), io == Io::kOk ? h.len : 0);
+  if (io == Io::kOk) {
+    std::size_t at = h.len;
+    for (const auto& b : c.out) {
+      std::memcpy(b.data(), body.data() + at, b.size());
+      at += b.size();
+    }
+  }
   if (io == Io::kTimeout) timeout();
   if (io == Io::kClosed) died();
   if (!detail.empty()) fail({stage, "out_of_bounds", "returned after it " + detail, c.shape});
