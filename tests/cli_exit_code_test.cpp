@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dsv4/io/npy.hpp"
+#include "dsv4/io/npz.hpp"
 #include "support/cli_process.hpp"
 
 namespace dsv4 {
@@ -59,6 +60,16 @@ TEST_F(CliExit, AFifoAsConfigIsRefusedNotWaitedOn) {
   const auto r = run("cost --config " + file("cfg.json"));
   EXPECT_EQ(r.status, 2) << r.err;
   EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
+}
+
+// A candidate tensor declaring more elements than the golden's output: refused before it is
+// decompressed (a 16 kB npz holding 8 MB of zeros stands for a decompression bomb).
+TEST_F(CliExit, ACandidateLargerThanTheGoldenIsRefusedBeforeDecompression) {
+  const Tensor big(DType::kF64, {1000, 1000});
+  write_npz(file("c.npz"), {{"prefill/layers.0.attn/out", &big}}, {.compress = true});
+  const auto r = dsv4(std::string("certify --golden ") + DSV4_SOURCE_DIR + "/goldens/tiny-s1-p6-d2.h5 --candidate " +
+                      file("c.npz"));
+  expect_bad_input(r, "certify", "declares shape [1000, 1000], more than the 1536 elements of the golden's");
 }
 
 class CliConfig : public CliExit {

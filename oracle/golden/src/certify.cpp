@@ -189,15 +189,17 @@ namespace {
 constexpr std::string_view kScaleSuffix = ".scale";
 
 // A candidate output as values, into `into`: quantised codes are dequantised with their
-// "<name>.scale" companion (oracle/io tensor_source.hpp dequantize_blocks).
-void candidate_values(const MappedTensorSource& cand, const std::string& name, const std::string& where, Tensor& into) {
-  cand.read_into(name, into);
+// "<name>.scale" companion (oracle/io tensor_source.hpp dequantize_blocks). A tensor declaring more
+// than the golden's `max_elements` is refused before it is read or decompressed (issue 14 item 3).
+void candidate_values(const MappedTensorSource& cand, const std::string& name, const std::string& where,
+                      std::int64_t max_elements, Tensor& into) {
+  cand.read_into(name, into, max_elements);
   if (into.dtype() != DType::kE4M3 && into.dtype() != DType::kE5M2 && into.dtype() != DType::kE2M1x2) return;
   const std::string sn = name + std::string(kScaleSuffix);
   if (!cand.contains(sn))
     throw InputError(where, std::string(dtype_name(into.dtype())) + " codes without their scales (expected a tensor " +
                                 sn + ", oracle/README.md Dump convention)");
-  into = dequantize_blocks(into, cand.read(sn), where);
+  into = dequantize_blocks(into, cand.read(sn, max_elements), where);
 }
 
 // The position of an output in execution order at block granularity, (step, block): block = N
@@ -329,7 +331,9 @@ void prepare(const Golden& g, const MappedTensorSource& cand, const std::string&
   const GoldenEntry& ge = *g.find("exact/" + name);
   p.name = name;
   p.where = cand.source().path() + ": " + cand.source_name(name);
-  candidate_values(cand, name, p.where, p.candidate);
+  std::int64_t golden_elements = 1;
+  for (std::int64_t d : ge.shape) golden_elements *= d;
+  candidate_values(cand, name, p.where, golden_elements, p.candidate);
   p.shape_ok = compatible_shape(p.candidate.shape(), ge.shape);
   p.has_scores = false;
   if (!p.shape_ok) return;

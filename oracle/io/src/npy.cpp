@@ -369,6 +369,11 @@ void parse_npy_header_dict(std::string_view text, NpyHeader& out, const std::str
   DictParser(text, where).parse(out);
 }
 
+NpyHeader check_npy_prefix(std::span<const std::byte> prefix, std::uint64_t total, const NpyReadOptions& opts,
+                           const std::string& where) {
+  return parse_prefix(prefix.data(), prefix.size(), total, opts, false, where).header;
+}
+
 Tensor decode_npy(std::span<const std::byte> file, const NpyReadOptions& opts, const std::string& where) {
   const Prefix pr = parse_prefix(file.data(), file.size(), file.size(), opts, false, where);
   Tensor t(pr.dtype, pr.header.shape);

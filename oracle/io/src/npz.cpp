@@ -354,6 +354,39 @@ std::vector<std::byte> NpzFile::read_member_bytes(std::string_view key, std::uin
   return out;
 }
 
+std::vector<std::byte> NpzFile::read_member_prefix(const NpzMember& m, std::size_t n) const {
+  n = static_cast<std::size_t>(std::min<std::uint64_t>(n, m.uncompressed));
+  // Deflate expands at least as much as it stores (≤ 5 bytes per 64 KiB stored block): 1 MiB of
+  // input always holds the first 10 kB of output.
+  std::vector<std::byte> comp(static_cast<std::size_t>(std::min<std::uint64_t>(m.compressed, std::uint64_t{1} << 20)));
+  read_at(m.data_offset, comp);
+  if (m.method == 0) {
+    comp.resize(std::min(comp.size(), n));
+    return comp;
+  }
+  std::vector<std::byte> out(n);
+  z_stream zs{};
+  if (inflateInit2(&zs, -MAX_WBITS) != Z_OK)
+    throw InputError(where_, member_label(m.name) + ": cannot initialise zlib");
+  zs.next_in = reinterpret_cast<Bytef*>(comp.data());
+  zs.avail_in = static_cast<uInt>(comp.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  while (zs.avail_out > 0) {
+    const int rc = inflate(&zs, Z_NO_FLUSH);
+    if (rc != Z_OK) break;  // the end, an error or no progress: the full read reports which
+  }
+  out.resize(out.size() - zs.avail_out);
+  inflateEnd(&zs);
+  return out;
+}
+
+NpyHeader NpzFile::member_header(std::string_view key, const NpyReadOptions& opts) const {
+  const NpzMember& m = member(key);
+  return check_npy_prefix(read_member_prefix(m, 12 + kNpyMaxHeaderBytes), m.uncompressed, opts,
+                          where_ + ": " + member_label(m.name));
+}
+
 Tensor NpzFile::read(std::string_view key, const NpyReadOptions& opts, std::uint64_t max_bytes) const {
   const NpzMember& m = member(key);
   const auto bytes = read_member_bytes(key, max_bytes);

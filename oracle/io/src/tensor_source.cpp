@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/io/npy.hpp"
@@ -86,9 +87,15 @@ class IndexedSource : public TensorSource {
     }
     read_raw_into(it->second.raw, into);
   }
+  std::optional<std::vector<std::int64_t>> declared_shape(const std::string& name) const override {
+    const auto it = index_.find(name);
+    if (it == index_.end()) throw InputError(path_, "no tensor " + q_name(name));
+    return declared_raw(it->second.raw);
+  }
 
  protected:
   virtual Tensor read_raw(const std::string& raw) const = 0;
+  virtual std::optional<std::vector<std::int64_t>> declared_raw(const std::string&) const { return std::nullopt; }
   virtual void read_raw_into(const std::string& raw, Tensor& into) const { into = read_raw(raw); }
   void set_names(const std::vector<std::string>& raws) { index_ = index_names(raws, path_); }
 
@@ -107,6 +114,9 @@ class Hdf5Source final : public IndexedSource {
  private:
   Tensor read_raw(const std::string& raw) const override { return file_.read(raw); }
   void read_raw_into(const std::string& raw, Tensor& into) const override { file_.read_into(raw, into); }
+  std::optional<std::vector<std::int64_t>> declared_raw(const std::string& raw) const override {
+    return file_.info(raw).shape;
+  }
   Hdf5File file_;
 };
 
@@ -119,6 +129,9 @@ class SafetensorsSource final : public IndexedSource {
 
  private:
   Tensor read_raw(const std::string& raw) const override { return file_.read(raw); }
+  std::optional<std::vector<std::int64_t>> declared_raw(const std::string& raw) const override {
+    return file_.entry(raw).shape;
+  }
   SafetensorsFile file_;
 };
 
@@ -130,6 +143,9 @@ class NpzSource final : public IndexedSource {
 
  private:
   Tensor read_raw(const std::string& raw) const override { return file_.read(raw, {U2As::kUInt16}); }
+  std::optional<std::vector<std::int64_t>> declared_raw(const std::string& raw) const override {
+    return file_.member_header(raw).shape;
+  }
   NpzFile file_;
 };
 
@@ -165,6 +181,16 @@ class NpySource final : public IndexedSource {
 
  private:
   Tensor read_raw(const std::string& raw) const override { return read_npy(file_of_.at(raw), {U2As::kUInt16}); }
+  std::optional<std::vector<std::int64_t>> declared_raw(const std::string& raw) const override {
+    const std::string& p = file_of_.at(raw);
+    std::error_code ec;
+    const auto total = fs::file_size(p, ec);
+    if (ec) return std::nullopt;  // the read reports it
+    std::ifstream in(p, std::ios::binary);
+    std::vector<std::byte> head(static_cast<std::size_t>(std::min<std::uintmax_t>(total, 12 + kNpyMaxHeaderBytes)));
+    if (!in.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()))) return std::nullopt;
+    return check_npy_prefix(head, total, {U2As::kUInt16}, p).shape;
+  }
   bool dir_;
   std::map<std::string, std::string> file_of_;
 };
@@ -259,6 +285,34 @@ Tensor MappedTensorSource::read(const std::string& canonical) const { return sou
 
 void MappedTensorSource::read_into(const std::string& canonical, Tensor& into) const {
   source_->read_into(source_name(canonical), into);
+}
+
+void MappedTensorSource::check_declared(const std::string& canonical, std::int64_t max_elements) const {
+  const std::string& name = source_name(canonical);
+  const auto shape = source_->declared_shape(name);
+  if (!shape) return;
+  std::int64_t n = 1;
+  for (std::int64_t d : *shape) {
+    if (d < 0 || (d != 0 && n > max_elements / d)) {
+      n = max_elements + 1;
+      break;
+    }
+    n *= d;
+  }
+  if (n > max_elements)
+    throw InputError(source_->path(), q_name(name) + " declares shape " + shape_string(*shape) + ", more than the " +
+                                          std::to_string(max_elements) + " elements of the golden's " +
+                                          q_name(canonical) + " (refused before reading it)");
+}
+
+Tensor MappedTensorSource::read(const std::string& canonical, std::int64_t max_elements) const {
+  check_declared(canonical, max_elements);
+  return read(canonical);
+}
+
+void MappedTensorSource::read_into(const std::string& canonical, Tensor& into, std::int64_t max_elements) const {
+  check_declared(canonical, max_elements);
+  read_into(canonical, into);
 }
 
 Tensor dequantize_blocks(const Tensor& codes, const Tensor& scales, const std::string& where) {

@@ -84,6 +84,14 @@ Tensor read_npy(const std::string& path, const NpyReadOptions& opts = {});
 Tensor decode_npy(std::span<const std::byte> file, const NpyReadOptions& opts = {},
                   const std::string& where = "<memory>");
 
+// Checks everything before the data of a .npy whose first bytes are `prefix` (at least
+// min(total, 12 + kNpyMaxHeaderBytes) of them) and whose whole size is `total`: magic, version,
+// header, dtype, shape, and that `total` is exactly the header plus the data the shape needs. What a
+// reader of a compressed member checks before it decompresses: the output is then bounded by the
+// declared shape. Returns the header; throws InputError as decode_npy does.
+NpyHeader check_npy_prefix(std::span<const std::byte> prefix, std::uint64_t total, const NpyReadOptions& opts = {},
+                           const std::string& where = "<memory>");
+
 // The bytes of a .npy file holding `t` (header padded with spaces so the data starts at a multiple
 // of 64 bytes). Throws InputError for a version other than 0–3.
 std::vector<std::byte> encode_npy(const Tensor& t, const NpyWriteOptions& opts = {});

@@ -66,6 +66,9 @@ class NpzFile {
   // Decompresses, checks the CRC and decodes the member's .npy.
   Tensor read(std::string_view key, const NpyReadOptions& opts = {},
               std::uint64_t max_bytes = kNpzDefaultMaxMemberBytes) const;
+  // The member's .npy header, from its first bytes only (nothing else is decompressed); checks that
+  // the member's declared size is exactly the header plus the data of the declared shape.
+  NpyHeader member_header(std::string_view key, const NpyReadOptions& opts = {}) const;
   // The member's .npy bytes (decompressed, CRC checked).
   std::vector<std::byte> read_member_bytes(std::string_view key,
                                            std::uint64_t max_bytes = kNpzDefaultMaxMemberBytes) const;
@@ -74,6 +77,9 @@ class NpzFile {
   NpzFile() = default;
   void parse(std::uint64_t size);
   void read_at(std::uint64_t off, std::span<std::byte> dst) const;
+  // The first min(n, uncompressed) bytes of a member, decompressed from at most 1 MiB of its data
+  // (fewer when its stream is corrupt or short: the full read reports it).
+  std::vector<std::byte> read_member_prefix(const NpzMember& m, std::size_t n) const;
 
   std::string where_;
   std::vector<NpzMember> members_;

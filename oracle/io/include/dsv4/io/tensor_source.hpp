@@ -23,6 +23,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,12 @@ class TensorSource {
   virtual Tensor read(const std::string& name) const = 0;
   // The same into `into`, reusing its storage where the format allows (HDF5); default: read().
   virtual void read_into(const std::string& name, Tensor& into) const { into = read(name); }
+  // The shape the file declares for `name`, read without its data (the stored shape: packed fp4
+  // in bytes where the format stores it so), or nullopt where the format cannot tell cheaply.
+  virtual std::optional<std::vector<std::int64_t>> declared_shape(const std::string& name) const {
+    (void)name;
+    return std::nullopt;
+  }
 };
 
 // Quantised values: codes (fp8 e4m3 / e5m2, or fp4 e2m1 packed two per byte) times one scale per
@@ -75,9 +82,15 @@ class MappedTensorSource {
   const std::string& source_name(const std::string& canonical) const;
   Tensor read(const std::string& canonical) const;
   void read_into(const std::string& canonical, Tensor& into) const;
+  // The same, refused (InputError naming the tensor) before anything is read or decompressed when
+  // the file declares more than `max_elements` elements — the golden's count: no candidate form of
+  // an output (float, bf16, fp8 codes, packed fp4, scales) holds more (issue 14 item 3).
+  Tensor read(const std::string& canonical, std::int64_t max_elements) const;
+  void read_into(const std::string& canonical, Tensor& into, std::int64_t max_elements) const;
   const MappedNames& mapping() const { return mapped_; }
 
  private:
+  void check_declared(const std::string& canonical, std::int64_t max_elements) const;
   std::unique_ptr<TensorSource> source_;
   MappedNames mapped_;
 };
