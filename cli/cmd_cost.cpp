@@ -11,6 +11,7 @@
 
 #include "commands.hpp"
 #include "dsv4/cost/cost_model.hpp"
+#include "dsv4/golden/cli_guard.hpp"
 
 namespace dsv4::cli {
 
@@ -296,14 +297,11 @@ void register_cost(CLI::App& app) {
       "FLOPs: 2 per multiply-accumulate for one token decoded at position L; 'FP8-equivalent' counts BF16 work 2x\n"
       "and the FP4xFP4 indexer 0.5x (spec 08 §8.3). KV: bytes per sequence, FP8 nope dims + UE8M0 scales + BF16\n"
       "rope dims, FP4 indexer keys (spec 08 §8.1). Exit codes: 0 ok, 2 bad input (message on stderr).");
-  cmd->callback([args]() {
-    try {
+  cmd->callback([args]() {  // one line on stderr; 2 bad input, 3 internal error (cli_guard.hpp)
+    set_exit_code(run_guarded("cost", [&] {
       run_cost(*args);
-      set_exit_code(0);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "dsv4 cost: error: %s\n", e.what());
-      set_exit_code(2);
-    }
+      return 0;
+    }));
   });
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/io/npy.hpp"
@@ -55,13 +56,10 @@ struct QuantArgs {
   bool bf16 = false;
 };
 
-class QuantFailure : public std::exception {
+// Bad input (exit 2 under run_guarded's contract).
+class QuantFailure : public std::runtime_error {
  public:
-  explicit QuantFailure(std::string m) : msg_(std::move(m)) {}
-  const char* what() const noexcept override { return msg_.c_str(); }
-
- private:
-  std::string msg_;
+  using std::runtime_error::runtime_error;
 };
 
 std::string index_string(const std::vector<std::int64_t>& shape, std::int64_t flat) {
@@ -190,16 +188,11 @@ void register_quant(CLI::App& app) {
   cmd->add_flag("--list", args->list, "Print every kind with its block size and a one-line description");
   cmd->add_flag("--bf16", args->bf16, "Read a '<u2' (uint16) input as raw bf16 bit patterns");
   cmd->footer(kFooter);
-  cmd->callback([args]() {
-    try {
+  cmd->callback([args]() {  // one line on stderr; 2 bad input, 3 internal error (cli_guard.hpp)
+    set_exit_code(run_guarded("quant", [&] {
       run_quant(*args);
-      set_exit_code(0);
-    } catch (const std::exception& e) {
-      std::string msg = e.what();
-      std::replace(msg.begin(), msg.end(), '\n', ' ');  // always one line
-      std::fprintf(stderr, "dsv4 quant: error: %s\n", msg.c_str());
-      set_exit_code(2);
-    }
+      return 0;
+    }));
   });
 }
 
