@@ -10,5 +10,8 @@ Op act_quant_op();
 Op fp4_act_quant_op();
 Op hc_split_sinkhorn_op();
 Op rmsnorm_op();
+Op hadamard_op();
+Op rope_op();
+Op embedding_op();
 
 }  // namespace dsv4::ops::detail

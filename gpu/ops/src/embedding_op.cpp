@@ -1,0 +1,97 @@
+// Registration of embedding (spec 05 §5.1): h = embed[id], a bf16 row gather.
+#include <string>
+
+#include "dsv4/model/head.hpp"
+#include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/case_inputs.hpp"
+#include "op_list.hpp"
+#if DSV4_HAVE_CUDA
+#include "dsv4/gpu/embedding.hpp"
+#endif
+
+namespace dsv4::ops::detail {
+namespace {
+
+// inputs ids [rows, 1] (per row, token ids as exact integers), embed [vocab, dim] (shared, bf16
+// values) → h [rows, dim].
+std::vector<std::int64_t> token_ids(const Array& ids) {
+  if (ids.cols != 1) throw std::invalid_argument("embedding: ids must be [rows, 1]");
+  std::vector<std::int64_t> t(static_cast<std::size_t>(ids.rows));
+  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<std::int64_t>(ids.f32[i]);
+  return t;
+}
+
+Outputs reference(const Call& c) {
+  const Array& ids = c.inputs.at(0);
+  const Array& embed = c.inputs.at(1);
+  Mat e(embed.rows, embed.cols);
+  for (std::int64_t i = 0; i < embed.elements(); ++i) e.data()[i] = embed.f32[static_cast<std::size_t>(i)];
+  const Mat h = embed_tokens(e, token_ids(ids));
+  std::vector<float> y(static_cast<std::size_t>(h.size()));
+  for (Eigen::Index i = 0; i < h.size(); ++i) y[static_cast<std::size_t>(i)] = static_cast<float>(h.data()[i]);
+  return {Array::floats("h", ids.rows, embed.cols, std::move(y))};
+}
+
+#if DSV4_HAVE_CUDA
+Outputs device(const Call& c) {
+  const Array& ids = c.inputs.at(0);
+  const Array& embed = c.inputs.at(1);
+  const std::vector<std::int64_t> t = token_ids(ids);
+  return {Array::floats("h", ids.rows, embed.cols,
+                        gpu::embedding(t.data(), ids.rows, embed.f32.data(), embed.rows, embed.cols))};
+}
+#endif
+
+// Ids: row 0 → 0, row 1 → vocab − 1, row 2 → the same id as row 3 (a repeated token), the rest
+// uniform in [0, vocab).
+std::vector<float> ids(std::int64_t rows, std::int64_t vocab, std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.embedding.ids"));
+  std::vector<float> t(static_cast<std::size_t>(rows));
+  for (std::size_t r = 0; r < t.size(); ++r) t[r] = static_cast<float>(rng.words(r)[0] % vocab);
+  if (rows > 0) t[0] = 0.0f;
+  if (rows > 1) t[1] = static_cast<float>(vocab - 1);
+  if (rows > 3) t[2] = t[3];
+  return t;
+}
+
+std::vector<Case> embedding_cases(std::uint64_t seed) {
+  struct Spec {
+    std::int64_t rows, vocab, dim;
+    const char* what;
+  };
+  std::vector<Case> cases;
+  std::uint64_t k = 0;
+  // Tables of edge activations (signed zeros, subnormals, outliers: a gather must keep every bit);
+  // the V4 vocabulary (129,280) at a narrow width, and narrow vocabularies at the model's widths.
+  for (const Spec s : std::vector<Spec>{{64, 129280, 8, "V4 vocabulary"},
+                                        {300, 512, 4096, "Flash width"},
+                                        {5, 256, 7168, "V4 width"},
+                                        {17, 1000, 96, "odd"},
+                                        {1, 1, 32, "one-token vocabulary"}}) {
+    ++k;
+    Case c;
+    c.label = std::to_string(s.rows) + " ids, " + shape_label({s.vocab, s.dim}) + " table, " + s.what;
+    Array embed = Array::floats("embed", s.vocab, s.dim, edge_activations(s.vocab, s.dim, seed * 1000 + 200 + k));
+    embed.per_row = false;
+    c.call.inputs = {Array::floats("ids", s.rows, 1, ids(s.rows, s.vocab, seed * 1000 + 250 + k)), std::move(embed)};
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+}  // namespace
+
+Op embedding_op() {
+  Op op;
+  op.stem = "embedding";
+  op.spec = "spec 05 §5.1";
+  op.summary = "embedding: h = embed[id], a bf16 row gather";
+  op.reference = reference;
+#if DSV4_HAVE_CUDA
+  op.device = device;
+#endif
+  op.cases = embedding_cases;
+  return op;
+}
+
+}  // namespace dsv4::ops::detail

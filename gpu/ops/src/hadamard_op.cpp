@@ -1,0 +1,117 @@
+// Registration of hadamard (spec 01 §1.10): y = bf16(fl32(WHT(x) × fl32(N^−1/2))) on every size-N
+// segment of every row, the fp32 radix-2 butterflies in increasing stage order.
+#include <cmath>
+
+#include "dsv4/model/hadamard.hpp"
+#include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/case_inputs.hpp"
+#include "op_list.hpp"
+#if DSV4_HAVE_CUDA
+#include "dsv4/gpu/hadamard.hpp"
+#endif
+
+namespace dsv4::ops::detail {
+namespace {
+
+// ints {size}; inputs x [rows, cols] (per row, bf16 values) → y [rows, cols] (bf16 values).
+Outputs reference(const Call& c) {
+  const Array& x = c.inputs.at(0);
+  Mat m(x.rows, x.cols);
+  for (std::int64_t i = 0; i < x.elements(); ++i) m.data()[i] = x.f32[static_cast<std::size_t>(i)];
+  hadamard_inplace(Precision(Mode::kOfficial), m, c.ints.at(0));
+  return {Array::floats("y", x.rows, x.cols, std::vector<float>(m.data(), m.data() + m.size()))};
+}
+
+#if DSV4_HAVE_CUDA
+Outputs device(const Call& c) {
+  const Array& x = c.inputs.at(0);
+  return {Array::floats("y", x.rows, x.cols, gpu::hadamard(x.f32.data(), x.rows, x.cols, c.ints.at(0)))};
+}
+#endif
+
+// The edge activations (zero blocks, subnormals, e4m3/e2m1 ties, outliers, wide ranges) with every
+// value of magnitude ≥ 2^96 scaled by 2^-24: a butterfly sum of up to 2^14 of them stays finite.
+// (An fp32 overflow would make inf − inf = NaN somewhere, and a NaN's payload is the machine's,
+// not the arithmetic's: the bits compared would be the NaN's.)
+std::vector<float> activations(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
+  std::vector<float> x = edge_activations(rows, cols, seed);
+  for (float& v : x) {
+    if (std::fabs(v) >= 0x1p96f) v = round_bf16(static_cast<double>(v) * 0x1p-24);
+  }
+  return x;
+}
+
+// Small integers: with N = 4^k the scale 2^-k is exact and the bf16 rounding of the integer sums
+// (beyond 8 significant bits) meets many exact ties.
+std::vector<float> small_integers(std::int64_t rows, std::int64_t cols, std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.hadamard.integers"));
+  std::vector<float> x(static_cast<std::size_t>(rows * cols));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(rng.words(i)[0] % 17) - 8);
+  return x;
+}
+
+std::vector<Case> hadamard_cases(std::uint64_t seed) {
+  struct Spec {
+    std::int64_t rows, cols, size;
+  };
+  std::vector<Case> cases;
+  std::uint64_t k = 0;
+  // The model's rotation: N = c_I = 128 (indexer queries per head, compressed index keys), one or
+  // several segments per row; other powers of two from 1 to 2^14 (beyond 8192 the kernel works in
+  // global memory instead of shared memory).
+  for (const Spec s : std::vector<Spec>{{1, 128, 128},
+                                        {64, 128, 128},
+                                        {300, 128, 128},
+                                        {17, 8192, 128},
+                                        {5, 1024, 1024},
+                                        {3, 4096, 0},
+                                        {2, 8192, 8192},
+                                        {2, 32768, 16384},
+                                        {7, 64, 64},
+                                        {9, 32, 2},
+                                        {4, 3, 1}}) {
+    ++k;
+    Case c;
+    c.label = shape_label({s.rows, s.cols}) + " size " + std::to_string(s.size) + " activations";
+    c.call.ints = {s.size};
+    c.call.inputs = {Array::floats("x", s.rows, s.cols, activations(s.rows, s.cols, seed * 1000 + 300 + k))};
+    cases.push_back(std::move(c));
+  }
+  for (const Spec s : std::vector<Spec>{{32, 256, 256}, {16, 1024, 64}, {8, 1024, 1024}}) {
+    ++k;
+    Case c;
+    c.label = shape_label({s.rows, s.cols}) + " size " + std::to_string(s.size) + " small integers (bf16 ties)";
+    c.call.ints = {s.size};
+    c.call.inputs = {Array::floats("x", s.rows, s.cols, small_integers(s.rows, s.cols, seed * 1000 + 300 + k))};
+    cases.push_back(std::move(c));
+  }
+  {  // all zeros (signed)
+    Case c;
+    c.label = "8x512 size 128 signed zeros";
+    c.call.ints = {128};
+    std::vector<float> x(8 * 512, 0.0f);
+    for (std::size_t i = 0; i < x.size(); i += 3) x[i] = -0.0f;
+    c.call.inputs = {Array::floats("x", 8, 512, std::move(x))};
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+}  // namespace
+
+Op hadamard_op() {
+  Op op;
+  op.stem = "hadamard";
+  op.spec = "spec 01 §1.10";
+  op.summary = "Walsh–Hadamard rotation: bf16(fl32(WHT(x) · fl32(N^-1/2))) per size-N segment, fp32 butterflies";
+  op.int_params = {"size"};
+  op.reference = reference;
+#if DSV4_HAVE_CUDA
+  op.device = device;
+#endif
+  op.cases = hadamard_cases;
+  return op;
+}
+
+}  // namespace dsv4::ops::detail

@@ -1,0 +1,150 @@
+// Registration of rope (spec 02 §2.3): interleaved partial RoPE and its inverse on the last r_d dims
+// of every head, with the reference's YaRN table (spec 02 §2.2) as a shared input.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/rope.hpp"
+#include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/case_inputs.hpp"
+#include "op_list.hpp"
+#if DSV4_HAVE_CUDA
+#include "dsv4/gpu/rope.hpp"
+#endif
+
+namespace dsv4::ops::detail {
+namespace {
+
+// ints {head_dim, rope_head_dim, inverse (0/1)}; inputs x [rows, cols] (per row, bf16 values),
+// pos [rows, 1] (per row, the token positions as exact integers), cos and sin [1, P · r_d/2]
+// (shared: the table of positions 0..P−1, row-major [P, r_d/2]) → y [rows, cols].
+struct RopeArgs {
+  const Array& x;
+  const Array& pos;
+  const Array& cos;
+  const Array& sin;
+  std::int64_t head_dim, rope_head_dim, table_positions;
+  bool inverse;
+  std::vector<std::int64_t> positions;
+  explicit RopeArgs(const Call& c)
+      : x(c.inputs.at(0)),
+        pos(c.inputs.at(1)),
+        cos(c.inputs.at(2)),
+        sin(c.inputs.at(3)),
+        head_dim(c.ints.at(0)),
+        rope_head_dim(c.ints.at(1)),
+        table_positions(rope_head_dim >= 2 ? cos.elements() / (rope_head_dim / 2) : 0),
+        inverse(c.ints.at(2) != 0) {
+    if (pos.cols != 1 || pos.rows != x.rows) throw std::invalid_argument("rope: pos must be [rows, 1]");
+    if (rope_head_dim < 2 || cos.elements() != sin.elements() || cos.elements() % (rope_head_dim / 2) != 0) {
+      throw std::invalid_argument("rope: cos and sin must be [P, rope_head_dim / 2] tables of one size");
+    }
+    positions.resize(static_cast<std::size_t>(pos.rows));
+    for (std::size_t r = 0; r < positions.size(); ++r) positions[r] = static_cast<std::int64_t>(pos.f32[r]);
+  }
+};
+
+Outputs reference(const Call& c) {
+  const RopeArgs a(c);
+  RopeTable table(a.table_positions, a.rope_head_dim);
+  for (Eigen::Index i = 0; i < table.cos_matrix().size(); ++i) {
+    table.cos_matrix().data()[i] = a.cos.f32[static_cast<std::size_t>(i)];
+    table.sin_matrix().data()[i] = a.sin.f32[static_cast<std::size_t>(i)];
+  }
+  Mat m(a.x.rows, a.x.cols);
+  for (std::int64_t i = 0; i < a.x.elements(); ++i) m.data()[i] = a.x.f32[static_cast<std::size_t>(i)];
+  apply_rope_inplace(Precision(Mode::kOfficial), table, m, a.positions, a.head_dim, a.inverse);
+  std::vector<float> y(static_cast<std::size_t>(m.size()));
+  for (Eigen::Index i = 0; i < m.size(); ++i) y[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
+  return {Array::floats("y", a.x.rows, a.x.cols, std::move(y))};
+}
+
+#if DSV4_HAVE_CUDA
+Outputs device(const Call& c) {
+  const RopeArgs a(c);
+  return {Array::floats("y", a.x.rows, a.x.cols,
+                        gpu::rope(a.x.f32.data(), a.x.rows, a.x.cols, a.head_dim, a.positions.data(), a.cos.f32.data(),
+                                  a.sin.f32.data(), a.table_positions, a.rope_head_dim, a.inverse))};
+}
+#endif
+
+// The official-mode table of rp for positions 0..P−1, as two shared [1, P · r_d/2] inputs.
+std::vector<Array> table_inputs(const RopeParams& rp, std::int64_t P) {
+  const RopeTable t = rope_table(Precision(Mode::kOfficial), rp, P);
+  std::vector<float> c(static_cast<std::size_t>(t.cos_matrix().size())), s(c.size());
+  for (std::size_t i = 0; i < c.size(); ++i) {
+    c[i] = static_cast<float>(t.cos_matrix().data()[i]);
+    s[i] = static_cast<float>(t.sin_matrix().data()[i]);
+  }
+  return {Array::shared("cos", std::move(c)), Array::shared("sin", std::move(s))};
+}
+
+// Positions: row 0 at 0, row 1 at P − 1, the rest uniform in [0, P).
+std::vector<float> positions(std::int64_t rows, std::int64_t P, std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.rope.positions"));
+  std::vector<float> p(static_cast<std::size_t>(rows));
+  for (std::size_t r = 0; r < p.size(); ++r) {
+    p[r] = static_cast<float>(r == 0 ? 0 : (r == 1 ? P - 1 : static_cast<std::int64_t>(rng.words(r)[0] % P)));
+  }
+  return p;
+}
+
+std::vector<Case> rope_cases(std::uint64_t seed) {
+  const ModelConfig flash = builtin_config("v4-flash");
+  // The two tables of V4: compressed layers (compress_rope_theta, YaRN factor 16 from 65,536
+  // positions) and sliding-window layers (rope_theta, YaRN off); and a small r_d.
+  RopeParams yarn = rope_params_for_ratio(flash, 4), plain = rope_params_for_ratio(flash, 0), small = plain;
+  small.rope_head_dim = 2;
+  constexpr std::int64_t P = 2048;
+  const std::vector<Array> yarn_table = table_inputs(yarn, P), plain_table = table_inputs(plain, P),
+                           small_table = table_inputs(small, P);
+  struct Spec {
+    std::int64_t rows, cols, head_dim;
+    int table;  // 0 yarn, 1 plain, 2 small
+    bool inverse;
+    const char* what;
+  };
+  const std::int64_t rd = flash.rope_head_dim;
+  std::vector<Case> cases;
+  std::uint64_t k = 0;
+  for (const Spec s : std::vector<Spec>{{3, 8 * 512, 512, 0, false, "q heads"},
+                                        {64, 512, 512, 0, false, "kv"},
+                                        {300, 512, 512, 1, false, "kv, sliding-window table"},
+                                        {5, 8 * 512, 512, 0, true, "attention output, inverse"},
+                                        {17, 8 * 512, 512, 1, true, "attention output, inverse, sliding-window table"},
+                                        {7, 4 * 128, 128, 0, false, "indexer q heads"},
+                                        {33, 64, 64, 0, false, "head_dim = r_d"},
+                                        {9, 64, 64, 0, true, "head_dim = r_d, inverse"},
+                                        {4, 3 * 70, 70, 1, false, "odd head_dim"},
+                                        {6, 5 * 9, 9, 2, true, "r_d 2, odd head_dim, inverse"}}) {
+    ++k;
+    Case c;
+    c.label = shape_label({s.rows, s.cols}) + " head_dim " + std::to_string(s.head_dim) + " " + s.what;
+    const std::int64_t r = s.table == 2 ? 2 : rd;
+    c.call.ints = {s.head_dim, r, s.inverse ? 1 : 0};
+    const std::vector<Array>& t = s.table == 0 ? yarn_table : (s.table == 1 ? plain_table : small_table);
+    c.call.inputs = {Array::floats("x", s.rows, s.cols, edge_activations(s.rows, s.cols, seed * 1000 + 500 + k)),
+                     Array::floats("pos", s.rows, 1, positions(s.rows, P, seed * 1000 + 600 + k)), t[0], t[1]};
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+}  // namespace
+
+Op rope_op() {
+  Op op;
+  op.stem = "rope";
+  op.spec = "spec 02 §2.3";
+  op.summary = "interleaved partial RoPE (or its inverse) of the last r_d dims of every head, YaRN table, bf16 out";
+  op.int_params = {"head_dim", "rope_head_dim", "inverse"};
+  op.reference = reference;
+#if DSV4_HAVE_CUDA
+  op.device = device;
+#endif
+  op.cases = rope_cases;
+  return op;
+}
+
+}  // namespace dsv4::ops::detail
