@@ -17,8 +17,9 @@ void register_run(CLI::App& app);
 void register_golden(CLI::App& app);
 void register_certify(CLI::App& app);
 void register_diff(CLI::App& app);
-void register_weights(CLI::App& app);
 void register_outputs(CLI::App& app);
+void register_weights(CLI::App& app);
+void register_audit(CLI::App& app);
 
 inline void register_all(CLI::App& app) {
   register_demo(app);
@@ -29,8 +30,9 @@ inline void register_all(CLI::App& app) {
   register_golden(app);
   register_certify(app);
   register_diff(app);
-  register_weights(app);
   register_outputs(app);
+  register_weights(app);
+  register_audit(app);
 }
 
 }  // namespace dsv4::cli

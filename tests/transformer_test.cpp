@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/audit/self_audit.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
@@ -39,13 +40,9 @@ bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 // Position-wise outputs of a block: identical math in prefill and decode (the attention module's
-// own decode ≡ prefill is proven in attention_test; MoE, mHC and norms are row-wise, spec 05 §5.6).
-const std::vector<std::string>& rowwise_outputs() {
-  static const std::vector<std::string> v{".hc_attn/y",     ".hc_attn/post", ".hc_attn/comb", ".attn_norm/out",
-                                          ".attn/out",      ".hc_ffn/y",     ".hc_ffn/comb",  ".ffn.gate/out0",
-                                          ".ffn.gate/out1", ".ffn/out",      "/out"};
-  return v;
-}
+// own decode ≡ prefill is proven in attention_test; MoE, mHC and norms are row-wise, spec 05 §5.6);
+// the list `dsv4 audit` checks too.
+const std::vector<std::string>& rowwise_outputs() { return audit::positionwise_outputs(); }
 
 // Prefill of n+k tokens vs prefill n then k decode steps: every per-position output of every
 // block (and MTP), and the logits of the last position, bit for bit.

@@ -1,0 +1,95 @@
+// `dsv4 audit`: prove our own stack bit-stable (oracle/audit self_audit.hpp; issue 17).
+#include <cstdio>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "commands.hpp"
+#include "dsv4/audit/self_audit.hpp"
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/golden/cli_guard.hpp"
+#include "dsv4/io/atomic_file.hpp"
+#include "dsv4/io/input_error.hpp"
+
+namespace dsv4::cli {
+
+namespace {
+
+constexpr const char* kFooter = R"(
+What it proves: the reference gives the same bits for the same sequence however it is run. The
+yardstick is one run of the sequence alone (prefill of --prompt-len tokens, then --steps decode
+steps) with every GEMM thread; each variant runs it again and compares every module output of
+that sequence with the yardstick bit for bit:
+  repeat N            the same run again
+  threads T           GEMM calls on T threads
+  batch B row R       the sequence at row R of a batch of B, the other rows random sequences
+  prefill vs decode   the decode steps' position-wise outputs against a prefill of the whole
+                      sequence at the same positions (main layers; spec 05 §5.6)
+in each precision mode (official, exact). --quick (the default; what CI runs): 1 repeat, threads
+1 and 2, batch 4 at rows 0 and 3. --full: 3 repeats, batches of 4, 7 and 64 at rows 0, 3, 63, a
+36-token prompt and 3 decode steps (minutes on the tiny config).
+
+Any difference is a FAIL naming the first module in execution order whose bits move, the first
+differing element, both values (hex float) and their ULP distance in the output's official format
+(float64 in exact mode); the JSON (--json) carries every run's SHA-256 of the sequence's outputs.
+
+Example:
+  dsv4 audit --config tiny --quick --json audit.json
+
+Exit status: 0 every run bit-identical; 1 a run differs; 2 bad input (one line on stderr).)";
+
+struct AuditArgs {
+  std::string config = "tiny", json, modes = "official,exact";
+  std::uint64_t seed = 1;
+  std::int64_t prompt_len = -1, steps = -1;
+  bool quick = false, full = false;
+};
+
+int run_audit(const AuditArgs& a) {
+  check_output_paths({{"--json", a.json}}, {});
+  const ModelConfig c = load_config(a.config);
+  audit::AuditOptions o = a.full ? audit::full_options(c) : audit::quick_options(c);
+  o.weights_seed = a.seed;
+  if (a.prompt_len >= 0) o.prompt_len = a.prompt_len;
+  if (a.steps >= 0) o.decode_steps = a.steps;
+  o.modes.clear();
+  for (std::size_t at = 0; at <= a.modes.size();) {
+    const std::size_t comma = std::min(a.modes.find(',', at), a.modes.size());
+    const std::string m = a.modes.substr(at, comma - at);
+    if (m != "official" && m != "exact") throw InputError("--modes", "'" + m + "' is not official or exact");
+    o.modes.push_back(mode_from_name(m));
+    at = comma + 1;
+  }
+  const audit::AuditReport r = audit::run_self_audit(o, [](const std::string& mode, const std::string& variant) {
+    std::fprintf(stderr, "dsv4 audit: %s %s\n", mode.c_str(), variant.c_str());
+  });
+  if (!a.json.empty()) {
+    AtomicFile out(a.json);
+    const std::string text = audit::audit_json(r).dump(1) + "\n";
+    out.write(std::as_bytes(std::span<const char>(text.data(), text.size())));
+    out.commit();
+  }
+  std::printf("%s", audit::audit_text(r).c_str());
+  return r.pass() ? 0 : 1;
+}
+
+}  // namespace
+
+void register_audit(CLI::App& app) {
+  auto a = std::make_shared<AuditArgs>();
+  auto* cmd = app.add_subcommand("audit",
+                                 "Prove the reference bit-stable across repeats, threads, batch "
+                                 "compositions and prefill/decode");
+  cmd->add_option("--config", a->config, "built-in config name or config.json")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "seed of the synthetic weights")->capture_default_str();
+  cmd->add_option("--prompt-len", a->prompt_len, "prompt tokens (default: 20 quick, 36 full)");
+  cmd->add_option("--steps", a->steps, "decode steps (default: 2 quick, 3 full)");
+  cmd->add_option("--modes", a->modes, "precision modes, comma-separated")->capture_default_str();
+  auto* quick = cmd->add_flag("--quick", a->quick, "the quick matrix (the default)");
+  cmd->add_flag("--full", a->full, "the full matrix")->excludes(quick);
+  cmd->add_option("--json", a->json, "also write the report as JSON (schema dsv4-audit-report/1)");
+  cmd->footer(kFooter);
+  cmd->callback([a]() { set_exit_code(run_guarded("audit", [&] { return run_audit(*a); })); });
+}
+
+}  // namespace dsv4::cli

@@ -1,0 +1,95 @@
+// `dsv4 audit` (issue 17 item 1): the quick matrix of our own stack passes bit for bit in both
+// modes; the comparison every variant runs catches a one-ulp difference and a batch-row mix-up,
+// naming the first output in execution order, the element, both values and the ULP distance.
+// ctest-labels: model
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "dsv4/audit/self_audit.hpp"
+#include "dsv4/numerics/formats.hpp"
+#include "support/cli_process.hpp"
+
+namespace dsv4 {
+namespace {
+
+using CliAudit = testing_support::CliDir;
+
+TEST_F(CliAudit, QuickMatrixIsBitIdentical) {
+  const auto r = dsv4("audit --config tiny --quick --json " + file("a.json"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.rfind("audit: PASS — ", 0), 0u) << r.out;
+  const auto j = nlohmann::json::parse(slurp(file("a.json")));
+  EXPECT_EQ(j.at("verdict"), "PASS");
+  // Per mode: the yardstick, 1 repeat, threads 1 and 2, batch 4 at rows 0 and 3, prefill vs decode.
+  ASSERT_EQ(j.at("variants").size(), 14u) << j.dump(1);
+  std::string yard;
+  for (const auto& v : j.at("variants")) {
+    EXPECT_TRUE(v.at("identical").get<bool>()) << v.dump();
+    EXPECT_GT(v.at("outputs").get<std::int64_t>(), 100) << v.dump();
+    if (v.at("variant") == "prefill vs decode") continue;
+    if (v.at("variant") == "yardstick") yard = v.at("sha256");
+    EXPECT_EQ(v.at("sha256"), yard) << v.dump();  // same bits, same hash
+  }
+}
+
+TEST_F(CliAudit, BadInput) {
+  expect_bad_input(dsv4("audit --config nosuch"), "audit", "nosuch");
+  expect_bad_input(dsv4("audit --modes fast"), "audit", "--modes");
+  expect_bad_input(dsv4("audit --prompt-len 0"), "audit", "--prompt-len");
+}
+
+// A recording of two outputs of a batch of 2 (both rows the same sequence), in execution order:
+// hc_attn/y [2, 3, 4] and attn_norm/out [2, 3, 1]. `bump`: element 1 of attn_norm/out in row 1 one
+// bf16 ulp up (0.5 → 0.5 + 2^-8); `mix`: row 1 of hc_attn/y holds another sequence's values.
+MemoryRecorder recording(bool bump, bool mix = false) {
+  MemoryRecorder r;
+  RecordedTensor a{{2, 3, 4}, {}, false}, b{{2, 3, 1}, {}, false};
+  for (int i = 0; i < 24; ++i) a.values.push_back(1.0 + (i % 12) / 8.0 + (mix && i >= 12 ? 1.0 : 0.0));
+  for (int i = 0; i < 6; ++i) b.values.push_back(0.5);
+  if (bump) b.values[4] = 0.5 + 0.00390625;
+  r.record("prefill/layers.0.hc_attn/y", a);
+  r.record("prefill/layers.0.attn_norm/out", b);
+  return r;
+}
+
+TEST(AuditCompare, IdenticalRunsPass) {
+  const MemoryRecorder y = recording(false);
+  const audit::VariantResult r = audit::compare_runs(y, y, 1, Mode::kOfficial, "batch 2 row 1");
+  EXPECT_FALSE(r.mismatch.has_value());
+  EXPECT_EQ(r.compared, 2);
+  EXPECT_EQ(r.sha256.size(), 64u);
+}
+
+TEST(AuditCompare, OneUlpInOneElementIsCaughtAndNamed) {
+  const audit::VariantResult r = audit::compare_runs(recording(false), recording(true), 1, Mode::kOfficial, "row 1");
+  ASSERT_TRUE(r.mismatch.has_value());
+  EXPECT_EQ(r.mismatch->output, "prefill/layers.0.attn_norm/out");
+  EXPECT_EQ(r.mismatch->element, 1);
+  EXPECT_EQ(r.mismatch->yardstick, 0.5);
+  EXPECT_EQ(r.mismatch->variant, 0.50390625);
+  EXPECT_EQ(r.mismatch->grid, "bfloat16");  // attn_norm/out's official format
+  EXPECT_EQ(r.mismatch->ulps, 1u);
+  EXPECT_EQ(r.mismatch->differing_elements, 1);
+  EXPECT_EQ(r.mismatch->differing_outputs, 1);
+  // Row 0 of the same variant is untouched; and the hashes tell the two apart.
+  const audit::VariantResult r0 = audit::compare_runs(recording(false), recording(true), 0, Mode::kOfficial, "row 0");
+  EXPECT_FALSE(r0.mismatch.has_value());
+  EXPECT_NE(r0.sha256, r.sha256);
+}
+
+TEST(AuditCompare, TheFirstOutputInExecutionOrderIsBlamed) {
+  const audit::VariantResult r =
+      audit::compare_runs(recording(false), recording(true, true), 1, Mode::kExact, "batch 2 row 1");
+  ASSERT_TRUE(r.mismatch.has_value());
+  EXPECT_EQ(r.mismatch->output, "prefill/layers.0.hc_attn/y");
+  EXPECT_EQ(r.mismatch->element, 0);
+  EXPECT_EQ(r.mismatch->grid, "float64");  // exact mode
+  EXPECT_EQ(r.mismatch->differing_elements, 12);
+  EXPECT_EQ(r.mismatch->differing_outputs, 2);
+}
+
+}  // namespace
+}  // namespace dsv4
