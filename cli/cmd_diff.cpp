@@ -7,6 +7,7 @@
 #include "commands.hpp"
 #include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/diff/teacher_forced.hpp"
+#include "dsv4/golden/certify.hpp"
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/declarations.hpp"
 #include "dsv4/golden/golden.hpp"
@@ -58,13 +59,7 @@ int run_diff(const DiffArgs& a) {
   const NameMap map = a.map.empty() ? NameMap{} : load_name_map(a.map);
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);
   std::optional<DType> fmt;
-  if (!a.format.empty()) {
-    try {
-      fmt = dtype_from_name(a.format);
-    } catch (const std::invalid_argument& e) {
-      throw InputError("--candidate-format", e.what());
-    }
-  }
+  if (!a.format.empty()) fmt = candidate_format_option(a.format);
   if (const int rc = check_declarations(g, cand, "diff"); rc != 0) return rc;
   const diff::DiffReport r = diff::diff_against_golden(g, cand, fmt, a.weights);
   for (const auto& [path, text] : {std::pair{a.json, diff::diff_json(r)}, std::pair{a.svg, diff::diff_svg(r)}}) {
@@ -101,7 +96,11 @@ void register_diff(CLI::App& app) {
                   "number format of the candidate's float outputs (bfloat16, float32, float64, …)");
   cmd->add_option("--weights", a->weights,
                   "the golden's checkpoint, for a golden of checkpoint weights (its content hash is checked)");
-  cmd->footer(kFooter);
+  cmd->footer(std::string(kFooter) +
+              "\n\nWhat each module is checked on (the output table, ref/model output_table.hpp): the outputs it "
+              "checks, and the\ncandidate tensors it needs as inputs (\"<block input>\": the previous layer's out; "
+              "'?': optional):\n" +
+              diff::diff_requirements_text());
   cmd->callback([a]() { set_exit_code(run_guarded("diff", [&] { return run_diff(*a); })); });
 }
 
