@@ -70,6 +70,9 @@ TEST_F(CliExit, ACandidateLargerThanTheGoldenIsRefusedBeforeDecompression) {
   const auto r = dsv4(std::string("certify --golden ") + DSV4_SOURCE_DIR + "/goldens/tiny-s1-p6-d2.h5 --candidate " +
                       file("c.npz"));
   expect_bad_input(r, "certify", "declares shape [1000, 1000], more than the 1536 elements of the golden's");
+  const auto d = dsv4(std::string("diff --teacher-forced --golden ") + DSV4_SOURCE_DIR +
+                      "/goldens/tiny-s1-p6-d2.h5 --candidate " + file("c.npz"));
+  expect_bad_input(d, "diff", "declares shape [1000, 1000], more than the 1536 elements of the golden's");
 }
 
 class CliConfig : public CliExit {

@@ -51,10 +51,14 @@ RecordedTensor recorded_from_tensor(const Tensor& t, const std::string& name) {
   return r;
 }
 
-TensorGetter candidate_getter(const MappedTensorSource& source) {
-  return [&source](const std::string& name) -> std::optional<RecordedTensor> {
+TensorGetter candidate_getter(const MappedTensorSource& source, const Golden* golden) {
+  return [&source, golden](const std::string& name) -> std::optional<RecordedTensor> {
     if (!source.contains(name)) return std::nullopt;
-    return recorded_from_tensor(source.read(name), name);
+    const GoldenEntry* e = golden != nullptr ? golden->find("exact/" + name) : nullptr;
+    if (e == nullptr) return recorded_from_tensor(source.read(name), name);
+    std::int64_t elements = 1;  // bounded by the golden's output before it is read (issue 14 item 3)
+    for (std::int64_t d : e->shape) elements *= d;
+    return recorded_from_tensor(source.read(name, elements), name);
   };
 }
 
@@ -132,7 +136,7 @@ DiffReport diff_against_golden(const Golden& g, const MappedTensorSource& cand, 
   s.tokens = g.tokens();
   s.decode_steps = g.decode_steps();
   s.prompt_len = g.steps().front().length;  // the golden's own plan: prefill, then one token per decode step
-  return teacher_forced_diff(g.config(), w, s, candidate_getter(cand), golden_exact_getter(g), {}, fmt);
+  return teacher_forced_diff(g.config(), w, s, candidate_getter(cand, &g), golden_exact_getter(g), {}, fmt);
 }
 
 LocalVerdicts local_verdicts_of(const DiffReport& r) {

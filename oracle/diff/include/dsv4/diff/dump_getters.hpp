@@ -18,7 +18,9 @@ namespace dsv4::diff {
 // read as [1, rows, cols].
 RecordedTensor recorded_from_tensor(const Tensor& t, const std::string& name);
 
-TensorGetter candidate_getter(const MappedTensorSource& source);
+// With `golden`, a candidate tensor declaring more elements than the golden's output of that name
+// is refused (InputError) before it is read or decompressed.
+TensorGetter candidate_getter(const MappedTensorSource& source, const Golden* golden = nullptr);
 TensorGetter golden_exact_getter(const Golden& golden);
 
 // The weights a golden was made with (what its modules are recomputed from): without
