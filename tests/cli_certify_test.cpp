@@ -31,7 +31,9 @@ using testing_support::perturbed_copy;
 using CliCertify = testing_support::GoldenSuite;
 
 // A copy of a golden (datasets, manifest, root attributes) with one dataset replaced and the
-// manifest edited; manifest_sha256 recomputed, so only what the edits changed is wrong.
+// manifest edited; every dataset's hash and manifest_sha256 recomputed (a consistently re-hashed
+// golden: certify checks the hashes first, goldens/README.md), so only what the edits changed is
+// wrong.
 void golden_copy(const std::string& from, const std::string& to,
                  const std::function<void(const std::string&, Tensor&)>& edit_dataset,
                  const std::function<void(nlohmann::ordered_json&)>& edit_manifest) {
@@ -43,6 +45,8 @@ void golden_copy(const std::string& from, const std::string& to,
     if (n == "manifest") continue;
     Tensor t = in.read(n);
     if (edit_dataset) edit_dataset(n, t);
+    for (auto& e : manifest.at("datasets"))
+      if (e.at("path") == n) e["sha256"] = sha256_hex(std::span<const std::byte>(t.bytes(), t.nbytes()));
     out.write(n, t);
   }
   const std::string text = manifest.dump(1);
@@ -175,8 +179,11 @@ TEST_F(CliCertify, GoldenWithoutStoredFiguresGivesTheSameReport) {
     EXPECT_EQ(a.status, b.status) << b.out << b.err;
     auto ja = nlohmann::json::parse(slurp(file("a.json"))), jb = nlohmann::json::parse(slurp(file("b.json")));
     EXPECT_NE(ja.at("golden"), jb.at("golden"));
-    ja.erase("golden");
-    jb.erase("golden");
+    EXPECT_NE(ja.at("golden_sha256"), jb.at("golden_sha256"));  // another manifest
+    for (const char* key : {"golden", "golden_sha256"}) {
+      ja.erase(key);
+      jb.erase(key);
+    }
     EXPECT_EQ(ja, jb) << "the stored figures and the recomputed ones must judge alike (" << cand << ")";
   }
   EXPECT_EQ(dsv4("golden verify " + file("old.h5")).status, 0) << "a golden without the figures stays valid";
