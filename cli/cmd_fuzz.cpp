@@ -42,9 +42,9 @@ The plugin runs in its own process (loaded there; one process serves the cases, 
 after a failure), under a wall-clock limit per call (--timeout-ms, default 10000, the load
 included) and a memory limit (--memory-mb: address space beyond what the process starts with,
 default 4096; 0 = none, e.g. for a CUDA plugin, which reserves large address ranges). Its arrays
-are guarded: inputs read-only, an inaccessible page and a canary band after every array. A crash
-or signal, an exit, a timeout, a failed allocation over the limit or a write outside an output is
-a FAIL of that case naming the component, what happened and the case (shape and seed).
+are guarded: canary bands and inaccessible pages around every array, inputs checked unchanged.
+A crash or signal, an exit, a timeout, a failed allocation over the limit or a write outside an
+output is a FAIL of that case naming the component, what happened and the case (shape and seed).
 
 Progress goes to stderr every --progress seconds (default 5) while a run lasts.
 --json prints one JSON object on stdout instead of the text report.

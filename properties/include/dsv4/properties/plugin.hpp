@@ -5,7 +5,8 @@
 // Isolation (issue 14): a plugin never runs in dsv4's process. A Plugin is a child process (fork)
 // that loads the library (dlopen, entry, table checks) and then serves the calls, one at a time,
 // over a socket: the inputs go to the child, which runs the plugin's function on copies held in
-// guarded memory (inputs read-only, a canary band and an inaccessible page after every array) and
+// guarded memory (canary bands and inaccessible pages around every array; inputs compared after the
+// call with the bytes sent) and
 // sends the outputs back. The child has a memory limit (RLIMIT_AS) and every call (the load
 // included) a wall-clock limit. A crash, a signal, an exit, a timeout or a write out of bounds
 // ends the call with a PluginFault naming what happened; the next call starts a fresh child.
