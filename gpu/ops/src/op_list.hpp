@@ -13,5 +13,6 @@ Op rmsnorm_op();
 Op hadamard_op();
 Op rope_op();
 Op embedding_op();
+Op hc_post_op();
 
 }  // namespace dsv4::ops::detail

@@ -12,7 +12,7 @@ namespace dsv4::ops {
 const std::vector<Op>& all_ops() {
   static const std::vector<Op> ops = {
       detail::act_quant_op(), detail::fp4_act_quant_op(), detail::hc_split_sinkhorn_op(), detail::rmsnorm_op(),
-      detail::hadamard_op(),  detail::rope_op(),          detail::embedding_op(),
+      detail::hadamard_op(),  detail::rope_op(),          detail::embedding_op(),         detail::hc_post_op(),
   };
   return ops;
 }

@@ -297,6 +297,24 @@ Mat hc_post(const Precision& p, const ModelConfig& c, const Mat& f, const Mat& r
   return out;
 }
 
+std::vector<float> hc_post_rows(const Precision& p, const float* f, const float* residual, const float* post,
+                                const float* comb, std::int64_t tokens, std::int64_t n, std::int64_t d) {
+  if (tokens < 0) throw std::invalid_argument("hc_post: tokens must be non-negative");
+  ModelConfig c;
+  c.hc_mult = n;
+  c.dim = d;
+  hc_n(c);  // n ≥ 1, d ≥ 1
+  const auto to_mat = [tokens](const float* v, std::int64_t cols) {
+    Mat m(tokens, cols);
+    for (std::int64_t i = 0; i < tokens * cols; ++i) m.data()[i] = v[i];
+    return m;
+  };
+  const Mat y = hc_post(p, c, to_mat(f, d), to_mat(residual, n * d), to_mat(post, n), to_mat(comb, n * n));
+  std::vector<float> out(static_cast<std::size_t>(y.size()));
+  for (Eigen::Index i = 0; i < y.size(); ++i) out[static_cast<std::size_t>(i)] = static_cast<float>(y.data()[i]);
+  return out;
+}
+
 // spec 04 §4.5: pre_k = fl(σ(fl(fl(μ_k α) + b_k)) + ε) as separate PyTorch ops.
 Vec hc_head_gates(const Precision& p, const ModelConfig& c, const double* mu, const HcHeadWeights& w) {
   const std::int64_t n = hc_n(c);

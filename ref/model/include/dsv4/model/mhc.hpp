@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/precision.hpp"
@@ -92,6 +93,12 @@ HcPreOutput hc_pre(const Precision& p, const ModelConfig& c, const Mat& x, const
 // comb [s, n·n] → new state [s, n·d].
 Mat hc_post(const Precision& p, const ModelConfig& c, const Mat& f, const Mat& residual, const Mat& post,
             const Mat& comb);
+// hc_post on flat row-major arrays (the op registry's and the GPU kernel's host fallback's
+// adapter): f [tokens, d], residual [tokens, n·d], post [tokens, n], comb [tokens, n·n] (fp32
+// values) → the new state [tokens, n·d] (bf16 values in official mode). Throws
+// std::invalid_argument for n < 1, d < 1 or tokens < 0.
+std::vector<float> hc_post_rows(const Precision& p, const float* f, const float* residual, const float* post,
+                                const float* comb, std::int64_t tokens, std::int64_t n, std::int64_t d);
 
 // spec 04 §4.5 gate: pre_k = fl(σ(fl(fl(μ_k·α) + b_k)) + ε) for one token's n head mixes μ (fp32
 // values in official mode) — separate fp32 ops, no FMA.

@@ -83,6 +83,64 @@ __device__ __forceinline__ bool sum_c1_dev(const float* v, int count, int stride
   return round_c1(part.s, part.mag, part.exact, count, out);
 }
 
+// A C1 sum of a few terms with its rounding errors kept (compensated summation): s is the
+// sequential double sum, c the double sum of the TwoSum errors (exact errors: the exact sum of the
+// terms is s + Σ err exactly, barring overflow), cmag = Σ|err|. Where the plain error bound of
+// round_c1 is too wide — an exact sum on or next to an fp32 rounding boundary, decided by terms far
+// smaller than the large ones — round_c1_comp still decides, from s + c within the small bound of c.
+struct SumC1Comp {
+  double s = 0.0, c = 0.0, cmag = 0.0;
+  bool exact = true;
+  __device__ __forceinline__ void add(double a) {
+    const double t = __dadd_rn(s, a);
+    const double bp = __dsub_rn(t, s);
+    const double err = __dadd_rn(__dsub_rn(s, __dsub_rn(t, bp)), __dsub_rn(a, bp));
+    if (err != 0.0) exact = false;
+    s = t;
+    c = __dadd_rn(c, err);
+    cmag = __dadd_rn(cmag, fabs(err));
+  }
+};
+
+// Whether the exact value V, known to lie in [s + lo, s + hi] (lo ≤ hi, both small against s),
+// lies strictly between the rounding boundaries of the float r: then RNE(V) = r. Each comparison is
+// evaluated with directed roundings, so "true" is rigorous; the boundaries (r ± half an ulp) are
+// exact in double.
+__device__ __forceinline__ bool rounds_to(double s, double lo, double hi, float r) {
+  if (!isfinite(r)) return false;
+  const float up = nextafterf(r, __int_as_float(0x7f800000)), dn = nextafterf(r, -__int_as_float(0x7f800000));
+  if (!isfinite(up) || !isfinite(dn)) return false;
+  const double mu = __dmul_rn(0.5, __dadd_rn(static_cast<double>(r), static_cast<double>(up)));
+  const double ml = __dmul_rn(0.5, __dadd_rn(static_cast<double>(r), static_cast<double>(dn)));
+  const bool above_ml = __dadd_rd(__dsub_rd(s, ml), lo) > 0.0;  // V − ml ≥ (s − ml) + lo > 0
+  const bool below_mu = __dadd_ru(__dsub_ru(s, mu), hi) < 0.0;  // V − mu ≤ (s − mu) + hi < 0
+  return above_ml && below_mu;
+}
+
+// The C1 rounding of a compensated sum of `count` terms: exact sums round once; otherwise V lies in
+// s + c ± b with b = 2·count·2^-53·cmag (the error of the double sum c of the count exact errors,
+// any order, with cmag's own error covered by the factor 2); decided when that interval lies
+// strictly inside the rounding range of RN(s) or of one of its neighbours.
+__device__ __forceinline__ bool round_c1_comp(const SumC1Comp& p, int count, float* out) {
+  if (p.exact || !isfinite(p.s)) {
+    *out = __double2float_rn(p.s);
+    return true;
+  }
+  const double b = __dmul_ru(p.cmag, 2.0 * count * 0x1p-53);
+  const double lo = __dsub_rd(p.c, b), hi = __dadd_ru(p.c, b);
+  const float r = __double2float_rn(p.s);
+  const float inf = __int_as_float(0x7f800000);
+  const float candidates[3] = {r, nextafterf(r, inf), nextafterf(r, -inf)};
+  for (int i = 0; i < 3; ++i) {
+    if (rounds_to(p.s, lo, hi, candidates[i])) {
+      *out = candidates[i];
+      return true;
+    }
+  }
+  *out = r;
+  return false;
+}
+
 // C2 rsqrt (spec 01 §1.11 C2; the reference's cr_rsqrt): 1/sqrt(double(x)) is two correctly
 // rounded double operations (relative error < 3 double ulps); the interval ±|y|·2^-51 contains the
 // exact value. Special cases as cr_rsqrt: ±0 → ±inf, +inf → +0 (x < 0 or NaN never reach it here).
