@@ -3,8 +3,10 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "commands.hpp"
+#include "dsv4/audit/dump_audit.hpp"
 #include "dsv4/audit/self_audit.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/golden/cli_guard.hpp"
@@ -36,16 +38,44 @@ differing element, both values (hex float) and their ULP distance in the output'
 Example:
   dsv4 audit --config tiny --quick --json audit.json
 
+A foreign engine's dumps: --dumps D1 D2 … compares the same sequences across dumps of different
+runs, batch compositions and schedules. Each dump (any candidate format, canonical names) has a
+manifest beside it, D.audit.json: {"run": "r1", "sequences": ["A", null, "B"], "schedule":
+"incremental" | "prefill"} — the sequence id at each batch row (null: not audited). Per sequence
+the first occurrence is the yardstick; each other occurrence is compared tensor by tensor in
+execution order and classified: run-to-run nondeterminism (same batch size and row), batch
+variance (another composition), prefill/decode variance (position-wise outputs, decode step i
+against prefill position p + i). The first tensor whose bits move is named as the cause, with the
+number of differing elements and their ULP histogram; later moves are its consequences.
+  dsv4 audit --dumps run1.h5 run2.h5 batch7.h5 prefill.h5 --json a.json
+
 Exit status: 0 every run bit-identical; 1 a run differs; 2 bad input (one line on stderr).)";
 
 struct AuditArgs {
+  std::vector<std::string> dumps;
   std::string config = "tiny", json, modes = "official,exact";
   std::uint64_t seed = 1;
   std::int64_t prompt_len = -1, steps = -1;
   bool quick = false, full = false;
 };
 
+int run_dump_audit(const AuditArgs& a) {
+  std::vector<NamedPath> inputs;
+  for (const std::string& d : a.dumps) inputs.push_back({"--dumps", d});
+  check_output_paths({{"--json", a.json}}, inputs);
+  const audit::DumpAuditReport r = audit::audit_dumps(a.dumps);
+  if (!a.json.empty()) {
+    AtomicFile out(a.json);
+    const std::string text = audit::dump_audit_json(r).dump(1) + "\n";
+    out.write(std::as_bytes(std::span<const char>(text.data(), text.size())));
+    out.commit();
+  }
+  std::printf("%s", audit::dump_audit_text(r).c_str());
+  return r.pass() ? 0 : 1;
+}
+
 int run_audit(const AuditArgs& a) {
+  if (!a.dumps.empty()) return run_dump_audit(a);
   check_output_paths({{"--json", a.json}}, {});
   const ModelConfig c = load_config(a.config);
   audit::AuditOptions o = a.full ? audit::full_options(c) : audit::quick_options(c);
@@ -87,7 +117,9 @@ void register_audit(CLI::App& app) {
   cmd->add_option("--modes", a->modes, "precision modes, comma-separated")->capture_default_str();
   auto* quick = cmd->add_flag("--quick", a->quick, "the quick matrix (the default)");
   cmd->add_flag("--full", a->full, "the full matrix")->excludes(quick);
-  cmd->add_option("--json", a->json, "also write the report as JSON (schema dsv4-audit-report/1)");
+  cmd->add_option("--dumps", a->dumps, "audit a foreign engine's dumps instead (each with D.audit.json; see below)");
+  cmd->add_option("--json", a->json,
+                  "also write the report as JSON (schema dsv4-audit-report/1, or dsv4-audit-dumps/1 with --dumps)");
   cmd->footer(kFooter);
   cmd->callback([a]() { set_exit_code(run_guarded("audit", [&] { return run_audit(*a); })); });
 }

@@ -5,12 +5,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "dsv4/audit/self_audit.hpp"
+#include "dsv4/io/npy.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "support/cli_process.hpp"
+#include "support/dump_edit.hpp"
 
 namespace dsv4 {
 namespace {
@@ -39,6 +43,71 @@ TEST_F(CliAudit, BadInput) {
   expect_bad_input(dsv4("audit --config nosuch"), "audit", "nosuch");
   expect_bad_input(dsv4("audit --modes fast"), "audit", "--modes");
   expect_bad_input(dsv4("audit --prompt-len 0"), "audit", "--prompt-len");
+}
+
+// `dsv4 audit --dumps` on the reference's own dumps (as a foreign engine would make them): the
+// same sequence in two runs, at row 1 of a batch of 2, and as one prefill of the whole sequence —
+// bit-identical; then one tensor of one dump changed: the right kind, the cause named, the rest
+// compared.
+class CliAuditDumps : public testing_support::CliDir {
+ protected:
+  void tokens(const std::string& name, const std::vector<std::vector<std::int64_t>>& rows) {
+    Tensor t(DType::kI64, {static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())});
+    std::size_t i = 0;
+    for (const auto& r : rows)
+      for (const std::int64_t x : r) t.values<std::int64_t>()[i++] = x;
+    write_npy(file(name), t);
+  }
+  void dump(const std::string& name, const std::string& toks, int decode_steps, const std::string& manifest) {
+    const auto r = dsv4("run --config tiny --seed 1 --mode official --tokens " + file(toks) + " --decode-steps " +
+                        std::to_string(decode_steps) + " --dump " + file(name));
+    ASSERT_EQ(r.status, 0) << r.err;
+    std::ofstream(file(name) + ".audit.json") << manifest;
+  }
+};
+
+TEST_F(CliAuditDumps, SameSequenceEverywhereIsBitIdenticalAndAChangeIsBlamed) {
+  std::vector<std::int64_t> a, b;
+  for (int i = 0; i < 22; ++i) {
+    a.push_back((i * 37 + 5) % 1024);
+    b.push_back((i * 91 + 11) % 1024);
+  }
+  tokens("a.npy", {a});
+  tokens("ba.npy", {b, a});
+  dump("r1.h5", "a.npy", 2, R"({"run": "r1", "sequences": ["A"], "schedule": "incremental"})");
+  dump("r2.h5", "a.npy", 2, R"({"run": "r2", "sequences": ["A"], "schedule": "incremental"})");
+  dump("b2.h5", "ba.npy", 2, R"({"run": "r3", "sequences": [null, "A"], "schedule": "incremental"})");
+  dump("pre.h5", "a.npy", 0, R"({"run": "r4", "sequences": ["A"], "schedule": "prefill"})");
+  const std::string all = file("r1.h5") + " " + file("r2.h5") + " " + file("b2.h5") + " " + file("pre.h5");
+  const auto ok = dsv4("audit --dumps " + all + " --json " + file("ok.json"));
+  EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
+  const auto j = nlohmann::json::parse(slurp(file("ok.json")));
+  ASSERT_EQ(j.at("comparisons").size(), 3u) << j.dump(1);
+  EXPECT_EQ(j.at("comparisons")[0].at("kind"), "run-to-run nondeterminism");
+  EXPECT_EQ(j.at("comparisons")[1].at("kind"), "batch variance");
+  EXPECT_EQ(j.at("comparisons")[2].at("kind"), "prefill/decode variance");
+  for (const auto& c : j.at("comparisons")) EXPECT_GT(c.at("compared").get<std::int64_t>(), 20) << c.dump();
+
+  // One element of one tensor in row 1 of the batch dump: batch variance, caused there.
+  const std::string victim = "prefill/layers.2.attn/out";
+  ASSERT_TRUE(testing_support::perturbed_copy(file("b2.h5"), file("b2x.h5"), victim, [](Tensor& t) {
+    double& x = t.values<double>()[t.numel() / 2 + 7];  // row 1 (the second half)
+    x = std::nextafter(x, 1e9);
+  }));
+  std::ofstream(file("b2x.h5") + ".audit.json")
+      << R"({"run": "r3", "sequences": [null, "A"], "schedule": "incremental"})";
+  const auto bad = dsv4("audit --dumps " + file("r1.h5") + " " + file("b2x.h5") + " --json " + file("bad.json"));
+  EXPECT_EQ(bad.status, 1) << bad.out << bad.err;
+  EXPECT_NE(bad.out.find("batch variance: first tensor whose bits move: " + victim), std::string::npos) << bad.out;
+  const auto jb = nlohmann::json::parse(slurp(file("bad.json")));
+  const auto& moved = jb.at("comparisons")[0].at("moved");
+  ASSERT_EQ(moved.size(), 1u);
+  EXPECT_EQ(moved[0].at("name"), victim);
+  EXPECT_EQ(moved[0].at("differing"), 1);
+  EXPECT_EQ(moved[0].at("role"), "cause");
+
+  expect_bad_input(dsv4("audit --dumps " + file("r1.h5")), "audit", "at least two");
+  expect_bad_input(dsv4("audit --dumps " + file("r1.h5") + " " + file("a.npy")), "audit", "a.npy.audit.json");
 }
 
 // A recording of two outputs of a batch of 2 (both rows the same sequence), in execution order:
