@@ -65,8 +65,8 @@ MemoryEstimate estimate_run_memory(const ModelConfig& c, std::int64_t batch, std
   const double layers = static_cast<double>(c.n_layers + c.n_mtp_layers);
   // Weights: storage (mostly ≤ 1 byte: fp8, fp4) + the exact float64 value of every element, 10
   // bytes per parameter (tiny, golden generate of 142 tokens: peak RSS 296 MB, estimate 350 MB);
-  // two copies while the first of two modes runs.
-  e.weights = model_params(c) * 10.0 * (modes > 1 ? 2.0 : 1.0);
+  // one copy at a time (golden generate makes them again for its second mode).
+  e.weights = model_params(c) * 10.0;
   // Caches per sequence and layer: window + compressed entries (+ indexer keys) and the
   // compressor's state, float64, with exact mode's bounds beside the values.
   double cache = 0;
