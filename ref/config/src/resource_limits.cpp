@@ -63,10 +63,12 @@ MemoryEstimate estimate_run_memory(const ModelConfig& c, std::int64_t batch, std
   const double V = static_cast<double>(c.vocab_size), E = static_cast<double>(c.n_routed_experts);
   const double S = static_cast<double>(c.max_seq_len), cI = static_cast<double>(c.index_head_dim);
   const double layers = static_cast<double>(c.n_layers + c.n_mtp_layers);
-  // Weights: storage (mostly ≤ 1 byte: fp8, fp4) + the exact float64 value of every element, 10
-  // bytes per parameter (tiny, golden generate of 142 tokens: peak RSS 296 MB, estimate 350 MB);
-  // one copy at a time (golden generate makes them again for its second mode).
-  e.weights = model_params(c) * 10.0;
+  // Weights: storage (mostly ≤ 1 byte: fp8, fp4) + the exact float64 value of every element (10
+  // bytes per parameter held), and while they are made the generator's temporaries: 20 bytes per
+  // parameter at the peak (measured: flash-slice, 1.43 G parameters, killed at 24.3 GB RSS while
+  // still making them; tiny, golden generate of 142 tokens: peak RSS 296 MB, estimate 350 MB).
+  // Golden generate holds one copy at a time (it makes them again for its second mode).
+  e.weights = model_params(c) * 20.0;
   // Caches per sequence and layer: window + compressed entries (+ indexer keys) and the
   // compressor's state, float64, with exact mode's bounds beside the values.
   double cache = 0;
