@@ -309,7 +309,7 @@ TEST(MemoryEstimate, GrowsWithTheRunAndIsCheckedAgainstTheLimit) {
   const MemoryEstimate b = estimate_run_memory(tiny, 2, 400, 2);
   EXPECT_GT(a.total(), 1e6);
   EXPECT_GT(b.outputs, a.outputs * 7.9);
-  EXPECT_GT(b.weights, a.weights * 1.9);
+  EXPECT_EQ(b.weights, a.weights);  // one copy of the weights at a time, whatever the modes (golden.cpp)
   EXPECT_GT(estimate_run_memory(builtin_config("v4-pro"), 1, 100, 1).weights, 1e13);  // 1.6T parameters
   ::setenv("DSV4_MEMORY_LIMIT", "1000000", 1);
   try {
