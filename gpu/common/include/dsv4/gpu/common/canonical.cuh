@@ -102,11 +102,12 @@ struct SumC1Comp {
   }
 };
 
-// Whether the exact value V, known to lie in [s + lo, s + hi] (lo ≤ hi, both small against s),
-// lies strictly between the rounding boundaries of the float r: then RNE(V) = r. Each comparison is
-// evaluated with directed roundings, so "true" is rigorous; the boundaries (r ± half an ulp) are
-// exact in double.
-__device__ __forceinline__ bool rounds_to(double s, double lo, double hi, float r) {
+// Whether the exact value V, known to lie in [s + lo, s + hi] (lo ≤ hi), lies strictly between the
+// rounding boundaries of the float r: then RNE(V) = r, stored in *out. Each comparison is evaluated
+// with directed roundings, so "true" is rigorous; the boundaries (r ± half an ulp) are exact in
+// double. For r = ±0 the zero's sign is V's, so it is decided only when V's sign is (a V of exactly
+// 0 — +0 by the sum rule — is left undecided: the bounds cannot tell it from a tiny V of either sign).
+__device__ __forceinline__ bool rounds_to(double s, double lo, double hi, float r, float* out) {
   if (!isfinite(r)) return false;
   const float up = nextafterf(r, __int_as_float(0x7f800000)), dn = nextafterf(r, -__int_as_float(0x7f800000));
   if (!isfinite(up) || !isfinite(dn)) return false;
@@ -114,7 +115,20 @@ __device__ __forceinline__ bool rounds_to(double s, double lo, double hi, float 
   const double ml = __dmul_rn(0.5, __dadd_rn(static_cast<double>(r), static_cast<double>(dn)));
   const bool above_ml = __dadd_rd(__dsub_rd(s, ml), lo) > 0.0;  // V − ml ≥ (s − ml) + lo > 0
   const bool below_mu = __dadd_ru(__dsub_ru(s, mu), hi) < 0.0;  // V − mu ≤ (s − mu) + hi < 0
-  return above_ml && below_mu;
+  if (!above_ml || !below_mu) return false;
+  if (r == 0.0f) {
+    if (__dadd_rd(s, lo) > 0.0) {
+      *out = 0.0f;
+      return true;
+    }
+    if (__dadd_ru(s, hi) < 0.0) {
+      *out = -0.0f;
+      return true;
+    }
+    return false;
+  }
+  *out = r;
+  return true;
 }
 
 // The C1 rounding of a compensated sum of `count` terms: exact sums round once; otherwise V lies in
@@ -132,10 +146,7 @@ __device__ __forceinline__ bool round_c1_comp(const SumC1Comp& p, int count, flo
   const float inf = __int_as_float(0x7f800000);
   const float candidates[3] = {r, nextafterf(r, inf), nextafterf(r, -inf)};
   for (int i = 0; i < 3; ++i) {
-    if (rounds_to(p.s, lo, hi, candidates[i])) {
-      *out = candidates[i];
-      return true;
-    }
+    if (rounds_to(p.s, lo, hi, candidates[i], out)) return true;
   }
   *out = r;
   return false;
