@@ -139,6 +139,16 @@ std::optional<TensorMove> compare(const std::string& name, const Slice& a, const
   return m;
 }
 
+// One tensor of an occurrence against the yardstick's (b absent: the occurrence lacks it).
+void tally(OccurrenceResult& r, const std::string& name, const std::optional<Slice>& a, const std::optional<Slice>& b) {
+  if (!a || !b) {
+    ++r.missing;
+    return;
+  }
+  ++r.compared;
+  if (auto m = compare(name, *a, *b)) r.moved.push_back(*m);
+}
+
 OccurrenceResult compare_occurrences(const std::string& seq, const Occurrence& y, const Occurrence& o) {
   OccurrenceResult r;
   r.sequence = seq;
@@ -147,16 +157,7 @@ OccurrenceResult compare_occurrences(const std::string& seq, const Occurrence& y
   if (y.d->m.incremental == o.d->m.incremental) {
     const bool same_place = y.row == o.row && y.d->m.sequences.size() == o.d->m.sequences.size();
     r.kind = same_place ? "run-to-run nondeterminism" : "batch variance";
-    for (const std::string& name : y.d->names) {
-      const std::optional<Slice> a = slice(*y.d, name, y.row);
-      const std::optional<Slice> b = slice(*o.d, name, o.row);
-      if (!b) {
-        ++r.missing;
-        continue;
-      }
-      ++r.compared;
-      if (auto m = compare(name, *a, *b)) r.moved.push_back(*m);
-    }
+    for (const std::string& name : y.d->names) tally(r, name, slice(*y.d, name, y.row), slice(*o.d, name, o.row));
     return r;
   }
   // Prefill against incremental: decode step i is position p + i of the prefill.
@@ -189,14 +190,7 @@ OccurrenceResult compare_occurrences(const std::string& seq, const Occurrence& y
     const auto& pw = positionwise_outputs();
     if (std::find(pw.begin(), pw.end(), rel) == pw.end()) continue;
     const std::int64_t i = step_rank(ref->step) - 1;
-    const std::optional<Slice> a = slice(*inc.d, name, inc.row);
-    const std::optional<Slice> b = slice(*pre.d, "prefill/" + block_rel, pre.row, p + i);
-    if (!b) {
-      ++r.missing;
-      continue;
-    }
-    ++r.compared;
-    if (auto m = compare(name, *a, *b)) r.moved.push_back(*m);
+    tally(r, name, slice(*inc.d, name, inc.row), slice(*pre.d, "prefill/" + block_rel, pre.row, p + i));
   }
   return r;
 }
