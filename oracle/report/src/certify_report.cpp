@@ -225,7 +225,8 @@ std::string near_tie_summary(const SetResult& s) {
 
 std::string format_text(const CertifyReport& r, Detail detail) {
   const bool quiet = detail == Detail::kQuiet, verbose = detail == Detail::kVerbose;
-  std::string out = verdict_line(r);
+  const std::string verdict = verdict_line(r);
+  std::string out = verdict;
   out += "golden:    " + r.golden + (r.golden_sha256.empty() ? "" : " (manifest sha256 " + r.golden_sha256 + ")") +
          "\ncandidate: " + r.candidate + "\n";
   char model[160];
@@ -315,7 +316,7 @@ std::string format_text(const CertifyReport& r, Detail detail) {
     out += "\nname-map entries matching no candidate tensor (" + std::to_string(r.map_unused.size()) + "):\n";
     for (const auto& u : r.map_unused) out += "  " + u + "\n";
   }
-  out += "\n" + verdict_line(r).substr(0, verdict_line(r).find('\n') + 1);
+  out += "\n" + verdict.substr(0, verdict.find('\n') + 1);  // the verdict line again, at the end
   return out;
 }
 
