@@ -1,6 +1,7 @@
 // ref/README.md §Precision design; spec 01 §1.11 (C1, C2, C5, C6).
 #include "dsv4/model/precision.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -65,8 +66,28 @@ std::string deviation_name(Deviation d) {
       return "clamp-gate-both-sides";
     case Deviation::kHashByPosition:
       return "hash-by-position";
+    case Deviation::kSoftmaxScaleOff:
+      return "softmax-scale-off";
+    case Deviation::kRmsNormEpsOutside:
+      return "rmsnorm-eps-outside";
+    case Deviation::kGateScoresBf16:
+      return "gate-scores-bf16";
+    case Deviation::kIndexerScaleOmitted:
+      return "indexer-scale-omitted";
+    case Deviation::kRouteScaleTwice:
+      return "route-scale-twice";
     case Deviation::kBf16Jitter:
       return "bf16-jitter";
+    case Deviation::kSumSequential:
+      return "sum-sequential";
+    case Deviation::kSumPairwise:
+      return "sum-pairwise";
+    case Deviation::kSumSplitK4:
+      return "sum-split-k4";
+    case Deviation::kFaithfulFnJitter2Ulp:
+      return "faithful-fn-jitter-2ulp";
+    case Deviation::kFaithfulFnUp2Ulp:
+      return "faithful-fn-up-2ulp";
   }
   return "?";
 }
@@ -78,7 +99,15 @@ const std::vector<Deviation>& all_deviations() {
       Deviation::kKvScaleNotPow2,   Deviation::kIndexerNoHadamard,   Deviation::kIndexerMaskOffByOne,
       Deviation::kBf16Truncation,   Deviation::kSinkhornColumnFirst, Deviation::kSinkhornEpsOutside,
       Deviation::kHcCombTransposed, Deviation::kGateBiasInWeights,   Deviation::kClampGateBothSides,
-      Deviation::kHashByPosition};
+      Deviation::kHashByPosition,   Deviation::kSoftmaxScaleOff,     Deviation::kRmsNormEpsOutside,
+      Deviation::kGateScoresBf16,   Deviation::kIndexerScaleOmitted, Deviation::kRouteScaleTwice};
+  return v;
+}
+
+const std::vector<Deviation>& all_legitimate_variants() {
+  static const std::vector<Deviation> v{Deviation::kBf16Jitter,           Deviation::kSumSequential,
+                                        Deviation::kSumPairwise,          Deviation::kSumSplitK4,
+                                        Deviation::kFaithfulFnJitter2Ulp, Deviation::kFaithfulFnUp2Ulp};
   return v;
 }
 
@@ -120,7 +149,68 @@ void Precision::fp32_inplace(Mat& m) const {
   for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(m.data()[i]);
 }
 
+namespace {
+
+// Legitimate variants of C1 (Deviation kSumSequential, kSumPairwise, kSumSplitK4): an fp32 engine
+// that accumulates Σ a_i b_i in fp32 in another order than the canonical exact sum rounded once.
+// b == nullptr: Σ a_i. The operands are fp32 values (the caller's C1 guarantee).
+float fp32_term(const double* a, const double* b, std::int64_t i) {
+  return b == nullptr ? static_cast<float>(a[i]) : static_cast<float>(a[i] * b[i]);
+}
+
+// Sequential over [i0, i1): s ← fmaf(a_i, b_i, s) (s ← s + a_i for a sum), as a CUDA-core loop.
+float sequential_fp32(const double* a, const double* b, std::int64_t i0, std::int64_t i1) {
+  float s = 0.0f;
+  for (std::int64_t i = i0; i < i1; ++i) {
+    s = b == nullptr ? s + static_cast<float>(a[i]) : std::fma(static_cast<float>(a[i]), static_cast<float>(b[i]), s);
+  }
+  return s;
+}
+
+// Pairwise over [i0, i1): the fp32 products (exact for bf16 operands) added in a balanced tree.
+float pairwise_fp32(const double* a, const double* b, std::int64_t i0, std::int64_t i1) {
+  if (i1 - i0 == 1) return fp32_term(a, b, i0);
+  const std::int64_t mid = i0 + (i1 - i0) / 2;
+  return pairwise_fp32(a, b, i0, mid) + pairwise_fp32(a, b, mid, i1);
+}
+
+double variant_sum(Deviation d, const double* a, const double* b, std::int64_t n) {
+  if (n == 0) return 0.0;
+  if (d == Deviation::kSumSequential) return sequential_fp32(a, b, 0, n);
+  if (d == Deviation::kSumPairwise) return pairwise_fp32(a, b, 0, n);
+  constexpr std::int64_t kSplits = 4;  // kSumSplitK4: contiguous slices, partials added in order
+  const std::int64_t slice = (n + kSplits - 1) / kSplits;
+  float s = 0.0f;
+  for (std::int64_t i0 = 0; i0 < n; i0 += slice) s += sequential_fp32(a, b, i0, std::min(n, i0 + slice));
+  return s;
+}
+
+bool sum_variant(Deviation d) {
+  return d == Deviation::kSumSequential || d == Deviation::kSumPairwise || d == Deviation::kSumSplitK4;
+}
+
+// Legitimate variants of C2 (Deviation kFaithfulFnJitter2Ulp, kFaithfulFnUp2Ulp): the correctly
+// rounded fp32 result r of f(x) moved by k fp32 ulp, k ∈ {−2, …, 2} picked by the argument's bits
+// (jitter) or k = +2; zero, infinite and NaN results (and a step that would overflow) stay.
+double faithful_fn(Deviation d, float x, float r) {
+  if (!std::isfinite(r) || r <= 0.0f) return r;
+  int k = 2;
+  if (d == Deviation::kFaithfulFnJitter2Ulp) {
+    const std::uint64_t h = static_cast<std::uint64_t>(float_bits(x)) * 0x9E3779B97F4A7C15ULL;
+    k = static_cast<int>((h >> 32) % 5) - 2;
+  } else if (d != Deviation::kFaithfulFnUp2Ulp) {
+    return r;
+  }
+  const std::uint32_t bits = float_bits(r);
+  if (k < 0 && bits < static_cast<std::uint32_t>(-k)) return r;
+  const float moved = float_from_bits(bits + static_cast<std::uint32_t>(k));
+  return std::isfinite(moved) ? moved : r;
+}
+
+}  // namespace
+
 double Precision::dot(const double* a, const double* b, std::int64_t n) const {
+  if (official() && sum_variant(deviation_)) return variant_sum(deviation_, a, b, n);
   if (!official()) {
     double s = 0.0;
     for (std::int64_t i = 0; i < n; ++i) s += a[i] * b[i];
@@ -133,6 +223,7 @@ double Precision::dot(const double* a, const double* b, std::int64_t n) const {
 }
 
 double Precision::sum(const double* a, std::int64_t n) const {
+  if (official() && sum_variant(deviation_)) return variant_sum(deviation_, a, nullptr, n);
   if (!official()) {
     double s = 0.0;
     for (std::int64_t i = 0; i < n; ++i) s += a[i];
@@ -185,6 +276,18 @@ Mat Precision::matmul_nt(const Mat& x, const Mat& w, int threads) const {
   // width, the blocking or the thread count. Exact mode returns it as is.
   const std::int64_t M = x.rows(), N = w.rows(), K = x.cols();
   Mat y(M, N);
+  if (official() && sum_variant(deviation_)) {  // the variant's fp32 order, element by element
+    const auto rows = [&](std::int64_t r0, std::int64_t r1) {
+      for (Eigen::Index i = r0; i < r1; ++i)
+        for (Eigen::Index j = 0; j < N; ++j) y(i, j) = dot(x.row(i).data(), w.row(j).data(), K);
+    };
+    if (threads == 1) {
+      rows(0, M);
+    } else {
+      parallel_rows(M, 16, rows);
+    }
+    return y;
+  }
   gemm_nt(M, N, K, x.data(), K, w.data(), K, y.data(), N, threads);
   if (!official()) return y;
   Mat bound(M, N);
@@ -200,6 +303,7 @@ Mat Precision::matmul_nn(const Mat& x, const Mat& w, int threads) const {
                                 std::to_string(w.rows()) + ")");
   }
   const std::int64_t M = x.rows(), N = w.cols(), K = x.cols();
+  if (official() && sum_variant(deviation_)) return matmul_nt(x, w.transpose(), threads);
   Mat y(M, N);
   gemm_nn(M, N, K, x.data(), K, w.data(), N, y.data(), N, threads);
   if (!official()) return y;
@@ -219,14 +323,22 @@ double Precision::fma(double a, double b, double c) const {
   return static_cast<double>(std::fma(static_cast<float>(a), static_cast<float>(b), static_cast<float>(c)));
 }
 
-double Precision::exp(double x) const { return official() ? cr_exp(static_cast<float>(x)) : std::exp(x); }
+double Precision::exp(double x) const {
+  if (!official()) return std::exp(x);
+  const float xf = static_cast<float>(x);
+  return faithful_fn(deviation_, xf, cr_exp(xf));
+}
 double Precision::log1p(double x) const { return official() ? cr_log1p(static_cast<float>(x)) : std::log1p(x); }
 double Precision::sin(double x) const { return official() ? cr_sin(static_cast<float>(x)) : std::sin(x); }
 double Precision::cos(double x) const { return official() ? cr_cos(static_cast<float>(x)) : std::cos(x); }
 double Precision::pow(double x, double y) const {
   return official() ? cr_pow(static_cast<float>(x), static_cast<float>(y)) : std::pow(x, y);
 }
-double Precision::rsqrt(double x) const { return official() ? cr_rsqrt(static_cast<float>(x)) : 1.0 / std::sqrt(x); }
+double Precision::rsqrt(double x) const {
+  if (!official()) return 1.0 / std::sqrt(x);
+  const float xf = static_cast<float>(x);
+  return faithful_fn(deviation_, xf, cr_rsqrt(xf));
+}
 double Precision::sigmoid(double x) const {
   return official() ? sigmoid_c2(static_cast<float>(x)) : 1.0 / (1.0 + std::exp(-x));
 }

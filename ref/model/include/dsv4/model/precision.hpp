@@ -53,12 +53,23 @@ enum class Deviation {
   kGateBiasInWeights,    // ffn.gate: the selection bias leaks into the routing weights
   kClampGateBothSides,   // ffn: the SwiGLU gate clamped to [−limit, limit] (only capped above in V4)
   kHashByPosition,       // ffn.gate: hash routing indexed by position instead of token id
-  // Not a bug: a legitimate engine variant whose bf16 casts land on the other neighbour for one
-  // value in eight (a different accumulation order's rounding noise); certify/diff must PASS it.
-  kBf16Jitter,
+  // Small-scale bugs (issue 15): systematic errors of a few parts in a thousand or less.
+  kSoftmaxScaleOff,      // attn: the sparse-attention softmax scale × (1 + 1/128)
+  kRmsNormEpsOutside,    // every RMSNorm: 1/(√ms + eps) instead of 1/√(ms + eps)
+  kGateScoresBf16,       // ffn.gate: the fp32 routing scores stored as bf16
+  kIndexerScaleOmitted,  // attn.indexer: head weights without the n_I^{-1/2} factor
+  kRouteScaleTwice,      // ffn: routed expert 0 scales its routing weight by route_scale again
+  // Not bugs: legitimate engine variants (all_legitimate_variants()); certify/diff must PASS them.
+  kBf16Jitter,            // bf16 casts land on the other neighbour for one value in eight
+  kSumSequential,         // C1 sums: sequential fp32 FMA accumulation instead of the exact sum
+  kSumPairwise,           // C1 sums: fp32 products added in a pairwise tree in fp32
+  kSumSplitK4,            // C1 sums: four contiguous K slices, each sequential, partials added in fp32
+  kFaithfulFnJitter2Ulp,  // exp, rsqrt: a pseudo-random 0 to ±2 fp32 ulp off the correctly rounded result
+  kFaithfulFnUp2Ulp,      // exp, rsqrt: always 2 fp32 ulp above the correctly rounded result
 };
 std::string deviation_name(Deviation d);
-const std::vector<Deviation>& all_deviations();  // every bug (not kNone, not kBf16Jitter)
+const std::vector<Deviation>& all_deviations();           // every bug (not kNone, no legitimate variant)
+const std::vector<Deviation>& all_legitimate_variants();  // every legitimate engine variant
 std::string mode_name(Mode m);
 // Throws std::invalid_argument naming the string when it is not "exact" or "official".
 Mode mode_from_name(const std::string& name);
