@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,9 @@ struct Call {
 };
 
 using Outputs = std::vector<Array>;
+// The backward half of a registration (dsv4/ops/gradient.hpp): the exact-mode backward of the
+// training reference and the forms of its forward that the gradient check needs.
+struct GradientForms;
 // A reference, device or plugin implementation of an op. Throws std::invalid_argument for a call
 // outside the op's domain.
 using Fn = std::function<Outputs(const Call&)>;
@@ -82,9 +86,14 @@ struct Op {
   std::string summary;  // one line: what it computes
   std::vector<std::string> int_params, real_params;  // the names of Call::ints / Call::reals
   Fn reference;                                      // the CPU reference, official mode, on flat arrays
-  Fn device;              // the CUDA kernel; empty when none exists yet or the build has no CUDA
-  Fn backward_reference;  // empty until the training half registers it
+  Fn device;  // the CUDA kernel; empty when none exists yet or the build has no CUDA
+  // The backward (spec 06 §6.12, dsv4/ops/gradient.hpp): inputs = the forward's inputs followed by
+  // one upstream gradient per forward output ("d" + its name, its shape); outputs = one gradient per
+  // differentiable input ("d" + its name, its shape): exact mode's double gradients rounded once to
+  // fp32. Empty when the op has no backward yet; set together with `gradient` (set_backward).
+  Fn backward_reference;
   Fn backward_device;
+  std::shared_ptr<const GradientForms> gradient;  // the double backward and its forwards (gradient check)
   std::function<std::vector<Case>(std::uint64_t seed)> cases;
   Match match = Match::kBits;
 };
