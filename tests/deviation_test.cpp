@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,27 @@ TEST(Deviation, EveryDeviationIsLiveAndFirstDivergesInItsModule) {
     EXPECT_EQ(first_divergent(clamp ? good_low : good, bad), expected_first_divergent_module().at(d))
         << deviation_name(d);
   }
+}
+
+// The legitimate engine variants (all_legitimate_variants(): other fp32 summation orders, exp and
+// rsqrt off by up to 2 ulp, bf16 jitter) change bits too, or their PASS in
+// catalogue_verdicts_test would prove nothing.
+TEST(Deviation, EveryLegitimateVariantIsLive) {
+  const ModelConfig c = builtin_config("tiny");
+  const MemoryRecorder good = run(c, Precision(Mode::kOfficial));
+  for (const Deviation d : all_legitimate_variants())
+    EXPECT_NE(first_divergent(good, run(c, Precision(Mode::kOfficial, d))), "") << deviation_name(d);
+}
+
+// Every catalogue entry is either a bug or a legitimate variant, never both.
+TEST(Deviation, BugsAndLegitimateVariantsPartitionTheCatalogue) {
+  std::set<Deviation> seen;
+  for (const Deviation d : all_deviations()) EXPECT_TRUE(seen.insert(d).second) << deviation_name(d);
+  for (const Deviation d : all_legitimate_variants()) EXPECT_TRUE(seen.insert(d).second) << deviation_name(d);
+  EXPECT_FALSE(seen.contains(Deviation::kNone));
+  const int last = static_cast<int>(Deviation::kFaithfulFnUp2Ulp);
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(last));  // every value but kNone
+  for (int i = 1; i <= last; ++i) EXPECT_NE(deviation_name(static_cast<Deviation>(i)), "?") << i;
 }
 
 TEST(Deviation, FaithfulRunsAreIdentical) {

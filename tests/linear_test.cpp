@@ -213,6 +213,42 @@ TEST(Linear, DeterministicAcrossThreadCounts) {
   }
 }
 
+// A legitimate engine variant of the catalogue (ref/README.md §Deliberate deviations) that needs no
+// Deviation: FP8 weights dequantised first (ŵ = code × 2^e, exact) and each 128-block partial
+// summed over ŵ, then scaled by s_a alone — instead of the partial over the codes scaled by
+// fl32(s_a · s_b) (spec 01 §1.7). The power-of-two s_b commutes with every fp32 rounding (no
+// subnormal or overflow here), so the bits are the official ones by construction.
+TEST(Linear, Fp8WeightsDequantisedFirstGiveTheSameBits) {
+  const std::int64_t k_in = 384;
+  const Mat x = random_bf16(5, k_in, 14, 2.0);
+  const LinearWeight w = random_fp8(200, k_in, 15);
+  for (ScaleFormat fmt : {ScaleFormat::kUE8M0, ScaleFormat::kFP32}) {
+    const Mat y = linear(Precision(Mode::kOfficial), x, w, fmt);
+    std::vector<float> xf(static_cast<std::size_t>(x.size()));
+    for (Eigen::Index i = 0; i < x.size(); ++i) xf[static_cast<std::size_t>(i)] = static_cast<float>(x.data()[i]);
+    const Fp8Blocks q = act_quant(xf, k_in, 128, fmt);
+    bool scales_differ = false;  // the order matters only if s_b is not 1
+    for (Eigen::Index m = 0; m < x.rows(); ++m) {
+      for (Eigen::Index n = 0; n < w.out_features(); ++n) {
+        float acc = 0.0f;
+        for (std::int64_t kb = 0; kb < k_in / 128; ++kb) {
+          std::vector<double> terms;
+          for (std::int64_t k = kb * 128; k < (kb + 1) * 128; ++k)
+            terms.push_back(e4m3_to_float(q.values[static_cast<std::size_t>(m * k_in + k)]) * w.values(n, k));
+          const float partial = exact_sum_to_fp32(terms);
+          acc = acc + partial * q.scales[static_cast<std::size_t>(m * (k_in / 128) + kb)];
+          scales_differ =
+              scales_differ ||
+              w.values(n, kb * 128) !=
+                  e4m3_to_float(w.weight.values<std::uint8_t>()[static_cast<std::size_t>(n * k_in + kb * 128)]);
+        }
+        ASSERT_EQ(y(m, n), static_cast<double>(round_bf16(acc))) << m << "," << n;
+      }
+    }
+    EXPECT_TRUE(scales_differ);
+  }
+}
+
 TEST(Linear, BadInputNamesTheDimension) {
   Tensor w(DType::kE4M3, {128, 100});
   Tensor s(DType::kE8M0, {1, 1});

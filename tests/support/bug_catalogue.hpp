@@ -33,6 +33,11 @@ inline const std::map<Deviation, std::string>& expected_first_divergent_module()
       {Deviation::kGateBiasInWeights, "layers.3.ffn.gate"},
       {Deviation::kClampGateBothSides, "layers.0.ffn"},
       {Deviation::kHashByPosition, "layers.0.ffn.gate"},
+      {Deviation::kSoftmaxScaleOff, "layers.0.attn.wo_a"},
+      {Deviation::kRmsNormEpsOutside, "layers.0.attn_norm"},
+      {Deviation::kGateScoresBf16, "layers.0.ffn.gate"},
+      {Deviation::kIndexerScaleOmitted, "layers.2.attn.indexer"},
+      {Deviation::kRouteScaleTwice, "layers.0.ffn"},
   };
   return m;
 }

@@ -275,7 +275,9 @@ GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_id
 
   GateOutput out;
   // step 1: fp32 logits (C1), step 2: original scores.
-  const Mat logits = linear(p_, x, w32_);
+  Mat logits = linear(p_, x, w32_);
+  // (Deviation kGateScoresBf16, bug catalogue only: the logits stored as bf16, the bf16 F.linear.)
+  if (p_.deviates(Deviation::kGateScoresBf16)) p_.bf16_inplace(logits);
   out.scores = scores_of(p_, c_.score_func, logits);
   out.weights.resize(T, k);
   out.indices.resize(static_cast<std::size_t>(T * k));

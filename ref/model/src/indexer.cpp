@@ -329,7 +329,9 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
     st.entries = std::max(st.entries, out.compressed.first + r + 1);
   }
   // 3. head weights ω = bf16(fl32(bf16(W_w x) × fl32(c_I^−1/2 n_I^−1/2)))
-  const double cst = std::pow(static_cast<double>(cI), -0.5) * std::pow(static_cast<double>(nI), -0.5);
+  // (Deviation kIndexerScaleOmitted, bug catalogue only: without the n_I^−1/2 factor.)
+  const double cst = std::pow(static_cast<double>(cI), -0.5) *
+                     (p.deviates(Deviation::kIndexerScaleOmitted) ? 1.0 : std::pow(static_cast<double>(nI), -0.5));
   const Mat wx = linear(p, x, w_.weights_proj, fmt);  // [s, nI]
   out.weights = Mat(s, nI);
   for (std::int64_t i = 0; i < s * nI; ++i) out.weights.data()[i] = p.bf16(p.mul(wx.data()[i], p.fp32(cst)));

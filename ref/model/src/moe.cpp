@@ -117,7 +117,9 @@ Mat Moe::combine(const Mat& x, const GateOutput& routing) const {
     Vec we(static_cast<Eigen::Index>(rows.size()));
     for (std::size_t r = 0; r < rows.size(); ++r) {
       xe.row(static_cast<Eigen::Index>(r)) = x.row(rows[r]);
-      we(static_cast<Eigen::Index>(r)) = rw[r];
+      // (Deviation kRouteScaleTwice, bug catalogue only: expert 0 applies route_scale again.)
+      we(static_cast<Eigen::Index>(r)) =
+          e == 0 && p_.deviates(Deviation::kRouteScaleTwice) ? p_.mul(rw[r], p_.fp32(c_.route_scale)) : rw[r];
     }
     const Mat ye = expert_forward(p_, c_, experts_[static_cast<std::size_t>(e)], xe, &we);
     for (std::size_t r = 0; r < rows.size(); ++r) {

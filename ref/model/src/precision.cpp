@@ -193,14 +193,10 @@ bool sum_variant(Deviation d) {
 // rounded fp32 result r of f(x) moved by k fp32 ulp, k ∈ {−2, …, 2} picked by the argument's bits
 // (jitter) or k = +2; zero, infinite and NaN results (and a step that would overflow) stay.
 double faithful_fn(Deviation d, float x, float r) {
-  if (!std::isfinite(r) || r <= 0.0f) return r;
-  int k = 2;
-  if (d == Deviation::kFaithfulFnJitter2Ulp) {
-    const std::uint64_t h = static_cast<std::uint64_t>(float_bits(x)) * 0x9E3779B97F4A7C15ULL;
-    k = static_cast<int>((h >> 32) % 5) - 2;
-  } else if (d != Deviation::kFaithfulFnUp2Ulp) {
-    return r;
-  }
+  const bool jitter = d == Deviation::kFaithfulFnJitter2Ulp;
+  if ((!jitter && d != Deviation::kFaithfulFnUp2Ulp) || !std::isfinite(r) || r <= 0.0f) return r;
+  const std::uint64_t h = static_cast<std::uint64_t>(float_bits(x)) * 0x9E3779B97F4A7C15ULL;
+  const int k = jitter ? static_cast<int>((h >> 32) % 5) - 2 : 2;
   const std::uint32_t bits = float_bits(r);
   if (k < 0 && bits < static_cast<std::uint32_t>(-k)) return r;
   const float moved = float_from_bits(bits + static_cast<std::uint32_t>(k));

@@ -1,6 +1,7 @@
 // RMS normalisations (spec 01 §1.11 C8; spec 02 §2.4 step 3).
 #include "dsv4/model/rmsnorm.hpp"
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,7 +23,9 @@ Mat rmsnorm(const Precision& p, const Mat& x, const Vec& weight, double eps) {
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     for (Eigen::Index i = 0; i < n; ++i) squares[static_cast<std::size_t>(i)] = x(r, i) * x(r, i);
     const double mean_sq = p.mul(p.sum(squares.data(), n), inv_n);  // C7
-    const double rinv = p.rsqrt(p.add(mean_sq, eps32));
+    // (Deviation kRmsNormEpsOutside, bug catalogue only: 1/(√ms + eps), the eps outside the root.)
+    const double rinv = p.deviates(Deviation::kRmsNormEpsOutside) ? p.div(1.0, p.add(p.fp32(std::sqrt(mean_sq)), eps32))
+                                                                  : p.rsqrt(p.add(mean_sq, eps32));
     for (Eigen::Index i = 0; i < n; ++i) y(r, i) = p.bf16(p.mul(weight(i), p.mul(x(r, i), rinv)));
   }
   return y;

@@ -69,7 +69,8 @@ void sparse_rows(const Precision& p, const Mat& q, std::int64_t H, const Mat& kv
   const std::int64_t K = lists.width;
   // The dtype policy's accumulation structure (spec 02 §2.9): official chunks of 64, exact none.
   const std::int64_t width = p.official() ? kSparseAttnChunk : std::max<std::int64_t>(K, 1);
-  const double tau = p.fp32(scale);  // the kernel's fp32 constant
+  // the kernel's fp32 constant (Deviation kSoftmaxScaleOff, bug catalogue only: × (1 + 1/128))
+  const double tau = p.fp32(p.deviates(Deviation::kSoftmaxScaleOff) ? scale * (1.0 + 1.0 / 128.0) : scale);
   std::vector<std::int32_t> valid;
   Mat qr(H, c), v, pt, o(H, c);
   std::vector<double> mu(static_cast<std::size_t>(H)), ell(static_cast<std::size_t>(H)), pr;
