@@ -74,6 +74,15 @@ std::vector<float> edge_activations(std::int64_t rows, std::int64_t cols, std::u
   return x;
 }
 
+std::vector<float> edge_activations_tamed(std::int64_t rows, std::int64_t cols, std::uint64_t seed, double threshold,
+                                          double factor) {
+  std::vector<float> x = edge_activations(rows, cols, seed);
+  for (float& v : x) {
+    if (std::fabs(v) >= threshold) v = round_bf16(static_cast<double>(v) * factor);
+  }
+  return x;
+}
+
 const std::vector<Shape>& quant_shapes() {
   static const std::vector<Shape> shapes = {{1, 32},   {1, 128},   {3, 448},    {5, 64},   {7, 512},
                                             {2, 1536}, {64, 7168}, {1000, 256}, {33, 480}, {17, 4096}};

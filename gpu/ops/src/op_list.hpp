@@ -14,5 +14,9 @@ Op hadamard_op();
 Op rope_op();
 Op embedding_op();
 Op hc_post_op();
+Op hc_pre_op();
+Op hc_head_op();
+Op gate_op();
+Op swiglu_op();
 
 }  // namespace dsv4::ops::detail

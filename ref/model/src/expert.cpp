@@ -37,6 +37,21 @@ double clamped_swiglu(const Precision& p, double g, double u, double limit, cons
   return h;
 }
 
+std::vector<float> clamped_swiglu_rows(const Precision& p, const float* g, const float* u, std::int64_t tokens,
+                                       std::int64_t de, double limit, const float* route_weight) {
+  if (tokens < 0 || de < 0) throw std::invalid_argument("expert: tokens and de must be non-negative");
+  const double lim = p.fp32(limit);
+  std::vector<float> h(static_cast<std::size_t>(tokens * de));
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    const double w = route_weight != nullptr ? route_weight[t] : 0.0;
+    for (std::int64_t i = 0; i < de; ++i) {
+      const std::size_t at = static_cast<std::size_t>(t * de + i);
+      h[at] = static_cast<float>(p.bf16(clamped_swiglu(p, g[at], u[at], lim, route_weight != nullptr ? &w : nullptr)));
+    }
+  }
+  return h;
+}
+
 // spec 03 §3.2.
 Mat expert_forward(const Precision& p, const ModelConfig& c, const ExpertWeights& w, const Mat& x,
                    const Vec* route_weight) {

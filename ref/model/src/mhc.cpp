@@ -297,22 +297,70 @@ Mat hc_post(const Precision& p, const ModelConfig& c, const Mat& f, const Mat& r
   return out;
 }
 
-std::vector<float> hc_post_rows(const Precision& p, const float* f, const float* residual, const float* post,
-                                const float* comb, std::int64_t tokens, std::int64_t n, std::int64_t d) {
-  if (tokens < 0) throw std::invalid_argument("hc_post: tokens must be non-negative");
+namespace {
+
+// The flat-array adapters' conversions: a row-major [rows, cols] float array as a Mat, and back.
+Mat mat_of(const float* v, std::int64_t rows, std::int64_t cols) {
+  Mat m(rows, cols);
+  for (std::int64_t i = 0; i < rows * cols; ++i) m.data()[i] = v[i];
+  return m;
+}
+Vec vec_of(const float* v, std::int64_t size) {
+  Vec out(size);
+  for (std::int64_t i = 0; i < size; ++i) out(i) = v[i];
+  return out;
+}
+std::vector<float> floats_of(const Mat& m) {
+  std::vector<float> out(static_cast<std::size_t>(m.size()));
+  for (Eigen::Index i = 0; i < m.size(); ++i) out[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
+  return out;
+}
+
+// The configuration of a flat-array call: n = hc_mult, d = dim (each ≥ 1), tokens ≥ 0.
+ModelConfig flat_config(const char* who, std::int64_t tokens, std::int64_t n, std::int64_t d) {
+  if (tokens < 0) throw std::invalid_argument(std::string(who) + ": tokens must be non-negative");
   ModelConfig c;
   c.hc_mult = n;
   c.dim = d;
   hc_n(c);  // n ≥ 1, d ≥ 1
-  const auto to_mat = [tokens](const float* v, std::int64_t cols) {
-    Mat m(tokens, cols);
-    for (std::int64_t i = 0; i < tokens * cols; ++i) m.data()[i] = v[i];
-    return m;
-  };
-  const Mat y = hc_post(p, c, to_mat(f, d), to_mat(residual, n * d), to_mat(post, n), to_mat(comb, n * n));
-  std::vector<float> out(static_cast<std::size_t>(y.size()));
-  for (Eigen::Index i = 0; i < y.size(); ++i) out[static_cast<std::size_t>(i)] = static_cast<float>(y.data()[i]);
-  return out;
+  return c;
+}
+
+}  // namespace
+
+std::vector<float> hc_post_rows(const Precision& p, const float* f, const float* residual, const float* post,
+                                const float* comb, std::int64_t tokens, std::int64_t n, std::int64_t d) {
+  const ModelConfig c = flat_config("hc_post", tokens, n, d);
+  return floats_of(hc_post(p, c, mat_of(f, tokens, d), mat_of(residual, tokens, n * d), mat_of(post, tokens, n),
+                           mat_of(comb, tokens, n * n)));
+}
+
+HcPreOutput hc_pre_rows(const Precision& p, const float* x, std::int64_t tokens, std::int64_t n, std::int64_t d,
+                        const float* fn, const float* base, const float* scale, std::int64_t iters, double hc_eps,
+                        double norm_eps) {
+  ModelConfig c = flat_config("hc_pre", tokens, n, d);
+  if (iters < 1) throw std::invalid_argument("hc_pre: hc_sinkhorn_iters must be at least 1");
+  if (!(hc_eps >= 0.0)) throw std::invalid_argument("hc_pre: hc_eps must be non-negative");
+  c.hc_sinkhorn_iters = iters;
+  c.hc_eps = hc_eps;
+  c.norm_eps = norm_eps;
+  HcWeights w;
+  w.fn = mat_of(fn, mix_count(n), n * d);
+  w.base = vec_of(base, mix_count(n));
+  w.scale = vec_of(scale, 3);
+  return hc_pre(p, c, mat_of(x, tokens, n * d), w);
+}
+
+std::vector<float> hc_head_rows(const Precision& p, const float* x, std::int64_t tokens, std::int64_t n, std::int64_t d,
+                                const float* fn, const float* base, float scale, double hc_eps, double norm_eps) {
+  ModelConfig c = flat_config("hc_head", tokens, n, d);
+  c.hc_eps = hc_eps;
+  c.norm_eps = norm_eps;
+  HcHeadWeights w;
+  w.fn = mat_of(fn, n, n * d);
+  w.base = vec_of(base, n);
+  w.scale = scale;
+  return floats_of(hc_head(p, c, mat_of(x, tokens, n * d), w));
 }
 
 // spec 04 §4.5: pre_k = fl(σ(fl(fl(μ_k α) + b_k)) + ε) as separate PyTorch ops.

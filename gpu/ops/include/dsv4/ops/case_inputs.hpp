@@ -17,6 +17,11 @@ namespace dsv4::ops {
 //  6.. random normals × 2^e, e per 32-element sub-segment in [-60, 60] (kinds 6-11) or [-120, 120] (12-15)
 std::vector<float> edge_activations(std::int64_t rows, std::int64_t cols, std::uint64_t seed);
 
+// edge_activations with every value of magnitude ≥ threshold multiplied by factor (then rounded to
+// bf16): outliers kept, but small enough that the op's products, squares and sums stay finite.
+std::vector<float> edge_activations_tamed(std::int64_t rows, std::int64_t cols, std::uint64_t seed, double threshold,
+                                          double factor);
+
 // Row lengths of the model (7168 = hidden, 448 = KV nope dims, 512 = KV dims, 128 = indexer head,
 // 4096, 1536) and odd ones; row counts from 1 to 1000.
 struct Shape {

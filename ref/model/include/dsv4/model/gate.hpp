@@ -85,4 +85,20 @@ class Gate {
   LinearWeight w32_;  // the bf16 weight widened to fp32 (exact): the official fp32 F.linear path
 };
 
+// The gate on flat row-major arrays (the op registry's and the GPU kernel's host fallback's adapter;
+// ref/model/src/gate_rows.cpp): x [tokens, d] (bf16 values), token_ids [tokens], weight [E, d]
+// (bf16 values), score_func, k = n_activated_experts, route_scale; score-routed when tid2eid is
+// null (bias [E], fp32 values), hash-routed otherwise (tid2eid [vocab, k], bias null). Token ids
+// must lie in [0, vocab). Returns weights [tokens, k], indices [tokens, k] and the original scores
+// [tokens, E] of Gate::forward in precision p. Throws std::invalid_argument as Gate does.
+struct GateRows {
+  std::vector<float> weights;
+  std::vector<std::int64_t> indices;
+  std::vector<float> scores;
+};
+GateRows gate_rows(const Precision& p, const float* x, std::int64_t tokens, std::int64_t d,
+                   const std::int64_t* token_ids, const float* weight, std::int64_t experts, const float* bias,
+                   const std::int64_t* tid2eid, std::int64_t vocab, ScoreFunc score_func, std::int64_t k,
+                   double route_scale);
+
 }  // namespace dsv4

@@ -88,6 +88,15 @@ SinkhornRows hc_split_sinkhorn_rows(const Precision& p, const float* mixes, std:
 // spec 04 §4.2: x [s, n·d] (bf16 values in official mode) → layer input y, post, comb, mixes.
 HcPreOutput hc_pre(const Precision& p, const ModelConfig& c, const Mat& x, const HcWeights& w);
 
+// hc_pre on flat row-major arrays (the op registry's and the GPU kernels' host fallback's adapter):
+// x [tokens, n·d] (bf16 values), fn [(2+n)n, n·d], base [(2+n)n], scale [3] (fp32 values), `iters`
+// Sinkhorn iterations, ε = hc_eps, RMS ε = norm_eps → y [tokens, d], post [tokens, n], comb
+// [tokens, n·n], mixes [tokens, (2+n)n]. Throws std::invalid_argument for n < 1, d < 1, tokens < 0,
+// iters < 1 or hc_eps < 0.
+HcPreOutput hc_pre_rows(const Precision& p, const float* x, std::int64_t tokens, std::int64_t n, std::int64_t d,
+                        const float* fn, const float* base, const float* scale, std::int64_t iters, double hc_eps,
+                        double norm_eps);
+
 // spec 04 §4.4: X'_k = bf16(fl(fl(post_k·f) + C1 Σ_j fl(comb[j,k]·X_j))) per token.
 // f [s, d] (sublayer output), residual [s, n·d] (the state before hc_pre), post [s, n],
 // comb [s, n·n] → new state [s, n·d].
@@ -107,5 +116,12 @@ Vec hc_head_gates(const Precision& p, const ModelConfig& c, const double* mu, co
 // spec 04 §4.5: x [s, n·d] → y [s, d] = bf16(Σ_k fl(pre_k·X_k)), pre_k = σ(μ_k·α + b_k) + ε as
 // separate fp32 ops (no FMA).
 Mat hc_head(const Precision& p, const ModelConfig& c, const Mat& x, const HcHeadWeights& w);
+
+// hc_head on flat row-major arrays (the op registry's and the GPU kernel's host fallback's adapter):
+// x [tokens, n·d] (bf16 values), fn [n, n·d], base [n] (fp32 values), scale = hc_head_scale[0],
+// ε = hc_eps, RMS ε = norm_eps → y [tokens, d] (bf16 values in official mode). Throws
+// std::invalid_argument for n < 1, d < 1 or tokens < 0.
+std::vector<float> hc_head_rows(const Precision& p, const float* x, std::int64_t tokens, std::int64_t n, std::int64_t d,
+                                const float* fn, const float* base, float scale, double hc_eps, double norm_eps);
 
 }  // namespace dsv4

@@ -49,6 +49,38 @@ __device__ __forceinline__ bool sigmoid_c2_dev(float x, float* out) {
   return ok;
 }
 
+// C2 log1p: the CUDA double log1p has ≤ 1 ulp error (CUDA Math API, double-precision functions);
+// the interval ±|y|·2^-51 contains the exact value. Special cases as cr_log1p: ±0 → ±0, −1 → −inf,
+// +inf → +inf, x < −1 or NaN → NaN.
+__device__ __forceinline__ bool log1p_c2_dev(float x, float* out) {
+  if (isnan(x) || x == 0.0f || isinf(x) || x <= -1.0f) {
+    *out = __double2float_rn(log1p(static_cast<double>(x)));
+    return true;
+  }
+  const double y = log1p(static_cast<double>(x));
+  return round_interval(y, __dmul_rn(fabs(y), 0x1p-51), out);
+}
+
+// C2 softplus (PyTorch's, β = 1, threshold 20; the reference's softplus_c2): x when x > 20, else
+// fl(log1p(fl(exp(x)))).
+__device__ __forceinline__ bool softplus_c2_dev(float x, float* out) {
+  if (x > 20.0f) {
+    *out = x;
+    return true;
+  }
+  float e = 0.0f;
+  const bool ok = exp_c2_dev(x, &e);
+  return log1p_c2_dev(e, out) && ok;
+}
+
+// C2 silu (the reference's silu_c2): fl(x / fl(1 + exp(−x))).
+__device__ __forceinline__ bool silu_c2_dev(float x, float* out) {
+  float e = 0.0f;
+  const bool ok = exp_c2_dev(-x, &e);
+  *out = __fdiv_rn(x, __fadd_rn(1.0f, e));
+  return ok;
+}
+
 // Sequential double accumulation of one thread's share of a C1 sum: s (the double sum), mag (Σ|v|)
 // and whether every TwoSum error so far was zero (then s is the exact sum).
 struct SumC1Part {

@@ -1,0 +1,116 @@
+// Registration of hc_head (spec 04 §4.5): per token, the n RMS-scaled head mixes, the gates
+// pre_k = σ(μ_k·α + b_k) + ε (separate fp32 operations) and y = bf16(C1 Σ_k fl(pre_k · X_k)).
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/mhc.hpp"
+#include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/case_inputs.hpp"
+#include "op_list.hpp"
+#if DSV4_HAVE_CUDA
+#include "dsv4/gpu/hc_head.hpp"
+#endif
+
+namespace dsv4::ops::detail {
+namespace {
+
+// ints {n = hc_mult}, reals {hc_eps, norm_eps}; inputs x [tokens, n·d] (per row, bf16 values), fn
+// [1, n·n·d], base [1, n], scale [1, 1] (shared, fp32 values) → y [tokens, d] (bf16).
+Outputs reference(const Call& c) {
+  const Array& x = c.inputs.at(0);
+  const std::int64_t n = c.ints.at(0), d = x.cols / n;
+  return {
+      Array::floats("y", x.rows, d,
+                    hc_head_rows(Precision(Mode::kOfficial), x.f32.data(), x.rows, n, d, c.inputs.at(1).f32.data(),
+                                 c.inputs.at(2).f32.data(), c.inputs.at(3).f32.at(0), c.reals.at(0), c.reals.at(1)))};
+}
+
+#if DSV4_HAVE_CUDA
+Outputs device(const Call& c) {
+  const Array& x = c.inputs.at(0);
+  const std::int64_t n = c.ints.at(0), d = x.cols / n;
+  gpu::HcHeadBatch r = gpu::hc_head(x.f32.data(), x.rows, n, d, c.inputs.at(1).f32.data(), c.inputs.at(2).f32.data(),
+                                    c.inputs.at(3).f32.at(0), c.reals.at(0), c.reals.at(1));
+  return {Array::floats("y", x.rows, d, std::move(r.y))};
+}
+#endif
+
+// The synthetic head weights of spec 04 (HcHeadWeights::synthetic) as flat fp32 arrays;
+// zero_scale: α = 0 (the gates are σ(b_k) + ε, the same for every token).
+Case make_case(std::string label, std::int64_t n, std::int64_t d, std::vector<float> x, std::int64_t tokens,
+               std::uint64_t seed, bool zero_scale) {
+  ModelConfig cfg;
+  cfg.hc_mult = n;
+  cfg.dim = d;
+  const HcHeadWeights w = HcHeadWeights::synthetic(cfg, seed);
+  std::vector<float> fn(static_cast<std::size_t>(w.fn.size())), base(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < fn.size(); ++i) fn[i] = static_cast<float>(w.fn.data()[i]);
+  for (std::int64_t i = 0; i < n; ++i) base[static_cast<std::size_t>(i)] = static_cast<float>(w.base(i));
+  Case c;
+  c.label = std::move(label);
+  c.call.ints = {n};
+  c.call.reals = {1e-6, 1e-6};
+  c.call.inputs = {Array::floats("x", tokens, n * d, std::move(x)), Array::shared("fn", std::move(fn)),
+                   Array::shared("base", std::move(base)),
+                   Array::shared("scale", {zero_scale ? 0.0f : static_cast<float>(w.scale)})};
+  return c;
+}
+
+std::vector<Case> hc_head_cases(std::uint64_t seed) {
+  struct Spec {
+    std::int64_t tokens, n, d;
+    bool zero_scale;
+  };
+  std::vector<Case> cases;
+  std::uint64_t k = 0;
+  // The model's widths (4096 Flash, 7168 V4, tiny-like 64) with hc_mult 4 and other stream counts;
+  // edge activations (zero blocks, bf16 subnormals, outliers up to 2^40, wide ranges).
+  for (const Spec s : std::vector<Spec>{{8, 4, 4096, false},
+                                        {2, 4, 7168, false},
+                                        {300, 4, 64, false},
+                                        {17, 1, 96, false},
+                                        {9, 2, 100, false},
+                                        {5, 16, 33, false},
+                                        {40, 4, 256, true}}) {
+    ++k;
+    const std::uint64_t base = seed * 1000 + 600 + 10 * k;
+    cases.push_back(make_case(std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " +
+                                  std::to_string(s.d) + ", activations" + (s.zero_scale ? ", scale 0" : ""),
+                              s.n, s.d, edge_activations_tamed(s.tokens, s.n * s.d, base, 0x1p40, 0x1p-90), s.tokens,
+                              base + 1, s.zero_scale));
+  }
+  {
+    // Rows of all zeros (S = 0, r = rsqrt(eps), μ = ±0) and of one repeated value up to sign.
+    const std::int64_t tokens = 6, n = 4, d = 128;
+    std::vector<float> x(static_cast<std::size_t>(tokens * n * d));
+    const CounterRng rng(seed, stream_id("ops.hc_head.signs"));
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float v = i / static_cast<std::size_t>(n * d) % 2 == 0 ? 0.0f : 0.75f;
+      x[i] = (rng.words(i)[0] & 1u) != 0 ? -v : v;
+    }
+    cases.push_back(make_case("6 tokens, n 4, d 128, constant rows (zero, ±0.75)", n, d, std::move(x), tokens,
+                              seed * 1000 + 690, false));
+  }
+  return cases;
+}
+
+}  // namespace
+
+Op hc_head_op() {
+  Op op;
+  op.stem = "hc_head";
+  op.spec = "spec 04 §4.5";
+  op.summary = "mHC head: y = bf16(C1 Σ_k fl(pre_k·X_k)), pre_k = σ(μ_k·α + b_k) + ε per token";
+  op.int_params = {"n"};
+  op.real_params = {"hc_eps", "norm_eps"};
+  op.reference = reference;
+#if DSV4_HAVE_CUDA
+  op.device = device;
+#endif
+  op.cases = hc_head_cases;
+  return op;
+}
+
+}  // namespace dsv4::ops::detail

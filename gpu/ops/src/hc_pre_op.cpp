@@ -1,0 +1,164 @@
+// Registration of hc_pre (spec 04 §4.2): per token, the RMS-scaled mixes μ of the flattened state,
+// the Sinkhorn split into pre, post, comb, and the layer input y = bf16(C1 Σ_k fl(pre_k · X_k)).
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/mhc.hpp"
+#include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/case_inputs.hpp"
+#include "op_list.hpp"
+#if DSV4_HAVE_CUDA
+#include "dsv4/gpu/hc_pre.hpp"
+#endif
+
+namespace dsv4::ops::detail {
+namespace {
+
+std::vector<float> to_floats(const Mat& m) {
+  std::vector<float> v(static_cast<std::size_t>(m.size()));
+  for (Eigen::Index i = 0; i < m.size(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
+  return v;
+}
+
+// ints {n = hc_mult, iters}, reals {hc_eps, norm_eps}; inputs x [tokens, n·d] (per row, bf16
+// values), fn [1, (2+n)n·n·d], base [1, (2+n)n], scale [1, 3] (shared, fp32 values) → y [tokens, d]
+// (bf16), post [tokens, n], comb [tokens, n·n], mixes [tokens, (2+n)n].
+struct HcPreArgs {
+  const Array& x;
+  const Array& fn;
+  const Array& base;
+  const Array& scale;
+  std::int64_t n, d, iters;
+  double hc_eps, norm_eps;
+  explicit HcPreArgs(const Call& c)
+      : x(c.inputs.at(0)),
+        fn(c.inputs.at(1)),
+        base(c.inputs.at(2)),
+        scale(c.inputs.at(3)),
+        n(c.ints.at(0)),
+        d(x.cols / n),
+        iters(c.ints.at(1)),
+        hc_eps(c.reals.at(0)),
+        norm_eps(c.reals.at(1)) {}
+  Outputs outputs(std::vector<float> y, std::vector<float> post, std::vector<float> comb,
+                  std::vector<float> mixes) const {
+    return {Array::floats("y", x.rows, d, std::move(y)), Array::floats("post", x.rows, n, std::move(post)),
+            Array::floats("comb", x.rows, n * n, std::move(comb)),
+            Array::floats("mixes", x.rows, (2 + n) * n, std::move(mixes))};
+  }
+};
+
+Outputs reference(const Call& c) {
+  const HcPreArgs a(c);
+  const HcPreOutput r = hc_pre_rows(Precision(Mode::kOfficial), a.x.f32.data(), a.x.rows, a.n, a.d, a.fn.f32.data(),
+                                    a.base.f32.data(), a.scale.f32.data(), a.iters, a.hc_eps, a.norm_eps);
+  return a.outputs(to_floats(r.y), to_floats(r.post), to_floats(r.comb), to_floats(r.mixes));
+}
+
+#if DSV4_HAVE_CUDA
+Outputs device(const Call& c) {
+  const HcPreArgs a(c);
+  gpu::HcPreBatch r = gpu::hc_pre(a.x.f32.data(), a.x.rows, a.n, a.d, a.fn.f32.data(), a.base.f32.data(),
+                                  a.scale.f32.data(), static_cast<int>(a.iters), a.hc_eps, a.norm_eps);
+  return a.outputs(std::move(r.y), std::move(r.post), std::move(r.comb), std::move(r.mixes));
+}
+#endif
+
+// The synthetic mHC weights of spec 04 (HcWeights::synthetic: fn ~ N(0, 1/(n·d)), log-uniform
+// scales, N(0, 0.5²) / N(0, 1) biases) as flat fp32 arrays.
+struct FlatHcWeights {
+  std::vector<float> fn, base, scale;
+};
+FlatHcWeights synthetic_weights(std::int64_t n, std::int64_t d, std::uint64_t seed) {
+  ModelConfig c;
+  c.hc_mult = n;
+  c.dim = d;
+  const HcWeights w = HcWeights::synthetic(c, seed);
+  return {to_floats(w.fn), to_floats(w.base), to_floats(w.scale)};
+}
+
+Case make_case(std::string label, std::int64_t n, std::vector<float> x, std::int64_t tokens, FlatHcWeights w) {
+  Case c;
+  c.label = std::move(label);
+  c.call.ints = {n, 20};
+  c.call.reals = {1e-6, 1e-6};
+  const std::int64_t width = static_cast<std::int64_t>(x.size()) / tokens;
+  c.call.inputs = {Array::floats("x", tokens, width, std::move(x)), Array::shared("fn", std::move(w.fn)),
+                   Array::shared("base", std::move(w.base)), Array::shared("scale", std::move(w.scale))};
+  return c;
+}
+
+std::vector<Case> hc_pre_cases(std::uint64_t seed) {
+  struct Spec {
+    std::int64_t tokens, n, d;
+  };
+  std::vector<Case> cases;
+  std::uint64_t k = 0;
+  // The model's widths (4096 Flash, 7168 V4, tiny-like 64) with hc_mult 4 and other stream counts
+  // up to the Sinkhorn kernel's 8; edge activations (zero blocks, bf16 subnormals whose fp32 squares
+  // underflow, outliers up to 2^40, wide ranges that make the double sums inexact).
+  for (const Spec s :
+       std::vector<Spec>{{8, 4, 4096}, {2, 4, 7168}, {300, 4, 64}, {17, 1, 96}, {9, 2, 100}, {5, 8, 33}}) {
+    ++k;
+    const std::uint64_t base = seed * 1000 + 500 + 10 * k;
+    cases.push_back(make_case(
+        std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) + ", activations",
+        s.n, edge_activations_tamed(s.tokens, s.n * s.d, base, 0x1p40, 0x1p-90), s.tokens,
+        synthetic_weights(s.n, s.d, base + 1)));
+  }
+  {
+    // Rows of all zeros (S = 0, r = rsqrt(eps), μ = ±0) and of one repeated value up to sign.
+    const std::int64_t tokens = 6, n = 4, d = 128;
+    std::vector<float> x(static_cast<std::size_t>(tokens * n * d));
+    const CounterRng rng(seed, stream_id("ops.hc_pre.signs"));
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float v = i / static_cast<std::size_t>(n * d) % 2 == 0 ? 0.0f : 0.75f;
+      x[i] = (rng.words(i)[0] & 1u) != 0 ? -v : v;
+    }
+    cases.push_back(make_case("6 tokens, n 4, d 128, constant rows (zero, ±0.75)", n, std::move(x), tokens,
+                              synthetic_weights(n, d, seed * 1000 + 590)));
+  }
+  {
+    // Dot products on fp32 rounding boundaries: fn[m] = e_0 + c_m·2^-24·e_{1+m} ± 2^-70·e_{40+m}
+    // (or no third term: an exact tie, to even), x small integers, so Σ_i x_i fn[m, i] is x_0 plus
+    // a multiple of half an fp32 ulp of it, decided by the 2^-70 term or by the tie rule.
+    const std::int64_t tokens = 16, n = 4, d = 32, len = n * d, mixes = (2 + n) * n;
+    const CounterRng rng(seed, stream_id("ops.hc_pre.boundary"));
+    FlatHcWeights w = synthetic_weights(n, d, seed * 1000 + 591);
+    std::fill(w.fn.begin(), w.fn.end(), 0.0f);
+    for (std::int64_t m = 0; m < mixes; ++m) {
+      const auto r = rng.words(static_cast<std::uint64_t>(m));
+      float* row = &w.fn[static_cast<std::size_t>(m * len)];
+      row[0] = 1.0f;
+      row[1 + m] = static_cast<float>(std::ldexp(1.0 + static_cast<double>(r[0] % 3), -24));
+      if (r[1] % 3 != 0) row[40 + m] = static_cast<float>(((r[1] & 4u) != 0 ? -1.0 : 1.0) * std::ldexp(1.0, -70));
+    }
+    std::vector<float> x(static_cast<std::size_t>(tokens * len));
+    for (std::size_t i = 0; i < x.size(); ++i)
+      x[i] = static_cast<float>(static_cast<int>(rng.words(1000 + i)[0] % 9) - 4);
+    cases.push_back(make_case("16 tokens, n 4, d 32, dot products on fp32 rounding boundaries", n, std::move(x), tokens,
+                              std::move(w)));
+  }
+  return cases;
+}
+
+}  // namespace
+
+Op hc_pre_op() {
+  Op op;
+  op.stem = "hc_pre";
+  op.spec = "spec 04 §4.2";
+  op.summary = "mHC pre: RMS-scaled mixes, Sinkhorn split, y = bf16(C1 Σ_k fl(pre_k·X_k)) per token";
+  op.int_params = {"n", "iters"};
+  op.real_params = {"hc_eps", "norm_eps"};
+  op.reference = reference;
+#if DSV4_HAVE_CUDA
+  op.device = device;
+#endif
+  op.cases = hc_pre_cases;
+  return op;
+}
+
+}  // namespace dsv4::ops::detail
