@@ -1,5 +1,5 @@
 // `dsv4 diff --teacher-forced` core (oracle/diff): legitimate candidates pass every module, and the
-// bug catalogue (precision.hpp Deviation: 16 realistic porting bugs) is caught and blamed on the
+// bug catalogue (precision.hpp Deviation: 21 realistic porting bugs) is caught and blamed on the
 // right module — with the candidate's own inputs fed to every module, so the blame does not rely
 // on upstream being identical.
 // ctest-labels: model
@@ -113,11 +113,14 @@ TEST(TeacherForcedDiff, BugCatalogueIsCaughtAndBlamedOnTheRightModule) {
     const std::string got = r.first_divergent_module.value_or("(none)");
     std::printf("  %-24s first divergent: %-28s expected component: %s\n", deviation_name(d).c_str(), got.c_str(),
                 expected.at(d).c_str());
-    if (d == Deviation::kClampGateBothSides) {
-      // Known miss (closing note): the clamp changes only gates below −limit; the FFN's local
-      // yardstick (official vs exact recomputation) includes the FP8 activation quantisation of
-      // the expert linears, which is larger than the clamp's effect on this run.
-      EXPECT_EQ(got, "(none)") << "the clamp bug is now caught: move it to the caught list\n" << diff::diff_table(r);
+    if (testing_support::diff_misses().contains(d)) {
+      // Known misses (bug_catalogue.hpp): the clamp changes only gates below −limit; the FFN's
+      // local yardstick (official vs exact recomputation) includes the FP8 activation quantisation
+      // of the expert linears, which is larger than the clamp's effect on this run. The
+      // small-scale bugs (softmax scale × (1 + 1/128), RMSNorm eps outside the root) stay within
+      // the max-abs/RMS allowance (issue 15).
+      EXPECT_EQ(got, "(none)") << deviation_name(d) << " is now caught: remove it from diff_misses()\n"
+                               << diff::diff_table(r);
       continue;
     }
     caught += r.first_divergent_module.has_value();
@@ -126,7 +129,7 @@ TEST(TeacherForcedDiff, BugCatalogueIsCaughtAndBlamedOnTheRightModule) {
   }
   std::printf("bug catalogue: %d of %zu caught, %d blamed on the right module\n", caught, all_deviations().size(),
               blamed);
-  EXPECT_GE(caught, 15);
+  EXPECT_EQ(caught, static_cast<int>(all_deviations().size() - testing_support::diff_misses().size()));
 }
 
 TEST(TeacherForcedDiff, ReportFormats) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "dsv4/model/precision.hpp"
@@ -40,6 +41,18 @@ inline const std::map<Deviation, std::string>& expected_first_divergent_module()
       {Deviation::kRouteScaleTwice, "layers.0.ffn"},
   };
   return m;
+}
+
+// The deviations `dsv4 diff --teacher-forced` does not catch today on the tiny runs of diff_test
+// and diff_checkpoint_test: the gate clamped on both sides (its effect is below the FFN's FP8
+// activation quantisation that the local yardstick includes, ref/README.md) and two small-scale
+// bugs whose systematic error is within the max-abs/RMS rule's allowance (issue 15 item 1: the
+// structure statistics are to catch them). Those tests check each one is still a miss, so the
+// list shrinks as soon as one is caught.
+inline const std::set<Deviation>& diff_misses() {
+  static const std::set<Deviation> s{Deviation::kClampGateBothSides, Deviation::kSoftmaxScaleOff,
+                                     Deviation::kRmsNormEpsOutside};
+  return s;
 }
 
 }  // namespace dsv4::testing_support
