@@ -4,6 +4,8 @@
 #include "dsv4/model/head.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/embedding_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/embedding.hpp"
@@ -79,6 +81,40 @@ std::vector<Case> embedding_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The backward (spec 06 §6.12, ref/train embedding_backward): d(embed) from dh; ids have none.
+// A gather is linear in the table: no kinks anywhere.
+GradientForms embedding_gradient() {
+  GradientForms g;
+  g.outputs = {"h"};
+  g.wrt = {1};
+  g.forward_exact = [](const Call& c) {
+    return Doubles{flat(embed_tokens(to_mat(c.inputs.at(1)), token_ids(c.inputs.at(0))))};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const Array& embed = c.inputs.at(1);
+    return Mp50s{embedding_gather(x.at(1), embed.rows, embed.cols, token_ids(c.inputs.at(0)))};
+  };
+  g.backward = [](const Call& c) {
+    return Doubles{flat(embedding_backward(token_ids(c.inputs.at(0)), to_mat(c.inputs.at(2)), c.inputs.at(1).rows))};
+  };
+  g.cases = [](std::uint64_t seed) {
+    std::vector<Case> cases;
+    for (const Shape s : std::vector<Shape>{{6, 5}, {9, 3}}) {
+      const std::int64_t vocab = s.rows, dim = s.cols, tokens = vocab + 1;  // at least one id repeats
+      Case c;
+      c.label = std::to_string(tokens) + " ids (repeated), " + shape_label(s) + " table (linear: no kinks)";
+      Array embed = Array::floats("embed", vocab, dim, normals(vocab * dim, 1.0, seed * 100 + vocab, "grad.embedding"));
+      embed.per_row = false;
+      c.call.inputs = {
+          Array::floats("ids", tokens, 1, ids(tokens, vocab, seed * 100 + vocab)), std::move(embed),
+          Array::floats("dh", tokens, dim, normals(tokens * dim, 1.0, seed * 100 + vocab, "grad.embedding.dh"))};
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op embedding_op() {
@@ -91,6 +127,7 @@ Op embedding_op() {
   op.device = device;
 #endif
   op.cases = embedding_cases;
+  set_backward(op, embedding_gradient());
   return op;
 }
 

@@ -6,6 +6,8 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/hadamard_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/hadamard.hpp"
@@ -98,6 +100,41 @@ std::vector<Case> hadamard_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The backward (spec 06 §6.12, ref/train hadamard_backward): dx from dy. Linear: no kinks.
+GradientForms hadamard_gradient() {
+  GradientForms g;
+  g.outputs = {"y"};
+  g.wrt = {0};
+  g.forward_exact = [](const Call& c) {
+    return Doubles{flat(hadamard(Precision(Mode::kExact), to_mat(c.inputs.at(0)), c.ints.at(0)))};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    std::vector<Mp50> y = x.at(0);
+    hadamard_exact_inplace(y, c.inputs.at(0).rows, c.inputs.at(0).cols, c.ints.at(0));
+    return Mp50s{std::move(y)};
+  };
+  g.backward = [](const Call& c) { return Doubles{flat(hadamard_backward(to_mat(c.inputs.at(1)), c.ints.at(0)))}; };
+  g.cases = [](std::uint64_t seed) {
+    struct Spec {
+      std::int64_t rows, cols, size;
+    };
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec s : std::vector<Spec>{{3, 16, 8}, {2, 16, 0}, {2, 3, 1}}) {
+      ++k;
+      Case c;
+      c.label = shape_label({s.rows, s.cols}) + " size " + std::to_string(s.size) + " (linear: no kinks)";
+      c.call.ints = {s.size};
+      c.call.inputs = {
+          Array::floats("x", s.rows, s.cols, normals(s.rows * s.cols, 1.0, seed * 100 + k, "grad.hadamard.x")),
+          Array::floats("dy", s.rows, s.cols, normals(s.rows * s.cols, 1.0, seed * 100 + k, "grad.hadamard.dy"))};
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op hadamard_op() {
@@ -111,6 +148,7 @@ Op hadamard_op() {
   op.device = device;
 #endif
   op.cases = hadamard_cases;
+  set_backward(op, hadamard_gradient());
   return op;
 }
 

@@ -6,6 +6,8 @@
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/mhc.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/hc_split_sinkhorn_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/mhc.hpp"
@@ -121,6 +123,66 @@ std::vector<Case> sinkhorn_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The backward (spec 04 §4.8, spec 06 §6.12, ref/train hc_split_sinkhorn_backward): dmixes,
+// dscale, dbase through the sigmoids and every Sinkhorn iteration. Smooth everywhere (ε > 0 keeps
+// every denominator positive; the softmax's row maximum shifts nothing).
+GradientForms hc_split_sinkhorn_gradient() {
+  GradientForms g;
+  g.outputs = {"pre", "post", "comb"};
+  g.wrt = {0, 1, 2};
+  g.forward_exact = [](const Call& c) {
+    const SinkhornArgs a(c);
+    const SinkhornRows r = hc_split_sinkhorn_rows(Precision(Mode::kExact), a.mixes.f32.data(), a.mixes.rows, a.n,
+                                                  a.scale.f32.data(), a.base.f32.data(), a.iters, a.eps);
+    return Doubles{flat(r.pre), flat(r.post), flat(r.comb)};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const SinkhornArgs a(c);
+    const std::int64_t n = a.n, m = (2 + n) * n, tokens = a.mixes.rows;
+    Mp50s y = {std::vector<Mp50>(static_cast<std::size_t>(tokens * n)),
+               std::vector<Mp50>(static_cast<std::size_t>(tokens * n)),
+               std::vector<Mp50>(static_cast<std::size_t>(tokens * n * n))};
+    for (std::int64_t t = 0; t < tokens; ++t) {
+      hc_split_sinkhorn_exact(x.at(0).data() + t * m, n, x.at(1).data(), x.at(2).data(), a.iters, a.eps,
+                              y[0].data() + t * n, y[1].data() + t * n, y[2].data() + t * n * n);
+    }
+    return y;
+  };
+  g.backward = [](const Call& c) {
+    const SinkhornArgs a(c);
+    const HcSplitSinkhornGrads r =
+        hc_split_sinkhorn_backward(to_mat(a.mixes), a.n, to_vec(a.scale), to_vec(a.base), a.iters, a.eps,
+                                   to_mat(c.inputs.at(3)), to_mat(c.inputs.at(4)), to_mat(c.inputs.at(5)));
+    return Doubles{flat(r.dmixes), flat(r.dscale), flat(r.dbase)};
+  };
+  g.cases = [](std::uint64_t seed) {
+    struct Spec {
+      int n, iters;
+      double eps;
+      std::int64_t tokens;
+      double spread;
+    };
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec s :
+         std::vector<Spec>{{4, 20, 1e-6, 2, 1.0}, {2, 3, 1e-3, 3, 0.5}, {3, 1, 1e-6, 2, 1.0}, {1, 5, 1e-6, 2, 1.0}}) {
+      ++k;
+      Case c = sinkhorn_case(s.n, s.iters, s.eps, s.tokens, s.spread, Mixes::kNormal, seed * 100 + 50 + k,
+                             "spread " + std::to_string(s.spread).substr(0, 3) + " (smooth)");
+      const std::int64_t n = s.n;
+      c.call.inputs.push_back(
+          Array::floats("dpre", s.tokens, n, normals(s.tokens * n, 1.0, seed * 100 + k, "grad.sinkhorn.dpre")));
+      c.call.inputs.push_back(
+          Array::floats("dpost", s.tokens, n, normals(s.tokens * n, 1.0, seed * 100 + k, "grad.sinkhorn.dpost")));
+      c.call.inputs.push_back(Array::floats("dcomb", s.tokens, n * n,
+                                            normals(s.tokens * n * n, 1.0, seed * 100 + k, "grad.sinkhorn.dcomb")));
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op hc_split_sinkhorn_op() {
@@ -135,6 +197,7 @@ Op hc_split_sinkhorn_op() {
   op.device = device;
 #endif
   op.cases = sinkhorn_cases;
+  set_backward(op, hc_split_sinkhorn_gradient());
   return op;
 }
 

@@ -14,6 +14,8 @@ Op hadamard_op();
 Op rope_op();
 Op embedding_op();
 Op hc_post_op();
+Op linear_op();
+Op expert_op();
 Op hc_pre_op();
 Op hc_head_op();
 Op gate_op();

@@ -5,6 +5,8 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/rmsnorm_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/rmsnorm.hpp"
@@ -70,6 +72,53 @@ std::vector<Case> rmsnorm_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The backward (spec 06 §6.12, ref/train rmsnorm_backward): dx and d(weight) from dy. Smooth
+// everywhere (eps > 0).
+GradientForms rmsnorm_gradient() {
+  GradientForms g;
+  g.outputs = {"y"};
+  g.wrt = {0, 1};
+  g.forward_exact = [](const Call& c) {
+    return Doubles{
+        flat(rmsnorm(Precision(Mode::kExact), to_mat(c.inputs.at(0)), to_vec(c.inputs.at(1)), c.reals.at(0)))};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const Array& in = c.inputs.at(0);
+    return Mp50s{rmsnorm_exact(x.at(0), in.rows, in.cols, x.at(1), Mp50(c.reals.at(0)))};
+  };
+  g.backward = [](const Call& c) {
+    const RmsNormGrads r =
+        rmsnorm_backward(to_mat(c.inputs.at(0)), to_vec(c.inputs.at(1)), c.reals.at(0), to_mat(c.inputs.at(2)));
+    return Doubles{flat(r.dx), flat(r.dweight)};
+  };
+  g.cases = [](std::uint64_t seed) {
+    struct Spec {
+      Shape shape;
+      double sigma, eps;
+      const char* what;
+    };
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec s : std::vector<Spec>{{{3, 8}, 1.0, 1e-6, "eps 1e-6"},
+                                          {{2, 5}, 0.03, 1e-3, "rows of rms 0.03, eps 1e-3 (eps matters)"},
+                                          // dim 1: dx = dz·eps·r³, the backward's 1 − x²r² cancels
+                                          // for eps ≪ x² (ill-conditioned in double, not a kink)
+                                          {{4, 1}, 1.0, 0.5, "dim 1, eps 0.5"}}) {
+      ++k;
+      const auto [rows, dim] = s.shape;
+      Case c;
+      c.label = shape_label(s.shape) + " " + s.what + " (smooth)";
+      c.call.reals = {s.eps};
+      c.call.inputs = {Array::floats("x", rows, dim, normals(rows * dim, s.sigma, seed * 100 + k, "grad.rmsnorm.x")),
+                       Array::shared("weight", gains(dim, seed * 100 + k)),
+                       Array::floats("dy", rows, dim, normals(rows * dim, 1.0, seed * 100 + k, "grad.rmsnorm.dy"))};
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op rmsnorm_op() {
@@ -83,6 +132,7 @@ Op rmsnorm_op() {
   op.device = device;
 #endif
   op.cases = rmsnorm_cases;
+  set_backward(op, rmsnorm_gradient());
   return op;
 }
 

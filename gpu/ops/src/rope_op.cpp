@@ -8,6 +8,8 @@
 #include "dsv4/model/rope.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/rope_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/rope.hpp"
@@ -45,13 +47,19 @@ struct RopeArgs {
   }
 };
 
-Outputs reference(const Call& c) {
-  const RopeArgs a(c);
+// The call's shared cos/sin inputs as a RopeTable.
+RopeTable table_of(const RopeArgs& a) {
   RopeTable table(a.table_positions, a.rope_head_dim);
   for (Eigen::Index i = 0; i < table.cos_matrix().size(); ++i) {
     table.cos_matrix().data()[i] = a.cos.f32[static_cast<std::size_t>(i)];
     table.sin_matrix().data()[i] = a.sin.f32[static_cast<std::size_t>(i)];
   }
+  return table;
+}
+
+Outputs reference(const Call& c) {
+  const RopeArgs a(c);
+  const RopeTable table = table_of(a);
   Mat m(a.x.rows, a.x.cols);
   for (std::int64_t i = 0; i < a.x.elements(); ++i) m.data()[i] = a.x.f32[static_cast<std::size_t>(i)];
   apply_rope_inplace(Precision(Mode::kOfficial), table, m, a.positions, a.head_dim, a.inverse);
@@ -131,6 +139,55 @@ std::vector<Case> rope_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The backward (spec 06 §6.12, ref/train rope_backward): dx from dy (positions and the table have
+// none). Linear in x: no kinks.
+GradientForms rope_gradient() {
+  GradientForms g;
+  g.outputs = {"y"};
+  g.wrt = {0};
+  g.forward_exact = [](const Call& c) {
+    const RopeArgs a(c);
+    Mat m = to_mat(a.x);
+    apply_rope_inplace(Precision(Mode::kExact), table_of(a), m, a.positions, a.head_dim, a.inverse);
+    return Doubles{flat(m)};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const RopeArgs a(c);
+    std::vector<Mp50> y = x.at(0);
+    rope_exact_inplace(y, a.x.rows, a.x.cols, table_of(a), a.positions, a.head_dim, a.inverse);
+    return Mp50s{std::move(y)};
+  };
+  g.backward = [](const Call& c) {
+    const RopeArgs a(c);
+    return Doubles{flat(rope_backward(table_of(a), to_mat(c.inputs.at(4)), a.positions, a.head_dim, a.inverse))};
+  };
+  g.cases = [](std::uint64_t seed) {
+    const ModelConfig flash = builtin_config("v4-flash");
+    RopeParams yarn = rope_params_for_ratio(flash, 4);
+    yarn.rope_head_dim = 8;
+    constexpr std::int64_t P = 64;
+    const std::vector<Array> table = table_inputs(yarn, P);
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const bool inverse : {false, true}) {
+      for (const std::int64_t head_dim : {8, 12}) {
+        ++k;
+        const std::int64_t rows = 3, cols = 2 * head_dim;
+        Case c;
+        c.label = shape_label({rows, cols}) + " head_dim " + std::to_string(head_dim) + " r_d 8 YaRN" +
+                  (inverse ? " inverse" : "") + " (linear: no kinks)";
+        c.call.ints = {head_dim, 8, inverse ? 1 : 0};
+        c.call.inputs = {Array::floats("x", rows, cols, normals(rows * cols, 1.0, seed * 100 + k, "grad.rope.x")),
+                         Array::floats("pos", rows, 1, positions(rows, P, seed * 100 + k)), table[0], table[1],
+                         Array::floats("dy", rows, cols, normals(rows * cols, 1.0, seed * 100 + k, "grad.rope.dy"))};
+        cases.push_back(std::move(c));
+      }
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op rope_op() {
@@ -144,6 +201,7 @@ Op rope_op() {
   op.device = device;
 #endif
   op.cases = rope_cases;
+  set_backward(op, rope_gradient());
   return op;
 }
 

@@ -1,0 +1,178 @@
+// Registration of expert (spec 03 §3.2; spec 06 §6.7, §6.12): one routed MoE expert, SwiGLU with
+// the clamp, y = W2 (w · silu(min(g, λ)) · clamp(u, −λ, λ)), g = W1 x, u = W3 x; its backward.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/expert.hpp"
+#include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/expert_backward.hpp"
+#include "op_list.hpp"
+
+namespace dsv4::ops::detail {
+namespace {
+
+// reals {swiglu_limit λ (≤ 0: no clamp)}; inputs x [tokens, d] (per row, bf16 values),
+// route_weight [tokens, 1] (per row, fp32 values), w1 [de, d], w3 [de, d], w2 [d, de] (shared, bf16
+// values) → y [tokens, d].
+struct ExpertArgs {
+  Mat x, w1, w3, w2;
+  Vec route_weight;
+  double limit;
+  explicit ExpertArgs(const Call& c)
+      : x(to_mat(c.inputs.at(0))),
+        w1(to_mat(c.inputs.at(2))),
+        w3(to_mat(c.inputs.at(3))),
+        w2(to_mat(c.inputs.at(4))),
+        route_weight(to_vec(c.inputs.at(1))),
+        limit(c.reals.at(0)) {
+    if (c.inputs.at(1).cols != 1) throw std::invalid_argument("expert: route_weight must be [tokens, 1]");
+  }
+};
+
+Mat forward(const Precision& p, const ExpertArgs& a) {
+  ModelConfig c = builtin_config("tiny");
+  c.dim = a.x.cols();
+  c.moe_inter_dim = a.w1.rows();
+  c.swiglu_limit = a.limit;
+  const ExpertWeights w{LinearWeight::bf16_from(a.w1), LinearWeight::bf16_from(a.w2), LinearWeight::bf16_from(a.w3)};
+  return expert_forward(p, c, w, a.x, &a.route_weight);
+}
+
+Outputs reference(const Call& c) {
+  const Mat y = forward(Precision(Mode::kOfficial), ExpertArgs(c));
+  std::vector<float> v(static_cast<std::size_t>(y.size()));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(y.data()[i]);
+  return {Array::floats("y", y.rows(), y.cols(), std::move(v))};
+}
+
+std::vector<float> bf16_normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream) {
+  std::vector<float> v = normals(n, sigma, seed, stream);
+  for (float& f : v) f = round_bf16(f);
+  return v;
+}
+
+std::vector<float> uniforms(std::int64_t n, std::uint64_t seed, const char* stream) {
+  const CounterRng rng(seed, stream_id(stream));
+  std::vector<float> v(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(rng.uniform(i));
+  return v;
+}
+
+// x, route_weight, w1, w3, w2 of one case (weights σ_w · N(0, 1)).
+std::vector<Array> expert_inputs(std::int64_t tokens, std::int64_t d, std::int64_t de, double sigma_w, bool bf16,
+                                 std::uint64_t seed) {
+  const auto values = [&](std::int64_t n, double sigma, const char* stream) {
+    return bf16 ? bf16_normals(n, sigma, seed, stream) : normals(n, sigma, seed, stream);
+  };
+  std::vector<Array> in = {Array::floats("x", tokens, d, values(tokens * d, 1.0, "expert.x")),
+                           Array::floats("route_weight", tokens, 1, uniforms(tokens, seed, "expert.route_weight")),
+                           Array::floats("w1", de, d, values(de * d, sigma_w, "expert.w1")),
+                           Array::floats("w3", de, d, values(de * d, sigma_w, "expert.w3")),
+                           Array::floats("w2", d, de, values(d * de, sigma_w, "expert.w2"))};
+  for (std::size_t i = 2; i < in.size(); ++i) in[i].per_row = false;
+  return in;
+}
+
+std::vector<Case> expert_cases(std::uint64_t seed) {
+  struct Spec {
+    std::int64_t tokens, d, de;
+    double limit;
+  };
+  std::vector<Case> cases;
+  std::uint64_t k = 0;
+  // λ = 10 (V4: rarely active at these scales), λ = 0.5 (most elements clamped), no clamp.
+  for (const Spec s : std::vector<Spec>{{64, 64, 32, 10.0}, {5, 128, 16, 0.5}, {17, 16, 8, 0.0}}) {
+    ++k;
+    Case c;
+    c.label = std::to_string(s.tokens) + " tokens, d " + std::to_string(s.d) + ", de " + std::to_string(s.de) +
+              ", limit " + std::to_string(s.limit).substr(0, 4);
+    c.call.reals = {s.limit};
+    c.call.inputs =
+        expert_inputs(s.tokens, s.d, s.de, 4.0 / std::sqrt(static_cast<double>(s.d)), true, seed * 1000 + 600 + k);
+    cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+// A clamp limit whose edges every g and |u| of the point miss by ≥ margin, with at least one g
+// above it and one |u| beyond it (the zero-gradient side is exercised): the first of 0.8, 0.85, ….
+double limit_away_from_edges(const ExpertArgs& a, double margin) {
+  const Precision exact(Mode::kExact);
+  const Mat g = exact.matmul_nt(a.x, a.w1), u = exact.matmul_nt(a.x, a.w3);
+  for (int j = 0; j < 60; ++j) {
+    const double lim = 0.8 + 0.05 * j;
+    bool ok = true, g_clamped = false, u_clamped = false;
+    for (Eigen::Index i = 0; i < g.size(); ++i) {
+      ok = ok && std::fabs(g.data()[i] - lim) >= margin && std::fabs(std::fabs(u.data()[i]) - lim) >= margin;
+      g_clamped = g_clamped || g.data()[i] > lim;
+      u_clamped = u_clamped || std::fabs(u.data()[i]) > lim;
+    }
+    if (ok && g_clamped && u_clamped) return lim;
+  }
+  throw std::logic_error("expert gradient cases: no clamp limit in [0.8, 3.75] misses the point's edges by " +
+                         std::to_string(margin));
+}
+
+// The backward (spec 06 §6.12, ref/train expert_backward; boundary convention kClosed): dx,
+// d(route_weight), dw1, dw3, dw2. Check points keep every g and |u| ≥ 0.01 from λ (the clamp's
+// kinks), with clamped elements on both sides present.
+GradientForms expert_gradient() {
+  GradientForms g;
+  g.outputs = {"y"};
+  g.wrt = {0, 1, 2, 3, 4};
+  g.forward_exact = [](const Call& c) { return Doubles{flat(forward(Precision(Mode::kExact), ExpertArgs(c)))}; };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const Array& in = c.inputs.at(0);
+    return Mp50s{expert_exact(x.at(0), in.rows, in.cols, &x.at(1), x.at(2), x.at(3), x.at(4), c.inputs.at(2).rows,
+                              c.reals.at(0))};
+  };
+  g.backward = [](const Call& c) {
+    const ExpertArgs a(c);
+    const ExpertGrads r = expert_backward(a.x, &a.route_weight, a.w1, a.w3, a.w2, a.limit, to_mat(c.inputs.at(5)));
+    return Doubles{flat(r.dx), flat(r.droute_weight), flat(r.dw1), flat(r.dw3), flat(r.dw2)};
+  };
+  g.cases = [](std::uint64_t seed) {
+    struct Spec {
+      std::int64_t tokens, d, de;
+      bool clamp;
+    };
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec s : std::vector<Spec>{{3, 8, 6, true}, {4, 6, 5, true}, {2, 8, 4, false}}) {
+      ++k;
+      Case c;
+      c.call.inputs = expert_inputs(s.tokens, s.d, s.de, 0.5, true, seed * 100 + k);  // bf16 weights (the op's)
+      c.call.reals = {0.0};
+      if (s.clamp) c.call.reals[0] = limit_away_from_edges(ExpertArgs(c.call), 0.01);
+      c.call.inputs.push_back(
+          Array::floats("dy", s.tokens, s.d, normals(s.tokens * s.d, 1.0, seed * 100 + k, "grad.expert.dy")));
+      c.label = std::to_string(s.tokens) + " tokens, d " + std::to_string(s.d) + ", de " + std::to_string(s.de) +
+                (s.clamp ? ", clamped (every g and |u| ≥ 0.01 from λ; elements on both sides)" : ", no clamp (smooth)");
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
+}  // namespace
+
+Op expert_op() {
+  Op op;
+  op.stem = "expert";
+  op.spec = "spec 03 §3.2";
+  op.summary = "routed MoE expert: W2 bf16(w · silu(min(g, λ)) · clamp(u, ±λ)), g = W1 x, u = W3 x, bf16 linears";
+  op.real_params = {"swiglu_limit"};
+  op.reference = reference;
+  op.cases = expert_cases;
+  set_backward(op, expert_gradient());
+  return op;
+}
+
+}  // namespace dsv4::ops::detail

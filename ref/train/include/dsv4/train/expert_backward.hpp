@@ -1,0 +1,82 @@
+// Backward of one MoE expert, SwiGLU with the clamp (forward spec 03 §3.2, exact mode; backward
+// spec 06 §6.7, §6.12).
+//
+// Forward (λ = swiglu_limit > 0; λ ≤ 0: no clamp): g = x W1ᵀ, u = x W3ᵀ, g_c = min(g, λ),
+// u_c = clamp(u, −λ, λ), a = silu(g_c) · u_c, h = w · a (routed; w the token's routing weight),
+// y = h W2ᵀ. Backward, with dh = dy W2:
+//   dW2 = dyᵀ h;  dw = Σ_i dh_i a_i;  da = w · dh;
+//   dg = da · u_c · silu'(g_c) · [g passes],  silu'(z) = σ(z) (1 + z (1 − σ(z)));
+//   du = da · silu(g_c) · [u passes];
+//   dx = dg W1 + du W3;  dW1 = dgᵀ x;  dW3 = duᵀ x  (sums over tokens in ascending order).
+// Zero gradient outside the clamp (g > λ; u < −λ or u > λ). At the boundary the convention is
+// ClampBoundary (spec 06 §6.12): kClosed (default) lets the gradient pass at g = λ and u = ±λ, as
+// PyTorch's clamp backward does (mask x ≥ min ∧ x ≤ max) — what a training engine built on autograd
+// computes; kOpen stops it there too. Expert weights given as their effective values (quantised
+// weights dequantised: the straight-through estimator of linear_backward.hpp).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dsv4/model/precision.hpp"
+
+namespace dsv4 {
+
+enum class ClampBoundary {
+  kClosed,  // gradient passes at g = λ, u = ±λ (PyTorch clamp backward)
+  kOpen,    // gradient zero at the boundary too
+};
+
+// The exact-mode forward in any scalar (the gradient check's Mp50 evaluation). The reference's
+// expert_forward (ref/model) is written for double through Precision; this is its exact-mode
+// equation — silu(z) = z / (1 + e^(−z)), h = w · (silu(g_c) · u_c) — and the gradient check compares
+// the two at every check point. x [rows, d], route_weight [rows] (nullptr: a shared expert, no
+// weight), w1 and w3 [de, d], w2 [d, de], row-major → y [rows, d].
+template <class T>
+std::vector<T> expert_exact(const std::vector<T>& x, std::int64_t rows, std::int64_t d,
+                            const std::vector<T>* route_weight, const std::vector<T>& w1, const std::vector<T>& w3,
+                            const std::vector<T>& w2, std::int64_t de, double limit) {
+  using std::exp;
+  std::vector<T> h(static_cast<std::size_t>(rows * de));
+  for (std::int64_t t = 0; t < rows; ++t) {
+    for (std::int64_t i = 0; i < de; ++i) {
+      T g = 0, u = 0;
+      for (std::int64_t k = 0; k < d; ++k) {
+        g += x[static_cast<std::size_t>(t * d + k)] * w1[static_cast<std::size_t>(i * d + k)];
+        u += x[static_cast<std::size_t>(t * d + k)] * w3[static_cast<std::size_t>(i * d + k)];
+      }
+      if (limit > 0) {
+        const T lim(limit);
+        if (u < -lim) u = -lim;
+        if (u > lim) u = lim;
+        if (g > lim) g = lim;
+      }
+      T a = g / (T(1) + exp(-g)) * u;
+      if (route_weight != nullptr) a = (*route_weight)[static_cast<std::size_t>(t)] * a;
+      h[static_cast<std::size_t>(t * de + i)] = a;
+    }
+  }
+  std::vector<T> y(static_cast<std::size_t>(rows * d));
+  for (std::int64_t t = 0; t < rows; ++t) {
+    for (std::int64_t o = 0; o < d; ++o) {
+      T acc = 0;
+      for (std::int64_t i = 0; i < de; ++i)
+        acc += h[static_cast<std::size_t>(t * de + i)] * w2[static_cast<std::size_t>(o * de + i)];
+      y[static_cast<std::size_t>(t * d + o)] = acc;
+    }
+  }
+  return y;
+}
+
+struct ExpertGrads {
+  Mat dx;             // [rows, d]
+  Vec droute_weight;  // [rows] (empty for a shared expert)
+  Mat dw1, dw3;       // [de, d]
+  Mat dw2;            // [d, de]
+};
+// Exact mode (double; every GEMM the deterministic one of numerics/gemm.hpp). route_weight nullptr:
+// a shared expert. std::invalid_argument on a shape mismatch.
+ExpertGrads expert_backward(const Mat& x, const Vec* route_weight, const Mat& w1, const Mat& w3, const Mat& w2,
+                            double limit, const Mat& dy, ClampBoundary boundary = ClampBoundary::kClosed);
+
+}  // namespace dsv4
