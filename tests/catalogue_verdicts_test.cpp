@@ -1,0 +1,245 @@
+// ctest-labels: model
+// The catalogue's verdicts (issue 15 items 2 and 3; ref/README.md §Deliberate deviations): on a
+// tiny golden (weights seed 1, prompt 36, 2 decode steps, as in the issue) every legitimate engine
+// variant (all_legitimate_variants()) must PASS `dsv4 certify` (with local verdicts) and `dsv4 diff
+// --teacher-forced`; every deviation (all_deviations()) must FAIL both, blamed on its module's
+// component (support/bug_catalogue.hpp; the layer index dropped, as diff_test compares); and
+// certify's first failing module must be diff's first divergent module. What today's statistics
+// do not yet achieve is listed in kNotYetPassing, kNotYetCaught, kNotYetBlamedRight and
+// kNotYetAgreeing, and the test checks each list is exactly the set of entries that misses today:
+// when a sharper statistic fixes one, the test fails until it leaves its list. The measured
+// verdict table is printed (entry, certify verdict and first failing output, diff verdict, first
+// divergent module and step, seconds).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/diff/dump_getters.hpp"
+#include "dsv4/golden/certify.hpp"
+#include "dsv4/golden/dump.hpp"
+#include "dsv4/golden/golden.hpp"
+#include "dsv4/golden/model_run.hpp"
+#include "dsv4/io/tensor_source.hpp"
+#include "dsv4/model/transformer.hpp"
+#include "support/bug_catalogue.hpp"
+
+namespace dsv4 {
+namespace {
+
+constexpr std::uint64_t kSeed = 1;
+constexpr std::int64_t kPrompt = 36, kDecode = 2;
+
+// What today's statistics do not yet achieve (measured at this commit; issue 15 items 1 and 3 are
+// to empty every list). Each is checked to be exactly the set that misses today.
+// Legitimate variants that FAIL today: an fp32 engine summing sequentially is off by a few fp32 ulp
+// on fp32 outputs (hc post/comb), over the "2 × official + 1 ulp" allowance of an official
+// reference whose sums are rounded once.
+const std::set<Deviation> kNotYetPassing{Deviation::kSumSequential};
+// Deviations that PASS certify or diff today.
+const std::set<Deviation> kNotYetCaught{Deviation::kSinkhornColumnFirst, Deviation::kClampGateBothSides,
+                                        Deviation::kSoftmaxScaleOff, Deviation::kRmsNormEpsOutside};
+// Deviations both FAIL whose first failing module (certify's or diff's) is not the bug's component:
+// certify's first failure is chosen at block granularity and takes a module's local verdict from
+// its enclosing module (compress-no-overlap, kv-scale-not-pow2: layers.2.attn.q_norm), or lands
+// downstream (hc-comb-transposed: layers.1.hc_attn).
+const std::set<Deviation> kNotYetBlamedRight{Deviation::kCompressNoOverlap, Deviation::kKvScaleNotPow2,
+                                             Deviation::kHcCombTransposed};
+// Entries whose certify first failing module is not diff's first divergent module (issue 15 item 3).
+const std::set<Deviation> kNotYetAgreeing{Deviation::kSumSequential, Deviation::kCompressNoOverlap,
+                                          Deviation::kKvScaleNotPow2, Deviation::kHcCombTransposed,
+                                          Deviation::kGateScoresBf16};
+
+// The module path of a canonical name `<step>/<module>/<output>` ("" for "").
+std::string module_of(const std::string& name) {
+  if (name.empty()) return "";
+  const std::size_t a = name.find('/'), b = name.rfind('/');
+  return name.substr(a + 1, b - a - 1);
+}
+
+// The component of a module path: the layer index dropped (`layers.3.hc_attn` → `layers.hc_attn`),
+// as diff_test compares blame (a bug in shared code is first detectable in any layer).
+std::string component(const std::string& module) {
+  if (module.rfind("layers.", 0) != 0) return module;
+  const std::size_t dot = module.find('.', 7);
+  return "layers" + (dot == std::string::npos ? std::string() : module.substr(dot));
+}
+
+struct Verdicts {
+  bool certify_pass = false;
+  std::string certify_first;   // certify's first failing output ("" when it passes)
+  std::string certify_reason;  // its verdict's reason (and its local verdict's)
+  std::string diff_reason;     // diff's first failing module's reason
+  bool diff_pass = false;
+  std::string diff_module, diff_step;  // diff's first divergent module and its step ("" when none)
+  bool live = false;                   // the candidate's dump differs from the official engine's somewhere
+  double seconds = 0.0;
+  std::string certify_module() const { return module_of(certify_first); }
+};
+
+class CatalogueVerdicts : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::filesystem::temp_directory_path() / ("dsv4_catalogue_verdicts_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    config_ = builtin_config("tiny");
+    // The clamp bug changes only SwiGLU gates below −limit: the tiny weights keep |g| far under
+    // V4's limit 10, so its golden has limit 1 (deviation_test, diff_test do the same).
+    low_limit_ = config_;
+    low_limit_.swiglu_limit = 1.0;
+    tokens_ = synthetic_tokens(kPrompt + kDecode, config_.vocab_size, kSeed);
+    generate(config_, "g.h5");
+    generate(low_limit_, "g_low.h5");
+    official_ = new MemoryRecorder(record(config_, Precision(Mode::kOfficial)));
+    official_low_ = new MemoryRecorder(record(low_limit_, Precision(Mode::kOfficial)));
+  }
+  static void TearDownTestSuite() {
+    delete official_;
+    delete official_low_;
+    std::filesystem::remove_all(dir_);
+  }
+  static std::string path(const std::string& n) { return (dir_ / n).string(); }
+
+  static void generate(const ModelConfig& c, const std::string& name) {
+    GoldenGenerateOptions o;
+    o.config = c;
+    o.weights = WeightsSpec{kSeed, ""};
+    o.tokens = tokens_;
+    o.decode_steps = kDecode;
+    o.deflate = 0;
+    generate_golden(o, path(name));
+  }
+
+  static MemoryRecorder record(const ModelConfig& c, const Precision& p) {
+    const Transformer model(p, c, make_weights(c, WeightsSpec{kSeed, ""}));
+    MemoryRecorder rec;
+    run_plan(model, tokens_, plan_steps(c, 1, kPrompt + kDecode, kDecode), rec);
+    return rec;
+  }
+
+  static bool differ(const MemoryRecorder& a, const MemoryRecorder& b) {
+    for (const std::string& n : a.order())
+      if (a.at(n).values != b.at(n).values) return true;
+    return false;
+  }
+
+  // The official-mode engine with `d` dumped, then judged by diff and by certify (its local
+  // verdicts from that diff, as certify_local_judge would compute them).
+  static Verdicts judge(Deviation d) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool clamp = d == Deviation::kClampGateBothSides;
+    const ModelConfig& c = clamp ? low_limit_ : config_;
+    const std::string golden = path(clamp ? "g_low.h5" : "g.h5"), cand = path(deviation_name(d) + ".h5");
+    Verdicts v;
+    {
+      const MemoryRecorder rec = record(c, Precision(Mode::kOfficial, d));
+      v.live = differ(clamp ? *official_low_ : *official_, rec);
+      write_run_dump(cand,
+                     RunDumpInfo{c, Mode::kOfficial, WeightsSpec{kSeed, ""}, tokens_, kDecode,
+                                 plan_steps(c, 1, kPrompt + kDecode, kDecode)},
+                     rec);
+    }
+    const Golden g = Golden::open(golden);
+    const MappedTensorSource source(TensorSource::open(cand), NameMap{});
+    const diff::DiffReport dr = diff::diff_against_golden(g, source);
+    v.diff_pass = !dr.first_divergent_module.has_value();
+    v.diff_module = dr.first_divergent_module.value_or("");
+    v.diff_step = dr.first_divergent_step.value_or("");
+    for (const diff::ModuleResult& m : dr.modules)
+      if (!m.pass && v.diff_reason.empty()) v.diff_reason = m.step + "/" + m.module + ": " + m.reason;
+    CertifyOptions opts;
+    opts.local_verdicts = [&dr] { return diff::local_verdicts_of(dr); };
+    const report::CertifyReport r = certify(g, source, opts);
+    v.certify_pass = r.pass();
+    v.certify_first = r.first_failure;
+    for (const report::TensorResult& t : r.tensors)
+      if (t.name == r.first_failure)
+        v.certify_reason = t.verdict.reason + (t.local ? " / local: " + t.local->reason : std::string());
+    for (const report::SetResult& st : r.sets)
+      if (st.name == r.first_failure) v.certify_reason = st.local ? "local: " + st.local->reason : "set rows rejected";
+    v.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::filesystem::remove(cand);
+    return v;
+  }
+
+  static void print_row(Deviation d, const Verdicts& v) {
+    std::printf("  %-24s %-4s certify %-4s %-44s diff %-4s %-28s %-8s %6.1f s\n", deviation_name(d).c_str(),
+                v.live ? "live" : "DEAD", v.certify_pass ? "PASS" : "FAIL",
+                v.certify_first.empty() ? "-" : v.certify_first.c_str(), v.diff_pass ? "PASS" : "FAIL",
+                v.diff_module.empty() ? "-" : v.diff_module.c_str(), v.diff_step.empty() ? "-" : v.diff_step.c_str(),
+                v.seconds);
+    std::fflush(stdout);
+  }
+
+  static std::string both(const Verdicts& v) {
+    std::string s = "certify first failing: '" + v.certify_first + "' (module '" + v.certify_module() +
+                    "'), diff first divergent: '" + v.diff_module + "' in '" + v.diff_step + "'";
+    if (!v.certify_reason.empty()) s += "\n      certify: " + v.certify_reason;
+    if (!v.diff_reason.empty()) s += "\n      diff: " + v.diff_reason;
+    return s;
+  }
+
+  static inline std::filesystem::path dir_;
+  static inline ModelConfig config_, low_limit_;
+  static inline std::vector<std::vector<std::int64_t>> tokens_;
+  static inline MemoryRecorder *official_ = nullptr, *official_low_ = nullptr;  // the faithful engine's runs
+};
+
+// Lists each name whose `holds` is false; checks that set is `expected_misses`.
+void check_misses(const char* what, const std::vector<std::pair<Deviation, bool>>& holds,
+                  const std::set<Deviation>& expected_misses, const char* list) {
+  std::printf("%s, not yet:", what);
+  for (const auto& [d, ok] : holds) {
+    if (!ok) std::printf(" %s", deviation_name(d).c_str());
+    EXPECT_EQ(ok, !expected_misses.contains(d))
+        << deviation_name(d) << (ok ? " now holds: remove it from " : " does not hold: it is not in ") << list;
+  }
+  std::printf("\n");
+}
+
+TEST_F(CatalogueVerdicts, LegitimateVariantsPassCertifyAndDiff) {
+  std::printf("legitimate variants (must PASS):\n");
+  std::vector<std::pair<Deviation, bool>> pass, agree;
+  for (const Deviation d : all_legitimate_variants()) {
+    const Verdicts v = judge(d);
+    print_row(d, v);
+    pass.emplace_back(d, v.certify_pass && v.diff_pass);
+    agree.emplace_back(d, v.certify_module() == v.diff_module);
+    if (!pass.back().second || !agree.back().second) std::printf("    %s\n", both(v).c_str());
+  }
+  check_misses("every legitimate variant passes certify and diff", pass, kNotYetPassing, "kNotYetPassing");
+  check_misses("certify's first failing module is diff's first divergent one", agree, kNotYetAgreeing,
+               "kNotYetAgreeing");
+}
+
+TEST_F(CatalogueVerdicts, DeviationsFailBlamedOnTheirModuleByCertifyAndDiff) {
+  const auto& expected = testing_support::expected_first_divergent_module();
+  std::printf("deviations (must FAIL, blamed on their module):\n");
+  std::vector<std::pair<Deviation, bool>> caught, blamed, agree;
+  for (const Deviation d : all_deviations()) {
+    const Verdicts v = judge(d);
+    print_row(d, v);
+    const std::string want = component(expected.at(d));
+    caught.emplace_back(d, !v.certify_pass && !v.diff_pass);
+    if (caught.back().second)
+      blamed.emplace_back(d, component(v.certify_module()) == want && component(v.diff_module) == want);
+    agree.emplace_back(d, v.certify_module() == v.diff_module);
+    if (!caught.back().second || (!blamed.empty() && !blamed.back().second) || !agree.back().second)
+      std::printf("    expected module %s; %s\n", expected.at(d).c_str(), both(v).c_str());
+  }
+  check_misses("every deviation fails certify and diff", caught, kNotYetCaught, "kNotYetCaught");
+  check_misses("each caught deviation is blamed on its module's component by both", blamed, kNotYetBlamedRight,
+               "kNotYetBlamedRight");
+  check_misses("certify's first failing module is diff's first divergent one", agree, kNotYetAgreeing,
+               "kNotYetAgreeing");
+}
+
+}  // namespace
+}  // namespace dsv4
