@@ -8,6 +8,8 @@
 #include "dsv4/model/gate.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/gate_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/gate.hpp"
@@ -156,6 +158,95 @@ std::vector<Case> gate_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The reference's Gate in exact mode on the call (as gate_rows builds it, with double outputs).
+GateOutput exact_gate(const Call& call) {
+  const GateArgs a(call);
+  ModelConfig c;
+  c.dim = a.x.cols;
+  c.n_routed_experts = a.experts;
+  c.n_activated_experts = a.k;
+  c.score_func = static_cast<ScoreFunc>(a.score);
+  c.route_scale = a.route_scale;
+  c.vocab_size = a.vocab;
+  c.n_layers = 1;
+  c.n_mtp_layers = 0;
+  c.n_hash_layers = a.hash() ? 1 : 0;
+  GateWeights w;
+  w.weight = LinearWeight::bf16_from(to_mat(doubles(a.weight), a.experts, a.x.cols));
+  if (a.hash()) {
+    w.tid2eid = a.table;
+  } else {
+    w.bias = to_vec(a.bias);
+  }
+  return Gate(Precision(Mode::kExact), c, 0, std::move(w)).forward(to_mat(a.x), a.ids);
+}
+
+std::vector<double> as_doubles(const std::vector<std::int64_t>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+// The backward (spec 06 §6.12, ref/train gate_backward): dx and d(weight) from d(weights) and
+// d(scores); the choice of experts (indices, hence the bias and tid2eid) has no gradient. Check
+// points: every token's top-k gap on the biased scores ≥ 1e-3 (no flip within a step), bf16
+// weights (the op's).
+GradientForms gate_gradient() {
+  GradientForms g;
+  g.outputs = {"weights", "indices", "scores"};
+  g.wrt = {0, 2};
+  g.forward_exact = [](const Call& c) {
+    const GateOutput o = exact_gate(c);
+    return Doubles{flat(o.weights), as_doubles(o.indices), flat(o.scores)};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const GateArgs a(c);
+    const GateExact<Mp50> o = gate_exact(x.at(0), a.x.rows, a.x.cols, x.at(2), a.experts, doubles(a.bias), a.table,
+                                         a.ids, a.k, static_cast<ScoreFunc>(a.score), a.route_scale);
+    return Mp50s{o.weights, std::vector<Mp50>(o.indices.begin(), o.indices.end()), o.scores};
+  };
+  g.backward = [](const Call& c) {
+    const GateArgs a(c);
+    const GateGrads r =
+        gate_backward(to_mat(a.x), to_mat(doubles(a.weight), a.experts, a.x.cols), static_cast<ScoreFunc>(a.score),
+                      a.route_scale, exact_gate(c).indices, to_mat(c.inputs.at(5)), to_mat(c.inputs.at(7)));
+    return Doubles{flat(r.dx), flat(r.dweight)};
+  };
+  g.cases = [](std::uint64_t seed) {
+    using S = ScoreFunc;
+    const std::vector<Spec> specs = {{3, 8, 6, 2, S::kSqrtSoftplus, false, 1.5, Spec::kActivations},
+                                     {3, 8, 6, 3, S::kSigmoid, false, 2.5, Spec::kActivations},
+                                     {2, 6, 5, 2, S::kSoftmax, false, 1.0, Spec::kActivations},
+                                     {3, 8, 6, 2, S::kSqrtSoftplus, true, 1.5, Spec::kActivations}};
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec& s : specs) {
+      ++k;
+      // Draw until every token's cut has a gap ≥ 1e-3 (hash routing has no cut).
+      for (std::uint64_t attempt = 0;; ++attempt) {
+        if (attempt == 100) throw std::logic_error("gate gradient cases: no draw with top-k gaps ≥ 1e-3");
+        Case c = make_case(s, seed * 1000 + 700 + 10 * k + attempt * 100000);
+        std::vector<float> x = normals(s.tokens * s.d, 1.0, seed * 100 + k + attempt * 1000, "grad.gate.x");
+        c.call.inputs[0] = Array::floats("x", s.tokens, s.d, std::move(x));
+        const GateOutput o = exact_gate(c.call);
+        bool ok = true;
+        for (const RoutingMargin& m : o.margins) ok = ok && m.gap >= 1e-3;
+        if (!ok) continue;
+        c.label = std::to_string(s.tokens) + " tokens, d " + std::to_string(s.d) + ", " + std::to_string(s.experts) +
+                  " experts, top " + std::to_string(s.k) + ", " + score_name(s.score) +
+                  (s.hash ? ", hash-routed (no cut)" : ", every top-k gap ≥ 1e-3 (no flip)");
+        const std::uint64_t base = seed * 100 + k;
+        c.call.inputs.push_back(
+            Array::floats("dweights", s.tokens, s.k, normals(s.tokens * s.k, 1.0, base, "grad.gate.dweights")));
+        c.call.inputs.push_back(
+            Array::floats("dindices", s.tokens, s.k, normals(s.tokens * s.k, 1.0, base, "grad.gate.dindices")));
+        c.call.inputs.push_back(Array::floats("dscores", s.tokens, s.experts,
+                                              normals(s.tokens * s.experts, 1.0, base, "grad.gate.dscores")));
+        cases.push_back(std::move(c));
+        break;
+      }
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op gate_op() {
@@ -170,6 +261,7 @@ Op gate_op() {
   op.device = device;
 #endif
   op.cases = gate_cases;
+  set_backward(op, gate_gradient());
   return op;
 }
 

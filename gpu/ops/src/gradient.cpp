@@ -60,7 +60,7 @@ Mat to_mat(const std::vector<double>& v, std::int64_t rows, std::int64_t cols) {
   return m;
 }
 
-std::vector<std::int64_t> integers(const Array& a) {
+std::vector<std::int64_t> checked_integers(const Array& a) {
   std::vector<std::int64_t> t(a.f32.size());
   for (std::size_t i = 0; i < t.size(); ++i) {
     t[i] = static_cast<std::int64_t>(a.f32[i]);

@@ -7,6 +7,8 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/hc_post_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/hc_post.hpp"
@@ -136,6 +138,56 @@ std::vector<Case> hc_post_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The backward (spec 04 §4.8, spec 06 §6.12, ref/train hc_post_backward): df, dresidual, dpost,
+// dcomb. Bilinear: no kinks.
+GradientForms hc_post_gradient() {
+  GradientForms g;
+  g.outputs = {"y"};
+  g.wrt = {0, 1, 2, 3};
+  g.forward_exact = [](const Call& c) {
+    ModelConfig cfg;
+    cfg.hc_mult = c.ints.at(0);
+    cfg.dim = c.inputs.at(0).cols;
+    return Doubles{flat(hc_post(Precision(Mode::kExact), cfg, to_mat(c.inputs.at(0)), to_mat(c.inputs.at(1)),
+                                to_mat(c.inputs.at(2)), to_mat(c.inputs.at(3))))};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const Array& f = c.inputs.at(0);
+    return Mp50s{hc_post_exact(x.at(0), x.at(1), x.at(2), x.at(3), f.rows, c.ints.at(0), f.cols)};
+  };
+  g.backward = [](const Call& c) {
+    const HcPostGrads r = hc_post_backward(to_mat(c.inputs.at(0)), to_mat(c.inputs.at(1)), to_mat(c.inputs.at(2)),
+                                           to_mat(c.inputs.at(3)), c.ints.at(0), to_mat(c.inputs.at(4)));
+    return Doubles{flat(r.df), flat(r.dresidual), flat(r.dpost), flat(r.dcomb)};
+  };
+  g.cases = [](std::uint64_t seed) {
+    struct Spec {
+      std::int64_t tokens, n, d;
+    };
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec s : std::vector<Spec>{{2, 4, 5}, {3, 2, 3}, {2, 1, 4}}) {
+      ++k;
+      const std::uint64_t base = seed * 100 + k;
+      Case c;
+      c.label = std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) +
+                " (bilinear: no kinks)";
+      c.call.ints = {s.n};
+      c.call.inputs = {
+          Array::floats("f", s.tokens, s.d, normals(s.tokens * s.d, 1.0, base, "grad.hc_post.f")),
+          Array::floats("residual", s.tokens, s.n * s.d,
+                        normals(s.tokens * s.n * s.d, 1.0, base, "grad.hc_post.residual")),
+          Array::floats("post", s.tokens, s.n, gates(s.tokens * s.n, 2.0, Gates::kRandom, base, "grad.hc_post.post")),
+          Array::floats("comb", s.tokens, s.n * s.n,
+                        gates(s.tokens * s.n * s.n, 1.0, Gates::kRandom, base, "grad.hc_post.comb")),
+          Array::floats("dy", s.tokens, s.n * s.d, normals(s.tokens * s.n * s.d, 1.0, base, "grad.hc_post.dy"))};
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op hc_post_op() {
@@ -149,6 +201,7 @@ Op hc_post_op() {
   op.device = device;
 #endif
   op.cases = hc_post_cases;
+  set_backward(op, hc_post_gradient());
   return op;
 }
 

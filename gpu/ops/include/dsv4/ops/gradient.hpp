@@ -57,8 +57,8 @@ Vec to_vec(const Array& a);              // all elements, row-major
 std::vector<double> flat(const Mat& m);  // row-major
 std::vector<double> flat(const Vec& v);
 Mat to_mat(const std::vector<double>& v, std::int64_t rows, std::int64_t cols);
-// Integer-valued float inputs (ids, positions) as integers.
-std::vector<std::int64_t> integers(const Array& a);
+// Integer-valued float inputs (ids, positions) as integers (std::invalid_argument for a fraction).
+std::vector<std::int64_t> checked_integers(const Array& a);
 // n values σ·N(0, 1) rounded to fp32, from the counter-based RNG (seed, stream): check points and
 // upstream gradients of the gradient-check cases.
 std::vector<float> normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream);
