@@ -33,8 +33,8 @@ std::vector<std::string> backward_stems() {
 TEST(GradientCheck, TheBackwardsOfTheTrainingHalfAreRegistered) {
   const std::vector<std::string> stems = backward_stems();
   const std::set<std::string> have(stems.begin(), stems.end());
-  for (const char* s :
-       {"embedding", "rmsnorm", "rope", "hadamard", "linear", "expert", "hc_split_sinkhorn", "hc_post", "gate"}) {
+  for (const char* s : {"embedding", "rmsnorm", "rope", "hadamard", "linear", "expert", "hc_split_sinkhorn", "hc_post",
+                        "hc_pre", "gate"}) {
     EXPECT_TRUE(have.count(s) == 1) << s << " has no registered backward";
   }
   for (const Op& o : all_ops()) {

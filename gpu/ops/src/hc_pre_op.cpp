@@ -8,6 +8,8 @@
 #include "dsv4/model/mhc.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/hc_pre_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/hc_pre.hpp"
@@ -144,6 +146,76 @@ std::vector<Case> hc_pre_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The backward (spec 04 §4.8, spec 06 §6.12, ref/train hc_pre_backward): dx, dfn, dbase, dscale
+// through y, the gates, every Sinkhorn iteration and the RMS-scaled mixes. Smooth everywhere
+// (ε_n > 0; ε > 0 keeps the Sinkhorn denominators positive).
+GradientForms hc_pre_gradient() {
+  GradientForms g;
+  g.outputs = {"y", "post", "comb", "mixes"};
+  g.wrt = {0, 1, 2, 3};
+  g.forward_exact = [](const Call& c) {
+    const HcPreArgs a(c);
+    ModelConfig cfg;
+    cfg.hc_mult = a.n;
+    cfg.dim = a.d;
+    cfg.hc_sinkhorn_iters = a.iters;
+    cfg.hc_eps = a.hc_eps;
+    cfg.norm_eps = a.norm_eps;
+    const HcWeights w{to_mat(doubles(a.fn), (2 + a.n) * a.n, a.n * a.d), to_vec(a.base), to_vec(a.scale)};
+    const HcPreOutput o = hc_pre(Precision(Mode::kExact), cfg, to_mat(a.x), w);
+    return Doubles{flat(o.y), flat(o.post), flat(o.comb), flat(o.mixes)};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const HcPreArgs a(c);
+    const std::int64_t n = a.n, d = a.d, count = (2 + n) * n, tokens = a.x.rows;
+    Mp50s y = {std::vector<Mp50>(static_cast<std::size_t>(tokens * d)),
+               std::vector<Mp50>(static_cast<std::size_t>(tokens * n)),
+               std::vector<Mp50>(static_cast<std::size_t>(tokens * n * n)),
+               std::vector<Mp50>(static_cast<std::size_t>(tokens * count))};
+    for (std::int64_t t = 0; t < tokens; ++t) {
+      hc_pre_exact(x.at(0).data() + t * n * d, n, d, x.at(1).data(), x.at(2).data(), x.at(3).data(), a.iters, a.hc_eps,
+                   a.norm_eps, y[0].data() + t * d, y[1].data() + t * n, y[2].data() + t * n * n,
+                   y[3].data() + t * count);
+    }
+    return y;
+  };
+  g.backward = [](const Call& c) {
+    const HcPreArgs a(c);
+    const HcPreGrads r =
+        hc_pre_backward(to_mat(a.x), a.n, to_mat(doubles(a.fn), (2 + a.n) * a.n, a.n * a.d), to_vec(a.base),
+                        to_vec(a.scale), a.iters, a.hc_eps, a.norm_eps, to_mat(c.inputs.at(4)), to_mat(c.inputs.at(5)),
+                        to_mat(c.inputs.at(6)), to_mat(c.inputs.at(7)));
+    return Doubles{flat(r.dx), flat(r.dfn), flat(r.dbase), flat(r.dscale)};
+  };
+  g.cases = [](std::uint64_t seed) {
+    struct Spec {
+      std::int64_t tokens, n, d, iters;
+    };
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec s : std::vector<Spec>{{2, 4, 3, 20}, {3, 2, 4, 3}, {2, 1, 5, 2}}) {
+      ++k;
+      const std::uint64_t base = seed * 100 + k;
+      Case c = make_case(std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) +
+                             ", " + std::to_string(s.iters) + " iters (smooth)",
+                         s.n, normals(s.tokens * s.n * s.d, 1.0, base, "grad.hc_pre.x"), s.tokens,
+                         synthetic_weights(s.n, s.d, base));
+      c.call.ints[1] = s.iters;
+      const std::int64_t n = s.n, count = (2 + n) * n;
+      c.call.inputs.push_back(Array::floats("dy", s.tokens, s.d, normals(s.tokens * s.d, 1.0, base, "grad.hc_pre.dy")));
+      c.call.inputs.push_back(
+          Array::floats("dpost", s.tokens, n, normals(s.tokens * n, 1.0, base, "grad.hc_pre.dpost")));
+      c.call.inputs.push_back(
+          Array::floats("dcomb", s.tokens, n * n, normals(s.tokens * n * n, 1.0, base, "grad.hc_pre.dcomb")));
+      c.call.inputs.push_back(
+          Array::floats("dmixes", s.tokens, count, normals(s.tokens * count, 1.0, base, "grad.hc_pre.dmixes")));
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op hc_pre_op() {
@@ -158,6 +230,7 @@ Op hc_pre_op() {
   op.device = device;
 #endif
   op.cases = hc_pre_cases;
+  set_backward(op, hc_pre_gradient());
   return op;
 }
 

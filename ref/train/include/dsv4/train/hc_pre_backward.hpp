@@ -1,0 +1,60 @@
+// Backward of mHC's hc_pre (forward spec 04 §4.2, exact mode; backward spec 04 §4.8, spec 06
+// §6.12): the RMS-scaled mixes, the gates and Sinkhorn (hc_split_sinkhorn_backward.hpp) and the
+// layer input y = Σ_k pre_k X_k.
+//
+// Per token, v = the flattened state x [n·d], r = (‖v‖²/(n·d) + ε_n)^(−1/2), μ = r·(W v):
+//   dpre_k = ⟨dy, X_k⟩;  dX_k += pre_k dy;
+//   (dμ, dα, db) from (dpre, dpost, dcomb) through the gates and every Sinkhorn iteration, plus the
+//   upstream gradient of the mixes output;
+//   dW = Σ_tokens r dμ vᵀ;  dv += r Wᵀ dμ − (r²/(n·d)) ⟨dμ, μ⟩ v.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dsv4/model/precision.hpp"
+#include "dsv4/train/hc_split_sinkhorn_backward.hpp"
+
+namespace dsv4 {
+
+// The exact-mode forward of one token in any scalar (the gradient check's Mp50 evaluation). The
+// reference's hc_pre (ref/model mhc.cpp) is written for double through Precision; this is its
+// exact-mode equation (μ = (W v)·r, then hc_split_sinkhorn_exact, then y), and the gradient check
+// compares the two at every check point. x [n·d], fn [(2+n)n, n·d], base [(2+n)n], scale [3] →
+// y [d], post [n], comb [n·n], mixes [(2+n)n].
+template <class T>
+void hc_pre_exact(const T* x, std::int64_t n, std::int64_t d, const T* fn, const T* base, const T* scale,
+                  std::int64_t iters, double hc_eps, double norm_eps, T* y, T* post, T* comb, T* mixes) {
+  using std::sqrt;
+  const std::int64_t len = n * d, count = (2 + n) * n;
+  T sum = 0;
+  for (std::int64_t i = 0; i < len; ++i) sum += x[i] * x[i];
+  const T r = T(1) / sqrt(sum / T(len) + T(norm_eps));
+  for (std::int64_t m = 0; m < count; ++m) {
+    T acc = 0;
+    for (std::int64_t i = 0; i < len; ++i) acc += fn[m * len + i] * x[i];
+    mixes[m] = acc * r;
+  }
+  std::vector<T> pre(static_cast<std::size_t>(n));
+  hc_split_sinkhorn_exact(mixes, n, scale, base, iters, hc_eps, pre.data(), post, comb);
+  for (std::int64_t delta = 0; delta < d; ++delta) {
+    T acc = 0;
+    for (std::int64_t k = 0; k < n; ++k) acc += pre[static_cast<std::size_t>(k)] * x[k * d + delta];
+    y[delta] = acc;
+  }
+}
+
+struct HcPreGrads {
+  Mat dx;      // [tokens, n·d]
+  Mat dfn;     // [(2+n)n, n·d]
+  Vec dbase;   // [(2+n)n]
+  Vec dscale;  // [3]
+};
+// Exact mode (double; the GEMMs the deterministic ones of numerics/gemm.hpp, weight gradients summed
+// over tokens in ascending order). Upstream: dy [tokens, d], dpost [tokens, n], dcomb [tokens, n·n],
+// dmixes [tokens, (2+n)n]. std::invalid_argument on a shape mismatch.
+HcPreGrads hc_pre_backward(const Mat& x, std::int64_t n, const Mat& fn, const Vec& base, const Vec& scale,
+                           std::int64_t iters, double hc_eps, double norm_eps, const Mat& dy, const Mat& dpost,
+                           const Mat& dcomb, const Mat& dmixes);
+
+}  // namespace dsv4
