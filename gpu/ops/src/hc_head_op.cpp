@@ -8,6 +8,8 @@
 #include "dsv4/model/mhc.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/hc_head_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/hc_head.hpp"
@@ -96,6 +98,65 @@ std::vector<Case> hc_head_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The backward (spec 04 §4.8, spec 06 §6.12, ref/train hc_head_backward): dx, dfn, dbase, dscale.
+// Smooth everywhere (ε_n > 0).
+GradientForms hc_head_gradient() {
+  GradientForms g;
+  g.outputs = {"y"};
+  g.wrt = {0, 1, 2, 3};
+  g.forward_exact = [](const Call& c) {
+    const Array& x = c.inputs.at(0);
+    const std::int64_t n = c.ints.at(0), d = x.cols / n;
+    ModelConfig cfg;
+    cfg.hc_mult = n;
+    cfg.dim = d;
+    cfg.hc_eps = c.reals.at(0);
+    cfg.norm_eps = c.reals.at(1);
+    HcHeadWeights w;
+    w.fn = to_mat(doubles(c.inputs.at(1)), n, n * d);
+    w.base = to_vec(c.inputs.at(2));
+    w.scale = c.inputs.at(3).f32.at(0);
+    return Doubles{flat(hc_head(Precision(Mode::kExact), cfg, to_mat(x), w))};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const Array& in = c.inputs.at(0);
+    const std::int64_t n = c.ints.at(0), d = in.cols / n;
+    std::vector<Mp50> y(static_cast<std::size_t>(in.rows * d));
+    for (std::int64_t t = 0; t < in.rows; ++t) {
+      hc_head_exact(x.at(0).data() + t * n * d, n, d, x.at(1).data(), x.at(2).data(), x.at(3).at(0), c.reals.at(0),
+                    c.reals.at(1), y.data() + t * d);
+    }
+    return Mp50s{std::move(y)};
+  };
+  g.backward = [](const Call& c) {
+    const Array& x = c.inputs.at(0);
+    const std::int64_t n = c.ints.at(0), d = x.cols / n;
+    const HcHeadGrads r =
+        hc_head_backward(to_mat(x), n, to_mat(doubles(c.inputs.at(1)), n, n * d), to_vec(c.inputs.at(2)),
+                         c.inputs.at(3).f32.at(0), c.reals.at(0), c.reals.at(1), to_mat(c.inputs.at(4)));
+    return Doubles{flat(r.dx), flat(r.dfn), flat(r.dbase), {r.dscale}};
+  };
+  g.cases = [](std::uint64_t seed) {
+    struct Spec {
+      std::int64_t tokens, n, d;
+    };
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec s : std::vector<Spec>{{3, 4, 3}, {2, 2, 5}, {2, 1, 4}}) {
+      ++k;
+      const std::uint64_t base = seed * 100 + k;
+      Case c = make_case(
+          std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) + " (smooth)",
+          s.n, s.d, normals(s.tokens * s.n * s.d, 1.0, base, "grad.hc_head.x"), s.tokens, base, false);
+      c.call.inputs.push_back(
+          Array::floats("dy", s.tokens, s.d, normals(s.tokens * s.d, 1.0, base, "grad.hc_head.dy")));
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op hc_head_op() {
@@ -110,6 +171,7 @@ Op hc_head_op() {
   op.device = device;
 #endif
   op.cases = hc_head_cases;
+  set_backward(op, hc_head_gradient());
   return op;
 }
 

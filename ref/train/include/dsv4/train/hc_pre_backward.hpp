@@ -17,16 +17,12 @@
 
 namespace dsv4 {
 
-// The exact-mode forward of one token in any scalar (the gradient check's Mp50 evaluation). The
-// reference's hc_pre (ref/model mhc.cpp) is written for double through Precision; this is its
-// exact-mode equation (μ = (W v)·r, then hc_split_sinkhorn_exact, then y), and the gradient check
-// compares the two at every check point. x [n·d], fn [(2+n)n, n·d], base [(2+n)n], scale [3] →
-// y [d], post [n], comb [n·n], mixes [(2+n)n].
+// The RMS-scaled mixes of one token in any scalar (spec 04 §4.2 steps 2–3, exact mode; shared by
+// hc_pre and hc_head): x [n·d], fn [count, n·d] → mixes [count], μ = (W v)·r,
+// r = (Σ v²/(n·d) + ε_n)^(−1/2).
 template <class T>
-void hc_pre_exact(const T* x, std::int64_t n, std::int64_t d, const T* fn, const T* base, const T* scale,
-                  std::int64_t iters, double hc_eps, double norm_eps, T* y, T* post, T* comb, T* mixes) {
+void rms_scaled_mixes_exact(const T* x, std::int64_t len, const T* fn, std::int64_t count, double norm_eps, T* mixes) {
   using std::sqrt;
-  const std::int64_t len = n * d, count = (2 + n) * n;
   T sum = 0;
   for (std::int64_t i = 0; i < len; ++i) sum += x[i] * x[i];
   const T r = T(1) / sqrt(sum / T(len) + T(norm_eps));
@@ -35,14 +31,44 @@ void hc_pre_exact(const T* x, std::int64_t n, std::int64_t d, const T* fn, const
     for (std::int64_t i = 0; i < len; ++i) acc += fn[m * len + i] * x[i];
     mixes[m] = acc * r;
   }
-  std::vector<T> pre(static_cast<std::size_t>(n));
-  hc_split_sinkhorn_exact(mixes, n, scale, base, iters, hc_eps, pre.data(), post, comb);
+}
+
+// y [d] = Σ_k pre_k X_k of one token (spec 04 §4.2 step 5, §4.5), exact, any scalar.
+template <class T>
+void weighted_stream_sum_exact(const T* x, std::int64_t n, std::int64_t d, const T* pre, T* y) {
   for (std::int64_t delta = 0; delta < d; ++delta) {
     T acc = 0;
-    for (std::int64_t k = 0; k < n; ++k) acc += pre[static_cast<std::size_t>(k)] * x[k * d + delta];
+    for (std::int64_t k = 0; k < n; ++k) acc += pre[k] * x[k * d + delta];
     y[delta] = acc;
   }
 }
+
+// The exact-mode forward of one token in any scalar (the gradient check's Mp50 evaluation). The
+// reference's hc_pre (ref/model mhc.cpp) is written for double through Precision; this is its
+// exact-mode equation (μ = (W v)·r, then hc_split_sinkhorn_exact, then y), and the gradient check
+// compares the two at every check point. x [n·d], fn [(2+n)n, n·d], base [(2+n)n], scale [3] →
+// y [d], post [n], comb [n·n], mixes [(2+n)n].
+template <class T>
+void hc_pre_exact(const T* x, std::int64_t n, std::int64_t d, const T* fn, const T* base, const T* scale,
+                  std::int64_t iters, double hc_eps, double norm_eps, T* y, T* post, T* comb, T* mixes) {
+  rms_scaled_mixes_exact(x, n * d, fn, (2 + n) * n, norm_eps, mixes);
+  std::vector<T> pre(static_cast<std::size_t>(n));
+  hc_split_sinkhorn_exact(mixes, n, scale, base, iters, hc_eps, pre.data(), post, comb);
+  weighted_stream_sum_exact(x, n, d, pre.data(), y);
+}
+
+// The backward of the RMS-scaled mixes (exact mode, double) for all tokens: x [tokens, n·d], fn
+// [count, n·d], mixes μ [tokens, count] (the forward's), dmixes [tokens, count] →
+//   dx = r Wᵀ dμ − (r²/(n·d)) ⟨dμ, μ⟩ v per token,  dfn = Σ_tokens r dμ vᵀ (tokens ascending).
+struct MixGrads {
+  Mat dx;   // [tokens, n·d]
+  Mat dfn;  // [count, n·d]
+};
+MixGrads rms_scaled_mixes_backward(const Mat& x, const Mat& fn, double norm_eps, const Mat& mixes, const Mat& dmixes);
+// μ = (W v)·r of every token (exact mode, double; the deterministic GEMM).
+Mat rms_scaled_mixes_of(const Mat& x, const Mat& fn, double norm_eps);
+// y = Σ_k pre_k X_k: dpre [tokens, n] = ⟨dy, X_k⟩ and dx [tokens, n·d] = pre_k dy (exact, double).
+void weighted_stream_sum_backward(const Mat& x, std::int64_t n, const Mat& pre, const Mat& dy, Mat& dpre, Mat& dx);
 
 struct HcPreGrads {
   Mat dx;      // [tokens, n·d]
