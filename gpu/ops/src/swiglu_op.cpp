@@ -7,6 +7,8 @@
 #include "dsv4/model/expert.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/swiglu_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/swiglu.hpp"
@@ -120,6 +122,81 @@ std::vector<Case> swiglu_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The backward (spec 06 §6.7, §6.12, ref/train swiglu_backward; boundary convention kClosed): dg,
+// du, d(route_weight) (zero for the shared expert, whose route_weight input is ignored). Check
+// points keep every g and |u| ≥ 0.01 from λ (the clamp's kinks), with clamped elements present.
+GradientForms swiglu_gradient() {
+  GradientForms g;
+  g.outputs = {"h"};
+  g.wrt = {0, 1, 2};
+  g.forward_exact = [](const Call& c) {
+    const Array& ga = c.inputs.at(0);
+    const Precision exact(Mode::kExact);
+    std::vector<double> h(ga.f32.size());
+    for (std::size_t i = 0; i < h.size(); ++i) {
+      const double w = c.inputs.at(2).f32.at(i / static_cast<std::size_t>(ga.cols));
+      h[i] = clamped_swiglu(exact, ga.f32[i], c.inputs.at(1).f32[i], c.reals.at(0), c.ints.at(0) != 0 ? &w : nullptr);
+    }
+    return Doubles{std::move(h)};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const std::size_t cols = static_cast<std::size_t>(c.inputs.at(0).cols);
+    std::vector<Mp50> h(x.at(0).size());
+    for (std::size_t i = 0; i < h.size(); ++i) {
+      h[i] =
+          clamped_swiglu_exact(x.at(0)[i], x.at(1)[i], c.ints.at(0) != 0 ? &x.at(2)[i / cols] : nullptr, c.reals.at(0));
+    }
+    return Mp50s{std::move(h)};
+  };
+  g.backward = [](const Call& c) {
+    const Array& ga = c.inputs.at(0);
+    const std::size_t cols = static_cast<std::size_t>(ga.cols);
+    const bool routed = c.ints.at(0) != 0;
+    Doubles d = {std::vector<double>(ga.f32.size()), std::vector<double>(ga.f32.size()),
+                 std::vector<double>(static_cast<std::size_t>(ga.rows), 0.0)};
+    for (std::size_t i = 0; i < ga.f32.size(); ++i) {
+      const double w = routed ? c.inputs.at(2).f32.at(i / cols) : 1.0;
+      const SwigluElementGrads e =
+          clamped_swiglu_backward(ga.f32[i], c.inputs.at(1).f32[i], w, c.reals.at(0), c.inputs.at(3).f32[i]);
+      d[0][i] = e.dg;
+      d[1][i] = e.du;
+      if (routed) d[2][i / cols] += e.dw;
+    }
+    return d;
+  };
+  g.cases = [](std::uint64_t seed) {
+    struct Spec {
+      std::int64_t tokens, de;
+      bool routed, clamp;
+    };
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec s : std::vector<Spec>{{3, 6, true, true}, {2, 5, false, true}, {2, 4, true, false}}) {
+      ++k;
+      const std::uint64_t base = seed * 100 + k;
+      const std::int64_t n = s.tokens * s.de;
+      std::vector<float> gv = normals(n, 1.5, base, "grad.swiglu.g"), uv = normals(n, 1.5, base, "grad.swiglu.u");
+      double limit = 0.0;
+      if (s.clamp) {
+        const std::vector<double> gd(gv.begin(), gv.end()), ud(uv.begin(), uv.end());
+        limit = clamp_limit_away_from_edges(gd, ud, 0.01);
+      }
+      Case c;
+      c.label = std::to_string(s.tokens) + "x" + std::to_string(s.de) + (s.routed ? " routed" : " shared") +
+                (s.clamp ? ", clamped (every g and |u| ≥ 0.01 from λ; elements on both sides)" : ", no clamp (smooth)");
+      c.call.ints = {s.routed ? 1 : 0};
+      c.call.reals = {limit};
+      c.call.inputs = {Array::floats("g", s.tokens, s.de, std::move(gv)),
+                       Array::floats("u", s.tokens, s.de, std::move(uv)),
+                       Array::floats("route_weight", s.tokens, 1, route_weights(s.tokens, base)),
+                       Array::floats("dh", s.tokens, s.de, normals(n, 1.0, base, "grad.swiglu.dh"))};
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op swiglu_op() {
@@ -134,6 +211,7 @@ Op swiglu_op() {
   op.device = device;
 #endif
   op.cases = swiglu_cases;
+  set_backward(op, swiglu_gradient());
   return op;
 }
 

@@ -8,24 +8,17 @@
 //   dg = da · u_c · silu'(g_c) · [g passes],  silu'(z) = σ(z) (1 + z (1 − σ(z)));
 //   du = da · silu(g_c) · [u passes];
 //   dx = dg W1 + du W3;  dW1 = dgᵀ x;  dW3 = duᵀ x  (sums over tokens in ascending order).
-// Zero gradient outside the clamp (g > λ; u < −λ or u > λ). At the boundary the convention is
-// ClampBoundary (spec 06 §6.12): kClosed (default) lets the gradient pass at g = λ and u = ±λ, as
-// PyTorch's clamp backward does (mask x ≥ min ∧ x ≤ max) — what a training engine built on autograd
-// computes; kOpen stops it there too. Expert weights given as their effective values (quantised
-// weights dequantised: the straight-through estimator of linear_backward.hpp).
+// The element-wise part (and the clamp's boundary convention) is swiglu_backward.hpp's. Expert weights given as their
+// effective values (quantised weights dequantised: the straight-through estimator of linear_backward.hpp).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "dsv4/model/precision.hpp"
+#include "dsv4/train/swiglu_backward.hpp"
 
 namespace dsv4 {
-
-enum class ClampBoundary {
-  kClosed,  // gradient passes at g = λ, u = ±λ (PyTorch clamp backward)
-  kOpen,    // gradient zero at the boundary too
-};
 
 // The exact-mode forward in any scalar (the gradient check's Mp50 evaluation). The reference's
 // expert_forward (ref/model) is written for double through Precision; this is its exact-mode
@@ -36,7 +29,6 @@ template <class T>
 std::vector<T> expert_exact(const std::vector<T>& x, std::int64_t rows, std::int64_t d,
                             const std::vector<T>* route_weight, const std::vector<T>& w1, const std::vector<T>& w3,
                             const std::vector<T>& w2, std::int64_t de, double limit) {
-  using std::exp;
   std::vector<T> h(static_cast<std::size_t>(rows * de));
   for (std::int64_t t = 0; t < rows; ++t) {
     for (std::int64_t i = 0; i < de; ++i) {
@@ -45,14 +37,8 @@ std::vector<T> expert_exact(const std::vector<T>& x, std::int64_t rows, std::int
         g += x[static_cast<std::size_t>(t * d + k)] * w1[static_cast<std::size_t>(i * d + k)];
         u += x[static_cast<std::size_t>(t * d + k)] * w3[static_cast<std::size_t>(i * d + k)];
       }
-      if (limit > 0) {
-        const T lim(limit);
-        if (u < -lim) u = -lim;
-        if (u > lim) u = lim;
-        if (g > lim) g = lim;
-      }
-      T a = g / (T(1) + exp(-g)) * u;
-      if (route_weight != nullptr) a = (*route_weight)[static_cast<std::size_t>(t)] * a;
+      const T a = clamped_swiglu_exact(
+          g, u, route_weight != nullptr ? &(*route_weight)[static_cast<std::size_t>(t)] : nullptr, limit);
       h[static_cast<std::size_t>(t * de + i)] = a;
     }
   }
