@@ -20,7 +20,6 @@
 #include "dsv4/gpu/common/canonical.cuh"
 #include "dsv4/gpu/gate.hpp"
 #include "gate_reference.hpp"
-#include "hc_mixes.cuh"
 
 namespace dsv4::gpu {
 namespace {
@@ -60,8 +59,7 @@ __global__ void __launch_bounds__(kThreads)
       for (std::int64_t i = lane; i < d; i += 32) {
         part.add(__dmul_rn(static_cast<double>(xt[i]), static_cast<double>(w[i])));  // exact
       }
-#pragma unroll
-      for (int m = 16; m > 0; m >>= 1) part = detail::merge_comp(part, detail::shfl_xor_comp(part, m));
+      part = common::warp_merge_comp(part);
       if (lane == 0) ok = common::round_c1_comp(part, static_cast<int>(d + 32), &logit[e]) && ok;
     }
     __syncthreads();

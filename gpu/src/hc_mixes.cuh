@@ -5,7 +5,8 @@
 // Every sum is a C1 sum (spec 01 §1.11: the exact sum rounded once). Its terms are exact doubles
 // (products of two floats, fp32 squares), accumulated per thread in double with the TwoSum errors
 // kept (common::SumC1Comp: the exact sum is s + Σ err), the threads' parts merged the same way
-// (a TwoSum of the two sums adds its error to the errors), and rounded by common::round_c1_comp.
+// (a TwoSum of the two sums adds its error to the errors; common::sum_c1_comp_block), and rounded
+// by common::round_c1_comp.
 // A correctly rounded exact sum does not depend on the order of the terms or of the merges, so the
 // result is the reference's whenever it is decided; an undecided sum makes the token undecided and
 // the host recomputes it with the reference.
@@ -20,63 +21,6 @@
 
 namespace dsv4::gpu::detail {
 
-// a + b of two compensated parts: the TwoSum of the sums (its error joins the errors), the errors'
-// sums and magnitudes added. The exact sum of both parts' terms is s + (exact Σ err) afterwards.
-__device__ __forceinline__ common::SumC1Comp merge_comp(const common::SumC1Comp& a, const common::SumC1Comp& b) {
-  common::SumC1Comp r = a;
-  r.add(b.s);  // s ← s_a + s_b rounded, its TwoSum error added to c and cmag
-  r.c = __dadd_rn(r.c, b.c);
-  r.cmag = __dadd_rn(r.cmag, b.cmag);
-  r.exact = r.exact && b.exact;
-  return r;
-}
-
-__device__ __forceinline__ common::SumC1Comp shfl_xor_comp(const common::SumC1Comp& p, int lane_mask) {
-  common::SumC1Comp o;
-  o.s = __shfl_xor_sync(common::kFullMask, p.s, lane_mask);
-  o.c = __shfl_xor_sync(common::kFullMask, p.c, lane_mask);
-  o.cmag = __shfl_xor_sync(common::kFullMask, p.cmag, lane_mask);
-  o.exact = __shfl_xor_sync(common::kFullMask, p.exact ? 1 : 0, lane_mask) != 0;
-  return o;
-}
-
-// The C1 rounding of a sum of `count` terms split over the block's threads (each holding its part):
-// warp butterflies, then thread 0 merges the warps' parts in warp order. The error sum c then holds
-// at most count + kThreads exact errors (one per term, one per merge), which round_c1_comp's bound
-// is given. Every thread of the block must call it; *out and the result are valid in thread 0.
-template <int kThreads>
-__device__ __forceinline__ bool round_c1_block(common::SumC1Comp part, std::int64_t count, float* out) {
-  static_assert(kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
-  constexpr int kWarps = kThreads / 32;
-  __shared__ double sh_s[kWarps], sh_c[kWarps], sh_cmag[kWarps];
-  __shared__ int sh_exact[kWarps];
-#pragma unroll
-  for (int m = 16; m > 0; m >>= 1) part = merge_comp(part, shfl_xor_comp(part, m));
-  const int tid = static_cast<int>(threadIdx.x);
-  if (tid % 32 == 0) {
-    sh_s[tid / 32] = part.s;
-    sh_c[tid / 32] = part.c;
-    sh_cmag[tid / 32] = part.cmag;
-    sh_exact[tid / 32] = part.exact ? 1 : 0;
-  }
-  __syncthreads();
-  bool decided = true;
-  if (tid == 0) {
-    common::SumC1Comp all;
-    for (int w = 0; w < kWarps; ++w) {
-      common::SumC1Comp p;
-      p.s = sh_s[w];
-      p.c = sh_c[w];
-      p.cmag = sh_cmag[w];
-      p.exact = sh_exact[w] != 0;
-      all = merge_comp(all, p);
-    }
-    decided = common::round_c1_comp(all, static_cast<int>(count + kThreads), out);
-  }
-  __syncthreads();  // the shared arrays may be reused after the call
-  return decided;
-}
-
 // spec 04 §4.2 steps 2–3 (also §4.5) for one token's flattened state xr [len]: r = rsqrt(fl(fl(S ×
 // inv_len) + eps)) with S the C1 sum of the fp32 squares fl(v²) (C7 mean, C2 rsqrt), and for each
 // of the `mixes` rows of fn [mixes, len]: μ_m = fl(fl32(C1 Σ_i x_i·fn_mi) × r) (the GEMM rounded
@@ -88,7 +32,7 @@ __device__ bool rms_scaled_mixes_block(const float* __restrict__ xr, std::int64_
   common::SumC1Comp squares;
   for (std::int64_t i = tid; i < len; i += kThreads) squares.add(static_cast<double>(__fmul_rn(xr[i], xr[i])));
   float sum = 0.0f;
-  bool ok = round_c1_block<kThreads>(squares, len, &sum);
+  bool ok = common::sum_c1_comp_block<kThreads>(squares, len, &sum);
   float r = 0.0f;
   if (tid == 0) ok = common::rsqrt_c2_dev(__fadd_rn(__fmul_rn(sum, inv_len), eps), &r) && ok;
   for (int m = 0; m < mixes; ++m) {
@@ -98,7 +42,7 @@ __device__ bool rms_scaled_mixes_block(const float* __restrict__ xr, std::int64_
       dot.add(__dmul_rn(static_cast<double>(xr[i]), static_cast<double>(w[i])));  // exact: 24 × 24 bits
     }
     float v = 0.0f;
-    const bool dot_ok = round_c1_block<kThreads>(dot, len, &v);
+    const bool dot_ok = common::sum_c1_comp_block<kThreads>(dot, len, &v);
     if (tid == 0) {
       ok = ok && dot_ok;
       mu[m] = __fmul_rn(v, r);

@@ -2,9 +2,10 @@
 // (ref/model/src/rmsnorm.cpp) — see dsv4/gpu/rmsnorm.hpp for the arithmetic.
 //
 // One thread block of 256 threads per row (grid-stride over rows): thread t accumulates the squares
-// of elements t, t + 256, … in double (SumC1Part), the block's parts are combined in thread order by
-// thread 0 (sum_c1_block), thread 0 computes r, then every thread writes its elements. A row's bits
-// depend only on that row and the weight: no atomics, nothing across rows.
+// of elements t, t + 256, … in double with their TwoSum errors kept (SumC1Comp), the block's parts
+// are merged by warp butterflies and then in warp order by thread 0 (sum_c1_comp_block), thread 0
+// computes r, then every thread writes its elements. A row's bits depend only on that row and the
+// weight: no atomics, nothing across rows.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -32,13 +33,13 @@ __global__ void __launch_bounds__(kThreads)
   const int tid = static_cast<int>(threadIdx.x);
   for (std::int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const float* xr = x + row * dim;
-    common::SumC1Part part;
+    common::SumC1Comp part;
     for (std::int64_t i = tid; i < dim; i += kThreads) {
       const double v = static_cast<double>(xr[i]);
       part.add(__dmul_rn(v, v));  // exact: a bf16 (or fp32) value squared fits a double
     }
     float sum = 0.0f;
-    const bool sum_ok = common::sum_c1_block<kThreads>(part, static_cast<int>(dim), &sum);
+    const bool sum_ok = common::sum_c1_comp_block<kThreads>(part, dim, &sum);
     if (tid == 0) {
       const float v = __fadd_rn(__fmul_rn(sum, inv_dim), eps);
       float r = 0.0f;

@@ -20,5 +20,6 @@ Op hc_pre_op();
 Op hc_head_op();
 Op gate_op();
 Op swiglu_op();
+Op head_op();
 
 }  // namespace dsv4::ops::detail

@@ -15,7 +15,7 @@ const std::vector<Op>& all_ops() {
       detail::rmsnorm_op(),   detail::hadamard_op(),      detail::rope_op(),
       detail::embedding_op(), detail::hc_post_op(),       detail::hc_pre_op(),
       detail::hc_head_op(),   detail::gate_op(),          detail::swiglu_op(),
-      detail::linear_op(),    detail::expert_op(),
+      detail::head_op(),      detail::linear_op(),        detail::expert_op(),
   };
   return ops;
 }

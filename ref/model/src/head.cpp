@@ -41,4 +41,42 @@ HeadOutput head_forward(const Precision& p, const ModelConfig& c, const Mat& x, 
   return out;
 }
 
+HeadRows head_rows(const Precision& p, const float* x, std::int64_t tokens, std::int64_t n, std::int64_t d,
+                   const float* hc_fn, const float* hc_base, float hc_scale, const float* norm, const float* head,
+                   std::int64_t vocab, double hc_eps, double norm_eps) {
+  if (tokens < 0 || n < 1 || d < 1 || vocab < 1) {
+    throw std::invalid_argument("head: tokens must be non-negative and hc_mult, dim, vocab positive");
+  }
+  ModelConfig c;
+  c.hc_mult = n;
+  c.dim = d;
+  c.vocab_size = vocab;
+  c.hc_eps = hc_eps;
+  c.norm_eps = norm_eps;
+  HcHeadWeights hw;
+  hw.fn.resize(n, n * d);
+  for (std::int64_t i = 0; i < n * n * d; ++i) hw.fn.data()[i] = hc_fn[i];
+  hw.base.resize(n);
+  for (std::int64_t k = 0; k < n; ++k) hw.base(k) = hc_base[k];
+  hw.scale = hc_scale;
+  Vec nw(d);
+  for (std::int64_t i = 0; i < d; ++i) nw(i) = norm[i];
+  Mat hm(vocab, d);
+  for (std::int64_t i = 0; i < vocab * d; ++i) hm.data()[i] = head[i];
+  const LinearWeight hl = LinearWeight::fp32_from(hm);
+  HeadRows r;
+  const auto append = [](std::vector<float>& out, const Mat& m) {
+    for (Eigen::Index i = 0; i < m.size(); ++i) out.push_back(static_cast<float>(m.data()[i]));
+  };
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    Mat row(1, n * d);
+    for (std::int64_t i = 0; i < n * d; ++i) row(0, i) = x[t * n * d + i];
+    const HeadOutput o = head_forward(p, c, row, hw, nw, hl);
+    append(r.hc_head, o.hc_head);
+    append(r.norm, o.norm);
+    append(r.logits, o.logits);
+  }
+  return r;
+}
+
 }  // namespace dsv4

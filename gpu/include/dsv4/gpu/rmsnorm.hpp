@@ -3,8 +3,9 @@
 // that row from its own elements and the weight alone.
 //
 // The canonical arithmetic on the device: the squares x_i² are exact in double; their C1 sum is a
-// double sum over the block's threads with TwoSum error tracking, rounded once to fp32 when the
-// error bound's interval rounds to one float (always when every TwoSum error is zero); v =
+// double sum over the block's threads with the TwoSum errors kept and summed (compensated: the exact
+// sum is s + Σ err), rounded once to fp32 when s + Σ err within the error sum's bound lies inside
+// one float's rounding range (always when every TwoSum error is zero; common::round_c1_comp); v =
 // fl(S × fl32(1/dim)); r = C2 rsqrt(fl(v + fl32(eps))) correctly rounded; y_i = bf16(fl(w_i ·
 // fl(x_i · r))). A row whose sum or rsqrt the device cannot decide is flagged and the host entry
 // point recomputes it with the CPU reference (`recomputed` counts them).

@@ -30,4 +30,16 @@ struct HeadOutput {
 HeadOutput head_forward(const Precision& p, const ModelConfig& c, const Mat& x, const HcHeadWeights& hc_head,
                         const Vec& norm, const LinearWeight& head);
 
+// head_forward of every row on its own (each row as the last position of a one-token sequence), on
+// flat row-major arrays (the op registry's and the GPU kernel's host fallback's adapter): x
+// [tokens, n·d] (bf16 values), the hc_head weights fn [n, n·d], base [n], scale, the norm weight
+// [d] (bf16 values), the head weight [V, d] (fp32 values) → per row hc_head [d], norm [d], logits
+// [V]. Throws std::invalid_argument for n < 1, d < 1, V < 1 or tokens < 0.
+struct HeadRows {
+  std::vector<float> hc_head, norm, logits;
+};
+HeadRows head_rows(const Precision& p, const float* x, std::int64_t tokens, std::int64_t n, std::int64_t d,
+                   const float* hc_fn, const float* hc_base, float hc_scale, const float* norm, const float* head,
+                   std::int64_t vocab, double hc_eps, double norm_eps);
+
 }  // namespace dsv4

@@ -7,6 +7,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 namespace dsv4::gpu::common {
 
 // fl32 of a double y whose exact counterpart lies within ±err of it: decided when the whole
@@ -166,7 +168,8 @@ __device__ __forceinline__ bool rounds_to(double s, double lo, double hi, float 
 // The C1 rounding of a compensated sum of `count` terms: exact sums round once; otherwise V lies in
 // s + c ± b with b = 2·count·2^-53·cmag (the error of the double sum c of the count exact errors,
 // any order, with cmag's own error covered by the factor 2); decided when that interval lies
-// strictly inside the rounding range of RN(s) or of one of its neighbours.
+// strictly inside the rounding range of RN(s) or of one of its neighbours, or wholly beyond the
+// overflow threshold (±inf).
 __device__ __forceinline__ bool round_c1_comp(const SumC1Comp& p, int count, float* out) {
   if (p.exact || !isfinite(p.s)) {
     *out = __double2float_rn(p.s);
@@ -174,6 +177,17 @@ __device__ __forceinline__ bool round_c1_comp(const SumC1Comp& p, int count, flo
   }
   const double b = __dmul_ru(p.cmag, 2.0 * count * 0x1p-53);
   const double lo = __dsub_rd(p.c, b), hi = __dadd_ru(p.c, b);
+  // Beyond the fp32 range: RNE sends |V| ≥ FLT_MAX + half an ulp = (2 − 2^-24)·2^127 to ±inf (the
+  // tie goes to the even 2^128), decided when the whole interval lies there.
+  constexpr double kOverflow = 0x1.ffffffp127;
+  if (__dadd_rd(p.s, lo) >= kOverflow) {
+    *out = __int_as_float(0x7f800000);
+    return true;
+  }
+  if (__dadd_ru(p.s, hi) <= -kOverflow) {
+    *out = -__int_as_float(0x7f800000);
+    return true;
+  }
   const float r = __double2float_rn(p.s);
   const float inf = __int_as_float(0x7f800000);
   const float candidates[3] = {r, nextafterf(r, inf), nextafterf(r, -inf)};
@@ -200,32 +214,65 @@ __device__ __forceinline__ bool rsqrt_c2_dev(float x, float* out) {
   return round_interval(y, __dmul_rn(fabs(y), 0x1p-51), out);
 }
 
-// C1 sum of `count` terms split over the kThreads threads of a block (each thread's SumC1Part),
-// rounded once to fp32: thread 0 combines the parts in thread order. Any summation order of
-// `count` doubles errs by at most (count − 1)·2^-53·Σ|v| (bounded, as sum_c1_dev, by
-// 2·count·2^-53·mag); the exact sum rounded once does not depend on the order, so the result is
-// the reference's whenever decided. Every thread of the block must call it; `*out` and the
-// return value are valid in thread 0.
+// a + b of two compensated parts: the TwoSum of the sums (its error joins the errors), the errors'
+// sums and magnitudes added. The exact sum of both parts' terms is s + (exact Σ err) afterwards.
+__device__ __forceinline__ SumC1Comp merge_comp(const SumC1Comp& a, const SumC1Comp& b) {
+  SumC1Comp r = a;
+  r.add(b.s);  // s ← s_a + s_b rounded, its TwoSum error added to c and cmag
+  r.c = __dadd_rn(r.c, b.c);
+  r.cmag = __dadd_rn(r.cmag, b.cmag);
+  r.exact = r.exact && b.exact;
+  return r;
+}
+
+// The merge of the 32 lanes' parts of a warp by butterflies (every lane must call it; every lane
+// gets a merge of all 32 parts, 31 merges deep in a tree).
+__device__ __forceinline__ SumC1Comp warp_merge_comp(SumC1Comp p) {
+#pragma unroll
+  for (int m = 16; m > 0; m >>= 1) {
+    SumC1Comp o;
+    o.s = __shfl_xor_sync(0xFFFFFFFFu, p.s, m);
+    o.c = __shfl_xor_sync(0xFFFFFFFFu, p.c, m);
+    o.cmag = __shfl_xor_sync(0xFFFFFFFFu, p.cmag, m);
+    o.exact = __shfl_xor_sync(0xFFFFFFFFu, p.exact ? 1 : 0, m) != 0;
+    p = merge_comp(p, o);
+  }
+  return p;
+}
+
+// The C1 rounding of a sum of `count` terms split over the kThreads threads of a block (each
+// holding its compensated part): warp butterflies, then thread 0 merges the warps' parts in warp
+// order. The error sum c then holds at most count + kThreads exact errors (one per term, one per
+// merge), which round_c1_comp's bound is given; the exact sum rounded once does not depend on the
+// order, so the result is the reference's whenever decided. Every thread of the block must call it;
+// *out and the result are valid in thread 0.
 template <int kThreads>
-__device__ __forceinline__ bool sum_c1_block(const SumC1Part& part, int count, float* out) {
-  __shared__ double sh_s[kThreads], sh_mag[kThreads];
-  __shared__ int sh_exact[kThreads];
+__device__ __forceinline__ bool sum_c1_comp_block(const SumC1Comp& part, std::int64_t count, float* out) {
+  static_assert(kThreads % 32 == 0 && kThreads <= 1024, "whole warps");
+  constexpr int kWarps = kThreads / 32;
+  __shared__ double sh_s[kWarps], sh_c[kWarps], sh_cmag[kWarps];
+  __shared__ int sh_exact[kWarps];
+  const SumC1Comp w = warp_merge_comp(part);
   const int tid = static_cast<int>(threadIdx.x);
-  sh_s[tid] = part.s;
-  sh_mag[tid] = part.mag;
-  sh_exact[tid] = part.exact ? 1 : 0;
+  if (tid % 32 == 0) {
+    sh_s[tid / 32] = w.s;
+    sh_c[tid / 32] = w.c;
+    sh_cmag[tid / 32] = w.cmag;
+    sh_exact[tid / 32] = w.exact ? 1 : 0;
+  }
   __syncthreads();
   bool decided = true;
   if (tid == 0) {
-    SumC1Part all;
-    bool exact = true;
-    for (int t = 0; t < kThreads; ++t) {
-      all.add(sh_s[t]);
-      exact = exact && sh_exact[t] != 0;
+    SumC1Comp all;
+    for (int i = 0; i < kWarps; ++i) {
+      SumC1Comp p;
+      p.s = sh_s[i];
+      p.c = sh_c[i];
+      p.cmag = sh_cmag[i];
+      p.exact = sh_exact[i] != 0;
+      all = merge_comp(all, p);
     }
-    double mag = 0.0;
-    for (int t = 0; t < kThreads; ++t) mag = __dadd_rn(mag, sh_mag[t]);
-    decided = round_c1(all.s, mag, exact && all.exact, count, out);
+    decided = round_c1_comp(all, static_cast<int>(count + kThreads), out);
   }
   __syncthreads();  // the shared arrays may be reused after the call
   return decided;
