@@ -71,7 +71,7 @@ std::vector<Case> head_cases(std::uint64_t seed) {
   // V4-Flash (d 4096) and V4-Pro (7168) widths with a slice of the vocabulary, tiny-like (d 64);
   // the synthetic weights of the model (hc_head, norm 1 + 0.1·N(0, 1), head N(0, 1/d), bf16);
   // edge activations (zero blocks, subnormals, outliers up to 2^40, wide ranges).
-  for (const Spec s : std::vector<Spec>{{3, 4, 4096, 1024}, {2, 4, 7168, 512}, {64, 4, 64, 512}, {9, 2, 100, 77}}) {
+  for (const Spec s : std::vector<Spec>{{3, 4, 4096, 256}, {2, 4, 7168, 128}, {64, 4, 64, 512}, {9, 2, 100, 77}}) {
     ++k;
     const std::uint64_t base = seed * 1000 + 700 + 10 * k;
     ModelConfig cfg;
