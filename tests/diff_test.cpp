@@ -114,11 +114,7 @@ TEST(TeacherForcedDiff, BugCatalogueIsCaughtAndBlamedOnTheRightModule) {
     std::printf("  %-24s first divergent: %-28s expected component: %s\n", deviation_name(d).c_str(), got.c_str(),
                 expected.at(d).c_str());
     if (testing_support::diff_misses().contains(d)) {
-      // Known misses (bug_catalogue.hpp): the clamp changes only gates below −limit; the FFN's
-      // local yardstick (official vs exact recomputation) includes the FP8 activation quantisation
-      // of the expert linears, which is larger than the clamp's effect on this run. The
-      // small-scale bugs (softmax scale × (1 + 1/128), RMSNorm eps outside the root) stay within
-      // the max-abs/RMS allowance (issue 15).
+      // Known misses, each at a measured limit (bug_catalogue.hpp diff_misses).
       EXPECT_EQ(got, "(none)") << deviation_name(d) << " is now caught: remove it from diff_misses()\n"
                                << diff::diff_table(r);
       continue;

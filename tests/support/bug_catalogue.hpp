@@ -44,14 +44,17 @@ inline const std::map<Deviation, std::string>& expected_first_divergent_module()
 }
 
 // The deviations `dsv4 diff --teacher-forced` does not catch today on the tiny runs of diff_test
-// and diff_checkpoint_test: the gate clamped on both sides (its effect is below the FFN's FP8
-// activation quantisation that the local yardstick includes, ref/README.md) and two small-scale
-// bugs whose systematic error is within the max-abs/RMS rule's allowance (issue 15 item 1: the
-// structure statistics are to catch them). Those tests check each one is still a miss, so the
-// list shrinks as soon as one is caught.
+// and diff_checkpoint_test, each at a limit that is measured, not a tolerance:
+//  - the gate clamped on both sides changes only gates below −limit, and the FFN's local field
+//    includes the FP8 activation quantisation of the expert linears, larger than its effect here;
+//  - RMSNorm's eps outside the root, 1/(√ms + ε) for (ms + ε)^−½, moves the output by a relative
+//    ε/√ms − ε/(2ms) ≈ 5e-7 at ms ≈ 1 (ε = 1e-6): below the structure tests' 2^−16 floor, at the
+//    size of a faithful 2-ulp rsqrt (oracle/compare/README.md §Structure tests). Visible only
+//    where ms approaches ε (tiny activations).
+// (The softmax scale off by 1 + 1/128 was a miss until the structure tests of issue 15.) Those
+// tests check each one is still a miss, so the list shrinks as soon as one is caught.
 inline const std::set<Deviation>& diff_misses() {
-  static const std::set<Deviation> s{Deviation::kClampGateBothSides, Deviation::kSoftmaxScaleOff,
-                                     Deviation::kRmsNormEpsOutside};
+  static const std::set<Deviation> s{Deviation::kClampGateBothSides, Deviation::kRmsNormEpsOutside};
   return s;
 }
 

@@ -119,6 +119,39 @@ std::string diff_table(const DiffReport& r) {
   return o.str();
 }
 
+namespace {
+
+// The structure tests of one output: [{test, ran, estimate, se, allowance, z, p, rejected} | {test,
+// ran: false, not_run}].
+nlohmann::json structure_json(const OutputResult& x) {
+  nlohmann::json a = nlohmann::json::array();
+  for (std::size_t i = 0; i < x.structure.size(); ++i) {
+    const compare::StructureStat& s = x.structure[i];
+    if (!s.ran) {
+      a.push_back({{"test", compare::structure_kind_name(s.kind)}, {"ran", false}, {"not_run", s.not_run}});
+      continue;
+    }
+    nlohmann::json t{{"test", compare::structure_kind_name(s.kind)},
+                     {"ran", true},
+                     {"estimate", s.estimate},
+                     {"allowance", s.allowance},
+                     {"z", std::isfinite(s.z) ? nlohmann::json(s.z) : nlohmann::json("inf")},
+                     {"p", s.p},
+                     {"rejected", i < x.structure_reject.size() && x.structure_reject[i]}};
+    if (s.kind == compare::StructureKind::kScale || s.kind == compare::StructureKind::kOffset) {
+      t["se"] = s.se;
+    } else {
+      t["groups"] = s.groups;
+      t["worst_group"] = s.worst_group;
+      t["worst_slope"] = s.worst_estimate;
+    }
+    a.push_back(t);
+  }
+  return a;
+}
+
+}  // namespace
+
 std::string diff_json(const DiffReport& r) {
   nlohmann::json j;
   j["first_divergent_module"] = r.first_divergent_module ? nlohmann::json(*r.first_divergent_module) : nlohmann::json();
@@ -142,7 +175,8 @@ std::string diff_json(const DiffReport& r) {
                       {"local_max_abs", x.local_max_abs},
                       {"official_local_max_abs", x.local_official_max_abs},
                       {"accumulated_max_abs",
-                       x.accumulated_max_abs < 0 ? nlohmann::json() : nlohmann::json(x.accumulated_max_abs)}});
+                       x.accumulated_max_abs < 0 ? nlohmann::json() : nlohmann::json(x.accumulated_max_abs)},
+                      {"structure", structure_json(x)}});
     }
     mods.push_back(
         {{"step", m.step},

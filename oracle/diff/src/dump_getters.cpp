@@ -62,16 +62,18 @@ TensorGetter candidate_getter(const MappedTensorSource& source, const Golden* go
   };
 }
 
-TensorGetter golden_exact_getter(const Golden& golden) {
-  return [&golden](const std::string& name) -> std::optional<RecordedTensor> {
-    const GoldenEntry* e = golden.find("exact/" + name);
+TensorGetter golden_getter(const Golden& golden, const std::string& precision) {
+  return [&golden, precision](const std::string& name) -> std::optional<RecordedTensor> {
+    const GoldenEntry* e = golden.find(precision + "/" + name);
     if (e == nullptr) return std::nullopt;
     RecordedTensor r;
     r.shape = e->shape;
-    r.values = golden.values("exact", name);
+    r.values = golden.values(precision, name);
     return r;
   };
 }
+
+TensorGetter golden_exact_getter(const Golden& golden) { return golden_getter(golden, "exact"); }
 
 namespace {
 

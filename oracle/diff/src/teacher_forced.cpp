@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <map>
 #include <memory>
@@ -11,6 +12,7 @@
 
 #include "dsv4/compare/metrics.hpp"
 #include "dsv4/compare/set_compare.hpp"
+#include "dsv4/compare/structure.hpp"
 #include "dsv4/compare/ulp.hpp"
 #include "dsv4/model/attention.hpp"
 #include "dsv4/model/head.hpp"
@@ -84,8 +86,10 @@ Reference make_reference(Mode mode, const ModelConfig& c, const ModelWeights& w,
 class Differ {
  public:
   Differ(const ModelConfig& c, const ModelWeights& w, const RunSchedule& s, const TensorGetter& cand,
-         const TensorGetter& golden, const compare::ToleranceParams& tol, std::optional<DType> format)
-      : c_(c),
+         const TensorGetter& golden, const compare::ToleranceParams& tol, std::optional<DType> format,
+         const FieldObserver& observer)
+      : observer_(observer),
+        c_(c),
         w_(w),
         sched_(s),
         cand_(cand),
@@ -113,6 +117,7 @@ class Differ {
       head("", w_.hc_head, w_.norm);
       for (std::int64_t m = 0; m < c_.n_mtp_layers; ++m) mtp(m);
     }
+    judge_structure();
     for (const ModuleResult& m : report_.modules) {
       if (!m.checked) continue;
       ++report_.checked_modules;
@@ -130,6 +135,50 @@ class Differ {
  private:
   std::string name(const std::string& module, const std::string& output) const {
     return step_ + "/" + module + "/" + output;
+  }
+
+  // The structure tests of every output, one family (Holm at structure.alpha): a rejected test
+  // fails its output (when nothing else did); the modules' verdicts are then re-derived from their
+  // outputs in order.
+  void judge_structure() {
+    std::vector<double> p;
+    std::vector<std::pair<std::size_t, std::size_t>> where;  // (output position, stat index)
+    for (std::size_t k = 0; k < structured_.size(); ++k) {
+      const OutputResult& o = output_at(structured_[k]);
+      for (std::size_t i = 0; i < o.structure.size(); ++i) {
+        if (!o.structure[i].ran) continue;
+        p.push_back(o.structure[i].p);
+        where.emplace_back(k, i);
+      }
+    }
+    const std::vector<bool> reject = compare::holm_reject(p, tol_.structure.alpha);
+    for (std::size_t j = 0; j < where.size(); ++j) {
+      OutputResult& o = output_at(structured_[where[j].first]);
+      o.structure_reject[where[j].second] = reject[j];
+      if (!reject[j] || !o.pass) continue;
+      o.pass = false;
+      o.reason = "FAIL " + compare::describe(o.structure[where[j].second]) + " [Holm over " + std::to_string(p.size()) +
+                 " structure tests at alpha " + num(tol_.structure.alpha) + "]";
+    }
+    for (ModuleResult& m : report_.modules) {
+      m.pass = true;
+      m.reason.clear();
+      for (const OutputResult& o : m.outputs) {
+        if (o.pass || !m.pass) continue;
+        m.pass = false;
+        m.reason = o.name + ": " + o.reason;
+      }
+    }
+  }
+
+  OutputResult& output_at(std::pair<std::size_t, std::size_t> at) {
+    return report_.modules[at.first].outputs[at.second];
+  }
+
+  static std::string num(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+    return buf;
   }
 
   std::optional<Batch> input(const std::string& full) {
@@ -201,6 +250,11 @@ class Differ {
       o.reason = v.reason;
       o.local_max_abs = cm.max_abs;
       o.local_official_max_abs = om.max_abs;
+      const compare::FieldLayout layout = compare::layout_of(cand->shape);
+      o.structure = compare::error_structure(cand->values, off, e, layout, ulp, tol_.k, tol_.structure).stats;
+      o.structure_reject.assign(o.structure.size(), false);
+      if (observer_) observer_(ObservedField{o.name, cand->shape, cand->values, e, off, ulp, official_ulp});
+      structured_.emplace_back(static_cast<std::size_t>(&m - report_.modules.data()), m.outputs.size());
       if (o.pass && fp8_grid_cols > 0) {
         const std::int64_t cols = cand->shape.back();
         for (std::size_t i = 0; i < cand->values.size(); ++i) {
@@ -645,6 +699,7 @@ class Differ {
     return std::ldexp(m, 4) == std::floor(std::ldexp(m, 4));
   }
 
+  const FieldObserver& observer_;
   const ModelConfig& c_;
   const ModelWeights& w_;
   const RunSchedule& sched_;
@@ -653,6 +708,7 @@ class Differ {
   compare::ToleranceParams tol_;
   std::optional<DType> format_;
   Reference ref_[2];
+  std::vector<std::pair<std::size_t, std::size_t>> structured_;  // (module, output) with structure tests
   std::vector<bool> broken_;
   std::string step_;
   std::int64_t start_pos_ = 0;
@@ -664,7 +720,8 @@ class Differ {
 
 DiffReport teacher_forced_diff(const ModelConfig& c, const ModelWeights& w, const RunSchedule& schedule,
                                const TensorGetter& candidate, const TensorGetter& golden_exact,
-                               const compare::ToleranceParams& tolerance, std::optional<DType> candidate_format) {
+                               const compare::ToleranceParams& tolerance, std::optional<DType> candidate_format,
+                               const FieldObserver& observer) {
   if (schedule.tokens.empty()) throw std::invalid_argument("diff: schedule: no sequences");
   if (schedule.prompt_len < 1 || schedule.decode_steps < 0)
     throw std::invalid_argument("diff: schedule: bad prompt_len / decode_steps");
@@ -672,7 +729,7 @@ DiffReport teacher_forced_diff(const ModelConfig& c, const ModelWeights& w, cons
     if (static_cast<std::int64_t>(t.size()) < schedule.prompt_len + schedule.decode_steps)
       throw std::invalid_argument("diff: schedule: a sequence is shorter than prompt_len + decode_steps");
   }
-  Differ d(c, w, schedule, candidate, golden_exact, tolerance, candidate_format);
+  Differ d(c, w, schedule, candidate, golden_exact, tolerance, candidate_format, observer);
   return d.run();
 }
 

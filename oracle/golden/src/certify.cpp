@@ -219,10 +219,12 @@ std::pair<std::int64_t, std::int64_t> exec_key(const Golden& g, const std::strin
   return {s, block};
 }
 
-// The first decision flip in execution order (the candidate's accepted near-ties, or the official
-// reference's differences from exact), then every output at or after it judged by its local
-// verdict (CertifyOptions::local_verdicts).
-void rejudge_after_flips(const Golden& g, const CertifyOptions& opts, report::CertifyReport& rep) {
+// One verdict (issue 15): every output whose module the local (teacher-forced) check covers is
+// judged by that local verdict — the same statistics, the same Holm family, as `dsv4 diff` — and
+// the end-to-end comparison stands only where no local verdict exists. The first decision flip in
+// execution order (the candidate's accepted near-ties, or the official reference's differences from
+// exact) is named on the outputs at or after it: past it the end-to-end errors say little either way.
+void judge_locally(const Golden& g, const CertifyOptions& opts, report::CertifyReport& rep) {
   std::optional<std::pair<std::int64_t, std::int64_t>> first;
   std::string first_text;
   const auto consider = [&](const std::string& name, const std::string& text) {
@@ -259,11 +261,13 @@ void rejudge_after_flips(const Golden& g, const CertifyOptions& opts, report::Ce
       break;
     }
   }
-  if (!first) return;
+  if (!opts.local_verdicts) {
+    if (!first) return;  // the end-to-end screen: past the first flip, noted as lacking a local verdict
+  }
   std::optional<LocalVerdicts> verdicts;
   const auto judge = [&](const std::string& name) {
     report::LocalJudgement j;
-    j.after_flip = first_text;
+    if (first && exec_key(g, name) >= *first) j.after_flip = first_text;
     if (!opts.local_verdicts) {
       j.reason = "no local judge was given";
       return j;
@@ -284,18 +288,28 @@ void rejudge_after_flips(const Golden& g, const CertifyOptions& opts, report::Ce
                                    : "the local (teacher-forced) check covers neither this output nor its module";
       return j;
     }
+    if (it->first != name && !it->second.pass) {
+      // Covered only by its (enclosing) module, which fails on another output: this output is not
+      // judged on its own, so it is not blamed — the module's own failing output is.
+      j.reason = "its module " + it->first + " fails on another output (" + it->second.reason +
+                 "); this output is not checked on its own";
+      return j;
+    }
     j.available = true;
     j.pass = it->second.pass;
     j.reason =
         (it->first == enclosing ? "by its enclosing module " + enclosing + ": " : std::string()) + it->second.reason;
     return j;
   };
-  // Past the first flip the local verdict decides, in both directions; where none is available
-  // the end-to-end verdict stands (noted).
+  // The local verdict decides, in both directions; where none is available the end-to-end verdict
+  // stands (noted). Without a local judge only the outputs past the first flip are noted.
+  const auto judged = [&](const std::string& name) {
+    return opts.local_verdicts || (first && exec_key(g, name) >= *first);
+  };
   for (report::TensorResult& t : rep.tensors)
-    if (exec_key(g, t.name) >= *first) t.local = judge(t.name);
+    if (judged(t.name)) t.local = judge(t.name);
   for (report::SetResult& s : rep.sets)
-    if (exec_key(g, s.name) >= *first) s.local = judge(s.name);
+    if (judged(s.name)) s.local = judge(s.name);
 }
 
 }  // namespace
@@ -570,7 +584,7 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
     }
     reader.recycle(std::move(p));
   }
-  rejudge_after_flips(g, opts, rep);
+  judge_locally(g, opts, rep);
   rep.first_failure = first_failure(rep);
   return rep;
 }

@@ -104,13 +104,14 @@ nlohmann::json json_number(double v) {
 
 namespace {
 
-// "PASS", "FAIL", or with "(local)" when the output was re-judged after a near-tie flip.
-std::string verdict_text(bool pass, bool local) {
-  return std::string(pass ? "PASS" : "FAIL") + (local ? " (local)" : "");
+// "PASS", "FAIL", or with "(e2e)" when a local verdict was sought but none covers the output, so the
+// end-to-end one stands.
+std::string verdict_text(bool pass, const std::optional<LocalJudgement>& local) {
+  return std::string(pass ? "PASS" : "FAIL") + (local && !local->available ? " (e2e)" : "");
 }
 
 std::string local_text(const LocalJudgement& l) {
-  return "downstream of the decision flip at " + l.after_flip + "; " +
+  return (l.after_flip.empty() ? std::string() : "downstream of the decision flip at " + l.after_flip + "; ") +
          (l.available ? std::string("judged locally (teacher-forced): ") + (l.pass ? "PASS" : "FAIL") + " — " + l.reason
                       : "no local verdict (" + l.reason + "): the end-to-end verdict stands");
 }
@@ -248,7 +249,7 @@ std::string format_text(const CertifyReport& r, Detail detail) {
       const auto& m = x.metrics;
       t.add_row({x.name, std::string(dtype_name(m.ulp_dtype)), shape_string(x.shape), sci(m.max_abs), sci(m.max_rel),
                  sci(m.rms), sci(m.cosine_diff), std::to_string(m.max_ulp), within_one_ulp(m),
-                 verdict_text(x.passes(), x.local.has_value() && x.local->available)});
+                 verdict_text(x.passes(), x.local)});
     }
     out += "\n" + t.render();
   }
@@ -262,8 +263,7 @@ std::string format_text(const CertifyReport& r, Detail detail) {
       if (quiet && s.passes()) continue;
       const auto& c = s.comparison;
       t.add_row({s.name, s.kind, std::to_string(c.rows), std::to_string(c.k), std::to_string(c.identical),
-                 std::to_string(c.near_tie), std::to_string(c.rejected),
-                 verdict_text(s.passes(), s.local.has_value() && s.local->available)});
+                 std::to_string(c.near_tie), std::to_string(c.rejected), verdict_text(s.passes(), s.local)});
     }
     out += "\n" + t.render();
   }

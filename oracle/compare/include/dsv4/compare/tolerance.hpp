@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "dsv4/compare/metrics.hpp"
+#include "dsv4/compare/structure.hpp"
 
 namespace dsv4::compare {
 
@@ -27,6 +28,9 @@ struct ToleranceParams {
   double floor_rms_ulps = 0.57735026918962576;  // 2/√12: twice the RMS of one round-to-nearest error
   double bias_sigmas = 6.0;                     // noise allowance of the bias test
   double bias_floor_ulps = 0.25;                // systematic bias allowed beyond k × the official's
+  // The structure tests of the local (teacher-forced) error field (structure.hpp): scale, offset,
+  // per-channel and per-row scale, family-wise controlled over one diff/certify run.
+  StructureParams structure{};
 };
 
 // The official reference's error against `exact` for one tensor, as the golden stores it.

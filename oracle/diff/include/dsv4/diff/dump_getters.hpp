@@ -22,6 +22,8 @@ RecordedTensor recorded_from_tensor(const Tensor& t, const std::string& name);
 // is refused (InputError) before it is read or decompressed.
 TensorGetter candidate_getter(const MappedTensorSource& source, const Golden* golden = nullptr);
 TensorGetter golden_exact_getter(const Golden& golden);
+// The golden's values of one precision ("exact" or "official") as a getter.
+TensorGetter golden_getter(const Golden& golden, const std::string& precision);
 
 // The weights a golden was made with (what its modules are recomputed from): without
 // `weights_file`, its seeded synthetic weights; with it, the checkpoint file, which must hold the

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,11 @@ struct OutputResult {
   double local_max_abs = 0.0;           // candidate vs exact recomputation from its own input
   double local_official_max_abs = 0.0;  // official vs exact recomputation (the yardstick)
   double accumulated_max_abs = -1.0;    // candidate vs the golden's exact run (−1: no golden value)
+  // The structure tests of the local error field (float outputs; structure.hpp): the candidate's,
+  // with allowances from the official recomputation's. Judged together over the whole report
+  // (Holm, ToleranceParams::structure.alpha): `structure_reject` marks the tests that failed.
+  std::vector<compare::StructureStat> structure;
+  std::vector<bool> structure_reject;
 };
 
 struct ModuleResult {
@@ -84,10 +90,22 @@ struct DiffReport {
 // every value lies on its grid, else float64 (a double-precision dump) — certify's rule.
 // Quantised outputs (window KV, compressed entries: FP8 e4m3 × power-of-two block scale on the
 // non-RoPE dims, spec 02 §2.5) must also lie on that grid: at most 4 significant bits.
+// One float output's local field as the diff judged it (FieldObserver): the candidate's values, the
+// exact and official recomputations from the candidate's own inputs, and the formats they were
+// judged in.
+struct ObservedField {
+  const std::string& name;
+  const std::vector<std::int64_t>& shape;
+  std::span<const double> candidate, exact, official;
+  DType candidate_format, official_format;
+};
+using FieldObserver = std::function<void(const ObservedField&)>;
+
 DiffReport teacher_forced_diff(const ModelConfig& c, const ModelWeights& w, const RunSchedule& schedule,
                                const TensorGetter& candidate, const TensorGetter& golden_exact,
                                const compare::ToleranceParams& tolerance = {},
-                               std::optional<DType> candidate_format = std::nullopt);
+                               std::optional<DType> candidate_format = std::nullopt,
+                               const FieldObserver& observer = {});
 
 // The verdict and first divergent module first, one line per module, then each module that could
 // not be localised with the input it lacked.
