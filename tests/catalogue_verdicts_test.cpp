@@ -43,19 +43,17 @@ constexpr std::int64_t kPrompt = 36, kDecode = 2;
 // on fp32 outputs (hc post/comb), over the "2 × official + 1 ulp" allowance of an official
 // reference whose sums are rounded once.
 const std::set<Deviation> kNotYetPassing{Deviation::kSumSequential};
-// Deviations that PASS certify or diff today.
+// Deviations that PASS certify or diff today, each at a measured limit (bug_catalogue.hpp
+// diff_misses for the clamp and the RMSNorm eps; the Sinkhorn column-first order is not caught on
+// this run, not yet analysed — diff_test's golden (seed 9) does catch it).
 const std::set<Deviation> kNotYetCaught{Deviation::kSinkhornColumnFirst, Deviation::kClampGateBothSides,
-                                        Deviation::kSoftmaxScaleOff, Deviation::kRmsNormEpsOutside};
+                                        Deviation::kRmsNormEpsOutside};
 // Deviations both FAIL whose first failing module (certify's or diff's) is not the bug's component:
-// certify's first failure is chosen at block granularity and takes a module's local verdict from
-// its enclosing module (compress-no-overlap, kv-scale-not-pow2: layers.2.attn.q_norm), or lands
-// downstream (hc-comb-transposed: layers.1.hc_attn).
-const std::set<Deviation> kNotYetBlamedRight{Deviation::kCompressNoOverlap, Deviation::kKvScaleNotPow2,
-                                             Deviation::kHcCombTransposed};
-// Entries whose certify first failing module is not diff's first divergent module (issue 15 item 3).
-const std::set<Deviation> kNotYetAgreeing{Deviation::kSumSequential, Deviation::kCompressNoOverlap,
-                                          Deviation::kKvScaleNotPow2, Deviation::kHcCombTransposed,
-                                          Deviation::kGateScoresBf16};
+// none since certify judges every output by the local verdict (issue 15 item 3).
+const std::set<Deviation> kNotYetBlamedRight{};
+// Entries whose certify first failing module is not diff's first divergent module (issue 15 item 3):
+// none — certify's verdicts are diff's.
+const std::set<Deviation> kNotYetAgreeing{};
 
 // The module path of a canonical name `<step>/<module>/<output>` ("" for "").
 std::string module_of(const std::string& name) {
