@@ -98,6 +98,21 @@ TEST(GradientCheck, CatchesAGradientWrongInOneElementByOnePartIn1e8) {
   EXPECT_NE(l.first_failure.find("dweight[0, 7]"), std::string::npos) << l.first_failure;  // the first case: dim 8
 }
 
+TEST(GradientCheck, CatchesANaNOrInfiniteGradient) {
+  for (const double bad : {std::nan(""), static_cast<double>(INFINITY)}) {
+    const Op op = edited("rope", [bad](GradientForms& f) {
+      f.backward = [orig = f.backward, bad](const Call& c) {
+        Doubles g = orig(c);
+        g[0][3] = bad;
+        return g;
+      };
+    });
+    const SelfCheckLine l = check_gradient(op, GradientCheckOptions{});
+    EXPECT_EQ(l.failures, l.cases) << bad;
+    EXPECT_NE(l.first_failure.find("dx[0, 3]"), std::string::npos) << l.first_failure;
+  }
+}
+
 TEST(GradientCheck, CatchesAMissingClampGradient) {
   // A backward that forgets the clamp (lets the gradient through where g > λ or |u| > λ) —
   // only the clamped check points can see it.

@@ -34,7 +34,8 @@ void require(bool ok, const std::string& what) {
   if (!ok) throw std::logic_error(what);
 }
 
-// ‖a − b‖∞ / ‖b‖∞ (0 when both are 0; +inf when only b is 0) and the index of the largest |a − b|.
+// ‖a − b‖∞ / ‖b‖∞ (0 when both are 0; +inf when only b is 0, or at the first NaN or infinity of
+// either) and the index of the largest |a − b| (or of that NaN/infinity).
 struct Disagreement {
   double rel = 0;
   std::size_t at = 0;
@@ -44,6 +45,7 @@ Disagreement disagreement(const std::vector<A>& a, const std::vector<Mp50>& b) {
   Mp50 diff = 0, norm = 0;
   Disagreement d;
   for (std::size_t j = 0; j < b.size(); ++j) {
+    if (!std::isfinite(static_cast<double>(a[j])) || !isfinite(b[j])) return {INFINITY, j};
     const Mp50 e = abs(Mp50(a[j]) - b[j]);
     if (e > diff) {
       diff = e;
