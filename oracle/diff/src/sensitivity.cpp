@@ -14,6 +14,7 @@
 #include "dsv4/compare/ulp.hpp"
 #include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/numerics/formats.hpp"
+#include "dsv4/report/text_table.hpp"
 
 namespace dsv4::diff {
 namespace {
@@ -123,11 +124,6 @@ std::string pct(double eps) {
   char b[32];
   std::snprintf(b, sizeof b, "%.3g%%", 100.0 * eps);
   return b;
-}
-
-std::string pad(std::string s, std::size_t w) {
-  if (s.size() < w) s.append(w - s.size(), ' ');
-  return s;
 }
 
 constexpr double kGoal = 0.002;  // issue 15: every module's scale errors caught at |ε| ≤ 0.2%
@@ -259,15 +255,17 @@ std::string sensitivity_table(const SensitivityReport& r) {
   out += line;
   if (!r.clean_pass) out += "  WARNING: the golden's own official values do not pass: " + r.clean_reason + "\n";
   out += "  columns: the smallest error caught (from the ladder 0.001% .. 10%), scale (1+e) and offset (e x rms)\n\n";
-  out += pad("output", 44) + pad("n", 8) + pad("fmt", 6) + pad("scale+", 10) + pad("scale-", 10) + pad("offset+", 10) +
-         pad("offset-", 10) + pad("limit", 10) + "caught by\n";
-  for (const SensitivityRow& x : r.rows) {
-    out += pad(x.output, 44) + pad(std::to_string(x.elements), 8) + pad(std::string(dtype_name(x.format)), 6) +
-           pad(pct(x.scale_up.caught_from), 10) + pad(pct(x.scale_down.caught_from), 10) +
-           pad(pct(x.offset_up.caught_from), 10) + pad(pct(x.offset_down.caught_from), 10) +
-           pad(pct(x.scale_limit), 10) + x.scale_up.by + "/" + x.offset_up.by + "\n";
-  }
-  return out;
+  report::TextTable t;
+  t.add_column("output");
+  t.add_column("n", report::Align::kRight);
+  t.add_column("fmt");
+  for (const char* h : {"scale+", "scale-", "offset+", "offset-", "limit"}) t.add_column(h, report::Align::kRight);
+  t.add_column("caught by");
+  for (const SensitivityRow& x : r.rows)
+    t.add_row({x.output, std::to_string(x.elements), std::string(dtype_name(x.format)), pct(x.scale_up.caught_from),
+               pct(x.scale_down.caught_from), pct(x.offset_up.caught_from), pct(x.offset_down.caught_from),
+               pct(x.scale_limit), x.scale_up.by + "/" + x.offset_up.by});
+  return out + t.render();
 }
 
 std::string sensitivity_json(const SensitivityReport& r) {
