@@ -26,10 +26,13 @@ Every module the candidate dumped is recomputed by the reference from the candid
 to it (the previous module's candidate output), in exact and official mode; for the attention
 module with the candidate's own indexer top-k, for the MoE combine with the candidate's own
 routing (decision forcing). The module's local error (candidate vs that exact recomputation) is
-judged by certify's tolerance model against the official recomputation's own error; discrete
-decisions pass only at near-ties proven by the exact scores. The first module whose local verdict
-fails is the first divergent module — found even when upstream drift makes end-to-end comparisons
-meaningless.
+judged by certify's tolerance model against the official recomputation's own error, and by the
+structure tests of its error field against the official recomputation (scale, offset, per-channel
+and per-row scale: systematic errors far below one ulp per element; one Holm family over the whole
+run at alpha = 1e-4, oracle/compare/README.md); discrete decisions pass only at near-ties proven by
+the exact scores. The first module whose local verdict fails is the first divergent module — found
+even when upstream drift makes end-to-end comparisons meaningless. `dsv4 certify` gives the same
+verdicts (it reads these).
 
 Example:
   dsv4 run --config tiny --seed 1 --tokens t.npy --decode-steps 2 --mode official --dump cand.h5
