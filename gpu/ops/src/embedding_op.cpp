@@ -29,9 +29,7 @@ Outputs reference(const Call& c) {
   Mat e(embed.rows, embed.cols);
   for (std::int64_t i = 0; i < embed.elements(); ++i) e.data()[i] = embed.f32[static_cast<std::size_t>(i)];
   const Mat h = embed_tokens(e, token_ids(ids));
-  std::vector<float> y(static_cast<std::size_t>(h.size()));
-  for (Eigen::Index i = 0; i < h.size(); ++i) y[static_cast<std::size_t>(i)] = static_cast<float>(h.data()[i]);
-  return {Array::floats("h", ids.rows, embed.cols, std::move(y))};
+  return {Array::floats("h", ids.rows, embed.cols, to_floats(h))};
 }
 
 #if DSV4_HAVE_CUDA

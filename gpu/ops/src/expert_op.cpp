@@ -47,9 +47,7 @@ Mat forward(const Precision& p, const ExpertArgs& a) {
 
 Outputs reference(const Call& c) {
   const Mat y = forward(Precision(Mode::kOfficial), ExpertArgs(c));
-  std::vector<float> v(static_cast<std::size_t>(y.size()));
-  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(y.data()[i]);
-  return {Array::floats("y", y.rows(), y.cols(), std::move(v))};
+  return {Array::floats("y", y.rows(), y.cols(), to_floats(y))};
 }
 
 std::vector<float> bf16_normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream) {

@@ -47,9 +47,7 @@ Case make_case(std::string label, std::int64_t n, std::int64_t d, std::vector<fl
   cfg.hc_mult = n;
   cfg.dim = d;
   const HcHeadWeights w = HcHeadWeights::synthetic(cfg, seed);
-  std::vector<float> fn(static_cast<std::size_t>(w.fn.size())), base(static_cast<std::size_t>(n));
-  for (std::size_t i = 0; i < fn.size(); ++i) fn[i] = static_cast<float>(w.fn.data()[i]);
-  for (std::int64_t i = 0; i < n; ++i) base[static_cast<std::size_t>(i)] = static_cast<float>(w.base(i));
+  std::vector<float> fn = to_floats(w.fn), base = to_floats(w.base);
   Case c;
   c.label = std::move(label);
   c.call.ints = {n};

@@ -18,12 +18,6 @@
 namespace dsv4::ops::detail {
 namespace {
 
-std::vector<float> to_floats(const Mat& m) {
-  std::vector<float> v(static_cast<std::size_t>(m.size()));
-  for (Eigen::Index i = 0; i < m.size(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
-  return v;
-}
-
 // ints {n = hc_mult, iters}, reals {hc_eps, norm_eps}; inputs x [tokens, n·d] (per row, bf16
 // values), fn [1, (2+n)n·n·d], base [1, (2+n)n], scale [1, 3] (shared, fp32 values) → y [tokens, d]
 // (bf16), post [tokens, n], comb [tokens, n·n], mixes [tokens, (2+n)n].

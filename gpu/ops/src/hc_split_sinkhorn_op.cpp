@@ -16,12 +16,6 @@
 namespace dsv4::ops::detail {
 namespace {
 
-std::vector<float> to_floats(const Mat& m) {
-  std::vector<float> v(static_cast<std::size_t>(m.size()));
-  for (Eigen::Index i = 0; i < m.size(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
-  return v;
-}
-
 // ints {n = hc_mult, iters}, reals {eps}; inputs mixes [tokens, (2+n)n] (per row), scale [1, 3]
 // and base [1, (2+n)n] (shared) → pre [tokens, n], post [tokens, n], comb [tokens, n·n].
 struct SinkhornArgs {

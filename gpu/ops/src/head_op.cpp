@@ -16,13 +16,6 @@
 namespace dsv4::ops::detail {
 namespace {
 
-template <class M>
-std::vector<float> to_floats(const M& m) {
-  std::vector<float> v(static_cast<std::size_t>(m.size()));
-  for (Eigen::Index i = 0; i < m.size(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
-  return v;
-}
-
 // ints {n = hc_mult, vocab}, reals {hc_eps, norm_eps}; inputs x [rows, n·d] (per row, bf16 values),
 // hc_fn [1, n·n·d], hc_base [1, n], hc_scale [1, 1] (fp32 values), norm [1, d] (bf16 values), head
 // [1, V·d] (fp32 values) (shared) → hc_head [rows, d], norm [rows, d] (bf16), logits [rows, V].

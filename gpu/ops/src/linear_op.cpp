@@ -26,9 +26,7 @@ Mat effective_weight(const Call& c) {
 Outputs reference(const Call& c) {
   const Array& x = c.inputs.at(0);
   const Mat y = linear(Precision(Mode::kOfficial), to_mat(x), LinearWeight::bf16_from(effective_weight(c)));
-  std::vector<float> v(static_cast<std::size_t>(y.size()));
-  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(y.data()[i]);
-  return {Array::floats("y", x.rows, y.cols(), std::move(v))};
+  return {Array::floats("y", x.rows, y.cols(), to_floats(y))};
 }
 
 std::vector<float> bf16_normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream) {

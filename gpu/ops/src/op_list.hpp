@@ -2,9 +2,21 @@
 // listed once in registry.cpp).
 #pragma once
 
+#include <cstddef>
+#include <vector>
+
 #include "dsv4/ops/op.hpp"
 
 namespace dsv4::ops::detail {
+
+// A dense matrix or vector of doubles (Eigen) as the floats of an Array: the values of an fp32 or
+// bf16 output or weight, exactly representable (shared by the op files).
+template <class M>
+std::vector<float> to_floats(const M& m) {
+  std::vector<float> v(static_cast<std::size_t>(m.size()));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m.data()[i]);
+  return v;
+}
 
 Op act_quant_op();
 Op fp4_act_quant_op();

@@ -63,9 +63,7 @@ Outputs reference(const Call& c) {
   Mat m(a.x.rows, a.x.cols);
   for (std::int64_t i = 0; i < a.x.elements(); ++i) m.data()[i] = a.x.f32[static_cast<std::size_t>(i)];
   apply_rope_inplace(Precision(Mode::kOfficial), table, m, a.positions, a.head_dim, a.inverse);
-  std::vector<float> y(static_cast<std::size_t>(m.size()));
-  for (Eigen::Index i = 0; i < m.size(); ++i) y[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
-  return {Array::floats("y", a.x.rows, a.x.cols, std::move(y))};
+  return {Array::floats("y", a.x.rows, a.x.cols, to_floats(m))};
 }
 
 #if DSV4_HAVE_CUDA
@@ -80,12 +78,7 @@ Outputs device(const Call& c) {
 // The official-mode table of rp for positions 0..P−1, as two shared [1, P · r_d/2] inputs.
 std::vector<Array> table_inputs(const RopeParams& rp, std::int64_t P) {
   const RopeTable t = rope_table(Precision(Mode::kOfficial), rp, P);
-  std::vector<float> c(static_cast<std::size_t>(t.cos_matrix().size())), s(c.size());
-  for (std::size_t i = 0; i < c.size(); ++i) {
-    c[i] = static_cast<float>(t.cos_matrix().data()[i]);
-    s[i] = static_cast<float>(t.sin_matrix().data()[i]);
-  }
-  return {Array::shared("cos", std::move(c)), Array::shared("sin", std::move(s))};
+  return {Array::shared("cos", to_floats(t.cos_matrix())), Array::shared("sin", to_floats(t.sin_matrix()))};
 }
 
 // Positions: row 0 at 0, row 1 at P − 1, the rest uniform in [0, P).
