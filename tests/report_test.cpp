@@ -177,6 +177,7 @@ TEST(CertifyReport, JsonCarriesEveryNumberAndNonFiniteAsStrings) {
   EXPECT_EQ(j["summary"]["tensors_failed"], 1);
   EXPECT_EQ(j["missing"][0], "layers.2.attn.out");
   EXPECT_EQ(j["tolerance"]["k"].get<double>(), 2.0);
+  EXPECT_EQ(j["tolerance"]["structure"]["alpha"].get<double>(), 1e-4);  // the structure tests' family-wise rate
 }
 
 // The polyline's points of the i-th <polyline>.

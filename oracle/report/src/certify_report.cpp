@@ -230,11 +230,17 @@ std::string format_text(const CertifyReport& r, Detail detail) {
   std::string out = verdict;
   out += "golden:    " + r.golden + (r.golden_sha256.empty() ? "" : " (manifest sha256 " + r.golden_sha256 + ")") +
          "\ncandidate: " + r.candidate + "\n";
-  char model[160];
+  char model[200];
   std::snprintf(model, sizeof model,
                 "tolerance: |err| <= %g x official + floor (max abs: %g ulp, rms: %.3g ulp; bias: %g sigma + %g ulp)\n",
                 r.tolerance.k, r.tolerance.floor_max_ulps, r.tolerance.floor_rms_ulps, r.tolerance.bias_sigmas,
                 r.tolerance.bias_floor_ulps);
+  out += model;
+  const compare::StructureParams& sp = r.tolerance.structure;
+  std::snprintf(model, sizeof model,
+                "structure: scale, offset, channel and row scale of the local error field vs the official "
+                "recomputation, Holm alpha %g (floors %.3g)\n",
+                sp.alpha, sp.scale_floor);
   out += model;
 
   if (!r.tensors.empty() && (!quiet || r.failed_tensors() > 0)) {
@@ -335,7 +341,14 @@ nlohmann::json to_json(const CertifyReport& r) {
                     {"floor_max_ulps", r.tolerance.floor_max_ulps},
                     {"floor_rms_ulps", r.tolerance.floor_rms_ulps},
                     {"bias_sigmas", r.tolerance.bias_sigmas},
-                    {"bias_floor_ulps", r.tolerance.bias_floor_ulps}};
+                    {"bias_floor_ulps", r.tolerance.bias_floor_ulps},
+                    {"structure",
+                     {{"alpha", r.tolerance.structure.alpha},
+                      {"scale_floor", r.tolerance.structure.scale_floor},
+                      {"offset_floor", r.tolerance.structure.offset_floor},
+                      {"exact_sigmas", r.tolerance.structure.exact_sigmas},
+                      {"min_effective", r.tolerance.structure.min_effective},
+                      {"min_group", r.tolerance.structure.min_group}}}};
   nlohmann::json tensors = nlohmann::json::array();
   for (const auto& x : r.tensors) {
     nlohmann::json checks = nlohmann::json::array();
