@@ -6,8 +6,9 @@
 // set comparison per row (set_compare.hpp), a different set accepted only at a near-tie proven by
 // the golden's exact scores with τ from tie_tolerance (the official-vs-exact score error of that
 // row). Golden outputs the candidate does not hold are listed as missing (not failed); the
-// decision data (scores, margins) are compared only when the candidate has them. Outputs after an
-// accepted near-tie flip are judged locally (CertifyOptions::local_verdicts).
+// decision data (scores, margins) are compared only when the candidate has them. With
+// CertifyOptions::local_verdicts every output is judged by its local verdict (issue 15: one verdict
+// with `dsv4 diff`); the end-to-end one stands only where no local verdict covers the output.
 #pragma once
 
 #include <functional>
@@ -63,13 +64,11 @@ struct CertifyOptions {
   // The number format of every float output of the candidate, as diff's --candidate-format:
   // ULPs and noise floor in it. nullopt: certify_ulp_dtype's rule per tensor.
   std::optional<DType> candidate_format;
-  // Decision-aware judging. A legitimate engine may take another discrete decision at a near-tie
-  // (accepted by the set comparison); from there on the golden's values describe the other branch
-  // of that decision and end-to-end errors of O(1) are expected. So every output that FAILS end to
-  // end and comes at or after the first accepted flip in execution order (same step and block or
-  // later; later steps see it through the caches) is re-judged by its local verdict: its module
-  // recomputed from the candidate's own inputs. Called at most once, only when needed. Without it
-  // such outputs keep their FAIL, noted as lacking a local verdict.
+  // The local verdicts (`dsv4 diff --teacher-forced`'s, by output and module name). When given,
+  // every output is judged by its local verdict — its module recomputed from the candidate's own
+  // inputs; the end-to-end verdict stands only where none covers the output (noted), and the first
+  // decision flip in execution order is named on the outputs at or after it. Called at most once.
+  // Without it (the --end-to-end-only screen) outputs are judged end to end only.
   std::function<LocalVerdicts()> local_verdicts;
 };
 

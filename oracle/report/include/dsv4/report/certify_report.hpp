@@ -15,13 +15,13 @@
 
 namespace dsv4::report {
 
-// An output judged locally (teacher-forced, `dsv4 diff`) because a discrete decision flip precedes
-// it in execution order — one the candidate took at an accepted near-tie, or one where the
-// official reference itself differs from exact. Past it the end-to-end comparison says little in
-// either direction (the golden describes the other branch; the official error that scales the
-// tolerance includes the flip's effect); its own module, recomputed from its own inputs, does.
+// An output judged locally (teacher-forced, `dsv4 diff`): its module recomputed from the
+// candidate's own inputs (issue 15: certify's verdicts are diff's). `after_flip` names the first
+// discrete decision flip before it in execution order — one the candidate took at an accepted
+// near-tie, or one where the official reference itself differs from exact — past which the
+// end-to-end comparison says little in either direction.
 struct LocalJudgement {
-  std::string after_flip;  // the first accepted flip: "prefill/layers.2.attn.indexer/out row 35"
+  std::string after_flip;  // "" or the first flip before it: "prefill/layers.2.attn.indexer/out row 35"
   bool available = false;  // a local verdict exists for this output (or its module)
   bool pass = false;
   std::string reason;  // the local verdict's reason, or why none is available
@@ -33,7 +33,7 @@ struct TensorResult {
   compare::TensorMetrics metrics;    // candidate against `exact`
   compare::ReferenceError official;  // `official` against `exact` (from the golden)
   compare::TensorVerdict verdict;
-  std::optional<LocalJudgement> local;  // set for outputs at or after the first decision flip
+  std::optional<LocalJudgement> local;  // set when local verdicts were sought (or past the first flip)
   // The final verdict: the local one when one is available, else the end-to-end one.
   bool passes() const;
 };
@@ -42,7 +42,7 @@ struct SetResult {
   std::string name;  // canonical name of the discrete output
   std::string kind;  // "topk" (indexer selection) or "experts" (routed expert ids)
   compare::SetComparison comparison;
-  std::optional<LocalJudgement> local;  // set for outputs at or after the first decision flip
+  std::optional<LocalJudgement> local;  // set when local verdicts were sought (or past the first flip)
   bool passes() const;
 };
 
