@@ -43,8 +43,8 @@ and each discrete output (indexer top-k, routed expert ids) row by row as a set,
 accepted only where the exact scores prove a near-tie. Where no local verdict exists (the candidate
 lacks the module's input) the end-to-end comparison against the golden stands, marked (e2e) in the table.
 The local verdicts recompute the model (about two reference runs); --end-to-end-only skips them,
-for fast screening: every output is then judged end to end only, which is weak (a 2% scale error
-of an attention output passes it) and says nothing past the first decision flip.
+for fast screening: every output is then judged end to end only, which is weak (an attention
+output 2-4% too large passes it) and says nothing past the first decision flip.
 
 Sensitivity: --sensitivity (no --candidate) measures, for every float output of the golden, the
 smallest scale (1 +- e) and offset (+- e x rms) error the local verdict catches when injected into
