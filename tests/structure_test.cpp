@@ -101,7 +101,7 @@ TEST(Structure, OffsetIsFound) {
   const Field f = make_field(48, 64, 8);
   Field shifted = f;
   for (double& x : shifted.exact) x += 0.002;
-  const StructureStat& o = stat(judge(f, other_engine(shifted, 4)), StructureKind::kOffset);
+  const StructureStat o = stat(judge(f, other_engine(shifted, 4)), StructureKind::kOffset);
   EXPECT_NEAR(o.estimate, 0.002, 0.0004) << describe(o);
   EXPECT_LT(o.p, 1e-12) << describe(o);
 }
