@@ -127,6 +127,14 @@ ModelWeights golden_weights(const Golden& g, const std::string& weights_file) {
   return w;
 }
 
+RunSchedule golden_schedule(const Golden& g) {
+  RunSchedule s;
+  s.tokens = g.tokens();
+  s.decode_steps = g.decode_steps();
+  s.prompt_len = g.steps().front().length;  // the golden's own plan: prefill, then one token per decode step
+  return s;
+}
+
 DiffReport diff_against_golden(const Golden& g, const MappedTensorSource& cand, std::optional<DType> fmt,
                                const std::string& weights_file) {
   return diff_against_golden(g, cand, golden_weights(g, weights_file), fmt);
@@ -134,11 +142,8 @@ DiffReport diff_against_golden(const Golden& g, const MappedTensorSource& cand, 
 
 DiffReport diff_against_golden(const Golden& g, const MappedTensorSource& cand, const ModelWeights& w,
                                std::optional<DType> fmt) {
-  RunSchedule s;
-  s.tokens = g.tokens();
-  s.decode_steps = g.decode_steps();
-  s.prompt_len = g.steps().front().length;  // the golden's own plan: prefill, then one token per decode step
-  return teacher_forced_diff(g.config(), w, s, candidate_getter(cand, &g), golden_exact_getter(g), {}, fmt);
+  return teacher_forced_diff(g.config(), w, golden_schedule(g), candidate_getter(cand, &g), golden_exact_getter(g), {},
+                             fmt);
 }
 
 LocalVerdicts local_verdicts_of(const DiffReport& r) {

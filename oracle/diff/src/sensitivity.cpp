@@ -200,12 +200,8 @@ SensitivityReport sensitivity(const Golden& g, const ModelWeights& w, const comp
     }
     pending.push_back(std::move(p));
   };
-  RunSchedule s;
-  s.tokens = g.tokens();
-  s.decode_steps = g.decode_steps();
-  s.prompt_len = g.steps().front().length;
-  const DiffReport clean = teacher_forced_diff(g.config(), w, s, golden_getter(g, "official"), golden_exact_getter(g),
-                                               tol, std::nullopt, observe);
+  const DiffReport clean = teacher_forced_diff(g.config(), w, golden_schedule(g), golden_getter(g, "official"),
+                                               golden_exact_getter(g), tol, std::nullopt, observe);
   rep.clean_pass = !clean.first_divergent_module.has_value();
   for (const ModuleResult& m : clean.modules) {
     if (!m.pass && rep.clean_reason.empty()) rep.clean_reason = m.reason;

@@ -34,6 +34,9 @@ TensorGetter golden_getter(const Golden& golden, const std::string& precision);
 // checkpoint of the golden's config.
 ModelWeights golden_weights(const Golden& golden, const std::string& weights_file);
 
+// The run a golden records: its tokens, its prefill length (the first step's) and decode steps.
+RunSchedule golden_schedule(const Golden& golden);
+
 // `dsv4 diff --teacher-forced` of a candidate against a golden: the golden's config, tokens and
 // schedule, its weights (golden_weights). candidate_format as in teacher_forced_diff.
 DiffReport diff_against_golden(const Golden& golden, const MappedTensorSource& candidate,
