@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "dsv4/compare/ulp.hpp"
+#include "number_text.hpp"
 
 namespace dsv4::compare {
 namespace {
@@ -117,11 +118,7 @@ double noise_scale(const Field& f, const std::vector<double>& d, double beta) {
   return s / static_cast<double>(d.size() - 1);
 }
 
-std::string num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
-}
+using detail::num;
 
 StructureStat not_run(StructureKind k, const std::string& why) {
   StructureStat s;

@@ -5,14 +5,12 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "number_text.hpp"
+
 namespace dsv4::compare {
 namespace {
 
-std::string num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
-}
+using detail::num;
 
 void require_param(double v, const char* name) {
   if (!std::isfinite(v) || v < 0.0) {
