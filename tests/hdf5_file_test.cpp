@@ -9,6 +9,7 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -358,7 +359,8 @@ TEST(Hdf5File, ForeignTypesAndAttributes) {
       {"compound", "'compound': compound storage has no dsv4 dtype"},
       {"null", "'null' has a null or unknown dataspace"},
       {"huge", "'huge': shape [1048576, 1048576, 1048576] of float64 is over the read limit"},
-      {"unwritten_chunked", "'unwritten_chunked': shape [1073741824] needs 8589934592 bytes but only 0 are stored"},
+      {"unwritten_chunked",
+       "'unwritten_chunked': shape [1073741824] of float64 needs 8589934592 bytes, only 0 are stored"},
       {"unwritten_contiguous",
        "'unwritten_contiguous': shape [1073741824] of float64 needs 8589934592 bytes, the file has"},
       {"external_storage", "'external_storage': data stored in external files is not read"},
@@ -427,6 +429,57 @@ TEST(Hdf5File, DamagedFiles) {
   }
   EXPECT_GT(refused, 0);
   EXPECT_GT(read_ok, 0);  // corruptions inside the raw data are not detectable by HDF5 (hashes are)
+}
+
+// A compact dataset whose layout message declares fewer stored bytes than its shape needs: libhdf5
+// 1.10 keeps a null buffer for a declared size of 0 and H5Dread copies from it (a segfault, found by
+// fuzz_hdf5_raw in CI), and reads past the end of a smaller one. Refused before H5Dread; the intact
+// file reads. The file is made with the C API and its layout message (version 3, class compact,
+// 2-byte size) patched in place — object headers of the default format carry no checksum.
+TEST(Hdf5File, CompactStorageSmallerThanItsShapeIsRefused) {
+  TempDir dir;
+  const std::string path = dir.file("compact.h5");
+  const std::vector<float> v = {1, 2, 3, 4, 5, 6, 7, 8};
+  {
+    Foreign w(path);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_layout(dcpl, H5D_COMPACT);
+    w.dataset("/x", H5T_IEEE_F32LE, {8}, H5T_NATIVE_FLOAT, v.data(), dcpl);
+    const hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 13);
+    w.dataset("/s", st, {1}, st, "thirteen char", dcpl);
+    H5Tclose(st);
+    H5Pclose(dcpl);
+  }
+  EXPECT_EQ(Hdf5File::open(path).read("x").values<float>()[7], 8.0f);
+  EXPECT_EQ(Hdf5File::open(path).read_string("s"), "thirteen char");
+  const std::vector<char> bytes = slurp(path);
+  struct Case {
+    const char* name;
+    char size;  // the stored size the shape needs
+    std::function<void(const Hdf5File&)> read;
+    std::string rule;
+  };
+  const std::vector<Case> cases = {
+      {"x", 32, [](const Hdf5File& f) { f.read("x"); }, "'x': shape [8] of float32 needs 32 bytes"},
+      {"s", 13, [](const Hdf5File& f) { f.read_string("s"); }, "'s' needs 13 bytes"},
+  };
+  for (const Case& c : cases) {
+    const std::vector<char> layout = {3, 0, c.size, 0};  // version 3, compact, 2-byte size
+    const auto at = std::search(bytes.begin(), bytes.end(), layout.begin(), layout.end());
+    ASSERT_NE(at, bytes.end()) << c.name;
+    ASSERT_EQ(std::search(at + 1, bytes.end(), layout.begin(), layout.end()), bytes.end()) << c.name;
+    for (const char declared : {0, 8}) {
+      SCOPED_TRACE(std::string(c.name) + " declared " + std::to_string(declared));
+      auto b = bytes;
+      b[static_cast<std::size_t>(at - bytes.begin()) + 2] = declared;
+      spit(path, b);
+      const std::string m = error_of([&] { c.read(Hdf5File::open(path)); });
+      EXPECT_NE(m.find(c.rule + ", its compact storage holds " + std::to_string(declared) + " (damaged file?)"),
+                std::string::npos)
+          << m;
+    }
+  }
 }
 
 }  // namespace

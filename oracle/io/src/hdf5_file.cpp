@@ -511,6 +511,58 @@ H open_dataset(hid_t file, const std::string& fname, const std::string& p) {
   return o;
 }
 
+// The dataset's storage layout, refusing what dsv4 does not read: virtual datasets and data in
+// external files (a file must not make dsv4 open other files).
+H5D_layout_t readable_layout(hid_t ds, const std::string& fname, const std::string& who) {
+  H dcpl(H5Dget_create_plist(ds), H5Pclose);
+  if (!dcpl.ok()) fail(fname, who + ": cannot read its creation properties");
+  const H5D_layout_t layout = H5Pget_layout(dcpl.get());
+  if (layout == H5D_VIRTUAL) throw InputError(fname, who + ": virtual datasets are not read");
+  if (H5Pget_external_count(dcpl.get()) > 0)
+    throw InputError(fname, who + ": data stored in external files is not read");
+  return layout;
+}
+
+// Before H5Dread: the data of `needed` bytes (as stored in the file) must be able to come from the
+// file. libhdf5 1.10 trusts a crafted layout message: a compact dataset of stored size 0 keeps a
+// null buffer that H5Dread copies from (a crash), a smaller size is read past its end (found by
+// fuzz_hdf5_raw; regression test hdf5_file_test CompactStorageSmallerThanItsShapeIsRefused).
+// Contiguous data lies in the file; chunked data expands at most by deflate's 1032:1 (a small file
+// declaring a huge dataset is refused, not allocated). `what` names the dataset and its shape.
+void check_storage(hid_t file, hid_t ds, H5D_layout_t layout, std::uint64_t needed, const std::string& fname,
+                   const std::string& what) {
+  const hsize_t stored = H5Dget_storage_size(ds);
+  const auto damaged = [&](const std::string& holds) {
+    throw InputError(fname, what + " needs " + std::to_string(needed) + " bytes, " + holds + " (damaged file?)");
+  };
+  if (layout == H5D_COMPACT) {
+    if (needed > 0 && stored != needed) damaged("its compact storage holds " + std::to_string(stored));
+  } else if (layout == H5D_CONTIGUOUS) {
+    hsize_t file_size = 0;
+    if (H5Fget_filesize(file, &file_size) < 0) fail(fname, "cannot read the file size");
+    if (needed > file_size) damaged("the file has " + std::to_string(file_size));
+    if (stored != 0 && stored != needed) damaged("its storage holds " + std::to_string(stored));
+  } else if (layout == H5D_CHUNKED && needed / 1032 > stored + (1u << 20) / 1032) {
+    damaged("only " + std::to_string(stored) + " are stored (beyond deflate's 1032:1; unwritten or damaged)");
+  }
+}
+
+// The bytes a string dataset's elements take in the file: the fixed length, or for variable-length
+// strings the global heap reference (4-byte length, heap address, 4-byte index).
+std::uint64_t stored_string_bytes(hid_t file, hid_t ftype, hid_t space, const std::string& fname,
+                                  const std::string& who) {
+  const hssize_t npts = H5Sget_simple_extent_npoints(space);
+  if (npts < 0) fail(fname, who + ": cannot read its dataspace");
+  std::size_t element = H5Tget_size(ftype);
+  if (H5Tis_variable_str(ftype) > 0) {
+    const H fcpl(H5Fget_create_plist(file), H5Pclose);
+    std::size_t addr = 0, len = 0;
+    if (!fcpl.ok() || H5Pget_sizes(fcpl.get(), &addr, &len) < 0) fail(fname, "cannot read the file's address size");
+    element = 4 + addr + 4;
+  }
+  return static_cast<std::uint64_t>(npts) * element;
+}
+
 // The shape of a dataspace (scalar → {}); refuses a null dataspace.
 std::vector<std::int64_t> space_shape(hid_t space, const std::string& fname, const std::string& who) {
   const H5S_class_t c = H5Sget_simple_extent_type(space);
@@ -702,16 +754,7 @@ void Hdf5File::read_into(const std::string& path, Tensor& t, const Hdf5ReadOptio
   const std::string p = normalize(path_, path);
   const std::string who = obj_label(strip_root(p));
   const H ds = open_dataset(id(), path_, p);
-  H5D_layout_t layout;
-  {
-    H dcpl(H5Dget_create_plist(ds.get()), H5Pclose);
-    if (!dcpl.ok()) fail(path_, who + ": cannot read its creation properties");
-    layout = H5Pget_layout(dcpl.get());
-    if (layout == H5D_VIRTUAL) throw InputError(path_, who + ": virtual datasets are not read");
-    if (H5Pget_external_count(dcpl.get()) > 0) {
-      throw InputError(path_, who + ": data stored in external files is not read");
-    }
-  }
+  const H5D_layout_t layout = readable_layout(ds.get(), path_, who);
   Resolved r = resolve(ds.get(), path_, who);
   if (!r.dtype) throw InputError(path_, who + ": " + r.problem);
   std::vector<std::int64_t> shape = r.shape;
@@ -734,25 +777,8 @@ void Hdf5File::read_into(const std::string& path, Tensor& t, const Hdf5ReadOptio
   if (n > std::numeric_limits<std::uint64_t>::max() / file_item) {
     throw InputError(path_, who + ": shape " + shape_string(shape) + " overflows a 64-bit byte count");
   }
-  const std::uint64_t needed = n * file_item;
-  hsize_t file_size = 0;
-  if (H5Fget_filesize(file_, &file_size) < 0) fail(path_, "cannot read the file size");
-  const hsize_t stored = H5Dget_storage_size(ds.get());
-  if (layout == H5D_CONTIGUOUS) {
-    if (needed > file_size) {
-      throw InputError(path_, who + ": shape " + shape_string(shape) + " of " + r.storage.text + " needs " +
-                                  std::to_string(needed) + " bytes, the file has " + std::to_string(file_size) +
-                                  " (damaged file?)");
-    }
-    if (stored != 0 && stored != needed) {
-      throw InputError(path_, who + ": its storage holds " + std::to_string(stored) + " bytes, its shape needs " +
-                                  std::to_string(needed) + " (damaged file?)");
-    }
-  } else if (layout == H5D_CHUNKED && needed / 1032 > stored + (1u << 20) / 1032) {
-    throw InputError(path_, who + ": shape " + shape_string(shape) + " needs " + std::to_string(needed) +
-                                " bytes but only " + std::to_string(stored) +
-                                " are stored (beyond deflate's 1032:1; unwritten or damaged)");
-  }
+  check_storage(id(), ds.get(), layout, n * file_item, path_,
+                who + ": shape " + shape_string(shape) + " of " + r.storage.text);
   if (*r.dtype == DType::kE2M1x2) {
     if (shape.back() > std::numeric_limits<std::int64_t>::max() / 2) {
       throw InputError(path_, who + ": last dimension too large for packed fp4");
@@ -787,9 +813,11 @@ std::string Hdf5File::read_string(const std::string& path) const {
   const std::string p = normalize(path_, path);
   const std::string who = obj_label(strip_root(p));
   const H ds = open_dataset(id(), path_, p);
+  const H5D_layout_t layout = readable_layout(ds.get(), path_, who);
   H type(H5Dget_type(ds.get()), H5Tclose);
   H space(H5Dget_space(ds.get()), H5Sclose);
   if (!type.ok() || !space.ok()) fail(path_, who + ": cannot read its type or dataspace");
+  check_storage(id(), ds.get(), layout, stored_string_bytes(id(), type.get(), space.get(), path_, who), path_, who);
   return read_one_string(
       type.get(), space.get(),
       [&](hid_t mem, void* buf) { return H5Dread(ds.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf); }, path_, who);
