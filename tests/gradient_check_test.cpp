@@ -16,6 +16,7 @@
 
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "dsv4/train/compressor_pool_backward.hpp"
 #include "dsv4/train/expert_backward.hpp"
 #include "dsv4/train/linear_backward.hpp"
 
@@ -33,8 +34,9 @@ std::vector<std::string> backward_stems() {
 TEST(GradientCheck, TheBackwardsOfTheTrainingHalfAreRegistered) {
   const std::vector<std::string> stems = backward_stems();
   const std::set<std::string> have(stems.begin(), stems.end());
-  for (const char* s : {"embedding", "rmsnorm", "rope", "hadamard", "linear", "expert", "hc_split_sinkhorn", "hc_post",
-                        "hc_pre", "gate"}) {
+  for (const char* s :
+       {"embedding", "rmsnorm", "rope", "hadamard", "linear", "expert", "hc_split_sinkhorn", "hc_post", "hc_pre",
+        "gate", "sparse_attention", "grouped_projection", "moe_combine", "compressor_pool", "head"}) {
     EXPECT_TRUE(have.count(s) == 1) << s << " has no registered backward";
   }
   for (const Op& o : all_ops()) {
@@ -195,6 +197,49 @@ TEST(GradientConventions, ClampGradientIsZeroOutsideAndPassesAtTheBoundary) {
   EXPECT_NE(closed.dw1(2, 0), 0.0);
   EXPECT_EQ(closed.dw1(2, 0), open.dw1(2, 0));
   EXPECT_EQ(closed.dw3(2, 0), open.dw3(2, 0));
+}
+
+TEST(GradientConventions, CompressorPaddingSlotsGetNoGradient) {
+  // Entry 0 of an overlapping compressor (spec 02 §2.6.2): slots 0..3 are padding (u = 0, z = −∞),
+  // weight exactly 0 — no gradient to them; the valid slots' gradients are those of the valid
+  // slots pooled alone.
+  const std::int64_t S = 8, D = 3;
+  Mat u(S, D), z(S, D);
+  for (Eigen::Index j = 0; j < S; ++j) {
+    for (Eigen::Index c = 0; c < D; ++c) {
+      u(j, c) = j < 4 ? 0.0 : 0.3 * static_cast<double>(j) - 0.7 * static_cast<double>(c);
+      z(j, c) = j < 4 ? -INFINITY : 0.1 * static_cast<double>(j * c) - 0.4;
+    }
+  }
+  RowVec dc(D);
+  dc << 1.0, -0.5, 2.0;
+  const CompressorPoolGrads all = compressor_pool_backward(u, z, dc);
+  const CompressorPoolGrads valid = compressor_pool_backward(u.bottomRows(4), z.bottomRows(4), dc);
+  EXPECT_TRUE(all.du.topRows(4).isZero(0.0));
+  EXPECT_TRUE(all.dz.topRows(4).isZero(0.0));
+  EXPECT_EQ(all.du.bottomRows(4), valid.du);
+  EXPECT_EQ(all.dz.bottomRows(4), valid.dz);
+  EXPECT_FALSE(valid.dz.isZero(0.0));
+  EXPECT_THROW(compressor_pool_backward(u.topRows(4), z.topRows(4), dc), std::invalid_argument);
+}
+
+TEST(GradientConventions, SparseAttentionListsAreHeldFixed) {
+  // spec 06 §6.12: the index lists are inputs, not differentiable: the registered backward returns
+  // dq, dkv, dsink only, and a kv row that no list names receives exactly no gradient.
+  const Op& op = *find_op("sparse_attention");
+  EXPECT_EQ(op.gradient->wrt, (std::vector<std::size_t>{0, 2, 3}));
+  for (const Case& c : op.gradient->cases(1)) {
+    const Doubles g = op.gradient->backward(c.call);
+    const Array& lists = c.call.inputs[1];
+    const Array& kv = c.call.inputs[2];
+    std::set<std::int64_t> named;
+    for (const float v : lists.f32) named.insert(static_cast<std::int64_t>(v));
+    for (std::int64_t r = 0; r < kv.rows; ++r) {
+      bool zero = true;
+      for (std::int64_t j = 0; j < kv.cols; ++j) zero = zero && g[1][static_cast<std::size_t>(r * kv.cols + j)] == 0.0;
+      EXPECT_EQ(zero, named.count(r) == 0) << c.label << " kv row " << r;
+    }
+  }
 }
 
 TEST(GradientConventions, QatWeightGradientIsStraightThrough) {

@@ -8,7 +8,6 @@
 
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/expert.hpp"
-#include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
@@ -48,12 +47,6 @@ Mat forward(const Precision& p, const ExpertArgs& a) {
 Outputs reference(const Call& c) {
   const Mat y = forward(Precision(Mode::kOfficial), ExpertArgs(c));
   return {Array::floats("y", y.rows(), y.cols(), to_floats(y))};
-}
-
-std::vector<float> bf16_normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream) {
-  std::vector<float> v = normals(n, sigma, seed, stream);
-  for (float& f : v) f = round_bf16(f);
-  return v;
 }
 
 std::vector<float> uniforms(std::int64_t n, std::uint64_t seed, const char* stream) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 
 namespace dsv4::ops {
@@ -75,6 +76,12 @@ std::vector<float> normals(std::int64_t n, double sigma, std::uint64_t seed, con
   const CounterRng rng(seed, stream_id(stream));
   std::vector<float> v(static_cast<std::size_t>(n));
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(sigma * rng.normal(i));
+  return v;
+}
+
+std::vector<float> bf16_normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream) {
+  std::vector<float> v = normals(n, sigma, seed, stream);
+  for (float& f : v) f = round_bf16(f);
   return v;
 }
 

@@ -8,6 +8,8 @@
 #include "dsv4/model/head.hpp"
 #include "dsv4/model/synthetic_weights.hpp"
 #include "dsv4/ops/case_inputs.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/head_backward.hpp"
 #include "op_list.hpp"
 #if DSV4_HAVE_CUDA
 #include "dsv4/gpu/head.hpp"
@@ -89,6 +91,90 @@ std::vector<Case> head_cases(std::uint64_t seed) {
   return cases;
 }
 
+// The reference's exact-mode head_forward of every row on its own (each row the last position of a
+// one-token sequence, as head_rows), in double: {hc_head, norm, logits} flat.
+Doubles exact_rows(const Call& c) {
+  const HeadArgs a(c);
+  ModelConfig cfg;
+  cfg.hc_mult = a.n;
+  cfg.dim = a.d;
+  cfg.vocab_size = a.vocab;
+  cfg.hc_eps = a.hc_eps;
+  cfg.norm_eps = a.norm_eps;
+  HcHeadWeights hw;
+  hw.fn = to_mat(doubles(c.inputs.at(1)), a.n, a.n * a.d);
+  hw.base = to_vec(c.inputs.at(2));
+  hw.scale = c.inputs.at(3).f32.at(0);
+  const LinearWeight head = LinearWeight::fp32_from(to_mat(doubles(c.inputs.at(5)), a.vocab, a.d));
+  const Mat x = to_mat(a.x);
+  Doubles out(3);
+  for (Eigen::Index t = 0; t < x.rows(); ++t) {
+    const HeadOutput o = head_forward(Precision(Mode::kExact), cfg, x.row(t), hw, to_vec(c.inputs.at(4)), head);
+    for (const auto& [i, m] : {std::pair{0, &o.hc_head}, std::pair{1, &o.norm}, std::pair{2, &o.logits}}) {
+      const std::vector<double> v = flat(*m);
+      out[static_cast<std::size_t>(i)].insert(out[static_cast<std::size_t>(i)].end(), v.begin(), v.end());
+    }
+  }
+  return out;
+}
+
+// The backward (spec 06 §6.12, ref/train head_backward): dx, dhc_fn, dhc_base, dhc_scale, dnorm
+// (the final RMSNorm's weight) and dhead from the upstream gradients of all three outputs. Smooth
+// everywhere (ε > 0 in both RMS scales): no kinks.
+GradientForms head_gradient() {
+  GradientForms g;
+  g.outputs = {"hc_head", "norm", "logits"};
+  g.wrt = {0, 1, 2, 3, 4, 5};
+  g.forward_exact = exact_rows;
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const HeadArgs a(c);
+    return head_exact(x.at(0), a.x.rows, a.n, a.d, x.at(1), x.at(2), x.at(3).at(0), x.at(4), x.at(5), a.vocab, a.hc_eps,
+                      a.norm_eps);
+  };
+  g.backward = [](const Call& c) {
+    const HeadArgs a(c);
+    const HeadGrads r =
+        head_backward(to_mat(a.x), a.n, to_mat(doubles(c.inputs.at(1)), a.n, a.n * a.d), to_vec(c.inputs.at(2)),
+                      c.inputs.at(3).f32.at(0), to_vec(c.inputs.at(4)), to_mat(doubles(c.inputs.at(5)), a.vocab, a.d),
+                      a.hc_eps, a.norm_eps, to_mat(c.inputs.at(6)), to_mat(c.inputs.at(7)), to_mat(c.inputs.at(8)));
+    return Doubles{flat(r.dx), flat(r.dfn), flat(r.dbase), {r.dscale}, flat(r.dnorm), flat(r.dhead)};
+  };
+  g.cases = [](std::uint64_t seed) {
+    struct Spec {
+      std::int64_t rows, n, d, vocab;
+    };
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec s : std::vector<Spec>{{2, 2, 3, 4}, {3, 4, 2, 3}, {2, 1, 4, 5}}) {
+      ++k;
+      const std::uint64_t base = seed * 100 + k;
+      ModelConfig cfg;
+      cfg.hc_mult = s.n;
+      cfg.dim = s.d;
+      const HcHeadWeights hw = HcHeadWeights::synthetic(cfg, base + 1);
+      Case c;
+      c.label = std::to_string(s.rows) + " rows, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) + ", vocab " +
+                std::to_string(s.vocab) + " (smooth: no kinks)";
+      c.call.ints = {s.n, s.vocab};
+      c.call.reals = {1e-6, 1e-6};
+      c.call.inputs = {
+          Array::floats("x", s.rows, s.n * s.d, normals(s.rows * s.n * s.d, 1.0, base, "grad.head.x")),
+          Array::shared("hc_fn", to_floats(hw.fn)),
+          Array::shared("hc_base", to_floats(hw.base)),
+          Array::shared("hc_scale", {static_cast<float>(hw.scale)}),
+          Array::shared("norm", bf16_normals(s.d, 0.1, base, "grad.head.norm")),
+          Array::shared("head", normals(s.vocab * s.d, 0.5, base, "grad.head.head")),
+          Array::floats("dhc_head", s.rows, s.d, normals(s.rows * s.d, 1.0, base, "grad.head.dhc_head")),
+          Array::floats("dnorm", s.rows, s.d, normals(s.rows * s.d, 1.0, base, "grad.head.dnorm")),
+          Array::floats("dlogits", s.rows, s.vocab, normals(s.rows * s.vocab, 1.0, base, "grad.head.dlogits"))};
+      for (float& v : c.call.inputs[4].f32) v += 1.0f;  // γ ≈ 1 + N(0, 0.1²)
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
 }  // namespace
 
 Op head_op() {
@@ -103,6 +189,7 @@ Op head_op() {
   op.device = device;
 #endif
   op.cases = head_cases;
+  set_backward(op, head_gradient());
   return op;
 }
 

@@ -4,7 +4,6 @@
 #include <string>
 
 #include "dsv4/model/linear.hpp"
-#include "dsv4/numerics/formats.hpp"
 #include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/linear_backward.hpp"
@@ -27,12 +26,6 @@ Outputs reference(const Call& c) {
   const Array& x = c.inputs.at(0);
   const Mat y = linear(Precision(Mode::kOfficial), to_mat(x), LinearWeight::bf16_from(effective_weight(c)));
   return {Array::floats("y", x.rows, y.cols(), to_floats(y))};
-}
-
-std::vector<float> bf16_normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream) {
-  std::vector<float> v = normals(n, sigma, seed, stream);
-  for (float& f : v) f = round_bf16(f);
-  return v;
 }
 
 Array weight(std::int64_t n, std::int64_t k, std::uint64_t seed, bool bf16) {

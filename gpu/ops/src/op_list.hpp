@@ -33,5 +33,9 @@ Op hc_head_op();
 Op gate_op();
 Op swiglu_op();
 Op head_op();
+Op sparse_attention_op();
+Op grouped_projection_op();
+Op moe_combine_op();
+Op compressor_pool_op();
 
 }  // namespace dsv4::ops::detail

@@ -11,11 +11,25 @@ namespace dsv4::ops {
 
 const std::vector<Op>& all_ops() {
   static const std::vector<Op> ops = {
-      detail::act_quant_op(), detail::fp4_act_quant_op(), detail::hc_split_sinkhorn_op(),
-      detail::rmsnorm_op(),   detail::hadamard_op(),      detail::rope_op(),
-      detail::embedding_op(), detail::hc_post_op(),       detail::hc_pre_op(),
-      detail::hc_head_op(),   detail::gate_op(),          detail::swiglu_op(),
-      detail::head_op(),      detail::linear_op(),        detail::expert_op(),
+      detail::act_quant_op(),
+      detail::fp4_act_quant_op(),
+      detail::hc_split_sinkhorn_op(),
+      detail::rmsnorm_op(),
+      detail::hadamard_op(),
+      detail::rope_op(),
+      detail::embedding_op(),
+      detail::hc_post_op(),
+      detail::hc_pre_op(),
+      detail::hc_head_op(),
+      detail::gate_op(),
+      detail::swiglu_op(),
+      detail::head_op(),
+      detail::linear_op(),
+      detail::expert_op(),
+      detail::sparse_attention_op(),
+      detail::grouped_projection_op(),
+      detail::moe_combine_op(),
+      detail::compressor_pool_op(),
   };
   return ops;
 }

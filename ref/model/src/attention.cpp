@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "dsv4/cache/kv_cache.hpp"
+#include "dsv4/model/grouped_projection.hpp"
 #include "dsv4/model/kv_certify.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/model/sparse_attention.hpp"
@@ -179,15 +180,10 @@ void Attention::project(const Mat& x, std::int64_t start_pos, AttentionOutput& o
 // spec 02 §2.10: inverse RoPE at the query position, grouped wo_a (bf16 einsum per group), wo_b.
 void Attention::output(std::int64_t start_pos, AttentionOutput& out) const {
   const Precision& p = prec_;
-  const std::int64_t s = out.attn.rows(), c = cfg_.head_dim, G = cfg_.o_groups;
-  const std::int64_t per_group = cfg_.n_heads * c / G, dg = cfg_.o_lora_rank;
+  const std::int64_t c = cfg_.head_dim;
   out.o = out.attn;
   if (!p.deviates(Deviation::kNoInverseRope)) apply_rope_inplace(p, *table_, out.o, start_pos, c, /*inverse=*/true);
-  out.o_a = Mat(s, G * dg);
-  for (std::int64_t g = 0; g < G; ++g) {
-    const Mat og = out.o.middleCols(g * per_group, per_group);
-    out.o_a.middleCols(g * dg, dg) = linear(p, og, wo_a_groups_[static_cast<std::size_t>(g)], ScaleFormat::kUE8M0);
-  }
+  out.o_a = grouped_output_projection(p, out.o, wo_a_groups_);
   out.out = linear(p, out.o_a, w_.wo_b, linear_scale_format(cfg_));
 }
 

@@ -62,6 +62,9 @@ std::vector<std::int64_t> checked_integers(const Array& a);
 // n values σ·N(0, 1) rounded to fp32, from the counter-based RNG (seed, stream): check points and
 // upstream gradients of the gradient-check cases.
 std::vector<float> normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream);
+// The same values rounded once more to bf16 (check points and cases of ops whose official forward
+// takes bf16 activations or weights).
+std::vector<float> bf16_normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream);
 // The forward's call alone (the first n_inputs inputs of a backward call).
 Call forward_call(const Call& backward_call, std::size_t n_inputs);
 

@@ -1,0 +1,116 @@
+// Registration of the grouped output projection of attention (spec 02 §2.10 step 2): the attention
+// output's G head groups, each projected by its own block of wo_a (bf16 einsum); its backward.
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dsv4/model/grouped_projection.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/train/grouped_projection_backward.hpp"
+#include "op_list.hpp"
+
+namespace dsv4::ops::detail {
+namespace {
+
+// ints {groups G}; inputs o [rows, G·P] (per row, bf16 values: the attention output after the
+// inverse RoPE), wo_a [G·d_g, P] (shared, bf16 values) → y [rows, G·d_g].
+struct ProjArgs {
+  Mat o, wo_a;
+  std::int64_t groups;
+  explicit ProjArgs(const Call& c) : o(to_mat(c.inputs.at(0))), wo_a(to_mat(c.inputs.at(1))), groups(c.ints.at(0)) {
+    if (groups < 1 || wo_a.rows() % groups != 0) {
+      throw std::invalid_argument("grouped_projection: wo_a's rows are not a multiple of the groups");
+    }
+  }
+  Mat forward(const Precision& p) const {
+    const std::int64_t dg = wo_a.rows() / groups;
+    std::vector<LinearWeight> w;
+    for (std::int64_t g = 0; g < groups; ++g) w.push_back(LinearWeight::bf16_from(wo_a.middleRows(g * dg, dg)));
+    return grouped_output_projection(p, o, w);
+  }
+};
+
+Outputs reference(const Call& c) {
+  const Mat y = ProjArgs(c).forward(Precision(Mode::kOfficial));
+  return {Array::floats("y", y.rows(), y.cols(), to_floats(y))};
+}
+
+struct Spec {
+  std::int64_t rows, groups, per_group, dg;
+};
+
+Case make_case(const Spec& s, std::uint64_t seed) {
+  const auto values = [&](std::int64_t n, double sigma, const char* stream) {
+    return bf16_normals(n, sigma, seed, stream);
+  };
+  Case c;
+  c.label = std::to_string(s.rows) + " rows, " + std::to_string(s.groups) + " groups of " +
+            std::to_string(s.per_group) + " → " + std::to_string(s.dg);
+  c.call.ints = {s.groups};
+  Array w = Array::floats("wo_a", s.groups * s.dg, s.per_group,
+                          values(s.groups * s.dg * s.per_group, 0.5, "ops.grouped_projection.wo_a"));
+  w.per_row = false;
+  c.call.inputs = {Array::floats("o", s.rows, s.groups * s.per_group,
+                                 values(s.rows * s.groups * s.per_group, 1.0, "ops.grouped_projection.o")),
+                   std::move(w)};
+  return c;
+}
+
+std::vector<Case> grouped_projection_cases(std::uint64_t seed) {
+  // Group widths of one and two heads of c 512 (the models' groups are 8 heads: 4096 wide), a
+  // single group, small ranks (the models' d_g is 1024; kept small for the test's time).
+  const std::vector<Spec> specs = {{16, 4, 512, 32}, {3, 2, 1024, 16}, {40, 1, 64, 8}};
+  std::vector<Case> cases;
+  std::uint64_t k = 0;
+  for (const Spec& s : specs) cases.push_back(make_case(s, seed * 1000 + 900 + ++k));
+  return cases;
+}
+
+// The backward (spec 06 §6.12, ref/train grouped_projection_backward): do and d(wo_a), a bf16
+// weight (no quantiser, no straight-through estimator). Bilinear: no kinks.
+GradientForms grouped_projection_gradient() {
+  GradientForms g;
+  g.outputs = {"y"};
+  g.wrt = {0, 1};
+  g.forward_exact = [](const Call& c) { return Doubles{flat(ProjArgs(c).forward(Precision(Mode::kExact)))}; };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const ProjArgs a(c);
+    return Mp50s{grouped_output_projection_exact(x.at(0), a.o.rows(), a.groups, x.at(1), a.wo_a.rows() / a.groups)};
+  };
+  g.backward = [](const Call& c) {
+    const ProjArgs a(c);
+    const GroupedProjectionGrads r = grouped_output_projection_backward(a.o, a.wo_a, a.groups, to_mat(c.inputs.at(2)));
+    return Doubles{flat(r.d_o), flat(r.dwo_a)};
+  };
+  g.cases = [](std::uint64_t seed) {
+    const std::vector<Spec> specs = {{2, 2, 3, 2}, {3, 3, 2, 2}, {2, 1, 4, 3}};
+    std::vector<Case> cases;
+    std::uint64_t k = 0;
+    for (const Spec& s : specs) {
+      Case c = make_case(s, seed * 100 + ++k);  // bf16 values (the op's weight)
+      c.label += " (bilinear: no kinks)";
+      c.call.inputs.push_back(Array::floats("dy", s.rows, s.groups * s.dg,
+                                            normals(s.rows * s.groups * s.dg, 1.0, seed * 100 + k, "grad.wo_a.dy")));
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  return g;
+}
+
+}  // namespace
+
+Op grouped_projection_op() {
+  Op op;
+  op.stem = "grouped_projection";
+  op.spec = "spec 02 §2.10";
+  op.summary = "attention's grouped output projection: y_g = bf16(C1 Σ o_g·W_{a,g}) per group of heads (wo_a)";
+  op.int_params = {"groups"};
+  op.reference = reference;
+  op.cases = grouped_projection_cases;
+  set_backward(op, grouped_projection_gradient());
+  return op;
+}
+
+}  // namespace dsv4::ops::detail
