@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
@@ -152,6 +153,21 @@ TEST(GradientCheck, CatchesAFiftyDigitForwardThatIsNotTheReferences) {
   for (const GradientCaseCheck& c : checks)
     refused = refused || c.forward_rel > GradientCheckOptions{}.forward_tolerance;
   EXPECT_TRUE(refused);
+}
+
+TEST(GradientCheck, CatchesAMissingSinkGradient) {
+  // Sparse attention with the sink's gradient left out (a backward that treats the sink as a
+  // constant): every check point fails at dsink.
+  const Op bad = edited("sparse_attention", [](GradientForms& f) {
+    f.backward = [orig = f.backward](const Call& c) {
+      Doubles g = orig(c);
+      std::fill(g[2].begin(), g[2].end(), 0.0);
+      return g;
+    };
+  });
+  const SelfCheckLine l = check_gradient(bad, GradientCheckOptions{});
+  EXPECT_EQ(l.failures, l.cases);
+  EXPECT_NE(l.first_failure.find("dsink"), std::string::npos) << l.first_failure;
 }
 
 TEST(GradientCheck, AStructuralMismatchIsAFailureNotACrash) {

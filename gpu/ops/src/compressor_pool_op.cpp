@@ -38,11 +38,14 @@ struct PoolArgs {
     return to_mat(v, slots, channels);
   }
   // The reference's Compressor::pool per entry. pool depends on the compressor's precision policy
-  // only (not on its shape), so one compressor of the tiny config serves every width.
-  Mat forward(const Precision& p) const {
-    const ModelConfig cfg = builtin_config("tiny");
-    const CompressorSpec spec = CompressorSpec::main(cfg, 4);
-    const Compressor comp(p, spec, CompressorWeights::synthetic(spec, 1));
+  // only (not on its shape), so one compressor of the tiny config per mode serves every width.
+  Mat forward(Mode mode) const {
+    const auto make = [](Mode m) {
+      const CompressorSpec spec = CompressorSpec::main(builtin_config("tiny"), 4);
+      return Compressor(Precision(m), spec, CompressorWeights::synthetic(spec, 1));
+    };
+    static const Compressor official = make(Mode::kOfficial), exact = make(Mode::kExact);
+    const Compressor& comp = mode == Mode::kOfficial ? official : exact;
     Mat out(u.rows, channels);
     for (std::int64_t r = 0; r < u.rows; ++r) out.row(r) = comp.pool(slot_matrix(u, r), slot_matrix(z, r));
     return out;
@@ -50,7 +53,7 @@ struct PoolArgs {
 };
 
 Outputs reference(const Call& c) {
-  const Mat y = PoolArgs(c).forward(Precision(Mode::kOfficial));
+  const Mat y = PoolArgs(c).forward(Mode::kOfficial);
   return {Array::floats("c", y.rows(), y.cols(), to_floats(y))};
 }
 
@@ -98,7 +101,7 @@ GradientForms compressor_pool_gradient() {
   GradientForms g;
   g.outputs = {"c"};
   g.wrt = {0, 1};
-  g.forward_exact = [](const Call& c) { return Doubles{flat(PoolArgs(c).forward(Precision(Mode::kExact)))}; };
+  g.forward_exact = [](const Call& c) { return Doubles{flat(PoolArgs(c).forward(Mode::kExact))}; };
   g.forward_mp50 = [](const Call& c, const Mp50s& x) {
     const PoolArgs a(c);
     std::vector<Mp50> out;
