@@ -95,7 +95,9 @@ struct SparseAttentionGrads {
   Vec dsink;  // [H]
 };
 // Exact mode (double). Shapes and lists as sparse_attention (ref/model sparse_attention.hpp), dout
-// [M·H, c]. std::invalid_argument on a shape mismatch or an invalid list (sparse_attention's rules).
+// [M·H, c]. std::invalid_argument on a shape mismatch, a list entry outside [−1, N) or a list without
+// any entry (the exact math needs one; sparse_attention's own rule — a valid entry in the first chunk
+// of 64 — is the official kernel's and applies to its forward).
 SparseAttentionGrads sparse_attention_backward(const Mat& q, std::int64_t n_heads, const Mat& kv,
                                                std::span<const double> sink, const IndexLists& lists, double scale,
                                                const Mat& dout);
