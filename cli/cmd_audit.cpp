@@ -3,6 +3,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "commands.hpp"
@@ -47,13 +48,15 @@ execution order and classified: run-to-run nondeterminism (same batch size and r
 variance (another composition), prefill/decode variance (position-wise outputs, decode step i
 against prefill position p + i). The first tensor whose bits move is named as the cause, with the
 number of differing elements and their ULP histogram; later moves are its consequences.
-  dsv4 audit --dumps run1.h5 run2.h5 batch7.h5 prefill.h5 --json a.json
+--svg F draws, per layer and module, the largest fraction of elements whose bits move (log axis),
+with a marker at each cause's layer.
+  dsv4 audit --dumps run1.h5 run2.h5 batch7.h5 prefill.h5 --json a.json --svg a.svg
 
 Exit status: 0 every run bit-identical; 1 a run differs; 2 bad input (one line on stderr).)";
 
 struct AuditArgs {
   std::vector<std::string> dumps;
-  std::string config = "tiny", json, modes = "official,exact";
+  std::string config = "tiny", json, svg, modes = "official,exact";
   std::uint64_t seed = 1;
   std::int64_t prompt_len = -1, steps = -1;
   bool quick = false, full = false;
@@ -62,11 +65,12 @@ struct AuditArgs {
 int run_dump_audit(const AuditArgs& a) {
   std::vector<NamedPath> inputs;
   for (const std::string& d : a.dumps) inputs.push_back({"--dumps", d});
-  check_output_paths({{"--json", a.json}}, inputs);
+  check_output_paths({{"--json", a.json}, {"--svg", a.svg}}, inputs);
   const audit::DumpAuditReport r = audit::audit_dumps(a.dumps);
-  if (!a.json.empty()) {
-    AtomicFile out(a.json);
-    const std::string text = audit::dump_audit_json(r).dump(1) + "\n";
+  for (const auto& [path, text] :
+       {std::pair{a.json, audit::dump_audit_json(r).dump(1) + "\n"}, std::pair{a.svg, audit::dump_audit_svg(r)}}) {
+    if (path.empty()) continue;
+    AtomicFile out(path);
     out.write(std::as_bytes(std::span<const char>(text.data(), text.size())));
     out.commit();
   }
@@ -76,6 +80,7 @@ int run_dump_audit(const AuditArgs& a) {
 
 int run_audit(const AuditArgs& a) {
   if (!a.dumps.empty()) return run_dump_audit(a);
+  if (!a.svg.empty()) throw InputError("--svg", "only with --dumps (the plot of where a foreign engine's bits move)");
   check_output_paths({{"--json", a.json}}, {});
   const ModelConfig c = load_config(a.config);
   audit::AuditOptions o = a.full ? audit::full_options(c) : audit::quick_options(c);
@@ -120,6 +125,7 @@ void register_audit(CLI::App& app) {
   cmd->add_option("--dumps", a->dumps, "audit a foreign engine's dumps instead (each with D.audit.json; see below)");
   cmd->add_option("--json", a->json,
                   "also write the report as JSON (schema dsv4-audit-report/1, or dsv4-audit-dumps/1 with --dumps)");
+  cmd->add_option("--svg", a->svg, "with --dumps: also write an SVG of where bits first move, per layer and module");
   cmd->footer(kFooter);
   cmd->callback([a]() { set_exit_code(run_guarded("audit", [&] { return run_audit(*a); })); });
 }

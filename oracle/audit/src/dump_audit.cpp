@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -75,34 +77,78 @@ struct Occurrence {
   }
 };
 
-// Values of batch row b (or only position `pos` of it) of a tensor, and its number format.
+// Values of one batch row (or one position of it), widened to double, and their number format.
 struct Slice {
   std::vector<double> v;
   DType grid = DType::kF64;
 };
 
-std::optional<Slice> slice(const Dump& d, const std::string& name, std::int64_t b, std::int64_t pos = -1) {
-  if (!d.src->contains(name)) return std::nullopt;
-  const Tensor t = d.src->read(name);
-  const RecordedTensor r = diff::recorded_from_tensor(t, d.src->path() + ": " + name);
-  const auto batch = static_cast<std::size_t>(r.shape.front());
-  if (static_cast<std::size_t>(b) >= batch)
-    throw InputError(d.src->path(), name + ": batch " + std::to_string(batch) + " has no row " + std::to_string(b) +
-                                        " (the manifest lists " + std::to_string(d.m.sequences.size()) + ")");
-  const std::size_t per = r.values.size() / batch;
-  Slice s;
-  s.grid = r.integral ? DType::kI64 : t.dtype();
-  auto first = r.values.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(b) * per);
-  if (pos < 0) {
-    s.v.assign(first, first + static_cast<std::ptrdiff_t>(per));
-  } else {
-    const auto cols = static_cast<std::size_t>(r.shape.back());
-    if (static_cast<std::size_t>(pos + 1) * cols > per) return std::nullopt;
-    first += static_cast<std::ptrdiff_t>(static_cast<std::size_t>(pos) * cols);
-    s.v.assign(first, first + static_cast<std::ptrdiff_t>(cols));
+// One tensor of a dump as read, compared as stored: the bytes of a batch row (or of one position
+// of it) first; only a row whose bytes differ is widened to double (diff::recorded_from_tensor) for
+// the count, the ULP histogram and the first differing element.
+class Stored {
+ public:
+  // Reads `name` of `d` into this object's buffer (reused from tensor to tensor).
+  void read(const Dump& d, const std::string& name) {
+    d.src->read_into(name, t_);
+    name_ = name;
+    where_ = d.src->path() + ": " + name;
+    dump_ = &d;
+    widened_.reset();
+    switch (t_.dtype()) {
+      case DType::kF64:
+      case DType::kF32:
+      case DType::kBF16:
+      case DType::kI64:
+      case DType::kI32:
+        break;
+      default:
+        widen();  // InputError: not a float or integer output
+    }
+    shape_ = diff::batched_shape(t_.shape(), where_);
   }
-  return s;
-}
+  // Elements [first, first + count) of batch row b (pos ≥ 0: of position pos only); nullopt when
+  // the row has no such position. InputError for a row past the batch.
+  struct Span {
+    std::size_t first = 0, count = 0;
+  };
+  std::optional<Span> row(std::int64_t b, std::int64_t pos = -1) const {
+    if (b >= shape_[0])
+      throw InputError(dump_->src->path(), name_ + ": batch " + std::to_string(shape_[0]) + " has no row " +
+                                               std::to_string(b) + " (the manifest lists " +
+                                               std::to_string(dump_->m.sequences.size()) + ")");
+    const auto per = static_cast<std::size_t>(shape_[1] * shape_[2]);
+    Span s{static_cast<std::size_t>(b) * per, per};
+    if (pos < 0) return s;
+    if (pos >= shape_[1]) return std::nullopt;
+    const auto cols = static_cast<std::size_t>(shape_[2]);
+    return Span{s.first + static_cast<std::size_t>(pos) * cols, cols};
+  }
+  bool same_bytes(Span a, const Stored& o, Span b) const {
+    if (t_.dtype() != o.t_.dtype() || a.count != b.count) return false;
+    const std::size_t es = dtype_size(t_.dtype());
+    return std::memcmp(t_.bytes() + a.first * es, o.t_.bytes() + b.first * es, a.count * es) == 0;
+  }
+  Slice values(Span s) {
+    const RecordedTensor& r = widen();
+    Slice out;
+    out.grid = r.integral ? DType::kI64 : t_.dtype();
+    out.v.assign(r.values.begin() + static_cast<std::ptrdiff_t>(s.first),
+                 r.values.begin() + static_cast<std::ptrdiff_t>(s.first + s.count));
+    return out;
+  }
+
+ private:
+  const RecordedTensor& widen() {
+    if (!widened_) widened_ = diff::recorded_from_tensor(t_, where_);
+    return *widened_;
+  }
+  Tensor t_;
+  std::string name_, where_;
+  const Dump* dump_ = nullptr;
+  std::vector<std::int64_t> shape_;
+  std::optional<RecordedTensor> widened_;
+};
 
 int ulp_bin(std::uint64_t u) {
   if (u <= 1) return 0;
@@ -113,7 +159,7 @@ int ulp_bin(std::uint64_t u) {
   return 5;
 }
 
-// Compares one pair; returns nullopt when the bits are identical.
+// Compares one pair of widened slices (their bytes differ).
 std::optional<TensorMove> compare(const std::string& name, const Slice& a, const Slice& b) {
   TensorMove m;
   m.name = name;
@@ -139,31 +185,66 @@ std::optional<TensorMove> compare(const std::string& name, const Slice& a, const
   return m;
 }
 
-// One tensor of an occurrence against the yardstick's (b absent: the occurrence lacks it).
-void tally(OccurrenceResult& r, const std::string& name, const std::optional<Slice>& a, const std::optional<Slice>& b) {
-  if (!a || !b) {
+// One tensor of an occurrence against the yardstick's (a span absent: that occurrence lacks it).
+void tally(OccurrenceResult& r, const std::string& name, Stored& y, std::optional<Stored::Span> a, Stored* o,
+           std::optional<Stored::Span> b) {
+  if (!a || !b || o == nullptr) {
     ++r.missing;
     return;
   }
   ++r.compared;
-  if (auto m = compare(name, *a, *b)) r.moved.push_back(*m);
+  if (y.same_bytes(*a, *o, *b)) return;
+  if (auto m = compare(name, y.values(*a), o->values(*b))) r.moved.push_back(*m);
 }
 
-OccurrenceResult compare_occurrences(const std::string& seq, const Occurrence& y, const Occurrence& o) {
+// A comparison to make: the yardstick and the other occurrence, and where its result goes.
+struct Planned {
+  Occurrence y, o;
+  OccurrenceResult* result = nullptr;
+};
+
+OccurrenceResult header(const std::string& seq, const Occurrence& y, const Occurrence& o) {
   OccurrenceResult r;
   r.sequence = seq;
   r.yardstick = y.label();
   r.other = o.label();
-  if (y.d->m.incremental == o.d->m.incremental) {
+  if (y.d->m.incremental != o.d->m.incremental) {
+    r.kind = "prefill/decode variance";
+  } else {
     const bool same_place = y.row == o.row && y.d->m.sequences.size() == o.d->m.sequences.size();
     r.kind = same_place ? "run-to-run nondeterminism" : "batch variance";
-    for (const std::string& name : y.d->names) tally(r, name, slice(*y.d, name, y.row), slice(*o.d, name, o.row));
-    return r;
   }
-  // Prefill against incremental: decode step i is position p + i of the prefill.
-  r.kind = "prefill/decode variance";
-  const Occurrence& inc = y.d->m.incremental ? y : o;
-  const Occurrence& pre = y.d->m.incremental ? o : y;
+  return r;
+}
+
+// Every comparison whose two occurrences share a schedule and whose yardstick lies in `y`: each
+// tensor of y read once, each other dump's tensor of that name once, then every row pair compared.
+void compare_same_schedule(const Dump& y, const std::vector<Planned>& plans) {
+  std::vector<const Dump*> others;
+  for (const Planned& p : plans)
+    if (std::find(others.begin(), others.end(), p.o.d) == others.end()) others.push_back(p.o.d);
+  Stored ys, os;
+  for (const std::string& name : y.names) {
+    ys.read(y, name);
+    for (const Dump* other : others) {
+      const bool has = other->src->contains(name);
+      if (has) os.read(*other, name);
+      for (const Planned& p : plans) {
+        if (p.o.d != other) continue;
+        tally(*p.result, name, ys, ys.row(p.y.row), has ? &os : nullptr,
+              has ? os.row(p.o.row) : std::optional<Stored::Span>());
+      }
+    }
+  }
+}
+
+// Prefill against incremental: decode step i is position p + i of the prefill (p: the incremental
+// dump's prefill length), on the position-wise outputs of the main layers. Each prefill tensor is
+// read once for all decode steps; the moves are put back in execution order.
+void compare_prefill_decode(const Planned& plan) {
+  OccurrenceResult& r = *plan.result;
+  const Occurrence& inc = plan.y.d->m.incremental ? plan.y : plan.o;
+  const Occurrence& pre = plan.y.d->m.incremental ? plan.o : plan.y;
   std::int64_t p = -1;
   for (const std::string& name : inc.d->names) {
     const std::optional<OutputRef> ref = describe_output(name);
@@ -180,7 +261,15 @@ OccurrenceResult compare_occurrences(const std::string& seq, const Occurrence& y
         break;
       }
   }
-  for (const std::string& name : inc.d->names) {
+  // block-relative name → (decode step i, canonical name, execution rank) of the incremental dump.
+  struct Use {
+    std::int64_t step = 0;
+    std::string name;
+    std::size_t rank = 0;
+  };
+  std::map<std::string, std::vector<Use>> uses;
+  for (std::size_t k = 0; k < inc.d->names.size(); ++k) {
+    const std::string& name = inc.d->names[k];
     const std::optional<OutputRef> ref = describe_output(name);
     if (!ref || ref->step.rfind("decode", 0) != 0 || ref->block < 0) continue;
     const std::string block_rel = name.substr(name.find('/') + 1);
@@ -189,10 +278,27 @@ OccurrenceResult compare_occurrences(const std::string& seq, const Occurrence& y
     const std::string rel = block_rel.substr(prefix.size());
     const auto& pw = positionwise_outputs();
     if (std::find(pw.begin(), pw.end(), rel) == pw.end()) continue;
-    const std::int64_t i = step_rank(ref->step) - 1;
-    tally(r, name, slice(*inc.d, name, inc.row), slice(*pre.d, "prefill/" + block_rel, pre.row, p + i));
+    uses[block_rel].push_back({step_rank(ref->step) - 1, name, k});
   }
-  return r;
+  std::vector<std::pair<std::size_t, TensorMove>> moved;
+  Stored is, ps;
+  for (const auto& [block_rel, list] : uses) {
+    const std::string pre_name = "prefill/" + block_rel;
+    const bool has = pre.d->src->contains(pre_name);
+    if (has) ps.read(*pre.d, pre_name);
+    for (const Use& u : list) {
+      is.read(*inc.d, u.name);
+      const std::size_t before = r.moved.size();
+      tally(r, u.name, is, is.row(inc.row), has ? &ps : nullptr,
+            has ? ps.row(pre.row, p + u.step) : std::optional<Stored::Span>());
+      if (r.moved.size() > before) {
+        moved.emplace_back(u.rank, std::move(r.moved.back()));
+        r.moved.pop_back();
+      }
+    }
+  }
+  std::sort(moved.begin(), moved.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [rank, m] : moved) r.moved.push_back(std::move(m));
 }
 
 }  // namespace
@@ -208,12 +314,17 @@ DumpAuditReport audit_dumps(const std::vector<std::string>& paths) {
   if (paths.size() < 2) throw InputError("--dumps", "needs at least two dumps to compare");
   std::vector<Dump> dumps;
   dumps.reserve(paths.size());
+  DumpAuditReport rep;
   for (const std::string& p : paths) {
     Dump d;
     d.m = read_dump_manifest(p);
     d.src = TensorSource::open(p);
-    for (const std::string& n : d.src->names())
-      if (describe_output(n)) d.names.push_back(n);
+    for (const std::string& n : d.src->names()) {
+      const std::optional<OutputRef> ref = describe_output(n);
+      if (!ref) continue;
+      d.names.push_back(n);
+      if (ref->module.rfind("layers.", 0) == 0) rep.layers = std::max(rep.layers, ref->block + 1);
+    }
     sort_in_execution_order(d.names);
     dumps.push_back(std::move(d));
   }
@@ -222,15 +333,31 @@ DumpAuditReport audit_dumps(const std::vector<std::string>& paths) {
   for (const Dump& d : dumps)
     for (std::size_t r = 0; r < d.m.sequences.size(); ++r)
       if (!d.m.sequences[r].empty()) by_seq[d.m.sequences[r]].push_back({&d, static_cast<std::int64_t>(r)});
-  DumpAuditReport rep;
+  std::vector<std::pair<Occurrence, Occurrence>> pairs;
   for (auto& [seq, occ] : by_seq) {
     std::stable_partition(occ.begin(), occ.end(), [](const Occurrence& o) { return o.d->m.incremental; });
     if (occ.size() < 2) {
       rep.notes.push_back("sequence " + seq + " occurs once (" + occ.front().label() + "): nothing to compare");
       continue;
     }
-    for (std::size_t k = 1; k < occ.size(); ++k) rep.comparisons.push_back(compare_occurrences(seq, occ[0], occ[k]));
+    for (std::size_t k = 1; k < occ.size(); ++k) {
+      rep.comparisons.push_back(header(seq, occ[0], occ[k]));
+      pairs.emplace_back(occ[0], occ[k]);
+    }
   }
+  // Same-schedule comparisons grouped by their yardstick's dump (each dump read once per group);
+  // prefill/decode comparisons one by one.
+  std::map<const Dump*, std::vector<Planned>> same;
+  for (std::size_t k = 0; k < pairs.size(); ++k) {
+    const Planned p{pairs[k].first, pairs[k].second, &rep.comparisons[k]};
+    if (p.y.d->m.incremental == p.o.d->m.incremental) {
+      same[p.y.d].push_back(p);
+    } else {
+      compare_prefill_decode(p);
+    }
+  }
+  for (const Dump& d : dumps)
+    if (auto it = same.find(&d); it != same.end()) compare_same_schedule(d, it->second);
   return rep;
 }
 

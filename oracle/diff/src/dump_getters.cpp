@@ -38,17 +38,15 @@ RecordedTensor recorded_from_tensor(const Tensor& t, const std::string& name) {
     default:
       throw InputError(name, "dtype " + std::string(dtype_name(t.dtype())) + " is not a float or integer output");
   }
-  const auto& s = t.shape();
-  if (s.size() == 3) {
-    r.shape = s;
-  } else if (s.size() == 2) {
-    r.shape = {1, s[0], s[1]};
-  } else if (s.size() == 1) {
-    r.shape = {1, 1, s[0]};
-  } else {
-    throw InputError(name, "rank " + std::to_string(s.size()) + ", expected [batch, rows, cols]");
-  }
+  r.shape = batched_shape(t.shape(), name);
   return r;
+}
+
+std::vector<std::int64_t> batched_shape(const std::vector<std::int64_t>& s, const std::string& name) {
+  if (s.size() == 3) return s;
+  if (s.size() == 2) return {1, s[0], s[1]};
+  if (s.size() == 1) return {1, 1, s[0]};
+  throw InputError(name, "rank " + std::to_string(s.size()) + ", expected [batch, rows, cols]");
 }
 
 TensorGetter candidate_getter(const MappedTensorSource& source, const Golden* golden) {

@@ -57,11 +57,19 @@ struct OccurrenceResult {
 struct DumpAuditReport {
   std::vector<OccurrenceResult> comparisons;
   std::vector<std::string> notes;
+  std::int64_t layers = 0;  // main layers seen in the dumps' names (the SVG's x range)
   bool pass() const;
 };
 
 DumpAuditReport audit_dumps(const std::vector<std::string>& dumps);
 std::string dump_audit_text(const DumpAuditReport& r);
 nlohmann::json dump_audit_json(const DumpAuditReport& r);
+// Where bits first move, per layer and module (report::svg_line_plot): x the main layer (−1 the
+// embedding, L the head's sites, L + 1 + i MTP module i), one series per module output (its
+// block-relative name, e.g. "attn/out", "block/out"), y the largest fraction of its elements whose
+// bits move over every comparison and step (log axis; a module that does not move at a layer
+// between its first and last move is a zero there, not drawn); a marker at each cause's layer
+// labelled with its kind and tensor.
+std::string dump_audit_svg(const DumpAuditReport& r);
 
 }  // namespace dsv4::audit

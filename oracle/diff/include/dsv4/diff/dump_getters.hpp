@@ -17,6 +17,9 @@ namespace dsv4::diff {
 // other dtypes. A single sequence dumped without the batch dimension ([rows, cols] or [cols]) is
 // read as [1, rows, cols].
 RecordedTensor recorded_from_tensor(const Tensor& t, const std::string& name);
+// The [batch, rows, cols] shape recorded_from_tensor gives a tensor of shape `shape`; InputError
+// (naming `name`) for a rank other than 1, 2 or 3.
+std::vector<std::int64_t> batched_shape(const std::vector<std::int64_t>& shape, const std::string& name);
 
 // With `golden`, a candidate tensor declaring more elements than the golden's output of that name
 // is refused (InputError) before it is read or decompressed.
