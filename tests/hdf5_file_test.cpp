@@ -482,5 +482,17 @@ TEST(Hdf5File, CompactStorageSmallerThanItsShapeIsRefused) {
   }
 }
 
+// A file on which libhdf5 1.10.8 itself crashes (a local heap whose crafted size makes an
+// allocation fail unchecked; the copy into it segfaults — h5py crashes on it too). Found by
+// fuzz_hdf5_raw and kept in its seed corpus. Opening it is refused with an InputError naming the
+// file: the crash happens in the probe's child process (hdf5_probe.hpp), not in ours.
+TEST(Hdf5File, ALibhdf5CrashIsContained) {
+  const std::string path = std::string(DSV4_SOURCE_DIR) + "/oracle/fuzz/corpus/hdf5_raw/local_heap_null_copy.h5";
+  ASSERT_TRUE(fs::exists(path));
+  const std::string m = error_of([&] { Hdf5File::open(path).list_datasets(); });
+  EXPECT_EQ(m.rfind(path + ": libhdf5 crashed reading the file's structure (signal 11", 0), 0u) << m;
+  EXPECT_NE(m.find("contained in a child process): a damaged or crafted file, refused"), std::string::npos) << m;
+}
+
 }  // namespace
 }  // namespace dsv4

@@ -18,6 +18,7 @@
 
 #include "dsv4/io/temp_files.hpp"
 #include "dtype_names.hpp"
+#include "hdf5_probe.hpp"
 
 namespace dsv4 {
 
@@ -435,6 +436,8 @@ Hdf5File Hdf5File::open_existing(const std::string& path, unsigned flags, const 
 }
 
 Hdf5File Hdf5File::open(const std::string& path) {
+  check_regular(path);
+  detail::probe_hdf5_structure(path);  // libhdf5 crashes and hangs contained (hdf5_probe.hpp)
   return open_existing(path, H5F_ACC_RDONLY, "not an HDF5 file, or a damaged one");
 }
 
