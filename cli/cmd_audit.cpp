@@ -46,7 +46,8 @@ manifest beside it, D.audit.json: {"run": "r1", "sequences": ["A", null, "B"], "
 the first occurrence is the yardstick; each other occurrence is compared tensor by tensor in
 execution order and classified: run-to-run nondeterminism (same batch size and row), batch
 variance (another composition), prefill/decode variance (position-wise outputs, decode step i
-against prefill position p + i). The first tensor whose bits move is named as the cause, with the
+against prefill position p + i; positions below window_size - 1 of --config, the model the dumps
+come from, are excluded and said so: spec 02 §2.11.4 lets them differ). The first tensor whose bits move is named as the cause, with the
 number of differing elements and their ULP histogram; later moves are its consequences.
 --svg F draws, per layer and module, the largest fraction of elements whose bits move (log axis),
 with a marker at each cause's layer.
@@ -66,7 +67,8 @@ int run_dump_audit(const AuditArgs& a) {
   std::vector<NamedPath> inputs;
   for (const std::string& d : a.dumps) inputs.push_back({"--dumps", d});
   check_output_paths({{"--json", a.json}, {"--svg", a.svg}}, inputs);
-  const audit::DumpAuditReport r = audit::audit_dumps(a.dumps);
+  // The model the dumps come from: its window decides the positions spec 02 §2.11.4 lets differ.
+  const audit::DumpAuditReport r = audit::audit_dumps(a.dumps, load_config(a.config).window_size);
   for (const auto& [path, text] :
        {std::pair{a.json, audit::dump_audit_json(r).dump(1) + "\n"}, std::pair{a.svg, audit::dump_audit_svg(r)}}) {
     if (path.empty()) continue;
@@ -115,7 +117,8 @@ void register_audit(CLI::App& app) {
   auto* cmd = app.add_subcommand("audit",
                                  "Prove the reference bit-stable across repeats, threads, batch "
                                  "compositions and prefill/decode");
-  cmd->add_option("--config", a->config, "built-in config name or config.json")->capture_default_str();
+  cmd->add_option("--config", a->config, "built-in config name or config.json (with --dumps: the dumps' model)")
+      ->capture_default_str();
   cmd->add_option("--seed", a->seed, "seed of the synthetic weights")->capture_default_str();
   cmd->add_option("--prompt-len", a->prompt_len, "prompt tokens (default: 20 quick, 36 full)");
   cmd->add_option("--steps", a->steps, "decode steps (default: 2 quick, 3 full)");

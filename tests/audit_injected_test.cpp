@@ -37,8 +37,8 @@ class AuditInjected : public testing_support::CliDir {
  protected:
   // Runs the engine and writes its dump with the manifest beside it; returns the dump's path.
   std::string dump(const InjectedEngine& e, const std::string& name, const std::vector<std::vector<std::int64_t>>& rows,
-                   bool incremental, const std::string& manifest) {
-    const MemoryRecorder rec = e.run(rows, incremental ? kPrompt : kLength);
+                   bool incremental, const std::string& manifest, std::int64_t prompt = kPrompt) {
+    const MemoryRecorder rec = e.run(rows, incremental ? prompt : static_cast<std::int64_t>(rows.front().size()));
     Hdf5File f = Hdf5File::create(file(name));
     write_recorded(f, "", rec);
     f.commit();
@@ -139,6 +139,29 @@ TEST_F(AuditInjected, APhaseDependentSumIsPrefillDecodeVarianceAtItsModule) {
   EXPECT_TRUE(find(r, "batch variance").moved.empty());
   // Positions 20 and 21 (≥ window − 1: not among those §2.11.4 allows to differ).
   expect_blamed(find(r, "prefill/decode variance"), "decode0/layers.1/out", 1);
+}
+
+// The same phase-dependent engine decoding positions 10 and 11 after a prefill of 10: below
+// window_size − 1 (tiny: 15) spec 02 §2.11.4 lets prefill and decode differ, so with the window
+// known those positions are excluded (and said so) and nothing fails; without it they are blamed.
+TEST_F(AuditInjected, PositionsTheSpecLetsDifferAreExcludedAndSaidSo) {
+  const InjectedEngine e(c_, weights(), 1, SumOrder::kByPhase);
+  const std::vector<std::int64_t> shorter(a_.begin(), a_.begin() + 12);
+  const std::string inc =
+      dump(e, "inc.h5", {shorter}, true, R"({"run": "r1", "sequences": ["A"], "schedule": "incremental"})", 10);
+  const std::string pre =
+      dump(e, "pre.h5", {shorter}, false, R"({"run": "r1", "sequences": ["A"], "schedule": "prefill"})");
+  const audit::DumpAuditReport known = audit::audit_dumps({inc, pre}, c_.window_size);
+  EXPECT_TRUE(known.pass()) << audit::dump_audit_text(known);
+  ASSERT_EQ(known.comparisons.size(), 1u);
+  EXPECT_EQ(known.comparisons[0].compared, 0);
+  EXPECT_GT(known.comparisons[0].excluded, 20);
+  const std::string text = audit::dump_audit_text(known);
+  EXPECT_NE(text.find("positions 10…11"), std::string::npos) << text;
+  EXPECT_NE(text.find("spec 02 §2.11.4"), std::string::npos) << text;
+  const audit::DumpAuditReport unknown = audit::audit_dumps({inc, pre});
+  ASSERT_EQ(unknown.comparisons.size(), 1u);
+  expect_blamed(unknown.comparisons[0], "decode0/layers.1/out", 1);
 }
 
 TEST_F(AuditInjected, TheCliWritesTheSvg) {

@@ -241,7 +241,7 @@ void compare_same_schedule(const Dump& y, const std::vector<Planned>& plans) {
 // Prefill against incremental: decode step i is position p + i of the prefill (p: the incremental
 // dump's prefill length), on the position-wise outputs of the main layers. Each prefill tensor is
 // read once for all decode steps; the moves are put back in execution order.
-void compare_prefill_decode(const Planned& plan) {
+void compare_prefill_decode(const Planned& plan, std::int64_t window, std::vector<std::string>& notes) {
   OccurrenceResult& r = *plan.result;
   const Occurrence& inc = plan.y.d->m.incremental ? plan.y : plan.o;
   const Occurrence& pre = plan.y.d->m.incremental ? plan.o : plan.y;
@@ -282,7 +282,18 @@ void compare_prefill_decode(const Planned& plan) {
   }
   std::vector<std::pair<std::size_t, TensorMove>> moved;
   Stored is, ps;
-  for (const auto& [block_rel, list] : uses) {
+  std::int64_t first_excluded = -1, last_excluded = -1;
+  for (auto& [block_rel, list] : uses) {
+    // spec 02 §2.11.4: below position n_win − 1 prefill and decode may differ.
+    std::erase_if(list, [&](const Use& u) {
+      const std::int64_t t = p + u.step;
+      if (window <= 0 || t >= window - 1) return false;
+      ++r.excluded;
+      first_excluded = first_excluded < 0 ? t : std::min(first_excluded, t);
+      last_excluded = std::max(last_excluded, t);
+      return true;
+    });
+    if (list.empty()) continue;
     const std::string pre_name = "prefill/" + block_rel;
     const bool has = pre.d->src->contains(pre_name);
     if (has) ps.read(*pre.d, pre_name);
@@ -297,6 +308,11 @@ void compare_prefill_decode(const Planned& plan) {
       }
     }
   }
+  if (r.excluded > 0)
+    notes.push_back("sequence " + r.sequence + ": " + r.other + " against " + r.yardstick + ": positions " +
+                    std::to_string(first_excluded) + "…" + std::to_string(last_excluded) + " (" +
+                    std::to_string(r.excluded) + " tensors) excluded: below window_size − 1 = " +
+                    std::to_string(window - 1) + ", where spec 02 §2.11.4 lets prefill and decode differ");
   std::sort(moved.begin(), moved.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (auto& [rank, m] : moved) r.moved.push_back(std::move(m));
 }
@@ -306,11 +322,11 @@ void compare_prefill_decode(const Planned& plan) {
 bool DumpAuditReport::pass() const {
   if (comparisons.empty()) return false;
   for (const OccurrenceResult& c : comparisons)
-    if (!c.moved.empty() || c.compared == 0) return false;
+    if (!c.moved.empty() || (c.compared == 0 && c.excluded == 0)) return false;
   return true;
 }
 
-DumpAuditReport audit_dumps(const std::vector<std::string>& paths) {
+DumpAuditReport audit_dumps(const std::vector<std::string>& paths, std::int64_t window_size) {
   if (paths.size() < 2) throw InputError("--dumps", "needs at least two dumps to compare");
   std::vector<Dump> dumps;
   dumps.reserve(paths.size());
@@ -353,7 +369,7 @@ DumpAuditReport audit_dumps(const std::vector<std::string>& paths) {
     if (p.y.d->m.incremental == p.o.d->m.incremental) {
       same[p.y.d].push_back(p);
     } else {
-      compare_prefill_decode(p);
+      compare_prefill_decode(p, window_size, rep.notes);
     }
   }
   for (const Dump& d : dumps)
@@ -389,9 +405,10 @@ std::string dump_audit_text(const DumpAuditReport& r) {
   for (const OccurrenceResult& c : r.comparisons) {
     o += "\nsequence " + c.sequence + ": " + c.other + "\n  against " + c.yardstick + "\n  " +
          std::to_string(c.compared) + " tensors compared, " + std::to_string(c.moved.size()) + " move" +
-         (c.missing ? ", " + std::to_string(c.missing) + " missing" : "") + "\n";
+         (c.missing ? ", " + std::to_string(c.missing) + " missing" : "") +
+         (c.excluded ? ", " + std::to_string(c.excluded) + " excluded (spec 02 §2.11.4)" : "") + "\n";
     if (c.moved.empty()) {
-      o += "  bit-identical\n";
+      o += c.compared > 0 ? "  bit-identical\n" : "  nothing compared\n";
       continue;
     }
     const TensorMove& m = c.moved.front();
@@ -430,6 +447,7 @@ nlohmann::json dump_audit_json(const DumpAuditReport& r) {
                   {"kind", c.kind},
                   {"compared", c.compared},
                   {"missing", c.missing},
+                  {"excluded", c.excluded},
                   {"moved", moved}});
   }
   j["comparisons"] = cs;

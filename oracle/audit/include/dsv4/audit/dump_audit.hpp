@@ -15,7 +15,10 @@
 // batch size and row in another dump → run-to-run nondeterminism; another batch size or row →
 // batch variance; prefill against incremental → prefill/decode variance, compared on the
 // position-wise outputs only (audit::positionwise_outputs), decode step i against prefill
-// position p + i (p: the incremental dump's prefill length).
+// position p + i (p: the incremental dump's prefill length). With the model's window_size n_win
+// known, decode positions below n_win − 1 are excluded and said so: spec 02 §2.11.4 lets a prefill
+// and the decode steps differ there (the window part has another width, so compressed indices fall
+// into other chunks).
 #pragma once
 
 #include <array>
@@ -52,6 +55,7 @@ struct OccurrenceResult {
   std::int64_t compared = 0;
   std::vector<TensorMove> moved;  // execution order; moved.front() is the cause
   std::int64_t missing = 0;       // tensors of the yardstick the other occurrence lacks
+  std::int64_t excluded = 0;      // prefill/decode: tensors at positions spec 02 §2.11.4 lets differ
 };
 
 struct DumpAuditReport {
@@ -61,7 +65,8 @@ struct DumpAuditReport {
   bool pass() const;
 };
 
-DumpAuditReport audit_dumps(const std::vector<std::string>& dumps);
+// window_size: the model's sliding window (0: unknown, no position excluded).
+DumpAuditReport audit_dumps(const std::vector<std::string>& dumps, std::int64_t window_size = 0);
 std::string dump_audit_text(const DumpAuditReport& r);
 nlohmann::json dump_audit_json(const DumpAuditReport& r);
 // Where bits first move, per layer and module (report::svg_line_plot): x the main layer (−1 the
