@@ -1,6 +1,7 @@
 // The certify tolerance model (tolerance.hpp; README §Tolerance model).
 #include "dsv4/compare/tolerance.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -82,6 +83,14 @@ ReferenceError reference_error(const TensorMetrics& m) {
   r.max_abs = m.max_abs;
   r.rms = m.rms;
   r.bias_sum = m.bias_sum;
+  return r;
+}
+
+ReferenceError larger_error(const ReferenceError& a, const ReferenceError& b) {
+  ReferenceError r = a;
+  r.max_abs = std::max(a.max_abs, b.max_abs);
+  r.rms = std::max(a.rms, b.rms);
+  if (std::abs(b.bias_sum) > std::abs(a.bias_sum)) r.bias_sum = b.bias_sum;
   return r;
 }
 

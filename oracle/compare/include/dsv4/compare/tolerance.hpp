@@ -42,6 +42,9 @@ struct ReferenceError {
 };
 // From compute_metrics(official, exact).
 ReferenceError reference_error(const TensorMetrics& official_vs_exact);
+// Statistic by statistic, the larger of two references' errors (the bias by magnitude): diff's
+// yardstick, the larger of the official recomputation's error and the fp32-order one's.
+ReferenceError larger_error(const ReferenceError& a, const ReferenceError& b);
 
 enum class Verdict { kPass, kFail };
 const char* verdict_name(Verdict v);  // "PASS" / "FAIL"
