@@ -15,8 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "dsv4/train/balance_loss.hpp"
 #include "dsv4/train/compressor_pool_backward.hpp"
 #include "dsv4/train/expert_backward.hpp"
 #include "dsv4/train/linear_backward.hpp"
@@ -37,7 +39,7 @@ TEST(GradientCheck, TheBackwardsOfTheTrainingHalfAreRegistered) {
   const std::set<std::string> have(stems.begin(), stems.end());
   for (const char* s :
        {"embedding", "rmsnorm", "rope", "hadamard", "linear", "expert", "hc_split_sinkhorn", "hc_post", "hc_pre",
-        "gate", "sparse_attention", "grouped_projection", "moe_combine", "compressor_pool", "head"}) {
+        "gate", "sparse_attention", "grouped_projection", "moe_combine", "compressor_pool", "head", "cross_entropy"}) {
     EXPECT_TRUE(have.count(s) == 1) << s << " has no registered backward";
   }
   for (const Op& o : all_ops()) {
@@ -75,6 +77,86 @@ TEST_P(EveryBackward, AgreesWithFiftyDigitFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Registry, EveryBackward, ::testing::ValuesIn(backward_stems()),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// ---- the sequence-wise balance loss (not a per-row op: one loss per sequence) ----
+
+// The balance loss (ref/train/balance_loss.hpp) through the same gradient check, as an unregistered
+// op: reals {alpha, k}; inputs scores [T, E] (every score > 0, as √softplus gives), chosen [T, k]
+// (expert ids as exact integers, held fixed) → loss [1, 1]; d(scores) from dloss.
+std::vector<std::int64_t> chosen_ids(const Call& c) { return checked_integers(c.inputs.at(1)); }
+
+Op balance_loss_check_op() {
+  Op op;
+  op.stem = "balance_loss";
+  GradientForms g;
+  g.outputs = {"loss"};
+  g.wrt = {0};
+  g.forward_exact = [](const Call& c) {
+    return Doubles{
+        {balance_loss(to_mat(c.inputs.at(0)), chosen_ids(c), static_cast<std::int64_t>(c.reals.at(1)), c.reals.at(0))}};
+  };
+  g.forward_mp50 = [](const Call& c, const Mp50s& x) {
+    const Array& s = c.inputs.at(0);
+    const std::vector<double> f =
+        balance_frequencies(chosen_ids(c), s.rows, s.cols, static_cast<std::int64_t>(c.reals.at(1)));
+    return Mp50s{{balance_loss_of(x.at(0).data(), s.rows, s.cols, f, c.reals.at(0))}};
+  };
+  g.backward = [](const Call& c) {
+    return Doubles{
+        flat(balance_loss_backward(to_mat(c.inputs.at(0)), chosen_ids(c), static_cast<std::int64_t>(c.reals.at(1)),
+                                   c.inputs.at(2).f32.at(0), c.reals.at(0)))};
+  };
+  g.cases = [](std::uint64_t seed) {
+    std::vector<Case> cases;
+    for (const Shape s : std::vector<Shape>{{5, 8}, {3, 16}}) {
+      const std::int64_t k = s.cols / 4;
+      Case c;
+      c.label = shape_label(s) + " scores, k " + std::to_string(k) + " (smooth: f held fixed)";
+      std::vector<float> scores = normals(s.rows * s.cols, 1.0, seed * 100 + s.cols, "grad.balance.scores");
+      for (float& v : scores) v = 0.05f + std::fabs(v);
+      std::vector<float> ids;
+      for (std::int64_t t = 0; t < s.rows; ++t) {
+        for (std::int64_t j = 0; j < k; ++j) ids.push_back(static_cast<float>((t * 3 + j) % s.cols));
+      }
+      c.call.reals = {1e-4, static_cast<double>(k)};
+      c.call.inputs = {Array::floats("scores", s.rows, s.cols, std::move(scores)),
+                       Array::floats("chosen", s.rows, k, std::move(ids)),
+                       Array::floats("dloss", 1, 1, std::vector<float>{1.0f})};
+      cases.push_back(std::move(c));
+    }
+    return cases;
+  };
+  set_backward(op, std::move(g));
+  return op;
+}
+
+TEST(GradientCheck, BalanceLossAgreesWithFiftyDigitFiniteDifferences) {
+  const SelfCheckLine l = check_gradient(balance_loss_check_op(), GradientCheckOptions{});
+  std::printf("%s\n", l.what.c_str());
+  EXPECT_EQ(l.cases, 2);
+  EXPECT_EQ(l.failures, 0) << l.first_failure;
+}
+
+TEST(GradientCheck, CatchesABalanceLossBackwardWithoutTheNormalisation) {
+  // ∂L/∂s_j = (α/T)·f_j/S_t forgets that s' = s/S_t moves with every score of the token.
+  Op op = balance_loss_check_op();
+  GradientForms f = *op.gradient;
+  f.backward = [](const Call& c) {
+    const Mat s = to_mat(c.inputs.at(0));
+    const std::vector<double> fr =
+        balance_frequencies(chosen_ids(c), s.rows(), s.cols(), static_cast<std::int64_t>(c.reals.at(1)));
+    Mat d(s.rows(), s.cols());
+    for (Eigen::Index t = 0; t < s.rows(); ++t) {
+      for (Eigen::Index j = 0; j < s.cols(); ++j) {
+        d(t, j) = c.reals.at(0) / static_cast<double>(s.rows()) * fr[static_cast<std::size_t>(j)] / s.row(t).sum();
+      }
+    }
+    return Doubles{flat(d)};
+  };
+  set_backward(op, f);
+  const SelfCheckLine l = check_gradient(op, GradientCheckOptions{});
+  EXPECT_EQ(l.failures, l.cases) << l.what;
+}
 
 // ---- the check can fail ----
 

@@ -37,5 +37,6 @@ Op sparse_attention_op();
 Op grouped_projection_op();
 Op moe_combine_op();
 Op compressor_pool_op();
+Op cross_entropy_op();
 
 }  // namespace dsv4::ops::detail
