@@ -133,6 +133,26 @@ TEST(Muon, UpdateRmsIsGammaWithinTheNewtonSchulzBand) {
   std::printf("measured: update RMS / 0.18 in [%.9g, %.9g]\n", lo, hi);
 }
 
+// wo_a's row blocks are separate matrices (optimizer_assignment.hpp): a step with 2 blocks is, bit
+// for bit, the two blocks' own steps; one block of the same rows is a different (coupled) matrix.
+TEST(Muon, RowBlocksAreSeparateMatrices) {
+  const Mat w0 = gaussian(6, 10, 30), g = gaussian(6, 10, 31);
+  Mat w = w0;
+  MuonState s = muon_state(w);
+  const Mat o = muon_step(w, s, g, 0.01, {}, 2);
+  for (std::int64_t b = 0; b < 2; ++b) {
+    Mat wb = w0.middleRows(b * 3, 3);
+    MuonState sb = muon_state(wb);
+    const Mat ob = muon_step(wb, sb, Mat(g.middleRows(b * 3, 3)), 0.01);
+    EXPECT_TRUE(bit_equal(ob, Mat(o.middleRows(b * 3, 3))));
+    EXPECT_TRUE(bit_equal(wb, Mat(w.middleRows(b * 3, 3))));
+  }
+  Mat whole = w0;
+  MuonState sw = muon_state(whole);
+  EXPECT_FALSE(bit_equal(muon_step(whole, sw, g, 0.01), o));
+  EXPECT_THROW(muon_step(whole, sw, g, 0.01, {}, 4), std::invalid_argument);  // 4 does not divide 6
+}
+
 TEST(Muon, ZeroGradientOnlyDecays) {
   Mat w = gaussian(3, 4, 5);
   const Mat w0 = w;

@@ -49,21 +49,30 @@ Mat muon_direction(const Mat& y, const MuonConfig& cfg, int threads) {
   return o;
 }
 
-// spec 06 §6.2 steps 2–5.
-Mat muon_step(Mat& w, MuonState& state, const Mat& g, double lr, const MuonConfig& cfg, int threads) {
+// spec 06 §6.2 steps 2–5, per row block.
+Mat muon_step(Mat& w, MuonState& state, const Mat& g, double lr, const MuonConfig& cfg, std::int64_t row_blocks,
+              int threads) {
   check_config(cfg);
   if (!std::isfinite(lr) || lr < 0.0) throw std::invalid_argument("muon: learning rate must be finite and >= 0");
   check_same_shape(g, w, "gradient");
   check_same_shape(state.momentum, w, "momentum");
   check_finite(g, "gradient");
   check_finite(w, "parameter");
+  if (row_blocks < 1 || w.rows() % row_blocks != 0) {
+    throw std::invalid_argument("muon: " + std::to_string(row_blocks) + " row blocks do not divide " +
+                                std::to_string(w.rows()) + " rows");
+  }
   Mat y(w.rows(), w.cols());
   for (Eigen::Index i = 0; i < w.size(); ++i) {
     double& m = state.momentum.data()[i];
     m = cfg.momentum * m + g.data()[i];            // step 2
     y.data()[i] = cfg.momentum * m + g.data()[i];  // Nesterov input
   }
-  const Mat o = muon_direction(y, cfg, threads);  // steps 3–4
+  const std::int64_t rows = w.rows() / row_blocks;
+  Mat o(w.rows(), w.cols());
+  for (std::int64_t b = 0; b < row_blocks; ++b) {
+    o.middleRows(b * rows, rows) = muon_direction(y.middleRows(b * rows, rows), cfg, threads);  // steps 3–4
+  }
   const double decay = 1.0 - lr * cfg.weight_decay;
   for (Eigen::Index i = 0; i < w.size(); ++i) w.data()[i] = w.data()[i] * decay - lr * o.data()[i];  // step 5
   return o;

@@ -22,6 +22,8 @@
 // few roundings of O and of the RMS itself (tests/muon_test).
 #pragma once
 
+#include <cstdint>
+
 #include "dsv4/model/precision.hpp"
 #include "dsv4/train/newton_schulz.hpp"
 
@@ -45,10 +47,14 @@ MuonState muon_state(const Mat& w);
 Mat muon_direction(const Mat& y, const MuonConfig& cfg = {}, int threads = 0);
 
 // One step (the file comment's equations): updates w and state in place and returns O, the update
-// before the learning rate. threads: as gemm_nt (0 = gemm_threads()); the result never depends on it.
-// Throws std::invalid_argument naming the argument when shapes differ, w or g holds a non-finite
-// value, lr is negative or non-finite, or a hyper-parameter is out of range (μ in [0, 1), γ > 0,
+// before the learning rate. row_blocks > 1: w is that many equal row blocks, each a logically
+// independent matrix (`wo_a`, optimizer_assignment.hpp muon_row_blocks) — the momentum is
+// elementwise, O is each block's muon_direction, √max(n, m) of the block's shape. threads: as
+// gemm_nt (0 = gemm_threads()); the result never depends on it. Throws std::invalid_argument naming
+// the argument when shapes differ, w or g holds a non-finite value, lr is negative or non-finite,
+// row_blocks does not divide the rows, or a hyper-parameter is out of range (μ in [0, 1), γ > 0,
 // λ ≥ 0, ε ≥ 0; Newton–Schulz refuses a zero Nesterov input with ε = 0).
-Mat muon_step(Mat& w, MuonState& state, const Mat& g, double lr, const MuonConfig& cfg = {}, int threads = 0);
+Mat muon_step(Mat& w, MuonState& state, const Mat& g, double lr, const MuonConfig& cfg = {},
+              std::int64_t row_blocks = 1, int threads = 0);
 
 }  // namespace dsv4
