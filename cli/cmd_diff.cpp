@@ -23,10 +23,12 @@ namespace {
 
 constexpr const char* kFooter = R"(
 Every module the candidate dumped is recomputed by the reference from the candidate's OWN input
-to it (the previous module's candidate output), in exact and official mode; for the attention
-module with the candidate's own indexer top-k, for the MoE combine with the candidate's own
-routing (decision forcing). The module's local error (candidate vs that exact recomputation) is
-judged by certify's tolerance model against the official recomputation's own error, and by the
+to it (the previous module's candidate output), in exact and official mode, and official with its
+sums accumulated sequentially in fp32 (a legitimate order); for the attention module with the
+candidate's own indexer top-k, for the MoE combine with the candidate's own routing (decision
+forcing). The module's local error (candidate vs that exact recomputation) is judged by certify's
+tolerance model against the larger error of the two other recomputations (the yardstick:
+oracle/README.md, "The yardstick"), and by the
 structure tests of its error field against the official recomputation (scale, offset, per-channel
 and per-row scale: systematic errors far below one ulp per element; one Holm family over the whole
 run at alpha = 1e-4, oracle/compare/README.md); discrete decisions pass only at near-ties proven by
