@@ -38,6 +38,7 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/properties/registry.hpp"
+#include "dsv4/train/muon.hpp"
 #include "dsv4/train/newton_schulz.hpp"
 
 namespace dsv4::props {
@@ -270,6 +271,7 @@ struct Measured {
   double ortho = 0.0;         // max ‖XXᵀ − I‖_2 of all-orthogonalised matrices
   double transpose_diff = 0;  // max ‖NS(Yᵀ) − NS(Y)ᵀ‖_F (square)
   double scale_diff = 0;      // max ‖NS_0(cY) − NS_0(Y)‖_F
+  double muon_rms_lo = std::numeric_limits<double>::infinity(), muon_rms_hi = 0;  // RMS(O)/γ of Muon
   std::int64_t good_dirs = 0, tiny_dirs = 0;
 };
 Measured& measured() {
@@ -412,6 +414,26 @@ void orthogonality() {
   measured().ortho = std::max(measured().ortho, err);
 }
 
+// Muon's update RMS (issue 16 item 8, ref/train/muon.hpp): O = X̂_10·s with s = fl(fl(√max(n, m))·γ),
+// and ‖X̂_10‖_F² = Σ σ_i² over its min(n, m) singular values, so RMS(O)/γ = √(mean σ_i²) up to the
+// roundings of O (2u + u), of the sum of squares (γ_N, N = nm) and of the square root and division
+// (3u): for a matrix whose every direction is orthogonalised (as orthogonality), RMS(O)/γ lies in the
+// stabilised band [kBand10Lo, kBand10Hi] widened by that relative slack. No SVD error enters.
+void muon_update_rms() {
+  const NsInput in = gen_input(kMaxDim, 3, -4, 40, true);
+  const Classes cl = classify(in.y);
+  RC_PRE(cl.good == cl.s.size());
+  const MuonConfig cfg;
+  const Mat o = muon_direction(in.y, cfg);
+  const double n = static_cast<double>(o.size());
+  const double r = std::sqrt(o.squaredNorm() / n) / cfg.rms;
+  const double slack = gamma(n + 6.0);
+  RC_ASSERT(r >= analysis().good[10].lo * (1.0 - slack));
+  RC_ASSERT(r <= analysis().good[10].hi * (1.0 + slack));
+  measured().muon_rms_lo = std::min(measured().muon_rms_lo, r);
+  measured().muon_rms_hi = std::max(measured().muon_rms_hi, r);
+}
+
 // NS(Yᵀ) = NS(Y)ᵀ: bit for bit for non-square Y (both iterate the same wide matrix); for square Y
 // (no transposition, the norm summed in another order) within 2× the forward error (L) of two runs
 // whose starts both lie within normalise_error of X_0.
@@ -526,6 +548,16 @@ void register_newton_schulz_properties(Registry& r) {
          100,
          reporting("newton_schulz.orthogonality", orthogonality,
                    [](const Measured& m) { return "measured max ||XX^T - I||_2 " + fmt(m.ortho); }),
+         {}});
+  r.add({"newton_schulz.muon_update_rms",
+         "newton_schulz",
+         "Muon's update O = NS(Y)*sqrt(max(n,m))*0.18 has RMS 0.18*[1 - 1e-9, 1.0020174] when every direction is "
+         "orthogonalised",
+         100,
+         reporting("newton_schulz.muon_update_rms", muon_update_rms,
+                   [](const Measured& m) {
+                     return "measured RMS(O)/0.18 in [" + fmt(m.muon_rms_lo) + ", " + fmt(m.muon_rms_hi) + "]";
+                   }),
          {}});
   r.add({"newton_schulz.transpose_symmetry",
          "newton_schulz",
