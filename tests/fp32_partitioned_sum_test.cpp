@@ -1,0 +1,231 @@
+// FP32-partitioned reductions (spec 06 §6.14) and the official-style linear backward built on them
+// (ref/train fp32_partitioned_sum.hpp, linear_backward_fp32.hpp): bit-identical for 1, 2 and 4
+// threads and over reruns; equal to a naive single-threaded transcription of the documented rule
+// (written out below, not calling the library); within a derived fp32 error bound of the exact
+// (double) dW; and a mutated reduction order gives different bits, so the equality can fail.
+#include "dsv4/train/fp32_partitioned_sum.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "dsv4/numerics/gemm.hpp"
+#include "dsv4/train/linear_backward.hpp"
+#include "dsv4/train/linear_backward_fp32.hpp"
+#include "support/random_matrix.hpp"
+
+namespace dsv4 {
+namespace {
+
+struct Shape {
+  std::int64_t m, k, n, chunk;
+};
+// Partition counts 0, 1, 2, 3, 5, 8, 43, 143 and shorter last partitions.
+const Shape kShapes[] = {{0, 4, 3, 4},    {1, 5, 3, 128}, {7, 6, 5, 4},    {12, 4, 6, 4},   {129, 8, 7, 128},
+                         {300, 9, 5, 64}, {300, 3, 4, 7}, {1000, 4, 3, 7}, {257, 16, 8, 32}};
+
+std::vector<float> to_floats(const Mat& m) {
+  std::vector<float> v(static_cast<std::size_t>(m.size()));
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m.data()[i]);
+  return v;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+enum class Order { kRule, kReversedSequential, kAscendingSequential, kMirroredTree };
+
+// The rule of spec 06 §6.14 written plainly (single thread): P buffers of N·K zeros, partition p's
+// rows ascending by fmaf, then the pairwise tree over p. The mutations replace step 3.
+std::vector<float> naive_dweight(const std::vector<float>& x, const std::vector<float>& dy, const Shape& s,
+                                 Order order = Order::kRule) {
+  const std::int64_t p_count = (s.m + s.chunk - 1) / s.chunk;
+  std::vector<std::vector<float>> buf(static_cast<std::size_t>(p_count), std::vector<float>(s.n * s.k, 0.0f));
+  for (std::int64_t p = 0; p < p_count; ++p) {
+    for (std::int64_t r = p * s.chunk; r < std::min(s.m, (p + 1) * s.chunk); ++r) {
+      for (std::int64_t o = 0; o < s.n; ++o) {
+        for (std::int64_t i = 0; i < s.k; ++i) {
+          float& acc = buf[p][o * s.k + i];
+          acc = std::fma(dy[r * s.n + o], x[r * s.k + i], acc);
+        }
+      }
+    }
+  }
+  std::vector<float> out(static_cast<std::size_t>(s.n * s.k), 0.0f);
+  if (p_count == 0) return out;
+  if (order == Order::kRule || order == Order::kMirroredTree) {
+    for (std::int64_t step = 1; step < p_count; step *= 2) {
+      for (std::int64_t i = 0; i + step < p_count; i += 2 * step) {
+        for (std::int64_t e = 0; e < s.n * s.k; ++e) {
+          // the mirror adds the same pairs with the operands swapped
+          buf[i][e] = order == Order::kRule ? buf[i][e] + buf[i + step][e] : buf[i + step][e] + buf[i][e];
+        }
+      }
+    }
+    return buf[0];
+  }
+  for (std::int64_t e = 0; e < s.n * s.k; ++e) {
+    float acc = 0.0f;
+    if (order == Order::kReversedSequential) {
+      for (std::int64_t p = p_count - 1; p >= 0; --p) acc = acc + buf[p][e];
+    } else {
+      for (std::int64_t p = 0; p < p_count; ++p) acc = acc + buf[p][e];
+    }
+    out[e] = acc;
+  }
+  return out;
+}
+
+struct Data {
+  std::vector<float> x, dy;
+  Mat xd, dyd;
+};
+// bf16 values (what a bf16 engine's activations and gradients hold), magnitudes far from fp32's
+// underflow: the error model below needs no subnormal term.
+Data make_data(const Shape& s, std::uint64_t seed) {
+  Data d;
+  d.xd = test::random_bf16_matrix(s.m, s.k, seed, 1, 1.0);
+  d.dyd = test::random_bf16_matrix(s.m, s.n, seed, 2, 0.01);
+  d.x = to_floats(d.xd);
+  d.dy = to_floats(d.dyd);
+  return d;
+}
+
+class ThreadGuard {
+ public:
+  ~ThreadGuard() { set_gemm_threads(0); }
+};
+
+TEST(Fp32PartitionedSum, RuleArithmetic) {
+  const PartitionRule rule{7};
+  EXPECT_EQ(rule.partitions(0), 0);
+  EXPECT_EQ(rule.partitions(1), 1);
+  EXPECT_EQ(rule.partitions(7), 1);
+  EXPECT_EQ(rule.partitions(8), 2);
+  EXPECT_EQ(rule.tree_depth(7), 0);
+  EXPECT_EQ(rule.tree_depth(14), 1);
+  EXPECT_EQ(rule.tree_depth(15), 2);    // P = 3
+  EXPECT_EQ(rule.tree_depth(1000), 8);  // P = 143
+  EXPECT_THROW((void)PartitionRule{0}.partitions(4), std::invalid_argument);
+  EXPECT_THROW((void)rule.partitions(-1), std::invalid_argument);
+  EXPECT_EQ(PartitionRule{}.chunk_rows, kTokenChunkRows);
+}
+
+// The library equals the naive transcription, for 1, 2 and 4 threads and over three reruns each.
+TEST(Fp32PartitionedSum, DweightEqualsNaiveRuleForAnyThreadCount) {
+  ThreadGuard guard;
+  for (const Shape& s : kShapes) {
+    const Data d = make_data(s, 11);
+    const std::vector<float> want = naive_dweight(d.x, d.dy, s);
+    for (int threads : {1, 2, 4}) {
+      set_gemm_threads(threads);
+      for (int rerun = 0; rerun < 3; ++rerun) {
+        const std::vector<float> got = linear_dweight_fp32(d.x, d.dy, s.m, s.k, s.n, PartitionRule{s.chunk});
+        EXPECT_TRUE(same_bits(got, want)) << "M " << s.m << " C " << s.chunk << " threads " << threads;
+      }
+    }
+  }
+}
+
+// The equality above can fail: sequential partition orders (reversed or ascending) give other bits
+// on some case; the mirrored tree (the same pairs, operands swapped) agrees, fp32 + commuting.
+TEST(Fp32PartitionedSum, MutatedOrderGivesOtherBits) {
+  int reversed_differs = 0, ascending_differs = 0;
+  for (const Shape& s : kShapes) {
+    const Data d = make_data(s, 11);
+    const std::vector<float> got = linear_dweight_fp32(d.x, d.dy, s.m, s.k, s.n, PartitionRule{s.chunk});
+    reversed_differs += !same_bits(got, naive_dweight(d.x, d.dy, s, Order::kReversedSequential));
+    ascending_differs += !same_bits(got, naive_dweight(d.x, d.dy, s, Order::kAscendingSequential));
+    EXPECT_TRUE(same_bits(got, naive_dweight(d.x, d.dy, s, Order::kMirroredTree)));
+  }
+  EXPECT_GT(reversed_differs, 0);
+  EXPECT_GT(ascending_differs, 0);
+  // A different partition constant is a different rule: other bits on the largest case.
+  const Shape s = kShapes[7];
+  const Data d = make_data(s, 11);
+  EXPECT_FALSE(same_bits(linear_dweight_fp32(d.x, d.dy, s.m, s.k, s.n, PartitionRule{s.chunk}),
+                         linear_dweight_fp32(d.x, d.dy, s.m, s.k, s.n, PartitionRule{s.chunk + 1})));
+}
+
+constexpr double kU32 = 0x1p-24;  // unit roundoff of fp32
+constexpr double kU64 = 0x1p-53;  // of double
+double gamma(double n, double u) { return n * u / (1.0 - n * u); }
+
+// Error bound (no underflow, see make_data). Element (o, i) of dW is S = Σ_r t_r, t_r = dy[r,o]·x[r,i],
+// A = Σ_r |t_r|. In its partition a term passes through at most c = min(C, M) fmaf roundings (the one
+// that brings it in and one per later row), then through D = ⌈log₂ P⌉ tree additions, so
+// |dW_fp32 − S| ≤ γ₃₂(c + D)·A (Higham, Accuracy and Stability §4.2, each term's factor a product
+// of at most c + D factors (1 + δ), |δ| ≤ 2⁻²⁴). The exact backward's double GEMM is within
+// γ₆₄(M)·A of S, and A computed in double is within γ₆₄(M)·A of itself (nonnegative terms).
+TEST(Fp32PartitionedSum, DweightWithinDerivedBoundOfExact) {
+  for (const Shape& s : kShapes) {
+    if (s.m == 0) continue;
+    for (std::uint64_t seed : {3u, 4u}) {
+      const Data d = make_data(s, seed);
+      const std::vector<float> got = linear_dweight_fp32(d.x, d.dy, s.m, s.k, s.n, PartitionRule{s.chunk});
+      const Mat exact = linear_backward(d.xd, Mat::Zero(s.n, s.k), d.dyd).dweight;
+      const PartitionRule rule{s.chunk};
+      const double c = static_cast<double>(std::min(s.chunk, s.m));
+      const double depth = static_cast<double>(rule.tree_depth(s.m));
+      const double g64 = gamma(static_cast<double>(s.m), kU64);
+      double worst = 0.0;
+      for (std::int64_t o = 0; o < s.n; ++o) {
+        for (std::int64_t i = 0; i < s.k; ++i) {
+          double a = 0.0;
+          for (std::int64_t r = 0; r < s.m; ++r) a += std::abs(d.dyd(r, o) * d.xd(r, i));
+          a *= 1.0 + g64;
+          const double bound = gamma(c + depth, kU32) * a + g64 * a;
+          const double err = std::abs(static_cast<double>(got[o * s.k + i]) - exact(o, i));
+          EXPECT_LE(err, bound) << "M " << s.m << " C " << s.chunk << " element " << o << "," << i;
+          if (bound > 0.0) worst = std::max(worst, err / bound);
+        }
+      }
+      RecordProperty("worst_fraction_of_bound_M" + std::to_string(s.m) + "_C" + std::to_string(s.chunk),
+                     std::to_string(worst));
+    }
+  }
+}
+
+// dx: per row, fmaf over o ascending; independent of the thread count; within γ₃₂(N)·Σ|dy·W| of exact.
+TEST(Fp32PartitionedSum, DxPerRowAndThreadInvariant) {
+  ThreadGuard guard;
+  const Shape s{300, 9, 37, 0};
+  const Data d = make_data(s, 5);
+  const Mat wd = test::random_bf16_matrix(s.n, s.k, 5, 3, 0.05);
+  const std::vector<float> w = to_floats(wd);
+  std::vector<float> want(static_cast<std::size_t>(s.m * s.k), 0.0f);
+  for (std::int64_t r = 0; r < s.m; ++r)
+    for (std::int64_t o = 0; o < s.n; ++o)
+      for (std::int64_t i = 0; i < s.k; ++i)
+        want[r * s.k + i] = std::fma(d.dy[r * s.n + o], w[o * s.k + i], want[r * s.k + i]);
+  for (int threads : {1, 2, 4}) {
+    set_gemm_threads(threads);
+    EXPECT_TRUE(same_bits(linear_dx_fp32(d.dy, w, s.m, s.k, s.n), want)) << threads << " threads";
+  }
+  const Mat exact = linear_backward(d.xd, wd, d.dyd).dx;
+  for (std::int64_t r = 0; r < s.m; ++r) {
+    for (std::int64_t i = 0; i < s.k; ++i) {
+      double a = 0.0;
+      for (std::int64_t o = 0; o < s.n; ++o) a += std::abs(d.dyd(r, o) * wd(o, i));
+      a *= 1.0 + gamma(static_cast<double>(s.n), kU64);
+      const double bound = (gamma(static_cast<double>(s.n), kU32) + gamma(static_cast<double>(s.n), kU64)) * a;
+      EXPECT_LE(std::abs(static_cast<double>(want[r * s.k + i]) - exact(r, i)), bound);
+    }
+  }
+}
+
+TEST(Fp32PartitionedSum, RefusesBadSizes) {
+  const std::vector<float> x(12), dy(6);
+  EXPECT_THROW((void)linear_dweight_fp32(x, dy, 3, 4, 3), std::invalid_argument);
+  EXPECT_THROW((void)linear_dx_fp32(dy, x, 2, 4, 2), std::invalid_argument);
+  EXPECT_THROW((void)fp32_partitioned_sum(4, -1, {}, [](std::int64_t, std::int64_t, std::span<float>) {}),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace dsv4
