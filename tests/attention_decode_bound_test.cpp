@@ -180,8 +180,8 @@ StageBounds propagate_bounds(const Mat& d_attn, const AttentionOutput& ref, std:
                              const AttentionWeights& w, const ModelConfig& cfg, const RopeTable& table) {
   StageBounds b;
   b.o = inverse_rope_bound(d_attn, ref.attn.topRows(rows), ref.o.topRows(rows), table, cfg.head_dim);
-  b.o_a = wo_a_bound(b.o, ref.o.topRows(rows), ref.o_a.topRows(rows), w.wo_a.values, cfg.o_groups);
-  b.out = wo_b_bound(b.o_a, ref.o_a.topRows(rows), ref.out.topRows(rows), w.wo_b.values, b.fp8_uncertain);
+  b.o_a = wo_a_bound(b.o, ref.o.topRows(rows), ref.o_a.topRows(rows), w.wo_a.values(), cfg.o_groups);
+  b.out = wo_b_bound(b.o_a, ref.o_a.topRows(rows), ref.out.topRows(rows), w.wo_b.values(), b.fp8_uncertain);
   return b;
 }
 
@@ -297,7 +297,7 @@ TEST(AttentionOfficialLayoutChange, DownstreamWithinPropagatedBound) {
     // path 2, so the same propagated bound, and must violate it — wo_a with its first row negated
     // (o_a column 0), wo_b with its first 128×128 tile scale doubled (out).
     AttentionWeights wa = w, wb = w;
-    Mat wo_a_bad = w.wo_a.values;
+    Mat wo_a_bad = w.wo_a.values();
     wo_a_bad.row(0) *= -1.0;
     wa.wo_a = LinearWeight::bf16_from(wo_a_bad);
     Tensor bad_scale = w.wo_b.scale;

@@ -181,7 +181,7 @@ TEST_P(CompressorModes, ConstantInputsPoolToU) {
     const CompressorSpec s = spec_of(kind);
     CompressorWeights w = CompressorWeights::synthetic(s, 11);
     if (s.overlap()) {  // first half of W_kv (and W_gate) = second half: u_δ = u_{D+δ}
-      Mat kv = w.wkv.values, g = w.wgate.values;
+      Mat kv = w.wkv.values(), g = w.wgate.values();
       kv.bottomRows(s.head_dim) = kv.topRows(s.head_dim);
       g.bottomRows(s.head_dim) = g.topRows(s.head_dim);
       w.wkv = LinearWeight::fp32_from(kv);
@@ -229,6 +229,7 @@ TEST(Compressor, Ratio128EntryByHand) {
   ASSERT_EQ(e.count(), 2);
   const std::vector<double> f = rope_frequencies(prec, s.rope);
   const std::int64_t dd = s.head_dim;
+  const Mat wkv = w.wkv.values(), wgate = w.wgate.values();
   for (std::int64_t i = 0; i < 2; ++i) {
     std::vector<double> c(static_cast<std::size_t>(dd));
     for (std::int64_t ch = 0; ch < dd; ++ch) {
@@ -238,8 +239,8 @@ TEST(Compressor, Ratio128EntryByHand) {
         const std::int64_t t = 128 * i + j;
         double uu = 0.0, zz = 0.0;
         for (std::int64_t k = 0; k < kDim; ++k) {
-          uu += w.wkv.values(ch, k) * x(t, k);
-          zz += w.wgate.values(ch, k) * x(t, k);
+          uu += wkv(ch, k) * x(t, k);
+          zz += wgate(ch, k) * x(t, k);
         }
         u[static_cast<std::size_t>(j)] = uu;
         z[static_cast<std::size_t>(j)] = zz + w.ape(j, ch);

@@ -120,9 +120,9 @@ TEST(Expert, ExactModeIgnoresTheStorageForm) {
       return fp4 ? synthetic_fp4_weight(3, name, n, k, sd) : synthetic_fp8_weight(3, name, n, k, sd);
     };
     ExpertWeights q{make("w1", 128, 256), make("w2", 256, 128), make("w3", 128, 256)};
-    ExpertWeights b{LinearWeight::bf16_from(q.w1.values), LinearWeight::bf16_from(q.w2.values),
-                    LinearWeight::bf16_from(q.w3.values)};
-    ASSERT_EQ(b.w1.values, q.w1.values);  // the widening is exact
+    ExpertWeights b{LinearWeight::bf16_from(q.w1.values()), LinearWeight::bf16_from(q.w2.values()),
+                    LinearWeight::bf16_from(q.w3.values())};
+    ASSERT_EQ(b.w1.values(), q.w1.values());  // the widening is exact
     Vec rw(5);
     rw << 0.5, 1.25, 0.75, 2.0, 0.1;
     const Mat yq = expert_forward(kExact, c, q, x, &rw), yb = expert_forward(kExact, c, b, x, &rw);
@@ -146,8 +146,8 @@ TEST(Expert, FlashSliceShapesFp4) {
   const double sd = 1.0 / std::sqrt(4096.0), se = 1.0 / std::sqrt(2048.0);
   const ExpertWeights q{synthetic_fp4_weight(8, "w1", 2048, 4096, sd), synthetic_fp4_weight(8, "w2", 4096, 2048, se),
                         synthetic_fp4_weight(8, "w3", 2048, 4096, sd)};
-  const ExpertWeights b{LinearWeight::bf16_from(q.w1.values), LinearWeight::bf16_from(q.w2.values),
-                        LinearWeight::bf16_from(q.w3.values)};
+  const ExpertWeights b{LinearWeight::bf16_from(q.w1.values()), LinearWeight::bf16_from(q.w2.values()),
+                        LinearWeight::bf16_from(q.w3.values())};
   const Mat x = test::random_bf16_matrix(2, c.dim, 4, 2, 1.0);
   Vec rw(2);
   rw << 0.3, 0.2;

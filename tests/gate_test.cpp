@@ -222,7 +222,7 @@ TEST(Gate, OfficialLogitsAreFp32NotBf16) {
   // Official sigmoid score: σ_C2(1 + 2⁻¹²) ≠ σ_C2(1).
   HandGate h = hand_gate({1, 0, 0, 0, 0, 0, 0, 0}, std::vector<double>(8, 0.0));
   h.c.score_func = ScoreFunc::kSigmoid;
-  Mat W = h.w.weight.values;
+  Mat W = h.w.weight.values();
   W(0, 1) = 0x1.0p-6;
   h.w.weight = LinearWeight::bf16_from(W);
   h.x(0, 1) = 0x1.0p-6;
@@ -279,14 +279,14 @@ TEST(Gate, ExactBoundHoldsAgainstMp50AndIsNotVacuous) {
     // slope ≤ 1 in ℓ (softmax: a factor ≤ 2e_ℓ(1 + 2e_ℓ) on s ≤ 1), the evaluation errors are
     // ~10⁻¹⁵: every bound must be ≤ 3·max e_ℓ + 10⁻¹⁴.
     Mat absprod(6, 8);
-    gemm_nt(6, 8, c.dim, x.data(), c.dim, w.weight.values.data(), c.dim, absprod.data(), 8, 0, true);
+    gemm_nt(6, 8, c.dim, x.data(), c.dim, w.weight.values().data(), c.dim, absprod.data(), 8, 0, true);
     const double g = gamma_n(static_cast<std::size_t>(c.dim) + 2);
     const double limit = 3.0 * g * (1.0 + 4.0 * g) * absprod.maxCoeff() + 1e-14;
     double worst_bound = 0;
     for (std::int64_t t = 0; t < 6; ++t) {
       for (std::int64_t e = 0; e < 8; ++e) {
         const double biased = o.scores(t, e) + w.bias(e);  // the gate's double fl(ŝ + b)
-        const Mp50 truth = mp50_biased(f, x, t, w.weight.values, w.bias, e);
+        const Mp50 truth = mp50_biased(f, x, t, w.weight.values(), w.bias, e);
         const double err = static_cast<double>(boost::multiprecision::abs(Mp50(biased) - truth));
         EXPECT_LE(err, o.score_bounds(t, e)) << "t " << t << " e " << e;
         worst_bound = std::max(worst_bound, o.score_bounds(t, e));
@@ -307,7 +307,7 @@ TEST(Gate, ExactBoundHoldsInTheTails) {
     h.c.score_func = f;
     const GateOutput o = Gate(kExact, h.c, kScoreLayer, h.w).forward(h.x, {4});
     for (std::int64_t e = 0; e < 8; ++e) {
-      const Mp50 truth = mp50_biased(f, h.x, 0, h.w.weight.values, h.w.bias, e);
+      const Mp50 truth = mp50_biased(f, h.x, 0, h.w.weight.values(), h.w.bias, e);
       const double err = static_cast<double>(boost::multiprecision::abs(Mp50(o.scores(0, e) + h.w.bias(e)) - truth));
       EXPECT_LE(err, o.score_bounds(0, e)) << "f " << static_cast<int>(f) << " e " << e;
     }
@@ -322,7 +322,7 @@ TEST(Gate, ExactNearTieIsRedecidedInMp50) {
   for (ScoreFunc f : {ScoreFunc::kSqrtSoftplus, ScoreFunc::kSigmoid, ScoreFunc::kSoftmax}) {
     HandGate h = hand_gate({5, 1, -5, 1, -5, -5, -5, -5}, std::vector<double>(8, 0.0));
     h.c.score_func = f;
-    Mat W = h.w.weight.values;
+    Mat W = h.w.weight.values();
     W(3, 1) = 0x1.0p-30;
     h.w.weight = LinearWeight::bf16_from(W);
     h.x(0, 1) = 0x1.0p-30;
@@ -342,7 +342,7 @@ TEST(Gate, ExactNearTieIsRedecidedInMp50) {
   // The same construction with the tie broken the other way by a bias that the double sees:
   // bias −2⁻²⁰ on expert 3 decides the cut for expert 1 without any re-decision.
   HandGate h = hand_gate({5, 1, -5, 1, -5, -5, -5, -5}, {0, 0, 0, -0x1.0p-20, 0, 0, 0, 0});
-  Mat W = h.w.weight.values;
+  Mat W = h.w.weight.values();
   W(3, 1) = 0x1.0p-30;
   h.w.weight = LinearWeight::bf16_from(W);
   h.x(0, 1) = 0x1.0p-30;

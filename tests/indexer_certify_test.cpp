@@ -58,7 +58,7 @@ struct DoubleQuery {
 DoubleQuery double_query(const Fixture& su, const Mat& qr, std::int64_t start) {
   const std::int64_t cI = su.c.index_head_dim;
   DoubleQuery d;
-  d.q_lin = kExactP.matmul_nt(qr, su.w.wq_b.values);
+  d.q_lin = kExactP.matmul_nt(qr, su.w.wq_b.values());
   d.q_rope = d.q_lin;
   apply_rope_inplace(kExactP, *su.table, d.q_rope, start, cI);
   d.q_pre = Eigen::Map<const Mat>(d.q_rope.data(), qr.rows() * su.c.index_n_heads, cI);
@@ -81,7 +81,7 @@ TEST(IndexerCertify, RandomInputsCertify) {
   const std::int64_t cI = su.c.index_head_dim;
   for (std::int64_t t = 0; t < s; t += 7) {
     for (std::int64_t h = 0; h < su.c.index_n_heads; ++h) {
-      const std::vector<Mp50> mp = indexer_q_head_mp50(qr, t, su.w.wq_b.values, *su.table, t, h, cI);
+      const std::vector<Mp50> mp = indexer_q_head_mp50(qr, t, su.w.wq_b.values(), *su.table, t, h, cI);
       for (std::int64_t b0 = 0; b0 < cI; b0 += 32) {
         const std::vector<double> qb = block_quant_mp50(std::span<const Mp50>(mp.data() + b0, 32), BlockQuant::kFp4);
         for (std::int64_t j = 0; j < 32; ++j)
@@ -104,7 +104,7 @@ TEST(IndexerCertify, BoundHoldsAndIsNotVacuous) {
   const Fixture su = make_setup();
   const std::int64_t s = 24, cI = su.c.index_head_dim, nI = su.c.index_n_heads, start = 17;
   const Mat qr = test::random_normal_matrix(s, su.c.q_lora_rank, kInputSeed, 3, 1.0);
-  const Mat& wv = su.w.wq_b.values;
+  const Mat& wv = su.w.wq_b.values();
   const DoubleQuery dq = double_query(su, qr, start);
   const Mat& qh = dq.q_pre;
   const Vec b = indexer_q_error_bound(qr, wv, dq.q_lin, dq.q_rope, *su.table, start, cI);
@@ -249,7 +249,7 @@ TEST(IndexerCertifyNearTie, QueryFp4MidpointThroughTheModule) {
   Mat qr = test::random_normal_matrix(s, su.c.q_lora_rank, kInputSeed, 5, 1.0);
   qr(t0, kf) = 0x1.0p-40;
   auto exact = [&](const Mat& q, std::int64_t h) {
-    return indexer_q_head_mp50(q, t0, su.w.wq_b.values, *su.table, t0, h, cI);
+    return indexer_q_head_mp50(q, t0, su.w.wq_b.values(), *su.table, t0, h, cI);
   };
   // the query is linear in qr: its derivative by qr(t0, k) is the query of the unit row e_k
   auto slope = [&](std::int64_t h, std::int64_t k) {

@@ -116,12 +116,13 @@ TEST(Indexer, ExactScoreBoundsHoldAgainstMultiprecision) {
   const auto& [x, qr, st, o] = Prefill(f, s, 5);
   const IndexerWeights w = IndexerWeights::synthetic(f.cfg, 11);
   const Mp50 cst = Mp50(1) / sqrt(Mp50(512));
+  const Mat w_w = w.weights_proj.values();
   for (std::int64_t t = 3; t < s; t += 4) {
     for (std::int64_t i = 0; i < (t + 1) / 4; ++i) {
       Mp50 total = 0;
       for (std::int64_t h = 0; h < 4; ++h) {
         Mp50 wx = 0, dot = 0;
-        for (std::int64_t j = 0; j < f.cfg.dim; ++j) wx += Mp50(w.weights_proj.values(h, j)) * Mp50(x(t, j));
+        for (std::int64_t j = 0; j < f.cfg.dim; ++j) wx += Mp50(w_w(h, j)) * Mp50(x(t, j));
         for (std::int64_t j = 0; j < 128; ++j) dot += Mp50(o.q(t * 4 + h, j)) * Mp50(st.cache(i, j));
         if (dot > 0) total += dot * wx * cst;
       }

@@ -123,6 +123,7 @@ TEST(Linear, Fp8OfficialWithinDerivedBoundOfExact) {
   const std::int64_t k_in = 512;
   const Mat x = random_bf16(6, k_in, 5, 1.0);
   const LinearWeight w = random_fp8(130, k_in, 6);
+  const Mat wv = w.values();
   const Mat yo = linear(Precision(Mode::kOfficial), x, w);
   const Mat ye = linear(Precision(Mode::kExact), x, w);
   std::vector<float> xf(static_cast<std::size_t>(x.size()));
@@ -134,7 +135,7 @@ TEST(Linear, Fp8OfficialWithinDerivedBoundOfExact) {
       double eq = 0.0, t = 0.0;
       for (std::int64_t k = 0; k < k_in; ++k) {
         const double sa = q.scales[static_cast<std::size_t>(m * (k_in / 128) + k / 128)];
-        const double aw = std::abs(w.values(n, k));
+        const double aw = std::abs(wv(n, k));
         eq += aw * (0x1.0p-4 * std::abs(x(m, k)) + 0x1.0p-10 * sa);
         t += aw * (std::abs(x(m, k)) * (1 + 0x1.0p-4) + 0x1.0p-10 * sa);
       }
@@ -177,10 +178,10 @@ TEST(Linear, Bf16AndFp32OfficialAreC1) {
 TEST(Linear, ExactUsesExactDequantisation) {
   const LinearWeight w8 = random_fp8(130, 256, 9);
   const Tensor d8 = dequant_fp8_weight(w8.weight, w8.scale);
-  EXPECT_TRUE((w8.values.array() == d8.matrix<float>().cast<double>().array()).all());
+  EXPECT_TRUE((w8.values().array() == d8.matrix<float>().cast<double>().array()).all());
   const LinearWeight w4 = random_fp4(33, 128, 10);
   const Tensor d4 = dequant_fp4_weight(w4.weight, w4.scale);
-  EXPECT_TRUE((w4.values.array() == d4.matrix<float>().cast<double>().array()).all());
+  EXPECT_TRUE((w4.values().array() == d4.matrix<float>().cast<double>().array()).all());
 
   Tensor w(DType::kE2M1x2, {1, 128});
   w.values<std::uint8_t>()[0] = 0x42;  // element 0: code 2 (1.0), element 1: code 4 (2.0)
@@ -222,6 +223,7 @@ TEST(Linear, Fp8WeightsDequantisedFirstGiveTheSameBits) {
   const std::int64_t k_in = 384;
   const Mat x = random_bf16(5, k_in, 14, 2.0);
   const LinearWeight w = random_fp8(200, k_in, 15);
+  const Mat wv = w.values();
   for (ScaleFormat fmt : {ScaleFormat::kUE8M0, ScaleFormat::kFP32}) {
     const Mat y = linear(Precision(Mode::kOfficial), x, w, fmt);
     std::vector<float> xf(static_cast<std::size_t>(x.size()));
@@ -234,12 +236,12 @@ TEST(Linear, Fp8WeightsDequantisedFirstGiveTheSameBits) {
         for (std::int64_t kb = 0; kb < k_in / 128; ++kb) {
           std::vector<double> terms;
           for (std::int64_t k = kb * 128; k < (kb + 1) * 128; ++k)
-            terms.push_back(e4m3_to_float(q.values[static_cast<std::size_t>(m * k_in + k)]) * w.values(n, k));
+            terms.push_back(e4m3_to_float(q.values[static_cast<std::size_t>(m * k_in + k)]) * wv(n, k));
           const float partial = exact_sum_to_fp32(terms);
           acc = acc + partial * q.scales[static_cast<std::size_t>(m * (k_in / 128) + kb)];
           scales_differ =
               scales_differ ||
-              w.values(n, kb * 128) !=
+              wv(n, kb * 128) !=
                   e4m3_to_float(w.weight.values<std::uint8_t>()[static_cast<std::size_t>(n * k_in + kb * 128)]);
         }
         ASSERT_EQ(y(m, n), static_cast<double>(round_bf16(acc))) << m << "," << n;

@@ -72,10 +72,10 @@ TEST(Moe, OfficialCombineIsAscendingExpertOrderThenShared) {
   c.dtype = "bf16";
   MoeWeights w = MoeWeights::synthetic(c, 0, 17);
   w.experts[7] = w.experts[1];
-  w.experts[7].w2 = LinearWeight::bf16_from(-w.experts[1].w2.values);
-  w.experts[4].w2 = LinearWeight::bf16_from(0x1.0p-20 * w.experts[4].w2.values);
-  w.shared.w2 = LinearWeight::bf16_from(0x1.0p-20 * w.shared.w2.values);
-  Mat gw = w.gate.weight.values;
+  w.experts[7].w2 = LinearWeight::bf16_from(-w.experts[1].w2.values());
+  w.experts[4].w2 = LinearWeight::bf16_from(0x1.0p-20 * w.experts[4].w2.values());
+  w.shared.w2 = LinearWeight::bf16_from(0x1.0p-20 * w.shared.w2.values());
+  Mat gw = w.gate.weight.values();
   gw.row(7) = gw.row(1);
   w.gate.weight = LinearWeight::bf16_from(gw);
   std::vector<std::int64_t> tok(12);
@@ -169,10 +169,10 @@ TEST(Moe, SyntheticWeightsFollowTheConfigDtypes) {
   EXPECT_EQ(MoeWeights::synthetic(c, 0, 1).shared.w2.kind, WeightKind::kBF16);
   // deterministic in the seed, different across seeds and experts
   const MoeWeights a = MoeWeights::synthetic(c, 3, 1), b = MoeWeights::synthetic(c, 3, 1);
-  EXPECT_TRUE(bit_equal(a.experts[2].w1.values, b.experts[2].w1.values));
-  EXPECT_FALSE(bit_equal(a.experts[2].w1.values, a.experts[3].w1.values));
-  EXPECT_FALSE(bit_equal(a.experts[2].w1.values, MoeWeights::synthetic(c, 3, 2).experts[2].w1.values));
-  EXPECT_FALSE(bit_equal(a.experts[2].w1.values, MoeWeights::synthetic(c, 4, 1).experts[2].w1.values));
+  EXPECT_TRUE(bit_equal(a.experts[2].w1.values(), b.experts[2].w1.values()));
+  EXPECT_FALSE(bit_equal(a.experts[2].w1.values(), a.experts[3].w1.values()));
+  EXPECT_FALSE(bit_equal(a.experts[2].w1.values(), MoeWeights::synthetic(c, 3, 2).experts[2].w1.values()));
+  EXPECT_FALSE(bit_equal(a.experts[2].w1.values(), MoeWeights::synthetic(c, 4, 1).experts[2].w1.values()));
 }
 
 using testing_support::expect_invalid;

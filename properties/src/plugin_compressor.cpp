@@ -80,7 +80,7 @@ rc::detail::Property compressor_prefill_property(Plugin& host) {
         sinm(i, p) = table.sin(ratio * i, p);
       }
     }
-    const std::vector<float> wkv = to_float(w.wkv.values), wgate = to_float(w.wgate.values), ape = to_float(w.ape),
+    const std::vector<float> wkv = to_float(w.wkv.values()), wgate = to_float(w.wgate.values()), ape = to_float(w.ape),
                              norm = to_float(Mat(w.norm.transpose())), cosv = to_float(cosm), sinv = to_float(sinm);
     std::vector<float> out(static_cast<std::size_t>(std::max<std::int64_t>(entries, 1) * head_dim), NAN);
     const int rc =

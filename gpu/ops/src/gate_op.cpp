@@ -107,7 +107,7 @@ Case make_case(const Spec& s, std::uint64_t seed) {
   cfg.n_layers = 4;
   cfg.n_hash_layers = 2;
   const GateWeights w = GateWeights::synthetic(cfg, s.hash ? 0 : 3, seed);
-  std::vector<float> weight = to_floats(w.weight.values), bias = to_floats(w.bias);
+  std::vector<float> weight = to_floats(w.weight.values()), bias = to_floats(w.bias);
   // Hash-routed tokens keep their table's experts whatever their scores: outliers could make all k
   // scores 0 (logits below −103) and the weights 0/0, a NaN whose payload is the machine's (x86's
   // default NaN 0xFFC00000, CUDA's 0x7FFFFFFF), not the arithmetic's — so there |x| < 8.

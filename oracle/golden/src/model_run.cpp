@@ -19,9 +19,9 @@ ModelWeights make_weights(const ModelConfig& c, const WeightsSpec& w) {
   return load_checkpoint_file(c, w.file);
 }
 
-std::string weights_content_sha256(const ModelConfig& c, const ModelWeights& w) {
-  // model_weight_tensors is the one parameter list (visit_model_parameters order, official names).
-  const std::map<std::string, Tensor> tensors = model_weight_tensors(c, w);
+namespace {
+
+std::string content_sha256(const std::map<std::string, Tensor>& tensors) {
   Sha256 h;
   const auto field = [&](std::string_view s) {
     h.update(std::to_string(s.size()) + ":");
@@ -35,6 +35,17 @@ std::string weights_content_sha256(const ModelConfig& c, const ModelWeights& w) 
     h.update(std::span<const std::byte>(t.bytes(), t.nbytes()));
   }
   return h.hex();
+}
+
+}  // namespace
+
+// model_weight_tensors is the one parameter list (visit_model_parameters order, official names).
+std::string weights_content_sha256(const ModelConfig& c, ModelWeights& w) {
+  return content_sha256(model_weight_tensors(c, w));
+}
+
+std::string weights_content_sha256(const ModelConfig& c, const ModelWeights& w) {
+  return content_sha256(model_weight_tensors(c, w));
 }
 
 void check_tokens(const std::vector<std::vector<std::int64_t>>& tokens, std::int64_t vocab_size,

@@ -53,6 +53,16 @@ void check_weight(const char* field, const LinearWeight& w, std::int64_t n, std:
   }
 }
 
+// Rows [r0, r0 + n) of a bf16 weight, its bits as stored (the groups of wo_a, spec 02 §2.10).
+LinearWeight bf16_rows(const LinearWeight& w, std::int64_t r0, std::int64_t n) {
+  const std::int64_t k = w.in_features();
+  Tensor t = Tensor::uninitialized(DType::kBF16, {n, k});
+  const auto src =
+      w.weight.values<std::uint16_t>().subspan(static_cast<std::size_t>(r0 * k), static_cast<std::size_t>(n * k));
+  std::copy(src.begin(), src.end(), t.values<std::uint16_t>().begin());
+  return LinearWeight::bf16(std::move(t));
+}
+
 Vec synthetic_norm(std::uint64_t seed, const char* name, std::int64_t n) {
   const CounterRng rng(seed, stream_id(name));
   Vec v(n);
@@ -110,7 +120,7 @@ Attention::Attention(Precision prec, const ModelConfig& cfg, std::int64_t layer,
   if (w_.kv_norm.size() != c) bad("kv_norm", "must have head_dim entries");
   if (static_cast<std::int64_t>(w_.attn_sink.size()) != H) bad("attn_sink", "must have n_heads entries");
   for (std::int64_t g = 0; g < G; ++g) {
-    wo_a_groups_.push_back(LinearWeight::bf16_from(w_.wo_a.values.middleRows(g * cfg.o_lora_rank, cfg.o_lora_rank)));
+    wo_a_groups_.push_back(bf16_rows(w_.wo_a, g * cfg.o_lora_rank, cfg.o_lora_rank));
   }
   table_ = std::make_shared<const RopeTable>(rope_table_for_layer(prec_, cfg, layer));
   if (ratio_ > 0) {
@@ -174,7 +184,7 @@ void Attention::project(const Mat& x, std::int64_t start_pos, AttentionOutput& o
   const Mat unquantised = out.kv;
   out.kv_margin = p.quantise(out.kv, 0, out.kv.rows(), 0, c - rd, 64, BlockQuant::kFp8Ue8m0);
   out.kv_decisions =
-      certify_fp8_kv(p, x, w_.wkv.values, w_.kv_norm, cfg_.norm_eps, kv_lin, unquantised, c - rd, 64, out.kv);
+      certify_fp8_kv(p, x, w_.wkv.values(), w_.kv_norm, cfg_.norm_eps, kv_lin, unquantised, c - rd, 64, out.kv);
 }
 
 // spec 02 §2.10: inverse RoPE at the query position, grouped wo_a (bf16 einsum per group), wo_b.

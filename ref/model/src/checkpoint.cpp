@@ -347,7 +347,7 @@ class SaveVisitor final : public ParamVisitor {
 
   void linear(const std::string& name, LinearWeight& w, WeightKind, std::int64_t, std::int64_t) override {
     if (form_ == CheckpointForm::kBF16 && (w.kind == WeightKind::kFP8 || w.kind == WeightKind::kFP4)) {
-      put(name + ".weight", LinearWeight::bf16_from(w.values).weight);
+      put(name + ".weight", LinearWeight::bf16_from(w.values()).weight);
       return;
     }
     if (form_ == CheckpointForm::kPublished && w.kind == WeightKind::kFP32) {
@@ -443,11 +443,17 @@ ModelWeights load_model_weights(const ModelConfig& c, const TensorLookup& lookup
   return w;
 }
 
-std::map<std::string, Tensor> model_weight_tensors(const ModelConfig& c, ModelWeights w, CheckpointNaming naming,
+std::map<std::string, Tensor> model_weight_tensors(const ModelConfig& c, ModelWeights& w, CheckpointNaming naming,
                                                    CheckpointForm form) {
   SaveVisitor v(naming, form);
   visit_model_parameters(c, w, v);
   return std::move(v.tensors);
+}
+
+std::map<std::string, Tensor> model_weight_tensors(const ModelConfig& c, const ModelWeights& w, CheckpointNaming naming,
+                                                   CheckpointForm form) {
+  ModelWeights copy = w;
+  return model_weight_tensors(c, copy, naming, form);
 }
 
 // ---- names ----

@@ -335,8 +335,9 @@ std::vector<double> Compressor::entry_bound(const CompressorPoolInput& in, std::
   if (in.x.rows() != S || in.x.cols() != spec_.dim || static_cast<std::int64_t>(in.valid.size()) != S) {
     bad("pool input", "shape mismatch");
   }
-  const Mat u = prec_.matmul_nt(in.x, w_.wkv.values), g = prec_.matmul_nt(in.x, w_.wgate.values);
-  const Mat eb_u = linear_error_bound(in.x, w_.wkv.values), eb_g = linear_error_bound(in.x, w_.wgate.values);
+  const Mat wkv = w_.wkv.values(), wgate = w_.wgate.values();
+  const Mat u = prec_.matmul_nt(in.x, wkv), g = prec_.matmul_nt(in.x, wgate);
+  const Mat eb_u = linear_error_bound(in.x, wkv), eb_g = linear_error_bound(in.x, wgate);
   Mat us = Mat::Zero(S, D), zs = Mat::Constant(S, D, kNegInf), eu = Mat::Zero(S, D), ez = Mat::Zero(S, D);
   for (std::int64_t s = 0; s < S; ++s) {
     if (in.valid[static_cast<std::size_t>(s)] == 0) continue;
@@ -451,6 +452,7 @@ std::vector<Mp50> Compressor::entry_mp50(const CompressorPoolInput& in, std::int
   const std::int64_t S = spec_.state_rows(), K = spec_.dim;
   std::vector<Mp50> C(static_cast<std::size_t>(D));
   {
+    const Mat wkv = w_.wkv.values(), wgate = w_.wgate.values();
     std::vector<std::vector<Mp50>> u(static_cast<std::size_t>(S)), z(static_cast<std::size_t>(S));
     for (std::int64_t s = 0; s < S; ++s) {
       if (in.valid[static_cast<std::size_t>(s)] == 0) continue;
@@ -464,8 +466,8 @@ std::vector<Mp50> Compressor::entry_mp50(const CompressorPoolInput& in, std::int
       for (std::int64_t c = 0; c < D; ++c) {
         Mp50 a = 0, g = 0;
         for (std::int64_t k = 0; k < K; ++k) {
-          a += xr[static_cast<std::size_t>(k)] * Mp50(w_.wkv.values(col0 + c, k));
-          g += xr[static_cast<std::size_t>(k)] * Mp50(w_.wgate.values(col0 + c, k));
+          a += xr[static_cast<std::size_t>(k)] * Mp50(wkv(col0 + c, k));
+          g += xr[static_cast<std::size_t>(k)] * Mp50(wgate(col0 + c, k));
         }
         us[static_cast<std::size_t>(c)] = a;
         zs[static_cast<std::size_t>(c)] = g + Mp50(w_.ape(s % m, col0 + c));

@@ -255,7 +255,7 @@ Gate::Gate(Precision p, const ModelConfig& c, std::int64_t layer, GateWeights w)
   // spec 03 §3.1 step 1 / spec 05 §5.4: `linear(x.float(), weight.float())` is the fp32 F.linear
   // (one C1 rounding to fp32, no bf16 output cast): the kFP32 path of linear() on the exactly
   // widened bf16 weight (the kBF16 path would round the logits to bf16).
-  w32_ = LinearWeight::fp32_from(w_.weight.values);
+  w32_ = LinearWeight::fp32_from(w_.weight.values());
 }
 
 GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_ids) const {
@@ -286,9 +286,14 @@ GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_id
   // Exact mode: bounds of the biased scores (derivation at the top of the file), computed for
   // every token when the first routing cut asks for them.
   Mat bounds;
+  Mat w_exact;  // the weight's exact values, decoded once where a bound or a re-decision needs them
+  const auto w_values = [&]() -> const Mat& {
+    if (w_exact.size() == 0) w_exact = w32_.values();
+    return w_exact;
+  };
   const auto score_bounds = [&] {
     Mat abs_prod(T, E);
-    gemm_nt(T, E, c_.dim, x.data(), c_.dim, w32_.values.data(), c_.dim, abs_prod.data(), E, 0, /*abs_operands=*/true);
+    gemm_nt(T, E, c_.dim, x.data(), c_.dim, w_values().data(), c_.dim, abs_prod.data(), E, 0, /*abs_operands=*/true);
     const double g = gamma_n(static_cast<std::size_t>(c_.dim) + 2);
     const Mat el = (g * (1.0 + 4.0 * g)) * abs_prod;
     bounds.resize(T, E);
@@ -325,7 +330,7 @@ GateOutput Gate::forward(const Mat& x, const std::vector<std::int64_t>& token_id
       std::vector<char> have(static_cast<std::size_t>(E), 0);
       const auto need = [&](std::int64_t j) {
         if (have[static_cast<std::size_t>(j)]) return;
-        mp_logits[static_cast<std::size_t>(j)] = mp50_logit(x, t, w32_.values, j);
+        mp_logits[static_cast<std::size_t>(j)] = mp50_logit(x, t, w_values(), j);
         have[static_cast<std::size_t>(j)] = 1;
       };
       const TopkRecompute recompute = [&](std::int64_t e) {

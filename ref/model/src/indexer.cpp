@@ -304,8 +304,13 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   // exact mode: every FP4 decision certified (derivation at the top), uncertified (token, head)
   // rows re-decided in Mp50
   Vec bound;
+  Mat wq_b;  // the weight's exact values, decoded once where a certificate or a re-decision needs them
+  const auto wq_b_values = [&]() -> const Mat& {
+    if (wq_b.size() == 0) wq_b = w_.wq_b.values();
+    return wq_b;
+  };
   const RowCertifier certificate = [&](std::int64_t r) {
-    if (bound.size() == 0) bound = indexer_q_error_bound(qr, w_.wq_b.values, q_lin, q, *table_, start_pos, cI);
+    if (bound.size() == 0) bound = indexer_q_error_bound(qr, wq_b_values(), q_lin, q, *table_, start_pos, cI);
     RowCertificate c;
     c.value.assign(q_pre.row(r).data(), q_pre.row(r).data() + cI);
     c.bound.assign(static_cast<std::size_t>(cI), bound(r));
@@ -313,7 +318,7 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   };
   const RowMp50 mp50 = [&](std::int64_t r) {
     const std::int64_t t = r / nI, h = r % nI;
-    return indexer_q_head_mp50(qr, t, w_.wq_b.values, *table_, start_pos + t, h, cI);
+    return indexer_q_head_mp50(qr, t, wq_b_values(), *table_, start_pos + t, h, cI);
   };
   out.q_decisions = p.certify_quantised(s * nI, 32, BlockQuant::kFp4, certificate, mp50, qh, "indexer q");
   out.q = qh;
@@ -346,11 +351,11 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   std::vector<double> err_w(static_cast<std::size_t>(nI), 0.0);
   std::vector<double> ph(static_cast<std::size_t>(nI));
   // Exact mode: Σ|W_w||x| of every (token, head) in one deterministic GEMM on absolute values.
-  Mat abs_wx;
+  Mat abs_wx, w_w;  // exact mode: w_w the exact values of W_w, decoded once
   if (!p.official()) {
     abs_wx.resize(s, nI);
-    gemm_nt(s, nI, cfg_.dim, x.data(), cfg_.dim, w_.weights_proj.values.data(), cfg_.dim, abs_wx.data(), nI, 0,
-            /*abs_operands=*/true);
+    w_w = w_.weights_proj.values();
+    gemm_nt(s, nI, cfg_.dim, x.data(), cfg_.dim, w_w.data(), cfg_.dim, abs_wx.data(), nI, 0, /*abs_operands=*/true);
   }
   Mat qk, abs_qk;  // exact mode, per token: q_h·K_τ and |q_h|·|K_τ| for the visible τ
   for (std::int64_t t = 0; t < s; ++t) {
@@ -408,10 +413,11 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
     std::vector<Mp50> w_mp;
     const TopkRecompute recompute = [&](std::int64_t tau) {
       if (w_mp.empty()) {
+        if (w_w.size() == 0) w_w = w_.weights_proj.values();
         const Mp50 c_mp = Mp50(1) / sqrt(Mp50(cI) * Mp50(nI));
         for (std::int64_t h = 0; h < nI; ++h) {
           Mp50 acc = 0;
-          for (std::int64_t j = 0; j < cfg_.dim; ++j) acc += Mp50(w_.weights_proj.values(h, j)) * Mp50(x(t, j));
+          for (std::int64_t j = 0; j < cfg_.dim; ++j) acc += Mp50(w_w(h, j)) * Mp50(x(t, j));
           w_mp.push_back(acc * c_mp);
         }
       }

@@ -144,10 +144,6 @@ LinearWeight LinearWeight::bf16(Tensor w) {
   require(w, "bf16", "weight", DType::kBF16);
   LinearWeight lw;
   lw.kind = WeightKind::kBF16;
-  const auto bits = w.values<std::uint16_t>();
-  lw.values.resize(w.dim(0), w.dim(1));
-  for (Eigen::Index i = 0; i < lw.values.size(); ++i)
-    lw.values.data()[i] = bf16_to_float(bits[static_cast<std::size_t>(i)]);
   lw.weight = std::move(w);
   return lw;
 }
@@ -156,12 +152,10 @@ LinearWeight LinearWeight::fp32(Tensor w) {
   require(w, "fp32", "weight", DType::kF32);
   LinearWeight lw;
   lw.kind = WeightKind::kFP32;
-  lw.values = w.matrix<float>().cast<double>();
   lw.weight = std::move(w);
   return lw;
 }
 
-// Exact dequantisation code × scale (spec 01 §1.7), in double: numerics' dequant_fp8_weight_exact.
 LinearWeight LinearWeight::fp8(Tensor w, Tensor scale) {
   require(w, "fp8", "weight", DType::kE4M3);
   require(scale, "fp8", "scale", DType::kE8M0);
@@ -170,14 +164,11 @@ LinearWeight LinearWeight::fp8(Tensor w, Tensor scale) {
   require_shape(scale, "fp8", "scale", ceil_div(n, kFp8Tile), ceil_div(k, kFp8Tile));
   LinearWeight lw;
   lw.kind = WeightKind::kFP8;
-  lw.values.resize(n, k);
-  dequant_fp8_weight_exact(w, scale, std::span<double>(lw.values.data(), static_cast<std::size_t>(n * k)));
   lw.weight = std::move(w);
   lw.scale = std::move(scale);
   return lw;
 }
 
-// Exact dequantisation code × scale (spec 01 §1.8), in double: numerics' dequant_fp4_weight_exact.
 LinearWeight LinearWeight::fp4(Tensor w, Tensor scale) {
   require(w, "fp4", "weight", DType::kE2M1x2);
   require(scale, "fp4", "scale", DType::kE8M0);
@@ -186,11 +177,36 @@ LinearWeight LinearWeight::fp4(Tensor w, Tensor scale) {
   require_shape(scale, "fp4", "scale", n, k / kFp4Block);
   LinearWeight lw;
   lw.kind = WeightKind::kFP4;
-  lw.values.resize(n, k);
-  dequant_fp4_weight_exact(w, scale, std::span<double>(lw.values.data(), static_cast<std::size_t>(n * k)));
   lw.weight = std::move(w);
   lw.scale = std::move(scale);
   return lw;
+}
+
+// The exact value of every element: bf16 and fp32 widened, FP8 and FP4 code × scale in double
+// (spec 01 §1.7–§1.8; numerics' dequant_fp8_weight_exact / dequant_fp4_weight_exact).
+Mat LinearWeight::values() const {
+  const std::int64_t n = out_features(), k = in_features();
+  Mat v(n, k);
+  const std::span<double> out(v.data(), static_cast<std::size_t>(n * k));
+  switch (kind) {
+    case WeightKind::kBF16: {
+      const auto bits = weight.values<std::uint16_t>();
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_float(bits[i]);
+      break;
+    }
+    case WeightKind::kFP32: {
+      const auto f = weight.values<float>();
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = f[i];
+      break;
+    }
+    case WeightKind::kFP8:
+      dequant_fp8_weight_exact(weight, scale, out);
+      break;
+    case WeightKind::kFP4:
+      dequant_fp4_weight_exact(weight, scale, out);
+      break;
+  }
+  return v;
 }
 
 LinearWeight LinearWeight::bf16_from(const Mat& w) {
@@ -221,16 +237,16 @@ Mat linear(const Precision& p, const Mat& x, const LinearWeight& w, ScaleFormat 
     // exact: x · dequant(W)ᵀ in double, whatever the storage. Through matmul_nt, whose order of
     // summation is fixed per element: a row's bits do not depend on how many rows share the call
     // (decode ≡ prefill, batch invariance).
-    return p.matmul_nt(x, w.values);
+    return p.matmul_nt(x, w.values());
   }
   switch (w.kind) {
     case WeightKind::kBF16: {
-      Mat y = p.matmul_nt(x, w.values);
+      Mat y = p.matmul_nt(x, w.values());
       p.bf16_inplace(y);
       return y;
     }
     case WeightKind::kFP32:
-      return p.matmul_nt(x, w.values);
+      return p.matmul_nt(x, w.values());
     case WeightKind::kFP8:
       return fp8_gemm_official(p, x, w, act_scale_fmt);
     case WeightKind::kFP4:

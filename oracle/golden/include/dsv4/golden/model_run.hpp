@@ -41,6 +41,8 @@ ModelWeights make_weights(const ModelConfig& c, const WeightsSpec& w);
 // SHA-256 over every parameter in the official naming and checkpoint order of
 // visit_model_parameters: for each tensor its name, dtype name, shape and raw little-endian bytes
 // (each field length-prefixed). The same weights give the same hash whatever file they came from.
+// The first form reads `w` in place (no copy of the weights: golden generate), the second copies it.
+std::string weights_content_sha256(const ModelConfig& c, ModelWeights& w);
 std::string weights_content_sha256(const ModelConfig& c, const ModelWeights& w);
 
 // Token ids [b][L] from a .npy of int32 or int64, shape [b, L] or [L] (one sequence). Throws

@@ -21,7 +21,7 @@ class ResourceError : public std::runtime_error {
 };
 
 struct MemoryEstimate {
-  double weights = 0;  // bytes: every parameter (storage + exact float64 values), per copy held
+  double weights = 0;  // bytes: every parameter as the model holds it, and its published copy while hashed
   double caches = 0;   // KV caches and compressor/indexer state of every layer and sequence
   double outputs = 0;  // recorded module outputs of every step
   double working = 0;  // the largest transient of one module call

@@ -69,8 +69,13 @@ enum class CheckpointForm { kAsIs, kBF16, kPublished };
 
 // Every parameter as a named tensor (the inverse of load_model_weights): the official naming, or
 // the Hugging Face naming (with the converter's inverse forms: wo_a stays bf16 with no scale,
-// which the converter passes through; FP4 experts as int8).
-std::map<std::string, Tensor> model_weight_tensors(const ModelConfig& c, ModelWeights w,
+// which the converter passes through; FP4 experts as int8). The first form visits `w` in place
+// (shaping it as visit_model_parameters does; no copy of the weights, which are as large as the
+// model: issue 13 item 9), the second copies it first.
+std::map<std::string, Tensor> model_weight_tensors(const ModelConfig& c, ModelWeights& w,
+                                                   CheckpointNaming naming = CheckpointNaming::kOfficial,
+                                                   CheckpointForm form = CheckpointForm::kAsIs);
+std::map<std::string, Tensor> model_weight_tensors(const ModelConfig& c, const ModelWeights& w,
                                                    CheckpointNaming naming = CheckpointNaming::kOfficial,
                                                    CheckpointForm form = CheckpointForm::kAsIs);
 

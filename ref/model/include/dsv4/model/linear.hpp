@@ -19,15 +19,19 @@ enum class WeightKind {
 };
 std::string weight_kind_name(WeightKind k);
 
-// A weight as the official Linear holds it, plus its exact dequantised value (cached once).
+// A weight as the official Linear holds it: in its storage precision only (codes and scales for
+// the quantised kinds). Its exact value is decoded where it is used, one weight at a time (issue 13
+// item 9: a float64 copy of every weight took 8 bytes per parameter, 11 GB for flash-slice).
 struct LinearWeight {
   WeightKind kind = WeightKind::kBF16;
   Tensor weight;  // see WeightKind for dtype and shape
   Tensor scale;   // e8m0 scales for kFP8 / kFP4; empty otherwise
-  Mat values;     // exact value of every element [N, K] (code × scale for quantised kinds)
 
-  std::int64_t out_features() const { return values.rows(); }
-  std::int64_t in_features() const { return values.cols(); }
+  std::int64_t out_features() const { return weight.rank() == 2 ? weight.dim(0) : 0; }
+  std::int64_t in_features() const { return weight.rank() == 2 ? weight.dim(1) : 0; }
+  // The exact value of every element [N, K] (code × scale for the quantised kinds, spec 01
+  // §1.7–§1.8), decoded on each call: callers that use it more than once keep the result.
+  Mat values() const;
 
   // Validating constructors (std::invalid_argument naming the tensor and dimension on a dtype or
   // shape mismatch; fp8 and fp4 need K a multiple of 128, the activation quantiser's block).
