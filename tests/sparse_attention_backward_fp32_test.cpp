@@ -28,7 +28,8 @@ struct Case {
   std::vector<double> sink;
   IndexLists lists;
   std::vector<double> prob, dlogit;  // exact coefficients [M·H, width]
-  std::vector<float> qf, doutf, probf, dlogitf;
+  std::vector<double> dz;            // exact −P_z·D [M·H]
+  std::vector<float> qf, doutf, probf, dlogitf, dzf;
   double scale = 1.0 / std::sqrt(static_cast<double>(kC));
 };
 
@@ -52,6 +53,7 @@ Case make_case(std::int64_t m, std::uint64_t seed) {
   }
   c.prob.assign(static_cast<std::size_t>(m * kH * kWidth), 0.0);
   c.dlogit = c.prob;
+  c.dz.assign(static_cast<std::size_t>(m * kH), 0.0);
   for (std::int64_t r = 0; r < m; ++r) {
     for (std::int64_t h = 0; h < kH; ++h) {
       const std::int64_t qr = r * kH + h;
@@ -59,6 +61,7 @@ Case make_case(std::int64_t m, std::uint64_t seed) {
       std::vector<double> dp(f.entries.size());
       for (std::size_t j = 0; j < dp.size(); ++j) dp[j] = c.dout.row(qr).dot(c.kv.row(f.entries[j]));
       const SinkSoftmaxGrads g = sink_softmax_backward(f, dp);
+      c.dz[static_cast<std::size_t>(qr)] = g.dsink;
       std::size_t valid = 0;
       for (std::int64_t j = 0; j < kWidth; ++j) {
         if (c.lists.at(r, j) == -1) continue;
@@ -72,6 +75,7 @@ Case make_case(std::int64_t m, std::uint64_t seed) {
   c.doutf = to_floats(c.dout);
   c.probf = to_floats(c.prob);
   c.dlogitf = to_floats(c.dlogit);
+  c.dzf = to_floats(c.dz);
   return c;
 }
 
@@ -190,6 +194,46 @@ TEST(SparseAttentionDkvFp32, WithinDerivedBoundOfExact) {
   }
 }
 
+// dsink: the rule over query rows with S = H, plain fp32 additions over rows ascending; against a
+// naive transcription (1, 2, 4 threads), a reversed row order (other bits), and the exact dsink:
+// |dsink_fp32 − Σdz| ≤ Σ(u₃₂|dz| + 2⁻¹⁴⁹) + γ₃₂(min(C, M) + D)·Σ|fl32(dz)| + γ₆₄(M)·Σ|dz| (the exact
+// backward adds the same double dz over rows ascending).
+TEST(SparseAttentionDkvFp32, DsinkRuleAndBound) {
+  ThreadGuard guard;
+  const std::int64_t m = 300, chunk = 16;
+  const Case c = make_case(m, 13);
+  std::vector<std::vector<float>> buf(static_cast<std::size_t>((m + chunk - 1) / chunk), std::vector<float>(kH, 0.0f));
+  for (std::int64_t r = 0; r < m; ++r)
+    for (std::int64_t h = 0; h < kH; ++h) buf[r / chunk][h] = buf[r / chunk][h] + c.dzf[r * kH + h];
+  std::vector<float> want(kH), reversed(kH);
+  for (std::size_t h = 0; h < kH; ++h) {
+    want[h] = tree(buf, h, 0, buf.size());
+    float acc = 0.0f;
+    for (std::int64_t r = m - 1; r >= 0; --r) acc = acc + c.dzf[r * kH + static_cast<std::int64_t>(h)];
+    reversed[h] = acc;
+  }
+  for (int threads : {1, 2, 4}) {
+    set_gemm_threads(threads);
+    EXPECT_TRUE(same_bits(sparse_attention_dsink_fp32(c.dzf, m, kH, PartitionRule{chunk}), want)) << threads;
+  }
+  EXPECT_FALSE(same_bits(want, reversed));
+  const SparseAttentionGrads exact = sparse_attention_backward(c.q, kH, c.kv, c.sink, c.lists, c.scale, c.dout);
+  const double depth = static_cast<double>(PartitionRule{chunk}.tree_depth(m));
+  for (std::int64_t h = 0; h < kH; ++h) {
+    double coef = 0.0, abs_hat = 0.0, abs_t = 0.0;
+    for (std::int64_t r = 0; r < m; ++r) {
+      const double t = c.dz[r * kH + h];
+      coef += kU32 * std::abs(t) + kMinSub32;
+      abs_hat += std::abs(static_cast<double>(c.dzf[r * kH + h]));
+      abs_t += std::abs(t);
+    }
+    const double bound = (coef + gamma(static_cast<double>(chunk) + depth, kU32) * abs_hat +
+                          gamma(static_cast<double>(m), kU64) * abs_t) *
+                         (1.0 + gamma(static_cast<double>(m), kU64));
+    EXPECT_LE(std::abs(static_cast<double>(want[h]) - exact.dsink(h)), bound) << "head " << h;
+  }
+}
+
 TEST(SparseAttentionDkvFp32, RefusesBadInput) {
   const Case c = make_case(3, 1);
   EXPECT_THROW((void)sparse_attention_dkv_fp32(c.qf, kH, kNkv - 30, kC, c.lists, c.doutf, c.probf, c.dlogitf),
@@ -199,6 +243,7 @@ TEST(SparseAttentionDkvFp32, RefusesBadInput) {
                std::invalid_argument);
   EXPECT_THROW((void)sparse_attention_dkv_fp32(c.qf, 0, kNkv, kC, c.lists, c.doutf, c.probf, c.dlogitf),
                std::invalid_argument);
+  EXPECT_THROW((void)sparse_attention_dsink_fp32(c.dzf, 4, kH), std::invalid_argument);
 }
 
 }  // namespace

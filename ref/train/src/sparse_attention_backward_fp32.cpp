@@ -43,4 +43,18 @@ std::vector<float> sparse_attention_dkv_fp32(std::span<const float> q, std::int6
                               });
 }
 
+std::vector<float> sparse_attention_dsink_fp32(std::span<const float> dz, std::int64_t rows, std::int64_t n_heads,
+                                               const PartitionRule& rule) {
+  if (rows < 0 || n_heads < 1 || dz.size() != static_cast<std::size_t>(rows * n_heads)) {
+    throw std::invalid_argument("sparse_attention_dsink_fp32: " + std::to_string(dz.size()) + " values for " +
+                                std::to_string(rows) + " rows of " + std::to_string(n_heads) + " heads");
+  }
+  return fp32_partitioned_sum(rows, n_heads, rule, [&](std::int64_t r0, std::int64_t r1, std::span<float> partial) {
+    for (std::int64_t r = r0; r < r1; ++r) {  // query rows ascending
+      for (std::int64_t h = 0; h < n_heads; ++h)
+        partial[static_cast<std::size_t>(h)] += dz[static_cast<std::size_t>(r * n_heads + h)];
+    }
+  });
+}
+
 }  // namespace dsv4

@@ -10,6 +10,9 @@
 // element (e, d) is the fmaf sequence over r ascending, then h ascending, then j ascending, each
 // entry contributing fmaf(P_j, ō_d, ·) and then fmaf(dlogit_j, q_d, ·); a row listed twice receives
 // both entries' contributions.
+// The sink's gradient is the other cross-row sum: dsink[h] = Σ_r dz[r·H + h], dz = −P_z·D per (query
+// row, head) (fp32, per-row work), by the same rule over the query rows: each partition's element h
+// the sequence acc = fl32(acc + dz) over r ascending (an fmaf by 1: one rounding). dq is per row.
 #pragma once
 
 #include <cstdint>
@@ -27,5 +30,9 @@ std::vector<float> sparse_attention_dkv_fp32(std::span<const float> q, std::int6
                                              std::int64_t c, const IndexLists& lists, std::span<const float> dout,
                                              std::span<const float> prob, std::span<const float> dlogit,
                                              const PartitionRule& rule = {});
+
+// dz [M·H] (row r·H + h) → dsink [H]. std::invalid_argument on a size mismatch.
+std::vector<float> sparse_attention_dsink_fp32(std::span<const float> dz, std::int64_t rows, std::int64_t n_heads,
+                                               const PartitionRule& rule = {});
 
 }  // namespace dsv4
