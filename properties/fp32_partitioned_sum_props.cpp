@@ -17,6 +17,7 @@
 #include "dsv4/properties/registry.hpp"
 #include "dsv4/train/fp32_partitioned_sum.hpp"
 #include "dsv4/train/linear_backward_fp32.hpp"
+#include "dsv4/train/sparse_attention_backward_fp32.hpp"
 
 namespace dsv4::props {
 namespace {
@@ -59,6 +60,33 @@ void thread_invariance() {
   RC_ASSERT(same_bits(linear_dweight_fp32(x, dy, m, k, n, rule), one));
 }
 
+// Sparse attention's dkv (scattered rows, repeats, −1 entries) is bit-identical for 1 and t threads.
+void dkv_thread_invariance() {
+  const std::int64_t m = *rc::gen::inRange<std::int64_t>(0, 400);
+  const std::int64_t heads = *rc::gen::inRange<std::int64_t>(1, 4);
+  const std::int64_t c = *rc::gen::inRange<std::int64_t>(1, 5);
+  const std::int64_t n_kv = *rc::gen::inRange<std::int64_t>(1, 30);
+  const std::int64_t width = *rc::gen::inRange<std::int64_t>(1, 6);
+  const PartitionRule rule{*rc::gen::inRange<std::int64_t>(1, 100)};
+  const int threads = *rc::gen::inRange(2, 9);
+  const std::uint64_t seed = *rc::gen::arbitrary<std::uint64_t>();
+  const CounterRng rng(seed, stream_id("fp32_partitioned_sum_props.lists"));
+  IndexLists lists(m, width);
+  for (std::int64_t i = 0; i < m * width; ++i) {
+    lists.data[static_cast<std::size_t>(i)] =
+        static_cast<std::int32_t>(rng.uniform(static_cast<std::uint64_t>(i)) * static_cast<double>(n_kv + 1)) - 1;
+  }
+  const std::vector<float> q = wide_values(m * heads * c, seed, "fp32_partitioned_sum_props.q");
+  const std::vector<float> dout = wide_values(m * heads * c, seed, "fp32_partitioned_sum_props.dout");
+  const std::vector<float> prob = wide_values(m * heads * width, seed, "fp32_partitioned_sum_props.prob");
+  const std::vector<float> dlogit = wide_values(m * heads * width, seed, "fp32_partitioned_sum_props.dlogit");
+  const ThreadsRestored restore;
+  set_gemm_threads(1);
+  const std::vector<float> one = sparse_attention_dkv_fp32(q, heads, n_kv, c, lists, dout, prob, dlogit, rule);
+  set_gemm_threads(threads);
+  RC_ASSERT(same_bits(sparse_attention_dkv_fp32(q, heads, n_kv, c, lists, dout, prob, dlogit, rule), one));
+}
+
 // T(lo, n): the pairwise tree of spec 06 §6.14 stated recursively — n = 1: buffer lo; otherwise
 // with h the largest power of two below n, fl32(T(lo, h) + T(lo + h, n − h)).
 float tree_recursive(const std::vector<float>& v, std::int64_t s, std::int64_t e, std::int64_t lo, std::int64_t n) {
@@ -87,6 +115,9 @@ void register_fp32_partitioned_sum_properties(Registry& r) {
   r.add_rc("fp32_partitioned_sum.thread_invariance", "fp32_partitioned_sum",
            "official-style dW bit-identical for 1 and 2..8 threads and over reruns, any rows and chunk", 300,
            thread_invariance);
+  r.add_rc("fp32_partitioned_sum.dkv_thread_invariance", "fp32_partitioned_sum",
+           "sparse attention's official-style dkv bit-identical for 1 and 2..8 threads (repeats, -1 entries)", 300,
+           dkv_thread_invariance);
   r.add_rc("fp32_partitioned_sum.tree_recursive", "fp32_partitioned_sum",
            "the fixed pairwise tree equals its recursive statement T(0,P) = T(0,h) + T(h,P-h)", 300,
            tree_matches_recursive_form);
