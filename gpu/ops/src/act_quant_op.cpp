@@ -52,25 +52,20 @@ std::vector<Case> act_quant_cases(std::uint64_t seed) {
 }  // namespace
 
 Op act_quant_op() {
-  Op op;
-  op.stem = "act_quant";
-  op.spec = "spec 01 §1.4";
-  op.summary = "fp8 e4m3 block quantiser: codes, fp32/ue8m0 scales, in-place quant-dequant";
-  op.int_params = {"block", "scale_format"};
-  op.reference = act_quant_fn([](const std::vector<float>& x, std::int64_t cols, int block,
-                                 ScaleFormat fmt) { return act_quant(std::span<const float>(x), cols, block, fmt); },
-                              [](std::vector<float>& y, std::int64_t cols, int block, ScaleFormat fmt) {
-                                act_quant_inplace(std::span<float>(y), cols, block, fmt);
-                              });
-#if DSV4_HAVE_CUDA
-  op.device = act_quant_fn([](const std::vector<float>& x, std::int64_t cols, int block,
-                              ScaleFormat fmt) { return gpu::act_quant(x, cols, block, fmt); },
-                           [](std::vector<float>& y, std::int64_t cols, int block, ScaleFormat fmt) {
-                             gpu::act_quant_inplace(y, cols, block, fmt);
-                           });
-#endif
-  op.cases = act_quant_cases;
-  return op;
+  return registration(
+      "act_quant", "spec 01 §1.4", "fp8 e4m3 block quantiser: codes, fp32/ue8m0 scales, in-place quant-dequant",
+      {"block", "scale_format"}, {},
+      act_quant_fn([](const std::vector<float>& x, std::int64_t cols, int block,
+                      ScaleFormat fmt) { return act_quant(std::span<const float>(x), cols, block, fmt); },
+                   [](std::vector<float>& y, std::int64_t cols, int block, ScaleFormat fmt) {
+                     act_quant_inplace(std::span<float>(y), cols, block, fmt);
+                   }),
+      DSV4_OPS_DEVICE(act_quant_fn([](const std::vector<float>& x, std::int64_t cols, int block,
+                                      ScaleFormat fmt) { return gpu::act_quant(x, cols, block, fmt); },
+                                   [](std::vector<float>& y, std::int64_t cols, int block, ScaleFormat fmt) {
+                                     gpu::act_quant_inplace(y, cols, block, fmt);
+                                   })),
+      act_quant_cases);
 }
 
 }  // namespace dsv4::ops::detail

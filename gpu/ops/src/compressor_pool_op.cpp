@@ -146,15 +146,9 @@ GradientForms compressor_pool_gradient() {
 }  // namespace
 
 Op compressor_pool_op() {
-  Op op;
-  op.stem = "compressor_pool";
-  op.spec = "spec 02 §2.6.2";
-  op.summary = "compressor pooling: per channel softmax over the slots' scores z, C = C1 Σ fl(u·w)";
-  op.int_params = {"slots"};
-  op.reference = reference;
-  op.cases = compressor_pool_cases;
-  set_backward(op, compressor_pool_gradient());
-  return op;
+  return registration("compressor_pool", "spec 02 §2.6.2",
+                      "compressor pooling: per channel softmax over the slots' scores z, C = C1 Σ fl(u·w)", {"slots"},
+                      {}, reference, Fn(), compressor_pool_cases, compressor_pool_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -95,14 +95,10 @@ GradientForms cross_entropy_gradient() {
 }  // namespace
 
 Op cross_entropy_op() {
-  Op op;
-  op.stem = "cross_entropy";
-  op.spec = "spec 06 §6.5";
-  op.summary = "next-token cross-entropy per token: lse(logits) − logits[target] (fp32 logits, double, rounded once)";
-  op.reference = reference;
-  op.cases = cross_entropy_cases;
-  set_backward(op, cross_entropy_gradient());
-  return op;
+  return registration(
+      "cross_entropy", "spec 06 §6.5",
+      "next-token cross-entropy per token: lse(logits) − logits[target] (fp32 logits, double, rounded once)", {}, {},
+      reference, Fn(), cross_entropy_cases, cross_entropy_gradient());
 }
 
 }  // namespace dsv4::ops::detail

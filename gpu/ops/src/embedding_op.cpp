@@ -116,17 +116,8 @@ GradientForms embedding_gradient() {
 }  // namespace
 
 Op embedding_op() {
-  Op op;
-  op.stem = "embedding";
-  op.spec = "spec 05 §5.1";
-  op.summary = "embedding: h = embed[id], a bf16 row gather";
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = embedding_cases;
-  set_backward(op, embedding_gradient());
-  return op;
+  return registration("embedding", "spec 05 §5.1", "embedding: h = embed[id], a bf16 row gather", {}, {}, reference,
+                      DSV4_OPS_DEVICE(device), embedding_cases, embedding_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -145,15 +145,10 @@ GradientForms expert_gradient() {
 }  // namespace
 
 Op expert_op() {
-  Op op;
-  op.stem = "expert";
-  op.spec = "spec 03 §3.2";
-  op.summary = "routed MoE expert: W2 bf16(w · silu(min(g, λ)) · clamp(u, ±λ)), g = W1 x, u = W3 x, bf16 linears";
-  op.real_params = {"swiglu_limit"};
-  op.reference = reference;
-  op.cases = expert_cases;
-  set_backward(op, expert_gradient());
-  return op;
+  return registration(
+      "expert", "spec 03 §3.2",
+      "routed MoE expert: W2 bf16(w · silu(min(g, λ)) · clamp(u, ±λ)), g = W1 x, u = W3 x, bf16 linears", {},
+      {"swiglu_limit"}, reference, Fn(), expert_cases, expert_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -42,20 +42,16 @@ std::vector<Case> fp4_act_quant_cases(std::uint64_t seed) {
 }  // namespace
 
 Op fp4_act_quant_op() {
-  Op op;
-  op.stem = "fp4_act_quant";
-  op.spec = "spec 01 §1.5";
-  op.summary = "fp4 e2m1 block quantiser (block 32): packed codes, e8m0 scales, in-place quant-dequant";
-  op.reference = fp4_act_quant_fn(
-      [](const std::vector<float>& x, std::int64_t cols) { return fp4_act_quant(std::span<const float>(x), cols); },
-      [](std::vector<float>& y, std::int64_t cols) { fp4_act_quant_inplace(std::span<float>(y), cols); });
-#if DSV4_HAVE_CUDA
-  op.device =
-      fp4_act_quant_fn([](const std::vector<float>& x, std::int64_t cols) { return gpu::fp4_act_quant(x, cols); },
-                       [](std::vector<float>& y, std::int64_t cols) { gpu::fp4_act_quant_inplace(y, cols); });
-#endif
-  op.cases = fp4_act_quant_cases;
-  return op;
+  return registration(
+      "fp4_act_quant", "spec 01 §1.5",
+      "fp4 e2m1 block quantiser (block 32): packed codes, e8m0 scales, in-place quant-dequant", {}, {},
+      fp4_act_quant_fn(
+          [](const std::vector<float>& x, std::int64_t cols) { return fp4_act_quant(std::span<const float>(x), cols); },
+          [](std::vector<float>& y, std::int64_t cols) { fp4_act_quant_inplace(std::span<float>(y), cols); }),
+      DSV4_OPS_DEVICE(
+          fp4_act_quant_fn([](const std::vector<float>& x, std::int64_t cols) { return gpu::fp4_act_quant(x, cols); },
+                           [](std::vector<float>& y, std::int64_t cols) { gpu::fp4_act_quant_inplace(y, cols); })),
+      fp4_act_quant_cases);
 }
 
 }  // namespace dsv4::ops::detail

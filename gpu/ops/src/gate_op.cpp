@@ -252,19 +252,10 @@ GradientForms gate_gradient() {
 }  // namespace
 
 Op gate_op() {
-  Op op;
-  op.stem = "gate";
-  op.spec = "spec 03 §3.1";
-  op.summary = "MoE gate: scores, top-k of the biased scores (C4) or hash routing, normalised weights × route_scale";
-  op.int_params = {"k", "score_func", "vocab"};
-  op.real_params = {"route_scale"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = gate_cases;
-  set_backward(op, gate_gradient());
-  return op;
+  return registration(
+      "gate", "spec 03 §3.1",
+      "MoE gate: scores, top-k of the biased scores (C4) or hash routing, normalised weights × route_scale",
+      {"k", "score_func", "vocab"}, {"route_scale"}, reference, DSV4_OPS_DEVICE(device), gate_cases, gate_gradient());
 }
 
 }  // namespace dsv4::ops::detail

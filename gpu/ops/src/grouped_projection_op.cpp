@@ -102,15 +102,9 @@ GradientForms grouped_projection_gradient() {
 }  // namespace
 
 Op grouped_projection_op() {
-  Op op;
-  op.stem = "grouped_projection";
-  op.spec = "spec 02 §2.10";
-  op.summary = "attention's grouped output projection: y_g = bf16(C1 Σ o_g·W_{a,g}) per group of heads (wo_a)";
-  op.int_params = {"groups"};
-  op.reference = reference;
-  op.cases = grouped_projection_cases;
-  set_backward(op, grouped_projection_gradient());
-  return op;
+  return registration("grouped_projection", "spec 02 §2.10",
+                      "attention's grouped output projection: y_g = bf16(C1 Σ o_g·W_{a,g}) per group of heads (wo_a)",
+                      {"groups"}, {}, reference, Fn(), grouped_projection_cases, grouped_projection_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -138,18 +138,9 @@ GradientForms hadamard_gradient() {
 }  // namespace
 
 Op hadamard_op() {
-  Op op;
-  op.stem = "hadamard";
-  op.spec = "spec 01 §1.10";
-  op.summary = "Walsh–Hadamard rotation: bf16(fl32(WHT(x) · fl32(N^-1/2))) per size-N segment, fp32 butterflies";
-  op.int_params = {"size"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = hadamard_cases;
-  set_backward(op, hadamard_gradient());
-  return op;
+  return registration("hadamard", "spec 01 §1.10",
+                      "Walsh–Hadamard rotation: bf16(fl32(WHT(x) · fl32(N^-1/2))) per size-N segment, fp32 butterflies",
+                      {"size"}, {}, reference, DSV4_OPS_DEVICE(device), hadamard_cases, hadamard_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -158,19 +158,9 @@ GradientForms hc_head_gradient() {
 }  // namespace
 
 Op hc_head_op() {
-  Op op;
-  op.stem = "hc_head";
-  op.spec = "spec 04 §4.5";
-  op.summary = "mHC head: y = bf16(C1 Σ_k fl(pre_k·X_k)), pre_k = σ(μ_k·α + b_k) + ε per token";
-  op.int_params = {"n"};
-  op.real_params = {"hc_eps", "norm_eps"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = hc_head_cases;
-  set_backward(op, hc_head_gradient());
-  return op;
+  return registration("hc_head", "spec 04 §4.5",
+                      "mHC head: y = bf16(C1 Σ_k fl(pre_k·X_k)), pre_k = σ(μ_k·α + b_k) + ε per token", {"n"},
+                      {"hc_eps", "norm_eps"}, reference, DSV4_OPS_DEVICE(device), hc_head_cases, hc_head_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -191,18 +191,9 @@ GradientForms hc_post_gradient() {
 }  // namespace
 
 Op hc_post_op() {
-  Op op;
-  op.stem = "hc_post";
-  op.spec = "spec 04 §4.4";
-  op.summary = "mHC post: X'_k = bf16(fl(post_k·f) + C1 Σ_j fl(comb[j,k]·X_j)) per token";
-  op.int_params = {"n"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = hc_post_cases;
-  set_backward(op, hc_post_gradient());
-  return op;
+  return registration("hc_post", "spec 04 §4.4",
+                      "mHC post: X'_k = bf16(fl(post_k·f) + C1 Σ_j fl(comb[j,k]·X_j)) per token", {"n"}, {}, reference,
+                      DSV4_OPS_DEVICE(device), hc_post_cases, hc_post_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -213,19 +213,9 @@ GradientForms hc_pre_gradient() {
 }  // namespace
 
 Op hc_pre_op() {
-  Op op;
-  op.stem = "hc_pre";
-  op.spec = "spec 04 §4.2";
-  op.summary = "mHC pre: RMS-scaled mixes, Sinkhorn split, y = bf16(C1 Σ_k fl(pre_k·X_k)) per token";
-  op.int_params = {"n", "iters"};
-  op.real_params = {"hc_eps", "norm_eps"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = hc_pre_cases;
-  set_backward(op, hc_pre_gradient());
-  return op;
+  return registration(
+      "hc_pre", "spec 04 §4.2", "mHC pre: RMS-scaled mixes, Sinkhorn split, y = bf16(C1 Σ_k fl(pre_k·X_k)) per token",
+      {"n", "iters"}, {"hc_eps", "norm_eps"}, reference, DSV4_OPS_DEVICE(device), hc_pre_cases, hc_pre_gradient());
 }
 
 }  // namespace dsv4::ops::detail

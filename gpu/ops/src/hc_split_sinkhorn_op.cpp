@@ -180,19 +180,9 @@ GradientForms hc_split_sinkhorn_gradient() {
 }  // namespace
 
 Op hc_split_sinkhorn_op() {
-  Op op;
-  op.stem = "hc_split_sinkhorn";
-  op.spec = "spec 04 §4.3";
-  op.summary = "mHC pre/post gates and Sinkhorn-normalised comb per token";
-  op.int_params = {"hc_mult", "iters"};
-  op.real_params = {"eps"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = sinkhorn_cases;
-  set_backward(op, hc_split_sinkhorn_gradient());
-  return op;
+  return registration("hc_split_sinkhorn", "spec 04 §4.3", "mHC pre/post gates and Sinkhorn-normalised comb per token",
+                      {"hc_mult", "iters"}, {"eps"}, reference, DSV4_OPS_DEVICE(device), sinkhorn_cases,
+                      hc_split_sinkhorn_gradient());
 }
 
 }  // namespace dsv4::ops::detail

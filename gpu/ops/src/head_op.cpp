@@ -178,19 +178,9 @@ GradientForms head_gradient() {
 }  // namespace
 
 Op head_op() {
-  Op op;
-  op.stem = "head";
-  op.spec = "spec 05 §5.3";
-  op.summary = "model head per row: hc_head, final RMSNorm, fp32 logits = C1 norm·headᵀ";
-  op.int_params = {"n", "vocab"};
-  op.real_params = {"hc_eps", "norm_eps"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = head_cases;
-  set_backward(op, head_gradient());
-  return op;
+  return registration("head", "spec 05 §5.3", "model head per row: hc_head, final RMSNorm, fp32 logits = C1 norm·headᵀ",
+                      {"n", "vocab"}, {"hc_eps", "norm_eps"}, reference, DSV4_OPS_DEVICE(device), head_cases,
+                      head_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -108,15 +108,10 @@ GradientForms linear_gradient() {
 }  // namespace
 
 Op linear_op() {
-  Op op;
-  op.stem = "linear";
-  op.spec = "spec 01 §1.6";
-  op.summary = "linear: bf16(C1 Σ x·W) per output, W a bf16 weight or the MXFP4 QAT value of an fp32 master weight";
-  op.int_params = {"weight_quant"};
-  op.reference = reference;
-  op.cases = linear_cases;
-  set_backward(op, linear_gradient());
-  return op;
+  return registration(
+      "linear", "spec 01 §1.6",
+      "linear: bf16(C1 Σ x·W) per output, W a bf16 weight or the MXFP4 QAT value of an fp32 master weight",
+      {"weight_quant"}, {}, reference, Fn(), linear_cases, linear_gradient());
 }
 
 }  // namespace dsv4::ops::detail

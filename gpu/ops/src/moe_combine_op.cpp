@@ -200,16 +200,10 @@ GradientForms moe_combine_gradient() {
 }  // namespace
 
 Op moe_combine_op() {
-  Op op;
-  op.stem = "moe_combine";
-  op.spec = "spec 03 §3.3";
-  op.summary = "MoE combine for given routing: routed experts in ascending id order, then the shared expert, bf16";
-  op.int_params = {"n_experts"};
-  op.real_params = {"swiglu_limit"};
-  op.reference = reference;
-  op.cases = moe_combine_cases;
-  set_backward(op, moe_combine_gradient());
-  return op;
+  return registration(
+      "moe_combine", "spec 03 §3.3",
+      "MoE combine for given routing: routed experts in ascending id order, then the shared expert, bf16",
+      {"n_experts"}, {"swiglu_limit"}, reference, Fn(), moe_combine_cases, moe_combine_gradient());
 }
 
 }  // namespace dsv4::ops::detail

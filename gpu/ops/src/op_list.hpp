@@ -3,8 +3,13 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
+#include "dsv4/ops/gradient.hpp"
 #include "dsv4/ops/op.hpp"
 
 namespace dsv4::ops::detail {
@@ -17,6 +22,23 @@ std::vector<float> to_floats(const M& m) {
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m.data()[i]);
   return v;
 }
+
+// The device function of a registration: `fn` in a build with CUDA, none without (where the
+// kernel's host function does not exist).
+#if DSV4_HAVE_CUDA
+#define DSV4_OPS_DEVICE(fn) ::dsv4::ops::Fn(fn)
+#else
+#define DSV4_OPS_DEVICE(fn) ::dsv4::ops::Fn()
+#endif
+
+using CaseGenerator = std::function<std::vector<Case>(std::uint64_t seed)>;
+
+// The one registration every <stem>_op.cpp returns (the fields of Op): stem, spec section, summary,
+// the names of Call::ints and Call::reals, reference, device function (DSV4_OPS_DEVICE, or Fn()
+// where no kernel exists yet), case generator, and the backward where the op has one (set_backward).
+Op registration(std::string stem, std::string spec, std::string summary, std::vector<std::string> int_params,
+                std::vector<std::string> real_params, Fn reference, Fn device, CaseGenerator cases,
+                std::optional<GradientForms> backward = std::nullopt);
 
 Op act_quant_op();
 Op fp4_act_quant_op();

@@ -122,18 +122,8 @@ GradientForms rmsnorm_gradient() {
 }  // namespace
 
 Op rmsnorm_op() {
-  Op op;
-  op.stem = "rmsnorm";
-  op.spec = "spec 01 §1.11 C8";
-  op.summary = "RMSNorm: bf16(w · x · rsqrt(mean x² + eps)) per row";
-  op.real_params = {"eps"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = rmsnorm_cases;
-  set_backward(op, rmsnorm_gradient());
-  return op;
+  return registration("rmsnorm", "spec 01 §1.11 C8", "RMSNorm: bf16(w · x · rsqrt(mean x² + eps)) per row", {}, {"eps"},
+                      reference, DSV4_OPS_DEVICE(device), rmsnorm_cases, rmsnorm_gradient());
 }
 
 }  // namespace dsv4::ops::detail

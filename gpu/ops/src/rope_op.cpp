@@ -184,18 +184,10 @@ GradientForms rope_gradient() {
 }  // namespace
 
 Op rope_op() {
-  Op op;
-  op.stem = "rope";
-  op.spec = "spec 02 §2.3";
-  op.summary = "interleaved partial RoPE (or its inverse) of the last r_d dims of every head, YaRN table, bf16 out";
-  op.int_params = {"head_dim", "rope_head_dim", "inverse"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = rope_cases;
-  set_backward(op, rope_gradient());
-  return op;
+  return registration(
+      "rope", "spec 02 §2.3",
+      "interleaved partial RoPE (or its inverse) of the last r_d dims of every head, YaRN table, bf16 out",
+      {"head_dim", "rope_head_dim", "inverse"}, {}, reference, DSV4_OPS_DEVICE(device), rope_cases, rope_gradient());
 }
 
 }  // namespace dsv4::ops::detail

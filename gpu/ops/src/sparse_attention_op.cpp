@@ -156,18 +156,10 @@ GradientForms sparse_attention_gradient() {
 }  // namespace
 
 Op sparse_attention_op() {
-  Op op;
-  op.stem = "sparse_attention";
-  op.spec = "spec 02 §2.9";
-  op.summary =
-      "sparse attention with sink: per head softmax over the listed kv rows (chunks of 64), sink in the "
-      "denominator only, bf16 out";
-  op.int_params = {"n_heads"};
-  op.real_params = {"scale"};
-  op.reference = reference;
-  op.cases = sparse_attention_cases;
-  set_backward(op, sparse_attention_gradient());
-  return op;
+  return registration("sparse_attention", "spec 02 §2.9",
+                      "sparse attention with sink: per head softmax over the listed kv rows (chunks of 64), sink in "
+                      "the denominator only, bf16 out",
+                      {"n_heads"}, {"scale"}, reference, Fn(), sparse_attention_cases, sparse_attention_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -200,19 +200,9 @@ GradientForms swiglu_gradient() {
 }  // namespace
 
 Op swiglu_op() {
-  Op op;
-  op.stem = "swiglu";
-  op.spec = "spec 03 §3.2";
-  op.summary = "expert SwiGLU with the clamp: bf16(w · silu(min(g, λ)) · clamp(u, −λ, λ)) per element";
-  op.int_params = {"routed"};
-  op.real_params = {"limit"};
-  op.reference = reference;
-#if DSV4_HAVE_CUDA
-  op.device = device;
-#endif
-  op.cases = swiglu_cases;
-  set_backward(op, swiglu_gradient());
-  return op;
+  return registration("swiglu", "spec 03 §3.2",
+                      "expert SwiGLU with the clamp: bf16(w · silu(min(g, λ)) · clamp(u, −λ, λ)) per element",
+                      {"routed"}, {"limit"}, reference, DSV4_OPS_DEVICE(device), swiglu_cases, swiglu_gradient());
 }
 
 }  // namespace dsv4::ops::detail
