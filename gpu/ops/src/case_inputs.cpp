@@ -83,6 +83,17 @@ std::vector<float> edge_activations_tamed(std::int64_t rows, std::int64_t cols, 
   return x;
 }
 
+std::vector<float> constant_rows(std::int64_t rows, std::int64_t cols, float value, std::uint64_t seed,
+                                 const char* stream) {
+  std::vector<float> x(static_cast<std::size_t>(rows * cols));
+  const CounterRng rng(seed, stream_id(stream));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const float v = i / static_cast<std::size_t>(cols) % 2 == 0 ? 0.0f : value;
+    x[i] = (rng.words(i)[0] & 1u) != 0 ? -v : v;
+  }
+  return x;
+}
+
 const std::vector<Shape>& quant_shapes() {
   static const std::vector<Shape> shapes = {{1, 32},   {1, 128},   {3, 448},    {5, 64},   {7, 512},
                                             {2, 1536}, {64, 7168}, {1000, 256}, {33, 480}, {17, 4096}};

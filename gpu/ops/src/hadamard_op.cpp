@@ -1,6 +1,8 @@
 // Registration of hadamard (spec 01 §1.10): y = bf16(fl32(WHT(x) × fl32(N^−1/2))) on every size-N
 // segment of every row, the fp32 radix-2 butterflies in increasing stage order.
 #include <cmath>
+#include <string>
+#include <utility>
 
 #include "dsv4/model/hadamard.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -53,10 +55,20 @@ std::vector<float> small_integers(std::int64_t rows, std::int64_t cols, std::uin
   return x;
 }
 
+// A case of x [rows, cols] with segment size `size`, labelled by its shape, size and `what`.
+Case make_case(std::int64_t rows, std::int64_t cols, std::int64_t size, const std::string& what, std::vector<float> x) {
+  Case c;
+  c.label = shape_label({rows, cols}) + " size " + std::to_string(size) + " " + what;
+  c.call.ints = {size};
+  c.call.inputs = {Array::floats("x", rows, cols, std::move(x))};
+  return c;
+}
+
+struct Spec {
+  std::int64_t rows, cols, size;
+};
+
 std::vector<Case> hadamard_cases(std::uint64_t seed) {
-  struct Spec {
-    std::int64_t rows, cols, size;
-  };
   std::vector<Case> cases;
   std::uint64_t k = 0;
   // The model's rotation: N = c_I = 128 (indexer queries per head, compressed index keys), one or
@@ -74,29 +86,17 @@ std::vector<Case> hadamard_cases(std::uint64_t seed) {
                                         {9, 32, 2},
                                         {4, 3, 1}}) {
     ++k;
-    Case c;
-    c.label = shape_label({s.rows, s.cols}) + " size " + std::to_string(s.size) + " activations";
-    c.call.ints = {s.size};
-    c.call.inputs = {Array::floats("x", s.rows, s.cols, activations(s.rows, s.cols, seed * 1000 + 300 + k))};
-    cases.push_back(std::move(c));
+    cases.push_back(
+        make_case(s.rows, s.cols, s.size, "activations", activations(s.rows, s.cols, seed * 1000 + 300 + k)));
   }
   for (const Spec s : std::vector<Spec>{{32, 256, 256}, {16, 1024, 64}, {8, 1024, 1024}}) {
     ++k;
-    Case c;
-    c.label = shape_label({s.rows, s.cols}) + " size " + std::to_string(s.size) + " small integers (bf16 ties)";
-    c.call.ints = {s.size};
-    c.call.inputs = {Array::floats("x", s.rows, s.cols, small_integers(s.rows, s.cols, seed * 1000 + 300 + k))};
-    cases.push_back(std::move(c));
+    cases.push_back(make_case(s.rows, s.cols, s.size, "small integers (bf16 ties)",
+                              small_integers(s.rows, s.cols, seed * 1000 + 300 + k)));
   }
-  {  // all zeros (signed)
-    Case c;
-    c.label = "8x512 size 128 signed zeros";
-    c.call.ints = {128};
-    std::vector<float> x(8 * 512, 0.0f);
-    for (std::size_t i = 0; i < x.size(); i += 3) x[i] = -0.0f;
-    c.call.inputs = {Array::floats("x", 8, 512, std::move(x))};
-    cases.push_back(std::move(c));
-  }
+  std::vector<float> zeros(8 * 512, 0.0f);  // all zeros (signed)
+  for (std::size_t i = 0; i < zeros.size(); i += 3) zeros[i] = -0.0f;
+  cases.push_back(make_case(8, 512, 128, "signed zeros", std::move(zeros)));
   return cases;
 }
 
@@ -115,19 +115,14 @@ GradientForms hadamard_gradient() {
   };
   g.backward = [](const Call& c) { return Doubles{flat(hadamard_backward(to_mat(c.inputs.at(1)), c.ints.at(0)))}; };
   g.cases = [](std::uint64_t seed) {
-    struct Spec {
-      std::int64_t rows, cols, size;
-    };
     std::vector<Case> cases;
     std::uint64_t k = 0;
     for (const Spec s : std::vector<Spec>{{3, 16, 8}, {2, 16, 0}, {2, 3, 1}}) {
       ++k;
-      Case c;
-      c.label = shape_label({s.rows, s.cols}) + " size " + std::to_string(s.size) + " (linear: no kinks)";
-      c.call.ints = {s.size};
-      c.call.inputs = {
-          Array::floats("x", s.rows, s.cols, normals(s.rows * s.cols, 1.0, seed * 100 + k, "grad.hadamard.x")),
-          Array::floats("dy", s.rows, s.cols, normals(s.rows * s.cols, 1.0, seed * 100 + k, "grad.hadamard.dy"))};
+      Case c = make_case(s.rows, s.cols, s.size, "(linear: no kinks)",
+                         normals(s.rows * s.cols, 1.0, seed * 100 + k, "grad.hadamard.x"));
+      c.call.inputs.push_back(
+          Array::floats("dy", s.rows, s.cols, normals(s.rows * s.cols, 1.0, seed * 100 + k, "grad.hadamard.dy")));
       cases.push_back(std::move(c));
     }
     return cases;

@@ -6,7 +6,6 @@
 
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/mhc.hpp"
-#include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/hc_head_backward.hpp"
@@ -84,12 +83,7 @@ std::vector<Case> hc_head_cases(std::uint64_t seed) {
   {
     // Rows of all zeros (S = 0, r = rsqrt(eps), μ = ±0) and of one repeated value up to sign.
     const std::int64_t tokens = 6, n = 4, d = 128;
-    std::vector<float> x(static_cast<std::size_t>(tokens * n * d));
-    const CounterRng rng(seed, stream_id("ops.hc_head.signs"));
-    for (std::size_t i = 0; i < x.size(); ++i) {
-      const float v = i / static_cast<std::size_t>(n * d) % 2 == 0 ? 0.0f : 0.75f;
-      x[i] = (rng.words(i)[0] & 1u) != 0 ? -v : v;
-    }
+    std::vector<float> x = constant_rows(tokens, n * d, 0.75f, seed, "ops.hc_head.signs");
     cases.push_back(make_case("6 tokens, n 4, d 128, constant rows (zero, ±0.75)", n, d, std::move(x), tokens,
                               seed * 1000 + 690, false));
   }

@@ -107,12 +107,7 @@ std::vector<Case> hc_pre_cases(std::uint64_t seed) {
   {
     // Rows of all zeros (S = 0, r = rsqrt(eps), μ = ±0) and of one repeated value up to sign.
     const std::int64_t tokens = 6, n = 4, d = 128;
-    std::vector<float> x(static_cast<std::size_t>(tokens * n * d));
-    const CounterRng rng(seed, stream_id("ops.hc_pre.signs"));
-    for (std::size_t i = 0; i < x.size(); ++i) {
-      const float v = i / static_cast<std::size_t>(n * d) % 2 == 0 ? 0.0f : 0.75f;
-      x[i] = (rng.words(i)[0] & 1u) != 0 ? -v : v;
-    }
+    std::vector<float> x = constant_rows(tokens, n * d, 0.75f, seed, "ops.hc_pre.signs");
     cases.push_back(make_case("6 tokens, n 4, d 128, constant rows (zero, ±0.75)", n, std::move(x), tokens,
                               synthetic_weights(n, d, seed * 1000 + 590)));
   }

@@ -57,10 +57,33 @@ Outputs device(const Call& c) {
 }
 #endif
 
+struct Spec {
+  std::int64_t rows, n, d, vocab;
+};
+
+// A case of shape s (hc_eps = norm_eps = 1e-6): activations x, the model's synthetic hc_head weights
+// (seed base + 1), the final RMSNorm's weight and the head; the label ends in `what`.
+Case make_case(const Spec& s, std::uint64_t base, const std::string& what, std::vector<float> x,
+               std::vector<float> norm, std::vector<float> head) {
+  ModelConfig cfg;
+  cfg.hc_mult = s.n;
+  cfg.dim = s.d;
+  const HcHeadWeights hw = HcHeadWeights::synthetic(cfg, base + 1);
+  Case c;
+  c.label = std::to_string(s.rows) + " rows, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) + ", vocab " +
+            std::to_string(s.vocab) + what;
+  c.call.ints = {s.n, s.vocab};
+  c.call.reals = {1e-6, 1e-6};
+  c.call.inputs = {Array::floats("x", s.rows, s.n * s.d, std::move(x)),
+                   Array::shared("hc_fn", to_floats(hw.fn)),
+                   Array::shared("hc_base", to_floats(hw.base)),
+                   Array::shared("hc_scale", {static_cast<float>(hw.scale)}),
+                   Array::shared("norm", std::move(norm)),
+                   Array::shared("head", std::move(head))};
+  return c;
+}
+
 std::vector<Case> head_cases(std::uint64_t seed) {
-  struct Spec {
-    std::int64_t rows, n, d, vocab;
-  };
   std::vector<Case> cases;
   std::uint64_t k = 0;
   // V4-Flash (d 4096) and V4-Pro (7168) widths with a slice of the vocabulary, tiny-like (d 64);
@@ -69,24 +92,11 @@ std::vector<Case> head_cases(std::uint64_t seed) {
   for (const Spec s : std::vector<Spec>{{3, 4, 4096, 256}, {2, 4, 7168, 128}, {64, 4, 64, 512}, {9, 2, 100, 77}}) {
     ++k;
     const std::uint64_t base = seed * 1000 + 700 + 10 * k;
-    ModelConfig cfg;
-    cfg.hc_mult = s.n;
-    cfg.dim = s.d;
-    const HcHeadWeights hw = HcHeadWeights::synthetic(cfg, base + 1);
-    Case c;
-    c.label = std::to_string(s.rows) + " rows, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) + ", vocab " +
-              std::to_string(s.vocab) + ", activations";
-    c.call.ints = {s.n, s.vocab};
-    c.call.reals = {1e-6, 1e-6};
-    c.call.inputs = {
-        Array::floats("x", s.rows, s.n * s.d, edge_activations_tamed(s.rows, s.n * s.d, base, 0x1p40, 0x1p-90)),
-        Array::shared("hc_fn", to_floats(hw.fn)),
-        Array::shared("hc_base", to_floats(hw.base)),
-        Array::shared("hc_scale", {static_cast<float>(hw.scale)}),
-        Array::shared("norm", to_floats(synthetic_norm_weight(base + 2, "ops.head.norm", s.d))),
-        Array::shared("head", to_floats(synthetic_bf16_matrix(base + 3, "ops.head.head", s.vocab, s.d,
-                                                              1.0 / std::sqrt(static_cast<double>(s.d)))))};
-    cases.push_back(std::move(c));
+    cases.push_back(make_case(s, base, ", activations",
+                              edge_activations_tamed(s.rows, s.n * s.d, base, 0x1p40, 0x1p-90),
+                              to_floats(synthetic_norm_weight(base + 2, "ops.head.norm", s.d)),
+                              to_floats(synthetic_bf16_matrix(base + 3, "ops.head.head", s.vocab, s.d,
+                                                              1.0 / std::sqrt(static_cast<double>(s.d))))));
   }
   return cases;
 }
@@ -140,34 +150,20 @@ GradientForms head_gradient() {
     return Doubles{flat(r.dx), flat(r.dfn), flat(r.dbase), {r.dscale}, flat(r.dnorm), flat(r.dhead)};
   };
   g.cases = [](std::uint64_t seed) {
-    struct Spec {
-      std::int64_t rows, n, d, vocab;
-    };
     std::vector<Case> cases;
     std::uint64_t k = 0;
     for (const Spec s : std::vector<Spec>{{2, 2, 3, 4}, {3, 4, 2, 3}, {2, 1, 4, 5}}) {
       ++k;
       const std::uint64_t base = seed * 100 + k;
-      ModelConfig cfg;
-      cfg.hc_mult = s.n;
-      cfg.dim = s.d;
-      const HcHeadWeights hw = HcHeadWeights::synthetic(cfg, base + 1);
-      Case c;
-      c.label = std::to_string(s.rows) + " rows, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) + ", vocab " +
-                std::to_string(s.vocab) + " (smooth: no kinks)";
-      c.call.ints = {s.n, s.vocab};
-      c.call.reals = {1e-6, 1e-6};
-      c.call.inputs = {
-          Array::floats("x", s.rows, s.n * s.d, normals(s.rows * s.n * s.d, 1.0, base, "grad.head.x")),
-          Array::shared("hc_fn", to_floats(hw.fn)),
-          Array::shared("hc_base", to_floats(hw.base)),
-          Array::shared("hc_scale", {static_cast<float>(hw.scale)}),
-          Array::shared("norm", bf16_normals(s.d, 0.1, base, "grad.head.norm")),
-          Array::shared("head", normals(s.vocab * s.d, 0.5, base, "grad.head.head")),
-          Array::floats("dhc_head", s.rows, s.d, normals(s.rows * s.d, 1.0, base, "grad.head.dhc_head")),
-          Array::floats("dnorm", s.rows, s.d, normals(s.rows * s.d, 1.0, base, "grad.head.dnorm")),
-          Array::floats("dlogits", s.rows, s.vocab, normals(s.rows * s.vocab, 1.0, base, "grad.head.dlogits"))};
-      for (float& v : c.call.inputs[4].f32) v += 1.0f;  // γ ≈ 1 + N(0, 0.1²)
+      std::vector<float> norm = bf16_normals(s.d, 0.1, base, "grad.head.norm");
+      for (float& v : norm) v += 1.0f;  // γ ≈ 1 + N(0, 0.1²)
+      Case c = make_case(s, base, " (smooth: no kinks)", normals(s.rows * s.n * s.d, 1.0, base, "grad.head.x"),
+                         std::move(norm), normals(s.vocab * s.d, 0.5, base, "grad.head.head"));
+      c.call.inputs.push_back(
+          Array::floats("dhc_head", s.rows, s.d, normals(s.rows * s.d, 1.0, base, "grad.head.dhc_head")));
+      c.call.inputs.push_back(Array::floats("dnorm", s.rows, s.d, normals(s.rows * s.d, 1.0, base, "grad.head.dnorm")));
+      c.call.inputs.push_back(
+          Array::floats("dlogits", s.rows, s.vocab, normals(s.rows * s.vocab, 1.0, base, "grad.head.dlogits")));
       cases.push_back(std::move(c));
     }
     return cases;

@@ -22,6 +22,11 @@ std::vector<float> edge_activations(std::int64_t rows, std::int64_t cols, std::u
 std::vector<float> edge_activations_tamed(std::int64_t rows, std::int64_t cols, std::uint64_t seed, double threshold,
                                           double factor);
 
+// rows × cols values, row r all ±0 (r even) or all ±value (r odd), each element's sign from the
+// counter-based RNG (seed, stream): rows of all zeros and of one value repeated up to sign.
+std::vector<float> constant_rows(std::int64_t rows, std::int64_t cols, float value, std::uint64_t seed,
+                                 const char* stream);
+
 // Row lengths of the model (7168 = hidden, 448 = KV nope dims, 512 = KV dims, 128 = indexer head,
 // 4096, 1536) and odd ones; row counts from 1 to 1000.
 struct Shape {
