@@ -7,13 +7,14 @@
 // Without a CUDA device the GPU test skips (CI has none); the argument checks run anyway.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "dsv4/gpu/device.hpp"
 #include "dsv4/gpu/gate.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "support/device_decides.hpp"
 
 namespace dsv4 {
 namespace {
@@ -26,8 +27,7 @@ std::vector<std::int64_t> integers(const ops::Array& a) {
 
 TEST(GpuGate, DeviceDecidesNearlyEveryToken) {
   if (!gpu::gpu_available()) GTEST_SKIP() << "no CUDA device (dsv4::gpu::gpu_available() is false)";
-  std::int64_t recomputed = 0, tokens = 0;
-  for (const ops::Case& c : ops::find_op("gate")->cases(1)) {
+  test::expect_device_decides("gate", "tokens", 400, 100, [](const ops::Case& c) {
     const ops::Array& x = c.call.inputs[0];
     const std::vector<std::int64_t> ids = integers(c.call.inputs[1]), table = integers(c.call.inputs[4]);
     const bool hash = !table.empty();
@@ -35,13 +35,8 @@ TEST(GpuGate, DeviceDecidesNearlyEveryToken) {
         gpu::gate(x.f32.data(), x.rows, x.cols, ids.data(), c.call.inputs[2].f32.data(), c.call.inputs[2].cols / x.cols,
                   hash ? nullptr : c.call.inputs[3].f32.data(), hash ? table.data() : nullptr, c.call.ints[2],
                   static_cast<gpu::GateScore>(c.call.ints[1]), c.call.ints[0], c.call.reals[0]);
-    recomputed += out.recomputed;
-    tokens += x.rows;
-  }
-  std::printf("tokens %lld, recomputed on the host %lld\n", static_cast<long long>(tokens),
-              static_cast<long long>(recomputed));
-  EXPECT_GT(tokens, 400);
-  EXPECT_LE(recomputed * 100, tokens);
+    return std::pair{out.recomputed, x.rows};
+  });
 }
 
 TEST(GpuGate, BadArgumentsNamed) {

@@ -7,31 +7,26 @@
 // Without a CUDA device the GPU test skips (CI has none); the argument checks run anyway.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "dsv4/gpu/device.hpp"
 #include "dsv4/gpu/hc_post.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "support/device_decides.hpp"
 
 namespace dsv4 {
 namespace {
 
 TEST(GpuHcPost, DeviceDecidesNearlyEveryToken) {
   if (!gpu::gpu_available()) GTEST_SKIP() << "no CUDA device (dsv4::gpu::gpu_available() is false)";
-  std::int64_t recomputed = 0, tokens = 0;
-  for (const ops::Case& c : ops::find_op("hc_post")->cases(1)) {
+  test::expect_device_decides("hc_post", "tokens", 400, 100, [](const ops::Case& c) {
     const ops::Array& f = c.call.inputs[0];
     const gpu::HcPostBatch out = gpu::hc_post(f.f32.data(), c.call.inputs[1].f32.data(), c.call.inputs[2].f32.data(),
                                               c.call.inputs[3].f32.data(), f.rows, c.call.ints[0], f.cols);
-    recomputed += out.recomputed;
-    tokens += f.rows;
-  }
-  std::printf("tokens %lld, recomputed on the host %lld\n", static_cast<long long>(tokens),
-              static_cast<long long>(recomputed));
-  EXPECT_GT(tokens, 400);
-  EXPECT_LE(recomputed * 100, tokens);
+    return std::pair{out.recomputed, f.rows};
+  });
 }
 
 TEST(GpuHcPost, BadArgumentsNamed) {

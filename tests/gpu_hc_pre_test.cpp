@@ -8,33 +8,28 @@
 // Without a CUDA device the GPU test skips (CI has none); the argument checks run anyway.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "dsv4/gpu/device.hpp"
 #include "dsv4/gpu/hc_pre.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "support/device_decides.hpp"
 
 namespace dsv4 {
 namespace {
 
 TEST(GpuHcPre, DeviceDecidesNearlyEveryToken) {
   if (!gpu::gpu_available()) GTEST_SKIP() << "no CUDA device (dsv4::gpu::gpu_available() is false)";
-  std::int64_t recomputed = 0, tokens = 0;
-  for (const ops::Case& c : ops::find_op("hc_pre")->cases(1)) {
+  test::expect_device_decides("hc_pre", "tokens", 300, 100, [](const ops::Case& c) {
     const ops::Array& x = c.call.inputs[0];
     const std::int64_t n = c.call.ints[0];
     const gpu::HcPreBatch out =
         gpu::hc_pre(x.f32.data(), x.rows, n, x.cols / n, c.call.inputs[1].f32.data(), c.call.inputs[2].f32.data(),
                     c.call.inputs[3].f32.data(), static_cast<int>(c.call.ints[1]), c.call.reals[0], c.call.reals[1]);
-    recomputed += out.recomputed;
-    tokens += x.rows;
-  }
-  std::printf("tokens %lld, recomputed on the host %lld\n", static_cast<long long>(tokens),
-              static_cast<long long>(recomputed));
-  EXPECT_GT(tokens, 300);
-  EXPECT_LE(recomputed * 100, tokens);
+    return std::pair{out.recomputed, x.rows};
+  });
 }
 
 TEST(GpuHcPre, BadArgumentsNamed) {

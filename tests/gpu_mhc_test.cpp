@@ -15,6 +15,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dsv4/gpu/device.hpp"
@@ -22,6 +23,7 @@
 #include "dsv4/numerics/correct_rounding.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "support/device_decides.hpp"
 
 namespace dsv4 {
 namespace {
@@ -38,19 +40,13 @@ std::uint32_t bits(float f) {
 // Over every registry case: the device decides ≥ 99.9 % of the tokens itself.
 TEST(GpuMhc, DeviceDecidesNearlyEveryToken) {
   SKIP_WITHOUT_GPU();
-  std::int64_t recomputed = 0, tokens_total = 0;
-  for (const ops::Case& c : ops::find_op("hc_split_sinkhorn")->cases(1)) {
+  test::expect_device_decides("hc_split_sinkhorn", "tokens", 3000, 1000, [](const ops::Case& c) {
     const ops::Array& mixes = c.call.inputs[0];
     const gpu::SinkhornBatch out = gpu::hc_split_sinkhorn(
         mixes.f32.data(), mixes.rows, static_cast<int>(c.call.ints[0]), c.call.inputs[1].f32.data(),
         c.call.inputs[2].f32.data(), static_cast<int>(c.call.ints[1]), c.call.reals[0]);
-    recomputed += out.recomputed;
-    tokens_total += mixes.rows;
-  }
-  std::printf("tokens %lld, recomputed on the host %lld\n", static_cast<long long>(tokens_total),
-              static_cast<long long>(recomputed));
-  EXPECT_GT(tokens_total, 3000);
-  EXPECT_LE(recomputed * 1000, tokens_total);
+    return std::pair{out.recomputed, mixes.rows};
+  });
 }
 
 // The device exp against cr_exp on 2^22 arguments spread over the whole useful range (exp of an

@@ -7,31 +7,26 @@
 // Without a CUDA device the GPU test skips (CI has none); the argument checks run anyway.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "dsv4/gpu/device.hpp"
 #include "dsv4/gpu/rmsnorm.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "support/device_decides.hpp"
 
 namespace dsv4 {
 namespace {
 
 TEST(GpuRmsNorm, DeviceDecidesNearlyEveryRow) {
   if (!gpu::gpu_available()) GTEST_SKIP() << "no CUDA device (dsv4::gpu::gpu_available() is false)";
-  std::int64_t recomputed = 0, rows = 0;
-  for (const ops::Case& c : ops::find_op("rmsnorm")->cases(1)) {
+  test::expect_device_decides("rmsnorm", "rows", 400, 100, [](const ops::Case& c) {
     const ops::Array& x = c.call.inputs[0];
     const gpu::RmsNormBatch out =
         gpu::rmsnorm(x.f32.data(), x.rows, x.cols, c.call.inputs[1].f32.data(), c.call.reals[0]);
-    recomputed += out.recomputed;
-    rows += x.rows;
-  }
-  std::printf("rows %lld, recomputed on the host %lld\n", static_cast<long long>(rows),
-              static_cast<long long>(recomputed));
-  EXPECT_GT(rows, 400);
-  EXPECT_LE(recomputed * 100, rows);
+    return std::pair{out.recomputed, x.rows};
+  });
 }
 
 TEST(GpuRmsNorm, BadArgumentsNamed) {

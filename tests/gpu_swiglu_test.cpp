@@ -7,32 +7,27 @@
 // Without a CUDA device the GPU test skips (CI has none); the argument checks run anyway.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "dsv4/gpu/device.hpp"
 #include "dsv4/gpu/swiglu.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "support/device_decides.hpp"
 
 namespace dsv4 {
 namespace {
 
 TEST(GpuSwiglu, DeviceDecidesNearlyEveryElement) {
   if (!gpu::gpu_available()) GTEST_SKIP() << "no CUDA device (dsv4::gpu::gpu_available() is false)";
-  std::int64_t recomputed = 0, elements = 0;
-  for (const ops::Case& c : ops::find_op("swiglu")->cases(1)) {
+  test::expect_device_decides("swiglu", "elements", 100000, 10000, [](const ops::Case& c) {
     const ops::Array& g = c.call.inputs[0];
     const gpu::SwigluBatch out =
         gpu::clamped_swiglu(g.f32.data(), c.call.inputs[1].f32.data(), g.rows, g.cols, c.call.reals[0],
                             c.call.ints[0] != 0 ? c.call.inputs[2].f32.data() : nullptr);
-    recomputed += out.recomputed;
-    elements += g.elements();
-  }
-  std::printf("elements %lld, recomputed on the host %lld\n", static_cast<long long>(elements),
-              static_cast<long long>(recomputed));
-  EXPECT_GT(elements, 100000);
-  EXPECT_LE(recomputed * 10000, elements);
+    return std::pair{out.recomputed, g.elements()};
+  });
 }
 
 TEST(GpuSwiglu, BadArgumentsNamed) {
