@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -35,21 +36,36 @@ namespace dsv4 {
 namespace {
 
 constexpr std::uint64_t kSeed = 1;
-constexpr std::int64_t kPrompt = 36, kDecode = 2;
+constexpr std::int64_t kDecode = 2;
+// The prompt length: 36 (CI), or DSV4_CATALOGUE_PROMPT — ctest `catalogue_verdicts_140` (label
+// long) runs 138, the 140-token run of issue 15's goal. The "not yet" lists below are measured per
+// length (kLongPrompt's where they differ).
+constexpr std::int64_t kLongPrompt = 138;
+std::int64_t prompt_len() {
+  const char* v = std::getenv("DSV4_CATALOGUE_PROMPT");
+  return v && *v ? std::stoll(v) : 36;
+}
+const std::int64_t kPrompt = prompt_len();
 
 // What today's statistics do not yet achieve (measured at this commit; issue 15 items 1 and 3 are
 // to empty every list). Each is checked to be exactly the set that misses today.
 // Legitimate variants that FAIL today: none since diff's yardstick includes the sequential-fp32
 // summation order (oracle/README.md, "The yardstick"); the sum-sequential engine failed the fp32 hc
 // post/comb before (3.7e-7 against an allowance of 3.0e-7).
-const std::set<Deviation> kNotYetPassing{};
+// On the 140-token run (kLongPrompt, measured 2026-12-07): bf16-jitter FAILs at
+// decode0/layers.0.attn/kv — one FP8 quantum (0.25) in a nope dim, where the jittered input moved the
+// value across an FP8 rounding boundary: max|c−e| 0.25 > 0.151 = 2 × official 0.0679 + 1 ulp. The
+// local yardstick has no per-element near-tie rule for FP8-quantised outputs yet (the exact
+// reference keeps only the minimum quantisation margin, QuantMargin; issue 15 note).
+const std::set<Deviation> kNotYetPassing =
+    kPrompt == kLongPrompt ? std::set<Deviation>{Deviation::kBf16Jitter} : std::set<Deviation>{};
 // Deviations that PASS certify or diff today, each at a measured limit (bug_catalogue.hpp
 // diff_misses for the clamp and the RMSNorm eps). The Sinkhorn column-first order, measured on this
 // run (2026-12-07, an ad-hoc program recording both full runs): the column-first and the official
 // comb differ by at most 6 fp32 ulp (1.2e-7) at layers.0.hc_attn, while the official's own error
 // against exact there is 9.1e-8 — its 39 fp32 normalisations round as much as the order changes.
 // The seed-1 logits let Sinkhorn converge within its 20 iterations, where the two orders meet;
-// diff_test's golden (seed 9), less converged, catches it.
+// diff_test's golden (seed 9), less converged, catches it. The 140-token run misses the same three.
 const std::set<Deviation> kNotYetCaught{Deviation::kSinkhornColumnFirst, Deviation::kClampGateBothSides,
                                         Deviation::kRmsNormEpsOutside};
 // Deviations both FAIL whose first failing module (certify's or diff's) is not the bug's component:
