@@ -23,6 +23,7 @@
 namespace dsv4 {
 namespace {
 
+using testing_support::failed_locally;
 using testing_support::perturbed_copy;
 
 // A golden and the reference's official and exact dumps, made once for the suite: 38 tokens
@@ -100,12 +101,7 @@ TEST_F(CliCertify, ScaledModuleOutputAfterAFlipFailsLocally) {
   const auto r =
       dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5") + " --json " + file("r.json"));
   EXPECT_EQ(r.status, 1) << r.out << r.err;
-  const auto j = nlohmann::json::parse(slurp(file("r.json")));
-  bool victim_failed_locally = false;
-  for (const auto& t : j.at("tensors"))
-    if (t.at("name") == victim)
-      victim_failed_locally = t.at("verdict") == "FAIL" && !t.at("local").is_null() && !t.at("local").at("pass");
-  EXPECT_TRUE(victim_failed_locally) << r.out;
+  EXPECT_TRUE(failed_locally(slurp(file("r.json")), victim)) << r.out;
   // --end-to-end-only skips the local verdicts: the scaled output then hides inside the official
   // reference's drift past its flip — the weakness the local verdicts remove.
   const auto e2e = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5") + " --end-to-end-only");

@@ -212,11 +212,7 @@ class CliCheckpointGolden : public testing_support::CliDir {
   static void SetUpTestSuite() {
     shared_ = std::filesystem::temp_directory_path() / ("dsv4_ckpt_golden_" + std::to_string(::getpid()));
     std::filesystem::create_directories(shared_);
-    Tensor t(DType::kI64, {1, 38});
-    const CounterRng rng(9, 1);
-    for (std::int64_t i = 0; i < 38; ++i)
-      t.values<std::int64_t>()[static_cast<std::size_t>(i)] = rng.words(static_cast<std::uint64_t>(i))[0] % 1024;
-    write_npy(path("t.npy"), t);
+    testing_support::write_suite_tokens(path("t.npy"));
     const std::string cli = std::string("'") + DSV4_CLI_PATH + "' ";
     const std::string common =
         "--config tiny --weights " + path("w/model.safetensors") + " --tokens " + path("t.npy") + " --decode-steps 2 ";
@@ -276,12 +272,7 @@ TEST_F(CliCheckpointGolden, LocalVerdictsWorkOnCheckpointGoldens) {
   const std::string gc = "--golden " + path("g.h5") + " --candidate " + file("p.h5");
   const auto r = dsv4("certify " + gc + " --weights " + path("w/model.safetensors") + " --json " + file("r.json"));
   EXPECT_EQ(r.status, 1) << r.out << r.err;
-  const auto j = nlohmann::json::parse(slurp(file("r.json")));
-  bool victim_failed_locally = false;
-  for (const auto& t : j.at("tensors"))
-    if (t.at("name") == victim)
-      victim_failed_locally = t.at("verdict") == "FAIL" && !t.at("local").is_null() && !t.at("local").at("pass");
-  EXPECT_TRUE(victim_failed_locally) << r.out;
+  EXPECT_TRUE(testing_support::failed_locally(slurp(file("r.json")), victim)) << r.out;
   EXPECT_EQ(dsv4("certify " + gc + " --end-to-end-only").status, 0);
   const auto d = dsv4("diff " + gc + " --teacher-forced --weights " + path("w/model.safetensors"));
   EXPECT_EQ(d.status, 1) << d.out << d.err;

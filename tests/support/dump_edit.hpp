@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli_process.hpp"
@@ -34,17 +35,34 @@ inline bool perturbed_copy(const std::string& from, const std::string& to, const
   return found;
 }
 
+// The suites' prompt at `path`: 38 tokens of one sequence (36 prompt + 2 decode), ids from the
+// counter-based RNG (9, 1) modulo 1024.
+inline void write_suite_tokens(const std::string& path) {
+  Tensor t(DType::kI64, {1, 38});
+  const CounterRng rng(9, 1);
+  for (std::int64_t i = 0; i < 38; ++i)
+    t.values<std::int64_t>()[static_cast<std::size_t>(i)] = rng.words(static_cast<std::uint64_t>(i))[0] % 1024;
+  write_npy(path, t);
+}
+
+// Whether the certify --json report `report` (its text) gives tensor `name` the verdict FAIL by a
+// failing local (re-judged) check.
+inline bool failed_locally(const std::string& report, const std::string& name) {
+  const nlohmann::json j = nlohmann::json::parse(report);
+  bool failed = false;
+  for (const auto& t : j.at("tensors"))
+    if (t.at("name") == name)
+      failed = t.at("verdict") == "FAIL" && !t.at("local").is_null() && !t.at("local").at("pass");
+  return failed;
+}
+
 // In `dir`: t.npy (38 tokens of one sequence: 36 prompt + 2 decode, so that the CSA layers'
 // indexer, top-8 of 9 compressed entries from position 35 on, has a real cut), the golden g.h5 of
 // the tiny config with seed 4, and the reference's own official (off.h5) and exact (ex.h5) dumps,
 // made by the built CLI (DSV4_CLI_PATH). False when a command failed.
 inline bool make_golden_and_dumps(const std::filesystem::path& dir) {
   const auto path = [&](const std::string& n) { return (dir / n).string(); };
-  Tensor t(DType::kI64, {1, 38});
-  const CounterRng rng(9, 1);
-  for (std::int64_t i = 0; i < 38; ++i)
-    t.values<std::int64_t>()[static_cast<std::size_t>(i)] = rng.words(static_cast<std::uint64_t>(i))[0] % 1024;
-  write_npy(path("t.npy"), t);
+  write_suite_tokens(path("t.npy"));
   const std::string cli = std::string("'") + DSV4_CLI_PATH + "' ";
   const std::string common = "--config tiny --seed 4 --tokens " + path("t.npy") + " --decode-steps 2 ";
   const auto ok = [](const std::string& cmd) { return std::system(cmd.c_str()) == 0; };
