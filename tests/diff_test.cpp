@@ -16,6 +16,7 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "support/bug_catalogue.hpp"
+#include "support/diff_catalogue.hpp"
 
 namespace dsv4 {
 namespace {
@@ -90,42 +91,20 @@ TEST(TeacherForcedDiff, Bf16RoundingNoiseEnginePasses) {
   EXPECT_FALSE(r.first_divergent_module.has_value()) << diff::diff_table(r);
 }
 
-// The component of a module path: the layer index dropped (`layers.3.hc_attn` → `layers.hc_attn`).
-// A bug in shared code (every layer's Sinkhorn) is correctly blamed on the first layer whose inputs
-// make it detectable, which need not be layer 0.
-std::string component(const std::string& module) {
-  if (module.rfind("layers.", 0) != 0) return module;
-  const std::size_t dot = module.find('.', 7);
-  return "layers" + (dot == std::string::npos ? std::string() : module.substr(dot));
-}
-
 // The bug catalogue: each deviation FAILS and the first divergent module is the one with the bug.
 TEST(TeacherForcedDiff, BugCatalogueIsCaughtAndBlamedOnTheRightModule) {
-  const std::map<Deviation, std::string>& expected = testing_support::expected_first_divergent_module();
   const Fixture f = make(10.0);
   const Fixture low = make(1.0);  // the clamp bug needs gates below −limit (deviation_test)
-  int caught = 0, blamed = 0;
+  testing_support::CatalogueTally tally;
   for (const Deviation d : all_deviations()) {
     const bool clamp = d == Deviation::kClampGateBothSides;
     const Fixture& fx = clamp ? low : f;
     const MemoryRecorder cand = run(fx.c, fx.w, Precision(Mode::kOfficial, d), fx.s);
-    const diff::DiffReport r = diff_of(fx, cand);
-    const std::string got = r.first_divergent_module.value_or("(none)");
-    std::printf("  %-24s first divergent: %-28s expected component: %s\n", deviation_name(d).c_str(), got.c_str(),
-                expected.at(d).c_str());
-    if (testing_support::diff_misses().contains(d)) {
-      // Known misses, each at a measured limit (bug_catalogue.hpp diff_misses).
-      EXPECT_EQ(got, "(none)") << deviation_name(d) << " is now caught: remove it from diff_misses()\n"
-                               << diff::diff_table(r);
-      continue;
-    }
-    caught += r.first_divergent_module.has_value();
-    blamed += component(got) == component(expected.at(d));
-    EXPECT_EQ(component(got), component(expected.at(d))) << deviation_name(d) << "\n" << diff::diff_table(r);
+    tally.judge(d, diff_of(fx, cand));
   }
-  std::printf("bug catalogue: %d of %zu caught, %d blamed on the right module\n", caught, all_deviations().size(),
-              blamed);
-  EXPECT_EQ(caught, static_cast<int>(all_deviations().size() - testing_support::diff_misses().size()));
+  std::printf("bug catalogue: %d of %zu caught, %d blamed on the right module\n", tally.caught, all_deviations().size(),
+              tally.blamed);
+  EXPECT_EQ(tally.caught, static_cast<int>(all_deviations().size() - testing_support::diff_misses().size()));
 }
 
 TEST(TeacherForcedDiff, ReportFormats) {
