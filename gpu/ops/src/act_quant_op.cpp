@@ -2,12 +2,10 @@
 // quant→dequant output of bf16 activations, blocks of 32/64/128 along each row, fp32 or ue8m0 scales.
 #include <span>
 
+#include "dsv4/gpu/quant.hpp"
 #include "dsv4/numerics/quant.hpp"
 #include "dsv4/ops/case_inputs.hpp"
 #include "op_list.hpp"
-#if DSV4_HAVE_CUDA
-#include "dsv4/gpu/quant.hpp"
-#endif
 
 namespace dsv4::ops::detail {
 namespace {

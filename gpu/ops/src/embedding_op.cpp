@@ -1,15 +1,13 @@
 // Registration of embedding (spec 05 §5.1): h = embed[id], a bf16 row gather.
 #include <string>
 
+#include "dsv4/gpu/embedding.hpp"
 #include "dsv4/model/head.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/embedding_backward.hpp"
 #include "op_list.hpp"
-#if DSV4_HAVE_CUDA
-#include "dsv4/gpu/embedding.hpp"
-#endif
 
 namespace dsv4::ops::detail {
 namespace {

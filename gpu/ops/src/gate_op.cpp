@@ -5,15 +5,13 @@
 #include <utility>
 
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/gpu/gate.hpp"
 #include "dsv4/model/gate.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/gate_backward.hpp"
 #include "op_list.hpp"
-#if DSV4_HAVE_CUDA
-#include "dsv4/gpu/gate.hpp"
-#endif
 
 namespace dsv4::ops::detail {
 namespace {

@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "dsv4/gpu/hadamard.hpp"
 #include "dsv4/model/hadamard.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
@@ -11,9 +12,6 @@
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/hadamard_backward.hpp"
 #include "op_list.hpp"
-#if DSV4_HAVE_CUDA
-#include "dsv4/gpu/hadamard.hpp"
-#endif
 
 namespace dsv4::ops::detail {
 namespace {

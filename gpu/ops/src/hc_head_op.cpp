@@ -5,14 +5,12 @@
 #include <utility>
 
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/gpu/hc_head.hpp"
 #include "dsv4/model/mhc.hpp"
 #include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/hc_head_backward.hpp"
 #include "op_list.hpp"
-#if DSV4_HAVE_CUDA
-#include "dsv4/gpu/hc_head.hpp"
-#endif
 
 namespace dsv4::ops::detail {
 namespace {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "dsv4/gpu/hc_post.hpp"
 #include "dsv4/model/mhc.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
@@ -10,9 +11,6 @@
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/hc_post_backward.hpp"
 #include "op_list.hpp"
-#if DSV4_HAVE_CUDA
-#include "dsv4/gpu/hc_post.hpp"
-#endif
 
 namespace dsv4::ops::detail {
 namespace {

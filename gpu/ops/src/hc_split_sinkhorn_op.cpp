@@ -4,14 +4,12 @@
 #include <cmath>
 
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/gpu/mhc.hpp"
 #include "dsv4/model/mhc.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/hc_split_sinkhorn_backward.hpp"
 #include "op_list.hpp"
-#if DSV4_HAVE_CUDA
-#include "dsv4/gpu/mhc.hpp"
-#endif
 
 namespace dsv4::ops::detail {
 namespace {

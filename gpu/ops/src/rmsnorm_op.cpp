@@ -1,6 +1,7 @@
 // Registration of rmsnorm (spec 01 §1.11 C8): y = bf16(w · x · rsqrt(mean x² + eps)) per row.
 #include <cmath>
 
+#include "dsv4/gpu/rmsnorm.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
@@ -8,9 +9,6 @@
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/rmsnorm_backward.hpp"
 #include "op_list.hpp"
-#if DSV4_HAVE_CUDA
-#include "dsv4/gpu/rmsnorm.hpp"
-#endif
 
 namespace dsv4::ops::detail {
 namespace {

@@ -4,15 +4,13 @@
 #include <string>
 #include <utility>
 
+#include "dsv4/gpu/swiglu.hpp"
 #include "dsv4/model/expert.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/swiglu_backward.hpp"
 #include "op_list.hpp"
-#if DSV4_HAVE_CUDA
-#include "dsv4/gpu/swiglu.hpp"
-#endif
 
 namespace dsv4::ops::detail {
 namespace {
