@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "commands.hpp"
 #include "dsv4/config/model_config.hpp"
@@ -34,7 +35,8 @@ Weights: --seed S (seeded synthetic weights, the default is --seed 0) or --weigh
 The dump: every module output as an HDF5 dataset named by its canonical path, e.g.
 prefill/layers.3.attn/out, decode0/layers.3.ffn.gate/out1; floats as float64, integer outputs
 (top-k indices, expert ids; -1 = no entry) as int64. Root attributes: dsv4_format, config (JSON),
-mode, weights source and hash, tokens, steps. See oracle/README.md (Dump convention).
+mode, weights source and hash, weights_content_sha256 (the weights' content hash, which certify and
+diff compare with the golden's), tokens, steps. See oracle/README.md (Dump convention).
 Progress goes to stderr, one line per layer and step.
 
 Exit status: 0 written; 2 bad input (one line on stderr naming it; nothing written).)";
@@ -73,7 +75,10 @@ int run(const RunArgs& a) {
     ws.file = a.weights;
 
   const auto t0 = std::chrono::steady_clock::now();
-  const Transformer model(Precision(mode), cfg, make_weights(cfg, ws));
+  ModelWeights weights = make_weights(cfg, ws);
+  // The declaration certify and diff compare with the golden's weights (read in place, no copy).
+  const std::string content_sha = weights_content_sha256(cfg, weights);
+  const Transformer model(Precision(mode), cfg, std::move(weights));
   std::fprintf(stderr, "dsv4 run: %s weights ready (%.2f s)\n", ws.seed ? "synthetic" : a.weights.c_str(),
                seconds_since(t0));
   MemoryRecorder rec;
@@ -83,7 +88,7 @@ int run(const RunArgs& a) {
     t_mod = std::chrono::steady_clock::now();
   });
 
-  write_run_dump(a.dump, RunDumpInfo{cfg, mode, ws, tokens, a.decode_steps, plan}, rec);
+  write_run_dump(a.dump, RunDumpInfo{cfg, mode, ws, tokens, a.decode_steps, plan}, rec, content_sha);
   std::fprintf(stderr, "dsv4 run: wrote %zu tensors to %s (%.2f s in all)\n", rec.entries().size(), a.dump.c_str(),
                seconds_since(t0));
   return 0;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/sha256.hpp"
 #include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/io/npy.hpp"
@@ -288,6 +289,31 @@ TEST_F(CliCertify, StrictMapRefusesAnEntryThatMatchesNothing) {
   const auto r =
       dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --map " + file("loose.json"));
   EXPECT_NE(r.out.find("name-map entries matching no candidate tensor (1):"), std::string::npos) << r.out;
+}
+
+// dsv4 run declares its weights' content hash (root attribute weights_content_sha256): the
+// golden's seed matches (the suite's off.h5 passes the declaration check, nothing named), another
+// seed is named on the first line, the only declaration that differs.
+TEST_F(CliCertify, RunDumpDeclaresTheWeightsContentHash) {
+  const std::string golden_sha =
+      nlohmann::json::parse(Golden::open(path("g.h5")).weights_json()).at("content_sha256").get<std::string>();
+  EXPECT_EQ(Hdf5File::open(path("off.h5")).attr_string("/", "weights_content_sha256"), golden_sha);
+  auto r = dsv4("certify --golden " + path("g.h5") + " --candidate " + path("off.h5"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_EQ(r.out.find("candidate weights differ"), std::string::npos) << r.out.substr(0, 400);
+
+  r = dsv4("run --config tiny --seed 5 --tokens " + path("t.npy") + " --decode-steps 2 --mode official --dump " +
+           file("s5.h5"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string sha5 = Hdf5File::open(file("s5.h5")).attr_string("/", "weights_content_sha256");
+  EXPECT_NE(sha5, golden_sha);
+  r = dsv4("certify --golden " + path("g.h5") + " --candidate " + file("s5.h5"));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  const std::string expect = "candidate weights differ from the golden's: content SHA-256 " + sha5 + ", the golden's " +
+                             golden_sha + " (attribute weights_content_sha256)\n";
+  EXPECT_EQ(r.out.rfind(expect, 0), 0u) << "the first line names it: " << r.out.substr(0, 400);
+  EXPECT_EQ(r.out.find("tokens differ"), std::string::npos) << r.out.substr(0, 400);
+  EXPECT_EQ(r.out.find("config differs"), std::string::npos) << r.out.substr(0, 400);
 }
 
 TEST_F(CliCertify, NothingCheckedFails) {

@@ -81,6 +81,8 @@ TEST_F(CliRun, DumpEqualsTheInProcessReferenceBitForBit) {
   EXPECT_EQ(f.attr_string("/", "mode"), "official");
   EXPECT_EQ(f.attr_string("/", "weights"), "synthetic");
   EXPECT_EQ(f.attr_string("/", "weights_seed"), "3");
+  // The declaration certify and diff compare with the golden's weights.
+  EXPECT_EQ(f.attr_string("/", "weights_content_sha256"), weights_content_sha256(c, ModelWeights::synthetic(c, 3)));
   EXPECT_EQ(f.attr_int64s("/", "tokens"), kToks);
   EXPECT_EQ(f.attr_int64s("/", "tokens_shape"), (std::vector<std::int64_t>{1, 8}));
   EXPECT_EQ(parse_config_json(f.attr_string("/", "config"), "dump").dim, 256);
@@ -99,6 +101,8 @@ TEST_F(CliRun, WeightsFileGivesTheSameDumpAsTheSeedAndIsHashed) {
   EXPECT_EQ(a.attr_string("/", "weights"), "file");
   EXPECT_EQ(a.attr_string("/", "weights_sha256").size(), 64u);
   EXPECT_EQ(a.attr_string("/", "mode"), "exact");  // the default
+  // The file holds the seed's weights: the same content hash.
+  EXPECT_EQ(a.attr_string("/", "weights_content_sha256"), b.attr_string("/", "weights_content_sha256"));
   for (const char* n : {"decode0/head/out", "prefill/layers.3.attn/out", "prefill/mtp.0.head/out"}) {
     SCOPED_TRACE(n);
     const Tensor x = a.read(n), y = b.read(n);

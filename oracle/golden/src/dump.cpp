@@ -27,7 +27,8 @@ std::size_t write_recorded(Hdf5File& f, const std::string& prefix, const MemoryR
   return rec.entries().size();
 }
 
-void write_run_dump(const std::string& path, const RunDumpInfo& info, const MemoryRecorder& rec) {
+void write_run_dump(const std::string& path, const RunDumpInfo& info, const MemoryRecorder& rec,
+                    const std::string& content_sha256) {
   Hdf5File f = Hdf5File::create(path);
   write_recorded(f, "", rec);
   f.set_attr("/", "dsv4_format", "dsv4-dump");
@@ -43,6 +44,7 @@ void write_run_dump(const std::string& path, const RunDumpInfo& info, const Memo
     f.set_attr("/", "weights_file", info.weights.file);
     f.set_attr("/", "weights_sha256", sha256_file_hex(info.weights.file));
   }
+  if (!content_sha256.empty()) f.set_attr("/", "weights_content_sha256", content_sha256);
   std::vector<std::int64_t> flat;
   for (const auto& s : info.tokens) flat.insert(flat.end(), s.begin(), s.end());
   f.set_attr("/", "tokens", flat);

@@ -35,7 +35,11 @@ struct RunDumpInfo {
 // Writes the dump of one run atomically: every recorded tensor at its canonical name, root
 // attributes dsv4_format = "dsv4-dump", dsv4_format_version = 1, config (JSON), mode, weights
 // ("synthetic" + weights_seed + weights_generator_version, or "file" + weights_file +
-// weights_sha256), tokens (flat int64) + tokens_shape, decode_steps, steps (JSON).
-void write_run_dump(const std::string& path, const RunDumpInfo& info, const MemoryRecorder& rec);
+// weights_sha256), tokens (flat int64) + tokens_shape, decode_steps, steps (JSON), and, when
+// `content_sha256` is not empty, weights_content_sha256 = it (the weights' content hash,
+// weights_content_sha256 in model_run.hpp): the declaration certify and diff compare with the
+// golden's weights (oracle/README.md, what a dump may declare).
+void write_run_dump(const std::string& path, const RunDumpInfo& info, const MemoryRecorder& rec,
+                    const std::string& content_sha256 = "");
 
 }  // namespace dsv4
