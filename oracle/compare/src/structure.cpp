@@ -7,8 +7,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "dsv4/compare/number_text.hpp"
 #include "dsv4/compare/ulp.hpp"
-#include "number_text.hpp"
 
 namespace dsv4::compare {
 namespace {
@@ -117,8 +117,6 @@ double noise_scale(const Field& f, const std::vector<double>& d, double beta) {
   }
   return s / static_cast<double>(d.size() - 1);
 }
-
-using detail::num;
 
 StructureStat not_run(StructureKind k, const std::string& why) {
   StructureStat s;

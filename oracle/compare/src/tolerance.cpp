@@ -6,12 +6,10 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "number_text.hpp"
+#include "dsv4/compare/number_text.hpp"
 
 namespace dsv4::compare {
 namespace {
-
-using detail::num;
 
 void require_param(double v, const char* name) {
   if (!std::isfinite(v) || v < 0.0) {

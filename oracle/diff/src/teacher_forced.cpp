@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "dsv4/compare/metrics.hpp"
+#include "dsv4/compare/number_text.hpp"
 #include "dsv4/compare/set_compare.hpp"
 #include "dsv4/compare/structure.hpp"
 #include "dsv4/compare/ulp.hpp"
@@ -174,7 +175,7 @@ class Differ {
       if (!reject[j] || !o.pass) continue;
       o.pass = false;
       o.reason = "FAIL " + compare::describe(o.structure[where[j].second]) + " [Holm over " + std::to_string(p.size()) +
-                 " structure tests at alpha " + num(tol_.structure.alpha) + "]";
+                 " structure tests at alpha " + compare::num(tol_.structure.alpha) + "]";
     }
     for (ModuleResult& m : report_.modules) {
       m.pass = true;
@@ -189,12 +190,6 @@ class Differ {
 
   OutputResult& output_at(std::pair<std::size_t, std::size_t> at) {
     return report_.modules[at.first].outputs[at.second];
-  }
-
-  static std::string num(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.3g", v);
-    return buf;
   }
 
   std::optional<Batch> input(const std::string& full) {

@@ -1,11 +1,11 @@
-// A number in a verdict's text: three significant digits ("%.3g"). Private to oracle/compare
-// (tolerance.cpp, structure.cpp).
+// A number in a verdict's text: three significant digits ("%.3g") — the one formatter of the
+// verdict texts of compare (tolerance, structure) and diff (teacher_forced).
 #pragma once
 
 #include <cstdio>
 #include <string>
 
-namespace dsv4::compare::detail {
+namespace dsv4::compare {
 
 inline std::string num(double v) {
   char buf[32];
@@ -13,4 +13,4 @@ inline std::string num(double v) {
   return buf;
 }
 
-}  // namespace dsv4::compare::detail
+}  // namespace dsv4::compare
