@@ -1,9 +1,20 @@
-// Registration of linear (spec 01 §1.6; spec 06 §6.8, §6.12): y = x Wᵀ with a bf16 weight, or with
-// the MXFP4 QAT simulation of an fp32 master weight; its backward with the straight-through
-// estimator.
+// Registration of linear (spec 01 §1.6–§1.8; spec 06 §6.8, §6.12): y = x Wᵀ for every weight kind of
+// the official Linear (bf16, fp32, fp8 with 128×128 tile scales, packed fp4 with 1×32 scales), the
+// bf16 weight also as the MXFP4 QAT simulation of an fp32 master weight; its backward (bf16 weight)
+// with the straight-through estimator.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
+#include "dsv4/gpu/linear.hpp"
 #include "dsv4/model/linear.hpp"
+#include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/linear_backward.hpp"
@@ -12,47 +23,411 @@
 namespace dsv4::ops::detail {
 namespace {
 
-// ints {weight_quant: 0 none (a bf16 weight), 1 MXFP4 QAT (spec 06 §6.8: the fp32 master weight
-// quantised to FP4 1×32 blocks with power-of-two scales and dequantised, fp4_qat_weight)};
-// inputs x [rows, K] (per row, bf16 values), weight [N, K] (shared) → y [rows, N].
+// ints {weight_quant: 0 none, 1 MXFP4 QAT (spec 06 §6.8: the fp32 master weight quantised to FP4 1×32
+//       blocks with power-of-two scales and dequantised, fp4_qat_weight; bf16 kind only),
+//       weight_kind: 0 bf16, 1 fp32, 2 fp8, 3 fp4 (dsv4::WeightKind),
+//       act_scale_fp32: the activation scales of fp8 / fp4 (0 ue8m0 — config scale_fmt "ue8m0", the
+//       production format; 1 fp32 — scale_fmt "")};
+// inputs x [rows, K] (per row: bf16 values; fp32 values for the fp32 kind) and, shared,
+//   bf16 / fp32: weight [N, K] (floats holding bf16 / fp32 values);
+//   fp8: weight [N, K] e4m3 codes (bytes), scale [⌈N/128⌉, K/128] e8m0 bytes (128×128 tiles);
+//   fp4: weight [N, K/2] packed e2m1 codes (element 2j in the low nibble), scale [N, K/32] e8m0 bytes
+// → y [rows, N] (bf16 values; fp32 for the fp32 kind).
+struct LinearArgs {
+  const Array& x;
+  WeightKind kind;
+  bool qat;
+  ScaleFormat fmt;
+  std::int64_t n, k;
+  explicit LinearArgs(const Call& c)
+      : x(c.inputs.at(0)),
+        kind(static_cast<WeightKind>(c.ints.at(1))),
+        qat(c.ints.at(0) != 0),
+        fmt(c.ints.at(2) != 0 ? ScaleFormat::kFP32 : ScaleFormat::kUE8M0),
+        n(c.inputs.at(1).rows),
+        k(x.cols) {
+    if (c.ints.at(1) < 0 || c.ints.at(1) > 3) throw std::invalid_argument("linear: weight_kind must be 0..3");
+    if (qat && kind != WeightKind::kBF16) throw std::invalid_argument("linear: the QAT weight is a bf16 weight");
+    const bool dense = kind == WeightKind::kBF16 || kind == WeightKind::kFP32;
+    const auto need = [](const Array& a, ops::DType t, std::int64_t rows, std::int64_t cols) {
+      if (a.dtype != t || a.rows != rows || a.cols != cols || a.per_row) {
+        throw std::invalid_argument("linear: input " + a.name + " must be a shared " + dtype_name(t) + " [" +
+                                    std::to_string(rows) + ", " + std::to_string(cols) + "] array");
+      }
+    };
+    if (c.inputs.size() != (dense ? 2u : 3u)) throw std::invalid_argument("linear: wrong number of inputs");
+    if (!dense && k % 128 != 0) throw std::invalid_argument("linear: fp8 / fp4 need K a multiple of 128");
+    switch (kind) {
+      case WeightKind::kBF16:
+      case WeightKind::kFP32:
+        need(c.inputs[1], ops::DType::kF32, n, k);
+        break;
+      case WeightKind::kFP8:
+        need(c.inputs[1], ops::DType::kU8, n, k);
+        need(c.inputs[2], ops::DType::kU8, (n + 127) / 128, k / 128);
+        break;
+      case WeightKind::kFP4:
+        need(c.inputs[1], ops::DType::kU8, n, k / 2);
+        need(c.inputs[2], ops::DType::kU8, n, k / 32);
+        break;
+    }
+  }
+};
+
+// The bf16 kind's weight as the reference takes it (the QAT value of the master weight, or the
+// weight itself), in double; the backward's weight too (a bf16 weight only).
 Mat effective_weight(const Call& c) {
+  if (c.ints.at(1) != 0) throw std::invalid_argument("linear: the effective weight is a bf16 kind's");
   const Mat w = to_mat(c.inputs.at(1));
   return c.ints.at(0) != 0 ? fp4_qat_weight(w) : w;
 }
 
-// Official mode: the bf16 F.linear of spec 01 §1.6 (C1 per element, bf16 out) on the effective
-// weight (every FP4 value is a bf16 value).
-Outputs reference(const Call& c) {
-  const Array& x = c.inputs.at(0);
-  const Mat y = linear(Precision(Mode::kOfficial), to_mat(x), LinearWeight::bf16_from(effective_weight(c)));
-  return {Array::floats("y", x.rows, y.cols(), to_floats(y))};
+Tensor byte_tensor(dsv4::DType t, std::vector<std::int64_t> shape, const std::vector<std::uint8_t>& bytes) {
+  Tensor out(t, std::move(shape));
+  auto to = out.values<std::uint8_t>();
+  if (to.size() != bytes.size()) throw std::invalid_argument("linear: byte array of the wrong size");
+  std::copy(bytes.begin(), bytes.end(), to.begin());
+  return out;
 }
 
-Array weight(std::int64_t n, std::int64_t k, std::uint64_t seed, bool bf16) {
-  Array w = Array::floats(
-      "weight", n, k,
-      bf16 ? bf16_normals(n * k, 0.1, seed, "ops.linear.weight") : normals(n * k, 0.1, seed, "ops.linear.weight"));
-  w.per_row = false;
+// The reference's weight of a call: bf16 (the effective weight rounded to bf16, as the official
+// Linear holds it), fp32, or the codes and scales.
+LinearWeight reference_weight(const Call& c, const LinearArgs& a) {
+  switch (a.kind) {
+    case WeightKind::kBF16:
+      return LinearWeight::bf16_from(effective_weight(c));
+    case WeightKind::kFP32:
+      return LinearWeight::fp32_from(to_mat(c.inputs.at(1)));
+    case WeightKind::kFP8:
+      return LinearWeight::fp8(byte_tensor(dsv4::DType::kE4M3, {a.n, a.k}, c.inputs[1].u8),
+                               byte_tensor(dsv4::DType::kE8M0, {(a.n + 127) / 128, a.k / 128}, c.inputs[2].u8));
+    case WeightKind::kFP4:
+      return LinearWeight::fp4(byte_tensor(dsv4::DType::kE2M1x2, {a.n, a.k}, c.inputs[1].u8),
+                               byte_tensor(dsv4::DType::kE8M0, {a.n, a.k / 32}, c.inputs[2].u8));
+  }
+  throw std::invalid_argument("linear: unknown weight kind");
+}
+
+// Official mode (spec 01 §1.6–§1.8): the dispatch of ref/model `linear` by weight kind.
+Outputs reference(const Call& c) {
+  const LinearArgs a(c);
+  const Mat y = linear(Precision(Mode::kOfficial), to_mat(a.x), reference_weight(c, a), a.fmt);
+  return {Array::floats("y", a.x.rows, y.cols(), to_floats(y))};
+}
+
+#if DSV4_HAVE_CUDA
+// gpu::linear (gpu/src/linear.cu). The bf16 weight is the reference's: the effective weight (for the
+// QAT weight, fp4_qat_weight of the master — a preprocessing of the weight, done on the host)
+// rounded to bf16 as LinearWeight::bf16_from does; the kernel is the bf16 linear.
+Outputs device(const Call& c) {
+  const LinearArgs a(c);
+  gpu::LinearWeightView v;
+  v.kind = static_cast<gpu::LinearKind>(static_cast<int>(a.kind));
+  v.out_features = a.n;
+  v.in_features = a.k;
+  std::vector<float> bf16;
+  if (a.kind == WeightKind::kBF16) {
+    const Mat w = effective_weight(c);
+    bf16.resize(static_cast<std::size_t>(w.size()));
+    for (std::size_t i = 0; i < bf16.size(); ++i) bf16[i] = round_bf16(w.data()[i]);
+    v.values = bf16.data();
+  } else if (a.kind == WeightKind::kFP32) {
+    v.values = c.inputs[1].f32.data();
+  } else {
+    v.codes = c.inputs[1].u8.data();
+    v.scales = c.inputs[2].u8.data();
+  }
+  gpu::LinearBatch r = gpu::linear(a.x.f32.data(), a.x.rows, v, a.fmt);
+  return {Array::floats("y", a.x.rows, a.n, std::move(r.y))};
+}
+#endif
+
+// ---- cases ----
+
+Array shared_floats(const char* name, std::int64_t rows, std::int64_t cols, std::vector<float> v) {
+  Array a = Array::floats(name, rows, cols, std::move(v));
+  a.per_row = false;
+  return a;
+}
+
+Array shared_bytes(const char* name, std::int64_t rows, std::int64_t cols, std::vector<std::uint8_t> v) {
+  Array a = Array::bytes(name, rows, cols, std::move(v));
+  a.per_row = false;
+  return a;
+}
+
+// N × K weight values N(0, 0.1²) (bf16-rounded for the bf16 kind) with edges by row r mod 6: 1 a zero
+// 32-column block (signed zeros), 2 every third entry subnormal, 3 one outlier ±2^30 (column r mod
+// K), 4 every entry nonnegative, 5 all zeros.
+std::vector<float> edge_weight(std::int64_t n, std::int64_t k, std::uint64_t seed, bool bf16) {
+  std::vector<float> w = normals(n * k, 0.1, seed, "ops.linear.weight");
+  const CounterRng rng(seed, stream_id("ops.linear.weight.edges"));
+  for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int64_t j = 0; j < k; ++j) {
+      const std::size_t i = static_cast<std::size_t>(r * k + j);
+      const auto u = rng.words(i);
+      const double sign = (u[0] & 1u) != 0 ? -1.0 : 1.0;
+      double v = w[i];
+      switch (r % 6) {
+        case 1:
+          if (j / 32 == (r / 6) % ((k + 31) / 32)) v = sign * 0.0;
+          break;
+        case 2:
+          if (j % 3 == 0)
+            v = sign * std::ldexp(1.0 + (u[1] % 8388608u) / 8388608.0, -127 - static_cast<int>(u[2] % 10));
+          break;
+        case 3:
+          if (j == r % k) v = sign * std::ldexp(1.0 + (u[1] % 256u) / 256.0, 30);
+          break;
+        case 4:
+          v = std::fabs(v);
+          break;
+        case 5:
+          v = sign * 0.0;
+          break;
+        default:
+          break;
+      }
+      w[i] = bf16 ? round_bf16(v) : static_cast<float>(v);
+    }
+  }
   return w;
 }
 
+// edge_activations with full fp32 mantissas (the fp32 kind's input): every value × (1 + u·2^-10),
+// u uniform in [0, 1), rounded to fp32 (zeros keep their sign, subnormals stay subnormal).
+std::vector<float> fp32_activations(std::int64_t rows, std::int64_t k, std::uint64_t seed) {
+  std::vector<float> x = edge_activations(rows, k, seed);
+  const CounterRng rng(seed, stream_id("ops.linear.x.fp32"));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    x[i] = static_cast<float>(static_cast<double>(x[i]) * (1.0 + rng.uniform(i) * 0x1p-10));
+  }
+  return x;
+}
+
+// Rounding boundaries of the dense kinds' C1 sums (rows × K activations, N × K weights, K ≥ 4).
+// Row m ≥ 1 of x: 2^e_m (e_m ∈ [−20, 20]) at columns 0..3, signed zeros elsewhere; row 0: all −0.
+// Weight row n: v0 = ±[1, 2)·2^f (a random bf16 / fp32 value, f ∈ [−10, 10]) at column 0; h = ±half
+// an ulp of v0 in the output format at column 1, so that v0 + h is a tie (a bf16 midpoint for the
+// bf16 kind: the fp32 sum is exact and bf16 rounds it to even; an fp32 midpoint for the fp32 kind);
+// at column 2 t = 0 or ±h·2^-j, which settles the tie (for the bf16 kind j ∈ [1, 30]: from j = 16 on
+// t is below fp32's resolution and the fp32 rounding decides first, the double rounding of the
+// reference; for the fp32 kind j ∈ [1, 60]: a term far below the others, which the compensated sum
+// keeps); column 3: 0 or −v0 (cancellation). Row 0 of the weight is nonnegative (with x's row 0
+// every product of output (0, 0) is −0: the C1 sum is −0). Other columns N(0, 1).
+std::pair<std::vector<float>, std::vector<float>> tie_values(std::int64_t rows, std::int64_t n, std::int64_t k,
+                                                             std::uint64_t seed, bool bf16) {
+  const CounterRng rng(seed, stream_id("ops.linear.ties"));
+  std::vector<float> x(static_cast<std::size_t>(rows * k));
+  for (std::int64_t m = 0; m < rows; ++m) {
+    const auto u = rng.words(static_cast<std::uint64_t>(m));
+    const double p = std::ldexp(1.0, static_cast<int>(u[0] % 41) - 20);
+    for (std::int64_t j = 0; j < k; ++j) {
+      const bool neg = m == 0 || (rng.words((std::uint64_t{1} << 40) + static_cast<std::uint64_t>(m * k + j))[0] & 1u);
+      x[static_cast<std::size_t>(m * k + j)] = static_cast<float>(m > 0 && j < 4 ? p : (neg ? -0.0 : 0.0));
+    }
+  }
+  std::vector<float> w = normals(n * k, 1.0, seed, "ops.linear.ties.weight");
+  const int mant_bits = bf16 ? 7 : 23;
+  for (std::int64_t r = 0; r < n; ++r) {
+    const auto u = rng.words((std::uint64_t{2} << 40) + static_cast<std::uint64_t>(r));
+    const int f = static_cast<int>(u[0] % 21) - 10;
+    const double mant = 1.0 + std::ldexp(static_cast<double>(u[1] % (1u << mant_bits)), -mant_bits);
+    const double v0 = ((u[2] & 1u) != 0 ? -1.0 : 1.0) * std::ldexp(mant, f);
+    const double h = ((u[2] & 2u) != 0 ? -1.0 : 1.0) * std::ldexp(1.0, f - mant_bits - 1);
+    const int j = 1 + static_cast<int>(u[3] % (bf16 ? 30u : 60u));
+    const double t = (u[3] >> 8) % 3 == 0 ? 0.0 : ((u[3] & 0x10000u) != 0 ? -1.0 : 1.0) * std::ldexp(h, -j);
+    const double c3 = (u[3] >> 20) % 4 == 0 ? -v0 : 0.0;
+    const double cols[4] = {v0, h, t, c3};
+    for (std::int64_t c = 0; c < k; ++c) {
+      double v = c < 4 ? cols[c] : static_cast<double>(w[static_cast<std::size_t>(r * k + c)]);
+      if (r == 0) v = std::fabs(v);
+      w[static_cast<std::size_t>(r * k + c)] = bf16 ? round_bf16(v) : static_cast<float>(v);
+    }
+  }
+  return {std::move(x), std::move(w)};
+}
+
+// An e8m0 scale byte: mostly 2^-10..2^-5 (the models' range); one in 16 the smallest 2^-127 (σ and
+// the scaled partials subnormal or zero), one in 16 tiny (2^-126..2^-119), one in 16 large
+// (2^20..2^31). Entries 0 and 1 are always 2^-127 and 2^31.
+std::uint8_t edge_scale(const CounterRng& rng, std::size_t i) {
+  if (i == 0) return 0;
+  if (i == 1) return 127 + 31;
+  const auto u = rng.words(i);
+  switch (u[0] % 16) {
+    case 0:
+      return 0;
+    case 1:
+      return static_cast<std::uint8_t>(1 + u[1] % 8);
+    case 2:
+      return static_cast<std::uint8_t>(147 + u[1] % 12);
+    default:
+      return static_cast<std::uint8_t>(117 + u[1] % 6);
+  }
+}
+
+// fp8 weight codes [N, K]: uniform over the 254 finite e4m3 codes (±0, subnormals, ±448), with by
+// row r mod 4: 1 one zero 128-column block (codes 0x00 / 0x80), 2 subnormal codes only, 3 the
+// largest binade only (±256..±448).
+std::vector<std::uint8_t> edge_fp8_codes(std::int64_t n, std::int64_t k, std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.linear.fp8.codes"));
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * k));
+  for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int64_t j = 0; j < k; ++j) {
+      const std::size_t i = static_cast<std::size_t>(r * k + j);
+      const auto u = rng.words(i);
+      std::uint8_t c = static_cast<std::uint8_t>(u[0] % 254);  // 0x00..0xFD
+      if (c >= 0x7F) c = static_cast<std::uint8_t>(c + 1);     // skip 0x7F (NaN); 0xFF never drawn
+      const std::uint8_t sign = c & 0x80u;
+      if (r % 4 == 1 && j / 128 == (r / 4) % (k / 128)) c = sign;
+      if (r % 4 == 2) c = static_cast<std::uint8_t>(sign | (c & 0x07u));
+      if (r % 4 == 3) c = static_cast<std::uint8_t>(sign | 0x78u | (u[1] % 7));
+      codes[i] = c;
+    }
+  }
+  return codes;
+}
+
+// fp4 weight codes [N, K/2] packed: uniform nibbles (code 8 is −0), with by row r mod 4: 1 one zero
+// 32-column block, 2 only ±0.5 and ±0, 3 only ±6.
+std::vector<std::uint8_t> edge_fp4_codes(std::int64_t n, std::int64_t k, std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.linear.fp4.codes"));
+  std::vector<std::uint8_t> packed(static_cast<std::size_t>(n * k / 2), 0);
+  for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int64_t j = 0; j < k; ++j) {
+      const std::size_t i = static_cast<std::size_t>(r * k + j);
+      const auto u = rng.words(i);
+      std::uint8_t c = static_cast<std::uint8_t>(u[0] & 0xFu);
+      const std::uint8_t sign = c & 0x8u;
+      if (r % 4 == 1 && j / 32 == (r / 4) % (k / 32)) c = sign;
+      if (r % 4 == 2) c = static_cast<std::uint8_t>(sign | (u[1] & 1u));
+      if (r % 4 == 3) c = static_cast<std::uint8_t>(sign | 0x7u);
+      packed[i / 2] = static_cast<std::uint8_t>(packed[i / 2] | (j % 2 == 0 ? c : c << 4));
+    }
+  }
+  return packed;
+}
+
+// Low-bit values whose fp8 / fp4 accumulators often land on bf16 ties: x rows of small integers
+// (half of them 0) with a ±448 anchor per 128-block (ue8m0: s_a = 1, the codes are the values),
+// weight codes of ±{0, 0.5 .. 4} (fp8) or any nibble (fp4), every scale 2^0.
+std::vector<float> low_bit_activations(std::int64_t rows, std::int64_t k, std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.linear.lowbit.x"));
+  std::vector<float> x(static_cast<std::size_t>(rows * k));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const auto u = rng.words(i);
+    const float sign = (u[0] & 1u) != 0 ? -1.0f : 1.0f;
+    x[i] = (i % static_cast<std::size_t>(k)) % 128 == 0
+               ? sign * 448.0f
+               : ((u[1] & 1u) != 0 ? 0.0f : sign * static_cast<float>(u[2] % 9));
+  }
+  return x;
+}
+
+std::vector<std::uint8_t> low_bit_fp8_codes(std::int64_t n, std::int64_t k, std::uint64_t seed) {
+  static constexpr double kValues[] = {0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0};
+  const CounterRng rng(seed, stream_id("ops.linear.lowbit.fp8"));
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * k));
+  for (std::size_t i = 0; i < codes.size(); ++i) {
+    const auto u = rng.words(i);
+    codes[i] = double_to_e4m3(((u[0] & 1u) != 0 ? -1.0 : 1.0) * kValues[u[1] % 7]);
+  }
+  return codes;
+}
+
+std::vector<std::uint8_t> random_bytes(std::size_t count, std::uint64_t seed, const char* stream) {
+  const CounterRng rng(seed, stream_id(stream));
+  std::vector<std::uint8_t> b(count);
+  for (std::size_t i = 0; i < count; ++i) b[i] = static_cast<std::uint8_t>(rng.words(i)[0] & 0xFFu);
+  return b;
+}
+
+enum class Values { kNormals, kEdges, kTies };
+
+struct CaseSpec {
+  std::int64_t rows, k, n, quant;
+  WeightKind kind;
+  bool fp32_scales;
+  Values values;
+};
+
+Case make_case(const CaseSpec& sp, std::uint64_t seed) {
+  static const char* const kKindText[] = {"bf16 weight", "fp32 weight", "fp8 weight", "fp4 weight"};
+  static const char* const kValuesText[] = {"normals", "edge values", "ties"};
+  const int kind = static_cast<int>(sp.kind);
+  const bool bf16 = sp.kind == WeightKind::kBF16;
+  Case c;
+  c.label = shape_label({sp.rows, sp.k}) + " · " + shape_label({sp.n, sp.k}) + "ᵀ " +
+            (sp.quant != 0 ? "MXFP4 QAT weight" : kKindText[kind]) + ", " + kValuesText[static_cast<int>(sp.values)] +
+            (kind >= 2 ? (sp.fp32_scales ? ", fp32 act scales" : ", ue8m0 act scales") : "");
+  c.call.ints = {sp.quant, kind, sp.fp32_scales ? 1 : 0};
+  const std::uint64_t ws = seed + 50;
+  if (sp.kind == WeightKind::kBF16 || sp.kind == WeightKind::kFP32) {
+    std::vector<float> x, w;
+    switch (sp.values) {
+      case Values::kNormals:
+        x = bf16_normals(sp.rows * sp.k, 1.0, seed, "ops.linear.x");
+        w = bf16 ? bf16_normals(sp.n * sp.k, 0.1, ws, "ops.linear.weight")
+                 : normals(sp.n * sp.k, 0.1, ws, "ops.linear.weight");
+        break;
+      case Values::kEdges:
+        x = bf16 ? edge_activations(sp.rows, sp.k, seed) : fp32_activations(sp.rows, sp.k, seed);
+        w = edge_weight(sp.n, sp.k, ws, bf16);
+        break;
+      case Values::kTies:
+        std::tie(x, w) = tie_values(sp.rows, sp.n, sp.k, seed, bf16);
+        break;
+    }
+    c.call.inputs = {Array::floats("x", sp.rows, sp.k, std::move(x)),
+                     shared_floats("weight", sp.n, sp.k, std::move(w))};
+    return c;
+  }
+  const bool fp8 = sp.kind == WeightKind::kFP8;
+  const std::int64_t code_cols = fp8 ? sp.k : sp.k / 2;
+  const std::int64_t scale_rows = fp8 ? (sp.n + 127) / 128 : sp.n, scale_cols = fp8 ? sp.k / 128 : sp.k / 32;
+  std::vector<float> x;
+  std::vector<std::uint8_t> codes, scales;
+  if (sp.values == Values::kTies) {
+    x = low_bit_activations(sp.rows, sp.k, seed);
+    codes = fp8 ? low_bit_fp8_codes(sp.n, sp.k, ws)
+                : random_bytes(static_cast<std::size_t>(sp.n * code_cols), ws, "ops.linear.lowbit.fp4");
+    scales.assign(static_cast<std::size_t>(scale_rows * scale_cols), 127);
+  } else {
+    // Outliers kept but tamed (|x| ≥ 2^40 scaled by 2^-60) so that no σ·p_κ or accumulator overflows
+    // with the largest weight scale 2^31: |s_a| ≤ 2^59, |p_κ| < 2^25.
+    x = edge_activations_tamed(sp.rows, sp.k, seed, 0x1p40, 0x1p-60);
+    codes = fp8 ? edge_fp8_codes(sp.n, sp.k, ws) : edge_fp4_codes(sp.n, sp.k, ws);
+    const CounterRng rng(ws, stream_id("ops.linear.scales"));
+    scales.resize(static_cast<std::size_t>(scale_rows * scale_cols));
+    for (std::size_t i = 0; i < scales.size(); ++i) scales[i] = edge_scale(rng, i);
+  }
+  c.call.inputs = {Array::floats("x", sp.rows, sp.k, std::move(x)),
+                   shared_bytes("weight", sp.n, code_cols, std::move(codes)),
+                   shared_bytes("scale", scale_rows, scale_cols, std::move(scales))};
+  return c;
+}
+
 std::vector<Case> linear_cases(std::uint64_t seed) {
-  struct Spec {
-    std::int64_t rows, k, n, quant;
-  };
+  using W = WeightKind;
+  using V = Values;
+  // Every weight kind: normals, the edge values (ties, subnormals, clamps, zero blocks, outliers of
+  // edge_activations; weights with zero blocks, subnormals, outliers, extreme scales) and the
+  // rounding boundaries (ties of the C1 sums and of bf16; low-bit fp8 / fp4 accumulators). K not a
+  // multiple of 32 (lanes with unequal shares), N not a multiple of 128 (fp8: two scale rows, a
+  // partial tile), both activation scale formats.
+  const std::vector<CaseSpec> specs = {
+      {64, 128, 16, 0, W::kBF16, false, V::kNormals}, {1, 512, 8, 0, W::kBF16, false, V::kNormals},
+      {17, 96, 33, 0, W::kBF16, false, V::kEdges},    {9, 256, 12, 1, W::kBF16, false, V::kNormals},
+      {40, 256, 24, 0, W::kBF16, false, V::kEdges},   {12, 64, 24, 0, W::kBF16, false, V::kTies},
+      {33, 160, 20, 0, W::kFP32, false, V::kEdges},   {2, 4096, 6, 0, W::kFP32, false, V::kEdges},
+      {12, 40, 24, 0, W::kFP32, false, V::kTies},     {16, 512, 130, 0, W::kFP8, false, V::kEdges},
+      {7, 256, 40, 0, W::kFP8, true, V::kEdges},      {12, 256, 24, 0, W::kFP8, false, V::kTies},
+      {16, 512, 40, 0, W::kFP4, false, V::kEdges},    {5, 256, 33, 0, W::kFP4, true, V::kEdges},
+      {12, 256, 24, 0, W::kFP4, false, V::kTies}};
   std::vector<Case> cases;
   std::uint64_t s = 0;
-  for (const Spec sp : std::vector<Spec>{{64, 128, 16, 0}, {1, 512, 8, 0}, {17, 96, 33, 0}, {9, 256, 12, 1}}) {
-    ++s;
-    Case c;
-    c.label = shape_label({sp.rows, sp.k}) + " · " + shape_label({sp.n, sp.k}) + "ᵀ " +
-              (sp.quant != 0 ? "MXFP4 QAT weight" : "bf16 weight");
-    c.call.ints = {sp.quant};
-    c.call.inputs = {
-        Array::floats("x", sp.rows, sp.k, bf16_normals(sp.rows * sp.k, 1.0, seed * 1000 + 100 + s, "ops.linear.x")),
-        weight(sp.n, sp.k, seed * 1000 + 150 + s, sp.quant == 0)};
-    cases.push_back(std::move(c));
-  }
+  for (const CaseSpec& sp : specs) cases.push_back(make_case(sp, seed * 1000 + 100 + ++s));
   return cases;
 }
 
@@ -91,7 +466,7 @@ GradientForms linear_gradient() {
       ++s;
       Case c;
       c.label = shape_label({sp.rows, sp.k}) + " · " + shape_label({sp.n, sp.k}) + "ᵀ " + sp.what;
-      c.call.ints = {sp.quant};
+      c.call.ints = {sp.quant, 0, 0};  // a bf16 weight (the backward's only kind)
       Array w = Array::floats("weight", sp.n, sp.k, normals(sp.n * sp.k, 0.5, seed * 100 + s, "grad.linear.w"));
       w.per_row = false;
       c.call.inputs = {
@@ -108,10 +483,12 @@ GradientForms linear_gradient() {
 }  // namespace
 
 Op linear_op() {
-  return registration(
-      "linear", "spec 01 §1.6",
-      "linear: bf16(C1 Σ x·W) per output, W a bf16 weight or the MXFP4 QAT value of an fp32 master weight",
-      {"weight_quant"}, {}, reference, Fn(), linear_cases, linear_gradient());
+  return registration("linear", "spec 01 §1.6–§1.8",
+                      "linear y = x·Wᵀ of the official Linear by weight kind: bf16 (bf16(C1 Σ x·W); W also the "
+                      "MXFP4 QAT value of an fp32 master weight), fp32 (C1), fp8 (act_quant 128, fp8_gemm), fp4 "
+                      "(act_quant 128, fp4_gemm)",
+                      {"weight_quant", "weight_kind", "act_scale_fp32"}, {}, reference, DSV4_OPS_DEVICE(device),
+                      linear_cases, linear_gradient());
 }
 
 }  // namespace dsv4::ops::detail

@@ -55,6 +55,14 @@ __device__ __forceinline__ float e4m3_to_float(std::uint8_t q) {
   return __uint_as_float(sign | ((e - 7u + 127u) << 23) | (m << 20));
 }
 
+// Exact fp32 value of an e8m0 scale byte (spec 01 §1.1): 2^(c − 127); code 0 is 2^-127 (an fp32
+// subnormal: e8m0 has no zero), 255 is NaN.
+__device__ __forceinline__ float e8m0_to_float(std::uint8_t c) {
+  if (c == 0xFFu) return __uint_as_float(0x7FC00000u);
+  if (c == 0u) return __uint_as_float(0x00400000u);  // 2^-127
+  return __uint_as_float(static_cast<std::uint32_t>(c) << 23);
+}
+
 // Exact fp32 value of an e2m1fn code (low nibble).
 __device__ __forceinline__ float e2m1_to_float(std::uint8_t q) {
   const std::uint32_t sign = static_cast<std::uint32_t>(q & 0x8u) << 28;
