@@ -37,9 +37,9 @@ std::vector<std::string> backward_stems() {
 TEST(GradientCheck, TheBackwardsOfTheTrainingHalfAreRegistered) {
   const std::vector<std::string> stems = backward_stems();
   const std::set<std::string> have(stems.begin(), stems.end());
-  for (const char* s :
-       {"embedding", "rmsnorm", "rope", "hadamard", "linear", "expert", "hc_split_sinkhorn", "hc_post", "hc_pre",
-        "gate", "sparse_attention", "grouped_projection", "moe_combine", "compressor_pool", "head", "cross_entropy"}) {
+  for (const char* s : {"embedding", "rmsnorm", "rope", "hadamard", "linear", "expert", "hc_split_sinkhorn", "hc_post",
+                        "hc_pre", "gate", "sparse_attention", "grouped_projection", "moe_combine", "compressor_pool",
+                        "head", "cross_entropy", "indexer_loss"}) {
     EXPECT_TRUE(have.count(s) == 1) << s << " has no registered backward";
   }
   for (const Op& o : all_ops()) {
@@ -250,6 +250,21 @@ TEST(GradientCheck, CatchesAMissingSinkGradient) {
   const SelfCheckLine l = check_gradient(bad, GradientCheckOptions{});
   EXPECT_EQ(l.failures, l.cases);
   EXPECT_NE(l.first_failure.find("dsink"), std::string::npos) << l.first_failure;
+}
+
+TEST(GradientCheck, CatchesAnIndexerLossThatDetachesTheKeys) {
+  // The indexer's KL term with the compressed keys treated as constants (their gradient left out):
+  // every check point fails at dkeys.
+  const Op bad = edited("indexer_loss", [](GradientForms& f) {
+    f.backward = [orig = f.backward](const Call& c) {
+      Doubles g = orig(c);
+      std::fill(g[2].begin(), g[2].end(), 0.0);
+      return g;
+    };
+  });
+  const SelfCheckLine l = check_gradient(bad, GradientCheckOptions{});
+  EXPECT_EQ(l.failures, l.cases);
+  EXPECT_NE(l.first_failure.find("dkeys"), std::string::npos) << l.first_failure;
 }
 
 TEST(GradientCheck, AStructuralMismatchIsAFailureNotACrash) {

@@ -60,5 +60,6 @@ Op grouped_projection_op();
 Op moe_combine_op();
 Op compressor_pool_op();
 Op cross_entropy_op();
+Op indexer_loss_op();
 
 }  // namespace dsv4::ops::detail
