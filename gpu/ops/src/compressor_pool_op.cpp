@@ -88,10 +88,7 @@ std::vector<Case> compressor_pool_cases(std::uint64_t seed) {
   // peaked scores (σ 30: most weights underflow).
   const std::vector<Spec> specs = {
       {6, 8, 512, 2.0, true}, {2, 128, 512, 2.0, false}, {5, 8, 128, 30.0, false}, {3, 128, 16, 2.0, false}};
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
-  for (const Spec& s : specs) cases.push_back(make_case(s, seed * 1000 + 970 + ++k));
-  return cases;
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) { return make_case(s, seed * 1000 + 970 + k); });
 }
 
 // The backward (spec 06 §6.12, ref/train compressor_pool_backward): du, dz. Smooth (a softmax):
@@ -129,16 +126,12 @@ GradientForms compressor_pool_gradient() {
   };
   g.cases = [](std::uint64_t seed) {
     const std::vector<Spec> specs = {{2, 8, 3, 2.0, false}, {1, 128, 1, 2.0, false}, {1, 8, 2, 5.0, false}};
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec& s : specs) {
-      Case c = make_case(s, seed * 100 + ++k);
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
+      Case c = make_case(s, seed * 100 + k);
       c.label += " (softmax: smooth, no kinks; no padding slot)";
-      c.call.inputs.push_back(Array::floats("dc", s.entries, s.channels,
-                                            normals(s.entries * s.channels, 1.0, seed * 100 + k, "grad.pool.dc")));
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      c.call.inputs.push_back(upstream("dc", s.entries, s.channels, seed * 100 + k, "grad.pool.dc"));
+      return c;
+    });
   };
   return g;
 }

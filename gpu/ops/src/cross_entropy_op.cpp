@@ -49,8 +49,7 @@ Case make_case(std::int64_t rows, std::int64_t vocab, double sigma, std::uint64_
   std::vector<float> l = normals(rows * vocab, sigma, seed, "ops.cross_entropy.logits");
   std::vector<float> t = targets(l, rows, vocab, seed);
   c.call.inputs = {Array::floats("logits", rows, vocab, std::move(l)), Array::floats("targets", rows, 1, std::move(t))};
-  if (with_upstream)
-    c.call.inputs.push_back(Array::floats("dloss", rows, 1, normals(rows, 1.0, seed, "grad.cross_entropy.dloss")));
+  if (with_upstream) c.call.inputs.push_back(upstream("dloss", rows, 1, seed, "grad.cross_entropy.dloss"));
   return c;
 }
 

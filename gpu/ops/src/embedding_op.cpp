@@ -57,24 +57,21 @@ std::vector<Case> embedding_cases(std::uint64_t seed) {
     std::int64_t rows, vocab, dim;
     const char* what;
   };
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
   // Tables of edge activations (signed zeros, subnormals, outliers: a gather must keep every bit);
   // the V4 vocabulary (129,280) at a narrow width, and narrow vocabularies at the model's widths.
-  for (const Spec s : std::vector<Spec>{{64, 129280, 8, "V4 vocabulary"},
-                                        {300, 512, 4096, "Flash width"},
-                                        {5, 256, 7168, "V4 width"},
-                                        {17, 1000, 96, "odd"},
-                                        {1, 1, 32, "one-token vocabulary"}}) {
-    ++k;
+  const std::vector<Spec> specs = {{64, 129280, 8, "V4 vocabulary"},
+                                   {300, 512, 4096, "Flash width"},
+                                   {5, 256, 7168, "V4 width"},
+                                   {17, 1000, 96, "odd"},
+                                   {1, 1, 32, "one-token vocabulary"}};
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     Case c;
     c.label = std::to_string(s.rows) + " ids, " + shape_label({s.vocab, s.dim}) + " table, " + s.what;
     Array embed = Array::floats("embed", s.vocab, s.dim, edge_activations(s.vocab, s.dim, seed * 1000 + 200 + k));
     embed.per_row = false;
     c.call.inputs = {Array::floats("ids", s.rows, 1, ids(s.rows, s.vocab, seed * 1000 + 250 + k)), std::move(embed)};
-    cases.push_back(std::move(c));
-  }
-  return cases;
+    return c;
+  });
 }
 
 // The backward (spec 06 §6.12, ref/train embedding_backward): d(embed) from dh; ids have none.
@@ -101,9 +98,8 @@ GradientForms embedding_gradient() {
       c.label = std::to_string(tokens) + " ids (repeated), " + shape_label(s) + " table (linear: no kinks)";
       Array embed = Array::floats("embed", vocab, dim, normals(vocab * dim, 1.0, seed * 100 + vocab, "grad.embedding"));
       embed.per_row = false;
-      c.call.inputs = {
-          Array::floats("ids", tokens, 1, ids(tokens, vocab, seed * 100 + vocab)), std::move(embed),
-          Array::floats("dh", tokens, dim, normals(tokens * dim, 1.0, seed * 100 + vocab, "grad.embedding.dh"))};
+      c.call.inputs = {Array::floats("ids", tokens, 1, ids(tokens, vocab, seed * 100 + vocab)), std::move(embed),
+                       upstream("dh", tokens, dim, seed * 100 + vocab, "grad.embedding.dh")};
       cases.push_back(std::move(c));
     }
     return cases;

@@ -76,20 +76,17 @@ std::vector<Case> expert_cases(std::uint64_t seed) {
     std::int64_t tokens, d, de;
     double limit;
   };
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
   // λ = 10 (V4: rarely active at these scales), λ = 0.5 (most elements clamped), no clamp.
-  for (const Spec s : std::vector<Spec>{{64, 64, 32, 10.0}, {5, 128, 16, 0.5}, {17, 16, 8, 0.0}}) {
-    ++k;
+  const std::vector<Spec> specs = {{64, 64, 32, 10.0}, {5, 128, 16, 0.5}, {17, 16, 8, 0.0}};
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     Case c;
     c.label = std::to_string(s.tokens) + " tokens, d " + std::to_string(s.d) + ", de " + std::to_string(s.de) +
               ", limit " + std::to_string(s.limit).substr(0, 4);
     c.call.reals = {s.limit};
     c.call.inputs =
         expert_inputs(s.tokens, s.d, s.de, 4.0 / std::sqrt(static_cast<double>(s.d)), true, seed * 1000 + 600 + k);
-    cases.push_back(std::move(c));
-  }
-  return cases;
+    return c;
+  });
 }
 
 // The check point's clamp limit (ref/train clamp_limit_away_from_edges) from its g = W1 x, u = W3 x.
@@ -123,21 +120,17 @@ GradientForms expert_gradient() {
       std::int64_t tokens, d, de;
       bool clamp;
     };
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec s : std::vector<Spec>{{3, 8, 6, true}, {4, 6, 5, true}, {2, 8, 4, false}}) {
-      ++k;
+    const std::vector<Spec> specs = {{3, 8, 6, true}, {4, 6, 5, true}, {2, 8, 4, false}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       Case c;
       c.call.inputs = expert_inputs(s.tokens, s.d, s.de, 0.5, true, seed * 100 + k);  // bf16 weights (the op's)
       c.call.reals = {0.0};
       if (s.clamp) c.call.reals[0] = limit_away_from_edges(ExpertArgs(c.call), 0.01);
-      c.call.inputs.push_back(
-          Array::floats("dy", s.tokens, s.d, normals(s.tokens * s.d, 1.0, seed * 100 + k, "grad.expert.dy")));
+      c.call.inputs.push_back(upstream("dy", s.tokens, s.d, seed * 100 + k, "grad.expert.dy"));
       c.label = std::to_string(s.tokens) + " tokens, d " + std::to_string(s.d) + ", de " + std::to_string(s.de) +
                 (s.clamp ? ", clamped (every g and |u| ≥ 0.01 from λ; elements on both sides)" : ", no clamp (smooth)");
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      return c;
+    });
   };
   return g;
 }

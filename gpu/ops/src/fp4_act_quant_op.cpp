@@ -26,15 +26,12 @@ Fn fp4_act_quant_fn(Quant quant, Inplace inplace) {
 }
 
 std::vector<Case> fp4_act_quant_cases(std::uint64_t seed) {
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
-  for (const Shape& sh : quant_shapes()) {
+  return cases_of(quant_shapes(), [&](const Shape& sh, std::uint64_t k) {
     Case c;
     c.label = shape_label(sh);
-    c.call.inputs = {Array::floats("x", sh.rows, sh.cols, edge_activations(sh.rows, sh.cols, seed * 1000 + 500 + ++k))};
-    cases.push_back(std::move(c));
-  }
-  return cases;
+    c.call.inputs = {Array::floats("x", sh.rows, sh.cols, edge_activations(sh.rows, sh.cols, seed * 1000 + 500 + k))};
+    return c;
+  });
 }
 
 }  // namespace

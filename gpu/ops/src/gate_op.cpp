@@ -152,10 +152,7 @@ std::vector<Case> gate_cases(std::uint64_t seed) {
       {32, 64, 32, 6, S::kSigmoid, false, 1.5, Spec::kTies},
       {16, 64, 32, 6, S::kSqrtSoftplus, true, 1.5, Spec::kTies},
   };
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
-  for (const Spec& s : specs) cases.push_back(make_case(s, seed * 1000 + 300 + 10 * ++k));
-  return cases;
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) { return make_case(s, seed * 1000 + 300 + 10 * k); });
 }
 
 // The reference's Gate in exact mode on the call (as gate_rows builds it, with double outputs).
@@ -214,13 +211,9 @@ GradientForms gate_gradient() {
                                      {3, 8, 6, 3, S::kSigmoid, false, 2.5, Spec::kActivations},
                                      {2, 6, 5, 2, S::kSoftmax, false, 1.0, Spec::kActivations},
                                      {3, 8, 6, 2, S::kSqrtSoftplus, true, 1.5, Spec::kActivations}};
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec& s : specs) {
-      ++k;
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       // Draw until every token's cut has a gap ≥ 1e-3 (hash routing has no cut).
-      for (std::uint64_t attempt = 0;; ++attempt) {
-        if (attempt == 100) throw std::logic_error("gate gradient cases: no draw with top-k gaps ≥ 1e-3");
+      for (std::uint64_t attempt = 0; attempt < 100; ++attempt) {
         Case c = make_case(s, seed * 1000 + 700 + 10 * k + attempt * 100000);
         std::vector<float> x = normals(s.tokens * s.d, 1.0, seed * 100 + k + attempt * 1000, "grad.gate.x");
         c.call.inputs[0] = Array::floats("x", s.tokens, s.d, std::move(x));
@@ -232,17 +225,13 @@ GradientForms gate_gradient() {
                   " experts, top " + std::to_string(s.k) + ", " + score_name(s.score) +
                   (s.hash ? ", hash-routed (no cut)" : ", every top-k gap ≥ 1e-3 (no flip)");
         const std::uint64_t base = seed * 100 + k;
-        c.call.inputs.push_back(
-            Array::floats("dweights", s.tokens, s.k, normals(s.tokens * s.k, 1.0, base, "grad.gate.dweights")));
-        c.call.inputs.push_back(
-            Array::floats("dindices", s.tokens, s.k, normals(s.tokens * s.k, 1.0, base, "grad.gate.dindices")));
-        c.call.inputs.push_back(Array::floats("dscores", s.tokens, s.experts,
-                                              normals(s.tokens * s.experts, 1.0, base, "grad.gate.dscores")));
-        cases.push_back(std::move(c));
-        break;
+        c.call.inputs.push_back(upstream("dweights", s.tokens, s.k, base, "grad.gate.dweights"));
+        c.call.inputs.push_back(upstream("dindices", s.tokens, s.k, base, "grad.gate.dindices"));
+        c.call.inputs.push_back(upstream("dscores", s.tokens, s.experts, base, "grad.gate.dscores"));
+        return c;
       }
-    }
-    return cases;
+      throw std::logic_error("gate gradient cases: no draw with top-k gaps ≥ 1e-3");
+    });
   };
   return g;
 }

@@ -85,6 +85,10 @@ std::vector<float> bf16_normals(std::int64_t n, double sigma, std::uint64_t seed
   return v;
 }
 
+Array upstream(std::string name, std::int64_t rows, std::int64_t cols, std::uint64_t seed, const char* stream) {
+  return Array::floats(std::move(name), rows, cols, normals(rows * cols, 1.0, seed, stream));
+}
+
 Call forward_call(const Call& backward_call, std::size_t n_inputs) {
   if (backward_call.inputs.size() < n_inputs) throw std::invalid_argument("backward call with too few inputs");
   Call c;

@@ -61,10 +61,7 @@ std::vector<Case> grouped_projection_cases(std::uint64_t seed) {
   // Group widths of one and two heads of c 512 (the models' groups are 8 heads: 4096 wide), a
   // single group, small ranks (the models' d_g is 1024; kept small for the test's time).
   const std::vector<Spec> specs = {{16, 4, 512, 32}, {3, 2, 1024, 16}, {40, 1, 64, 8}};
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
-  for (const Spec& s : specs) cases.push_back(make_case(s, seed * 1000 + 900 + ++k));
-  return cases;
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) { return make_case(s, seed * 1000 + 900 + k); });
 }
 
 // The backward (spec 06 §6.12, ref/train grouped_projection_backward): do and d(wo_a), a bf16
@@ -85,16 +82,12 @@ GradientForms grouped_projection_gradient() {
   };
   g.cases = [](std::uint64_t seed) {
     const std::vector<Spec> specs = {{2, 2, 3, 2}, {3, 3, 2, 2}, {2, 1, 4, 3}};
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec& s : specs) {
-      Case c = make_case(s, seed * 100 + ++k);  // bf16 values (the op's weight)
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
+      Case c = make_case(s, seed * 100 + k);  // bf16 values (the op's weight)
       c.label += " (bilinear: no kinks)";
-      c.call.inputs.push_back(Array::floats("dy", s.rows, s.groups * s.dg,
-                                            normals(s.rows * s.groups * s.dg, 1.0, seed * 100 + k, "grad.wo_a.dy")));
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      c.call.inputs.push_back(upstream("dy", s.rows, s.groups * s.dg, seed * 100 + k, "grad.wo_a.dy"));
+      return c;
+    });
   };
   return g;
 }

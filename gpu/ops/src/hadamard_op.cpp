@@ -113,17 +113,13 @@ GradientForms hadamard_gradient() {
   };
   g.backward = [](const Call& c) { return Doubles{flat(hadamard_backward(to_mat(c.inputs.at(1)), c.ints.at(0)))}; };
   g.cases = [](std::uint64_t seed) {
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec s : std::vector<Spec>{{3, 16, 8}, {2, 16, 0}, {2, 3, 1}}) {
-      ++k;
+    const std::vector<Spec> specs = {{3, 16, 8}, {2, 16, 0}, {2, 3, 1}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       Case c = make_case(s.rows, s.cols, s.size, "(linear: no kinks)",
                          normals(s.rows * s.cols, 1.0, seed * 100 + k, "grad.hadamard.x"));
-      c.call.inputs.push_back(
-          Array::floats("dy", s.rows, s.cols, normals(s.rows * s.cols, 1.0, seed * 100 + k, "grad.hadamard.dy")));
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      c.call.inputs.push_back(upstream("dy", s.rows, s.cols, seed * 100 + k, "grad.hadamard.dy"));
+      return c;
+    });
   };
   return g;
 }

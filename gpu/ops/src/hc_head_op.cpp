@@ -60,24 +60,19 @@ std::vector<Case> hc_head_cases(std::uint64_t seed) {
     std::int64_t tokens, n, d;
     bool zero_scale;
   };
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
   // The model's widths (4096 Flash, 7168 V4, tiny-like 64) with hc_mult 4 and other stream counts;
   // edge activations (zero blocks, bf16 subnormals, outliers up to 2^40, wide ranges).
-  for (const Spec s : std::vector<Spec>{{8, 4, 4096, false},
-                                        {2, 4, 7168, false},
-                                        {300, 4, 64, false},
-                                        {17, 1, 96, false},
-                                        {9, 2, 100, false},
-                                        {5, 16, 33, false},
-                                        {40, 4, 256, true}}) {
-    ++k;
+  const std::vector<Spec> specs = {
+      {8, 4, 4096, false}, {2, 4, 7168, false}, {300, 4, 64, false}, {17, 1, 96, false},
+      {9, 2, 100, false},  {5, 16, 33, false},  {40, 4, 256, true},
+  };
+  std::vector<Case> cases = cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     const std::uint64_t base = seed * 1000 + 600 + 10 * k;
-    cases.push_back(make_case(std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " +
-                                  std::to_string(s.d) + ", activations" + (s.zero_scale ? ", scale 0" : ""),
-                              s.n, s.d, edge_activations_tamed(s.tokens, s.n * s.d, base, 0x1p40, 0x1p-90), s.tokens,
-                              base + 1, s.zero_scale));
-  }
+    return make_case(std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) +
+                         ", activations" + (s.zero_scale ? ", scale 0" : ""),
+                     s.n, s.d, edge_activations_tamed(s.tokens, s.n * s.d, base, 0x1p40, 0x1p-90), s.tokens, base + 1,
+                     s.zero_scale);
+  });
   {
     // Rows of all zeros (S = 0, r = rsqrt(eps), μ = ±0) and of one repeated value up to sign.
     const std::int64_t tokens = 6, n = 4, d = 128;
@@ -130,19 +125,15 @@ GradientForms hc_head_gradient() {
     struct Spec {
       std::int64_t tokens, n, d;
     };
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec s : std::vector<Spec>{{3, 4, 3}, {2, 2, 5}, {2, 1, 4}}) {
-      ++k;
+    const std::vector<Spec> specs = {{3, 4, 3}, {2, 2, 5}, {2, 1, 4}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       const std::uint64_t base = seed * 100 + k;
       Case c = make_case(
           std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) + " (smooth)",
           s.n, s.d, normals(s.tokens * s.n * s.d, 1.0, base, "grad.hc_head.x"), s.tokens, base, false);
-      c.call.inputs.push_back(
-          Array::floats("dy", s.tokens, s.d, normals(s.tokens * s.d, 1.0, base, "grad.hc_head.dy")));
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      c.call.inputs.push_back(upstream("dy", s.tokens, s.d, base, "grad.hc_head.dy"));
+      return c;
+    });
   };
   return g;
 }

@@ -72,19 +72,17 @@ std::vector<Case> hc_post_cases(std::uint64_t seed) {
     Gates kind;
     const char* what;
   };
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
   // The model's widths (4096 Flash, 7168 V4, tiny-like 64) with hc_mult 4, other stream counts,
   // edge activations (zero blocks, subnormals, outliers, wide ranges that make the double sum
   // inexact) and dyadic gates on small integers (bf16 ties of the new state).
-  for (const Spec s : std::vector<Spec>{{64, 4, 4096, Gates::kRandom, "activations"},
-                                        {2, 4, 7168, Gates::kRandom, "activations"},
-                                        {300, 4, 64, Gates::kRandom, "activations"},
-                                        {17, 1, 96, Gates::kRandom, "activations"},
-                                        {9, 2, 100, Gates::kRandom, "activations"},
-                                        {5, 6, 33, Gates::kRandom, "activations"},
-                                        {32, 4, 256, Gates::kDyadic, "dyadic gates, small integers (bf16 ties)"}}) {
-    ++k;
+  const std::vector<Spec> specs = {{64, 4, 4096, Gates::kRandom, "activations"},
+                                   {2, 4, 7168, Gates::kRandom, "activations"},
+                                   {300, 4, 64, Gates::kRandom, "activations"},
+                                   {17, 1, 96, Gates::kRandom, "activations"},
+                                   {9, 2, 100, Gates::kRandom, "activations"},
+                                   {5, 6, 33, Gates::kRandom, "activations"},
+                                   {32, 4, 256, Gates::kDyadic, "dyadic gates, small integers (bf16 ties)"}};
+  std::vector<Case> cases = cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     Case c;
     c.label =
         std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) + ", " + s.what;
@@ -100,8 +98,8 @@ std::vector<Case> hc_post_cases(std::uint64_t seed) {
         Array::floats("post", s.tokens, s.n, gates(s.tokens * s.n, 2.0, s.kind, base + 2, "ops.hc_post.post")),
         Array::floats("comb", s.tokens, s.n * s.n,
                       gates(s.tokens * s.n * s.n, 1.0, s.kind, base + 3, "ops.hc_post.comb"))};
-    cases.push_back(std::move(c));
-  }
+    return c;
+  });
   {
     // Sums on an fp32 rounding boundary: X_0 a bf16 value, X_1 half an fp32 ulp of it (X_0 + X_1 is
     // a midpoint), X_2 = ±2^-60·|X_0| (decides the direction; the plain error bound of the double
@@ -162,10 +160,8 @@ GradientForms hc_post_gradient() {
     struct Spec {
       std::int64_t tokens, n, d;
     };
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec s : std::vector<Spec>{{2, 4, 5}, {3, 2, 3}, {2, 1, 4}}) {
-      ++k;
+    const std::vector<Spec> specs = {{2, 4, 5}, {3, 2, 3}, {2, 1, 4}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       const std::uint64_t base = seed * 100 + k;
       Case c;
       c.label = std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) +
@@ -178,10 +174,9 @@ GradientForms hc_post_gradient() {
           Array::floats("post", s.tokens, s.n, gates(s.tokens * s.n, 2.0, Gates::kRandom, base, "grad.hc_post.post")),
           Array::floats("comb", s.tokens, s.n * s.n,
                         gates(s.tokens * s.n * s.n, 1.0, Gates::kRandom, base, "grad.hc_post.comb")),
-          Array::floats("dy", s.tokens, s.n * s.d, normals(s.tokens * s.n * s.d, 1.0, base, "grad.hc_post.dy"))};
-      cases.push_back(std::move(c));
-    }
-    return cases;
+          upstream("dy", s.tokens, s.n * s.d, base, "grad.hc_post.dy")};
+      return c;
+    });
   };
   return g;
 }

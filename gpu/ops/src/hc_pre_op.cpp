@@ -88,20 +88,17 @@ std::vector<Case> hc_pre_cases(std::uint64_t seed) {
   struct Spec {
     std::int64_t tokens, n, d;
   };
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
   // The model's widths (4096 Flash, 7168 V4, tiny-like 64) with hc_mult 4 and other stream counts
   // up to the Sinkhorn kernel's 8; edge activations (zero blocks, bf16 subnormals whose fp32 squares
   // underflow, outliers up to 2^40, wide ranges that make the double sums inexact).
-  for (const Spec s :
-       std::vector<Spec>{{8, 4, 4096}, {2, 4, 7168}, {300, 4, 64}, {17, 1, 96}, {9, 2, 100}, {5, 8, 33}}) {
-    ++k;
+  const std::vector<Spec> specs = {{8, 4, 4096}, {2, 4, 7168}, {300, 4, 64}, {17, 1, 96}, {9, 2, 100}, {5, 8, 33}};
+  std::vector<Case> cases = cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     const std::uint64_t base = seed * 1000 + 500 + 10 * k;
-    cases.push_back(make_case(
+    return make_case(
         std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) + ", activations",
         s.n, edge_activations_tamed(s.tokens, s.n * s.d, base, 0x1p40, 0x1p-90), s.tokens,
-        synthetic_weights(s.n, s.d, base + 1)));
-  }
+        synthetic_weights(s.n, s.d, base + 1));
+  });
   {
     // Rows of all zeros (S = 0, r = rsqrt(eps), μ = ±0) and of one repeated value up to sign.
     const std::int64_t tokens = 6, n = 4, d = 128;
@@ -178,10 +175,8 @@ GradientForms hc_pre_gradient() {
     struct Spec {
       std::int64_t tokens, n, d, iters;
     };
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec s : std::vector<Spec>{{2, 4, 3, 20}, {3, 2, 4, 3}, {2, 1, 5, 2}}) {
-      ++k;
+    const std::vector<Spec> specs = {{2, 4, 3, 20}, {3, 2, 4, 3}, {2, 1, 5, 2}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       const std::uint64_t base = seed * 100 + k;
       Case c = make_case(std::to_string(s.tokens) + " tokens, n " + std::to_string(s.n) + ", d " + std::to_string(s.d) +
                              ", " + std::to_string(s.iters) + " iters (smooth)",
@@ -189,16 +184,12 @@ GradientForms hc_pre_gradient() {
                          synthetic_weights(s.n, s.d, base));
       c.call.ints[1] = s.iters;
       const std::int64_t n = s.n, count = (2 + n) * n;
-      c.call.inputs.push_back(Array::floats("dy", s.tokens, s.d, normals(s.tokens * s.d, 1.0, base, "grad.hc_pre.dy")));
-      c.call.inputs.push_back(
-          Array::floats("dpost", s.tokens, n, normals(s.tokens * n, 1.0, base, "grad.hc_pre.dpost")));
-      c.call.inputs.push_back(
-          Array::floats("dcomb", s.tokens, n * n, normals(s.tokens * n * n, 1.0, base, "grad.hc_pre.dcomb")));
-      c.call.inputs.push_back(
-          Array::floats("dmixes", s.tokens, count, normals(s.tokens * count, 1.0, base, "grad.hc_pre.dmixes")));
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      c.call.inputs.push_back(upstream("dy", s.tokens, s.d, base, "grad.hc_pre.dy"));
+      c.call.inputs.push_back(upstream("dpost", s.tokens, n, base, "grad.hc_pre.dpost"));
+      c.call.inputs.push_back(upstream("dcomb", s.tokens, n * n, base, "grad.hc_pre.dcomb"));
+      c.call.inputs.push_back(upstream("dmixes", s.tokens, count, base, "grad.hc_pre.dmixes"));
+      return c;
+    });
   };
   return g;
 }

@@ -154,23 +154,17 @@ GradientForms hc_split_sinkhorn_gradient() {
       std::int64_t tokens;
       double spread;
     };
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec s :
-         std::vector<Spec>{{4, 20, 1e-6, 2, 1.0}, {2, 3, 1e-3, 3, 0.5}, {3, 1, 1e-6, 2, 1.0}, {1, 5, 1e-6, 2, 1.0}}) {
-      ++k;
+    const std::vector<Spec> specs = {
+        {4, 20, 1e-6, 2, 1.0}, {2, 3, 1e-3, 3, 0.5}, {3, 1, 1e-6, 2, 1.0}, {1, 5, 1e-6, 2, 1.0}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       Case c = sinkhorn_case(s.n, s.iters, s.eps, s.tokens, s.spread, Mixes::kNormal, seed * 100 + 50 + k,
                              "spread " + std::to_string(s.spread).substr(0, 3) + " (smooth)");
       const std::int64_t n = s.n;
-      c.call.inputs.push_back(
-          Array::floats("dpre", s.tokens, n, normals(s.tokens * n, 1.0, seed * 100 + k, "grad.sinkhorn.dpre")));
-      c.call.inputs.push_back(
-          Array::floats("dpost", s.tokens, n, normals(s.tokens * n, 1.0, seed * 100 + k, "grad.sinkhorn.dpost")));
-      c.call.inputs.push_back(Array::floats("dcomb", s.tokens, n * n,
-                                            normals(s.tokens * n * n, 1.0, seed * 100 + k, "grad.sinkhorn.dcomb")));
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      c.call.inputs.push_back(upstream("dpre", s.tokens, n, seed * 100 + k, "grad.sinkhorn.dpre"));
+      c.call.inputs.push_back(upstream("dpost", s.tokens, n, seed * 100 + k, "grad.sinkhorn.dpost"));
+      c.call.inputs.push_back(upstream("dcomb", s.tokens, n * n, seed * 100 + k, "grad.sinkhorn.dcomb"));
+      return c;
+    });
   };
   return g;
 }

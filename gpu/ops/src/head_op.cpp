@@ -82,21 +82,17 @@ Case make_case(const Spec& s, std::uint64_t base, const std::string& what, std::
 }
 
 std::vector<Case> head_cases(std::uint64_t seed) {
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
   // V4-Flash (d 4096) and V4-Pro (7168) widths with a slice of the vocabulary, tiny-like (d 64);
   // the synthetic weights of the model (hc_head, norm 1 + 0.1·N(0, 1), head N(0, 1/d), bf16);
   // edge activations (zero blocks, subnormals, outliers up to 2^40, wide ranges).
-  for (const Spec s : std::vector<Spec>{{3, 4, 4096, 256}, {2, 4, 7168, 128}, {64, 4, 64, 512}, {9, 2, 100, 77}}) {
-    ++k;
+  const std::vector<Spec> specs = {{3, 4, 4096, 256}, {2, 4, 7168, 128}, {64, 4, 64, 512}, {9, 2, 100, 77}};
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     const std::uint64_t base = seed * 1000 + 700 + 10 * k;
-    cases.push_back(make_case(s, base, ", activations",
-                              edge_activations_tamed(s.rows, s.n * s.d, base, 0x1p40, 0x1p-90),
-                              to_floats(synthetic_norm_weight(base + 2, "ops.head.norm", s.d)),
-                              to_floats(synthetic_bf16_matrix(base + 3, "ops.head.head", s.vocab, s.d,
-                                                              1.0 / std::sqrt(static_cast<double>(s.d))))));
-  }
-  return cases;
+    return make_case(s, base, ", activations", edge_activations_tamed(s.rows, s.n * s.d, base, 0x1p40, 0x1p-90),
+                     to_floats(synthetic_norm_weight(base + 2, "ops.head.norm", s.d)),
+                     to_floats(synthetic_bf16_matrix(base + 3, "ops.head.head", s.vocab, s.d,
+                                                     1.0 / std::sqrt(static_cast<double>(s.d)))));
+  });
 }
 
 // The reference's exact-mode head_forward of every row on its own (each row the last position of a
@@ -148,23 +144,18 @@ GradientForms head_gradient() {
     return Doubles{flat(r.dx), flat(r.dfn), flat(r.dbase), {r.dscale}, flat(r.dnorm), flat(r.dhead)};
   };
   g.cases = [](std::uint64_t seed) {
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec s : std::vector<Spec>{{2, 2, 3, 4}, {3, 4, 2, 3}, {2, 1, 4, 5}}) {
-      ++k;
+    const std::vector<Spec> specs = {{2, 2, 3, 4}, {3, 4, 2, 3}, {2, 1, 4, 5}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       const std::uint64_t base = seed * 100 + k;
       std::vector<float> norm = bf16_normals(s.d, 0.1, base, "grad.head.norm");
       for (float& v : norm) v += 1.0f;  // γ ≈ 1 + N(0, 0.1²)
       Case c = make_case(s, base, " (smooth: no kinks)", normals(s.rows * s.n * s.d, 1.0, base, "grad.head.x"),
                          std::move(norm), normals(s.vocab * s.d, 0.5, base, "grad.head.head"));
-      c.call.inputs.push_back(
-          Array::floats("dhc_head", s.rows, s.d, normals(s.rows * s.d, 1.0, base, "grad.head.dhc_head")));
-      c.call.inputs.push_back(Array::floats("dnorm", s.rows, s.d, normals(s.rows * s.d, 1.0, base, "grad.head.dnorm")));
-      c.call.inputs.push_back(
-          Array::floats("dlogits", s.rows, s.vocab, normals(s.rows * s.vocab, 1.0, base, "grad.head.dlogits")));
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      c.call.inputs.push_back(upstream("dhc_head", s.rows, s.d, base, "grad.head.dhc_head"));
+      c.call.inputs.push_back(upstream("dnorm", s.rows, s.d, base, "grad.head.dnorm"));
+      c.call.inputs.push_back(upstream("dlogits", s.rows, s.vocab, base, "grad.head.dlogits"));
+      return c;
+    });
   };
   return g;
 }

@@ -128,14 +128,11 @@ std::vector<Case> moe_combine_cases(std::uint64_t seed) {
   // λ = 10 (V4), λ = 0.5 (most elements clamped), no clamp; every expert chosen (k = E); some
   // experts with no token (8 tokens × top 2 of 16).
   const std::vector<Spec> specs = {{32, 64, 32, 8, 2, 10.0}, {5, 128, 16, 4, 4, 0.5}, {8, 32, 8, 16, 2, 0.0}};
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
-  for (const Spec& s : specs) {
-    Case c = make_case(s, seed * 1000 + 950 + ++k, 4.0 / std::sqrt(static_cast<double>(s.d)));
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
+    Case c = make_case(s, seed * 1000 + 950 + k, 4.0 / std::sqrt(static_cast<double>(s.d)));
     c.label += ", limit " + std::to_string(s.limit).substr(0, 4);
-    cases.push_back(std::move(c));
-  }
-  return cases;
+    return c;
+  });
 }
 
 // The check point's clamp limit: every expert's g = W1 x and u = W3 x at the tokens routed to it,
@@ -181,18 +178,15 @@ GradientForms moe_combine_gradient() {
   g.cases = [](std::uint64_t seed) {
     const std::vector<std::pair<Spec, bool>> specs = {
         {{3, 4, 3, 3, 2, 0.0}, true}, {{3, 3, 2, 3, 3, 0.0}, true}, {{3, 4, 3, 3, 2, 0.0}, false}};
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const auto& [s, clamp] : specs) {
-      Case c = make_case(s, seed * 100 + ++k, 0.5);  // bf16 weights (the op's)
+    return cases_of(specs, [&](const std::pair<Spec, bool>& spec, std::uint64_t k) {
+      const auto& [s, clamp] = spec;
+      Case c = make_case(s, seed * 100 + k, 0.5);  // bf16 weights (the op's)
       if (clamp) c.call.reals[0] = limit_away_from_edges(CombineArgs(c.call), 0.01);
       c.label += clamp ? ", clamped (every g and |u| ≥ 0.01 from λ; elements on both sides)" : ", no clamp (smooth)";
       c.label += "; indices fixed (no gradient through the choice)";
-      c.call.inputs.push_back(
-          Array::floats("dy", s.tokens, s.d, normals(s.tokens * s.d, 1.0, seed * 100 + k, "grad.moe_combine.dy")));
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      c.call.inputs.push_back(upstream("dy", s.tokens, s.d, seed * 100 + k, "grad.moe_combine.dy"));
+      return c;
+    });
   };
   return g;
 }

@@ -33,6 +33,16 @@ std::vector<float> to_floats(const M& m) {
 
 using CaseGenerator = std::function<std::vector<Case>(std::uint64_t seed)>;
 
+// The case loop of a generator: make(spec, k) for every spec in order, k = 1, 2, … (the index each
+// generator folds into its seeds).
+template <class Spec, class Make>
+std::vector<Case> cases_of(const std::vector<Spec>& specs, Make make) {
+  std::vector<Case> cases;
+  std::uint64_t k = 0;
+  for (const Spec& s : specs) cases.push_back(make(s, ++k));
+  return cases;
+}
+
 // The one registration every <stem>_op.cpp returns (the fields of Op): stem, spec section, summary,
 // the names of Call::ints and Call::reals, reference, device function (DSV4_OPS_DEVICE, or Fn()
 // where no kernel exists yet), case generator, and the backward where the op has one (set_backward).

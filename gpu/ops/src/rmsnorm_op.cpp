@@ -42,20 +42,18 @@ std::vector<float> gains(std::int64_t dim, std::uint64_t seed) {
 }
 
 std::vector<Case> rmsnorm_cases(std::uint64_t seed) {
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
   // The model's widths (7168 = V4 hidden, 4096 = Flash, 1536 / 512 = q / kv LoRA ranks, 128 = the
   // indexer) and odd ones; activations with zero blocks, subnormals, outliers up to 2^126 (their
   // squares overflow the fp32 sum: r = 0) and wide per-block ranges.
-  for (const Shape sh : std::vector<Shape>{{1, 7168}, {64, 4096}, {5, 1536}, {300, 512}, {17, 128}, {3, 100}, {2, 7}}) {
-    ++k;
+  const std::vector<Shape> shapes = {{1, 7168}, {64, 4096}, {5, 1536}, {300, 512}, {17, 128}, {3, 100}, {2, 7}};
+  std::vector<Case> cases = cases_of(shapes, [&](const Shape& sh, std::uint64_t k) {
     Case c;
     c.label = shape_label(sh) + " activations";
     c.call.reals = {1e-6};
     c.call.inputs = {Array::floats("x", sh.rows, sh.cols, edge_activations(sh.rows, sh.cols, seed * 1000 + 700 + k)),
                      Array::shared("weight", gains(sh.cols, seed * 1000 + 800 + k))};
-    cases.push_back(std::move(c));
-  }
+    return c;
+  });
   // Rows of all zeros (r = rsqrt(eps)) and of one repeated value (ties in the sum), eps 1e-5.
   for (const double v : {0.0, 0.75}) {
     Case c;
@@ -95,24 +93,21 @@ GradientForms rmsnorm_gradient() {
       double sigma, eps;
       const char* what;
     };
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec s : std::vector<Spec>{{{3, 8}, 1.0, 1e-6, "eps 1e-6"},
-                                          {{2, 5}, 0.03, 1e-3, "rows of rms 0.03, eps 1e-3 (eps matters)"},
-                                          // dim 1: dx = dz·eps·r³, the backward's 1 − x²r² cancels
-                                          // for eps ≪ x² (ill-conditioned in double, not a kink)
-                                          {{4, 1}, 1.0, 0.5, "dim 1, eps 0.5"}}) {
-      ++k;
+    const std::vector<Spec> specs = {{{3, 8}, 1.0, 1e-6, "eps 1e-6"},
+                                     {{2, 5}, 0.03, 1e-3, "rows of rms 0.03, eps 1e-3 (eps matters)"},
+                                     // dim 1: dx = dz·eps·r³, the backward's 1 − x²r² cancels
+                                     // for eps ≪ x² (ill-conditioned in double, not a kink)
+                                     {{4, 1}, 1.0, 0.5, "dim 1, eps 0.5"}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       const auto [rows, dim] = s.shape;
       Case c;
       c.label = shape_label(s.shape) + " " + s.what + " (smooth)";
       c.call.reals = {s.eps};
       c.call.inputs = {Array::floats("x", rows, dim, normals(rows * dim, s.sigma, seed * 100 + k, "grad.rmsnorm.x")),
                        Array::shared("weight", gains(dim, seed * 100 + k)),
-                       Array::floats("dy", rows, dim, normals(rows * dim, 1.0, seed * 100 + k, "grad.rmsnorm.dy"))};
-      cases.push_back(std::move(c));
-    }
-    return cases;
+                       upstream("dy", rows, dim, seed * 100 + k, "grad.rmsnorm.dy")};
+      return c;
+    });
   };
   return g;
 }

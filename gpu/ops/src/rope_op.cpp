@@ -105,19 +105,17 @@ std::vector<Case> rope_cases(std::uint64_t seed) {
     const char* what;
   };
   const std::int64_t rd = flash.rope_head_dim;
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
-  for (const Spec s : std::vector<Spec>{{3, 8 * 512, 512, 0, false, "q heads"},
-                                        {64, 512, 512, 0, false, "kv"},
-                                        {300, 512, 512, 1, false, "kv, sliding-window table"},
-                                        {5, 8 * 512, 512, 0, true, "attention output, inverse"},
-                                        {17, 8 * 512, 512, 1, true, "attention output, inverse, sliding-window table"},
-                                        {7, 4 * 128, 128, 0, false, "indexer q heads"},
-                                        {33, 64, 64, 0, false, "head_dim = r_d"},
-                                        {9, 64, 64, 0, true, "head_dim = r_d, inverse"},
-                                        {4, 3 * 70, 70, 1, false, "odd head_dim"},
-                                        {6, 5 * 9, 9, 2, true, "r_d 2, odd head_dim, inverse"}}) {
-    ++k;
+  const std::vector<Spec> specs = {{3, 8 * 512, 512, 0, false, "q heads"},
+                                   {64, 512, 512, 0, false, "kv"},
+                                   {300, 512, 512, 1, false, "kv, sliding-window table"},
+                                   {5, 8 * 512, 512, 0, true, "attention output, inverse"},
+                                   {17, 8 * 512, 512, 1, true, "attention output, inverse, sliding-window table"},
+                                   {7, 4 * 128, 128, 0, false, "indexer q heads"},
+                                   {33, 64, 64, 0, false, "head_dim = r_d"},
+                                   {9, 64, 64, 0, true, "head_dim = r_d, inverse"},
+                                   {4, 3 * 70, 70, 1, false, "odd head_dim"},
+                                   {6, 5 * 9, 9, 2, true, "r_d 2, odd head_dim, inverse"}};
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     Case c;
     c.label = shape_label({s.rows, s.cols}) + " head_dim " + std::to_string(s.head_dim) + " " + s.what;
     const std::int64_t r = s.table == 2 ? 2 : rd;
@@ -125,9 +123,8 @@ std::vector<Case> rope_cases(std::uint64_t seed) {
     const std::vector<Array>& t = s.table == 0 ? yarn_table : (s.table == 1 ? plain_table : small_table);
     c.call.inputs = {Array::floats("x", s.rows, s.cols, edge_activations(s.rows, s.cols, seed * 1000 + 500 + k)),
                      Array::floats("pos", s.rows, 1, positions(s.rows, P, seed * 1000 + 600 + k)), t[0], t[1]};
-    cases.push_back(std::move(c));
-  }
-  return cases;
+    return c;
+  });
 }
 
 // The backward (spec 06 §6.12, ref/train rope_backward): dx from dy (positions and the table have
@@ -158,23 +155,22 @@ GradientForms rope_gradient() {
     yarn.rope_head_dim = 8;
     constexpr std::int64_t P = 64;
     const std::vector<Array> table = table_inputs(yarn, P);
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const bool inverse : {false, true}) {
-      for (const std::int64_t head_dim : {8, 12}) {
-        ++k;
-        const std::int64_t rows = 3, cols = 2 * head_dim;
-        Case c;
-        c.label = shape_label({rows, cols}) + " head_dim " + std::to_string(head_dim) + " r_d 8 YaRN" +
-                  (inverse ? " inverse" : "") + " (linear: no kinks)";
-        c.call.ints = {head_dim, 8, inverse ? 1 : 0};
-        c.call.inputs = {Array::floats("x", rows, cols, normals(rows * cols, 1.0, seed * 100 + k, "grad.rope.x")),
-                         Array::floats("pos", rows, 1, positions(rows, P, seed * 100 + k)), table[0], table[1],
-                         Array::floats("dy", rows, cols, normals(rows * cols, 1.0, seed * 100 + k, "grad.rope.dy"))};
-        cases.push_back(std::move(c));
-      }
-    }
-    return cases;
+    struct Spec {
+      bool inverse;
+      std::int64_t head_dim;
+    };
+    const std::vector<Spec> specs = {{false, 8}, {false, 12}, {true, 8}, {true, 12}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
+      const std::int64_t rows = 3, cols = 2 * s.head_dim;
+      Case c;
+      c.label = shape_label({rows, cols}) + " head_dim " + std::to_string(s.head_dim) + " r_d 8 YaRN" +
+                (s.inverse ? " inverse" : "") + " (linear: no kinks)";
+      c.call.ints = {s.head_dim, 8, s.inverse ? 1 : 0};
+      c.call.inputs = {Array::floats("x", rows, cols, normals(rows * cols, 1.0, seed * 100 + k, "grad.rope.x")),
+                       Array::floats("pos", rows, 1, positions(rows, P, seed * 100 + k)), table[0], table[1],
+                       upstream("dy", rows, cols, seed * 100 + k, "grad.rope.dy")};
+      return c;
+    });
   };
   return g;
 }

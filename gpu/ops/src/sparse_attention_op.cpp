@@ -112,10 +112,7 @@ std::vector<Case> sparse_attention_cases(std::uint64_t seed) {
                                    {4, 2, 512, 160, 136, 1.0, true, false},
                                    {3, 16, 64, 80, 70, 8.0, false, false},
                                    {5, 3, 32, 12, 20, 1.0, false, true}};
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
-  for (const Spec& s : specs) cases.push_back(make_case(s, seed * 1000 + 800 + ++k, true));
-  return cases;
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) { return make_case(s, seed * 1000 + 800 + k, true); });
 }
 
 // The backward (spec 06 §6.12, ref/train sparse_attention_backward): dq, dkv, dsink. The lists are
@@ -139,16 +136,12 @@ GradientForms sparse_attention_gradient() {
   g.cases = [](std::uint64_t seed) {
     const std::vector<Spec> specs = {
         {2, 2, 4, 5, 3, 1.0, false, false}, {3, 1, 6, 8, 5, 1.0, false, false}, {2, 2, 4, 3, 4, 1.0, false, true}};
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec& s : specs) {
-      Case c = make_case(s, seed * 100 + ++k, false);
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
+      Case c = make_case(s, seed * 100 + k, false);
       c.label += " (lists fixed: no gradient through the selection; smooth for fixed lists: no kinks)";
-      c.call.inputs.push_back(Array::floats("do", s.tokens, s.heads * s.c,
-                                            normals(s.tokens * s.heads * s.c, 1.0, seed * 100 + k, "grad.attn.do")));
-      cases.push_back(std::move(c));
-    }
-    return cases;
+      c.call.inputs.push_back(upstream("do", s.tokens, s.heads * s.c, seed * 100 + k, "grad.attn.do"));
+      return c;
+    });
   };
   return g;
 }

@@ -95,17 +95,13 @@ std::vector<Case> swiglu_cases(std::uint64_t seed) {
     bool routed;
     double limit;
   };
-  std::vector<Case> cases;
-  std::uint64_t k = 0;
   // Expert widths of V4-Flash (2048) and V4-Pro (3072), tiny-like (64); routed and shared experts;
   // λ = 10 (V4), another λ and no clamp (λ = 0).
-  for (const Spec s : std::vector<Spec>{{64, 2048, true, 10.0},
-                                        {16, 3072, true, 10.0},
-                                        {33, 2048, false, 10.0},
-                                        {300, 64, true, 10.0},
-                                        {17, 256, true, 7.0},
-                                        {9, 100, false, 0.0}}) {
-    ++k;
+  const std::vector<Spec> specs = {
+      {64, 2048, true, 10.0}, {16, 3072, true, 10.0}, {33, 2048, false, 10.0},
+      {300, 64, true, 10.0},  {17, 256, true, 7.0},   {9, 100, false, 0.0},
+  };
+  return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     const std::uint64_t base = seed * 1000 + 200 + 10 * k;
     Case c;
     c.label = std::to_string(s.tokens) + "x" + std::to_string(s.de) + (s.routed ? " routed" : " shared") + ", limit " +
@@ -115,9 +111,8 @@ std::vector<Case> swiglu_cases(std::uint64_t seed) {
     c.call.inputs = {Array::floats("g", s.tokens, s.de, projections(s.tokens * s.de, s.limit, base, "ops.swiglu.g")),
                      Array::floats("u", s.tokens, s.de, projections(s.tokens * s.de, s.limit, base, "ops.swiglu.u")),
                      Array::floats("route_weight", s.tokens, 1, route_weights(s.tokens, base))};
-    cases.push_back(std::move(c));
-  }
-  return cases;
+    return c;
+  });
 }
 
 // The backward (spec 06 §6.7, §6.12, ref/train swiglu_backward; boundary convention kClosed): dg,
@@ -167,10 +162,8 @@ GradientForms swiglu_gradient() {
       std::int64_t tokens, de;
       bool routed, clamp;
     };
-    std::vector<Case> cases;
-    std::uint64_t k = 0;
-    for (const Spec s : std::vector<Spec>{{3, 6, true, true}, {2, 5, false, true}, {2, 4, true, false}}) {
-      ++k;
+    const std::vector<Spec> specs = {{3, 6, true, true}, {2, 5, false, true}, {2, 4, true, false}};
+    return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
       const std::uint64_t base = seed * 100 + k;
       const std::int64_t n = s.tokens * s.de;
       std::vector<float> gv = normals(n, 1.5, base, "grad.swiglu.g"), uv = normals(n, 1.5, base, "grad.swiglu.u");
@@ -187,10 +180,9 @@ GradientForms swiglu_gradient() {
       c.call.inputs = {Array::floats("g", s.tokens, s.de, std::move(gv)),
                        Array::floats("u", s.tokens, s.de, std::move(uv)),
                        Array::floats("route_weight", s.tokens, 1, route_weights(s.tokens, base)),
-                       Array::floats("dh", s.tokens, s.de, normals(n, 1.0, base, "grad.swiglu.dh"))};
-      cases.push_back(std::move(c));
-    }
-    return cases;
+                       upstream("dh", s.tokens, s.de, base, "grad.swiglu.dh")};
+      return c;
+    });
   };
   return g;
 }

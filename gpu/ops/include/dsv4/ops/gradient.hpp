@@ -65,6 +65,9 @@ std::vector<float> normals(std::int64_t n, double sigma, std::uint64_t seed, con
 // The same values rounded once more to bf16 (check points and cases of ops whose official forward
 // takes bf16 activations or weights).
 std::vector<float> bf16_normals(std::int64_t n, double sigma, std::uint64_t seed, const char* stream);
+// An upstream gradient of a gradient-check case: the Array `name` [rows, cols] of
+// normals(rows · cols, 1.0, seed, stream).
+Array upstream(std::string name, std::int64_t rows, std::int64_t cols, std::uint64_t seed, const char* stream);
 // The forward's call alone (the first n_inputs inputs of a backward call).
 Call forward_call(const Call& backward_call, std::size_t n_inputs);
 
