@@ -83,17 +83,26 @@ __device__ __forceinline__ bool silu_c2_dev(float x, float* out) {
   return ok;
 }
 
+// Knuth's TwoSum, each step one round-to-nearest intrinsic: t = fl(s + a) and err, the exact
+// rounding error of that addition (s + a = t + err exactly, barring overflow).
+struct TwoSum {
+  double t, err;
+};
+__device__ __forceinline__ TwoSum two_sum(double s, double a) {
+  const double t = __dadd_rn(s, a);
+  const double bp = __dsub_rn(t, s);
+  return {t, __dadd_rn(__dsub_rn(s, __dsub_rn(t, bp)), __dsub_rn(a, bp))};
+}
+
 // Sequential double accumulation of one thread's share of a C1 sum: s (the double sum), mag (Σ|v|)
 // and whether every TwoSum error so far was zero (then s is the exact sum).
 struct SumC1Part {
   double s = 0.0, mag = 0.0;
   bool exact = true;
   __device__ __forceinline__ void add(double a) {
-    const double t = __dadd_rn(s, a);
-    const double bp = __dsub_rn(t, s);
-    const double err = __dadd_rn(__dsub_rn(s, __dsub_rn(t, bp)), __dsub_rn(a, bp));
-    if (err != 0.0) exact = false;
-    s = t;
+    const TwoSum r = two_sum(s, a);
+    if (r.err != 0.0) exact = false;
+    s = r.t;
     mag = __dadd_rn(mag, fabs(a));
   }
 };
@@ -126,13 +135,11 @@ struct SumC1Comp {
   double s = 0.0, c = 0.0, cmag = 0.0;
   bool exact = true;
   __device__ __forceinline__ void add(double a) {
-    const double t = __dadd_rn(s, a);
-    const double bp = __dsub_rn(t, s);
-    const double err = __dadd_rn(__dsub_rn(s, __dsub_rn(t, bp)), __dsub_rn(a, bp));
-    if (err != 0.0) exact = false;
-    s = t;
-    c = __dadd_rn(c, err);
-    cmag = __dadd_rn(cmag, fabs(err));
+    const TwoSum r = two_sum(s, a);
+    if (r.err != 0.0) exact = false;
+    s = r.t;
+    c = __dadd_rn(c, r.err);
+    cmag = __dadd_rn(cmag, fabs(r.err));
   }
 };
 
