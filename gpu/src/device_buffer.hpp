@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
+#include <vector>
 
 #include "cuda_check.hpp"
 
@@ -35,5 +37,21 @@ class DeviceBuffer {
   T* ptr_ = nullptr;
   std::size_t count_ = 0;
 };
+
+// The host half of the precision contract (gpu/README.md): downloads a kernel's undecided flags
+// (one byte a row) and calls recompute(i), the CPU reference of row i, for every flagged row i in
+// ascending order; returns how many rows it recomputed.
+template <class Recompute>
+std::int64_t recompute_undecided(const DeviceBuffer<std::uint8_t>& flags, Recompute recompute) {
+  std::vector<std::uint8_t> undecided(flags.size());
+  flags.download(undecided.data());
+  std::int64_t count = 0;
+  for (std::size_t i = 0; i < undecided.size(); ++i) {
+    if (undecided[i] == 0) continue;
+    recompute(i);
+    ++count;
+  }
+  return count;
+}
 
 }  // namespace dsv4::gpu::detail

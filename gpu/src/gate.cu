@@ -199,14 +199,10 @@ GateBatch gate(const float* x, std::int64_t tokens, std::int64_t d, const std::i
   d_weights.download(out.weights.data());
   d_indices.download(out.indices.data());
   d_scores.download(out.scores.data());
-  std::vector<std::uint8_t> undecided(T);
-  d_u.download(undecided.data());
-  for (std::size_t t = 0; t < T; ++t) {
-    if (undecided[t] == 0) continue;
+  out.recomputed = detail::recompute_undecided(d_u, [&](std::size_t t) {
     detail::gate_reference(x + t * D, d, token_ids[t], weight, experts, bias, tid2eid, vocab, score, k, route_scale,
                            &out.weights[t * K], &out.indices[t * K], &out.scores[t * E]);
-    ++out.recomputed;
-  }
+  });
   return out;
 }
 

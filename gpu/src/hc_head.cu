@@ -96,13 +96,9 @@ HcHeadBatch hc_head(const float* x, std::int64_t tokens, std::int64_t n, std::in
                  static_cast<float>(norm_eps), d_y.get(), d_u.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   d_y.download(out.y.data());
-  std::vector<std::uint8_t> undecided(T);
-  d_u.download(undecided.data());
-  for (std::size_t t = 0; t < T; ++t) {
-    if (undecided[t] == 0) continue;
+  out.recomputed = detail::recompute_undecided(d_u, [&](std::size_t t) {
     detail::hc_head_reference(x + t * N * D, n, d, fn, base, scale, hc_eps, norm_eps, &out.y[t * D]);
-    ++out.recomputed;
-  }
+  });
   return out;
 }
 

@@ -94,13 +94,9 @@ HcPostBatch hc_post(const float* f, const float* residual, const float* post, co
   hc_post_device(d_f.get(), d_x.get(), d_post.get(), d_comb.get(), tokens, n, d, d_y.get(), d_u.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   d_y.download(out.y.data());
-  std::vector<std::uint8_t> undecided(T);
-  d_u.download(undecided.data());
-  for (std::size_t t = 0; t < T; ++t) {
-    if (undecided[t] == 0) continue;
+  out.recomputed = detail::recompute_undecided(d_u, [&](std::size_t t) {
     detail::hc_post_reference(f + t * D, residual + t * N * D, post + t * N, comb + t * N * N, n, d, &out.y[t * N * D]);
-    ++out.recomputed;
-  }
+  });
   return out;
 }
 

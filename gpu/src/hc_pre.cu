@@ -107,14 +107,10 @@ HcPreBatch hc_pre(const float* x, std::int64_t tokens, std::int64_t n, std::int6
   d_post.download(out.post.data());
   d_comb.download(out.comb.data());
   d_mixes.download(out.mixes.data());
-  std::vector<std::uint8_t> undecided(T);
-  d_u.download(undecided.data());
-  for (std::size_t t = 0; t < T; ++t) {
-    if (undecided[t] == 0) continue;
+  out.recomputed = detail::recompute_undecided(d_u, [&](std::size_t t) {
     detail::hc_pre_reference(x + t * N * D, n, d, fn, base, scale, iters, hc_eps, norm_eps, &out.y[t * D],
                              &out.post[t * N], &out.comb[t * N * N], &out.mixes[t * M]);
-    ++out.recomputed;
-  }
+  });
   return out;
 }
 

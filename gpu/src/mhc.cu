@@ -149,14 +149,10 @@ SinkhornBatch hc_split_sinkhorn(const float* mixes, std::int64_t tokens, int n, 
   d_pre.download(out.pre.data());
   d_post.download(out.post.data());
   d_comb.download(out.comb.data());
-  std::vector<std::uint8_t> undecided(t);
-  d_undecided.download(undecided.data());
-  for (std::size_t i = 0; i < t; ++i) {
-    if (undecided[i] == 0) continue;
+  out.recomputed = detail::recompute_undecided(d_undecided, [&](std::size_t i) {
     detail::hc_split_sinkhorn_reference(mixes + i * mix_count, n, scale, base, iters, eps, &out.pre[i * nz],
                                         &out.post[i * nz], &out.comb[i * nz * nz]);
-    ++out.recomputed;
-  }
+  });
   return out;
 }
 

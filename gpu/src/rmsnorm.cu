@@ -90,14 +90,10 @@ RmsNormBatch rmsnorm(const float* x, std::int64_t rows, std::int64_t dim, const 
   rmsnorm_device(d_x.get(), rows, dim, d_w.get(), static_cast<float>(eps), d_y.get(), d_u.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   d_y.download(out.y.data());
-  std::vector<std::uint8_t> undecided(r);
-  d_u.download(undecided.data());
-  for (std::size_t i = 0; i < r; ++i) {
-    if (undecided[i] == 0) continue;
+  out.recomputed = detail::recompute_undecided(d_u, [&](std::size_t i) {
     detail::rmsnorm_reference(x + i * static_cast<std::size_t>(dim), dim, weight, eps,
                               &out.y[i * static_cast<std::size_t>(dim)]);
-    ++out.recomputed;
-  }
+  });
   return out;
 }
 

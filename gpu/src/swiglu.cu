@@ -78,14 +78,10 @@ SwigluBatch clamped_swiglu(const float* g, const float* u, std::int64_t tokens, 
                         route_weight != nullptr ? d_w.get() : nullptr, d_h.get(), d_undecided.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   d_h.download(out.h.data());
-  std::vector<std::uint8_t> undecided(n);
-  d_undecided.download(undecided.data());
-  for (std::size_t i = 0; i < n; ++i) {
-    if (undecided[i] == 0) continue;
+  out.recomputed = detail::recompute_undecided(d_undecided, [&](std::size_t i) {
     const std::size_t t = i / static_cast<std::size_t>(de);
     out.h[i] = detail::swiglu_reference(g[i], u[i], limit, route_weight != nullptr ? &route_weight[t] : nullptr);
-    ++out.recomputed;
-  }
+  });
   return out;
 }
 
