@@ -9,7 +9,8 @@
 // kNotYetAgreeing, and the test checks each list is exactly the set of entries that misses today:
 // when a sharper statistic fixes one, the test fails until it leaves its list. The measured
 // verdict table is printed (entry, certify verdict and first failing output, diff verdict, first
-// divergent module and step, seconds).
+// divergent module and step, the quantised elements diff accepted as near-tie rounding flips,
+// seconds).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@ constexpr std::int64_t kDecode = 2;
 // long) runs 138, the 140-token run of issue 15's goal. The "not yet" lists below are measured per
 // length (kLongPrompt's where they differ).
 constexpr std::int64_t kLongPrompt = 138;
+static_assert(kLongPrompt + kDecode == 140, "the long run is issue 15's 140-token golden");
 std::int64_t prompt_len() {
   const char* v = std::getenv("DSV4_CATALOGUE_PROMPT");
   return v && *v ? std::stoll(v) : 36;
@@ -52,13 +54,12 @@ const std::int64_t kPrompt = prompt_len();
 // Legitimate variants that FAIL today: none since diff's yardstick includes the sequential-fp32
 // summation order (oracle/README.md, "The yardstick"); the sum-sequential engine failed the fp32 hc
 // post/comb before (3.7e-7 against an allowance of 3.0e-7).
-// On the 140-token run (kLongPrompt, measured 2026-12-07): bf16-jitter FAILs at
-// decode0/layers.0.attn/kv — one FP8 quantum (0.25) in a nope dim, where the jittered input moved the
-// value across an FP8 rounding boundary: max|c−e| 0.25 > 0.151 = 2 × official 0.0679 + 1 ulp. The
-// local yardstick has no per-element near-tie rule for FP8-quantised outputs yet (the exact
-// reference keeps only the minimum quantisation margin, QuantMargin; issue 15 note).
-const std::set<Deviation> kNotYetPassing =
-    kPrompt == kLongPrompt ? std::set<Deviation>{Deviation::kBf16Jitter} : std::set<Deviation>{};
+// On the 140-token run (kLongPrompt) bf16-jitter FAILed at decode0/layers.0.attn/kv until the
+// quantised outputs had their near-tie rule: one FP8 quantum (0.25) in a nope dim, where the
+// jittered input moved the value across an FP8 rounding boundary (max|c−e| 0.25 > 0.151 = 2 ×
+// official 0.0679 + 1 ulp). The size checks now accept a one-quantum flip whose exact
+// pre-quantisation value lies within the yardstick of the boundary (compare/quant_flips.hpp).
+const std::set<Deviation> kNotYetPassing{};
 // Deviations that PASS certify or diff today, each at a measured limit (bug_catalogue.hpp
 // diff_misses for the clamp and the RMSNorm eps). The Sinkhorn column-first order, measured on this
 // run (2026-12-07, an ad-hoc program recording both full runs): the column-first and the official
@@ -98,6 +99,7 @@ struct Verdicts {
   bool diff_pass = false;
   std::string diff_module, diff_step;  // diff's first divergent module and its step ("" when none)
   bool live = false;                   // the candidate's dump differs from the official engine's somewhere
+  std::int64_t quant_flips = 0;        // quantised elements diff accepted as near-tie rounding flips
   double seconds = 0.0;
   std::string certify_module() const { return module_of(certify_first); }
 };
@@ -170,6 +172,7 @@ class CatalogueVerdicts : public ::testing::Test {
     v.diff_pass = !dr.first_divergent_module.has_value();
     v.diff_module = dr.first_divergent_module.value_or("");
     v.diff_step = dr.first_divergent_step.value_or("");
+    v.quant_flips = dr.quant_flips_accepted;
     for (const diff::ModuleResult& m : dr.modules)
       if (!m.pass && v.diff_reason.empty()) v.diff_reason = m.step + "/" + m.module + ": " + m.reason;
     CertifyOptions opts;
@@ -188,11 +191,11 @@ class CatalogueVerdicts : public ::testing::Test {
   }
 
   static void print_row(Deviation d, const Verdicts& v) {
-    std::printf("  %-24s %-4s certify %-4s %-44s diff %-4s %-28s %-8s %6.1f s\n", deviation_name(d).c_str(),
-                v.live ? "live" : "DEAD", v.certify_pass ? "PASS" : "FAIL",
+    std::printf("  %-24s %-4s certify %-4s %-44s diff %-4s %-28s %-8s flips %-3lld %6.1f s\n",
+                deviation_name(d).c_str(), v.live ? "live" : "DEAD", v.certify_pass ? "PASS" : "FAIL",
                 v.certify_first.empty() ? "-" : v.certify_first.c_str(), v.diff_pass ? "PASS" : "FAIL",
                 v.diff_module.empty() ? "-" : v.diff_module.c_str(), v.diff_step.empty() ? "-" : v.diff_step.c_str(),
-                v.seconds);
+                static_cast<long long>(v.quant_flips), v.seconds);
     std::fflush(stdout);
   }
 

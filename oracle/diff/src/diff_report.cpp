@@ -114,6 +114,9 @@ std::string diff_table(const DiffReport& r) {
       }
     }
   }
+  if (r.quant_flips_accepted > 0)
+    o << "\nrounding flips at a near-tie accepted: " << r.quant_flips_accepted << " quantised elements in "
+      << r.quant_flip_outputs << " outputs (each output's reason counts its own)\n";
   o << "\nfirst divergent module: "
     << (r.first_divergent_module ? *r.first_divergent_module + " (" + *r.first_divergent_step + ")" : "none") << "\n";
   return o.str();
@@ -177,6 +180,10 @@ std::string diff_json(const DiffReport& r) {
                       {"accumulated_max_abs",
                        x.accumulated_max_abs < 0 ? nlohmann::json() : nlohmann::json(x.accumulated_max_abs)},
                       {"structure", structure_json(x)}});
+      if (x.quant_element_flips + x.quant_scale_flip_elements > 0)
+        outs.back()["quant_flips_accepted"] = {{"elements", x.quant_element_flips},
+                                               {"block_scales", x.quant_scale_flips},
+                                               {"block_scale_elements", x.quant_scale_flip_elements}};
     }
     mods.push_back(
         {{"step", m.step},
@@ -189,6 +196,7 @@ std::string diff_json(const DiffReport& r) {
          {"outputs", outs}});
   }
   j["modules"] = mods;
+  j["quant_flips_accepted"] = r.quant_flips_accepted;
   return j.dump(2) + "\n";
 }
 

@@ -13,6 +13,7 @@
 
 #include "dsv4/compare/metrics.hpp"
 #include "dsv4/compare/number_text.hpp"
+#include "dsv4/compare/quant_flips.hpp"
 #include "dsv4/compare/set_compare.hpp"
 #include "dsv4/compare/structure.hpp"
 #include "dsv4/compare/ulp.hpp"
@@ -83,6 +84,15 @@ std::int64_t all_blocks(const ModelConfig& c) { return c.n_layers + std::max<std
 // the plainest legitimate order (spec 01 C1), whose error against exact the yardstick includes.
 constexpr std::size_t kExact = 0, kOfficial = 1, kFp32Order = 2, kRefs = 3;
 using Recomputed = std::array<Batch, kRefs>;  // [reference][sequence]
+
+// A simulated-quantised output: where it is quantised (the row length is the dump's last
+// dimension) and every reference's values before the quantisation point.
+struct Quantised {
+  std::int64_t quantised_cols = 0;
+  int block = 0;
+  BlockQuant kind = BlockQuant::kFp8Ue8m0;
+  Recomputed pre;
+};
 
 Reference make_reference(const Precision& prec, const ModelConfig& c, const ModelWeights& w, std::size_t batch) {
   Reference r{prec, {}, {}, {}, {}};
@@ -235,7 +245,9 @@ class Differ {
   // A float output: candidate vs the exact recomputation, judged against the yardstick in the
   // output's official dtype: the larger error against exact of the official recomputation and of
   // the fp32-order one, statistic by statistic.
-  void check(ModuleResult& m, const std::string& output, const Recomputed& r, std::int64_t fp8_grid_cols = 0) {
+  // A quantised output (`quant`) is judged with its near-tie rounding flips accepted
+  // (compare::accept_quant_flips; the structure tests keep the candidate's values).
+  void check(ModuleResult& m, const std::string& output, const Recomputed& r, const Quantised* quant = nullptr) {
     OutputResult o;
     o.name = name(m.module, output);
     const DType official_ulp = official_dtype(o.name);
@@ -254,7 +266,17 @@ class Differ {
       mo.ulp_dtype = ulp;
       compare::MetricOptions moo;
       moo.ulp_dtype = official_ulp;
-      const compare::TensorMetrics cm = compare::compute_metrics(cand->values, ulp, e, mo);
+      compare::QuantFlips flips;
+      std::span<const double> judged = cand->values;
+      if (quant) {
+        const compare::QuantisedLayout layout{cand->shape.back(), quant->quantised_cols, quant->block, quant->kind};
+        const std::vector<double> pe = flatten(quant->pre[kExact]);
+        const double pre_err = std::max(compare::quantised_max_abs_error(flatten(quant->pre[kOfficial]), pe, layout),
+                                        compare::quantised_max_abs_error(flatten(quant->pre[kFp32Order]), pe, layout));
+        flips = compare::accept_quant_flips(cand->values, e, pe, pre_err, official_ulp, layout, tol_);
+        judged = flips.judged;
+      }
+      const compare::TensorMetrics cm = compare::compute_metrics(judged, ulp, e, mo);
       const compare::TensorMetrics om = compare::compute_metrics(off, official_ulp, e, moo);
       const compare::TensorMetrics sm = compare::compute_metrics(flatten(r[kFp32Order]), official_ulp, e, moo);
       const compare::TensorVerdict v = compare::judge_tensor(
@@ -262,16 +284,25 @@ class Differ {
       o.pass = v.verdict == compare::Verdict::kPass;
       o.reason = v.reason;
       o.local_max_abs = cm.max_abs;
+      if (flips.accepted() > 0) {
+        o.reason += "; " + flips.summary(quant->kind);
+        o.quant_element_flips = flips.element_flips;
+        o.quant_scale_flips = flips.scale_flips;
+        o.quant_scale_flip_elements = flips.scale_flip_elements;
+        o.local_max_abs = std::max(o.local_max_abs, flips.largest_accepted);  // the candidate's own error
+        report_.quant_flips_accepted += flips.accepted();
+        ++report_.quant_flip_outputs;
+      }
       o.local_official_max_abs = std::max(om.max_abs, sm.max_abs);
       const compare::FieldLayout layout = compare::layout_of(cand->shape);
       o.structure = compare::error_structure(cand->values, off, e, layout, ulp, tol_.k, tol_.structure).stats;
       o.structure_reject.assign(o.structure.size(), false);
       if (observer_) observer_(ObservedField{o.name, cand->shape, cand->values, e, off, ulp, official_ulp});
       structured_.emplace_back(static_cast<std::size_t>(&m - report_.modules.data()), m.outputs.size());
-      if (o.pass && fp8_grid_cols > 0) {
+      if (o.pass && quant && quant->kind == BlockQuant::kFp8Ue8m0) {
         const std::int64_t cols = cand->shape.back();
         for (std::size_t i = 0; i < cand->values.size(); ++i) {
-          if (static_cast<std::int64_t>(i) % cols < fp8_grid_cols && !fp8_pow2_value(cand->values[i])) {
+          if (static_cast<std::int64_t>(i) % cols < quant->quantised_cols && !fp8_pow2_value(cand->values[i])) {
             o.pass = false;
             o.reason =
                 "element " + std::to_string(i) + " = " + std::to_string(cand->values[i]) +
@@ -472,14 +503,19 @@ class Differ {
         out[k].push_back(start_pos_ == 0 ? a.prefill((*x)[b], st, fl) : a.decode((*x)[b], start_pos_, st, fl));
       }
     }
+    // The FP8 simulation of the nope dims (spec 02 §2.5, §2.6.3: block 64, UE8M0 scales).
+    const std::int64_t nope = c_.head_dim - c_.rope_head_dim;
     {
       ModuleResult& m = begin(p + ".attn", l);
-      check(m, "kv", gather(out, [](const AttentionOutput& a) { return a.kv; }), c_.head_dim - c_.rope_head_dim);
+      const Quantised q{nope, 64, BlockQuant::kFp8Ue8m0,
+                        gather(out, [](const AttentionOutput& a) { return a.kv_unquantised; })};
+      check(m, "kv", gather(out, [](const AttentionOutput& a) { return a.kv; }), &q);
     }
     if (out[0].front().compressed.entries.rows() > 0) {
       ModuleResult& m = begin(p + ".attn.compressor", l);
-      check(m, "out", gather(out, [](const AttentionOutput& a) { return a.compressed.entries; }),
-            c_.head_dim - c_.rope_head_dim);
+      const Quantised q{nope, 64, BlockQuant::kFp8Ue8m0,
+                        gather(out, [](const AttentionOutput& a) { return a.compressed.unquantised; })};
+      check(m, "out", gather(out, [](const AttentionOutput& a) { return a.compressed.entries; }), &q);
     }
     if (out[0].front().indexer) {
       ModuleResult& m = begin(p + ".attn.indexer", l);

@@ -181,7 +181,8 @@ void Attention::project(const Mat& x, std::int64_t start_pos, AttentionOutput& o
   }
   // FP8 decisions, then (exact mode) every one certified against the derived bound of the double
   // pipeline (RoPE does not touch dims [0, c − r_d)); rows with an open decision re-decided in Mp50.
-  const Mat unquantised = out.kv;
+  out.kv_unquantised = out.kv;
+  const Mat& unquantised = out.kv_unquantised;
   out.kv_margin = p.quantise(out.kv, 0, out.kv.rows(), 0, c - rd, 64, BlockQuant::kFp8Ue8m0);
   out.kv_decisions =
       certify_fp8_kv(p, x, w_.wkv.values(), w_.kv_norm, cfg_.norm_eps, kv_lin, unquantised, c - rd, 64, out.kv);

@@ -248,6 +248,7 @@ CompressedEntries Compressor::postprocess(const Mat& pooled, std::int64_t first)
   CompressedEntries out;
   out.first = first;
   Mat x = unquantised(pooled, first);
+  out.unquantised = x;
   out.margins.resize(static_cast<std::size_t>(x.rows()));
   for (Eigen::Index r = 0; r < x.rows(); ++r) {  // step 3: FP4 on all D dims (indexer), FP8 on [0, D − r_d) (main)
     out.margins[static_cast<std::size_t>(r)] =

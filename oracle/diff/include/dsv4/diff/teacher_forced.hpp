@@ -55,6 +55,12 @@ struct OutputResult {
   double local_max_abs = 0.0;           // candidate vs exact recomputation from its own input
   double local_official_max_abs = 0.0;  // official vs exact recomputation (the yardstick)
   double accumulated_max_abs = -1.0;    // candidate vs the golden's exact run (−1: no golden value)
+  // A simulated-quantised output (kv, compressed entries): the candidate's rounding flips accepted
+  // at a near-tie of the exact pre-quantisation values (compare/quant_flips.hpp) — elements one
+  // quantum off, and blocks whose scale flipped (their differing elements in quant_scale_flip_elements).
+  std::int64_t quant_element_flips = 0;
+  std::int64_t quant_scale_flips = 0;
+  std::int64_t quant_scale_flip_elements = 0;
   // The structure tests of the local error field (float outputs; structure.hpp): the candidate's,
   // with allowances from the official recomputation's. Judged together over the whole report
   // (Holm, ToleranceParams::structure.alpha): `structure_reject` marks the tests that failed.
@@ -81,6 +87,10 @@ struct DiffReport {
   std::int64_t checked_modules = 0;
   std::int64_t failed_modules = 0;
   std::vector<std::string> missing;  // inputs the candidate did not dump (modules skipped)
+  // Near-tie rounding flips of quantised outputs accepted over the report (compare/quant_flips.hpp):
+  // elements, and the outputs they are in (diff_table prints the count, not the elements).
+  std::int64_t quant_flips_accepted = 0;
+  std::int64_t quant_flip_outputs = 0;
 };
 
 // Throws std::invalid_argument for a bad schedule and InputError-like std::runtime_error naming the
@@ -89,7 +99,9 @@ struct DiffReport {
 // values off that grid fail); nullopt: per output, the official model's format (bf16 or fp32) when
 // every value lies on its grid, else float64 (a double-precision dump) — certify's rule.
 // Quantised outputs (window KV, compressed entries: FP8 e4m3 × power-of-two block scale on the
-// non-RoPE dims, spec 02 §2.5) must also lie on that grid: at most 4 significant bits.
+// non-RoPE dims, spec 02 §2.5) must also lie on that grid: at most 4 significant bits. Their size
+// checks accept the rounding flips of compare/quant_flips.hpp (one quantum at a near-tie of the exact
+// pre-quantisation value, or a block scale at a near-tie of its amax), counted in OutputResult.
 // One float output's local field as the diff judged it (FieldObserver): the candidate's values, the
 // exact and official recomputations from the candidate's own inputs, and the formats they were
 // judged in.

@@ -56,12 +56,13 @@ struct AttentionState {
 };
 
 struct AttentionOutput {
-  Mat q_r;                               // [s, d_c] q_norm(wq_a x) — also the indexer's input
-  Mat q;                                 // [s, H·c] after per-head RMS and RoPE
-  Mat kv;                                // [s, c] window KV rows after kv_norm, RoPE, FP8 simulation
-  QuantMargin kv_margin;                 // FP8 simulation of kv's nope dims
-  DecisionStats kv_decisions;            // exact: the FP8 decisions of kv (kv_certify.hpp); recomputed = rows
-  IndexLists lists;                      // [s, K] window ‖ compressed
+  Mat q_r;                     // [s, d_c] q_norm(wq_a x) — also the indexer's input
+  Mat q;                       // [s, H·c] after per-head RMS and RoPE
+  Mat kv;                      // [s, c] window KV rows after kv_norm, RoPE, FP8 simulation
+  QuantMargin kv_margin;       // FP8 simulation of kv's nope dims
+  Mat kv_unquantised;          // kv before the FP8 simulation (diff's near-tie rounding flips: quant_flips.hpp)
+  DecisionStats kv_decisions;  // exact: the FP8 decisions of kv (kv_certify.hpp); recomputed = rows
+  IndexLists lists;            // [s, K] window ‖ compressed
   std::optional<IndexerOutput> indexer;  // CSA
   CompressedEntries compressed;          // main compressor entries written in this call
   Mat attn;                              // [s, H·c] sparse attention output (before inverse RoPE)

@@ -80,6 +80,7 @@ struct CompressorState {
 struct CompressedEntries {
   std::int64_t first = 0;  // block index i of entries.row(0); row r is entry first + r
   Mat entries;             // [count, D]: the cache rows (official: bf16 values)
+  Mat unquantised;         // [count, D]: the rows before the FP8 / FP4 simulation (this mode's values)
   // Per entry: margins of its quantisation (FP8 of dims [0, D − r_d) with block 64, or FP4 of
   // all D dims with block 32); indices are within the quantised dims of the entry.
   std::vector<QuantMargin> margins;
