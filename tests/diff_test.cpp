@@ -107,6 +107,36 @@ TEST(TeacherForcedDiff, BugCatalogueIsCaughtAndBlamedOnTheRightModule) {
   EXPECT_EQ(tally.caught, static_cast<int>(all_deviations().size() - testing_support::diff_misses().size()));
 }
 
+// The quantised outputs (window KV, compressor entries) judge their rounding flips by the near-tie
+// rule (compare/quant_flips.hpp): the official engine is a quantum off the exact recomputation in
+// many KV elements (its pre-quantisation values differ), each accepted and counted on its output,
+// in the total, the table and the JSON; the exact engine has none; no other output has any.
+TEST(TeacherForcedDiff, QuantisedOutputsCountTheirNearTieFlips) {
+  const Fixture f = make(10.0);
+  const diff::DiffReport off = diff_of(f, run(f.c, f.w, Precision(Mode::kOfficial), f.s));
+  EXPECT_FALSE(off.first_divergent_module.has_value()) << diff::diff_table(off);
+  EXPECT_GT(off.quant_flips_accepted, 0);
+  std::int64_t sum = 0, outputs = 0;
+  for (const diff::ModuleResult& m : off.modules) {
+    for (const diff::OutputResult& o : m.outputs) {
+      const std::int64_t n = o.quant_element_flips + o.quant_scale_flip_elements;
+      if (n == 0) continue;
+      sum += n;
+      ++outputs;
+      EXPECT_TRUE(o.name.ends_with(".attn/kv") || o.name.ends_with(".attn.compressor/out")) << o.name;
+      EXPECT_NE(o.reason.find("FP8 rounding flip"), std::string::npos) << o.reason;
+    }
+  }
+  EXPECT_EQ(sum, off.quant_flips_accepted);
+  EXPECT_EQ(outputs, off.quant_flip_outputs);
+  EXPECT_NE(diff::diff_table(off).find("rounding flips at a near-tie accepted: " + std::to_string(sum)),
+            std::string::npos);
+  EXPECT_NE(diff::diff_json(off).find("\"quant_flips_accepted\""), std::string::npos);
+  const diff::DiffReport ex = diff_of(f, run(f.c, f.w, Precision(Mode::kExact), f.s), DType::kF64);
+  EXPECT_FALSE(ex.first_divergent_module.has_value()) << diff::diff_table(ex);
+  EXPECT_EQ(ex.quant_flips_accepted, 0);
+}
+
 TEST(TeacherForcedDiff, ReportFormats) {
   const Fixture f = make(10.0);
   const MemoryRecorder cand = run(f.c, f.w, Precision(Mode::kOfficial, Deviation::kNoInverseRope), f.s);
