@@ -5,8 +5,11 @@
 // batch-dependent row, a nondeterministic rerun are caught and the first mismatch is named).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <set>
@@ -220,6 +223,77 @@ TEST(OpsCases, QuantiserInputsCoverFloorClampZeroBlocksAndSubnormals) {
   EXPECT_GT(subnormal_inputs, 1000);
   EXPECT_GT(zero_blocks, 10);
   EXPECT_GT(ties, 100);
+}
+
+// linear's cases, per weight kind (bf16, fp32, fp8, fp4): subnormal and outlier inputs, zero
+// 128-blocks of x; for fp8 / fp4 both act scale formats, blocks whose scale act_quant's amax floor
+// clamps, zero weight blocks and the smallest weight scale 2^-127; bf16 ties of the C1 sums (the
+// bf16 kind's fp32 result, from the same case with the fp32 kind, on a bf16 midpoint) and inf
+// outputs.
+TEST(OpsCases, LinearCasesCoverEveryWeightKindAndTheEdges) {
+  const Op& op = *find_op("linear");
+  struct Count {
+    std::int64_t cases = 0, subnormal = 0, outliers = 0, zero_blocks = 0, floor_blocks = 0, zero_weight_blocks = 0,
+                 tiny_scales = 0, ties = 0, infinite = 0, fp32_scale_cases = 0;
+  };
+  Count n[4];
+  for (const Case& c : op.cases(1)) {
+    Count& k = n[c.call.ints[1]];
+    const int kind = static_cast<int>(c.call.ints[1]);
+    ++k.cases;
+    const std::vector<float>& x = c.call.inputs[0].f32;
+    const std::int64_t cols = c.call.inputs[0].cols;
+    for (const float v : x) {
+      k.subnormal += std::fpclassify(v) == FP_SUBNORMAL ? 1 : 0;
+      k.outliers += std::fabs(v) >= 0x1p20f ? 1 : 0;
+    }
+    for (std::size_t b = 0; b + 128 <= x.size(); b += 128) {
+      if (static_cast<std::int64_t>(b) % cols + 128 > cols) continue;
+      bool zero = true;
+      for (std::size_t i = b; i < b + 128; ++i) zero = zero && x[i] == 0.0f;
+      k.zero_blocks += zero ? 1 : 0;
+    }
+    for (const float y : op.reference(c.call)[0].f32) k.infinite += std::isinf(y) ? 1 : 0;
+    if (kind <= 1) {
+      for (const float v : c.call.inputs[1].f32) k.subnormal += std::fpclassify(v) == FP_SUBNORMAL ? 1 : 0;
+      if (kind == 0 && c.call.ints[0] == 0) {
+        Call as_fp32 = c.call;
+        as_fp32.ints[1] = 1;
+        for (const float y : op.reference(as_fp32)[0].f32) {
+          k.ties += std::isfinite(y) && (std::bit_cast<std::uint32_t>(y) & 0xFFFFu) == 0x8000u ? 1 : 0;
+        }
+      }
+      continue;
+    }
+    k.fp32_scale_cases += c.call.ints[2] != 0 ? 1 : 0;
+    for (std::size_t b = 0; b + 128 <= x.size(); b += 128) {  // K is a multiple of 128 here
+      float amax = 0.0f;
+      for (std::size_t i = b; i < b + 128; ++i) amax = std::max(amax, std::fabs(x[i]));
+      k.floor_blocks += amax > 0.0f && amax < 1e-4f ? 1 : 0;  // act_quant's amax floor clamps the scale
+    }
+    const std::vector<std::uint8_t>& codes = c.call.inputs[1].u8;
+    const std::size_t block = kind == 2 ? 128 : 16;  // 128 fp8 codes, 32 fp4 codes (16 bytes)
+    for (std::size_t b = 0; b + block <= codes.size(); b += block) {
+      bool zero = true;
+      for (std::size_t i = b; i < b + block; ++i) zero = zero && (codes[i] & (kind == 2 ? 0x7Fu : 0x77u)) == 0;
+      k.zero_weight_blocks += zero ? 1 : 0;
+    }
+    for (const std::uint8_t s : c.call.inputs[2].u8) k.tiny_scales += s == 0 ? 1 : 0;
+  }
+  for (int kind = 0; kind < 4; ++kind) {
+    const Count& k = n[kind];
+    EXPECT_GE(k.cases, 3) << kind;
+    EXPECT_GT(k.subnormal, 10) << kind;
+    EXPECT_GT(k.outliers, 10) << kind;
+    EXPECT_GT(k.zero_blocks, 0) << kind;
+    if (kind <= 1) continue;
+    EXPECT_GE(k.fp32_scale_cases, 1) << kind;
+    EXPECT_GT(k.floor_blocks, 2) << kind;
+    EXPECT_GT(k.zero_weight_blocks, 2) << kind;
+    EXPECT_GT(k.tiny_scales, 1) << kind;
+  }
+  EXPECT_GT(n[0].ties, 50);
+  EXPECT_GT(n[0].infinite + n[1].infinite, 0);
 }
 
 }  // namespace

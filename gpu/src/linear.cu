@@ -22,12 +22,11 @@
 // a multiple of 2^-10 below 32·2688 < 2^17 (27 bits), and so is every partial sum. Their TwoSum errors
 // are zero, round_c1_comp takes its exact branch (a single RNE), and those kinds never flag.
 //
-// The zero's sign: the reference's C1 sum of an exactly-zero total is +0 unless every term is −0
-// (the IEEE sum rule, exact_sum_to_fp32). A double sum started at −0.0 follows that rule (−0 + −0 =
-// −0; a +0 term, or cancellation to zero, gives +0 under RNE), so every lane's part starts at −0.0
-// (SumC1Comp's default +0.0 would turn an all-(−0) sum into +0); the butterflies add the lanes' sums
-// and keep the rule. A zero total that is not exact in double is left undecided by round_c1_comp
-// (its sign cannot be told) and recomputed on the host.
+// The zero's sign: the reference's C1 sum of an exactly-zero total is +0, even when every term is −0
+// (its double sum starts at +0.0, as the official kernels' accumulators do: exact_sum_to_fp32). So
+// does every lane's part here (SumC1Comp starts at +0.0; +0 + −0 = +0 and x + (−x) = +0 under RNE),
+// and the butterflies add the lanes' sums. A zero total that is not exact in double is left
+// undecided by round_c1_comp (its sign cannot be told) and recomputed on the host.
 //
 // The fp32 steps of fp8_gemm / fp4_gemm (σ, the scaled partials, the accumulator) are single IEEE
 // fp32 operations (__fmul_rn, __fadd_rn; --fmad=false, -ftz=false), which the reference's
@@ -60,13 +59,6 @@ constexpr std::int64_t kFp8Tile = 128;   // fp8 weight scale tile 128×128 (spec
 constexpr std::int64_t kFp4Block = 32;   // fp4 weight scale block 1×32 (spec 01 §1.8)
 constexpr std::int64_t kMaxK = std::int64_t{1} << 24;
 
-// A C1 part whose double sum starts at −0.0 (the zero-sign rule above).
-__device__ __forceinline__ common::SumC1Comp neg_zero_part() {
-  common::SumC1Comp p;
-  p.s = -0.0;
-  return p;
-}
-
 // The rounded C1 block sum of lane parts `part` (every lane must call it; valid in lane 0): the
 // butterflies, then round_c1_comp over `count` terms plus the 31 merges.
 __device__ __forceinline__ bool warp_c1(const common::SumC1Comp& part, std::int64_t count, float* out) {
@@ -85,7 +77,7 @@ __global__ void __launch_bounds__(kThreads)
        o += static_cast<std::int64_t>(gridDim.x) * kWarps) {
     const float* xr = x + (o / n_out) * k;
     const float* wr = w + (o % n_out) * k;
-    common::SumC1Comp part = neg_zero_part();
+    common::SumC1Comp part;
     for (std::int64_t i = lane; i < k; i += 32) {
       part.add(__dmul_rn(static_cast<double>(xr[i]), static_cast<double>(wr[i])));  // exact (see top)
     }
@@ -116,7 +108,7 @@ __global__ void __launch_bounds__(kThreads)
     float acc = 0.0f;
     bool ok = true;
     for (std::int64_t kb = 0; kb < blocks; ++kb) {
-      common::SumC1Comp part = neg_zero_part();
+      common::SumC1Comp part;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const std::int64_t i = kb * kActBlock + lane + 32 * j;
@@ -160,7 +152,7 @@ __global__ void __launch_bounds__(kThreads)
       const std::uint8_t byte = wr[i / 2];
       const std::uint8_t code =
           (i % 2 == 0) ? static_cast<std::uint8_t>(byte & 0x0Fu) : static_cast<std::uint8_t>(byte >> 4);
-      common::SumC1Comp part = neg_zero_part();
+      common::SumC1Comp part;
       part.add(__dmul_rn(static_cast<double>(common::e4m3_to_float(ar[i])),
                          static_cast<double>(common::e2m1_to_float(code))));  // exact (see top)
       float p = 0.0f;

@@ -214,7 +214,8 @@ std::vector<float> fp32_activations(std::int64_t rows, std::int64_t k, std::uint
 // t is below fp32's resolution and the fp32 rounding decides first, the double rounding of the
 // reference; for the fp32 kind j ∈ [1, 60]: a term far below the others, which the compensated sum
 // keeps); column 3: 0 or −v0 (cancellation). Row 0 of the weight is nonnegative (with x's row 0
-// every product of output (0, 0) is −0: the C1 sum is −0). Other columns N(0, 1).
+// every product of output (0, 0) is −0: the C1 sum is +0, the reference's sum starting at +0.0).
+// Other columns N(0, 1).
 std::pair<std::vector<float>, std::vector<float>> tie_values(std::int64_t rows, std::int64_t n, std::int64_t k,
                                                              std::uint64_t seed, bool bf16) {
   const CounterRng rng(seed, stream_id("ops.linear.ties"));
@@ -422,8 +423,8 @@ std::vector<Case> linear_cases(std::uint64_t seed) {
       {40, 256, 24, 0, W::kBF16, false, V::kEdges},   {12, 64, 24, 0, W::kBF16, false, V::kTies},
       {33, 160, 20, 0, W::kFP32, false, V::kEdges},   {2, 4096, 6, 0, W::kFP32, false, V::kEdges},
       {12, 40, 24, 0, W::kFP32, false, V::kTies},     {16, 512, 130, 0, W::kFP8, false, V::kEdges},
-      {7, 256, 40, 0, W::kFP8, true, V::kEdges},      {12, 256, 24, 0, W::kFP8, false, V::kTies},
-      {16, 512, 40, 0, W::kFP4, false, V::kEdges},    {5, 256, 33, 0, W::kFP4, true, V::kEdges},
+      {24, 256, 40, 0, W::kFP8, true, V::kEdges},     {12, 256, 24, 0, W::kFP8, false, V::kTies},
+      {16, 512, 40, 0, W::kFP4, false, V::kEdges},    {24, 256, 33, 0, W::kFP4, true, V::kEdges},
       {12, 256, 24, 0, W::kFP4, false, V::kTies}};
   std::vector<Case> cases;
   std::uint64_t s = 0;
