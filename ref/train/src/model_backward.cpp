@@ -1,0 +1,648 @@
+// The whole-model backward of one training step, exact mode (spec 06 §6.12, §6.13; forward spec 05
+// §5.1–§5.5, 02, 03, 04). The forward is the reference's exact mode written on double parameters
+// (ParameterMap) through the same ref/model functions (rmsnorm, RoPE, hc_pre, hc_post, hc_head,
+// sparse_attention, the indexer, the gate's exact equation), keeping what the backward needs; the
+// backward chains the registered component backwards in reverse order. tests/model_backward_test
+// checks the forward against Transformer::forward and the gradient against central differences.
+#include "dsv4/train/model_backward.hpp"
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <utility>
+
+#include "dsv4/model/checkpoint.hpp"
+#include "dsv4/model/compressor.hpp"
+#include "dsv4/model/expert.hpp"
+#include "dsv4/model/head.hpp"
+#include "dsv4/model/indexer.hpp"
+#include "dsv4/model/mhc.hpp"
+#include "dsv4/model/rmsnorm.hpp"
+#include "dsv4/model/rope.hpp"
+#include "dsv4/model/sparse_attention.hpp"
+#include "dsv4/train/compressor_pool_backward.hpp"
+#include "dsv4/train/embedding_backward.hpp"
+#include "dsv4/train/gate_backward.hpp"
+#include "dsv4/train/grouped_projection_backward.hpp"
+#include "dsv4/train/hc_post_backward.hpp"
+#include "dsv4/train/hc_pre_backward.hpp"
+#include "dsv4/train/head_backward.hpp"
+#include "dsv4/train/linear_backward.hpp"
+#include "dsv4/train/moe_combine_backward.hpp"
+#include "dsv4/train/rmsnorm_backward.hpp"
+#include "dsv4/train/rope_backward.hpp"
+#include "dsv4/train/sparse_attention_backward.hpp"
+
+namespace dsv4 {
+
+namespace {
+
+constexpr int kKvFp8Block = 64;  // spec 02 §2.5 step 4, §2.6.3 step 3: FP8 simulation, block 64, UE8M0
+const double kInf = std::numeric_limits<double>::infinity();
+
+[[noreturn]] void bad(const std::string& what) { throw std::invalid_argument("model_backward: " + what); }
+
+// ---- parameters -------------------------------------------------------------------------------
+
+class Collect : public ParamVisitor {
+ public:
+  explicit Collect(ParameterMap& out) : out_(out) {}
+  void linear(const std::string& name, LinearWeight& w, WeightKind, std::int64_t, std::int64_t) override {
+    out_[name + ".weight"] = w.values();
+  }
+  void matrix(const std::string& name, Mat& m, std::int64_t, std::int64_t) override { out_[name] = m; }
+  void vec(const std::string& name, Vec& v, std::int64_t) override { out_[name] = Mat(v); }
+  void ids(const std::string&, std::vector<std::int64_t>&, std::int64_t, std::int64_t) override {}
+
+ private:
+  ParameterMap& out_;
+};
+
+Mat mm_nt(const Mat& x, const Mat& w) { return Precision(Mode::kExact).matmul_nt(x, w); }
+
+std::vector<double> flat(const Mat& m) { return {m.data(), m.data() + m.size()}; }
+
+// Rows of a [s·n, d] view of [s, n·d] (row-major: the same buffer).
+Mat as_rows(const Mat& x, std::int64_t rows, std::int64_t cols) { return Eigen::Map<const Mat>(x.data(), rows, cols); }
+
+std::vector<std::int64_t> iota_positions(std::int64_t s, std::int64_t stride = 1) {
+  std::vector<std::int64_t> p(static_cast<std::size_t>(s));
+  for (std::int64_t i = 0; i < s; ++i) p[static_cast<std::size_t>(i)] = stride * i;
+  return p;
+}
+
+// The quantisation point of the surrogate (header): v + δ, δ = Q(v₀) − v₀ of the step's point.
+template <class Quantise>
+Mat quantisation_point(const std::string& site, const Mat& v, QuantOffsets& offsets, bool frozen, Quantise q) {
+  if (frozen) {
+    const auto it = offsets.find(site);
+    if (it == offsets.end() || it->second.rows() != v.rows() || it->second.cols() != v.cols())
+      bad("quantisation offsets lack the site " + site);
+    return v + it->second;
+  }
+  Mat out = v;
+  q(out);
+  offsets[site] = out - v;
+  return out;
+}
+
+// ---- the tape ---------------------------------------------------------------------------------
+
+struct AttnTape {
+  std::int64_t ratio = 0;
+  std::shared_ptr<const RopeTable> table;
+  Mat x, qa, q_r, qb, q, kv_lin, kv;
+  // compressor (ratio > 0): projections [s, κD], the slots of every entry, pooled and normed rows
+  Mat cu, cz;
+  std::vector<Mat> us, zs;
+  Mat pooled, entries;
+  Mat kv_all;
+  IndexLists lists;
+  Mat attn, o, o_a, out;
+};
+
+struct MoeTape {
+  Mat scores, weights;
+  std::vector<std::int64_t> indices;
+  bool hash = false;
+  Mat out;
+};
+
+struct BlockTape {
+  std::string prefix;
+  std::int64_t layer = 0;
+  Mat x;
+  HcPreOutput hc_attn;
+  Mat attn_norm;
+  AttnTape attn;
+  Mat x_mid;
+  HcPreOutput hc_ffn;
+  Mat ffn_norm;
+  MoeTape ffn;
+  Mat x_out;
+};
+
+struct HeadTape {
+  Mat x, hc, normed, logits;
+};
+
+struct Tape {
+  std::vector<std::int64_t> ids;
+  std::vector<BlockTape> blocks;
+  HeadTape head;
+  bool mtp = false;
+  std::vector<std::int64_t> mtp_ids;
+  Mat mtp_h, mtp_emb, mtp_e, mtp_hn, mtp_x;
+  BlockTape mtp_block;
+  HeadTape mtp_head;
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& c, const ModelWeights& w, const ParameterMap& params, const TrainingLossOptions& opt)
+      : c_(c), w_(w), params_(params), opt_(opt), p_(Mode::kExact) {}
+
+  const Mat& P(const std::string& name) const {
+    const auto it = params_.find(name);
+    if (it == params_.end()) bad("missing parameter " + name);
+    return it->second;
+  }
+  Vec V(const std::string& name) const { return P(name).col(0); }
+
+  TrainingLoss forward(const std::vector<std::int64_t>& ids, const QuantOffsets* frozen, Tape& tape);
+  ParameterMap backward(const Tape& tape) const;
+
+ private:
+  HcWeights hc(const std::string& p) const { return {P(p + "_fn"), V(p + "_base"), V(p + "_scale")}; }
+  HcHeadWeights hc_head_of(const std::string& p) const {
+    return {P(p + "hc_head_fn"), V(p + "hc_head_base"), P(p + "hc_head_scale")(0, 0)};
+  }
+  const MoeWeights& moe_weights(std::int64_t layer) const {
+    return layer < c_.n_layers ? w_.layers[static_cast<std::size_t>(layer)].ffn
+                               : w_.mtp[static_cast<std::size_t>(layer - c_.n_layers)].block.ffn;
+  }
+  BlockTape block(const std::string& p, std::int64_t layer, const Mat& x, const std::vector<std::int64_t>& ids);
+  void attention(const std::string& p, std::int64_t layer, AttnTape& a);
+  void moe(const std::string& p, std::int64_t layer, const Mat& x, const std::vector<std::int64_t>& ids, MoeTape& m);
+  HeadTape head(const std::string& p, const std::string& norm, const Mat& x) const;
+
+  Mat block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g) const;
+  Mat attention_backward(const std::string& p, const AttnTape& a, const Mat& dout, ParameterMap& g) const;
+  Mat head_backward_of(const std::string& p, const std::string& norm, const HeadTape& h, const Mat& dlogits,
+                       ParameterMap& g) const;
+
+  const ModelConfig& c_;
+  const ModelWeights& w_;
+  const ParameterMap& params_;
+  TrainingLossOptions opt_;
+  Precision p_;
+  // per forward
+  QuantOffsets offsets_;
+  bool frozen_ = false;
+  TrainingLoss* loss_ = nullptr;
+};
+
+void add(ParameterMap& g, const std::string& name, const Mat& d) {
+  auto it = g.find(name);
+  if (it == g.end()) bad("gradient of an unknown parameter " + name);
+  it->second += d;
+}
+void add_vec(ParameterMap& g, const std::string& name, const Vec& d) { add(g, name, Mat(d)); }
+
+// ---- forward ----------------------------------------------------------------------------------
+
+// spec 02 §2.4, §2.5, §2.6, §2.7, §2.9, §2.10, §2.11.2 (prefill) on a.x (the attn_norm output).
+void Model::attention(const std::string& p, std::int64_t layer, AttnTape& a) {
+  const std::int64_t s = a.x.rows(), c = c_.head_dim, rd = c_.rope_head_dim, H = c_.n_heads, G = c_.o_groups;
+  const double eps = c_.norm_eps;
+  a.ratio = c_.compress_ratio(layer);
+  a.table = std::make_shared<const RopeTable>(rope_table_for_layer(p_, c_, layer));
+  // §2.4: q_r = q_norm(wq_a x); q = RoPE(head_rms(wq_b q_r)).
+  a.qa = mm_nt(a.x, P(p + ".wq_a.weight"));
+  a.q_r = rmsnorm(p_, a.qa, V(p + ".q_norm.weight"), eps);
+  a.qb = mm_nt(a.q_r, P(p + ".wq_b.weight"));
+  a.q = a.qb;
+  head_rmsnorm_inplace(p_, a.q, c, eps);
+  apply_rope_inplace(p_, *a.table, a.q, 0, c);
+  // §2.5: kv = RoPE(kv_norm(wkv x)), FP8 simulation of the nope dims (straight-through surrogate).
+  a.kv_lin = mm_nt(a.x, P(p + ".wkv.weight"));
+  Mat kv = rmsnorm(p_, a.kv_lin, V(p + ".kv_norm.weight"), eps);
+  apply_rope_inplace(p_, *a.table, kv, 0, c);
+  a.kv = quantisation_point(p + ".kv", kv, offsets_, frozen_, [&](Mat& v) {
+    p_.quantise(v, 0, v.rows(), 0, c - rd, kKvFp8Block, BlockQuant::kFp8Ue8m0);
+  });
+  // §2.11.2 steps 2–3: window lists, then the indexer's top-k (CSA) or the HCA lists.
+  a.lists = window_lists_prefill(s, c_.window_size);
+  a.kv_all = a.kv;
+  const std::int64_t m = a.ratio;
+  if (m > 0) {
+    if (m == 4) {
+      // The indexer only chooses (no gradient flows through its top-k, spec 06 §6.12, §6.16): it
+      // runs on its parameters rounded to the storage kinds Indexer accepts — exact at the step's
+      // point, where they are the checkpoint's values.
+      IndexerWeights iw;
+      iw.wq_b = LinearWeight::fp32_from(P(p + ".indexer.wq_b.weight"));
+      iw.weights_proj = LinearWeight::bf16_from(P(p + ".indexer.weights_proj.weight"));
+      iw.compressor.wkv = LinearWeight::fp32_from(P(p + ".indexer.compressor.wkv.weight"));
+      iw.compressor.wgate = LinearWeight::fp32_from(P(p + ".indexer.compressor.wgate.weight"));
+      iw.compressor.ape = P(p + ".indexer.compressor.ape");
+      iw.compressor.norm = V(p + ".indexer.compressor.norm.weight");
+      const Indexer indexer(p_, c_, std::move(iw), a.table);
+      IndexerState st = indexer.initial_state();
+      const IndexerOutput io = indexer.prefill(a.x, a.q_r, st, s);
+      a.lists = concat_lists(a.lists, io.lists);
+    } else {
+      a.lists = concat_lists(a.lists, hca_lists_prefill(s, m, s));
+    }
+    // §2.6.1: u = W_kv x, z̃ = W_gate x + ape[pos mod m]; §2.6.2 pooling of entry i's slots.
+    const CompressorSpec spec = CompressorSpec::main(c_, m);
+    const std::int64_t D = spec.head_dim;
+    const std::string cp = p + ".compressor";
+    a.cu = mm_nt(a.x, P(cp + ".wkv.weight"));
+    a.cz = mm_nt(a.x, P(cp + ".wgate.weight"));
+    const Mat& ape = P(cp + ".ape");
+    for (std::int64_t t = 0; t < s; ++t) a.cz.row(t) += ape.row(t % m);
+    const std::int64_t blocks = s / m;
+    a.pooled.resize(blocks, D);
+    for (std::int64_t i = 0; i < blocks; ++i) {
+      Mat us(spec.state_rows(), D), zs(spec.state_rows(), D);
+      if (spec.overlap()) {
+        if (i > 0) {
+          us.topRows(m) = a.cu.block(m * (i - 1), 0, m, D);
+          zs.topRows(m) = a.cz.block(m * (i - 1), 0, m, D);
+        } else {
+          us.topRows(m).setZero();
+          zs.topRows(m).setConstant(-kInf);
+        }
+        us.bottomRows(m) = a.cu.block(m * i, D, m, D);
+        zs.bottomRows(m) = a.cz.block(m * i, D, m, D);
+      } else {
+        us = a.cu.middleRows(m * i, m);
+        zs = a.cz.middleRows(m * i, m);
+      }
+      const std::vector<double> pooled = compressor_pool_exact(flat(us), flat(zs), us.rows(), D);
+      for (std::int64_t j = 0; j < D; ++j) a.pooled(i, j) = pooled[static_cast<std::size_t>(j)];
+      a.us.push_back(std::move(us));
+      a.zs.push_back(std::move(zs));
+    }
+    // §2.6.3: RMSNorm, RoPE at position m·i, FP8 simulation of the nope dims (surrogate).
+    Mat e = rmsnorm(p_, a.pooled, V(cp + ".norm.weight"), spec.norm_eps);
+    const std::vector<std::int64_t> pos = iota_positions(blocks, m);
+    apply_rope_inplace(p_, *a.table, e, pos, D);
+    a.entries = quantisation_point(cp, e, offsets_, frozen_, [&](Mat& v) {
+      for (Eigen::Index r = 0; r < v.rows(); ++r) p_.quantise(v, r, 1, 0, D - rd, kKvFp8Block, BlockQuant::kFp8Ue8m0);
+    });
+    a.kv_all.conservativeResize(s + blocks, c);
+    a.kv_all.bottomRows(blocks) = a.entries;
+  }
+  // §2.9 sparse attention with the sink, q viewed [s·H, c].
+  const std::vector<double> sink = flat(P(p + ".attn_sink"));
+  const Mat qh = as_rows(a.q, s * H, c);
+  a.attn =
+      as_rows(sparse_attention(p_, qh, H, a.kv_all, sink, a.lists, 1.0 / std::sqrt(static_cast<double>(c))), s, H * c);
+  // §2.10: inverse RoPE, grouped wo_a, wo_b.
+  a.o = a.attn;
+  apply_rope_inplace(p_, *a.table, a.o, 0, c, /*inverse=*/true);
+  const Mat& wo_a = P(p + ".wo_a.weight");
+  const std::int64_t dg = c_.o_lora_rank, P_ = H * c / G;
+  a.o_a.resize(s, G * dg);
+  for (std::int64_t gi = 0; gi < G; ++gi)
+    a.o_a.middleCols(gi * dg, dg) = mm_nt(a.o.middleCols(gi * P_, P_), wo_a.middleRows(gi * dg, dg));
+  a.out = mm_nt(a.o_a, P(p + ".wo_b.weight"));
+}
+
+// spec 03 §3.1–§3.3 (exact): the gate's exact equation, the chosen experts, the shared expert.
+void Model::moe(const std::string& p, std::int64_t layer, const Mat& x, const std::vector<std::int64_t>& ids,
+                MoeTape& m) {
+  const std::int64_t T = x.rows(), d = c_.dim, E = c_.n_routed_experts, k = c_.n_activated_experts;
+  const MoeWeights& mw = moe_weights(layer);
+  m.hash = layer < c_.n_hash_layers;
+  const std::vector<double> bias = m.hash ? std::vector<double>{} : flat(P(p + ".gate.bias"));
+  const GateExact<double> g = gate_exact(flat(x), T, d, flat(P(p + ".gate.weight")), E, bias, mw.gate.tid2eid, ids, k,
+                                         c_.score_func, c_.route_scale);
+  m.scores = Eigen::Map<const Mat>(g.scores.data(), T, E);
+  m.weights = Eigen::Map<const Mat>(g.weights.data(), T, k);
+  m.indices = g.indices;
+  loss_->decisions.routing[p] = m.indices;
+  if (!m.hash) {
+    for (std::int64_t t = 0; t < T; ++t) {  // the cut's gap on the biased scores (spec 03 §3.1 step 3)
+      double kth = kInf, next = -kInf;
+      for (std::int64_t e = 0; e < E; ++e) {
+        bool chosen = false;
+        for (std::int64_t j = 0; j < k; ++j) chosen = chosen || m.indices[static_cast<std::size_t>(t * k + j)] == e;
+        const double b = m.scores(t, e) + bias[static_cast<std::size_t>(e)];
+        if (chosen)
+          kth = std::min(kth, b);
+        else
+          next = std::max(next, b);
+      }
+      loss_->decisions.min_routing_gap = std::min(loss_->decisions.min_routing_gap, kth - next);
+    }
+    loss_->balance += balance_loss(m.scores, m.indices, k, opt_.balance_alpha);
+  }
+  // §3.3: routed experts in ascending id (tokens ascending), then the shared expert.
+  const double limit = c_.swiglu_limit;
+  const auto expert = [&](const std::string& e, const Mat& xe, const Vec* rw) {
+    const Mat gm = mm_nt(xe, P(e + ".w1.weight")), um = mm_nt(xe, P(e + ".w3.weight"));
+    Mat h(xe.rows(), gm.cols());
+    for (Eigen::Index t = 0; t < h.rows(); ++t)
+      for (Eigen::Index i = 0; i < h.cols(); ++i)
+        h(t, i) = clamped_swiglu(p_, gm(t, i), um(t, i), limit, rw != nullptr ? &(*rw)(t) : nullptr);
+    return Mat(mm_nt(h, P(e + ".w2.weight")));
+  };
+  m.out = Mat::Zero(T, d);
+  for (std::int64_t e = 0; e < E; ++e) {
+    std::vector<std::int64_t> rows;
+    std::vector<double> rw;
+    for (std::int64_t t = 0; t < T; ++t)
+      for (std::int64_t j = 0; j < k; ++j)
+        if (m.indices[static_cast<std::size_t>(t * k + j)] == e) {
+          rows.push_back(t);
+          rw.push_back(m.weights(t, j));
+        }
+    if (rows.empty()) continue;
+    Mat xe(static_cast<Eigen::Index>(rows.size()), d);
+    for (std::size_t r = 0; r < rows.size(); ++r) xe.row(static_cast<Eigen::Index>(r)) = x.row(rows[r]);
+    const Vec we = Eigen::Map<const Vec>(rw.data(), static_cast<Eigen::Index>(rw.size()));
+    const Mat ye = expert(p + ".experts." + std::to_string(e), xe, &we);
+    for (std::size_t r = 0; r < rows.size(); ++r) m.out.row(rows[r]) += ye.row(static_cast<Eigen::Index>(r));
+  }
+  m.out += expert(p + ".shared_experts", x, nullptr);
+}
+
+// spec 05 §5.2.
+BlockTape Model::block(const std::string& p, std::int64_t layer, const Mat& x, const std::vector<std::int64_t>& ids) {
+  BlockTape b;
+  b.prefix = p;
+  b.layer = layer;
+  b.x = x;
+  b.hc_attn = hc_pre(p_, c_, x, hc(p + ".hc_attn"));
+  b.attn_norm = rmsnorm(p_, b.hc_attn.y, V(p + ".attn_norm.weight"), c_.norm_eps);
+  b.attn.x = b.attn_norm;
+  attention(p + ".attn", layer, b.attn);
+  loss_->decisions.index_lists[p + ".attn"] = b.attn.lists;
+  b.x_mid = hc_post(p_, c_, b.attn.out, x, b.hc_attn.post, b.hc_attn.comb);
+  b.hc_ffn = hc_pre(p_, c_, b.x_mid, hc(p + ".hc_ffn"));
+  b.ffn_norm = rmsnorm(p_, b.hc_ffn.y, V(p + ".ffn_norm.weight"), c_.norm_eps);
+  moe(p + ".ffn", layer, b.ffn_norm, ids, b.ffn);
+  b.x_out = hc_post(p_, c_, b.ffn.out, b.x_mid, b.hc_ffn.post, b.hc_ffn.comb);
+  return b;
+}
+
+// spec 05 §5.3 at every position: hc_head → norm → logits (fp32 head weight, exact).
+HeadTape Model::head(const std::string& p, const std::string& norm, const Mat& x) const {
+  HeadTape h;
+  h.x = x;
+  h.hc = hc_head(p_, c_, x, hc_head_of(p));
+  h.normed = rmsnorm(p_, h.hc, V(norm), c_.norm_eps);
+  h.logits = mm_nt(h.normed, P("head.weight"));
+  return h;
+}
+
+TrainingLoss Model::forward(const std::vector<std::int64_t>& ids, const QuantOffsets* frozen, Tape& tape) {
+  const std::int64_t s = static_cast<std::int64_t>(ids.size()), n = c_.hc_mult, d = c_.dim;
+  if (s < 3) bad("training needs at least 3 tokens");
+  if (s > c_.max_seq_len) bad("more tokens than max_seq_len");
+  TrainingLoss loss;
+  loss.decisions.min_routing_gap = kInf;
+  loss_ = &loss;
+  frozen_ = frozen != nullptr;
+  offsets_ = frozen != nullptr ? *frozen : QuantOffsets{};
+  tape.ids = ids;
+  // §5.1, §5.2.
+  Mat x = expand_streams(embed_tokens(P("embed.weight"), ids), n);
+  for (std::int64_t l = 0; l < c_.n_layers; ++l) {
+    tape.blocks.push_back(block("layers." + std::to_string(l), l, x, ids));
+    x = tape.blocks.back().x_out;
+  }
+  // §5.3 and the next-token loss over positions 0..s−2 (6.13).
+  tape.head = head("", "norm.weight", x);
+  const std::vector<std::int64_t> next(ids.begin() + 1, ids.end());
+  loss.lm = lm_loss(tape.head.logits.topRows(s - 1), next);
+  loss.last_logits = tape.head.logits.bottomRows(1);
+  // §5.5: MTP on positions 0..s−2 with the ids t₁..t_{s−1}, loss of −log p(t_{i+2}) for i ≤ s−3.
+  tape.mtp = c_.n_mtp_layers > 0 && opt_.mtp_weight != 0.0;
+  if (tape.mtp) {
+    const std::string mp = "mtp.0";
+    tape.mtp_ids = next;
+    tape.mtp_h = x.topRows(s - 1);
+    tape.mtp_emb = embed_tokens(P("embed.weight"), tape.mtp_ids);
+    tape.mtp_e = rmsnorm(p_, tape.mtp_emb, V(mp + ".enorm.weight"), c_.norm_eps);
+    tape.mtp_hn = rmsnorm(p_, as_rows(tape.mtp_h, (s - 1) * n, d), V(mp + ".hnorm.weight"), c_.norm_eps);
+    const Mat pe = mm_nt(tape.mtp_e, P(mp + ".e_proj.weight"));
+    const Mat ph = mm_nt(tape.mtp_hn, P(mp + ".h_proj.weight"));
+    tape.mtp_x.resize(s - 1, n * d);
+    for (std::int64_t t = 0; t < s - 1; ++t)
+      for (std::int64_t k = 0; k < n; ++k) tape.mtp_x.block(t, k * d, 1, d) = pe.row(t) + ph.row(t * n + k);
+    tape.mtp_block = block(mp, c_.n_layers, tape.mtp_x, tape.mtp_ids);
+    tape.mtp_head = head(mp + ".", mp + ".norm.weight", tape.mtp_block.x_out);
+    const std::vector<std::int64_t> next2(ids.begin() + 2, ids.end());
+    loss.mtp = lm_loss(tape.mtp_head.logits.topRows(s - 2), next2);
+    loss.mtp_last_logits = tape.mtp_head.logits.bottomRows(1);
+  }
+  loss.total = loss.lm + (tape.mtp ? opt_.mtp_weight * loss.mtp : 0.0) + loss.balance;
+  loss.offsets = offsets_;
+  loss_ = nullptr;
+  return loss;
+}
+
+// ---- backward ---------------------------------------------------------------------------------
+
+// spec 06 §6.12: wo_b, the grouped wo_a, inverse RoPE, sparse attention (lists fixed), then the
+// q path, the window KV path and the compressor (its pooling, and the rest by the registered
+// linear / rmsnorm / rope backwards; the quantisation points straight through). Returns dx.
+Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat& dout, ParameterMap& g) const {
+  const std::int64_t s = a.x.rows(), c = c_.head_dim, H = c_.n_heads, G = c_.o_groups;
+  const double eps = c_.norm_eps;
+  const std::vector<std::int64_t> pos = iota_positions(s);
+  const LinearGrads lb = linear_backward(a.o_a, P(p + ".wo_b.weight"), dout);
+  add(g, p + ".wo_b.weight", lb.dweight);
+  const GroupedProjectionGrads gp = grouped_output_projection_backward(a.o, P(p + ".wo_a.weight"), G, lb.dx);
+  add(g, p + ".wo_a.weight", gp.dwo_a);
+  const Mat dattn = rope_backward(*a.table, gp.d_o, pos, c, /*inverse=*/true);
+  const std::vector<double> sink = flat(P(p + ".attn_sink"));
+  const SparseAttentionGrads sa =
+      sparse_attention_backward(as_rows(a.q, s * H, c), H, a.kv_all, sink, a.lists,
+                                1.0 / std::sqrt(static_cast<double>(c)), as_rows(dattn, s * H, c));
+  add_vec(g, p + ".attn_sink", sa.dsink);
+  // q path (spec 02 §2.4): RoPE, the weightless per-head RMS, wq_b, q_norm, wq_a.
+  const Mat dq_hn = rope_backward(*a.table, as_rows(sa.dq, s, H * c), pos, c, /*inverse=*/false);
+  const Mat dqb =
+      as_rows(rmsnorm_backward(as_rows(a.qb, s * H, c), Vec::Ones(c), eps, as_rows(dq_hn, s * H, c)).dx, s, H * c);
+  const LinearGrads qb = linear_backward(a.q_r, P(p + ".wq_b.weight"), dqb);
+  add(g, p + ".wq_b.weight", qb.dweight);
+  const RmsNormGrads qn = rmsnorm_backward(a.qa, V(p + ".q_norm.weight"), eps, qb.dx);
+  add_vec(g, p + ".q_norm.weight", qn.dweight);
+  const LinearGrads qa = linear_backward(a.x, P(p + ".wq_a.weight"), qn.dx);
+  add(g, p + ".wq_a.weight", qa.dweight);
+  Mat dx = qa.dx;
+  // window KV path (spec 02 §2.5): FP8 straight through, RoPE, kv_norm, wkv.
+  const Mat dkv = rope_backward(*a.table, sa.dkv.topRows(s), pos, c, /*inverse=*/false);
+  const RmsNormGrads kn = rmsnorm_backward(a.kv_lin, V(p + ".kv_norm.weight"), eps, dkv);
+  add_vec(g, p + ".kv_norm.weight", kn.dweight);
+  const LinearGrads kl = linear_backward(a.x, P(p + ".wkv.weight"), kn.dx);
+  add(g, p + ".wkv.weight", kl.dweight);
+  dx += kl.dx;
+  // compressor (spec 02 §2.6, spec 06 §6.12 "Compressor pooling").
+  const std::int64_t blocks = a.pooled.rows();
+  if (a.ratio > 0 && blocks > 0) {
+    const std::int64_t m = a.ratio;
+    const CompressorSpec spec = CompressorSpec::main(c_, m);
+    const std::int64_t D = spec.head_dim;
+    const std::string cp = p + ".compressor";
+    const std::vector<std::int64_t> epos = iota_positions(blocks, m);
+    const Mat de = rope_backward(*a.table, sa.dkv.bottomRows(blocks), epos, D, /*inverse=*/false);
+    const RmsNormGrads cn = rmsnorm_backward(a.pooled, V(cp + ".norm.weight"), spec.norm_eps, de);
+    add_vec(g, cp + ".norm.weight", cn.dweight);
+    // each entry's slot gradients back to its tokens (overlap: block i−1's first-half channels,
+    // block i's second half), then ape (Σ per position mod m) and the two fp32 linears.
+    Mat du = Mat::Zero(s, spec.proj_dim()), dz = Mat::Zero(s, spec.proj_dim());
+    for (std::int64_t i = 0; i < blocks; ++i) {
+      const CompressorPoolGrads pg =
+          compressor_pool_backward(a.us[static_cast<std::size_t>(i)], a.zs[static_cast<std::size_t>(i)], cn.dx.row(i));
+      if (spec.overlap()) {
+        if (i > 0) {
+          du.block(m * (i - 1), 0, m, D) += pg.du.topRows(m);
+          dz.block(m * (i - 1), 0, m, D) += pg.dz.topRows(m);
+        }
+        du.block(m * i, D, m, D) += pg.du.bottomRows(m);
+        dz.block(m * i, D, m, D) += pg.dz.bottomRows(m);
+      } else {
+        du.middleRows(m * i, m) += pg.du;
+        dz.middleRows(m * i, m) += pg.dz;
+      }
+    }
+    Mat dape = Mat::Zero(m, spec.proj_dim());
+    for (std::int64_t t = 0; t < s; ++t) dape.row(t % m) += dz.row(t);
+    add(g, cp + ".ape", dape);
+    const LinearGrads lu = linear_backward(a.x, P(cp + ".wkv.weight"), du);
+    const LinearGrads lz = linear_backward(a.x, P(cp + ".wgate.weight"), dz);
+    add(g, cp + ".wkv.weight", lu.dweight);
+    add(g, cp + ".wgate.weight", lz.dweight);
+    dx += lu.dx;
+    dx += lz.dx;
+  }
+  return dx;
+}
+
+// spec 05 §5.2 in reverse: hc_post (ffn), MoE (+ balance loss), gate, ffn_norm, hc_pre (ffn),
+// hc_post (attn), attention, attn_norm, hc_pre (attn). Returns the gradient of the block's input.
+Mat Model::block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g) const {
+  const std::string& p = b.prefix;
+  const std::int64_t n = c_.hc_mult, k = c_.n_activated_experts, E = c_.n_routed_experts;
+  const double eps = c_.norm_eps;
+  const auto hc_pre_back = [&](const std::string& site, const Mat& x, const HcPreOutput& o, const Mat& dy,
+                               const HcPostGrads& post) {
+    const HcWeights w = hc(p + site);
+    const HcPreGrads hg = hc_pre_backward(x, n, w.fn, w.base, w.scale, c_.hc_sinkhorn_iters, c_.hc_eps, eps, dy,
+                                          post.dpost, post.dcomb, Mat::Zero(o.mixes.rows(), o.mixes.cols()));
+    add(g, p + site + "_fn", hg.dfn);
+    add_vec(g, p + site + "_base", hg.dbase);
+    add_vec(g, p + site + "_scale", hg.dscale);
+    return hg.dx;
+  };
+  // FFN site.
+  const HcPostGrads fpost = hc_post_backward(b.ffn.out, b.x_mid, b.hc_ffn.post, b.hc_ffn.comb, n, dx_out);
+  std::vector<ExpertMats> experts;
+  for (std::int64_t e = 0; e < E; ++e) {
+    const std::string ep = p + ".ffn.experts." + std::to_string(e);
+    experts.push_back({P(ep + ".w1.weight"), P(ep + ".w3.weight"), P(ep + ".w2.weight")});
+  }
+  const std::string sp = p + ".ffn.shared_experts";
+  const ExpertMats shared{P(sp + ".w1.weight"), P(sp + ".w3.weight"), P(sp + ".w2.weight")};
+  const MoeCombineGrads mg =
+      moe_combine_backward(b.ffn_norm, b.ffn.weights, b.ffn.indices, experts, shared, c_.swiglu_limit, fpost.df);
+  const std::int64_t de = c_.moe_inter_dim, d = c_.dim;
+  for (std::int64_t e = 0; e < E; ++e) {
+    const std::string ep = p + ".ffn.experts." + std::to_string(e);
+    add(g, ep + ".w1.weight", mg.dw1.middleRows(e * de, de));
+    add(g, ep + ".w3.weight", mg.dw3.middleRows(e * de, de));
+    add(g, ep + ".w2.weight", mg.dw2.middleRows(e * d, d));
+  }
+  add(g, sp + ".w1.weight", mg.dshared.w1);
+  add(g, sp + ".w3.weight", mg.dshared.w3);
+  add(g, sp + ".w2.weight", mg.dshared.w2);
+  // The gate: routing weights' gradient and (score-routed) the balance loss's score gradient.
+  const Mat dscores = b.ffn.hash ? Mat(Mat::Zero(b.ffn.scores.rows(), E))
+                                 : balance_loss_backward(b.ffn.scores, b.ffn.indices, k, 1.0, opt_.balance_alpha);
+  const GateGrads gg = gate_backward(b.ffn_norm, P(p + ".ffn.gate.weight"), c_.score_func, c_.route_scale,
+                                     b.ffn.indices, mg.dweights, dscores);
+  add(g, p + ".ffn.gate.weight", gg.dweight);
+  const RmsNormGrads fn = rmsnorm_backward(b.hc_ffn.y, V(p + ".ffn_norm.weight"), eps, Mat(mg.dx + gg.dx));
+  add_vec(g, p + ".ffn_norm.weight", fn.dweight);
+  const Mat dx_mid = fpost.dresidual + hc_pre_back(".hc_ffn", b.x_mid, b.hc_ffn, fn.dx, fpost);
+  // Attention site.
+  const HcPostGrads apost = hc_post_backward(b.attn.out, b.x, b.hc_attn.post, b.hc_attn.comb, n, dx_mid);
+  const Mat dnorm = attention_backward(p + ".attn", b.attn, apost.df, g);
+  const RmsNormGrads an = rmsnorm_backward(b.hc_attn.y, V(p + ".attn_norm.weight"), eps, dnorm);
+  add_vec(g, p + ".attn_norm.weight", an.dweight);
+  return apost.dresidual + hc_pre_back(".hc_attn", b.x, b.hc_attn, an.dx, apost);
+}
+
+// spec 05 §5.3 backward (train/head_backward): returns the gradient of the final state.
+Mat Model::head_backward_of(const std::string& p, const std::string& norm, const HeadTape& h, const Mat& dlogits,
+                            ParameterMap& g) const {
+  const HcHeadWeights w = hc_head_of(p);
+  const Mat zero = Mat::Zero(h.hc.rows(), h.hc.cols());
+  const HeadGrads hg = head_backward(h.x, c_.hc_mult, w.fn, w.base, w.scale, V(norm), P("head.weight"), c_.hc_eps,
+                                     c_.norm_eps, zero, zero, dlogits);
+  add(g, p + "hc_head_fn", hg.dfn);
+  add_vec(g, p + "hc_head_base", hg.dbase);
+  add(g, p + "hc_head_scale", Mat::Constant(1, 1, hg.dscale));
+  add_vec(g, norm, hg.dnorm);
+  add(g, "head.weight", hg.dhead);
+  return hg.dx;
+}
+
+ParameterMap Model::backward(const Tape& tape) const {
+  ParameterMap g;
+  for (const auto& [name, v] : params_) g[name] = Mat::Zero(v.rows(), v.cols());
+  const std::int64_t s = static_cast<std::int64_t>(tape.ids.size()), n = c_.hc_mult, d = c_.dim;
+  // Losses (6.13): the mean next-token cross-entropy, λ_MTP × the MTP one.
+  const std::vector<std::int64_t> next(tape.ids.begin() + 1, tape.ids.end());
+  Mat dlogits = Mat::Zero(s, c_.vocab_size);
+  dlogits.topRows(s - 1) = cross_entropy_backward(tape.head.logits.topRows(s - 1), next,
+                                                  Vec::Constant(s - 1, 1.0 / static_cast<double>(s - 1)));
+  Mat dx = head_backward_of("", "norm.weight", tape.head, dlogits, g);
+  if (tape.mtp) {
+    const std::string mp = "mtp.0";
+    const std::vector<std::int64_t> next2(tape.ids.begin() + 2, tape.ids.end());
+    Mat dml = Mat::Zero(s - 1, c_.vocab_size);
+    dml.topRows(s - 2) = cross_entropy_backward(tape.mtp_head.logits.topRows(s - 2), next2,
+                                                Vec::Constant(s - 2, opt_.mtp_weight / static_cast<double>(s - 2)));
+    const Mat dmx =
+        block_backward(tape.mtp_block, head_backward_of(mp + ".", mp + ".norm.weight", tape.mtp_head, dml, g), g);
+    // X = e_proj(e) broadcast over the streams + h_proj(Ĥ): dph is dX viewed [s·n, d], dpe its stream sum.
+    const Mat dph = as_rows(dmx, (s - 1) * n, d);
+    Mat dpe = Mat::Zero(s - 1, d);
+    for (std::int64_t k = 0; k < n; ++k) dpe += dmx.middleCols(k * d, d);
+    const LinearGrads le = linear_backward(tape.mtp_e, P(mp + ".e_proj.weight"), dpe);
+    const LinearGrads lh = linear_backward(tape.mtp_hn, P(mp + ".h_proj.weight"), dph);
+    add(g, mp + ".e_proj.weight", le.dweight);
+    add(g, mp + ".h_proj.weight", lh.dweight);
+    const RmsNormGrads en = rmsnorm_backward(tape.mtp_emb, V(mp + ".enorm.weight"), c_.norm_eps, le.dx);
+    const RmsNormGrads hn =
+        rmsnorm_backward(as_rows(tape.mtp_h, (s - 1) * n, d), V(mp + ".hnorm.weight"), c_.norm_eps, lh.dx);
+    add_vec(g, mp + ".enorm.weight", en.dweight);
+    add_vec(g, mp + ".hnorm.weight", hn.dweight);
+    add(g, "embed.weight", embedding_backward(tape.mtp_ids, en.dx, c_.vocab_size));
+    dx.topRows(s - 1) += as_rows(hn.dx, s - 1, n * d);
+  }
+  for (auto it = tape.blocks.rbegin(); it != tape.blocks.rend(); ++it) dx = block_backward(*it, dx, g);
+  // §5.1: the stream expansion copies h to every stream; the embedding gathers rows.
+  Mat dh = Mat::Zero(s, d);
+  for (std::int64_t k = 0; k < n; ++k) dh += dx.middleCols(k * d, d);
+  add(g, "embed.weight", embedding_backward(tape.ids, dh, c_.vocab_size));
+  return g;
+}
+
+}  // namespace
+
+ParameterMap model_parameters(const ModelConfig& c, const ModelWeights& w) {
+  ModelWeights copy = w;
+  ParameterMap out;
+  Collect v(out);
+  visit_model_parameters(c, copy, v);
+  return out;
+}
+
+TrainingLoss training_loss(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
+                           const std::vector<std::int64_t>& tokens, const TrainingLossOptions& opt,
+                           const QuantOffsets* offsets) {
+  Model m(c, weights, params, opt);
+  Tape tape;
+  return m.forward(tokens, offsets, tape);
+}
+
+ModelGradients model_backward(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
+                              const std::vector<std::int64_t>& tokens, const TrainingLossOptions& opt) {
+  Model m(c, weights, params, opt);
+  Tape tape;
+  ModelGradients out;
+  out.loss = m.forward(tokens, nullptr, tape);
+  out.grad = m.backward(tape);
+  return out;
+}
+
+}  // namespace dsv4
