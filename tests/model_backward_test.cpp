@@ -72,11 +72,12 @@ Fd central_difference(const Step& st, const ParameterMap& v, double h) {
   return {(plus.total - minus.total) / (2 * h), plus.total, minus.total};
 }
 
-// The agreement bound. Truncation of the central difference: h²/6·|f'''| — with the directions
-// scaled to each tensor's RMS and h = 1e-4 this is ~1e-9 of the derivative for a function whose
-// curvature scale along v is O(1); rounding: each loss is a double evaluation with relative error
-// well below 1e-13 (sums of ≤ 10⁵ terms of a well-conditioned forward, L ≈ 7), so the difference
-// quotient errs by at most 2·1e-13·|L|/(2h). Bound: 1e-6 relative plus that rounding term.
+// The agreement bound. Truncation of the central difference, h²/6·|f'''|: every tensor moves by h
+// times its RMS, so the curvature scale along v is O(1) and the truncation is ~h² ≤ 1e-8 of the
+// derivative (h ≤ 1e-4). Rounding: each loss is a double evaluation of a well-conditioned forward;
+// two summation orders of it (this forward and Transformer::forward) agree to 1.8e-15 in the logits,
+// so 1e-13·|L| (L ≈ 10) bounds each loss's error with a wide margin and the difference quotient errs
+// by at most 2·1e-13·|L|/(2h). Bound: 1e-6 of the derivative plus that rounding term.
 constexpr double kRelative = 1e-6;
 double bound(double derivative, double loss, double h) { return kRelative * std::abs(derivative) + 1e-13 * loss / h; }
 
