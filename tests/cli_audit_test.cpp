@@ -91,8 +91,10 @@ TEST_F(CliAuditDumps, SameSequenceEverywhereIsBitIdenticalAndAChangeIsBlamed) {
   // One element of one tensor in row 1 of the batch dump: batch variance, caused there.
   const std::string victim = "prefill/layers.2.attn/out";
   ASSERT_TRUE(testing_support::perturbed_copy(file("b2.h5"), file("b2x.h5"), victim, [](Tensor& t) {
-    double& x = t.values<double>()[t.numel() / 2 + 7];  // row 1 (the second half)
+    double& x = t.values<double>()[t.numel() / 2 + 7];  // row 1 (the second half): one ulp up
     x = std::nextafter(x, 1e9);
+    double& z = t.values<double>()[t.numel() / 2 + 9];  // three ulps down
+    for (int k = 0; k < 3; ++k) z = std::nextafter(z, -1e9);
   }));
   std::ofstream(file("b2x.h5") + ".audit.json")
       << R"({"run": "r3", "sequences": [null, "A"], "schedule": "incremental"})";
@@ -103,8 +105,14 @@ TEST_F(CliAuditDumps, SameSequenceEverywhereIsBitIdenticalAndAChangeIsBlamed) {
   const auto& moved = jb.at("comparisons")[0].at("moved");
   ASSERT_EQ(moved.size(), 1u);
   EXPECT_EQ(moved[0].at("name"), victim);
-  EXPECT_EQ(moved[0].at("differing"), 1);
+  EXPECT_EQ(moved[0].at("differing"), 2);
   EXPECT_EQ(moved[0].at("role"), "cause");
+  // The ULP histogram in the stored format (buckets 0–1, 2, 3–4, …): one element 1 ulp, one 3.
+  const std::vector<std::int64_t> hist = moved[0].at("ulp_histogram");
+  ASSERT_GE(hist.size(), 3u);
+  EXPECT_EQ(hist[0], 1);
+  EXPECT_EQ(hist[1], 0);
+  EXPECT_EQ(hist[2], 1);
 
   expect_bad_input(dsv4("audit --dumps " + file("r1.h5")), "audit", "at least two");
   expect_bad_input(dsv4("audit --dumps " + file("r1.h5") + " " + file("a.npy")), "audit", "a.npy.audit.json");

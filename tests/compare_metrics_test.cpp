@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -106,6 +107,47 @@ TEST(Ulp, Bf16OnGridAgreesWithTheFormatDefinition) {
     on += on_grid(g, x);
   }
   EXPECT_EQ(on, 65536 - 2 * 128);  // every finite pattern (exponent all ones: ±inf and NaNs)
+}
+
+// stored_ordinal reads an ordinal off the stored bits; it must equal ulp_ordinal of the decoded
+// value for every bf16 pattern, for fp32 / fp64 patterns spread over every exponent (both signs,
+// zeros, subnormals, the largest finite values, infinities), and say nullopt for every NaN.
+TEST(Ulp, StoredOrdinalEqualsTheOrdinalOfTheDecodedValue) {
+  const auto check = [](DType d, const void* bits, double value) {
+    const auto* p = static_cast<const std::byte*>(bits);
+    const std::optional<std::int64_t> o = stored_ordinal(d, p);
+    if (std::isnan(value)) {
+      EXPECT_FALSE(o.has_value()) << dtype_name(d);
+      return;
+    }
+    ASSERT_TRUE(o.has_value()) << dtype_name(d) << " " << value;
+    EXPECT_EQ(*o, ulp_ordinal(ulp_grid(d), value)) << dtype_name(d) << " " << value;
+  };
+  std::int64_t nans = 0;
+  for (std::uint32_t p = 0; p < 0x10000u; ++p) {
+    const auto b = static_cast<std::uint16_t>(p);
+    check(DType::kBF16, &b, bf16_to_float(b));
+    nans += std::isnan(bf16_to_float(b)) ? 1 : 0;
+  }
+  EXPECT_EQ(nans, 2 * 127);
+  for (std::uint32_t hi = 0; hi < 0x200u; ++hi) {  // sign and exponent fields, fraction patterns
+    for (const std::uint32_t frac : {0u, 1u, 0x400000u, 0x7FFFFFu, 0x123457u}) {
+      const std::uint32_t b = (hi << 23) | frac;
+      float f = 0;
+      std::memcpy(&f, &b, sizeof f);
+      check(DType::kF32, &b, f);
+    }
+  }
+  for (std::uint64_t hi = 0; hi < 0x1000u; ++hi) {
+    for (const std::uint64_t frac : {0ull, 1ull, 0x8000000000000ull, 0xFFFFFFFFFFFFFull}) {
+      const std::uint64_t b = (hi << 52) | frac;
+      double x = 0;
+      std::memcpy(&x, &b, sizeof x);
+      check(DType::kF64, &b, x);
+    }
+  }
+  const std::int64_t i = 0;
+  EXPECT_THROW(stored_ordinal(DType::kI64, reinterpret_cast<const std::byte*>(&i)), std::invalid_argument);
 }
 
 TEST(Ulp, BucketsAndLabels) {

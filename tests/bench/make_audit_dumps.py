@@ -6,8 +6,10 @@ reads every byte of both and finds them bit-identical; sequences A and B at rows
 batch of 2, prefill only. Per layer the main outputs of a block under their canonical names
 (hc_attn/y, attn_norm/out, attn/out, hc_attn/out, ffn_norm/out, ffn/out, the block's /out):
 [2, seq, dim] and [2, seq, 4 * dim] float32 (or --dtype float64), contiguous, uncompressed.
+With --moved, every element of r2 is one ulp above r1's (the audit's slow path: every tensor's
+bits move and every element gets its ULP distance).
 
-  /usr/bin/python3 tests/bench/make_audit_dumps.py OUT --layers 16 --seq 512 --dim 1024
+  /usr/bin/python3 tests/bench/make_audit_dumps.py OUT --layers 16 --seq 512 --dim 1024 [--moved]
 """
 import argparse
 import json
@@ -24,6 +26,7 @@ def main():
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--moved", action="store_true", help="every element of r2 one ulp up")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     rng = np.random.default_rng(5)
@@ -40,7 +43,8 @@ def main():
         path = os.path.join(a.out, run + ".h5")
         with h5py.File(path, "w") as f:
             for name, t in tensors.items():
-                f.create_dataset(name, data=t)
+                moved = a.moved and run == "r2"
+                f.create_dataset(name, data=np.nextafter(t, np.inf, dtype=t.dtype) if moved else t)
         with open(path + ".audit.json", "w") as m:
             json.dump({"run": run, "sequences": ["A", "B"], "schedule": "prefill"}, m)
         total += os.path.getsize(path)

@@ -129,6 +129,13 @@ class Stored {
     const std::size_t es = dtype_size(t_.dtype());
     return std::memcmp(t_.bytes() + a.first * es, o.t_.bytes() + b.first * es, a.count * es) == 0;
   }
+  // True when both tensors are stored in one IEEE float format whose bits stored_compare reads.
+  bool stored_float_pair(const Stored& o) const {
+    const DType d = t_.dtype();
+    return d == o.t_.dtype() && (d == DType::kF64 || d == DType::kF32 || d == DType::kBF16);
+  }
+  DType dtype() const { return t_.dtype(); }
+  const std::byte* element(Span s, std::size_t i) const { return t_.bytes() + (s.first + i) * dtype_size(t_.dtype()); }
   Slice values(Span s) {
     const RecordedTensor& r = widen();
     Slice out;
@@ -185,6 +192,68 @@ std::optional<TensorMove> compare(const std::string& name, const Slice& a, const
   return m;
 }
 
+// The value of one stored fp64 / fp32 / bf16 element.
+double stored_value(DType d, const std::byte* p) {
+  if (d == DType::kF64) {
+    double v = 0;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  if (d == DType::kF32) {
+    float v = 0;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  std::uint16_t b = 0;
+  std::memcpy(&b, p, sizeof b);
+  return bf16_to_float(b);
+}
+
+// compare() on two spans stored in the same IEEE float format (U: its bit pattern's integer type),
+// read as stored: elements differ when their bit patterns do, and the ULP distance is the
+// difference of their stored ordinals (compare::stored_pattern_ordinal; equal to
+// compare::ulp_distance in that format, without widening the tensor to double). Only the first
+// differing element is decoded.
+template <class U>
+std::optional<TensorMove> stored_compare(const std::string& name, DType d, const std::byte* ya, const std::byte* ob,
+                                         std::size_t count) {
+  TensorMove m;
+  m.name = name;
+  m.elements = static_cast<std::int64_t>(count);
+  std::array<std::int64_t, kUlpBins> hist{};  // local counters: the loop runs over every element
+  std::int64_t differing = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    U a = 0, b = 0;
+    std::memcpy(&a, ya + i * sizeof(U), sizeof(U));
+    std::memcpy(&b, ob + i * sizeof(U), sizeof(U));
+    if (a == b) continue;
+    if (differing++ == 0) {
+      m.first_element = static_cast<std::int64_t>(i);
+      m.yardstick = stored_value(d, ya + i * sizeof(U));
+      m.other = stored_value(d, ob + i * sizeof(U));
+    }
+    const std::int64_t oa = compare::stored_pattern_ordinal(a), obo = compare::stored_pattern_ordinal(b);
+    const bool nan = oa == compare::kNaNOrdinal || obo == compare::kNaNOrdinal;
+    const std::uint64_t u = nan ? std::numeric_limits<std::uint64_t>::max()
+                                : static_cast<std::uint64_t>(std::max(oa, obo) - std::min(oa, obo));
+    ++hist[static_cast<std::size_t>(ulp_bin(u))];
+  }
+  if (differing == 0) return std::nullopt;
+  m.differing = differing;
+  m.ulp_hist = hist;
+  return m;
+}
+
+std::optional<TensorMove> stored_compare(const std::string& name, const Stored& y, Stored::Span a, const Stored& o,
+                                         Stored::Span b) {
+  const DType d = y.dtype();
+  const std::byte* pa = y.element(a, 0);
+  const std::byte* pb = o.element(b, 0);
+  if (d == DType::kF64) return stored_compare<std::uint64_t>(name, d, pa, pb, a.count);
+  if (d == DType::kF32) return stored_compare<std::uint32_t>(name, d, pa, pb, a.count);
+  return stored_compare<std::uint16_t>(name, d, pa, pb, a.count);
+}
+
 // One tensor of an occurrence against the yardstick's (a span absent: that occurrence lacks it).
 void tally(OccurrenceResult& r, const std::string& name, Stored& y, std::optional<Stored::Span> a, Stored* o,
            std::optional<Stored::Span> b) {
@@ -194,7 +263,10 @@ void tally(OccurrenceResult& r, const std::string& name, Stored& y, std::optiona
   }
   ++r.compared;
   if (y.same_bytes(*a, *o, *b)) return;
-  if (auto m = compare(name, y.values(*a), o->values(*b))) r.moved.push_back(*m);
+  std::optional<TensorMove> m = y.stored_float_pair(*o) && a->count == b->count
+                                    ? stored_compare(name, y, *a, *o, *b)
+                                    : compare(name, y.values(*a), o->values(*b));
+  if (m) r.moved.push_back(*m);
 }
 
 // A comparison to make: the yardstick and the other occurrence, and where its result goes.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -140,6 +141,24 @@ DType float32_dump_dtype(std::span<const float> values) {
   std::uint32_t low = 0;
   for (const float f : values) low |= std::isfinite(f) ? (std::bit_cast<std::uint32_t>(f) & 0xFFFFu) : 0u;
   return low == 0 ? DType::kBF16 : DType::kF32;
+}
+
+std::optional<std::int64_t> stored_ordinal(DType dtype, const std::byte* element) {
+  const auto load = [element]<class U>(U bits) {
+    std::memcpy(&bits, element, sizeof bits);
+    const std::int64_t o = stored_pattern_ordinal(bits);
+    return o == kNaNOrdinal ? std::nullopt : std::optional<std::int64_t>(o);
+  };
+  switch (dtype) {
+    case DType::kF64:
+      return load(std::uint64_t{0});
+    case DType::kF32:
+      return load(std::uint32_t{0});
+    case DType::kBF16:
+      return load(std::uint16_t{0});
+    default:
+      throw std::invalid_argument("stored_ordinal: " + std::string(dtype_name(dtype)) + " is not fp64, fp32 or bf16");
+  }
 }
 
 std::uint64_t ulp_distance(const UlpGrid& grid, double candidate, double reference) {

@@ -12,7 +12,10 @@
 #pragma once
 
 #include <array>
+#include <climits>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -51,6 +54,27 @@ DType widened_dump_dtype(std::span<const double> values, DType official);
 // float32 values: bf16 when every finite value lies on the bf16 grid (bf16 values stored in an
 // fp32 container), else float32.
 DType float32_dump_dtype(std::span<const float> values);
+// The ordinal of one value as stored in kF64, kF32 or kBF16 (its little-endian bytes at `element`),
+// read off its sign-magnitude bit pattern without decoding it: equal to
+// ulp_ordinal(ulp_grid(dtype), value) for every non-NaN value (±0 → 0, ±inf → ±(largest finite +
+// 1)); nullopt for a NaN pattern. Throws std::invalid_argument for any other dtype. Used where many
+// stored values are compared in their own format (the dump audit's ULP histogram).
+std::optional<std::int64_t> stored_ordinal(DType dtype, const std::byte* element);
+// The same on a bit pattern already loaded: U = std::uint64_t (fp64), std::uint32_t (fp32) or
+// std::uint16_t (bf16); a NaN pattern gives kNaNOrdinal (below every ordinal). Inline, with no
+// optional, for loops over many elements.
+inline constexpr std::int64_t kNaNOrdinal = INT64_MIN;
+template <class U>
+constexpr std::int64_t stored_pattern_ordinal(U bits) {
+  static_assert(sizeof(U) == 8 || sizeof(U) == 4 || sizeof(U) == 2);
+  constexpr int magnitude_bits = 8 * static_cast<int>(sizeof(U)) - 1;
+  // the infinity pattern: exponent field all ones, fraction zero (a larger magnitude is a NaN)
+  constexpr std::uint64_t inf = sizeof(U) == 8 ? 0x7FF0000000000000ull : sizeof(U) == 4 ? 0x7F800000ull : 0x7F80ull;
+  const std::uint64_t b = bits;
+  const std::uint64_t mag = b & ((std::uint64_t{1} << magnitude_bits) - 1);
+  const auto ordinal = (b >> magnitude_bits) != 0 ? -static_cast<std::int64_t>(mag) : static_cast<std::int64_t>(mag);
+  return mag > inf ? kNaNOrdinal : ordinal;
+}
 // The ULP distance |ordinal(c) − ordinal(round(r))| (c and r not NaN).
 std::uint64_t ulp_distance(const UlpGrid& grid, double candidate, double reference);
 // The spacing of the grid at |x|: 2^(max(min(⌊log2|x|⌋, emax), emin) − M) (at 0 and in the
