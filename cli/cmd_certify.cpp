@@ -34,7 +34,9 @@ output is judged LOCALLY: its module recomputed from the candidate's own inputs 
 mode), the candidate's error against the exact recomputation judged by
   - the size checks of the tolerance model (max abs, RMS, bias: at most k = 2 times the official
     recomputation's error plus the noise floor of the candidate's number format; NaN/Inf or a lost
-    mask fail outright), and
+    mask fail outright; in the FP8-quantised outputs, window KV and compressor entries, a value one
+    FP8 step from the exact code counts as exact only where the exact pre-quantisation value lies
+    within the yardstick of the rounding boundary: a near-tie, counted in the reason), and
   - the structure tests of the error field: its slope against the exact values (a scale error),
     its mean (an offset), per-channel and per-row slopes — errors far below one ulp per element
     that are correlated with something; Holm over every test of the run at alpha = 1e-4 (the

@@ -32,7 +32,10 @@ oracle/README.md, "The yardstick"), and by the
 structure tests of its error field against the official recomputation (scale, offset, per-channel
 and per-row scale: systematic errors far below one ulp per element; one Holm family over the whole
 run at alpha = 1e-4, oracle/compare/README.md); discrete decisions pass only at near-ties proven by
-the exact scores. The first module whose local verdict fails is the first divergent module — found
+the exact scores, and in the FP8-quantised outputs (window KV, compressor entries) a value one FP8
+step from the exact code counts as exact only where the exact pre-quantisation value lies within
+the yardstick of the rounding boundary (a near-tie; counted, oracle/compare/README.md §Quantised
+outputs). The first module whose local verdict fails is the first divergent module — found
 even when upstream drift makes end-to-end comparisons meaningless. `dsv4 certify` gives the same
 verdicts (it reads these).
 
