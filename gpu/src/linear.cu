@@ -46,6 +46,7 @@
 #include "dsv4/gpu/common/formats.cuh"
 #include "dsv4/gpu/linear.hpp"
 #include "dsv4/gpu/quant.hpp"
+#include "linear_dense.hpp"
 #include "linear_reference.hpp"
 
 namespace dsv4::gpu {
@@ -66,17 +67,21 @@ __device__ __forceinline__ bool warp_c1(const common::SumC1Comp& part, std::int6
   return common::round_c1_comp(all, static_cast<int>(count + 32), out);
 }
 
-// kBF16 / kFP32: y = C1 Σ_k x_k w_k (bf16-rounded for kBF16).
+// kBF16 / kFP32: y = C1 Σ_k x_k w_k (bf16-rounded for kBF16), in the layout of linear_dense_launch
+// (linear_dense.hpp): output o = (m, g, n) reads x row ⌊m / x_repeat⌋ at columns g·K.., weight row
+// (b_m·G + g)·N + n.
 template <bool kBf16Out>
 __global__ void __launch_bounds__(kThreads)
-    linear_dense_kernel(const float* __restrict__ x, std::int64_t rows, std::int64_t k, const float* __restrict__ w,
+    linear_dense_kernel(const float* __restrict__ x, std::int64_t rows, std::int64_t x_repeat, std::int64_t groups,
+                        std::int64_t k, const float* __restrict__ w, const std::int64_t* __restrict__ w_block,
                         std::int64_t n_out, float* __restrict__ y, std::uint8_t* __restrict__ undecided) {
   const int lane = static_cast<int>(threadIdx.x % 32);
-  const std::int64_t total = rows * n_out;
+  const std::int64_t width = groups * n_out, total = rows * width;
   for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; o < total;
        o += static_cast<std::int64_t>(gridDim.x) * kWarps) {
-    const float* xr = x + (o / n_out) * k;
-    const float* wr = w + (o % n_out) * k;
+    const std::int64_t m = o / width, gn = o % width;
+    const float* xr = x + ((m / x_repeat) * groups + gn / n_out) * k;
+    const float* wr = w + ((w_block != nullptr ? w_block[m] : 0) * width + gn) * k;
     common::SumC1Comp part;
     for (std::int64_t i = lane; i < k; i += 32) {
       part.add(__dmul_rn(static_cast<double>(xr[i]), static_cast<double>(wr[i])));  // exact (see top)
@@ -218,6 +223,22 @@ void check_args(const float* x, std::int64_t rows, const LinearWeightView& w, Sc
 
 }  // namespace
 
+void detail::linear_dense_launch(const float* x, std::int64_t rows, std::int64_t x_repeat, std::int64_t groups,
+                                 std::int64_t k, const float* w, const std::int64_t* w_block, std::int64_t n_out,
+                                 bool bf16_out, float* y, std::uint8_t* undecided, cudaStream_t stream) {
+  const std::int64_t total = rows * groups * n_out;
+  if (total == 0) return;
+  const unsigned grid = static_cast<unsigned>(std::min((total + kWarps - 1) / kWarps, kMaxGrid));
+  if (bf16_out) {
+    linear_dense_kernel<true>
+        <<<grid, kThreads, 0, stream>>>(x, rows, x_repeat, groups, k, w, w_block, n_out, y, undecided);
+  } else {
+    linear_dense_kernel<false>
+        <<<grid, kThreads, 0, stream>>>(x, rows, x_repeat, groups, k, w, w_block, n_out, y, undecided);
+  }
+  DSV4_CUDA_CHECK_LAUNCH("linear_dense_kernel");
+}
+
 void linear_device(const float* x, std::int64_t rows, const LinearWeightView& w, ScaleFormat act_fmt, float* y,
                    std::uint8_t* undecided, std::uint8_t* act_codes, float* act_scales, void* stream) {
   check_args(x, rows, w, act_fmt, "linear_device");
@@ -233,12 +254,8 @@ void linear_device(const float* x, std::int64_t rows, const LinearWeightView& w,
   const unsigned grid = static_cast<unsigned>(std::min((rows * n + kWarps - 1) / kWarps, kMaxGrid));
   switch (w.kind) {
     case LinearKind::kBF16:
-      linear_dense_kernel<true><<<grid, kThreads, 0, s>>>(x, rows, k, w.values, n, y, undecided);
-      DSV4_CUDA_CHECK_LAUNCH("linear_dense_kernel");
-      break;
     case LinearKind::kFP32:
-      linear_dense_kernel<false><<<grid, kThreads, 0, s>>>(x, rows, k, w.values, n, y, undecided);
-      DSV4_CUDA_CHECK_LAUNCH("linear_dense_kernel");
+      detail::linear_dense_launch(x, rows, 1, 1, k, w.values, nullptr, n, w.kind == LinearKind::kBF16, y, undecided, s);
       break;
     case LinearKind::kFP8:
       act_quant_device(x, rows, k, static_cast<int>(kActBlock), act_fmt, act_codes, act_scales, nullptr, stream);

@@ -2,9 +2,12 @@
 #include "dsv4/ops/case_inputs.hpp"
 
 #include <cmath>
+#include <string>
+#include <utility>
 
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/gradient.hpp"
 
 namespace dsv4::ops {
 
@@ -92,6 +95,90 @@ std::vector<float> constant_rows(std::int64_t rows, std::int64_t cols, float val
     x[i] = (rng.words(i)[0] & 1u) != 0 ? -v : v;
   }
   return x;
+}
+
+// N × K weight values N(0, 0.1²) (bf16-rounded for the bf16 kind) with edges by row r mod 6: 1 a zero
+// 32-column block (signed zeros), 2 every third entry subnormal, 3 one outlier ±2^30 (column r mod
+// K), 4 every entry nonnegative, 5 all zeros.
+std::vector<float> edge_weight(std::int64_t n, std::int64_t k, std::uint64_t seed, bool bf16, const char* stream) {
+  const std::string base(stream);
+  std::vector<float> w = normals(n * k, 0.1, seed, (base + ".weight").c_str());
+  const CounterRng rng(seed, stream_id((base + ".weight.edges").c_str()));
+  for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int64_t j = 0; j < k; ++j) {
+      const std::size_t i = static_cast<std::size_t>(r * k + j);
+      const auto u = rng.words(i);
+      const double sign = (u[0] & 1u) != 0 ? -1.0 : 1.0;
+      double v = w[i];
+      switch (r % 6) {
+        case 1:
+          if (j / 32 == (r / 6) % ((k + 31) / 32)) v = sign * 0.0;
+          break;
+        case 2:
+          if (j % 3 == 0)
+            v = sign * std::ldexp(1.0 + (u[1] % 8388608u) / 8388608.0, -127 - static_cast<int>(u[2] % 10));
+          break;
+        case 3:
+          if (j == r % k) v = sign * std::ldexp(1.0 + (u[1] % 256u) / 256.0, 30);
+          break;
+        case 4:
+          v = std::fabs(v);
+          break;
+        case 5:
+          v = sign * 0.0;
+          break;
+        default:
+          break;
+      }
+      w[i] = bf16 ? round_bf16(v) : static_cast<float>(v);
+    }
+  }
+  return w;
+}
+
+// Rounding boundaries of the dense kinds' C1 sums (rows × K activations, N × K weights, K ≥ 4).
+// Row m ≥ 1 of x: 2^e_m (e_m ∈ [−20, 20]) at columns 0..3, signed zeros elsewhere; row 0: all −0.
+// Weight row n: v0 = ±[1, 2)·2^f (a random bf16 / fp32 value, f ∈ [−10, 10]) at column 0; h = ±half
+// an ulp of v0 in the output format at column 1, so that v0 + h is a tie (a bf16 midpoint for the
+// bf16 kind: the fp32 sum is exact and bf16 rounds it to even; an fp32 midpoint for the fp32 kind);
+// at column 2 t = 0 or ±h·2^-j, which settles the tie (for the bf16 kind j ∈ [1, 30]: from j = 16 on
+// t is below fp32's resolution and the fp32 rounding decides first, the double rounding of the
+// reference; for the fp32 kind j ∈ [1, 60]: a term far below the others, which the compensated sum
+// keeps); column 3: 0 or −v0 (cancellation). Row 0 of the weight is nonnegative (with x's row 0
+// every product of output (0, 0) is −0: the C1 sum is +0, the reference's sum starting at +0.0).
+// Other columns N(0, 1).
+std::pair<std::vector<float>, std::vector<float>> tie_values(std::int64_t rows, std::int64_t n, std::int64_t k,
+                                                             std::uint64_t seed, bool bf16, const char* stream) {
+  const std::string base(stream);
+  const CounterRng rng(seed, stream_id((base + ".ties").c_str()));
+  std::vector<float> x(static_cast<std::size_t>(rows * k));
+  for (std::int64_t m = 0; m < rows; ++m) {
+    const auto u = rng.words(static_cast<std::uint64_t>(m));
+    const double p = std::ldexp(1.0, static_cast<int>(u[0] % 41) - 20);
+    for (std::int64_t j = 0; j < k; ++j) {
+      const bool neg = m == 0 || (rng.words((std::uint64_t{1} << 40) + static_cast<std::uint64_t>(m * k + j))[0] & 1u);
+      x[static_cast<std::size_t>(m * k + j)] = static_cast<float>(m > 0 && j < 4 ? p : (neg ? -0.0 : 0.0));
+    }
+  }
+  std::vector<float> w = normals(n * k, 1.0, seed, (base + ".ties.weight").c_str());
+  const int mant_bits = bf16 ? 7 : 23;
+  for (std::int64_t r = 0; r < n; ++r) {
+    const auto u = rng.words((std::uint64_t{2} << 40) + static_cast<std::uint64_t>(r));
+    const int f = static_cast<int>(u[0] % 21) - 10;
+    const double mant = 1.0 + std::ldexp(static_cast<double>(u[1] % (1u << mant_bits)), -mant_bits);
+    const double v0 = ((u[2] & 1u) != 0 ? -1.0 : 1.0) * std::ldexp(mant, f);
+    const double h = ((u[2] & 2u) != 0 ? -1.0 : 1.0) * std::ldexp(1.0, f - mant_bits - 1);
+    const int j = 1 + static_cast<int>(u[3] % (bf16 ? 30u : 60u));
+    const double t = (u[3] >> 8) % 3 == 0 ? 0.0 : ((u[3] & 0x10000u) != 0 ? -1.0 : 1.0) * std::ldexp(h, -j);
+    const double c3 = (u[3] >> 20) % 4 == 0 ? -v0 : 0.0;
+    const double cols[4] = {v0, h, t, c3};
+    for (std::int64_t c = 0; c < k; ++c) {
+      double v = c < 4 ? cols[c] : static_cast<double>(w[static_cast<std::size_t>(r * k + c)]);
+      if (r == 0) v = std::fabs(v);
+      w[static_cast<std::size_t>(r * k + c)] = bf16 ? round_bf16(v) : static_cast<float>(v);
+    }
+  }
+  return {std::move(x), std::move(w)};
 }
 
 const std::vector<Shape>& quant_shapes() {

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dsv4/ops/op.hpp"
@@ -26,6 +27,19 @@ std::vector<float> edge_activations_tamed(std::int64_t rows, std::int64_t cols, 
 // counter-based RNG (seed, stream): rows of all zeros and of one value repeated up to sign.
 std::vector<float> constant_rows(std::int64_t rows, std::int64_t cols, float value, std::uint64_t seed,
                                  const char* stream);
+
+// n × k linear weight values N(0, 0.1²) (bf16-rounded when bf16) with edges by row r mod 6: 1 a zero
+// 32-column block (signed zeros), 2 every third entry subnormal, 3 one outlier ±2^30 (column r mod
+// k), 4 every entry nonnegative, 5 all zeros. Random streams `stream`.weight and `stream`.weight.edges.
+std::vector<float> edge_weight(std::int64_t n, std::int64_t k, std::uint64_t seed, bool bf16, const char* stream);
+
+// Rounding boundaries of a dense linear's C1 sums, x [rows, k] and weight [n, k] (k ≥ 4): row m ≥ 1
+// of x has 2^e_m at columns 0..3 (signed zeros elsewhere), row 0 all −0; weight row n has v0, half an
+// ulp h of v0 in the output format (bf16 or fp32: v0 + h is a tie), a term t = 0 or ±h·2^-j settling
+// it and 0 or −v0 (cancellation) at columns 0..3, N(0, 1) elsewhere; weight row 0 nonnegative (the
+// all −0 products of output (0, 0) sum to +0). Random streams `stream`.ties and `stream`.ties.weight.
+std::pair<std::vector<float>, std::vector<float>> tie_values(std::int64_t rows, std::int64_t n, std::int64_t k,
+                                                             std::uint64_t seed, bool bf16, const char* stream);
 
 // Row lengths of the model (7168 = hidden, 448 = KV nope dims, 512 = KV dims, 128 = indexer head,
 // 4096, 1536) and odd ones; row counts from 1 to 1000.
