@@ -15,8 +15,10 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "dsv4/numerics/formats.hpp"
 #include "dsv4/ops/harness.hpp"
 #include "dsv4/ops/registry.hpp"
 
@@ -294,6 +296,89 @@ TEST(OpsCases, LinearCasesCoverEveryWeightKindAndTheEdges) {
   }
   EXPECT_GT(n[0].ties, 50);
   EXPECT_GT(n[0].infinite + n[1].infinite, 0);
+}
+
+// moe_combine's official arithmetic as its kernel computes it (gpu/src/moe_combine.cu), on the CPU:
+// every (token, slot) pair's expert output and the shared expert's from the expert op's reference
+// (route weight 1 for the shared expert: fl(1·h) = h), then acc = +0, acc = fl32(acc + pair) in
+// ascending (expert id, slot) order, acc = fl32(acc + shared), bf16 — equal bit for bit to the
+// reference's Moe::combine on every case. The cases make that order matter (the gate's slot order,
+// the plausible wrong one, differs in the bf16 result on some elements) and meet fp32 midpoints in the additions and
+// bf16 midpoints at the end.
+TEST(OpsCases, MoeCombineIsTheAscendingFp32SumAndItsCasesMeetTies) {
+  const Op& op = *find_op("moe_combine");
+  const Op& expert = *find_op("expert");
+  std::int64_t elements = 0, mismatches = 0, order_matters = 0, fp32_ties = 0, bf16_ties = 0, repeated = 0,
+               subnormal_weights = 0;
+  for (const Case& c : op.cases(1)) {
+    const std::vector<Array>& in = c.call.inputs;
+    const std::int64_t T = in[0].rows, d = in[0].cols, k = in[1].cols, de = in[6].rows;
+    const auto run_expert = [&](const float* x, float w, const std::vector<float>& w1, const std::vector<float>& w3,
+                                const std::vector<float>& w2) {
+      Call e;
+      e.reals = {c.call.reals[0]};
+      e.inputs = {Array::floats("x", 1, d, std::vector<float>(x, x + d)), Array::floats("route_weight", 1, 1, {w}),
+                  Array::floats("w1", de, d, w1), Array::floats("w3", de, d, w3), Array::floats("w2", d, de, w2)};
+      return expert.reference(e)[0].f32;
+    };
+    const auto block = [&](const Array& a, std::int64_t e, std::int64_t rows) {
+      return std::vector<float>(a.f32.begin() + e * rows * a.cols, a.f32.begin() + (e + 1) * rows * a.cols);
+    };
+    const std::vector<float> want = op.reference(c.call)[0].f32;
+    for (std::int64_t t = 0; t < T; ++t) {
+      const float* xt = in[0].f32.data() + t * d;
+      std::vector<std::pair<std::int64_t, std::int64_t>> slots;  // (expert id, slot)
+      std::vector<std::vector<float>> pair(static_cast<std::size_t>(k));
+      for (std::int64_t j = 0; j < k; ++j) {
+        const auto e = static_cast<std::int64_t>(in[2].f32[static_cast<std::size_t>(t * k + j)]);
+        const float w = in[1].f32[static_cast<std::size_t>(t * k + j)];
+        subnormal_weights += std::fpclassify(w) == FP_SUBNORMAL ? 1 : 0;
+        slots.emplace_back(e, j);
+        pair[static_cast<std::size_t>(j)] =
+            run_expert(xt, w, block(in[3], e, de), block(in[4], e, de), block(in[5], e, d));
+      }
+      std::sort(slots.begin(), slots.end());
+      for (std::size_t j = 1; j < slots.size(); ++j) repeated += slots[j].first == slots[j - 1].first ? 1 : 0;
+      const std::vector<float> shared = run_expert(xt, 1.0f, in[6].f32, in[7].f32, in[8].f32);
+      for (std::int64_t i = 0; i < d; ++i) {
+        const auto add = [&](float acc, float v) {
+          const double s = static_cast<double>(acc) + static_cast<double>(v);
+          const float f = static_cast<float>(s);
+          if (static_cast<double>(f) != s && std::isfinite(f)) {
+            const double other = std::nextafter(f, s > f ? INFINITY : -INFINITY);
+            fp32_ties += (s - f) == (other - s) ? 1 : 0;
+          }
+          return acc + v;
+        };
+        float up = 0.0f, down = 0.0f;
+        for (const auto& sl : slots)
+          up = add(up, pair[static_cast<std::size_t>(sl.second)][static_cast<std::size_t>(i)]);
+        for (std::int64_t j = 0; j < k; ++j) down += pair[static_cast<std::size_t>(j)][static_cast<std::size_t>(i)];
+        up = add(up, shared[static_cast<std::size_t>(i)]);
+        down += shared[static_cast<std::size_t>(i)];
+        bf16_ties += (std::bit_cast<std::uint32_t>(up) & 0xFFFFu) == 0x8000u ? 1 : 0;
+        const float got = round_bf16(up);
+        order_matters += std::bit_cast<std::uint32_t>(round_bf16(down)) != std::bit_cast<std::uint32_t>(got) ? 1 : 0;
+        ++elements;
+        if (std::bit_cast<std::uint32_t>(got) !=
+            std::bit_cast<std::uint32_t>(want[static_cast<std::size_t>(t * d + i)])) {
+          if (mismatches++ == 0) ADD_FAILURE() << c.label << ": token " << t << ", element " << i;
+        }
+      }
+    }
+  }
+  std::printf(
+      "moe_combine: %lld elements, %lld mismatches, %lld depend on the order, %lld fp32 ties, %lld bf16 ties, "
+      "%lld repeated ids, %lld subnormal routing weights\n",
+      static_cast<long long>(elements), static_cast<long long>(mismatches), static_cast<long long>(order_matters),
+      static_cast<long long>(fp32_ties), static_cast<long long>(bf16_ties), static_cast<long long>(repeated),
+      static_cast<long long>(subnormal_weights));
+  EXPECT_EQ(mismatches, 0);
+  EXPECT_GT(order_matters, 10);
+  EXPECT_GT(fp32_ties, 10);
+  EXPECT_GT(bf16_ties, 10);
+  EXPECT_GT(repeated, 2);
+  EXPECT_GT(subnormal_weights, 2);
 }
 
 }  // namespace

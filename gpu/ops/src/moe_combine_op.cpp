@@ -11,8 +11,11 @@
 #include <vector>
 
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/gpu/moe_combine.hpp"
 #include "dsv4/model/moe.hpp"
+#include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
+#include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/moe_combine_backward.hpp"
 #include "op_list.hpp"
@@ -76,12 +79,49 @@ Outputs reference(const Call& c) {
   return {Array::floats("y", y.rows(), y.cols(), to_floats(y))};
 }
 
+#if DSV4_HAVE_CUDA
+// gpu::moe_combine (gpu/src/moe_combine.cu: the expert chain over every (token, slot) pair and the
+// shared expert, then the fixed-order fp32 sum). The weights as the reference holds them: bf16
+// (LinearWeight::bf16_from rounds; the cases' values are bf16 already).
+Outputs device(const Call& c) {
+  const CombineArgs a(c);
+  const std::int64_t d = a.x.cols(), de = a.de;
+  for (std::size_t i = 6; i < 9; ++i) {
+    const Array& w = c.inputs.at(i);
+    if (w.rows != (i == 8 ? d : de) || w.cols != (i == 8 ? de : d)) {
+      throw std::invalid_argument("moe_combine: the shared expert's weights are not [de, d], [de, d], [d, de]");
+    }
+  }
+  std::vector<std::vector<float>> w(6);
+  for (std::size_t i = 0; i < 6; ++i) {
+    for (const float v : c.inputs.at(3 + i).f32) w[i].push_back(round_bf16(v));
+  }
+  gpu::MoeExpertsView v;
+  v.experts = a.experts;
+  v.dim = d;
+  v.inter = de;
+  v.w1 = w[0].data();
+  v.w3 = w[1].data();
+  v.w2 = w[2].data();
+  v.shared_w1 = w[3].data();
+  v.shared_w3 = w[4].data();
+  v.shared_w2 = w[5].data();
+  gpu::MoeCombineBatch r = gpu::moe_combine(c.inputs.at(0).f32.data(), a.x.rows(), c.inputs.at(1).f32.data(),
+                                            a.indices.data(), a.weights.cols(), v, a.limit);
+  return {Array::floats("y", a.x.rows(), d, std::move(r.y))};
+}
+#endif
+
+enum class Values { kNormals, kEdges, kTies };
+
 struct Spec {
   std::int64_t tokens, d, de, experts, k;
   double limit;
+  Values values = Values::kNormals;
+  bool repeated_ids = false;  // tokens t ≡ 1 (mod 4) list their first expert twice (slots 0 and 1)
 };
 
-// k distinct experts per token (a partial shuffle), routing weights uniform in (0.05, 1.05).
+// k distinct experts per token (a partial shuffle), or with the first id repeated.
 std::vector<float> routing_indices(const Spec& s, std::uint64_t seed) {
   const CounterRng rng(seed, stream_id("ops.moe_combine.indices"));
   std::vector<float> out(static_cast<std::size_t>(s.tokens * s.k));
@@ -94,40 +134,196 @@ std::vector<float> routing_indices(const Spec& s, std::uint64_t seed) {
       std::swap(ids[static_cast<std::size_t>(j)], ids[static_cast<std::size_t>(pick)]);
       out[static_cast<std::size_t>(t * s.k + j)] = static_cast<float>(ids[static_cast<std::size_t>(j)]);
     }
+    if (s.values == Values::kTies && s.k >= 3) {  // slots 0 and 2: the twins 2m, 2m + 1 (cancelling)
+      const auto m = static_cast<std::int64_t>(rng.words((std::uint64_t{1} << 40) + static_cast<std::uint64_t>(t))[0] %
+                                               static_cast<std::uint64_t>(s.experts / 2));
+      for (std::int64_t j = 0; j < s.k; ++j) {
+        float& id = out[static_cast<std::size_t>(t * s.k + j)];
+        if (j == 0 || j == 2) id = static_cast<float>(2 * m + j / 2);
+        if (j != 0 && j != 2 && static_cast<std::int64_t>(id) / 2 == m)
+          id = static_cast<float>((2 * m + 2 + j) % s.experts);
+      }
+    }
+    if (s.repeated_ids && t % 4 == 1)
+      out[static_cast<std::size_t>(t * s.k + 1)] = out[static_cast<std::size_t>(t * s.k)];
   }
   return out;
 }
 
-Case make_case(const Spec& s, std::uint64_t seed, double sigma_w) {
-  const auto values = [&](std::int64_t n, double sigma, const char* stream) {
-    return bf16_normals(n, sigma, seed, stream);
-  };
+// Routing weights: normals cases uniform in (0.05, 1.05); edge cases also exact zeros, fp32
+// subnormals and large weights 2^4..2^12 (one in 8 each); ties cases powers of two 2^16, 2^0, 2^-8,
+// 2^-24 (pair outputs whose fp32 sums and bf16 roundings land on midpoints; large pairs cancelling,
+// so that the order of the additions shows in the bf16 result).
+std::vector<float> routing_weights(const Spec& s, std::uint64_t seed) {
   const CounterRng rng(seed, stream_id("ops.moe_combine.weights"));
   std::vector<float> weights(static_cast<std::size_t>(s.tokens * s.k));
-  for (std::size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<float>(0.05 + rng.uniform(i));
+  for (std::size_t i = 0; i < weights.size(); ++i) {
+    double w = 0.05 + rng.uniform(i);
+    const auto u = rng.words((std::uint64_t{1} << 40) + i);
+    if (s.values == Values::kEdges) {
+      switch (u[0] % 8) {
+        case 0:
+          w = 0.0;
+          break;
+        case 1:
+          w = std::ldexp(1.0 + static_cast<double>(u[1] % 1024) / 1024.0, -140 - static_cast<int>(u[2] % 9));
+          break;
+        case 2:
+          w = std::ldexp(1.0 + static_cast<double>(u[1] % 1024) / 1024.0, 4 + static_cast<int>(u[2] % 9));
+          break;
+        default:
+          break;
+      }
+    } else if (s.values == Values::kTies && s.k >= 3 &&
+               (i % static_cast<std::size_t>(s.k) == 0 || i % static_cast<std::size_t>(s.k) == 2)) {
+      w = 0x1p16;  // the twins' equal weights: their outputs cancel exactly
+    } else if (s.values == Values::kTies) {
+      static constexpr int kExponents[] = {16, 0, -8, -24};
+      w = std::ldexp(1.0, kExponents[u[0] % 4]);
+    }
+    weights[i] = static_cast<float>(w);
+  }
+  return weights;
+}
+
+// Token rows of the edge cases (bf16), by row r mod 5: 0 N(0, 1); 1 all ±0; 2 a zero 32-column block
+// and every third entry a bf16 subnormal; 3 one outlier ±2^10..2^16 among N(0, 1); 4 N(0, 1)·2^-20.
+std::vector<float> edge_tokens(std::int64_t tokens, std::int64_t d, std::uint64_t seed) {
+  std::vector<float> x = normals(tokens * d, 1.0, seed, "ops.moe_combine.edge.x");
+  const CounterRng rng(seed, stream_id("ops.moe_combine.edge.kinds"));
+  for (std::int64_t t = 0; t < tokens; ++t) {
+    for (std::int64_t i = 0; i < d; ++i) {
+      const std::size_t at = static_cast<std::size_t>(t * d + i);
+      const auto u = rng.words(at);
+      const double sign = (u[0] & 1u) != 0 ? -1.0 : 1.0;
+      double v = x[at];
+      switch (t % 5) {
+        case 1:
+          v = sign * 0.0;
+          break;
+        case 2:
+          if (i / 32 == (t / 5) % ((d + 31) / 32)) v = sign * 0.0;
+          if (i % 3 == 0) v = sign * std::ldexp(static_cast<double>(1 + u[1] % 127), -133);
+          break;
+        case 3:
+          if (i == t % d)
+            v = sign * std::ldexp(1.0 + static_cast<double>(u[1] % 128) / 128.0, 10 + static_cast<int>(u[2] % 7));
+          break;
+        case 4:
+          v = std::ldexp(v, -20);
+          break;
+        default:
+          break;
+      }
+      x[at] = round_bf16(v);
+    }
+  }
+  return x;
+}
+
+// The ties cases' experts: x = 1 at column 0 (±0 elsewhere), W1 = 32 at column 0 (so g = 32 and
+// silu(g) = 32 exactly in fp32: exp(−32) is below half an ulp of 1), W3 column 0 ±2^a (a ∈ {0, 1}),
+// W2 rows with one or two nonzero entries ±2^-8c (c ∈ {0, 1}); expert 2m + 1 is expert 2m with W3
+// negated and slots 0, 2 hold such twins with equal weights 2^16 (exact cancellation, which the
+// ascending order completes before or after the other slots, the gate's slot order not): every pair output is a sum of
+// two single-bit values — bf16 midpoints when they are 2^8 apart — and the token's fp32 sum of pair outputs 2^8, 2^16,
+// 2^24 apart meets fp32 midpoints (1 + 2^-24) and sticky bits, which the order of the additions decides. Other entries
+// N(0, σ²) (multiplied by x's zeros).
+std::vector<float> tie_weight(std::int64_t rows, std::int64_t cols, std::uint64_t seed, const char* stream, int which) {
+  std::vector<float> w = bf16_normals(rows * cols, 0.5, seed, stream);
+  const CounterRng rng(seed, stream_id((std::string(stream) + ".ties").c_str()));
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const auto u = rng.words(static_cast<std::uint64_t>(r));
+    const double sign = (u[0] & 1u) != 0 ? -1.0 : 1.0;
+    if (which == 1) w[static_cast<std::size_t>(r * cols)] = 32.0f;
+    if (which == 3)
+      w[static_cast<std::size_t>(r * cols)] = static_cast<float>(sign * std::ldexp(1.0, static_cast<int>(u[1] % 2)));
+    if (which == 2) {
+      for (std::int64_t c = 0; c < cols; ++c) w[static_cast<std::size_t>(r * cols + c)] = 0.0f;
+      const std::int64_t c0 = static_cast<std::int64_t>(u[1] % static_cast<std::uint64_t>(cols));
+      const std::int64_t c1 = static_cast<std::int64_t>(u[2] % static_cast<std::uint64_t>(cols));
+      w[static_cast<std::size_t>(r * cols + c0)] =
+          static_cast<float>(sign * std::ldexp(1.0, -8 * static_cast<int>(u[3] % 2)));
+      if (c1 != c0 && (u[3] & 0x100u) != 0) {
+        w[static_cast<std::size_t>(r * cols + c1)] = static_cast<float>(
+            ((u[3] & 0x200u) != 0 ? -1.0 : 1.0) * std::ldexp(1.0, -8 * static_cast<int>((u[3] >> 12) % 2)));
+      }
+    }
+  }
+  return w;
+}
+
+std::vector<float> tie_tokens(std::int64_t tokens, std::int64_t d, std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.moe_combine.ties.x"));
+  std::vector<float> x(static_cast<std::size_t>(tokens * d));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double sign = (rng.words(i)[0] & 1u) != 0 ? -1.0 : 1.0;
+    x[i] = static_cast<float>(i % static_cast<std::size_t>(d) == 0 ? 1.0 : sign * 0.0);
+  }
+  return x;
+}
+
+Case make_case(const Spec& s, std::uint64_t seed, double sigma_w) {
+  const auto weight = [&](std::int64_t rows, std::int64_t cols, const char* stream, int which) {
+    switch (s.values) {
+      case Values::kEdges:
+        return edge_weight(rows, cols, seed + static_cast<std::uint64_t>(which), true, stream);
+      case Values::kTies:
+        return tie_weight(rows, cols, seed, stream, which);
+      case Values::kNormals:
+        break;
+    }
+    return bf16_normals(rows * cols, sigma_w, seed, stream);
+  };
+  std::vector<float> x = s.values == Values::kEdges  ? edge_tokens(s.tokens, s.d, seed)
+                         : s.values == Values::kTies ? tie_tokens(s.tokens, s.d, seed)
+                                                     : bf16_normals(s.tokens * s.d, 1.0, seed, "ops.moe_combine.x");
+  static const char* const kValuesText[] = {"", ", edge values", ", ties"};
   Case c;
   c.label = std::to_string(s.tokens) + " tokens, d " + std::to_string(s.d) + ", de " + std::to_string(s.de) + ", " +
-            std::to_string(s.experts) + " experts, top " + std::to_string(s.k);
+            std::to_string(s.experts) + " experts, top " + std::to_string(s.k) +
+            kValuesText[static_cast<int>(s.values)] + (s.repeated_ids ? ", a repeated id" : "");
   c.call.ints = {s.experts};
   c.call.reals = {s.limit};
-  c.call.inputs = {
-      Array::floats("x", s.tokens, s.d, values(s.tokens * s.d, 1.0, "ops.moe_combine.x")),
-      Array::floats("weights", s.tokens, s.k, std::move(weights)),
-      Array::floats("indices", s.tokens, s.k, routing_indices(s, seed)),
-      Array::floats("w1", s.experts * s.de, s.d, values(s.experts * s.de * s.d, sigma_w, "ops.moe_combine.w1")),
-      Array::floats("w3", s.experts * s.de, s.d, values(s.experts * s.de * s.d, sigma_w, "ops.moe_combine.w3")),
-      Array::floats("w2", s.experts * s.d, s.de, values(s.experts * s.d * s.de, sigma_w, "ops.moe_combine.w2")),
-      Array::floats("shared_w1", s.de, s.d, values(s.de * s.d, sigma_w, "ops.moe_combine.shared_w1")),
-      Array::floats("shared_w3", s.de, s.d, values(s.de * s.d, sigma_w, "ops.moe_combine.shared_w3")),
-      Array::floats("shared_w2", s.d, s.de, values(s.d * s.de, sigma_w, "ops.moe_combine.shared_w2"))};
+  c.call.inputs = {Array::floats("x", s.tokens, s.d, std::move(x)),
+                   Array::floats("weights", s.tokens, s.k, routing_weights(s, seed)),
+                   Array::floats("indices", s.tokens, s.k, routing_indices(s, seed)),
+                   Array::floats("w1", s.experts * s.de, s.d, weight(s.experts * s.de, s.d, "ops.moe_combine.w1", 1)),
+                   Array::floats("w3", s.experts * s.de, s.d, weight(s.experts * s.de, s.d, "ops.moe_combine.w3", 3)),
+                   Array::floats("w2", s.experts * s.d, s.de, weight(s.experts * s.d, s.de, "ops.moe_combine.w2", 2)),
+                   Array::floats("shared_w1", s.de, s.d, weight(s.de, s.d, "ops.moe_combine.shared_w1", 1)),
+                   Array::floats("shared_w3", s.de, s.d, weight(s.de, s.d, "ops.moe_combine.shared_w3", 3)),
+                   Array::floats("shared_w2", s.d, s.de, weight(s.d, s.de, "ops.moe_combine.shared_w2", 2))};
+  if (s.values == Values::kTies) {  // expert 2m + 1 = expert 2m with W3 negated: outputs exactly negated
+    for (std::size_t i = 3; i < 6; ++i) {
+      std::vector<float>& w = c.call.inputs[i].f32;
+      const std::size_t block = w.size() / static_cast<std::size_t>(s.experts);
+      for (std::int64_t e = 1; e < s.experts; e += 2) {
+        for (std::size_t j = 0; j < block; ++j) {
+          const float v = w[static_cast<std::size_t>(e - 1) * block + j];
+          w[static_cast<std::size_t>(e) * block + j] = i == 4 ? -v : v;
+        }
+      }
+    }
+  }
   for (std::size_t i = 3; i < c.call.inputs.size(); ++i) c.call.inputs[i].per_row = false;
   return c;
 }
 
 std::vector<Case> moe_combine_cases(std::uint64_t seed) {
   // λ = 10 (V4), λ = 0.5 (most elements clamped), no clamp; every expert chosen (k = E); some
-  // experts with no token (8 tokens × top 2 of 16).
-  const std::vector<Spec> specs = {{32, 64, 32, 8, 2, 10.0}, {5, 128, 16, 4, 4, 0.5}, {8, 32, 8, 16, 2, 0.0}};
+  // experts with no token (8 tokens × top 2 of 16). The edge values (zero, subnormal, outlier and
+  // tiny token rows; edge_weight experts: zero blocks and rows, subnormals, ±2^30 outliers; zero,
+  // subnormal and large routing weights), clamped so that nothing overflows; a repeated expert id
+  // (the reference adds both, in slot order); the ties (exact pair outputs on bf16 and fp32
+  // midpoints; no clamp, and λ = 32: g = 32 = λ exactly, u inside).
+  const std::vector<Spec> specs = {{32, 64, 32, 8, 2, 10.0},
+                                   {5, 128, 16, 4, 4, 0.5},
+                                   {8, 32, 8, 16, 2, 0.0},
+                                   {25, 96, 24, 6, 3, 10.0, Values::kEdges},
+                                   {20, 64, 16, 5, 4, 0.5, Values::kEdges, true},
+                                   {40, 32, 8, 4, 3, 0.0, Values::kTies},
+                                   {24, 40, 8, 6, 4, 32.0, Values::kTies, true}};
   return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     Case c = make_case(s, seed * 1000 + 950 + k, 4.0 / std::sqrt(static_cast<double>(s.d)));
     c.label += ", limit " + std::to_string(s.limit).substr(0, 4);
@@ -197,7 +393,7 @@ Op moe_combine_op() {
   return registration(
       "moe_combine", "spec 03 §3.3",
       "MoE combine for given routing: routed experts in ascending id order, then the shared expert, bf16",
-      {"n_experts"}, {"swiglu_limit"}, reference, Fn(), moe_combine_cases, moe_combine_gradient());
+      {"n_experts"}, {"swiglu_limit"}, reference, DSV4_OPS_DEVICE(device), moe_combine_cases, moe_combine_gradient());
 }
 
 }  // namespace dsv4::ops::detail
