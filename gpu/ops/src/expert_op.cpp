@@ -7,7 +7,9 @@
 #include <string>
 
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/gpu/expert.hpp"
 #include "dsv4/model/expert.hpp"
+#include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
@@ -49,6 +51,30 @@ Outputs reference(const Call& c) {
   return {Array::floats("y", y.rows(), y.cols(), to_floats(y))};
 }
 
+#if DSV4_HAVE_CUDA
+// gpu::expert (gpu/src/expert.cu: the linear kernel's dense code for W1, W3, W2 and the swiglu kernel
+// between them). The weights as the reference holds them: bf16 (LinearWeight::bf16_from rounds).
+Outputs device(const Call& c) {
+  const ExpertArgs a(c);
+  const std::int64_t d = a.x.cols(), de = a.w1.rows();
+  if (a.w1.cols() != d || a.w3.rows() != de || a.w3.cols() != d || a.w2.rows() != d || a.w2.cols() != de) {
+    throw std::invalid_argument("expert: the weights are not w1, w3 [de, d], w2 [d, de]");
+  }
+  std::vector<std::vector<float>> w(3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    for (const float v : c.inputs.at(2 + i).f32) w[i].push_back(round_bf16(v));
+  }
+  gpu::ExpertWeightsView v;
+  v.dim = d;
+  v.inter = de;
+  v.w1 = w[0].data();
+  v.w3 = w[1].data();
+  v.w2 = w[2].data();
+  gpu::ExpertBatch r = gpu::expert(c.inputs.at(0).f32.data(), a.x.rows(), v, a.limit, c.inputs.at(1).f32.data());
+  return {Array::floats("y", a.x.rows(), d, std::move(r.y))};
+}
+#endif
+
 std::vector<float> uniforms(std::int64_t n, std::uint64_t seed, const char* stream) {
   const CounterRng rng(seed, stream_id(stream));
   std::vector<float> v(static_cast<std::size_t>(n));
@@ -76,15 +102,34 @@ std::vector<Case> expert_cases(std::uint64_t seed) {
     std::int64_t tokens, d, de;
     double limit;
   };
-  // λ = 10 (V4: rarely active at these scales), λ = 0.5 (most elements clamped), no clamp.
-  const std::vector<Spec> specs = {{64, 64, 32, 10.0}, {5, 128, 16, 0.5}, {17, 16, 8, 0.0}};
+  // λ = 10 (V4: rarely active at these scales), λ = 0.5 (most elements clamped), no clamp; the edge
+  // values: x from edge_activations with magnitudes ≥ 2^16 scaled by 2^-120 (zero blocks, the amax
+  // floor range, bf16 subnormals, ties of the quantisers' grids, outliers up to 2^16), edge_weight
+  // weights (zero blocks and rows, subnormals, ±2^30 outliers: g and u far beyond λ), routing
+  // weights with exact zeros and subnormals (every fourth token 0, every fourth 2^-140..2^-132);
+  // d not a multiple of 32.
+  const std::vector<Spec> specs = {
+      {64, 64, 32, 10.0}, {5, 128, 16, 0.5}, {17, 16, 8, 0.0}, {23, 96, 20, 10.0}, {18, 40, 24, 0.5}};
   return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
+    const bool edges = k > 3;
     Case c;
     c.label = std::to_string(s.tokens) + " tokens, d " + std::to_string(s.d) + ", de " + std::to_string(s.de) +
-              ", limit " + std::to_string(s.limit).substr(0, 4);
+              ", limit " + std::to_string(s.limit).substr(0, 4) + (edges ? ", edge values" : "");
     c.call.reals = {s.limit};
-    c.call.inputs =
-        expert_inputs(s.tokens, s.d, s.de, 4.0 / std::sqrt(static_cast<double>(s.d)), true, seed * 1000 + 600 + k);
+    const std::uint64_t cs = seed * 1000 + 600 + k;
+    c.call.inputs = expert_inputs(s.tokens, s.d, s.de, 4.0 / std::sqrt(static_cast<double>(s.d)), true, cs);
+    if (edges) {
+      c.call.inputs[0].f32 = edge_activations_tamed(s.tokens, s.d, cs, 0x1p16, 0x1p-120);
+      for (std::size_t t = 0; t < c.call.inputs[1].f32.size(); ++t) {
+        if (t % 4 == 1) c.call.inputs[1].f32[t] = 0.0f;
+        if (t % 4 == 2)
+          c.call.inputs[1].f32[t] =
+              static_cast<float>(std::ldexp(1.0 + 0.25 * (t % 3), -140 + static_cast<int>(t % 9)));
+      }
+      c.call.inputs[2].f32 = edge_weight(s.de, s.d, cs + 1, true, "ops.expert.w1");
+      c.call.inputs[3].f32 = edge_weight(s.de, s.d, cs + 3, true, "ops.expert.w3");
+      c.call.inputs[4].f32 = edge_weight(s.d, s.de, cs + 2, true, "ops.expert.w2");
+    }
     return c;
   });
 }
@@ -141,7 +186,7 @@ Op expert_op() {
   return registration(
       "expert", "spec 03 §3.2",
       "routed MoE expert: W2 bf16(w · silu(min(g, λ)) · clamp(u, ±λ)), g = W1 x, u = W3 x, bf16 linears", {},
-      {"swiglu_limit"}, reference, Fn(), expert_cases, expert_gradient());
+      {"swiglu_limit"}, reference, DSV4_OPS_DEVICE(device), expert_cases, expert_gradient());
 }
 
 }  // namespace dsv4::ops::detail
