@@ -13,6 +13,7 @@
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/model_run.hpp"
+#include "dsv4/golden/train_golden.hpp"
 #include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
 
@@ -24,18 +25,35 @@ constexpr const char* kGenerateFooter = R"(
 Examples:
   dsv4 golden generate --config tiny --seed 1 --prompt-len 18 --decode-steps 2 --out g.h5
   dsv4 golden generate --config cfg.json --weights w.safetensors --tokens t.npy --decode-steps 4 --out g.h5
+  dsv4 golden generate --config tiny --seed 1 --prompt-len 40 --train --out train.h5
 
 Runs the reference twice (modes exact and official) on the same weights and tokens and writes every
 module output of both, the inputs, the decision scores and margins, tolerance metadata, a SHA-256 per
 dataset and a manifest (format v1, goldens/README.md). --prompt-len N makes N + K seeded token ids
 (--token-seed) for a prompt of N tokens and K = --decode-steps decode steps; --tokens T takes them from
 a .npy ([b, L] or [L], int32/int64; the last K are decoded). The file is written atomically.
+
+--train adds one training step of the reference (exact mode, float64) under train/: the token
+sequence (one sequence, all L ids, whatever --decode-steps) is trained on as one prefill; the file
+holds the loss parts (total, lm, mtp, balance), the gradient of every parameter by official name,
+the routing and index lists the step held fixed, the FP8 KV offsets of its straight-through
+surrogate, and the optimizer step from a zero state at --lr: each parameter to Muon or AdamW by its
+name (optimizer_for), the states after the step (AdamW m and v, Muon momentum) and every updated
+parameter (gate.bias by the auxiliary-loss-free update). Hashed and listed like every dataset, so
+golden verify covers it (goldens/README.md §The training step). Refused (exit 2, one line naming
+why) where the step cannot run: more than one sequence, fewer than 3 tokens, more than one MTP
+module, or a config whose float64 training state does not fit the memory (tiny does; a slice
+does not on a small machine; V4 never).
 Exit status: 0 written; 2 bad input.)";
 
 constexpr const char* kVerifyFooter = R"(
 Checks the golden's schema and integrity: the manifest's own SHA-256 (root attribute manifest_sha256),
 every dataset the manifest lists (present, dtype, shape, SHA-256 of its data), no dataset that the
 manifest does not list, the inputs and steps, and that exact/ and official/ hold the same outputs.
+A golden with a training step (generate --train) is checked too: every train/ name is one the format
+describes, with its role and dtype; every parameter has its gradient and updated value in its
+checkpoint shape and exactly the states of the optimizer that trains it; the losses, decisions and
+train/tokens (= inputs/tokens) are there; loss/total is lm + mtp_weight*mtp + balance of the parts.
 Exit status: 0 intact; 1 a check failed (each failing dataset named on stdout); 2 the file cannot be
 read as a golden (not HDF5, truncated, not a dsv4 golden, unsupported version).)";
 
@@ -46,6 +64,8 @@ struct GenArgs {
   std::uint64_t token_seed = 1;
   std::int64_t decode_steps = 0;
   int deflate = 6;
+  bool train = false;
+  double lr = kPeakLearningRateFlash;
 };
 
 int generate(const GenArgs& a) {
@@ -77,6 +97,14 @@ int generate(const GenArgs& a) {
   }
   o.decode_steps = a.decode_steps;
   o.deflate = a.deflate;
+  if (a.train) {
+    if (const auto why = train_golden_refusal(o.config, static_cast<std::int64_t>(o.tokens.size()),
+                                              static_cast<std::int64_t>(o.tokens.front().size())))
+      throw InputError("--train", *why);
+    if (!(a.lr >= 0.0 && a.lr < 1.0)) throw InputError("--lr", "must lie in [0, 1)");
+    o.train = TrainStepOptions{};
+    o.train->lr = a.lr;
+  }
   {  // before any work: refused with the estimate and what to lower when the machine has too little memory
     const std::string what = "dsv4 golden generate of " + std::to_string(o.tokens.size()) + " x " +
                              std::to_string(o.tokens.front().size()) + " tokens on config " + o.config.name;
@@ -94,11 +122,13 @@ int generate(const GenArgs& a) {
         last_step = step + mode;
       });
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  char train_part[64] = "";
+  if (a.train) std::snprintf(train_part, sizeof train_part, "training step %.2f s, ", st.seconds_train);
   std::printf(
-      "wrote %s: %lld datasets, %.1f MB of values; weights %.2f s, exact %.2f s, official %.2f s, write %.2f s, "
+      "wrote %s: %lld datasets, %.1f MB of values; weights %.2f s, exact %.2f s, official %.2f s, %swrite %.2f s, "
       "total %.2f s\n",
       a.out.c_str(), static_cast<long long>(st.datasets), static_cast<double>(st.value_bytes) / 1e6, st.seconds_weights,
-      st.seconds_exact, st.seconds_official, st.seconds_write, total);
+      st.seconds_exact, st.seconds_official, train_part, st.seconds_write, total);
   return 0;
 }
 
@@ -214,6 +244,11 @@ void register_golden(CLI::App& app) {
   gen->add_option("--token-seed", g->token_seed, "seed of the --prompt-len token ids")->capture_default_str();
   gen->add_option("--decode-steps", g->decode_steps, "decode steps K")->capture_default_str();
   gen->add_option("--deflate", g->deflate, "gzip level 0-9 of the datasets (0: none)")->capture_default_str();
+  gen->add_flag("--train", g->train,
+                "also write one training step (exact: losses, every gradient, optimizer states, updated parameters) "
+                "under train/");
+  gen->add_option("--lr", g->lr, "learning rate of the --train step (default: V4-Flash's peak, spec 06 §6.4)")
+      ->capture_default_str();
   gen->add_option("--out", g->out, "output golden .h5")->required();
   gen->footer(kGenerateFooter);
   gen->callback([g]() { set_exit_code(run_guarded("golden generate", [&] { return generate(*g); })); });

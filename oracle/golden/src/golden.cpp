@@ -15,6 +15,7 @@
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/golden/dump.hpp"
 #include "dsv4/golden/sha256.hpp"
+#include "dsv4/golden/train_golden.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/model/output_table.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -180,6 +181,10 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
   check_tokens(o.tokens, c.vocab_size, o.tokens_source.empty() ? "--tokens" : o.tokens_source);
   const auto plan = plan_steps(c, static_cast<std::int64_t>(o.tokens.size()),
                                static_cast<std::int64_t>(o.tokens.front().size()), o.decode_steps);
+  if (o.train)
+    if (const auto why = train_golden_refusal(c, static_cast<std::int64_t>(o.tokens.size()),
+                                              static_cast<std::int64_t>(o.tokens.front().size())))
+      throw InputError("--train", *why);
 
   auto t0 = std::chrono::steady_clock::now();
   ModelWeights w = make_weights(c, o.weights);
@@ -249,6 +254,33 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
     if ((role == GoldenRole::kValue || role == GoldenRole::kDecision) && !t_ex.integral)
       tol_entries[name] = tolerance_entry(t_ex.values, it->second.values);
   }
+  st.seconds_write = seconds_since(t0);
+
+  // train/ (train_golden.hpp): the weights made a third time (the forward runs took them), checked.
+  ojson train_section;
+  if (o.train) {
+    t0 = std::chrono::steady_clock::now();
+    w = make_weights(c, o.weights);
+    if (weights_content_sha256(c, w) != content_sha)
+      throw std::logic_error("golden: the weights made for the training step differ from the exact run's");
+    st.seconds_weights += seconds_since(t0);
+    TrainGoldenStats ts;
+    const double write_before = st.seconds_write;
+    const auto t_train = std::chrono::steady_clock::now();
+    train_section = ojson::parse(write_train_group(
+        c, w, o.tokens.front(), *o.train,
+        [&](const std::string& path, const Tensor& t) {
+          const std::optional<TrainDatasetDesc> d = describe_train_dataset(path);
+          if (!d) throw std::logic_error("golden: " + path + " is not a described train/ dataset");
+          st.value_bytes += static_cast<std::int64_t>(t.nbytes());
+          write_entry(f, datasets, path, t, d->role, o.deflate);
+        },
+        &ts));
+    st.seconds_train = ts.seconds_step;
+    st.seconds_write = write_before + seconds_since(t_train) - ts.seconds_step;
+    w = ModelWeights{};
+  }
+  t0 = std::chrono::steady_clock::now();
 
   ojson man;
   man["format"] = kGoldenFormatName;
@@ -277,6 +309,7 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
       "golden's scores (indexer/scores, ffn.gate/choice_scores) show a near-tie: see oracle/README.md §Goldens";
   tol["tensors"] = std::move(tol_entries);
   man["tolerance"] = std::move(tol);
+  if (o.train) man["train"] = std::move(train_section);
   man["hash_definition"] = "sha256 of the dataset's elements as little-endian bytes in row-major order";
   man["datasets"] = std::move(datasets);
   st.datasets = static_cast<std::int64_t>(man["datasets"].size());
@@ -286,7 +319,7 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
   f.set_attr("/", "dsv4_format_version", kGoldenFormatVersion);
   f.set_attr("/", "manifest_sha256", sha256_hex(text));
   f.commit();
-  st.seconds_write = seconds_since(t0);
+  st.seconds_write += seconds_since(t0);
   return st;
 }
 
@@ -535,8 +568,9 @@ GoldenVerifyResult verify_golden(const std::string& path) {
   for (const StepPlan& s : g.steps()) steps.insert(s.name);
   for (const GoldenEntry& e : g.entries()) {
     const bool ex = e.path.rfind("exact/", 0) == 0, off = e.path.rfind("official/", 0) == 0;
+    if (e.path.rfind("train/", 0) == 0) continue;  // verify_train_group below
     if (!ex && !off) {
-      if (e.role != GoldenRole::kInput) problem(e.path, "outside exact/, official/ and inputs/");
+      if (e.role != GoldenRole::kInput) problem(e.path, "outside exact/, official/, inputs/ and train/");
       continue;
     }
     const std::string canonical = e.path.substr(ex ? 6 : 9);
@@ -566,6 +600,9 @@ GoldenVerifyResult verify_golden(const std::string& path) {
       problem("manifest", "tolerance.tensors." + name + " disagrees with the data (" + stored.dump() + " stored, " +
                               data.dump() + " computed)");
   }
+
+  // The training step (train_golden.hpp).
+  for (GoldenProblem& p : verify_train_group(g)) r.problems.push_back(std::move(p));
   return r;
 }
 

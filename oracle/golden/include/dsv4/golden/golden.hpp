@@ -10,6 +10,7 @@
 //   /inputs/mtp            int64 [steps] 1 when mtp.0 ran in the step
 //   /exact/<canonical>     float64 / int64  the `exact` mode outputs (canonical name
 //   /official/<canonical>  float64 / int64  `<step>/<module path>/<output>`), the `official` ones
+//   /train/…               one training step, exact (`--train`; train_golden.hpp)
 //
 // A dataset's sha256 is that of its elements as little-endian bytes in row-major order
 // (numpy: hashlib.sha256(np.ascontiguousarray(d[()]).astype('<f8' or '<i8').tobytes())).
@@ -27,6 +28,7 @@
 #include "dsv4/golden/model_run.hpp"
 #include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/numerics/tensor.hpp"
+#include "dsv4/train/train_step.hpp"
 
 namespace dsv4 {
 
@@ -52,10 +54,14 @@ struct GoldenGenerateOptions {
   std::int64_t decode_steps = 0;
   std::string tokens_source;  // how the tokens were made (file name or "synthetic seed S"), for the manifest
   int deflate = 6;            // gzip level of datasets of ≥ 4 KiB (0: contiguous)
+  // Also one training step on the tokens (one sequence, all of them) under train/ (train_golden.hpp);
+  // InputError naming --train when train_golden_refusal refuses the config or the tokens.
+  std::optional<TrainStepOptions> train;
 };
 
 struct GoldenGenerateStats {
   double seconds_weights = 0, seconds_exact = 0, seconds_official = 0, seconds_write = 0;
+  double seconds_train = 0;  // the training step (forward, backward, optimizer), --train only
   std::int64_t datasets = 0;
   std::int64_t value_bytes = 0;  // uncompressed bytes of the exact + official datasets
 };

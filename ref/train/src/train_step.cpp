@@ -1,0 +1,57 @@
+// One training step of the reference (spec 06 §6.12, §6.13): train_step.hpp.
+#include "dsv4/train/train_step.hpp"
+
+#include <stdexcept>
+#include <string>
+
+namespace dsv4 {
+
+std::string routing_module_of_bias(const std::string& name) {
+  static const std::string kSuffix = ".gate.bias";
+  if (name.size() <= kSuffix.size() || name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
+    return {};
+  return name.substr(0, name.size() - kSuffix.size());
+}
+
+TrainStepResult train_step(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
+                           const std::vector<std::int64_t>& tokens, const TrainStepOptions& opt, int threads) {
+  TrainStepResult r;
+  r.step = model_backward(c, weights, params, tokens, opt.loss);
+  const std::int64_t E = c.n_routed_experts, k = c.n_activated_experts;
+  for (const auto& [name, w0] : params) {
+    const Mat& g = r.step.grad.at(name);
+    Mat w = w0;
+    const OptimizerKind kind = optimizer_for(name).kind;
+    r.optimizer.emplace(name, kind);
+    switch (kind) {
+      case OptimizerKind::kMuon: {
+        MuonState s = muon_state(w);
+        muon_step(w, s, g, opt.lr, opt.muon, muon_row_blocks(name, c), threads);
+        r.muon.emplace(name, std::move(s));
+        break;
+      }
+      case OptimizerKind::kAdamW: {
+        AdamWState s = adamw_state(w);
+        adamw_step(w, s, g, opt.lr, opt.adamw);
+        r.adamw.emplace(name, std::move(s));
+        break;
+      }
+      case OptimizerKind::kNone: {
+        // The only untrained float parameter the ParameterMap holds is a router bias (header).
+        const std::string module = routing_module_of_bias(name);
+        const auto it = r.step.loss.decisions.routing.find(module);
+        if (module.empty() || it == r.step.loss.decisions.routing.end())
+          throw std::logic_error("train_step: " + name + " is not trained by a gradient and is no router bias");
+        const std::int64_t rows = static_cast<std::int64_t>(it->second.size()) / k;
+        Vec b = w.col(0);
+        update_router_bias(b, expert_loads(it->second, rows, E, k), opt.bias_speed);
+        w.col(0) = b;
+        break;
+      }
+    }
+    r.updated.emplace(name, std::move(w));
+  }
+  return r;
+}
+
+}  // namespace dsv4
