@@ -1,5 +1,6 @@
 // `dsv4 golden generate|verify|inspect`: golden HDF5 sets, format v1 (goldens/README.md).
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -151,10 +152,15 @@ int inspect(const std::string& path, bool json, bool tensors) {
   const Golden g = Golden::open(path);
   const nlohmann::ordered_json man = nlohmann::ordered_json::parse(g.manifest_text());
   std::map<std::string, std::map<std::string, int>> per_step;  // step → role → count (exact/ only)
-  std::int64_t bytes = 0;
+  std::int64_t bytes = 0, train_bytes = 0, train_datasets = 0;
   for (const GoldenEntry& e : g.entries()) {
     std::int64_t n = 8;
     for (auto d : e.shape) n *= d;
+    if (e.path.rfind("train/", 0) == 0) {
+      train_bytes += n;
+      ++train_datasets;
+      continue;
+    }
     bytes += n;
     if (e.path.rfind("exact/", 0) != 0) continue;
     const std::string canonical = e.path.substr(6);
@@ -167,6 +173,13 @@ int inspect(const std::string& path, bool json, bool tensors) {
     j["datasets"] = g.entries().size();
     j["value_bytes"] = bytes;
     j["outputs_per_step"] = per_step;
+    if (man.contains("train")) {
+      nlohmann::ordered_json t = man.at("train");
+      t.erase("optimizer");
+      t["datasets"] = train_datasets;
+      t["value_bytes"] = train_bytes;
+      j["train"] = std::move(t);
+    }
     if (tensors) {
       j["tensors"] = nlohmann::ordered_json::array();
       for (const GoldenEntry& e : g.entries())
@@ -195,8 +208,26 @@ int inspect(const std::string& path, bool json, bool tensors) {
   for (const StepPlan& s : g.steps())
     std::printf(" %s(pos %lld, %lld tok%s)", s.name.c_str(), static_cast<long long>(s.start_pos),
                 static_cast<long long>(s.length), s.mtp ? ", mtp" : "");
-  std::printf("\n  datasets    %zu (%.1f MB of values, exact + official)\n", g.entries().size(),
+  std::printf("\n  datasets    %zu (%.1f MB of values, exact + official)\n", g.entries().size() - train_datasets,
               static_cast<double>(bytes) / 1e6);
+  if (man.contains("train")) {
+    const auto& t = man.at("train");
+    std::map<std::string, int> kinds;
+    const nlohmann::ordered_json optimizer = t.value("optimizer", nlohmann::ordered_json::object());
+    for (const auto& [name, k] : optimizer.items()) kinds[k.get<std::string>()]++;
+    const auto loss = [&](const char* part) {
+      const std::string ds = std::string("train/loss/") + part;
+      if (!g.file().is_dataset(ds)) return std::nan("");
+      const Tensor v = g.file().read(ds);
+      return v.numel() == 1 && v.dtype() == DType::kF64 ? v.values<double>()[0] : std::nan("");
+    };
+    std::printf(
+        "  train       one step, exact: loss %.17g (lm %.17g, mtp %.17g, balance %.3e); %d parameters (%d muon, %d "
+        "adamw, %d none), lr %g; %lld datasets, %.1f MB of values (goldens/README.md §The training step)\n",
+        loss("total"), loss("lm"), loss("mtp"), loss("balance"), kinds["muon"] + kinds["adamw"] + kinds["none"],
+        kinds["muon"], kinds["adamw"], kinds["none"], t.value("lr", std::nan("")),
+        static_cast<long long>(train_datasets), static_cast<double>(train_bytes) / 1e6);
+  }
   std::printf("  outputs per step (each in exact/ and official/):\n");
   for (const auto& [step, roles] : per_step) {
     std::printf("    %-9s", step.c_str());

@@ -147,6 +147,24 @@ TEST_F(TrainGolden, VerifiesAndAFlippedBitInTrainFails) {
   EXPECT_NE(r.err.find(victim), std::string::npos) << r.err;
 }
 
+TEST_F(TrainGolden, InspectSummarisesTheStep) {
+  const std::string g = golden();
+  auto r = dsv4("golden inspect " + g);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("train       one step, exact: loss "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("354 parameters (265 muon, 85 adamw, 4 none), lr 0.001;"), std::string::npos) << r.out;
+  r = dsv4("golden inspect --json " + g);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const ojson j = ojson::parse(r.out);
+  ASSERT_TRUE(j.contains("train")) << r.out;
+  EXPECT_EQ(j.at("train").at("lr").get<double>(), kLr);
+  EXPECT_GT(j.at("train").at("datasets").get<std::int64_t>(), 354 * 2);
+  // A golden without a training step says nothing of one.
+  r = dsv4("golden inspect " + std::string(DSV4_SOURCE_DIR) + "/goldens/tiny-s1-p6-d2.h5");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.find("train "), std::string::npos) << r.out;
+}
+
 // A copy of the golden with every dataset re-hashed into a consistent manifest, after `edit` has
 // changed the list of (path, tensor): what verify's hashes cannot see, its train/ checks must.
 void rewrite(const std::string& from, const std::string& to,
