@@ -66,7 +66,7 @@ struct GenArgs {
   std::int64_t decode_steps = 0;
   int deflate = 6;
   bool train = false;
-  double lr = kPeakLearningRateFlash;
+  std::optional<double> lr;  // --train only; default kPeakLearningRateFlash
 };
 
 int generate(const GenArgs& a) {
@@ -98,13 +98,15 @@ int generate(const GenArgs& a) {
   }
   o.decode_steps = a.decode_steps;
   o.deflate = a.deflate;
+  if (a.lr && !a.train) throw InputError("--lr", "is the learning rate of the --train step; give --train too");
   if (a.train) {
     if (const auto why = train_golden_refusal(o.config, static_cast<std::int64_t>(o.tokens.size()),
                                               static_cast<std::int64_t>(o.tokens.front().size())))
       throw InputError("--train", *why);
-    if (!(a.lr >= 0.0 && a.lr < 1.0)) throw InputError("--lr", "must lie in [0, 1)");
+    const double lr = a.lr.value_or(kPeakLearningRateFlash);
+    if (!(lr >= 0.0 && lr < 1.0)) throw InputError("--lr", "must lie in [0, 1)");
     o.train = TrainStepOptions{};
-    o.train->lr = a.lr;
+    o.train->lr = lr;
   }
   {  // before any work: refused with the estimate and what to lower when the machine has too little memory
     const std::string what = "dsv4 golden generate of " + std::to_string(o.tokens.size()) + " x " +
@@ -278,8 +280,7 @@ void register_golden(CLI::App& app) {
   gen->add_flag("--train", g->train,
                 "also write one training step (exact: losses, every gradient, optimizer states, updated parameters) "
                 "under train/");
-  gen->add_option("--lr", g->lr, "learning rate of the --train step (default: V4-Flash's peak, spec 06 §6.4)")
-      ->capture_default_str();
+  gen->add_option("--lr", g->lr, "learning rate of the --train step (default 2.7e-4: V4-Flash's peak, spec 06 §6.4)");
   gen->add_option("--out", g->out, "output golden .h5")->required();
   gen->footer(kGenerateFooter);
   gen->callback([g]() { set_exit_code(run_guarded("golden generate", [&] { return generate(*g); })); });

@@ -360,6 +360,11 @@ TEST_F(TrainGolden, UnsupportedConfigIsBadInputWithOneLine) {
   ::unsetenv("DSV4_MEMORY_LIMIT");
   expect_bad_input(r, "golden generate", "the training step of config tiny holds about");
   EXPECT_FALSE(std::filesystem::exists(file("y.h5")));
+  // --lr belongs to --train; a learning rate out of range.
+  r = dsv4("golden generate --config tiny --seed 1 --prompt-len 6 --lr 0.01 --out " + file("y.h5"));
+  expect_bad_input(r, "golden generate", "--lr");
+  r = dsv4("golden generate --config tiny --seed 1 --prompt-len 6 --train --lr -1 --out " + file("y.h5"));
+  expect_bad_input(r, "golden generate", "--lr: must lie in [0, 1)");
   // Too few tokens for next-token and MTP targets.
   r = dsv4("golden generate --config tiny --seed 1 --prompt-len 2 --train --out " + file("y.h5"));
   expect_bad_input(r, "golden generate", "at least 3 tokens");
