@@ -39,6 +39,8 @@ inline const std::map<Deviation, std::string>& expected_first_divergent_module()
       {Deviation::kGateScoresBf16, "layers.0.ffn.gate"},
       {Deviation::kIndexerScaleOmitted, "layers.2.attn.indexer"},
       {Deviation::kRouteScaleTwice, "layers.0.ffn"},
+      {Deviation::kKvFp8Truncation, "layers.0.attn"},
+      {Deviation::kKvFp8RoundHalfAway, "layers.0.attn"},
   };
   return m;
 }

@@ -3,15 +3,44 @@
 // C4 top-k of spec 01 §1.11 with its certified cut. Components call these; none branches on the
 // mode to take a decision.
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "dsv4/model/kv_certify.hpp"
 #include "dsv4/model/precision.hpp"
+#include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/quant.hpp"
 
 namespace dsv4 {
+
+namespace {
+
+// Deviations kKvFp8Truncation / kKvFp8RoundHalfAway (bug catalogue only): spec 01 §1.4's UE8M0
+// act_quant simulation with the e4m3 cast of step 3 rounding toward zero, or breaking ties away
+// from zero, instead of RNE — the scale (step 2) and the dequantisation (step 5) as the kernel's.
+// The code is the RNE one (act_quant) moved by one step of magnitude where the two roundings
+// differ on v = fl32(x / s), clamped to ±448 (e4m3fn codes increase with their magnitude bits).
+void fp8_ue8m0_directed_inplace(std::span<float> x, std::int64_t cols, int block, Deviation d) {
+  const Fp8Blocks q = act_quant(x, cols, block, ScaleFormat::kUE8M0);
+  const std::int64_t blocks_per_row = cols / block;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const auto r = static_cast<std::int64_t>(i) / cols, b = (static_cast<std::int64_t>(i) % cols) / block;
+    const float s = q.scales[static_cast<std::size_t>(r * blocks_per_row + b)];
+    const double v = std::min(std::max(static_cast<double>(x[i] / s), -448.0), 448.0);
+    const std::uint8_t rne = q.values[i], sign = rne & 0x80u;
+    std::uint8_t mag = rne & 0x7Fu;
+    const double a = std::abs(v), at = e4m3_to_float(mag);
+    if (d == Deviation::kKvFp8Truncation && at > a) --mag;
+    if (d == Deviation::kKvFp8RoundHalfAway && at < a && mag < 0x7Eu && e4m3_to_float(mag + 1) - a == a - at) ++mag;
+    x[i] = round_bf16(e4m3_to_float(static_cast<std::uint8_t>(sign | mag)) * s);
+  }
+}
+
+}  // namespace
 
 // spec 01 §1.4 / §1.5. Official: the fp32 kernels (act_quant_inplace UE8M0 / fp4_act_quant_inplace)
 // on the values as fp32; exact: block_quant_exact_inplace on the doubles.
@@ -31,7 +60,10 @@ QuantMargin Precision::quantise(Mat& x, Eigen::Index row0, Eigen::Index rows, Ei
       for (Eigen::Index j = 0; j < cols; ++j) buf[at(r, j)] = static_cast<float>(x(row0 + r, col0 + j));
     }
     m = block_quant_margin_fp32(buf, cols, block, kind);
-    if (kind == BlockQuant::kFp8Ue8m0) {
+    if (kind == BlockQuant::kFp8Ue8m0 &&
+        (deviates(Deviation::kKvFp8Truncation) || deviates(Deviation::kKvFp8RoundHalfAway))) {
+      fp8_ue8m0_directed_inplace(buf, cols, block, deviation_);
+    } else if (kind == BlockQuant::kFp8Ue8m0) {
       act_quant_inplace(buf, cols, block, ScaleFormat::kUE8M0);
     } else {
       fp4_act_quant_inplace(buf, cols);

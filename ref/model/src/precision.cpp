@@ -76,6 +76,10 @@ std::string deviation_name(Deviation d) {
       return "indexer-scale-omitted";
     case Deviation::kRouteScaleTwice:
       return "route-scale-twice";
+    case Deviation::kKvFp8Truncation:
+      return "kv-fp8-truncation";
+    case Deviation::kKvFp8RoundHalfAway:
+      return "kv-fp8-round-half-away";
     case Deviation::kBf16Jitter:
       return "bf16-jitter";
     case Deviation::kSumSequential:
@@ -100,7 +104,8 @@ const std::vector<Deviation>& all_deviations() {
       Deviation::kBf16Truncation,   Deviation::kSinkhornColumnFirst, Deviation::kSinkhornEpsOutside,
       Deviation::kHcCombTransposed, Deviation::kGateBiasInWeights,   Deviation::kClampGateBothSides,
       Deviation::kHashByPosition,   Deviation::kSoftmaxScaleOff,     Deviation::kRmsNormEpsOutside,
-      Deviation::kGateScoresBf16,   Deviation::kIndexerScaleOmitted, Deviation::kRouteScaleTwice};
+      Deviation::kGateScoresBf16,   Deviation::kIndexerScaleOmitted, Deviation::kRouteScaleTwice,
+      Deviation::kKvFp8Truncation,  Deviation::kKvFp8RoundHalfAway};
   return v;
 }
 

@@ -59,6 +59,8 @@ enum class Deviation {
   kGateScoresBf16,       // ffn.gate: the fp32 routing scores stored as bf16
   kIndexerScaleOmitted,  // attn.indexer: head weights without the n_I^{-1/2} factor
   kRouteScaleTwice,      // ffn: routed expert 0 scales its routing weight by route_scale again
+  kKvFp8Truncation,      // attn, attn.compressor: the KV FP8 simulation casts to e4m3 toward zero, not RNE
+  kKvFp8RoundHalfAway,   // attn, attn.compressor: the KV FP8 simulation breaks e4m3 ties away from zero
   // Not bugs: legitimate engine variants (all_legitimate_variants()); certify/diff must PASS them.
   kBf16Jitter,            // bf16 casts land on the other neighbour for one value in eight
   kSumSequential,         // C1 sums: sequential fp32 FMA accumulation instead of the exact sum
