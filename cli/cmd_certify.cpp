@@ -39,8 +39,10 @@ mode), the candidate's error against the exact recomputation judged by
     within the yardstick of the rounding boundary: a near-tie, counted in the reason), and
   - the structure tests of the error field: its slope against the exact values (a scale error),
     its mean (an offset), per-channel and per-row slopes — errors far below one ulp per element
-    that are correlated with something; Holm over every test of the run at alpha = 1e-4 (the
-    family-wise false-positive rate; oracle/compare/README.md §Structure tests);
+    that are correlated with something — and, in the FP8-quantised outputs, the direction test
+    (the elements off the official recomputation's code must lie nearer and farther from zero
+    alike, as a round-to-nearest-even engine's); Holm over every test of the run at
+    alpha = 1e-4 (the family-wise false-positive rate; oracle/compare/README.md §Structure tests);
 and each discrete output (indexer top-k, routed expert ids) row by row as a set, a different set
 accepted only where the exact scores prove a near-tie. Where no local verdict exists (the candidate
 lacks the module's input) the end-to-end comparison against the golden stands, marked (e2e) in the table.

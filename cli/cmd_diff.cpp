@@ -30,8 +30,10 @@ forcing). The module's local error (candidate vs that exact recomputation) is ju
 tolerance model against the larger error of the two other recomputations (the yardstick:
 oracle/README.md, "The yardstick"), and by the
 structure tests of its error field against the official recomputation (scale, offset, per-channel
-and per-row scale: systematic errors far below one ulp per element; one Holm family over the whole
-run at alpha = 1e-4, oracle/compare/README.md); discrete decisions pass only at near-ties proven by
+and per-row scale: systematic errors far below one ulp per element; in the FP8-quantised outputs
+also the direction test: the elements off the official's code must lie nearer and farther from
+zero alike, as a round-to-nearest-even engine's; one Holm family over the whole run at
+alpha = 1e-4, oracle/compare/README.md); discrete decisions pass only at near-ties proven by
 the exact scores, and in the FP8-quantised outputs (window KV, compressor entries) a value one FP8
 step from the exact code counts as exact only where the exact pre-quantisation value lies within
 the yardstick of the rounding boundary (a near-tie; counted, oracle/compare/README.md §Quantised

@@ -4,11 +4,16 @@
 // flip far from the boundary and a two-quantum flip FAIL; a block scale flip at a near-tie of the
 // amax passes (FP4; FP8's scale flips stay below the size checks' floor), one far from the
 // power-of-two step or with an element beyond one step fails; FP4 element flips alike; bad input.
+// The direction test (quant_direction_test): a faithful engine's decisions differ from the
+// official's in both directions and pass; an e4m3 cast toward zero passes the size checks with the
+// near-tie rule but fails the direction test; n differences all toward zero fail one test at
+// alpha 1e-4 from n = 15 on; the exact binomial tail.
 #include "dsv4/compare/quant_flips.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -274,6 +279,124 @@ TEST(QuantFlips, Fp4NearBoundaryFlipPassesAndFarOneFails) {
   }
 }
 
+// ---- the direction test ----
+
+// Rows of 128: dims [0, 64) one FP8 block at scale 1 (element 0 = 300, the amax, in (224, 448]),
+// the others pseudo-random magnitudes in [64, 128) (one binade: e4m3 quantum 8) with pseudo-random
+// signs; the official engine's pre-quantisation values are those plus an error of up to ±3.5 (the
+// KV's FP8 linear, in miniature: a few tenths of a quantum, so its yardstick τ ≈ 2 × 3.7 + ½ covers
+// every element's boundary), rounded to bf16; then quantised (RNE). Dims [64, 128) plain.
+constexpr int kRows = 64;
+struct DirectionScenario {
+  std::vector<double> exact_pre, official_pre, exact, official;
+  DirectionScenario() : exact_pre(kRows * kCols), official_pre(kRows * kCols) {
+    std::uint64_t h = 12345;
+    const auto next = [&h] {
+      h = h * 6364136223846793005ULL + 1442695040888963407ULL;
+      return static_cast<double>(h >> 11) * 0x1.0p-53;
+    };
+    for (std::size_t i = 0; i < exact_pre.size(); ++i) {
+      const std::int64_t j = static_cast<std::int64_t>(i) % kCols;
+      const double mag = j == 0 ? 300.0 : j < kQuant ? 64.0 + 64.0 * next() : 0.3 + next();
+      exact_pre[i] = next() < 0.5 ? -mag : mag;
+      const double err = j == 0 || j >= kQuant ? 0.0 : 3.5 * (2.0 * next() - 1.0);
+      official_pre[i] = bf16(exact_pre[i] + err);
+    }
+    exact = quantised(exact_pre);
+    official = quantised(official_pre);
+  }
+};
+
+// The e4m3 code of x at scale 1 cast toward zero (an RNE code above |x| moved one step down).
+double e4m3_toward_zero(double x) {
+  const std::uint32_t c = encode_minifloat(kFormatE4M3, x, Overflow::kSaturateFinite);
+  const double r = decode_minifloat(kFormatE4M3, c);
+  return std::abs(r) > std::abs(x) ? decode_minifloat(kFormatE4M3, c - 1) : r;  // sign-magnitude codes
+}
+
+TEST(QuantDirection, FaithfulEngineDiffersInBothDirectionsAndPasses) {
+  const DirectionScenario s;
+  // A faithful engine: one pre-quantisation value in four one bf16 ulp up or down (its own
+  // rounding noise, symmetric), then RNE.
+  std::vector<double> pre = s.official_pre;
+  for (std::size_t i = 0; i < pre.size(); ++i) {
+    const std::uint64_t h = (i + 1) * 0x9E3779B97F4A7C15ULL;
+    if ((h >> 62) == 0) pre[i] += ((h >> 61) & 1 ? 1.0 : -1.0) * ulp_bf16(std::abs(pre[i]));
+  }
+  const std::vector<double> c = quantised(pre);
+  const QuantDirections d = quant_directions(c, s.official, kLayout);
+  EXPECT_GT(d.toward_zero, 10);
+  EXPECT_GT(d.away_from_zero, 10);
+  const StructureStat t = quant_direction_test(c, s.official, s.exact, kLayout, 2.0);
+  ASSERT_TRUE(t.ran) << t.not_run;
+  EXPECT_EQ(t.kind, StructureKind::kQuantDirection);
+  EXPECT_GT(t.p, 1e-2) << describe(t);
+  // The exact recomputation itself (an engine more exact than the official) passes too.
+  EXPECT_GT(quant_direction_test(s.exact, s.official, s.exact, kLayout, 2.0).p, 1e-2);
+  EXPECT_FALSE(quant_direction_test(s.official, s.official, s.exact, kLayout, 2.0).ran);
+}
+
+TEST(QuantDirection, CastTowardZeroPassesTheSizeChecksButFailsTheDirectionTest) {
+  const DirectionScenario s;
+  std::vector<double> c = s.official;
+  for (std::size_t i = 0; i < c.size(); ++i)
+    if (static_cast<std::int64_t>(i) % kCols < kQuant) c[i] = e4m3_toward_zero(s.official_pre[i]);
+  // The near-tie rule's yardstick is wide here (τ ≈ 7.9 against half a quantum, 4, plus the
+  // official's error): every one-step difference is accepted and the size checks pass.
+  const double e_pre = quantised_max_abs_error(s.official_pre, s.exact_pre, kLayout);
+  const QuantFlips f = accept_quant_flips(c, s.exact, s.exact_pre, e_pre, DType::kBF16, kLayout);
+  MetricOptions mo;
+  mo.ulp_dtype = DType::kBF16;
+  const ReferenceError off = reference_error(compute_metrics(s.official, DType::kBF16, s.exact, mo));
+  const TensorVerdict v = judge_tensor(compute_metrics(f.judged, DType::kBF16, s.exact, mo), off);
+  EXPECT_GT(f.element_flips, 1000);
+  EXPECT_EQ(v.verdict, Verdict::kPass) << v.reason;
+  // … and every decision that differs from the official's is nearer zero.
+  const QuantDirections d = quant_directions(c, s.official, kLayout);
+  EXPECT_GT(d.toward_zero, 1000);
+  EXPECT_EQ(d.away_from_zero, 0);
+  const StructureStat t = quant_direction_test(c, s.official, s.exact, kLayout, 2.0);
+  ASSERT_TRUE(t.ran);
+  EXPECT_LT(t.p, 1e-100) << describe(t);
+  EXPECT_EQ(t.estimate, static_cast<double>(d.toward_zero));
+}
+
+// n elements of one row moved one code toward zero from the official's, nothing else: one test at
+// alpha 1e-4 (as if it were the family's only one) rejects from n = 15 on (2 · 2^−15 = 6.1e-5;
+// n = 14: 1.2e-4). Balanced moves (n toward, n away) never reject.
+TEST(QuantDirection, AllTowardZeroFailsFromFifteenDifferences) {
+  const DirectionScenario s;
+  const QuantisedLayout one_row = kLayout;
+  const std::vector<double> official(s.official.begin(), s.official.begin() + kCols);
+  const std::vector<double> exact(s.exact.begin(), s.exact.begin() + kCols);
+  const auto moved = [&](int toward, int away) {
+    std::vector<double> c = official;
+    for (int j = 1; j <= toward + away; ++j) {
+      const auto code = encode_minifloat(kFormatE4M3, official[static_cast<std::size_t>(j)], Overflow::kSaturateFinite);
+      c[static_cast<std::size_t>(j)] = decode_minifloat(kFormatE4M3, j <= toward ? code - 1 : code + 1);
+    }
+    return quant_direction_test(c, official, exact, one_row, 2.0);
+  };
+  for (int n = 1; n <= 30; ++n) {
+    const StructureStat t = moved(n, 0);
+    EXPECT_EQ(t.p < 1e-4, n >= 15) << n << ": " << describe(t);
+    EXPECT_GT(moved(n, n).p, 0.5) << n;
+  }
+}
+
+TEST(QuantDirection, BinomialUpperTail) {
+  EXPECT_NEAR(binomial_upper_tail(10, 8, 0.5), 56.0 / 1024.0, 1e-15);
+  EXPECT_NEAR(binomial_upper_tail(10, 3, 0.5), 968.0 / 1024.0, 1e-15);  // the lower branch
+  EXPECT_NEAR(binomial_upper_tail(10, 10, 0.25), std::pow(0.25, 10), 1e-20);
+  // P(X ≥ n/2) = ½ + P(X = n/2)/2, P(X = 5000) = 0.00797865 (n = 10^4)
+  EXPECT_NEAR(binomial_upper_tail(10000, 5000, 0.5), 0.5 + 0.5 * 0.00797865, 1e-8);
+  EXPECT_NEAR(binomial_upper_tail(100, 100, 0.5), std::ldexp(1.0, -100), 1e-40);
+  EXPECT_EQ(binomial_upper_tail(5, 0, 0.3), 1.0);
+  EXPECT_EQ(binomial_upper_tail(5, 6, 0.3), 0.0);
+  EXPECT_LT(binomial_upper_tail(20000, 20000, 0.5), 1e-300);
+  EXPECT_THROW(binomial_upper_tail(5, 2, 1.5), std::invalid_argument);
+}
+
 TEST(QuantFlips, BadInputThrows) {
   const std::vector<double> v(128, 1.0), w(127, 1.0);
   EXPECT_THROW(accept_quant_flips(v, w, v, 0.0, DType::kBF16, kLayout), std::invalid_argument);
@@ -283,6 +406,7 @@ TEST(QuantFlips, BadInputThrows) {
   EXPECT_THROW(accept_quant_flips(v, v, v, 0.0, DType::kBF16, QuantisedLayout{96, 64, 64, BlockQuant::kFp8Ue8m0}),
                std::invalid_argument);
   EXPECT_THROW(quant_flip_tolerance(std::nan(""), 1.0, DType::kBF16), std::invalid_argument);
+  EXPECT_THROW(quant_direction_test(v, w, v, kLayout, 2.0), std::invalid_argument);
 }
 
 }  // namespace

@@ -211,4 +211,71 @@ QuantFlips accept_quant_flips(std::span<const double> candidate, std::span<const
   return r;
 }
 
+QuantDirections quant_directions(std::span<const double> a, std::span<const double> b, const QuantisedLayout& layout) {
+  if (a.size() != b.size()) throw std::invalid_argument("quant_directions: sizes differ");
+  check_layout(a.size(), layout);
+  QuantDirections d;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (static_cast<std::int64_t>(i) % layout.cols >= layout.quantised_cols) continue;
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) continue;
+    ++d.compared;
+    if (std::abs(a[i]) < std::abs(b[i])) ++d.toward_zero;
+    if (std::abs(a[i]) > std::abs(b[i])) ++d.away_from_zero;
+  }
+  return d;
+}
+
+double binomial_upper_tail(std::int64_t n, std::int64_t m, double p) {
+  if (n < 0 || !(p >= 0.0 && p <= 1.0)) throw std::invalid_argument("binomial_upper_tail: bad n or p");
+  if (m <= 0) return 1.0;
+  if (m > n) return 0.0;
+  if (p == 0.0) return 0.0;
+  if (p == 1.0) return 1.0;
+  // log P(X = j) = log C(n, j) + j log p + (n − j) log(1 − p); from j the terms are summed away
+  // from the mode (they only decrease there): upward from m when m lies above the mean, else the
+  // lower tail downward from m − 1, and its complement.
+  const bool upper = static_cast<double>(m) > static_cast<double>(n) * p;
+  const std::int64_t j0 = upper ? m : m - 1;
+  double log_term = static_cast<double>(j0) * std::log(p) + static_cast<double>(n - j0) * std::log1p(-p);
+  for (std::int64_t i = 1; i <= j0; ++i)
+    log_term += std::log(static_cast<double>(n - j0 + i)) - std::log(static_cast<double>(i));
+  double sum = 0.0, term = 1.0;  // relative to P(X = j0)
+  for (std::int64_t j = j0; upper ? j <= n : j >= 0; j += upper ? 1 : -1) {
+    sum += term;
+    term *= upper ? static_cast<double>(n - j) / static_cast<double>(j + 1) * (p / (1.0 - p))
+                  : static_cast<double>(j) / static_cast<double>(n - j + 1) * ((1.0 - p) / p);
+    if (term < 1e-18 * sum) break;
+  }
+  const double tail = std::min(1.0, std::exp(log_term + std::log(sum)));
+  return upper ? tail : std::max(0.0, 1.0 - tail);
+}
+
+StructureStat quant_direction_test(std::span<const double> candidate, std::span<const double> official,
+                                   std::span<const double> exact, const QuantisedLayout& layout, double k,
+                                   const StructureParams& params) {
+  if (candidate.size() != official.size() || exact.size() != official.size())
+    throw std::invalid_argument("quant_direction_test: candidate, official and exact sizes differ");
+  const QuantDirections c = quant_directions(candidate, official, layout);
+  const QuantDirections e = quant_directions(exact, official, layout);
+  StructureStat s;
+  s.kind = StructureKind::kQuantDirection;
+  if (c.differing() == 0) {
+    s.not_run = "no quantised element differs from the official's";
+    return s;
+  }
+  const auto n = static_cast<double>(c.differing());
+  const double d_exact = std::abs(static_cast<double>(e.toward_zero - e.away_from_zero));
+  const double exact_part =
+      std::max(0.0, d_exact - params.exact_sigmas * std::sqrt(static_cast<double>(e.differing())));
+  s.ran = true;
+  s.groups = c.differing();
+  s.estimate = static_cast<double>(c.toward_zero - c.away_from_zero);
+  s.se = std::sqrt(n);
+  s.allowance = k * exact_part + 16.0 * params.scale_floor * static_cast<double>(c.compared);
+  s.z = (std::abs(s.estimate) - s.allowance) / s.se;
+  const double p0 = std::min(1.0, 0.5 + s.allowance / (2.0 * n));
+  s.p = std::min(1.0, 2.0 * binomial_upper_tail(c.differing(), std::max(c.toward_zero, c.away_from_zero), p0));
+  return s;
+}
+
 }  // namespace dsv4::compare

@@ -259,6 +259,8 @@ const char* structure_kind_name(StructureKind k) {
       return "channel_scale";
     case StructureKind::kRowScale:
       return "row_scale";
+    case StructureKind::kQuantDirection:
+      return "quant_direction";
   }
   return "?";
 }
@@ -334,6 +336,13 @@ std::string describe(const StructureStat& s) {
                     s.kind == StructureKind::kChannelScale ? "columns" : "rows", s.z, s.p,
                     s.kind == StructureKind::kChannelScale ? "column" : "row", static_cast<long long>(s.worst_group),
                     s.worst_estimate);
+      break;
+    case StructureKind::kQuantDirection:
+      std::snprintf(buf, sizeof buf,
+                    "quant_direction: %lld of %lld quantised elements off the official's code are nearer zero "
+                    "(toward - away %+.0f, allowed %.3g; z = %.3g, p = %.2g)",
+                    static_cast<long long>((s.groups + static_cast<std::int64_t>(s.estimate)) / 2),
+                    static_cast<long long>(s.groups), s.estimate, s.allowance, s.z, s.p);
       break;
   }
   return buf;

@@ -143,6 +143,8 @@ nlohmann::json structure_json(const OutputResult& x) {
                      {"rejected", i < x.structure_reject.size() && x.structure_reject[i]}};
     if (s.kind == compare::StructureKind::kScale || s.kind == compare::StructureKind::kOffset) {
       t["se"] = s.se;
+    } else if (s.kind == compare::StructureKind::kQuantDirection) {
+      t["differing"] = s.groups;  // elements off the official's code; estimate: toward − away zero
     } else {
       t["groups"] = s.groups;
       t["worst_group"] = s.worst_group;

@@ -246,7 +246,9 @@ class Differ {
   // output's official dtype: the larger error against exact of the official recomputation and of
   // the fp32-order one, statistic by statistic.
   // A quantised output (`quant`) is judged with its near-tie rounding flips accepted
-  // (compare::accept_quant_flips; the structure tests keep the candidate's values).
+  // (compare::accept_quant_flips; the structure tests keep the candidate's values), and the
+  // direction of its decisions against the official's joins the structure tests
+  // (compare::quant_direction_test).
   void check(ModuleResult& m, const std::string& output, const Recomputed& r, const Quantised* quant = nullptr) {
     OutputResult o;
     o.name = name(m.module, output);
@@ -296,6 +298,10 @@ class Differ {
       o.local_official_max_abs = std::max(om.max_abs, sm.max_abs);
       const compare::FieldLayout layout = compare::layout_of(cand->shape);
       o.structure = compare::error_structure(cand->values, off, e, layout, ulp, tol_.k, tol_.structure).stats;
+      if (quant) {  // the direction of its decisions (compare/quant_flips.hpp), in the same family
+        const compare::QuantisedLayout ql{cand->shape.back(), quant->quantised_cols, quant->block, quant->kind};
+        o.structure.push_back(compare::quant_direction_test(cand->values, off, e, ql, tol_.k, tol_.structure));
+      }
       o.structure_reject.assign(o.structure.size(), false);
       if (observer_) observer_(ObservedField{o.name, cand->shape, cand->values, e, off, ulp, official_ulp});
       structured_.emplace_back(static_cast<std::size_t>(&m - report_.modules.data()), m.outputs.size());

@@ -25,6 +25,23 @@
 // checks (max abs, RMS, bias) are then computed; they are counted, not listed (like near-tie swaps).
 // The structure tests keep the candidate's own values (they are paired with the official, which
 // flips near the same boundaries).
+//
+// τ is wide (on the KV nearly every element lies within it of a boundary), so the size checks alone
+// accept a systematic one-step error such as an e4m3 cast toward zero. quant_direction_test is its
+// statistic: a sign test, paired with the official recomputation like the structure tests, on the
+// DIRECTION of the candidate's decisions. Over the quantised dims, the elements whose value differs
+// from the official's split into T nearer zero (|c| < |o|) and A farther (|c| > |o|). A faithful
+// RNE engine differs from the official only where its own rounding noise, symmetric about its value,
+// carries a value across a boundary — to the neighbour below or above alike: T ~ Bin(T + A, ½). A
+// cast toward zero makes every difference T (ties away from zero, every one A). Allowed without
+// evidence: |T − A| ≤ a = k × the exact recomputation's own |T_e − A_e| against the official beyond
+// exact_sigmas × √(T_e + A_e) (an engine as exact as the exact one), plus a floor of
+// 16 · scale_floor · N (N the quantised elements compared): what a systematic relative shift of the
+// pre-quantisation values by the structure tests' scale floor can do — it carries a value across
+// the boundary above it with probability ≤ shift / quantum < 16 · scale_floor (e4m3 and e2m1
+// spacings are > |x|/16). p: two-sided exact binomial, max(T, A) against Bin(T + A, ½ + a / 2(T + A)).
+// The test joins the structure tests' family (Holm at StructureParams::alpha over one diff/certify
+// run), so certify's local verdict and diff's are the same function of the same statistics.
 #pragma once
 
 #include <cstdint>
@@ -33,6 +50,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/compare/structure.hpp"
 #include "dsv4/compare/tolerance.hpp"
 #include "dsv4/numerics/quant_margin.hpp"
 #include "dsv4/numerics/tensor.hpp"
@@ -77,5 +95,28 @@ double quantised_max_abs_error(std::span<const double> a, std::span<const double
 QuantFlips accept_quant_flips(std::span<const double> candidate, std::span<const double> exact,
                               std::span<const double> exact_pre, double pre_max_abs_err, DType pre_dtype,
                               const QuantisedLayout& layout, const ToleranceParams& params = {});
+
+// The elements of `a` on the quantised dims of `layout` that differ from `b` (both finite), by
+// direction: |a| < |b| (toward zero) or |a| > |b| (away); equal magnitudes of opposite sign count
+// in neither.
+struct QuantDirections {
+  std::int64_t compared = 0;  // quantised elements finite in both
+  std::int64_t toward_zero = 0;
+  std::int64_t away_from_zero = 0;
+  std::int64_t differing() const { return toward_zero + away_from_zero; }
+};
+QuantDirections quant_directions(std::span<const double> a, std::span<const double> b, const QuantisedLayout& layout);
+
+// P(X ≥ m), X ~ Bin(n, p) (exact, summed in log space); 1 for m ≤ 0, 0 for m > n.
+double binomial_upper_tail(std::int64_t n, std::int64_t m, double p);
+
+// The direction test above: the candidate's directions against the official, allowed k × the
+// exact recomputation's (beyond params.exact_sigmas of its noise) plus 16 · params.scale_floor ·
+// compared. A StructureStat of kind kQuantDirection: estimate T − A, se √(T + A), groups T + A,
+// allowance, z = (|T − A| − a) / √(T + A), p. Not run when no element differs from the official.
+// Throws std::invalid_argument on sizes that do not match the layout.
+StructureStat quant_direction_test(std::span<const double> candidate, std::span<const double> official,
+                                   std::span<const double> exact, const QuantisedLayout& layout, double k,
+                                   const StructureParams& params = {});
 
 }  // namespace dsv4::compare

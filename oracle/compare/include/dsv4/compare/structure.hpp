@@ -58,17 +58,20 @@ struct StructureParams {
   std::int64_t min_group = 16;
 };
 
-enum class StructureKind : std::uint8_t { kScale, kOffset, kChannelScale, kRowScale };
-const char* structure_kind_name(StructureKind k);  // "scale", "offset", "channel_scale", "row_scale"
-inline constexpr int kStructureKinds = 4;
+// kQuantDirection: the direction test of a simulated-quantised output's decisions
+// (quant_flips.hpp quant_direction_test), appended to those outputs' tests only.
+enum class StructureKind : std::uint8_t { kScale, kOffset, kChannelScale, kRowScale, kQuantDirection };
+// "scale", "offset", "channel_scale", "row_scale", "quant_direction"
+const char* structure_kind_name(StructureKind k);
+inline constexpr int kStructureKinds = 4;  // the kinds error_structure computes (every float output)
 
 struct StructureStat {
   StructureKind kind = StructureKind::kScale;
   bool ran = false;
   std::string not_run;            // why the test did not run (too few elements or groups)
-  double estimate = 0.0;          // scale: δ; offset: μ; channel/row: Q (Σ z²)
-  double se = 0.0;                // scale, offset: the standard error of the estimate
-  std::int64_t groups = 0;        // channel/row: the groups (columns or rows) that entered Q
+  double estimate = 0.0;          // scale: δ; offset: μ; channel/row: Q (Σ z²); quant_direction: T − A
+  double se = 0.0;                // scale, offset: the standard error of the estimate; quant_direction: √n
+  std::int64_t groups = 0;        // channel/row: the groups (columns or rows) that entered Q; quant_direction: n
   std::int64_t worst_group = -1;  // channel/row: the group with the largest |z|
   double worst_estimate = 0.0;    // … its slope
   double allowance = 0.0;         // scale/offset: |estimate| allowed without evidence (k × exact's + floor)
