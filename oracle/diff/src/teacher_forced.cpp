@@ -17,6 +17,7 @@
 #include "dsv4/compare/set_compare.hpp"
 #include "dsv4/compare/structure.hpp"
 #include "dsv4/compare/ulp.hpp"
+#include "dsv4/io/input_error.hpp"
 #include "dsv4/model/attention.hpp"
 #include "dsv4/model/head.hpp"
 #include "dsv4/model/mhc.hpp"
@@ -140,9 +141,15 @@ class Differ {
           ids_.push_back({t[static_cast<std::size_t>(start_pos_)]});
         }
       }
-      for (std::int64_t l = 0; l < c_.n_layers; ++l) block(l);
-      head("", w_.hc_head, w_.norm);
-      for (std::int64_t m = 0; m < c_.n_mtp_layers; ++m) mtp(m);
+      try {
+        for (std::int64_t l = 0; l < c_.n_layers; ++l) block(l);
+        head("", w_.hc_head, w_.norm);
+        for (std::int64_t m = 0; m < c_.n_mtp_layers; ++m) mtp(m);
+      } catch (const std::domain_error& e) {  // the reference refused values derived from the candidate's
+        throw unusable_input(e.what());
+      } catch (const std::invalid_argument& e) {
+        throw unusable_input(e.what());
+      }
     }
     judge_structure();
     for (const ModuleResult& m : report_.modules) {
@@ -208,7 +215,32 @@ class Differ {
       report_.missing.push_back(full);
       return std::nullopt;
     }
+    last_input_ = full;
+    for (std::size_t i = 0; i < t->values.size(); ++i)
+      if (!std::isfinite(t->values[i]))
+        throw unusable_input("element " + std::to_string(i) + " is " + compare::num(t->values[i]));
     return candidate_batch(*t, full);
+  }
+
+  // A candidate tensor a module is recomputed from holds NaN or Inf, or values so large that the
+  // recomputation overflows (the reference's exact sums refuse non-finite terms: std::domain_error;
+  // its modules check their inputs: std::invalid_argument). Bad input naming the tensor, not an
+  // internal error (fuzz_certify).
+  // Element i of the candidate's index tensor `tensor` (indexer lists, expert ids) as an index: an
+  // integer within int32 (a cast of 7e16 or NaN is undefined behaviour; fuzz_certify). The modules
+  // check its range.
+  static std::int32_t index_value(double v, const std::string& tensor, std::int64_t i) {
+    if (!(v >= std::numeric_limits<std::int32_t>::min() && v <= std::numeric_limits<std::int32_t>::max()) ||
+        v != std::floor(v))
+      throw InputError(tensor, "element " + std::to_string(i) + " is " + compare::num(v) + ", not an index");
+    return static_cast<std::int32_t>(v);
+  }
+
+  InputError unusable_input(const std::string& why) const {
+    return InputError(last_input_,
+                      "a module cannot be recomputed from the candidate's values (NaN, Inf, or values "
+                      "that overflow the reference): " +
+                          why);
   }
 
   // A dumped tensor as per-sequence matrices; its shape must be the golden's (when the golden has
@@ -501,7 +533,7 @@ class Differ {
           const Mat& fm = (*forced)[b];
           lists = IndexLists(fm.rows(), fm.cols());
           for (std::int64_t i = 0; i < fm.size(); ++i)
-            lists.data[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(fm.data()[i]);
+            lists.data[static_cast<std::size_t>(i)] = index_value(fm.data()[i], site_input(p, s, 1), i);
           fl = &lists;
         }
         const Attention& a = ref_[k].attn[static_cast<std::size_t>(l)];
@@ -608,7 +640,7 @@ class Differ {
             GateOutput r;
             r.weights = (*w0)[b];
             for (std::int64_t i = 0; i < (*i1)[b].size(); ++i)
-              r.indices.push_back(static_cast<std::int64_t>((*i1)[b].data()[i]));
+              r.indices.push_back(index_value((*i1)[b].data()[i], site_input(p, s, 2), i));
             return ref_[k].moe[static_cast<std::size_t>(l)].combine((*x)[b], r);
           }));
   }
@@ -753,6 +785,7 @@ class Differ {
   std::string step_;
   std::int64_t start_pos_ = 0;
   std::vector<std::vector<std::int64_t>> ids_;
+  std::string last_input_ = "the candidate";  // the candidate tensor a module was last recomputed from
   DiffReport report_;
 };
 

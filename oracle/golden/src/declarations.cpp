@@ -102,7 +102,8 @@ CandidateDeclarations read_declarations(const MappedTensorSource& candidate) {
       d.config_where = "attribute config";
     }
   } else if (src.format() == SourceFormat::kSafetensors) {
-    const auto& meta = SafetensorsFile::open(path).metadata();
+    const SafetensorsFile st = SafetensorsFile::open(path);  // not a reference into a temporary (fuzz_certify)
+    const auto& meta = st.metadata();
     if (const auto it = meta.find("weights_content_sha256"); it != meta.end()) {
       d.weights_content_sha256 = it->second;
       d.weights_where = "metadata weights_content_sha256";

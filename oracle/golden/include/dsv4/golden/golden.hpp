@@ -102,13 +102,18 @@ struct GoldenEntry {
 class Golden {
  public:
   // InputError when the file is not HDF5, not a dsv4 golden (no dsv4_format attribute), of another
-  // format version, or its manifest is not valid JSON of the v1 schema.
+  // format version, or its manifest is not valid JSON of the v1 schema (integers where integers
+  // belong, shapes of at most 8 non-negative dimensions whose float64 bytes are addressable).
   static Golden open(const std::string& path);
   // Opens a golden to judge with it (certify, diff; goldens/README.md §What the hashes protect):
   // Golden::open, then the manifest's SHA-256 must equal the root attribute manifest_sha256 and,
   // when `pinned_sha256` is given (--golden-sha256: 64 hex digits, the manifest hash the user
   // expects), equal that too; from then on every dataset read through this object (read,
   // read_into, values; inputs/tokens at once) is hashed and must match its manifest entry.
+  // What judging relies on is checked too: the tokens lie in the vocabulary, the manifest's steps
+  // are the run's plan for those tokens and config (plan_steps), and every exact/ output has an
+  // official/ counterpart of its dtype and shape — so that a golden edited and re-hashed (without
+  // a pin) is refused rather than run (fuzz_golden).
   // Any mismatch is an InputError (bad input, exit 2) naming the dataset, or both hashes.
   static Golden open_verified(const std::string& path, const std::string& pinned_sha256 = "");
 
@@ -130,6 +135,7 @@ class Golden {
   const GoldenTolerance* tolerance(const std::string& canonical) const;
   // The weights as recorded: {"source": "synthetic", "seed": …} or {"source": "file", …} (JSON text).
   std::string weights_json() const;
+  // The seed of synthetic weights; InputError when the manifest's seed is not a decimal uint64.
   std::optional<std::uint64_t> weights_seed() const;
 
   // Reads exact/<canonical> or official/<canonical> as double values (int64 widened exactly).
