@@ -166,7 +166,8 @@ float exact_sum_to_fp32(std::span<const double> terms) {
   if (exact) return static_cast<float>(s);  // the exact sum, rounded once (RNE)
   float r = 0.0f;
   if (fp32_rounding_determined(s, bound, &r)) {
-    // RNE of the exact value; a zero result keeps the sign rule of IEEE sums (+0 unless all −0).
+    // RNE of the exact value. A zero result is +0 (the double sum starts at +0, so even an all −0
+    // sum gives +0; the GPU kernels' round_c1_comp matches this).
     return r;
   }
   g_fallbacks.fetch_add(1, std::memory_order_relaxed);
