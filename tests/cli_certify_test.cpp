@@ -345,18 +345,31 @@ TEST_F(CliCertify, BadInput) {
               {});
   expect_bad_input(dsv4("certify --golden " + file("short.h5") + " --candidate " + path("off.h5")), "certify",
                    lists + ": shape [1, 1, 8] differs from the manifest's");
+  // Both twins damaged alike (one alone is refused earlier, as exact and official disagreeing).
   const std::string margin = "exact/prefill/layers.3.ffn.gate/margin";
+  const std::string margin_official = "official/prefill/layers.3.ffn.gate/margin";
   golden_copy(
       path("g.h5"), file("margin.h5"),
       [&](const std::string& n, Tensor& t) {
-        if (n == margin) t = Tensor(t.dtype(), {1, 1, 4});
+        if (n == margin || n == margin_official) t = Tensor(t.dtype(), {1, 1, 4});
       },
       [&](nlohmann::ordered_json& m) {  // the manifest agrees with the damaged data
         for (auto& e : m.at("datasets"))
-          if (e.at("path") == margin) e["shape"] = {1, 1, 4};
+          if (e.at("path") == margin || e.at("path") == margin_official) e["shape"] = {1, 1, 4};
       });
   expect_bad_input(dsv4("certify --golden " + file("margin.h5") + " --candidate " + path("off.h5")), "certify",
                    "prefill/layers.3.ffn.gate: decision scores or margins do not match");
+  golden_copy(
+      path("g.h5"), file("margin1.h5"),
+      [&](const std::string& n, Tensor& t) {
+        if (n == margin) t = Tensor(t.dtype(), {1, 1, 4});
+      },
+      [&](nlohmann::ordered_json& m) {
+        for (auto& e : m.at("datasets"))
+          if (e.at("path") == margin) e["shape"] = {1, 1, 4};
+      });
+  expect_bad_input(dsv4("certify --golden " + file("margin1.h5") + " --candidate " + path("off.h5")), "certify",
+                   margin + ": its official/ counterpart is missing or differs in dtype or shape");
   // Data that disagrees with the manifest's shape is named as such.
   const std::string value = "exact/prefill/layers.0.attn_norm/out";
   golden_copy(path("g.h5"), file("value.h5"),
