@@ -28,8 +28,11 @@
 //   - exact/ and official/ outputs of different shapes (compute_metrics threw invalid_argument in
 //     `golden verify` and certify).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -47,6 +50,7 @@
 #include "dsv4/io/npz.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_source.hpp"
+#include "support/cli_process.hpp"
 
 namespace dsv4 {
 namespace {
@@ -163,6 +167,45 @@ TEST_F(FuzzFindings, ASeedThatIsNotADecimalUint64IsBadInput) {
     const std::string msg = input_error_of([&] { (void)opened.weights_seed(); });
     EXPECT_NE(msg.find("weights.seed"), std::string::npos) << seed.dump() << ": " << msg;
   }
+}
+
+// A dsv4 run dump's root attribute weights_seed (an HDF5 candidate's declaration) was read with
+// std::stoull: "-1" became 2^64 - 1 (and " 7" 7), a seed no dump declares. Refused by the parser
+// of the manifest's seed (parse_seed_string): certify exits 2 with one line naming the attribute.
+TEST_F(FuzzFindings, ADumpsWeightsSeedThatIsNotADecimalUint64IsBadInput) {
+  const Golden g = Golden::open_verified(file("g.h5"));
+  const Tensor norm = g.read("official/prefill/layers.1.attn_norm/out");
+  const auto candidate = [&](const std::string& seed) {
+    Hdf5File f = Hdf5File::create(file("seed_dump.h5"));
+    f.write("prefill/layers.1.attn_norm/out", norm);
+    f.set_attr("/", "weights", "synthetic");
+    f.set_attr("/", "weights_seed", seed);
+    f.commit();
+    return file("seed_dump.h5");
+  };
+  {  // the control: the golden's seed is read and agrees
+    const MappedTensorSource cand(TensorSource::open(candidate("1")), NameMap{});
+    const CandidateDeclarations d = read_declarations(cand);
+    EXPECT_EQ(d.weights_seed, std::optional<std::uint64_t>(1));
+    EXPECT_TRUE(declaration_differences(g, d).empty());
+  }
+  for (const std::string seed : {"-1", " 7", "+7", "07", "18446744073709551616", "abc", ""}) {
+    const MappedTensorSource cand(TensorSource::open(candidate(seed)), NameMap{});
+    const std::string msg = input_error_of([&] { (void)read_declarations(cand); });
+    EXPECT_NE(msg.find("attribute weights_seed"), std::string::npos) << "'" << seed << "': " << msg;
+  }
+#ifdef DSV4_CLI_PATH  // (not in build-fuzz's fuzz_findings_asan_test, which builds no CLI)
+  // End to end: bad input, one line naming the attribute.
+  const std::string err = file("seed_dump.err");
+  const std::string cmd = std::string("'") + DSV4_CLI_PATH + "' certify --golden '" + file("g.h5") + "' --candidate '" +
+                          candidate("-1") + "' > /dev/null 2> '" + err + "'";
+  const int raw = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(raw));
+  EXPECT_EQ(WEXITSTATUS(raw), 2);
+  const std::string text = testing_support::read_file(err);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_NE(text.find("attribute weights_seed '-1'"), std::string::npos) << text;
+#endif
 }
 
 TEST_F(FuzzFindings, TokensOutsideTheVocabularyAreRefusedBeforeJudging) {

@@ -88,13 +88,10 @@ CandidateDeclarations read_declarations(const MappedTensorSource& candidate) {
     } else if (f.has_attr("/", "weights") && f.attr_string("/", "weights") == "synthetic" &&
                f.has_attr("/", "weights_seed")) {
       const std::string s = f.attr_string("/", "weights_seed");
-      try {
-        std::size_t used = 0;
-        d.weights_seed = std::stoull(s, &used);
-        if (used != s.size()) throw std::invalid_argument(s);
-      } catch (const std::exception&) {
-        throw InputError(path, "attribute weights_seed '" + s + "' is not a seed");
-      }
+      d.weights_seed = parse_seed_string(s);  // as the golden's seed ("-1" is not 2^64 - 1)
+      if (!d.weights_seed)
+        throw InputError(path, "attribute weights_seed '" + printable_name(s, 80) +
+                                   "' is not a seed (the decimal digits of a uint64)");
       d.weights_where = "attribute weights_seed";
     }
     if (f.has_attr("/", "config")) {

@@ -541,21 +541,23 @@ std::string Golden::weights_json() const { return weights_json_; }
 std::optional<std::uint64_t> Golden::weights_seed() const {
   const ojson w = ojson::parse(weights_json_);
   if (!w.is_object() || !w.contains("source") || w.at("source") != "synthetic") return std::nullopt;
-  // The seed as generate writes it: decimal digits of a uint64 (std::stoull would take "-1", " 7x"
-  // and throw std::invalid_argument naming nothing; fuzz_golden).
   const ojson seed = w.contains("seed") ? w.at("seed") : ojson();
-  const std::string s = seed.is_string() ? seed.get<std::string>() : std::string();
-  std::uint64_t v = 0;
-  bool ok = !s.empty() && s.size() <= 20 && (s == "0" || s[0] != '0');
-  for (const char ch : s) {
-    if (!ok) break;
-    const auto digit = static_cast<std::uint64_t>(ch - '0');
-    ok = ch >= '0' && ch <= '9' && v <= (std::numeric_limits<std::uint64_t>::max() - digit) / 10;
-    v = v * 10 + digit;
-  }
-  if (!ok)
+  const std::optional<std::uint64_t> v = seed.is_string() ? parse_seed_string(seed.get<std::string>()) : std::nullopt;
+  if (!v)
     bad_golden(path_, "manifest: weights.seed of synthetic weights must be a decimal uint64 string, got " +
                           printable_name(seed.dump(), 80));
+  return v;
+}
+
+std::optional<std::uint64_t> parse_seed_string(std::string_view s) {
+  if (s.empty() || s.size() > 20 || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+  std::uint64_t v = 0;
+  for (const char ch : s) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    const auto digit = static_cast<std::uint64_t>(ch - '0');
+    if (v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) return std::nullopt;
+    v = v * 10 + digit;
+  }
   return v;
 }
 

@@ -21,6 +21,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dsv4/compare/tolerance.hpp"
@@ -164,6 +165,11 @@ class Golden {
   std::vector<std::vector<std::int64_t>> tokens_;
   std::string weights_json_;
 };
+
+// A weights seed as dsv4 writes it (the manifest's weights.seed, a `dsv4 run` dump's root attribute
+// weights_seed): the decimal digits of a uint64 — no sign, space or leading zero; nullopt for
+// anything else (std::stoull took "-1" as 2^64 - 1 and " 7" as 7; fuzz_golden).
+std::optional<std::uint64_t> parse_seed_string(std::string_view s);
 
 struct GoldenProblem {
   std::string dataset;  // the dataset (or "manifest", "/" for root attributes)
