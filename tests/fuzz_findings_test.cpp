@@ -230,6 +230,38 @@ TEST_F(FuzzFindings, StepsThatAreNotTheRunsPlanAreRefusedBeforeJudging) {
   EXPECT_NE(input_error_of([&] { (void)Golden::open_verified(many); }).find("inputs.steps"), std::string::npos);
 }
 
+// `dsv4 golden verify` said OK to a re-hashed golden with tokens outside the vocabulary or steps
+// that are not the run's plan, which open_verified (certify, diff) refuses: verify now reports
+// them by the same checks (judging_problems in golden.cpp), with the message open_verified gives.
+void expect_verify_reports(const std::string& g, const std::string& dataset, const std::string& what) {
+  const GoldenVerifyResult r = verify_golden(g);
+  const auto it = std::find_if(r.problems.begin(), r.problems.end(), [&](const GoldenProblem& p) {
+    return p.dataset == dataset && p.what.find(what) != std::string::npos;
+  });
+  ASSERT_NE(it, r.problems.end()) << "golden verify: no problem '" << dataset << ": ..." << what << "' among "
+                                  << r.problems.size();
+  const std::string refused = input_error_of([&] { (void)Golden::open_verified(g); });
+  EXPECT_NE(refused.find(dataset + ": " + it->what), std::string::npos) << refused;
+}
+
+TEST_F(FuzzFindings, GoldenVerifyReportsTokensOutsideTheVocabulary) {
+  const std::string g =
+      forge("verify_tokens.h5",
+            [](std::map<std::string, Tensor>& d) { d.at("inputs/tokens").values<std::int64_t>()[3] = -5; }, {});
+  expect_verify_reports(g, "inputs/tokens", "token id -5 at [0, 3] is outside the vocabulary [0, 64)");
+}
+
+TEST_F(FuzzFindings, GoldenVerifyReportsStepsThatAreNotTheRunsPlan) {
+  // start_pos (which the inputs/start_pos dataset repeats) unchanged: only the plan check sees these.
+  const std::string longer = forge("verify_len.h5", {}, [](ojson& m) { m["inputs"]["steps"][0]["length"] = 3; });
+  expect_verify_reports(longer, "manifest", "inputs.steps: step 0 is not the run's (prefill at 0, 4 tokens, mtp");
+  const std::string no_mtp = forge("verify_mtp.h5", {}, [](ojson& m) { m["inputs"]["steps"][0]["mtp"] = false; });
+  expect_verify_reports(no_mtp, "manifest", "inputs.steps: step 0 is not the run's");
+  const std::string renamed =
+      forge("verify_name.h5", {}, [](ojson& m) { m["inputs"]["steps"][1]["step"] = "decode7"; });
+  expect_verify_reports(renamed, "manifest", "inputs.steps: step 1 is not the run's (decode0 at 4, 1 tokens");
+}
+
 TEST_F(FuzzFindings, ExactAndOfficialOfDifferentShapesAreAProblemNotAnException) {
   const std::string name = "prefill/layers.1.attn/out";
   const std::string g = forge(

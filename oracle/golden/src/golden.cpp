@@ -173,6 +173,53 @@ std::vector<std::int64_t> manifest_shape(const std::string& path, const ojson& j
   return shape;
 }
 
+// What judging relies on beyond the hashes — diff's recomputation runs the golden's tokens through
+// its steps, certify compares exact/ with official/: the tokens lie in the vocabulary, the
+// manifest's steps are the run's plan for those tokens and config (plan_steps), every exact/
+// output has an official/ counterpart of its dtype and shape and every official/ output an exact/
+// one. The one list of these checks: Golden::open_verified refuses the first problem,
+// verify_golden reports them all (fuzz_golden).
+std::vector<GoldenProblem> judging_problems(const Golden& g) {
+  std::vector<GoldenProblem> out;
+  const auto& tokens = g.tokens();
+  try {
+    check_tokens(tokens, g.config().vocab_size, "");
+  } catch (const InputError& e) {
+    out.push_back({"inputs/tokens", e.what()});
+  }
+  if (g.steps().empty()) {
+    out.push_back({"manifest", "inputs.steps is empty"});
+  } else if (!tokens.empty()) {
+    const auto batch = static_cast<std::int64_t>(tokens.size());
+    const auto length = static_cast<std::int64_t>(tokens.front().size());
+    std::vector<StepPlan> plan;
+    try {
+      plan = plan_steps(g.config(), batch, length, static_cast<std::int64_t>(g.steps().size()) - 1);
+    } catch (const InputError& e) {
+      out.push_back({"manifest", std::string("inputs.steps do not fit the tokens and config: ") + e.what()});
+    }
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+      const StepPlan &a = g.steps()[i], &b = plan[i];
+      if (a.name == b.name && a.start_pos == b.start_pos && a.length == b.length && a.mtp == b.mtp) continue;
+      out.push_back({"manifest", "inputs.steps: step " + std::to_string(i) + " is not the run's (" + b.name + " at " +
+                                     std::to_string(b.start_pos) + ", " + std::to_string(b.length) + " tokens" +
+                                     (b.mtp ? ", mtp" : "") + " for " + std::to_string(batch) + " x " +
+                                     std::to_string(length) + " tokens)"});
+      break;  // the later steps are shifted alike
+    }
+  }
+  for (const GoldenEntry& e : g.entries()) {
+    const bool ex = e.path.rfind("exact/", 0) == 0, off = e.path.rfind("official/", 0) == 0;
+    if (!ex && !off) continue;
+    const GoldenEntry* twin = g.find((ex ? "official/" : "exact/") + e.path.substr(ex ? 6 : 9));
+    if (ex && (twin == nullptr || twin->shape != e.shape || twin->dtype != e.dtype))
+      out.push_back({e.path, "its official/ counterpart is missing or differs in dtype or shape"});
+    else if (off && twin == nullptr)
+      out.push_back({e.path, "its exact/ counterpart is missing"});
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* golden_role_name(GoldenRole r) {
@@ -478,34 +525,10 @@ Golden Golden::open_with(const std::string& path, bool verify) {
     g.tokens_.emplace_back(v64.begin() + i * tok.dim(1), v64.begin() + (i + 1) * tok.dim(1));
   }
   if (verify) {  // what judging relies on (diff's recomputation runs these tokens and steps); fuzz_golden
-    try {
-      check_tokens(g.tokens_, g.config_.vocab_size, "inputs/tokens");
-    } catch (const InputError& e) {
-      bad_golden(path, e.what());
-    }
-    if (g.steps_.empty()) bad_golden(path, "manifest: inputs.steps is empty");
-    std::vector<StepPlan> plan;
-    try {
-      plan = plan_steps(g.config_, tok.dim(0), tok.dim(1), static_cast<std::int64_t>(g.steps_.size()) - 1);
-    } catch (const InputError& e) {
-      bad_golden(path, std::string("manifest: inputs.steps do not fit the tokens and config: ") + e.what());
-    }
-    for (std::size_t i = 0; i < plan.size(); ++i) {
-      const StepPlan &a = g.steps_[i], &b = plan[i];
-      if (a.name != b.name || a.start_pos != b.start_pos || a.length != b.length || a.mtp != b.mtp)
-        bad_golden(path, "manifest: inputs.steps: step " + std::to_string(i) + " is not the run's (" + b.name + " at " +
-                             std::to_string(b.start_pos) + ", " + std::to_string(b.length) + " tokens" +
-                             (b.mtp ? ", mtp" : "") + " for " + std::to_string(tok.dim(0)) + " x " +
-                             std::to_string(tok.dim(1)) + " tokens)");
-    }
-    for (const GoldenEntry& e : g.entries_) {
-      if (e.path.rfind("exact/", 0) != 0) continue;
-      const GoldenEntry* twin = g.find("official/" + e.path.substr(6));
-      if (twin == nullptr || twin->shape != e.shape || twin->dtype != e.dtype)
-        bad_golden(path,
-                   printable_name(e.path, 120) +
-                       ": its official/ counterpart is missing or differs in dtype or shape (dsv4 golden verify)");
-    }
+    const std::vector<GoldenProblem> problems = judging_problems(g);
+    if (!problems.empty())
+      bad_golden(path, printable_name(problems.front().dataset, 120) + ": " + problems.front().what +
+                           " (dsv4 golden verify lists every problem)");
   }
   return g;
 }
@@ -635,7 +658,6 @@ GoldenVerifyResult verify_golden(const std::string& path) {
   // Schema: inputs, steps, exact/official pairing, value dtypes.
   for (const char* in : {"inputs/tokens", "inputs/start_pos", "inputs/length", "inputs/mtp"})
     if (g.find(in) == nullptr) problem(in, "required input dataset not listed");
-  if (g.steps().empty() || g.steps().front().name != "prefill") problem("manifest", "steps must start with prefill");
   if (const GoldenEntry* sp = g.find("inputs/start_pos"); sp != nullptr && f.is_dataset(sp->path)) {
     const Tensor t = f.read(sp->path);
     bool same = t.dtype() == DType::kI64 && t.numel() == static_cast<std::int64_t>(g.steps().size());
@@ -660,12 +682,9 @@ GoldenVerifyResult verify_golden(const std::string& path) {
     }
     if (steps.count(canonical.substr(0, slash)) == 0) problem(e.path, "its step is not in the manifest's steps");
     if (e.role != golden_role_of(canonical)) problem(e.path, "role does not match its name");
-    const GoldenEntry* twin = g.find((ex ? "official/" : "exact/") + canonical);
-    if (twin == nullptr)
-      problem(e.path, std::string("has no ") + (ex ? "official" : "exact") + " counterpart");
-    else if (twin->shape != e.shape || twin->dtype != e.dtype)
-      problem(e.path, "shape or dtype differs from its counterpart");
   }
+  // Tokens, steps, exact/official pairs: what certify and diff refuse to judge with.
+  for (GoldenProblem& p : judging_problems(g)) r.problems.push_back(std::move(p));
 
   // The stored official-error figures are those of the data (certify relies on them instead of
   // reading the official values).

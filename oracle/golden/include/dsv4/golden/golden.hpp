@@ -183,8 +183,10 @@ struct GoldenVerifyResult {
 };
 
 // Schema and hashes: every manifest entry exists with its dtype, shape and SHA-256; nothing else is in
-// the file; inputs agree with the manifest; exact/ and official/ hold the same names and shapes; the
-// stored official-error figures (GoldenTolerance) are those of the data.
+// the file; inputs agree with the manifest; the stored official-error figures (GoldenTolerance) are
+// those of the data; and what open_verified checks before judging, by the same code: the tokens lie
+// in the vocabulary, the steps are the run's plan, exact/ and official/ hold the same names, dtypes
+// and shapes.
 // Throws InputError only when the file cannot be read as a golden at all (Golden::open's cases, or a
 // read error such as truncated data).
 GoldenVerifyResult verify_golden(const std::string& path);
