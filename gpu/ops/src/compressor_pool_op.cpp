@@ -6,8 +6,9 @@
 #include <utility>
 #include <vector>
 
-#include "dsv4/config/model_config.hpp"
+#include "dsv4/gpu/compressor_pool.hpp"
 #include "dsv4/model/compressor.hpp"
+#include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/compressor_pool_backward.hpp"
 #include "op_list.hpp"
@@ -37,17 +38,13 @@ struct PoolArgs {
     const std::vector<double> v(a.f32.begin() + row * a.cols, a.f32.begin() + (row + 1) * a.cols);
     return to_mat(v, slots, channels);
   }
-  // The reference's Compressor::pool per entry. pool depends on the compressor's precision policy
-  // only (not on its shape), so one compressor of the tiny config per mode serves every width.
+  // The reference's pooling (compressor_softmax_pool, Compressor::pool's arithmetic) per entry
+  // under the precision mode.
   Mat forward(Mode mode) const {
-    const auto make = [](Mode m) {
-      const CompressorSpec spec = CompressorSpec::main(builtin_config("tiny"), 4);
-      return Compressor(Precision(m), spec, CompressorWeights::synthetic(spec, 1));
-    };
-    static const Compressor official = make(Mode::kOfficial), exact = make(Mode::kExact);
-    const Compressor& comp = mode == Mode::kOfficial ? official : exact;
+    const Precision prec(mode);
     Mat out(u.rows, channels);
-    for (std::int64_t r = 0; r < u.rows; ++r) out.row(r) = comp.pool(slot_matrix(u, r), slot_matrix(z, r));
+    for (std::int64_t r = 0; r < u.rows; ++r)
+      out.row(r) = compressor_softmax_pool(prec, slot_matrix(u, r), slot_matrix(z, r));
     return out;
   }
 };
@@ -57,16 +54,78 @@ Outputs reference(const Call& c) {
   return {Array::floats("c", y.rows(), y.cols(), to_floats(y))};
 }
 
+#if DSV4_HAVE_CUDA
+Outputs device(const Call& c) {
+  const PoolArgs a(c);
+  gpu::CompressorPoolBatch r = gpu::compressor_pool(a.u.f32.data(), a.z.f32.data(), a.u.rows, a.slots, a.channels);
+  return {Array::floats("c", a.u.rows, a.channels, std::move(r.c))};
+}
+#endif
+
 struct Spec {
   std::int64_t entries, slots, channels;
   double z_sigma;
-  bool padding;  // entry 0 of an overlapping compressor: its first S/2 slots are padding
+  bool padding;        // entry 0 of an overlapping compressor: its first S/2 slots are padding
+  bool edges = false;  // the arithmetic's edges (edge_values)
 };
+
+// The edges of the pooling's arithmetic, per element of u and z (slot j of a channel): scores on a
+// coarse grid (the max tied between slots, equal weights), scores 88–104 below the others (exps
+// subnormal or 0 in fp32), padding slots (−∞) anywhere but slot 0 (a channel may keep one slot
+// only), huge scores ±2^60..2^99 (the max far from the rest: weights 0 and 1); values ±0, fp32
+// subnormals, outliers ±2^60..2^99 and the negation of the previous slot's value (cancelling
+// products: sums exactly 0 or settled by tiny terms).
+void edge_values(std::vector<float>& u, std::vector<float>& z, std::int64_t slots, std::int64_t channels,
+                 std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.compressor_pool.edges"));
+  for (std::size_t i = 0; i < u.size(); ++i) {
+    const auto w = rng.words(i);
+    const std::int64_t slot = static_cast<std::int64_t>(i) / channels % slots;
+    const double sign = (w[2] & 1u) != 0 ? -1.0 : 1.0;
+    switch (w[0] % 8) {
+      case 0:
+      case 1:
+      case 2:
+        z[i] = static_cast<float>(std::round(2.0 * z[i]) / 2.0);
+        break;
+      case 3:
+        z[i] = static_cast<float>(-88.0 - static_cast<double>(w[3] % 17));
+        break;
+      case 4:
+        if (slot > 0) z[i] = -INFINITY;
+        break;
+      case 5:
+        z[i] = static_cast<float>(sign * std::ldexp(1.0, 60 + static_cast<int>(w[3] % 40)));
+        break;
+      default:
+        break;
+    }
+    switch (w[1] % 8) {
+      case 0:
+        u[i] = static_cast<float>(sign * 0.0);
+        break;
+      case 1:
+        u[i] = static_cast<float>(
+            sign * std::ldexp(1.0 + static_cast<double>(w[3] % 64) / 64.0, -127 - static_cast<int>(w[3] % 22)));
+        break;
+      case 2:
+        u[i] = static_cast<float>(sign * std::ldexp(1.0, 60 + static_cast<int>(w[3] % 40)));
+        break;
+      case 3:
+      case 4:
+        if (slot > 0) u[i] = -u[i - static_cast<std::size_t>(channels)];
+        break;
+      default:
+        break;
+    }
+  }
+}
 
 Case make_case(const Spec& s, std::uint64_t seed) {
   const std::int64_t n = s.entries * s.slots * s.channels;
   std::vector<float> u = normals(n, 1.0, seed, "ops.compressor_pool.u"),
                      z = normals(n, s.z_sigma, seed, "ops.compressor_pool.z");
+  if (s.edges) edge_values(u, z, s.slots, s.channels, seed);
   if (s.padding) {
     for (std::int64_t i = 0; i < s.slots / 2 * s.channels; ++i) {
       u[static_cast<std::size_t>(i)] = 0.0f;
@@ -76,7 +135,8 @@ Case make_case(const Spec& s, std::uint64_t seed) {
   Case c;
   c.label = std::to_string(s.entries) + " entries, " + std::to_string(s.slots) + " slots × " +
             std::to_string(s.channels) + " channels" + (s.slots == 128 ? " (ratio 128)" : " (ratio 4, overlap)") +
-            (s.padding ? ", entry 0's padding slots" : "") + (s.z_sigma > 5 ? ", peaked scores" : "");
+            (s.padding ? ", entry 0's padding slots" : "") + (s.z_sigma > 5 ? ", peaked scores" : "") +
+            (s.edges ? ", edges (tied maxima, subnormal exps, padding, outliers, cancellation)" : "");
   c.call.ints = {s.slots};
   c.call.inputs = {Array::floats("u", s.entries, s.slots * s.channels, std::move(u)),
                    Array::floats("z", s.entries, s.slots * s.channels, std::move(z))};
@@ -85,9 +145,10 @@ Case make_case(const Spec& s, std::uint64_t seed) {
 
 std::vector<Case> compressor_pool_cases(std::uint64_t seed) {
   // The main compressor's D 512 at both ratios, the indexer's D 128 (ratio 4); entry 0's padding;
-  // peaked scores (σ 30: most weights underflow).
-  const std::vector<Spec> specs = {
-      {6, 8, 512, 2.0, true}, {2, 128, 512, 2.0, false}, {5, 8, 128, 30.0, false}, {3, 128, 16, 2.0, false}};
+  // peaked scores (σ 30: most weights underflow); the arithmetic's edges at both ratios.
+  const std::vector<Spec> specs = {{6, 8, 512, 2.0, true},         {2, 128, 512, 2.0, false},
+                                   {5, 8, 128, 30.0, false},       {3, 128, 16, 2.0, false},
+                                   {16, 8, 128, 2.0, false, true}, {4, 128, 64, 2.0, false, true}};
   return cases_of(specs, [&](const Spec& s, std::uint64_t k) { return make_case(s, seed * 1000 + 970 + k); });
 }
 
@@ -141,7 +202,7 @@ GradientForms compressor_pool_gradient() {
 Op compressor_pool_op() {
   return registration("compressor_pool", "spec 02 §2.6.2",
                       "compressor pooling: per channel softmax over the slots' scores z, C = C1 Σ fl(u·w)", {"slots"},
-                      {}, reference, Fn(), compressor_pool_cases, compressor_pool_gradient());
+                      {}, reference, DSV4_OPS_DEVICE(device), compressor_pool_cases, compressor_pool_gradient());
 }
 
 }  // namespace dsv4::ops::detail

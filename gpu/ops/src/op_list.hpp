@@ -69,6 +69,7 @@ Op sparse_attention_op();
 Op grouped_projection_op();
 Op moe_combine_op();
 Op compressor_pool_op();
+Op indexer_topk_op();
 Op cross_entropy_op();
 Op indexer_loss_op();
 

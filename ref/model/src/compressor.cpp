@@ -202,7 +202,7 @@ CompressorProjections Compressor::project(const Mat& x, std::int64_t start_pos) 
 
 // spec 02 §2.6.2: per channel, w = softmax over the slots (C2: e_j = exp(fl(z_j − max)), S the C1
 // sum, w_j = fl(e_j / S)), C = C1 Σ_j fl(u_j·w_j). −∞ slots (padding) get weight 0.
-RowVec Compressor::pool(const Mat& u, const Mat& z) const {
+RowVec compressor_softmax_pool(const Precision& p, const Mat& u, const Mat& z) {
   if (u.rows() != z.rows() || u.cols() != z.cols()) bad("pool", "u and z shapes differ");
   const Eigen::Index slots = u.rows();
   RowVec out(u.cols());
@@ -213,17 +213,19 @@ RowVec Compressor::pool(const Mat& u, const Mat& z) const {
     for (Eigen::Index j = 0; j < slots; ++j) mx = std::max(mx, z(j, c));
     if (mx == kNegInf) throw std::logic_error("compressor: pool: every slot of a channel is padding");
     for (Eigen::Index j = 0; j < slots; ++j) {
-      e[static_cast<std::size_t>(j)] = z(j, c) == kNegInf ? 0.0 : prec_.exp(prec_.sub(z(j, c), mx));
+      e[static_cast<std::size_t>(j)] = z(j, c) == kNegInf ? 0.0 : p.exp(p.sub(z(j, c), mx));
     }
-    const double s = prec_.sum(e.data(), slots);
+    const double s = p.sum(e.data(), slots);
     for (Eigen::Index j = 0; j < slots; ++j) {
-      const double w = prec_.div(e[static_cast<std::size_t>(j)], s);
-      prod[static_cast<std::size_t>(j)] = prec_.mul(u(j, c), w);
+      const double w = p.div(e[static_cast<std::size_t>(j)], s);
+      prod[static_cast<std::size_t>(j)] = p.mul(u(j, c), w);
     }
-    out(c) = prec_.sum(prod.data(), slots);
+    out(c) = p.sum(prod.data(), slots);
   }
   return out;
 }
+
+RowVec Compressor::pool(const Mat& u, const Mat& z) const { return compressor_softmax_pool(prec_, u, z); }
 
 // spec 02 §2.6.3 steps 1–2 and, for the indexer, step 3's Hadamard rotation.
 Mat Compressor::unquantised(const Mat& pooled, std::int64_t first) const {

@@ -277,6 +277,47 @@ IndexerOutput Indexer::decode(const Mat& x, const Mat& qr, std::int64_t pos, Ind
   return run(x, qr, pos, st, offset);
 }
 
+// spec 02 §2.7 step 4 (official: the C1 dot rounded to fp32, then to bf16 — the official kernel's
+// bf16 logits).
+double indexer_head_score(const Precision& p, const double* q, const double* k, std::int64_t head_dim) {
+  return p.bf16(p.dot(q, k, head_dim));
+}
+
+// spec 02 §2.7 step 5: ReLU (std::max(s, 0): −0 stays −0, its product then ±0), × ω, bf16; the
+// heads' C1 sum, bf16.
+double indexer_score(const Precision& p, const double* s, const double* w, std::int64_t heads, double* ph) {
+  for (std::int64_t h = 0; h < heads; ++h) ph[h] = p.bf16(p.mul(std::max(s[h], 0.0), w[h]));
+  return p.bf16(p.sum(ph, heads));
+}
+
+std::int32_t indexer_list_entry(std::int64_t idx, std::int64_t visible, std::int64_t offset) {
+  return idx >= visible ? -1 : static_cast<std::int32_t>(idx + offset);
+}
+
+IndexerRowSelection indexer_select_official(const float* q, const float* w, const float* cache, std::int64_t entries,
+                                            std::int64_t heads, std::int64_t head_dim, std::int64_t visible,
+                                            std::int64_t k, std::int64_t offset) {
+  if (entries < 0 || heads < 1 || head_dim < 1 || visible < 0 || visible > entries || k < 0 || k > entries) {
+    bad("select", "entries " + str(entries) + ", heads " + str(heads) + ", head_dim " + str(head_dim) + ", visible " +
+                      str(visible) + ", k " + str(k) + ": need heads, head_dim ≥ 1 and 0 ≤ visible, k ≤ entries");
+  }
+  const Precision p(Mode::kOfficial);
+  const std::vector<double> qd(q, q + heads * head_dim), wd(w, w + heads);
+  std::vector<double> kd(static_cast<std::size_t>(head_dim)), sh(static_cast<std::size_t>(heads)),
+      ph(static_cast<std::size_t>(heads));
+  IndexerRowSelection r;
+  r.scores.assign(static_cast<std::size_t>(entries), -kInf);
+  for (std::int64_t tau = 0; tau < visible; ++tau) {
+    kd.assign(cache + tau * head_dim, cache + (tau + 1) * head_dim);
+    for (std::int64_t h = 0; h < heads; ++h) {
+      sh[static_cast<std::size_t>(h)] = indexer_head_score(p, qd.data() + h * head_dim, kd.data(), head_dim);
+    }
+    r.scores[static_cast<std::size_t>(tau)] = indexer_score(p, sh.data(), wd.data(), heads, ph.data());
+  }
+  for (const std::int64_t idx : topk(r.scores, k).indices) r.list.push_back(indexer_list_entry(idx, visible, offset));
+  return r;
+}
+
 // spec 02 §2.7 steps 1–7.
 IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, IndexerState& st,
                            std::int64_t offset) const {
@@ -349,7 +390,7 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   const double g_c = gamma_n(static_cast<std::size_t>(cI)), g_h = gamma_n(static_cast<std::size_t>(nI));
   const double g_d = gamma_n(static_cast<std::size_t>(cfg_.dim) + 2);
   std::vector<double> err_w(static_cast<std::size_t>(nI), 0.0);
-  std::vector<double> ph(static_cast<std::size_t>(nI));
+  std::vector<double> sh(static_cast<std::size_t>(nI)), ph(static_cast<std::size_t>(nI));
   // Exact mode: Σ|W_w||x| of every (token, head) in one deterministic GEMM on absolute values.
   Mat abs_wx, w_w;  // exact mode: w_w the exact values of W_w, decoded once
   if (!p.official()) {
@@ -382,22 +423,24 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
         out.scores(t, tau) = -kInf;
         continue;
       }
-      double err = 0.0, abs_sum = 0.0;
       for (std::int64_t h = 0; h < nI; ++h) {
-        const double* qv = out.q.row(t * nI + h).data();
-        const double sc = p.official() ? p.bf16(p.dot(qv, st.cache.row(tau).data(), cI)) : qk(h, tau);
-        const double w = out.weights(t, h);
-        const double pr = p.bf16(p.mul(std::max(sc, 0.0), w));
-        ph[static_cast<std::size_t>(h)] = pr;
-        if (!p.official()) {
+        sh[static_cast<std::size_t>(h)] =
+            p.official() ? indexer_head_score(p, out.q.row(t * nI + h).data(), st.cache.row(tau).data(), cI)
+                         : qk(h, tau);
+      }
+      out.scores(t, tau) = indexer_score(p, sh.data(), out.weights.row(t).data(), nI, ph.data());
+      if (!p.official()) {
+        double err = 0.0, abs_sum = 0.0;
+        for (std::int64_t h = 0; h < nI; ++h) {
+          const double sc = sh[static_cast<std::size_t>(h)], w = out.weights(t, h),
+                       pr = ph[static_cast<std::size_t>(h)];
           const double e_s = g_c * abs_qk(h, tau) * (1.0 + g_c);  // (1 + g_c): rounding of Σ|q||K| itself
           const double e_w = err_w[static_cast<std::size_t>(h)];
           err += e_s * std::abs(w) + std::max(sc, 0.0) * e_w + e_s * e_w + u * std::abs(pr);
           abs_sum += std::abs(pr);
         }
+        out.score_bounds(t, tau) = (err + g_h * abs_sum) * (1.0 + 8 * u);
       }
-      out.scores(t, tau) = p.bf16(p.sum(ph.data(), nI));
-      if (!p.official()) out.score_bounds(t, tau) = (err + g_h * abs_sum) * (1.0 + 8 * u);
     }
   }
   // 6.–7. top-k with k = min(index_topk, ⌊e/4⌋), offsets
@@ -433,8 +476,7 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
     out.margins[static_cast<std::size_t>(t)] = r.margin;
     const std::int64_t visible = start_pos == 0 ? visible_entries(p, t, ratio, nk) : nk;
     for (std::int64_t j = 0; j < k; ++j) {
-      const std::int64_t idx = r.indices[static_cast<std::size_t>(j)];
-      out.lists.at(t, j) = (start_pos == 0 && idx >= visible) ? -1 : static_cast<std::int32_t>(idx + offset);
+      out.lists.at(t, j) = indexer_list_entry(r.indices[static_cast<std::size_t>(j)], visible, offset);
     }
   }
   return out;

@@ -110,6 +110,13 @@ struct CompressorEntryCheck {
   std::vector<double> value, bound, error;
 };
 
+// spec 02 §2.6.2, the pooling of one entry under precision policy p: per channel (column) of u, z
+// [slots, D], w = softmax over the slots of z (official: e_j = C2 exp(fl(z_j − max)), S the C1 sum,
+// w_j = fl(e_j / S); z = −∞ a padding slot of weight 0), C = C1 Σ_j fl(u_j·w_j). Compressor::pool
+// under the compressor's policy; the op registry's compressor_pool and the GPU kernel's host
+// fallback call it directly. Throws std::logic_error when every slot of a channel is padding.
+RowVec compressor_softmax_pool(const Precision& p, const Mat& u, const Mat& z);
+
 // Per-token projections of one call (spec 02 §2.6.1), [s, κD] each.
 struct CompressorProjections {
   Mat u;        // W_kv·fp32(x)

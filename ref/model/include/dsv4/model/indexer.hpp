@@ -82,6 +82,31 @@ class Indexer {
   Compressor compressor_;
 };
 
+// spec 02 §2.7 step 4 for one head and one entry: s_h = bf16(q_h·K_τ) with the C1 dot (official;
+// exact mode: the double dot).
+double indexer_head_score(const Precision& p, const double* q, const double* k, std::int64_t head_dim);
+// spec 02 §2.7 step 5 for one query and one visible entry: I = bf16(Σ_h bf16(fl(max(s_h, 0)·ω_h)))
+// with the C1 sum, s the heads' scores (indexer_head_score), w the head weights ω; ph [heads]
+// receives the products (exact mode bounds them).
+double indexer_score(const Precision& p, const double* s, const double* w, std::int64_t heads, double* ph);
+// spec 02 §2.7 step 7: the list entry of a selected candidate idx: idx + offset, or −1 when idx ≥
+// visible (prefill: a masked candidate the top-k reached because fewer than k entries are visible;
+// decode sees every entry).
+std::int32_t indexer_list_entry(std::int64_t idx, std::int64_t visible, std::int64_t offset);
+
+// One query row of steps 4–7 in official mode on flat arrays (the op registry's indexer_topk and
+// the GPU kernel's host fallback; Indexer::run computes the same through the helpers above): q
+// [heads·head_dim] (the query's FP4-simulated heads), w [heads] (ω), cache [entries, head_dim]
+// (the indexer cache's first ⌊e/4⌋ rows); entries τ ≥ visible are masked (−∞); k = the number
+// selected (min(index_topk, entries)) by the C4 top-k (descending score, ties by ascending index).
+struct IndexerRowSelection {
+  std::vector<double> scores;      // [entries], bf16 values or −∞
+  std::vector<std::int32_t> list;  // [k], indexer_list_entry of the selected candidates in top-k order
+};
+IndexerRowSelection indexer_select_official(const float* q, const float* w, const float* cache, std::int64_t entries,
+                                            std::int64_t heads, std::int64_t head_dim, std::int64_t visible,
+                                            std::int64_t k, std::int64_t offset);
+
 // Exact mode, spec 02 §2.7 step 1 (derivation in indexer.cpp): rigorous bound of |q̂ − q| for every
 // element of the pre-FP4 query of every (token, head) row [s·n_I] — one value per row, the Hadamard
 // mixing all c_I dims. q̂: the double pipeline (q_lin = matmul_nt(qr, wq_b) [s, n_I·c_I], q_rope =
