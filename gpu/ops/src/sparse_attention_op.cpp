@@ -2,10 +2,12 @@
 // head's online softmax over the token's index list of the shared KV rows, the sink a logit in the
 // denominator only; its backward (spec 06 §6.12): dq, dkv, dsink with the lists held fixed.
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
+#include "dsv4/gpu/sparse_attention.hpp"
 #include "dsv4/model/sparse_attention.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/ops/gradient.hpp"
@@ -51,11 +53,38 @@ Outputs reference(const Call& c) {
   return {a.as_rows("o", a.forward(Precision(Mode::kOfficial)))};
 }
 
+#if DSV4_HAVE_CUDA
+// gpu::sparse_attention (gpu/src/sparse_attention.cu: the fixed-order recurrence of
+// dsv4/gpu/sparse_attention_steps.hpp, C1 sums and C2 exps decided on the device or the token
+// recomputed by the reference). Prefill and decode alike: kv is whatever rows the lists index.
+Outputs device(const Call& c) {
+  const AttnArgs a(c);
+  const Array& sink = c.inputs.at(3);
+  if (sink.elements() != a.heads) {
+    throw std::invalid_argument("sparse_attention: sink has " + std::to_string(sink.elements()) +
+                                " entries, n_heads is " + std::to_string(a.heads));
+  }
+  gpu::SparseAttentionBatch r =
+      gpu::sparse_attention(c.inputs.at(0).f32.data(), a.lists.rows, a.heads, a.c, a.lists.data.data(), a.lists.width,
+                            c.inputs.at(2).f32.data(), a.kv.rows(), sink.f32.data(), a.scale);
+  return {Array::floats("o", a.lists.rows, a.heads * a.c, std::move(r.o))};
+}
+#endif
+
 struct Spec {
   std::int64_t tokens, heads, c, n_kv, width;
   double q_sigma;
   bool dead_chunk;  // list positions 64..127 all −1 (a whole chunk of the official kernel skipped)
   bool duplicates;  // a list may name one kv row twice (the kernel counts it twice)
+  // Edge values (≥ 4 heads, ≥ 3 tokens, ≥ 2 kv rows): head 0's query zero (every logit +0: ties in
+  // the max, p = 1) and its sink −∞ (the plain mean of the listed rows), head 1's sink −∞ (the plain
+  // softmax), sinks 90 and 100 (heads 2, 3: exp(z − μ) near and beyond the fp32 range — tiny,
+  // subnormal and ±0 outputs); kv row 1 a copy of row 0 (equal logits from distinct rows); token 1's
+  // list a single valid entry, token 2's two (head 0's output (v_a + v_b)/2: bf16 midpoints).
+  bool edges = false;
+  // Even tokens' first chunk holds its position 0 only: the running max starts from one logit and
+  // later chunks rescale by α — down to α = 0 with large logits.
+  bool lone_first = false;
 };
 
 // Index lists: entry 0 always valid (the official builders put the query itself first), then about
@@ -79,6 +108,8 @@ std::vector<float> index_lists(const Spec& s, std::uint64_t seed) {
       }
       if (j > 0 && w[1] % 8 == 0) e = -1;
       if (s.dead_chunk && j >= 64 && j < 128) e = -1;
+      if (s.edges && ((t == 1 && j > 0) || (t == 2 && j > 1))) e = -1;
+      if (s.lone_first && t % 2 == 0 && j > 0 && j < 64) e = -1;
       l[static_cast<std::size_t>(t * s.width + j)] = static_cast<float>(e);
     }
   }
@@ -98,20 +129,42 @@ Case make_case(const Spec& s, std::uint64_t seed, bool bf16) {
                    Array::floats("kv", s.n_kv, s.c, values(s.n_kv * s.c, 1.0, "ops.sparse_attention.kv")),
                    Array::shared("sink", normals(s.heads, 1.0, seed, "ops.sparse_attention.sink"))};
   c.call.inputs[2].per_row = false;
-  c.label = std::to_string(s.tokens) + " queries, " + std::to_string(s.heads) + " heads, c " + std::to_string(s.c) +
-            ", " + std::to_string(s.n_kv) + " kv rows, lists of " + std::to_string(s.width) +
-            (s.dead_chunk ? " (a whole chunk of -1)" : "") + (s.duplicates ? " (repeated entries)" : "") +
-            (s.q_sigma > 1 ? ", peaked logits" : "");
+  if (s.edges) {
+    std::vector<float>& q = c.call.inputs[0].f32;
+    for (std::int64_t t = 0; t < s.tokens; ++t) {
+      for (std::int64_t d = 0; d < s.c; ++d) q[static_cast<std::size_t>(t * s.heads * s.c + d)] = 0.0f;
+    }
+    std::vector<float>& kv = c.call.inputs[2].f32;
+    std::copy(kv.begin(), kv.begin() + s.c, kv.begin() + s.c);
+    std::vector<float>& z = c.call.inputs[3].f32;
+    z[0] = -std::numeric_limits<float>::infinity();
+    z[1] = -std::numeric_limits<float>::infinity();
+    z[2] = 90.0f;
+    z[3] = 100.0f;
+  }
+  c.label =
+      std::to_string(s.tokens) + " queries, " + std::to_string(s.heads) + " heads, c " + std::to_string(s.c) + ", " +
+      std::to_string(s.n_kv) + " kv rows, lists of " + std::to_string(s.width) +
+      (s.dead_chunk ? " (a whole chunk of -1)" : "") + (s.duplicates ? " (repeated entries)" : "") +
+      (s.q_sigma > 1 && s.q_sigma < 20 ? ", peaked logits" : "") +
+      (s.q_sigma >= 20 ? ", large logits (p and the rescale factor underflow)" : "") +
+      (s.lone_first ? ", first chunks of one entry" : "") +
+      (s.edges ? ", edges: a zero query head, sinks -inf, 90, 100, twin kv rows, lists of one and two entries" : "");
   return c;
 }
 
 std::vector<Case> sparse_attention_cases(std::uint64_t seed) {
   // The model's head dim c 512 with lists over 2 and 3 chunks of 64 (a dead chunk); c 64 with many
-  // heads; peaked logits (q σ 8: one entry dominates, others underflow towards 0); repeated entries.
-  const std::vector<Spec> specs = {{16, 4, 64, 100, 80, 1.0, false, false},
-                                   {4, 2, 512, 160, 136, 1.0, true, false},
-                                   {3, 16, 64, 80, 70, 8.0, false, false},
-                                   {5, 3, 32, 12, 20, 1.0, false, true}};
+  // heads; peaked logits (q σ 8: one entry dominates, others underflow towards 0); repeated entries;
+  // the edge values (sinks, ties, lists of one and two entries) over three chunks; large logits (q σ
+  // 40, logits of σ ≈ 40 over four chunks, even tokens' first chunk a single entry: p subnormal or 0,
+  // the running max jumps so that α underflows); c 512 with 16 heads (the wrapper's minimum) over two
+  // full chunks: many rescales of ℓ by its FMA.
+  const std::vector<Spec> specs = {
+      {16, 4, 64, 100, 80, 1.0, false, false},       {4, 2, 512, 160, 136, 1.0, true, false},
+      {3, 16, 64, 80, 70, 8.0, false, false},        {5, 3, 32, 12, 20, 1.0, false, true},
+      {6, 4, 64, 160, 150, 1.0, false, false, true}, {4, 8, 64, 256, 230, 40.0, false, true, false, true},
+      {8, 16, 512, 128, 128, 1.0, false, false}};
   return cases_of(specs, [&](const Spec& s, std::uint64_t k) { return make_case(s, seed * 1000 + 800 + k, true); });
 }
 
@@ -152,7 +205,8 @@ Op sparse_attention_op() {
   return registration("sparse_attention", "spec 02 §2.9",
                       "sparse attention with sink: per head softmax over the listed kv rows (chunks of 64), sink in "
                       "the denominator only, bf16 out",
-                      {"n_heads"}, {"scale"}, reference, Fn(), sparse_attention_cases, sparse_attention_gradient());
+                      {"n_heads"}, {"scale"}, reference, DSV4_OPS_DEVICE(device), sparse_attention_cases,
+                      sparse_attention_gradient());
 }
 
 }  // namespace dsv4::ops::detail

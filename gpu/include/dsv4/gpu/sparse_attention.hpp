@@ -1,0 +1,49 @@
+// GPU sparse attention with the attention sink (spec 02 §2.9; official kernel sparse_attn_kernel),
+// bit-exact with the official-mode reference (dsv4/model/sparse_attention.hpp sparse_attention with
+// Precision(Mode::kOfficial)) and batch-invariant: token t's output depends on its q row, its index
+// list, the kv rows it names and the sinks alone. Prefill and decode are the same call: a decode
+// step passes its one query row per sequence and the cache's rows as kv (the lists index them).
+//
+// The reference's arithmetic is a fixed-order fp32 recurrence over chunks of 64 list positions
+// (dsv4/gpu/sparse_attention_steps.hpp states it and holds the one copy of its order); its dot
+// products and chunk sums are C1 sums (exact sums rounded once) and its exps C2. One thread block
+// per token (grid-stride over the tokens): per chunk, one warp per (head, entry) logit, one thread
+// per head for the softmax step, one thread per output element for o ← fl(fl(o·α) + Σ bf16(p)·v).
+// A token with any C1 rounding or exp left undecided is flagged and the host entry point recomputes
+// it with the reference.
+//
+// Plain C++17 header (no CUDA types). CUDA failures throw dsv4::gpu::CudaError, bad arguments
+// std::invalid_argument (before any CUDA call).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dsv4/gpu/device.hpp"
+
+namespace dsv4::gpu {
+
+inline constexpr std::int64_t kSparseAttentionMaxHeads = 128;  // V4-Pro's 128 heads; V4-Flash has 64
+
+struct SparseAttentionBatch {
+  std::vector<float> o;         // [tokens, heads·c], bf16 values
+  std::int64_t recomputed = 0;  // tokens the device left undecided, recomputed by the CPU reference
+};
+
+// q [tokens, heads·c] (head h of token t: columns h·c..; bf16 values), lists [tokens, width] (kv row
+// indices, −1 = no entry; the first 64 positions of every list must hold a valid entry, as the
+// reference requires), kv [n_kv, c] (bf16 values), sink [heads] (fp32), scale the softmax scale
+// (used as fl32(scale)). heads in [1, kSparseAttentionMaxHeads], c in [1, 2^16], width ≥ 1.
+SparseAttentionBatch sparse_attention(const float* q, std::int64_t tokens, std::int64_t heads, std::int64_t c,
+                                      const std::int32_t* lists, std::int64_t width, const float* kv, std::int64_t n_kv,
+                                      const float* sink, double scale);
+
+// Device-pointer form (asynchronous on `stream`): o [tokens, heads·c]; undecided [tokens] bytes, 1
+// where token t must be recomputed on the host — also a token whose list has an entry outside
+// [−1, n_kv) or a first chunk of 64 entries all −1 (never read out of bounds; the reference refuses
+// it). tau = fl32(scale).
+void sparse_attention_device(const float* q, std::int64_t tokens, std::int64_t heads, std::int64_t c,
+                             const std::int32_t* lists, std::int64_t width, const float* kv, std::int64_t n_kv,
+                             const float* sink, float tau, float* o, std::uint8_t* undecided, void* stream = nullptr);
+
+}  // namespace dsv4::gpu

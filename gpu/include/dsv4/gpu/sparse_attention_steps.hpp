@@ -1,0 +1,113 @@
+// The fixed-order fp32 steps of sparse attention with the sink (spec 02 §2.9), written once for the
+// kernel (gpu/src/sparse_attention.cu, with the device's primitives) and for its check on the CPU
+// (tests/gpu_sparse_attention_test.cpp runs these same functions with the host's primitives and
+// compares every output bit with the official-mode reference on the op's cases).
+//
+// The reference's official mode (ref/model/src/sparse_attention.cpp) is a recurrence over the chunks
+// of 64 list positions, per head h of a query token:
+//   compaction  the chunk's entries ≠ −1, in list order (duplicates kept: counted twice); a chunk
+//               without any is skipped (μ, ℓ, o unchanged — the official kernel's dead chunk);
+//   logits      s_j = fl(C1(q_h · v_j) · τ), τ = fl32(scale);
+//   head_step   μ' = max(μ, s_0, …, s_{n−1}) left to right with std::max's rule (the first of equal
+//               values is kept: only the sign of a zero maximum can differ, and it never reaches a
+//               result); α = exp(fl(μ − μ')) (exp(−∞) = 0 for the first chunk);
+//               p_j = exp(fl(s_j − μ')); ℓ ← fma(ℓ, α, C1 Σ_j p_j) (one fp32 FMA, C3);
+//               s_j ← bf16(p_j) (the probabilities are rounded for P·V only); μ ← μ';
+//   rescale_add o ← fl(fl(o·α) + C1 Σ_j bf16(p_j)·v_jd), per output element d;
+//   finish      den = fl(ℓ + exp(fl(z_h − μ))) (the sink in the denominator only, never in the max);
+//               out = bf16(fl(o / den)).
+// exp is C2 (correctly rounded fp32), C1 sums are exact sums rounded once — order-free, so the
+// kernel may split them over lanes; everything else is one IEEE fp32 operation in the order above.
+//
+// A primitives type A supplies add, sub, mul, div, fma (each one correctly rounded fp32 operation),
+// exp(x, &out) and a C1 accumulator A::Sum (add(double term), round(count, &out)) — each of exp and
+// round returning whether it decided the correctly rounded result — and bf16(x) (RNE).
+//
+// Plain C++17 (no CUDA types); under nvcc the functions are device functions.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define DSV4_SPARSE_ATTN_FN __device__ __forceinline__
+#else
+#define DSV4_SPARSE_ATTN_FN inline
+#endif
+
+namespace dsv4::gpu::sparse_attention_steps {
+
+// List positions per chunk of the official kernel's online softmax (dsv4::kSparseAttnChunk).
+inline constexpr int kChunk = 64;
+
+// The valid entries of the chunk at list positions [g0, min(g0 + 64, width)) of `list`, in list
+// order, into idx; returns their count n (0: a dead chunk). Sets *bad when an entry lies outside
+// [−1, n_kv) (it is not stored: nothing reads outside the kv rows).
+DSV4_SPARSE_ATTN_FN int chunk_entries(const std::int32_t* list, std::int64_t width, std::int64_t g0, std::int64_t n_kv,
+                                      std::int32_t* idx, bool* bad) {
+  int n = 0;
+  const std::int64_t end = g0 + kChunk < width ? g0 + kChunk : width;
+  for (std::int64_t j = g0; j < end; ++j) {
+    const std::int32_t e = list[j];
+    if (e == -1) continue;
+    if (e < -1 || e >= n_kv) {
+      *bad = true;
+      continue;
+    }
+    idx[n++] = e;
+  }
+  return n;
+}
+
+// s_j = fl(dot · τ) of the C1 dot product q_h · v_j.
+template <class A>
+DSV4_SPARSE_ATTN_FN float logit(const A& a, float dot, float tau) {
+  return a.mul(dot, tau);
+}
+
+// One head's softmax step over the chunk's n logits s[0, n): updates *mu and *ell, writes α to
+// *alpha and bf16(p_j) over s[j]. Returns whether every exp and the C1 sum were decided.
+template <class A>
+DSV4_SPARSE_ATTN_FN bool head_step(const A& a, float* s, int n, float* mu, float* ell, float* alpha) {
+  float mu_new = *mu;
+  for (int j = 0; j < n; ++j) mu_new = mu_new < s[j] ? s[j] : mu_new;  // std::max(mu_new, s_j)
+  float al = 0.0f;
+  bool ok = a.exp(a.sub(*mu, mu_new), &al);
+  typename A::Sum sum;
+  for (int j = 0; j < n; ++j) {
+    float p = 0.0f;
+    ok = a.exp(a.sub(s[j], mu_new), &p) && ok;
+    sum.add(p);
+    s[j] = a.bf16(p);
+  }
+  float total = 0.0f;
+  ok = sum.round(n, &total) && ok;
+  *ell = a.fma(*ell, al, total);
+  *mu = mu_new;
+  *alpha = al;
+  return ok;
+}
+
+// One output element after a chunk: fl(fl(o·α) + pv), pv the C1 sum Σ_j bf16(p_j)·v_jd.
+template <class A>
+DSV4_SPARSE_ATTN_FN float rescale_add(const A& a, float o, float alpha, float pv) {
+  return a.add(a.mul(o, alpha), pv);
+}
+
+// The head's denominator with the sink z: fl(ℓ + exp(fl(z − μ))). Returns whether exp was decided.
+template <class A>
+DSV4_SPARSE_ATTN_FN bool denominator(const A& a, float ell, float mu, float sink, float* den) {
+  float e = 0.0f;
+  const bool ok = a.exp(a.sub(sink, mu), &e);
+  *den = a.add(ell, e);
+  return ok;
+}
+
+// One output element: bf16(fl(o / den)).
+template <class A>
+DSV4_SPARSE_ATTN_FN float output(const A& a, float o, float den) {
+  return a.bf16(a.div(o, den));
+}
+
+}  // namespace dsv4::gpu::sparse_attention_steps
+
+#undef DSV4_SPARSE_ATTN_FN
