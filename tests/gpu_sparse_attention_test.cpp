@@ -256,9 +256,9 @@ TEST(GpuSparseAttention, KernelStepsOnTheCpuEqualTheReferenceOnEveryCase) {
   EXPECT_GT(n.out_bf16_ties, 0);
 }
 
-// The host form over the op's cases: ≤ 1 token in 19 recomputed (measured before the device run:
-// none expected — the logits' and P·V's double sums are mostly exact, the rest decided by the
-// compensated rounding; record the number).
+// The host form over the op's cases: ≤ 1 token in 19 recomputed (measured on an H100 at db8e70a: 0 of
+// 46 tokens — the logits' and P·V's double sums are mostly exact, the rest decided by the
+// compensated rounding).
 TEST(GpuSparseAttention, DeviceDecidesNearlyEveryToken) {
   if (!gpu::gpu_available()) GTEST_SKIP() << "no CUDA device (dsv4::gpu::gpu_available() is false)";
   test::expect_device_decides("sparse_attention", "tokens", 30, 19, [](const ops::Case& c) {
