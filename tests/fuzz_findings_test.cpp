@@ -40,6 +40,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "dsv4/compare/number_text.hpp"
 #include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/golden/declarations.hpp"
@@ -313,6 +314,59 @@ TEST_F(FuzzFindings, ACandidateInputTheReferenceCannotComputeWithIsBadInputNamin
     EXPECT_NE(msg.find("prefill/layers.0/out"), std::string::npos) << bad << ": " << msg;
     EXPECT_NE(msg.find("cannot be recomputed from the candidate's values"), std::string::npos) << bad << ": " << msg;
   }
+}
+
+// The MoE site's candidate inputs (ffn_norm/out, the routing weights gate/out0, the expert ids
+// gate/out1) were read unchecked: Inf or NaN routing weights reached the combine, whose failure was
+// blamed on the last tensor another module had fetched (ffn_norm/out). A non-finite routing weight
+// is now bad input naming gate/out0, as at every other site.
+TEST_F(FuzzFindings, NonFiniteRoutingWeightsAtTheMoeAreBadInputNamingThem) {
+  const Golden g = Golden::open_verified(file("g.h5"));
+  const ModelWeights w = make_weights(g.config(), WeightsSpec{1, ""});
+  const std::vector<std::string> names = {"prefill/layers.0/out", "prefill/layers.1.ffn_norm/out",
+                                          "prefill/layers.1.ffn.gate/out0", "prefill/layers.1.ffn.gate/out1"};
+  for (const double bad : {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
+    std::vector<Tensor> kept;
+    kept.reserve(names.size());
+    std::vector<std::pair<std::string, const Tensor*>> members;
+    for (const std::string& n : names) {
+      kept.push_back(g.read("official/" + n));
+      members.emplace_back(n, &kept.back());
+    }
+    kept[2].values<double>()[3] = bad;
+    write_npz(file("moe_bad.npz"), members);
+    const MappedTensorSource cand(TensorSource::open(file("moe_bad.npz")), NameMap{});
+    const std::string msg = input_error_of([&] { (void)diff::diff_against_golden(g, cand, w); });
+    EXPECT_EQ(msg.rfind("prefill/layers.1.ffn.gate/out0: element 3 is " + compare::num(bad), 0), 0U) << msg;
+  }
+}
+
+// A finite candidate input whose recomputation overflows was blamed on the tensor last fetched by
+// any module (for the MoE: ffn_norm/out, fetched by the gate), not on what overflowed. Now the
+// message names the module whose recomputation overflowed and every candidate tensor it was
+// recomputed from, and says plainly that they are finite.
+TEST_F(FuzzFindings, AnOverflowNamesTheModuleRecomputedAndItsInputs) {
+  const Golden g = Golden::open_verified(file("g.h5"));
+  const ModelWeights w = make_weights(g.config(), WeightsSpec{1, ""});
+  const std::vector<std::string> names = {"prefill/layers.0/out", "prefill/layers.1.ffn_norm/out",
+                                          "prefill/layers.1.ffn.gate/out0", "prefill/layers.1.ffn.gate/out1"};
+  std::vector<Tensor> kept;
+  kept.reserve(names.size());
+  std::vector<std::pair<std::string, const Tensor*>> members;
+  for (const std::string& n : names) {
+    kept.push_back(g.read("official/" + n));
+    members.emplace_back(n, &kept.back());
+  }
+  for (double& v : kept[2].values<double>()) v = std::numeric_limits<double>::max();  // finite weights
+  write_npz(file("moe_overflow.npz"), members);
+  const MappedTensorSource cand(TensorSource::open(file("moe_overflow.npz")), NameMap{});
+  const std::string msg = input_error_of([&] { (void)diff::diff_against_golden(g, cand, w); });
+  EXPECT_EQ(
+      msg.rfind("prefill/layers.1.ffn: a module cannot be recomputed from the candidate's values: its inputs (" +
+                    names[1] + ", " + names[2] + ", " + names[3] + ") are finite, but the recomputation overflows",
+                0),
+      0U)
+      << msg;
 }
 
 TEST_F(FuzzFindings, CandidateIndicesOutsideInt32AreBadInputNamingTheTensor) {

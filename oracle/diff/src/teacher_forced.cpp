@@ -145,10 +145,10 @@ class Differ {
         for (std::int64_t l = 0; l < c_.n_layers; ++l) block(l);
         head("", w_.hc_head, w_.norm);
         for (std::int64_t m = 0; m < c_.n_mtp_layers; ++m) mtp(m);
-      } catch (const std::domain_error& e) {  // the reference refused values derived from the candidate's
-        throw unusable_input(e.what());
-      } catch (const std::invalid_argument& e) {
-        throw unusable_input(e.what());
+      } catch (const std::domain_error& e) {  // an exact sum refused a non-finite term: an overflow
+        throw unusable(e.what(), true);
+      } catch (const std::invalid_argument& e) {  // a module refused an input or an intermediate
+        throw unusable(e.what(), false);
       }
     }
     judge_structure();
@@ -209,23 +209,52 @@ class Differ {
     return report_.modules[at.first].outputs[at.second];
   }
 
-  std::optional<Batch> input(const std::string& full) {
+  // The candidate's tensor `full` as input of the module being recomputed (begin_site): absent, it
+  // is recorded missing (unless `missing` is kIgnore: reported by an earlier site already); holding
+  // NaN or Inf, it is bad input naming it — the reference's exact sums refuse non-finite terms
+  // (std::domain_error) and its modules check their inputs (std::invalid_argument), which would be
+  // an internal error, or a refusal naming no tensor (fuzz_certify).
+  enum class Missing { kRecord, kIgnore };
+  std::optional<Batch> input(const std::string& full, Missing missing = Missing::kRecord) {
     const std::optional<RecordedTensor> t = cand_(full);
     if (!t) {
-      report_.missing.push_back(full);
+      if (missing == Missing::kRecord) report_.missing.push_back(full);
       return std::nullopt;
     }
-    last_input_ = full;
     for (std::size_t i = 0; i < t->values.size(); ++i)
       if (!std::isfinite(t->values[i]))
-        throw unusable_input("element " + std::to_string(i) + " is " + compare::num(t->values[i]));
+        throw InputError(full, "element " + std::to_string(i) + " is " + compare::num(t->values[i]) +
+                                   ": a module cannot be recomputed from the candidate's values when they are not "
+                                   "finite");
+    site_inputs_.push_back(full);
     return candidate_batch(*t, full);
   }
 
-  // A candidate tensor a module is recomputed from holds NaN or Inf, or values so large that the
-  // recomputation overflows (the reference's exact sums refuse non-finite terms: std::domain_error;
-  // its modules check their inputs: std::invalid_argument). Bad input naming the tensor, not an
-  // internal error (fuzz_certify).
+  // The module about to be recomputed (`site`, a module path in this step): what a failure of the
+  // recomputation is blamed on, with the candidate tensors it was recomputed from (input() adds
+  // them; `block_input`: the block's input, when the site reads it and it is the candidate's).
+  void begin_site(const std::string& site, const std::string& block_input = "") {
+    site_ = step_ + "/" + site;
+    site_inputs_.clear();
+    if (!block_input.empty()) site_inputs_.push_back(block_input);
+  }
+
+  // The reference refused to recompute the current module from the candidate's values, all finite
+  // (input() refuses others): a term or result `overflow`ed (std::domain_error from an exact sum),
+  // or a module refused an input or an intermediate (std::invalid_argument: an expert id or index
+  // out of range, a non-finite intermediate). Bad input naming that module and the candidate
+  // tensors it was recomputed from — which of them caused it is not known.
+  InputError unusable(const std::string& why, bool overflow) const {
+    std::string inputs;
+    for (const std::string& n : site_inputs_) inputs += (inputs.empty() ? "" : ", ") + n;
+    if (inputs.empty()) inputs = "the token embeddings";
+    return InputError(
+        site_, std::string("a module cannot be recomputed from the candidate's values: ") +
+                   (overflow ? "its inputs (" + inputs + ") are finite, but the recomputation overflows: "
+                             : "the reference refuses its inputs (" + inputs + ") or a value computed from them: ") +
+                   why);
+  }
+
   // Element i of the candidate's index tensor `tensor` (indexer lists, expert ids) as an index: an
   // integer within int32 (a cast of 7e16 or NaN is undefined behaviour; fuzz_certify). The modules
   // check its range.
@@ -234,13 +263,6 @@ class Differ {
         v != std::floor(v))
       throw InputError(tensor, "element " + std::to_string(i) + " is " + compare::num(v) + ", not an index");
     return static_cast<std::int32_t>(v);
-  }
-
-  InputError unusable_input(const std::string& why) const {
-    return InputError(last_input_,
-                      "a module cannot be recomputed from the candidate's values (NaN, Inf, or values "
-                      "that overflow the reference): " +
-                          why);
   }
 
   // A dumped tensor as per-sequence matrices; its shape must be the golden's (when the golden has
@@ -578,9 +600,12 @@ class Differ {
     check(m, "out", gather(out, [](const AttentionOutput& a) { return a.out; }));
   }
 
+  // An optional candidate input of the current module (indexer lists, expert ids: index_value
+  // checks each element).
   std::optional<Batch> cand_batch(const std::string& full) {
     const auto t = cand_(full);
     if (!t) return std::nullopt;
+    site_inputs_.push_back(full);
     return candidate_batch(*t, full);
   }
 
@@ -628,12 +653,12 @@ class Differ {
   }
 
   // The combine from the candidate's own routing (decision forcing), on the candidate's ffn_norm
-  // output (already reported missing by gate()).
+  // output (already reported missing by gate()), its routing weights finite like every module input.
   void moe(std::int64_t l, const SiteDesc& s) {
     const std::string p = prefix(l);
-    const auto x = cand_batch(site_input(p, s, 0));
-    const auto w0 = cand_batch(site_input(p, s, 1));
-    const auto i1 = cand_batch(site_input(p, s, 2));
+    const auto x = input(site_input(p, s, 0), Missing::kIgnore);
+    const auto w0 = input(site_input(p, s, 1), Missing::kIgnore);
+    const auto i1 = cand_batch(site_input(p, s, 2));  // ids: index_value refuses NaN, Inf, non-integers
     if (!x || !w0 || !i1) return;
     ModuleResult& m = begin(p + ".ffn", l);
     check(m, "out", recompute([&](std::size_t k, std::size_t b) {
@@ -685,8 +710,11 @@ class Differ {
       return;
     }
     const BlockWeights& bw = block_weights(c_, w_, l);
+    const std::string in = l >= c_.n_layers ? name(prefix(l), "in") : l > 0 ? name(prefix(l - 1), "out") : "";
     for (const SiteDesc& s : output_sites()) {
       if (s.scope != SiteScope::kBlock) continue;
+      const bool reads_block_input = std::find(s.inputs.begin(), s.inputs.end(), "<block input>") != s.inputs.end();
+      begin_site(module_path(prefix(l), s.module), reads_block_input ? in : "");
       switch (s.kind) {
         case SiteKind::kHcPre:
           hc_pre_site(l, s, x);
@@ -719,6 +747,7 @@ class Differ {
     const SiteScope scope = scope_prefix.empty() ? SiteScope::kModel : SiteScope::kMtp;
     for (const SiteDesc& s : output_sites()) {
       if (s.scope != scope) continue;
+      begin_site(module_path(scope_prefix, s.module));
       if (s.kind == SiteKind::kRmsNorm) {
         norm(scope_prefix, -1, s, norm_weight);
         continue;
@@ -751,6 +780,7 @@ class Differ {
     const std::vector<std::vector<std::int64_t>> main_ids = ids_;
     ids_.clear();
     for (const auto& t : sched_.tokens) ids_.emplace_back(t.begin() + start_pos_ + 1, t.begin() + start_pos_ + 1 + len);
+    begin_site(p);
     if (const auto h = input(name(prefix(c_.n_layers - 1), "out"))) {
       ModuleResult& m = begin(p, c_.n_layers + i);
       check(m, "in", recompute([&](std::size_t k, std::size_t b) {
@@ -785,7 +815,8 @@ class Differ {
   std::string step_;
   std::int64_t start_pos_ = 0;
   std::vector<std::vector<std::int64_t>> ids_;
-  std::string last_input_ = "the candidate";  // the candidate tensor a module was last recomputed from
+  std::string site_ = "the candidate";    // the module being recomputed (begin_site)
+  std::vector<std::string> site_inputs_;  // the candidate tensors it is recomputed from
   DiffReport report_;
 };
 
