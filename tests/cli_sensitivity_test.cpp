@@ -2,6 +2,7 @@
 // the JSON rows (one per float output, every one of its scale and offset directions measured),
 // the measured sensitivity itself (a 0.2% scale caught in both directions wherever a field has more
 // than a handful of elements; the fp32 mHC mixes far below), and bad input.
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -25,20 +26,39 @@ TEST_F(CliSensitivity, CommittedGoldenCatchesTwoPerMilleScalesAndSaysWhereItCann
   const auto& rows = j.at("rows");
   ASSERT_GT(rows.size(), 300u);
   int goal = 0;
+  int quantised = 0;
   for (const auto& row : rows) {
     const auto caught = [&](const char* dir) { return row.at(dir).at("caught_from"); };
     goal += row.at("meets_goal").get<bool>();
     const bool small = row.at("elements").get<int>() < 16;
     if (small) continue;  // indexer scores of a few elements: at their statistical limit (the table says so)
-    for (const char* dir : {"scale_up", "scale_down", "offset_up", "offset_down"}) {
-      ASSERT_FALSE(caught(dir).is_null()) << row.at("output") << " " << dir;
-      EXPECT_LE(caught(dir).get<double>(), 0.002) << row.at("output") << " " << dir;
+    const std::string out = row.at("output").get<std::string>();
+    // The FP8-quantised outputs (window KV, compressed entries): an error made before the quantiser
+    // shows only through the codes it moves; their limit is the scale test's at the quantiser's own
+    // rounding noise (0.5-2.2% measured on this golden), and they are caught within 2.5x of it.
+    // Injected before the quantisation point, the values stay on the FP8 grid (a probe that moved
+    // them off it would be caught by the grid check alone and mean nothing).
+    const bool fp8 = out.ends_with("attn/kv") || out.ends_with("attn.compressor/out");
+    quantised += fp8;
+    const double limit = row.at("scale_limit").is_null() ? 0.0 : row.at("scale_limit").get<double>();
+    const double bound = fp8 ? std::max(0.002, 2.5 * limit) : 0.002;
+    if (fp8) {
+      EXPECT_GT(limit, 0.002) << out;
     }
-    if (row.at("output").get<std::string>().find("hc_attn/comb") != std::string::npos) {
-      EXPECT_LE(caught("scale_up").get<double>(), 1e-5) << row.at("output");  // fp32: far below
+    for (const char* dir : {"scale_up", "scale_down", "offset_up", "offset_down"}) {
+      ASSERT_FALSE(caught(dir).is_null()) << out << " " << dir;
+      EXPECT_LE(caught(dir).get<double>(), bound) << out << " " << dir;
+      if (fp8) {
+        EXPECT_NE(row.at(dir).at("by"), "fp8_grid") << out << " " << dir;
+      }
+    }
+    if (out.find("hc_attn/comb") != std::string::npos) {
+      EXPECT_LE(caught("scale_up").get<double>(), 1e-5) << out;  // fp32: far below
     }
   }
-  EXPECT_GE(goal, 320);  // measured: 321 of 327 (BENCHMARKS.md, issue 15)
+  EXPECT_EQ(quantised, 24);
+  EXPECT_GE(goal, 304);  // measured: 304 of 327, the 23 others at their limit (BENCHMARKS.md, issue 15)
+  EXPECT_NE(r.out.find(", 0 are short of it"), std::string::npos) << r.out;
 }
 
 TEST_F(CliSensitivity, TakesNoCandidate) {

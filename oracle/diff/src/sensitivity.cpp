@@ -13,6 +13,7 @@
 #include "dsv4/compare/structure.hpp"
 #include "dsv4/compare/ulp.hpp"
 #include "dsv4/diff/dump_getters.hpp"
+#include "dsv4/model/precision.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/report/text_table.hpp"
 
@@ -73,21 +74,19 @@ struct Pending {
   bool scale_ran = false;
 };
 
-Probe probe(const ObservedField& f, const std::vector<double>& cand, const compare::ReferenceError& official_error,
-            const compare::ToleranceParams& tol) {
+// The probe is the diff's own judgement of the output (ObservedField::judge): the same yardstick,
+// the quantised outputs' accepted near-tie flips and their direction test, so the table says what
+// certify would say of an engine that made that error.
+Probe probe(const ObservedField& f, std::span<const double> cand) {
   Probe p;
-  compare::MetricOptions mo;
-  mo.ulp_dtype = f.official_format;
-  const compare::TensorMetrics m = compare::compute_metrics(cand, f.official_format, f.exact, mo);
-  const compare::TensorVerdict v = compare::judge_tensor(m, official_error, tol);
-  for (const compare::Check& c : v.checks)
+  const OutputJudgement j = f.judge(cand);
+  for (const compare::Check& c : j.verdict.checks)
     if (!c.pass) {
       p.size_fail = c.name;
       break;
     }
-  const compare::ErrorStructure s = compare::error_structure(cand, f.official, f.exact, compare::layout_of(f.shape),
-                                                             f.official_format, tol.k, tol.structure);
-  for (const compare::StructureStat& x : s.stats)
+  if (p.size_fail.empty() && j.verdict.verdict != compare::Verdict::kPass) p.size_fail = "fp8_grid";
+  for (const compare::StructureStat& x : j.structure)
     if (x.ran && x.p < p.min_p) {
       p.min_p = x.p;
       p.p_kind = compare::structure_kind_name(x.kind);
@@ -95,16 +94,35 @@ Probe probe(const ObservedField& f, const std::vector<double>& cand, const compa
   return p;
 }
 
-// The scale slope's standard error when every element carries an independent rounding to `format`
-// (uniform on ±½ ulp): sqrt(Σ o² ulp(o)²/12) / Σ o².
-double rounding_scale_se(std::span<const double> o, DType format) {
-  const compare::UlpGrid grid = compare::ulp_grid(format);
+// The official model's block quantisation (spec 01 §1.4 / §1.5, Precision::quantise) of the
+// quantised columns of every row of `values` (row length layout.cols), in place.
+void quantise_official(std::vector<double>& values, const compare::QuantisedLayout& layout) {
+  const auto rows = static_cast<Eigen::Index>(static_cast<std::int64_t>(values.size()) / layout.cols);
+  Mat m = Eigen::Map<const Mat>(values.data(), rows, layout.cols);
+  Precision(Mode::kOfficial).quantise(m, 0, rows, 0, layout.quantised_cols, layout.block, layout.kind);
+  Eigen::Map<Mat>(values.data(), rows, layout.cols) = m;
+}
+
+// The scale slope's standard error when every element of the official output carries an
+// independent rounding error of variance v: sqrt(Σ o² v) / Σ o². A rounding to the stored format is
+// uniform on ±½ ulp: v = ulp(o)²/12. On a quantised output's quantised columns the rounding is the
+// block quantiser's (FP8 / FP4 steps, far coarser than the stored format's): v is the square of its
+// own error there, o minus the official value before the quantisation point.
+double rounding_scale_se(const ObservedField& f) {
+  const compare::UlpGrid grid = compare::ulp_grid(f.official_format);
+  const compare::QuantisedLayout* q = f.quantised;
   double soo = 0.0, var = 0.0;
-  for (const double x : o) {
+  for (std::size_t i = 0; i < f.official.size(); ++i) {
+    const double x = f.official[i];
     if (!std::isfinite(x)) continue;
-    const double u = compare::ulp_at(grid, x);
     soo += x * x;
-    var += x * x * u * u / 12.0;
+    if (q != nullptr && static_cast<std::int64_t>(i) % q->cols < q->quantised_cols) {
+      const double d = x - f.official_pre[i];
+      var += x * x * d * d;
+    } else {
+      const double u = compare::ulp_at(grid, x);
+      var += x * x * u * u / 12.0;
+    }
   }
   return soo > 0.0 ? std::sqrt(var) / soo : 0.0;
 }
@@ -147,10 +165,6 @@ SensitivityReport sensitivity(const Golden& g, const ModelWeights& w, const comp
     p.row.output = f.name;
     p.row.elements = static_cast<std::int64_t>(f.candidate.size());
     p.row.format = f.official_format;
-    compare::MetricOptions mo;
-    mo.ulp_dtype = f.official_format;
-    const compare::ReferenceError oe =
-        compare::reference_error(compare::compute_metrics(f.official, f.official_format, f.exact, mo));
     // The statistical limit: the scale test's standard error for an engine whose only noise is the
     // rounding of its own output (uniform, ulp²/12 per element), at the floor.
     const compare::ErrorStructure clean = compare::error_structure(
@@ -158,7 +172,7 @@ SensitivityReport sensitivity(const Golden& g, const ModelWeights& w, const comp
     if (clean.stats.front().ran) {
       p.scale_ran = true;
       p.scale_allowance = clean.stats.front().allowance;
-      p.scale_se = rounding_scale_se(f.official, f.official_format);
+      p.scale_se = rounding_scale_se(f);
     }
     double sum_sq = 0.0;
     std::int64_t n = 0;
@@ -172,10 +186,17 @@ SensitivityReport sensitivity(const Golden& g, const ModelWeights& w, const comp
     // (a fixed pseudo-random point per element), so that with ε = 0 it stores exactly the baseline
     // and with ε ≠ 0 a fraction ≈ ε/ulp of the elements moves by one ulp — as a real engine's
     // rounding of its wrong result does; injecting into the stored values would round small ε away.
+    // A quantised output's error enters before its quantisation point: on the quantised columns the
+    // official value there (stored in the output's format) is dithered and injected, then
+    // quantised by the official quantiser — what an engine that made that error would write.
+    const compare::QuantisedLayout* q = f.quantised;
+    const auto quantised_col = [&](std::size_t i) {
+      return q != nullptr && static_cast<std::int64_t>(i) % q->cols < q->quantised_cols;
+    };
     const compare::UlpGrid grid = compare::ulp_grid(f.official_format);
     std::vector<double> before(f.candidate.size());
     for (std::size_t i = 0; i < before.size(); ++i) {
-      const double o = f.candidate[i];
+      const double o = quantised_col(i) ? f.official_pre[i] : f.candidate[i];
       before[i] = std::isfinite(o) ? o + (unit_dither(i) - 0.5) * compare::ulp_at(grid, o) : o;
     }
     std::vector<double> c(f.candidate.size());
@@ -194,7 +215,8 @@ SensitivityReport sensitivity(const Golden& g, const ModelWeights& w, const comp
                                              : o - eps * rms;
           c[i] = store(f.official_format, v);
         }
-        row[static_cast<std::size_t>(d)] = probe(f, c, oe, tol);
+        if (q != nullptr) quantise_official(c, *q);
+        row[static_cast<std::size_t>(d)] = probe(f, c);
       }
       p.probes.push_back(row);
     }
@@ -240,10 +262,12 @@ std::string sensitivity_table(const SensitivityReport& r) {
     }
   }
   const auto n = static_cast<std::int64_t>(r.rows.size());
-  std::string out = "sensitivity: " + std::to_string(goal) + " of " + std::to_string(n) +
-                    " float outputs catch a scale error of 0.2% in both directions; " + std::to_string(limited) +
-                    " others lie at their statistical limit (too few elements), " + std::to_string(n - goal - limited) +
-                    " are short of it\n";
+  std::string out =
+      "sensitivity: " + std::to_string(goal) + " of " + std::to_string(n) +
+      " float outputs catch a scale error of 0.2% in both directions; " + std::to_string(limited) +
+      " others lie at their statistical limit (too few elements, or FP8-quantised: an error shows only through the "
+      "codes it moves), " +
+      std::to_string(n - goal - limited) + " are short of it\n";
   char line[256];
   std::snprintf(line, sizeof line,
                 "  structure tests: Holm over m = %lld at alpha %.3g: a single wrong output is caught at p <= %.3g\n",

@@ -322,26 +322,60 @@ class Differ {
       mo.ulp_dtype = ulp;
       compare::MetricOptions moo;
       moo.ulp_dtype = official_ulp;
-      compare::QuantFlips flips;
-      std::span<const double> judged = cand->values;
-      if (quant) {
-        const compare::QuantisedLayout layout{cand->shape.back(), quant->quantised_cols, quant->block, quant->kind};
-        const std::vector<double> pe = flatten(quant->pre[kExact]);
-        const double pre_err = std::max(compare::quantised_max_abs_error(flatten(quant->pre[kOfficial]), pe, layout),
-                                        compare::quantised_max_abs_error(flatten(quant->pre[kFp32Order]), pe, layout));
-        flips = compare::accept_quant_flips(cand->values, e, pe, pre_err, official_ulp, layout, tol_);
-        judged = flips.judged;
-      }
-      const compare::TensorMetrics cm = compare::compute_metrics(judged, ulp, e, mo);
       const compare::TensorMetrics om = compare::compute_metrics(off, official_ulp, e, moo);
       const compare::TensorMetrics sm = compare::compute_metrics(flatten(r[kFp32Order]), official_ulp, e, moo);
-      const compare::TensorVerdict v = compare::judge_tensor(
-          cm, compare::larger_error(compare::reference_error(om), compare::reference_error(sm)), tol_);
-      o.pass = v.verdict == compare::Verdict::kPass;
-      o.reason = v.reason;
+      const compare::ReferenceError yardstick =
+          compare::larger_error(compare::reference_error(om), compare::reference_error(sm));
+      std::vector<double> pe, po;
+      double pre_err = 0.0;
+      std::optional<compare::QuantisedLayout> ql;
+      if (quant) {
+        ql = compare::QuantisedLayout{cand->shape.back(), quant->quantised_cols, quant->block, quant->kind};
+        pe = flatten(quant->pre[kExact]);
+        po = flatten(quant->pre[kOfficial]);
+        pre_err = std::max(compare::quantised_max_abs_error(po, pe, *ql),
+                           compare::quantised_max_abs_error(flatten(quant->pre[kFp32Order]), pe, *ql));
+      }
+      const compare::FieldLayout layout = compare::layout_of(cand->shape);
+      compare::QuantFlips flips;
+      compare::TensorMetrics cm;
+      bool off_grid = false;
+      // The judgement of one output's values (its own, or others of the same shape for the
+      // observer): every rule below, nothing else.
+      const auto judge = [&](std::span<const double> values) {
+        std::span<const double> judged = values;
+        off_grid = false;
+        if (ql) {
+          flips = compare::accept_quant_flips(values, e, pe, pre_err, official_ulp, *ql, tol_);
+          judged = flips.judged;
+        }
+        cm = compare::compute_metrics(judged, ulp, e, mo);
+        OutputJudgement j{compare::judge_tensor(cm, yardstick, tol_),
+                          compare::error_structure(values, off, e, layout, ulp, tol_.k, tol_.structure).stats};
+        if (ql)  // the direction of its decisions (compare/quant_flips.hpp), in the same family
+          j.structure.push_back(compare::quant_direction_test(values, off, e, *ql, tol_.k, tol_.structure));
+        if (j.verdict.verdict == compare::Verdict::kPass && quant && quant->kind == BlockQuant::kFp8Ue8m0) {
+          const std::int64_t cols = cand->shape.back();
+          for (std::size_t i = 0; i < values.size(); ++i) {
+            if (static_cast<std::int64_t>(i) % cols < quant->quantised_cols && !fp8_pow2_value(values[i])) {
+              j.verdict.verdict = compare::Verdict::kFail;
+              off_grid = true;
+              j.verdict.reason =
+                  "element " + std::to_string(i) + " = " + std::to_string(values[i]) +
+                  " is not an e4m3 value times a power of two (more than 4 significant bits): the FP8 simulation's "
+                  "scale is not a power of two";
+              break;
+            }
+          }
+        }
+        return j;
+      };
+      const OutputJudgement j = judge(cand->values);
+      o.pass = j.verdict.verdict == compare::Verdict::kPass;
+      o.reason = j.verdict.reason;
       o.local_max_abs = cm.max_abs;
       if (flips.accepted() > 0) {
-        o.reason += "; " + flips.summary(quant->kind);
+        if (!off_grid) o.reason += "; " + flips.summary(quant->kind);
         o.quant_element_flips = flips.element_flips;
         o.quant_scale_flips = flips.scale_flips;
         o.quant_scale_flip_elements = flips.scale_flip_elements;
@@ -350,28 +384,13 @@ class Differ {
         ++report_.quant_flip_outputs;
       }
       o.local_official_max_abs = std::max(om.max_abs, sm.max_abs);
-      const compare::FieldLayout layout = compare::layout_of(cand->shape);
-      o.structure = compare::error_structure(cand->values, off, e, layout, ulp, tol_.k, tol_.structure).stats;
-      if (quant) {  // the direction of its decisions (compare/quant_flips.hpp), in the same family
-        const compare::QuantisedLayout ql{cand->shape.back(), quant->quantised_cols, quant->block, quant->kind};
-        o.structure.push_back(compare::quant_direction_test(cand->values, off, e, ql, tol_.k, tol_.structure));
-      }
+      o.structure = j.structure;
       o.structure_reject.assign(o.structure.size(), false);
-      if (observer_) observer_(ObservedField{o.name, cand->shape, cand->values, e, off, ulp, official_ulp});
+      if (observer_)
+        observer_(ObservedField{o.name, cand->shape, cand->values, e, off, ulp, official_ulp,
+                                [&](std::span<const double> values) { return judge(values); }, ql ? &*ql : nullptr,
+                                po});
       structured_.emplace_back(static_cast<std::size_t>(&m - report_.modules.data()), m.outputs.size());
-      if (o.pass && quant && quant->kind == BlockQuant::kFp8Ue8m0) {
-        const std::int64_t cols = cand->shape.back();
-        for (std::size_t i = 0; i < cand->values.size(); ++i) {
-          if (static_cast<std::int64_t>(i) % cols < quant->quantised_cols && !fp8_pow2_value(cand->values[i])) {
-            o.pass = false;
-            o.reason =
-                "element " + std::to_string(i) + " = " + std::to_string(cand->values[i]) +
-                " is not an e4m3 value times a power of two (more than 4 significant bits): the FP8 simulation's "
-                "scale is not a power of two";
-            break;
-          }
-        }
-      }
       if (const std::optional<RecordedTensor> g = golden_(o.name); g && g->values.size() == e.size()) {
         o.accumulated_max_abs = compare::compute_metrics(cand->values, ulp, g->values, mo).max_abs;
       }

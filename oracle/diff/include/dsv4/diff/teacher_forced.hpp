@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/compare/quant_flips.hpp"
 #include "dsv4/compare/tolerance.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/recorder.hpp"
@@ -102,14 +103,29 @@ struct DiffReport {
 // non-RoPE dims, spec 02 §2.5) must also lie on that grid: at most 4 significant bits. Their size
 // checks accept the rounding flips of compare/quant_flips.hpp (one quantum at a near-tie of the exact
 // pre-quantisation value, or a block scale at a near-tie of its amax), counted in OutputResult.
+// How the diff judges one float output's values: the size checks' verdict (after the quantised
+// outputs' near-tie flips are accepted) and the structure tests (the quantised outputs' direction
+// test among them).
+struct OutputJudgement {
+  compare::TensorVerdict verdict;
+  std::vector<compare::StructureStat> structure;
+};
 // One float output's local field as the diff judged it (FieldObserver): the candidate's values, the
-// exact and official recomputations from the candidate's own inputs, and the formats they were
-// judged in.
+// exact and official recomputations from the candidate's own inputs, the formats they were judged
+// in, and `judge`: the diff's own judgement of that output (every rule, the same yardstick) applied
+// to other values of the same shape — what certify would say had the candidate written them
+// (diff/sensitivity.hpp injects errors through it); valid during the observer's call only.
 struct ObservedField {
   const std::string& name;
   const std::vector<std::int64_t>& shape;
   std::span<const double> candidate, exact, official;
   DType candidate_format, official_format;
+  std::function<OutputJudgement(std::span<const double> values)> judge;
+  // A quantised output (window KV, compressed entries): its layout and the official recomputation's
+  // values before the quantisation point (an engine's error enters there and is quantised with the
+  // rest); null and empty otherwise.
+  const compare::QuantisedLayout* quantised = nullptr;
+  std::span<const double> official_pre;
 };
 using FieldObserver = std::function<void(const ObservedField&)>;
 
