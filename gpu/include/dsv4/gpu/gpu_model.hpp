@@ -1,0 +1,54 @@
+// GpuModel (issue 18 item 2): the whole V4 forward composed from the op registry's kernels
+// (gpu/README.md §GpuModel). Host orchestration in C++20 — the one header of include/dsv4/gpu that
+// includes the reference's headers (it is compiled by g++ into dsv4_gpu_model, never by nvcc).
+//
+// Every step with a registered kernel runs through the op's implementation of the chosen backend:
+// OpBackend::kDevice calls each op's `device` function (the CUDA kernel, bit-exact with the
+// reference by the registry's harness), OpBackend::kReference calls each op's `reference`
+// function (the CPU reference, official mode, on the same flat arrays). The orchestration is the
+// same code for both, so the CPU backend equal to Transformer::forward (official mode) bit for bit
+// proves the composition, and the device backend differs only in which op implementation runs.
+// Steps without a kernel yet run on the host with the reference's own functions ("host steps",
+// listed in gpu/README.md §GpuModel).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/recorder.hpp"
+#include "dsv4/model/transformer.hpp"
+
+namespace dsv4::gpu {
+
+enum class OpBackend : std::uint8_t {
+  kReference,  // each op's CPU reference (official mode)
+  kDevice,     // each op's CUDA kernel (needs a build with CUDA and a GPU)
+};
+
+class GpuModel {
+ public:
+  // Throws std::invalid_argument on weights that do not fit the config (the checks of the
+  // reference's constructors) and std::runtime_error for kDevice in a build without CUDA or on a
+  // machine without a GPU.
+  GpuModel(const ModelConfig& cfg, const ModelWeights& weights, OpBackend backend);
+  ~GpuModel();
+  GpuModel(const GpuModel&) = delete;
+  GpuModel& operator=(const GpuModel&) = delete;
+
+  // Prefill of one sequence (start_pos 0; spec 05 §5.1–§5.3): records every module output the
+  // official Transformer::forward records for this step (names `<step>/...`, shapes [1, ...]) and
+  // returns the last position's logits [1, vocab]. MTP is not run (not yet: gpu/README.md).
+  Mat prefill(const std::vector<std::int64_t>& ids, Recorder* rec, const std::string& step = "prefill") const;
+
+  OpBackend backend() const { return backend_; }
+
+ private:
+  struct Impl;
+  OpBackend backend_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsv4::gpu

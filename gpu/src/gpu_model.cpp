@@ -1,0 +1,348 @@
+// GpuModel (dsv4/gpu/gpu_model.hpp, gpu/README.md §GpuModel): spec 05 §5.1–§5.3 for one sequence
+// (prefill), each module step the call of a registered op (gpu/ops) — the op's CUDA kernel or its
+// CPU reference — in the order of the reference's Transformer::forward (ref/model/src/
+// transformer.cpp), Block::forward (block.cpp) and Attention::prefill (attention.cpp). Steps
+// without a kernel are host steps that call the reference's own functions (marked "host step").
+#include "dsv4/gpu/gpu_model.hpp"
+
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dsv4/model/attention.hpp"
+#include "dsv4/model/block.hpp"
+#include "dsv4/model/compressor.hpp"
+#include "dsv4/model/head.hpp"
+#include "dsv4/model/index_builders.hpp"
+#include "dsv4/model/indexer.hpp"
+#include "dsv4/model/linear.hpp"
+#include "dsv4/model/moe.hpp"
+#include "dsv4/model/rmsnorm.hpp"
+#include "dsv4/model/rope.hpp"
+#include "dsv4/model/topk.hpp"
+#include "dsv4/ops/gradient.hpp"
+#include "dsv4/ops/registry.hpp"
+
+namespace dsv4::gpu {
+
+namespace {
+
+using ops::Array;
+using ops::Call;
+using ops::Outputs;
+
+const Precision kOfficial{Mode::kOfficial};
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// A matrix of fp32-representable values (bf16 / fp32 activations and weights) as an op array.
+std::vector<float> floats_of(const double* v, std::int64_t n) {
+  std::vector<float> f(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>(v[i]);
+  return f;
+}
+Array per_row(const char* name, const Mat& m) {
+  return Array::floats(name, m.rows(), m.cols(), floats_of(m.data(), m.size()));
+}
+Array shared_mat(const char* name, const Mat& m) {
+  Array a = Array::floats(name, m.rows(), m.cols(), floats_of(m.data(), m.size()));
+  a.per_row = false;
+  return a;
+}
+Array shared_vec(const char* name, const Vec& v) { return Array::shared(name, floats_of(v.data(), v.size())); }
+Array shared_bytes(const char* name, const Tensor& t, std::int64_t rows, std::int64_t cols) {
+  const auto b = t.values<std::uint8_t>();
+  Array a = Array::bytes(name, rows, cols, std::vector<std::uint8_t>(b.begin(), b.end()));
+  a.per_row = false;
+  return a;
+}
+// Integers (token ids, positions, list entries) as the exact floats of a [n, 1] / [rows, w] array.
+template <class I>
+Array integers(const char* name, const std::vector<I>& v, std::int64_t rows, std::int64_t cols) {
+  std::vector<float> f(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) f[i] = static_cast<float>(v[i]);
+  return Array::floats(name, rows, cols, std::move(f));
+}
+
+// One linear layer as the `linear` op's shared inputs and parameters (gpu/ops/src/linear_op.cpp).
+struct OpLinear {
+  std::vector<std::int64_t> ints;
+  std::vector<Array> weight;  // the shared inputs after x
+  OpLinear() = default;
+  OpLinear(const LinearWeight& w, ScaleFormat fmt) {
+    const std::int64_t n = w.out_features(), k = w.in_features();
+    ints = {0, static_cast<std::int64_t>(w.kind), fmt == ScaleFormat::kFP32 ? 1 : 0};
+    switch (w.kind) {
+      case WeightKind::kBF16:
+      case WeightKind::kFP32:
+        weight = {shared_mat("weight", w.values())};
+        break;
+      case WeightKind::kFP8:
+        weight = {shared_bytes("weight", w.weight, n, k), shared_bytes("scale", w.scale, (n + 127) / 128, k / 128)};
+        break;
+      case WeightKind::kFP4:
+        weight = {shared_bytes("weight", w.weight, n, k / 2), shared_bytes("scale", w.scale, n, k / 32)};
+        break;
+    }
+  }
+};
+
+// The RMS-scaled mixes' weights of one hc_pre site as the op's shared inputs.
+struct OpHc {
+  Array fn, base, scale;
+  explicit OpHc(const HcWeights& w)
+      : fn(Array::shared("fn", floats_of(w.fn.data(), w.fn.size()))),
+        base(shared_vec("base", w.base)),
+        scale(shared_vec("scale", w.scale)) {}
+};
+
+// The RoPE table of a layer as the `rope` op's shared cos / sin inputs.
+struct OpRope {
+  Array cos, sin;
+  explicit OpRope(const RopeTable& t)
+      : cos(Array::shared("cos", floats_of(t.cos_matrix().data(), t.cos_matrix().size()))),
+        sin(Array::shared("sin", floats_of(t.sin_matrix().data(), t.sin_matrix().size()))) {}
+};
+
+std::vector<double> vec_of(const Vec& v) { return {v.data(), v.data() + v.size()}; }
+
+}  // namespace
+
+struct GpuModel::Impl {
+  // One block's weights in op form, and the reference objects of its host steps.
+  struct Layer {
+    std::int64_t ratio = 0;
+    OpHc hc_attn, hc_ffn;
+    Array attn_norm, ffn_norm, q_norm, kv_norm;
+    OpLinear wq_a, wq_b, wkv, wo_b;
+    Array wo_a, sink;
+    std::shared_ptr<const RopeTable> table;
+    OpRope rope;
+    std::optional<Compressor> compressor;  // host step
+    std::optional<Indexer> indexer;        // host step
+    Array gate_weight, gate_bias, gate_table;
+    std::vector<double> bias;  // the gate bias (score-routed layers), for the margins
+    Moe moe;                   // host step: the expert combine (its gate is not run)
+  };
+
+  const ModelConfig cfg;
+  OpBackend backend;
+  Array embed;
+  std::vector<Layer> layers;
+  Array hc_head_fn, hc_head_base, hc_head_scale, norm;
+  OpLinear head;
+
+  Impl(const ModelConfig& c, const ModelWeights& w, OpBackend b) : cfg(c), backend(b) {
+    // The reference's own checks of the weights (shapes, kinds, config), by building it once.
+    { const Transformer check(kOfficial, c, w); }
+    const ScaleFormat fmt = linear_scale_format(c);
+    embed = shared_mat("embed", w.embed);
+    for (std::int64_t l = 0; l < c.n_layers; ++l) {
+      const BlockWeights& bw = w.layers[static_cast<std::size_t>(l)];
+      const AttentionWeights& a = bw.attn;
+      auto table = std::make_shared<const RopeTable>(rope_table_for_layer(kOfficial, c, l));
+      Layer L{.ratio = c.compress_ratio(l),
+              .hc_attn = OpHc(bw.hc_attn),
+              .hc_ffn = OpHc(bw.hc_ffn),
+              .attn_norm = shared_vec("weight", bw.attn_norm),
+              .ffn_norm = shared_vec("weight", bw.ffn_norm),
+              .q_norm = shared_vec("weight", a.q_norm),
+              .kv_norm = shared_vec("weight", a.kv_norm),
+              .wq_a = OpLinear(a.wq_a, fmt),
+              .wq_b = OpLinear(a.wq_b, fmt),
+              .wkv = OpLinear(a.wkv, fmt),
+              .wo_b = OpLinear(a.wo_b, fmt),
+              .wo_a = shared_mat("wo_a", a.wo_a.values()),
+              .sink = Array::shared("sink", std::vector<float>(a.attn_sink.begin(), a.attn_sink.end())),
+              .table = table,
+              .rope = OpRope(*table),
+              .compressor = std::nullopt,
+              .indexer = std::nullopt,
+              .gate_weight =
+                  Array::shared("weight", floats_of(bw.ffn.gate.weight.values().data(), c.n_routed_experts * c.dim)),
+              .gate_bias = Array::shared("bias", floats_of(bw.ffn.gate.bias.data(), bw.ffn.gate.bias.size())),
+              .gate_table =
+                  integers("tid2eid", bw.ffn.gate.tid2eid, 1, static_cast<std::int64_t>(bw.ffn.gate.tid2eid.size())),
+              .bias = vec_of(bw.ffn.gate.bias),
+              .moe = Moe(kOfficial, c, l, bw.ffn)};
+      L.gate_table.per_row = false;
+      if (L.ratio > 0) L.compressor.emplace(kOfficial, CompressorSpec::main(c, L.ratio), *a.compressor, table);
+      if (L.ratio == 4) L.indexer.emplace(kOfficial, c, *a.indexer, table);
+      layers.push_back(std::move(L));
+    }
+    hc_head_fn = Array::shared("hc_fn", floats_of(w.hc_head.fn.data(), w.hc_head.fn.size()));
+    hc_head_base = shared_vec("hc_base", w.hc_head.base);
+    hc_head_scale = Array::shared("hc_scale", {static_cast<float>(w.hc_head.scale)});
+    norm = shared_vec("weight", w.norm);
+    head = OpLinear(w.head, fmt);
+  }
+
+  // One op call through the chosen implementation.
+  Outputs run(const char* stem, Call call) const {
+    const ops::Op* op = ops::find_op(stem);
+    if (op == nullptr) throw std::logic_error(std::string("GpuModel: no op ") + stem + " in the registry");
+    const ops::Fn& fn = backend == OpBackend::kDevice ? op->device : op->reference;
+    if (!fn) throw std::runtime_error(std::string("GpuModel: op ") + stem + " has no device function in this build");
+    return fn(call);
+  }
+  Mat run1(const char* stem, Call call) const { return ops::to_mat(run(stem, std::move(call)).at(0)); }
+
+  Mat rmsnorm(const Mat& x, const Array& w) const {
+    return run1("rmsnorm", Call{{}, {cfg.norm_eps}, {per_row("x", x), w}});
+  }
+  Mat linear(const Mat& x, const OpLinear& w) const {
+    Call c{w.ints, {}, {per_row("x", x)}};
+    c.inputs.insert(c.inputs.end(), w.weight.begin(), w.weight.end());
+    return run1("linear", std::move(c));
+  }
+  // RoPE (inverse = false) or its inverse on every head of x at positions start_pos.. (spec 02 §2.3).
+  Mat rope(const Mat& x, const OpRope& t, std::int64_t start_pos, bool inverse) const {
+    std::vector<std::int64_t> pos(static_cast<std::size_t>(x.rows()));
+    for (std::size_t i = 0; i < pos.size(); ++i) pos[i] = start_pos + static_cast<std::int64_t>(i);
+    return run1("rope", Call{{cfg.head_dim, cfg.rope_head_dim, inverse ? 1 : 0},
+                             {},
+                             {per_row("x", x), integers("pos", pos, x.rows(), 1), t.cos, t.sin}});
+  }
+  HcPreOutput hc_pre(const Mat& x, const OpHc& w) const {
+    const Outputs o = run("hc_pre", Call{{cfg.hc_mult, cfg.hc_sinkhorn_iters},
+                                         {cfg.hc_eps, cfg.norm_eps},
+                                         {per_row("x", x), w.fn, w.base, w.scale}});
+    return HcPreOutput{ops::to_mat(o.at(0)), ops::to_mat(o.at(1)), ops::to_mat(o.at(2)), ops::to_mat(o.at(3))};
+  }
+  Mat hc_post(const Mat& f, const Mat& residual, const HcPreOutput& site) const {
+    return run1("hc_post", Call{{cfg.hc_mult},
+                                {},
+                                {per_row("f", f), per_row("residual", residual), per_row("post", site.post),
+                                 per_row("comb", site.comb)}});
+  }
+
+  // spec 02 §2.11.2 steps 1–7 (Attention::prefill) for a new sequence.
+  AttentionOutput attention(const Layer& L, std::int64_t layer, const Mat& x) const {
+    const std::int64_t s = x.rows(), win = cfg.window_size, c = cfg.head_dim, rd = cfg.rope_head_dim;
+    AttentionState st = Attention::allocate_state(cfg, layer);
+    AttentionOutput out;
+    // 1. §2.4 query path, §2.5 window KV path (Attention::project).
+    out.q_r = rmsnorm(linear(x, L.wq_a), L.q_norm);
+    out.q = linear(out.q_r, L.wq_b);
+    head_rmsnorm_inplace(kOfficial, out.q, c, cfg.norm_eps);  // host step (no kernel yet)
+    out.q = rope(out.q, L.rope, 0, false);
+    out.kv = rope(rmsnorm(linear(x, L.wkv), L.kv_norm), L.rope, 0, false);
+    {  // the FP8 simulation of the nope dims: act_quant block 64, UE8M0, dequantised (§2.5 step 4)
+      const Mat nope = out.kv.leftCols(c - rd);
+      out.kv.leftCols(c - rd) = ops::to_mat(run("act_quant", Call{{64, 1}, {}, {per_row("x", nope)}}).at(2));
+    }
+    // 2–3. the lists: window ‖ compressed (indexer for ratio 4, HCA for ratio 128) — host steps.
+    IndexLists lists = window_lists_prefill(s, win);
+    if (L.ratio > 0) {
+      if (L.indexer) {
+        out.indexer = L.indexer->prefill(x, out.q_r, st.indexer, s);
+        lists = concat_lists(lists, out.indexer->lists);
+      } else {
+        lists = concat_lists(lists, hca_lists_prefill(s, L.ratio, s));
+      }
+    }
+    out.lists = lists;
+    // 6. the compressed entries (host step) after the window rows.
+    Mat kv_all = out.kv;
+    if (L.ratio > 0) {
+      out.compressed = L.compressor->prefill(x, st.compressor);
+      const std::int64_t n = out.compressed.count();
+      kv_all.conservativeResize(s + n, c);
+      kv_all.bottomRows(n) = out.compressed.entries;
+    }
+    // 7. sparse attention with the sink, q viewed [s·H, c] = [s, H·c] rows.
+    Mat kv_shared = kv_all;
+    out.attn =
+        run1("sparse_attention", Call{{cfg.n_heads},
+                                      {1.0 / std::sqrt(static_cast<double>(c))},
+                                      {per_row("q", out.q), integers("lists", lists.data, lists.rows, lists.width),
+                                       shared_mat("kv", kv_shared), L.sink}});
+    // §2.10: inverse RoPE, grouped wo_a, wo_b.
+    out.o = rope(out.attn, L.rope, 0, true);
+    out.o_a = run1("grouped_projection", Call{{cfg.o_groups}, {}, {per_row("o", out.o), L.wo_a}});
+    out.out = linear(out.o_a, L.wo_b);
+    return out;
+  }
+
+  // spec 03 §3.1 (the gate op) and §3.3 (the combine: host step).
+  MoeOutput moe(const Layer& L, const Mat& x, const std::vector<std::int64_t>& ids) const {
+    const std::int64_t T = x.rows(), k = cfg.n_activated_experts;
+    const bool hash = L.bias.empty();
+    const Outputs g = run("gate", Call{{k, static_cast<std::int64_t>(cfg.score_func), cfg.vocab_size},
+                                       {cfg.route_scale},
+                                       {per_row("x", x), integers("token_ids", ids, T, 1), L.gate_weight,
+                                        hash ? Array::shared("bias", {}) : L.gate_bias,
+                                        hash ? L.gate_table : Array::shared("tid2eid", {})}});
+    MoeOutput out;
+    out.gate.weights = ops::to_mat(g.at(0));
+    out.gate.scores = ops::to_mat(g.at(2));
+    for (const float e : g.at(1).f32) out.gate.indices.push_back(static_cast<std::int64_t>(e));
+    // The routing margins (host step): official mode's C4 top-k of fl32(s + b) (Gate::forward).
+    for (std::int64_t t = 0; t < T; ++t) {
+      if (hash) {
+        out.gate.margins.push_back(RoutingMargin{kInf, -kInf, kInf, 0.0, false});
+        continue;
+      }
+      std::vector<double> biased(L.bias.size());
+      for (std::size_t e = 0; e < biased.size(); ++e)
+        biased[e] = kOfficial.add(out.gate.scores(t, static_cast<Eigen::Index>(e)), L.bias[e]);
+      const TopkMargin m = topk(biased, k).margin;
+      out.gate.margins.push_back(RoutingMargin{m.kth, m.next, m.gap, m.bound, m.redecided});
+    }
+    out.out = L.moe.combine(x, out.gate);
+    return out;
+  }
+};
+
+GpuModel::GpuModel(const ModelConfig& cfg, const ModelWeights& weights, OpBackend backend) : backend_(backend) {
+  if (backend == OpBackend::kDevice && !ops::device_available())
+    throw std::runtime_error("GpuModel: no GPU: " + ops::device_unavailable_reason());
+  impl_ = std::make_unique<Impl>(cfg, weights, backend);
+}
+
+GpuModel::~GpuModel() = default;
+
+Mat GpuModel::prefill(const std::vector<std::int64_t>& ids, Recorder* rec, const std::string& step) const {
+  const Impl& m = *impl_;
+  const ModelConfig& c = m.cfg;
+  const auto s = static_cast<std::int64_t>(ids.size());
+  if (s == 0) throw std::invalid_argument("GpuModel: empty sequence");
+  if (s > c.max_seq_len)
+    throw std::invalid_argument("GpuModel: " + std::to_string(s) + " tokens exceed max_seq_len " +
+                                std::to_string(c.max_seq_len));
+  const std::string pre = step.empty() ? std::string() : step + "/";
+  // §5.1: the embedding, expanded to hc_mult streams.
+  const Mat h = m.run1("embedding", Call{{}, {}, {integers("ids", ids, s, 1), m.embed}});
+  record_batch(rec, pre + "embed/out", {h});
+  Mat x = expand_streams(h, c.hc_mult);
+  // §5.2: the blocks (Block::forward, spec 05 §5.2 steps 1–6).
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    const Impl::Layer& L = m.layers[static_cast<std::size_t>(l)];
+    BlockOutput o;
+    o.hc_attn = m.hc_pre(x, L.hc_attn);
+    o.attn_norm = m.rmsnorm(o.hc_attn.y, L.attn_norm);
+    o.attn = m.attention(L, l, o.attn_norm);
+    o.x_mid = m.hc_post(o.attn.out, x, o.hc_attn);
+    o.hc_ffn = m.hc_pre(o.x_mid, L.hc_ffn);
+    o.ffn_norm = m.rmsnorm(o.hc_ffn.y, L.ffn_norm);
+    o.ffn = m.moe(L, o.ffn_norm, ids);
+    o.x_out = m.hc_post(o.ffn.out, o.x_mid, o.hc_ffn);
+    x = o.x_out;
+    record_block(rec, step, "layers." + std::to_string(l), {o});
+  }
+  // §5.3: hc_head and the final norm on every row, the logits of the last (head_forward).
+  const Mat hc = m.run1(
+      "hc_head",
+      Call{{c.hc_mult}, {c.hc_eps, c.norm_eps}, {per_row("x", x), m.hc_head_fn, m.hc_head_base, m.hc_head_scale}});
+  const Mat normed = m.rmsnorm(hc, m.norm);
+  const Mat logits = m.linear(normed.bottomRows(1), m.head);
+  record_batch(rec, pre + "hc_head/out", {hc});
+  record_batch(rec, pre + "norm/out", {normed});
+  record_batch(rec, pre + "head/out", {logits});
+  return logits;
+}
+
+}  // namespace dsv4::gpu

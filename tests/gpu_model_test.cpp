@@ -1,0 +1,141 @@
+// GpuModel (gpu/README.md §GpuModel, issue 18 item 2): the whole forward composed from the op
+// registry's ops equals the CPU reference's Transformer::forward in official mode, bit for bit, on
+// every recorded module output. The reference backend (each op's CPU reference) runs everywhere and
+// proves the orchestration; the device backend (each op's CUDA kernel) runs the same orchestration
+// on a GPU and is skipped without one.
+// ctest-labels: model
+#include "dsv4/gpu/gpu_model.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dsv4/config/model_config.hpp"
+#include "dsv4/model/recorder.hpp"
+#include "dsv4/model/transformer.hpp"
+#include "dsv4/ops/registry.hpp"
+
+namespace dsv4 {
+namespace {
+
+std::uint64_t bits(double v) {
+  std::uint64_t b = 0;
+  std::memcpy(&b, &v, sizeof b);
+  return b;
+}
+
+// The first difference of `got` from `want`, in want's execution order: an output missing or extra,
+// a shape or kind that differs, or the first element whose bits differ (its canonical output name,
+// flat index and both values); nullopt when every output is bit-identical.
+std::optional<std::string> first_difference(const MemoryRecorder& want, const MemoryRecorder& got) {
+  for (const std::string& name : want.order()) {
+    const auto it = got.entries().find(name);
+    if (it == got.entries().end()) return name + ": not recorded";
+    const RecordedTensor& w = want.at(name);
+    const RecordedTensor& g = it->second;
+    if (w.shape != g.shape || w.integral != g.integral) return name + ": shape or kind differs";
+    for (std::size_t i = 0; i < w.values.size(); ++i) {
+      if (bits(w.values[i]) != bits(g.values[i])) {
+        std::ostringstream s;
+        s.precision(17);
+        s << name << ": element " << i << " is " << g.values[i] << ", the reference's " << w.values[i];
+        return s.str();
+      }
+    }
+  }
+  for (const std::string& name : got.order())
+    if (want.entries().count(name) == 0) return name + ": recorded, but not by the reference";
+  return std::nullopt;
+}
+
+std::vector<std::int64_t> prompt(std::int64_t n, std::int64_t vocab) {
+  std::vector<std::int64_t> ids;
+  for (std::int64_t i = 0; i < n; ++i) ids.push_back((37 * i * i + 11 * i + 5) % vocab);
+  return ids;
+}
+
+// The reference's official prefill of one sequence, recorded.
+MemoryRecorder reference_prefill(const ModelConfig& c, const ModelWeights& w, const std::vector<std::int64_t>& ids) {
+  const Transformer t(Precision(Mode::kOfficial), c, w);
+  std::vector<SequenceState> states{t.new_sequence()};
+  MemoryRecorder rec;
+  t.forward({ids}, 0, states, &rec, "prefill");
+  return rec;
+}
+
+MemoryRecorder gpu_model_prefill(const ModelConfig& c, const ModelWeights& w, const std::vector<std::int64_t>& ids,
+                                 gpu::OpBackend backend) {
+  const gpu::GpuModel m(c, w, backend);
+  MemoryRecorder rec;
+  m.prefill(ids, &rec);
+  return rec;
+}
+
+// Prompts of 40 tokens (window, indexer and HCA lists without a compressed HCA entry) and 136 (past
+// one ratio-128 block: every kind of list and compressed entry of the tiny config).
+class GpuModelPrefill : public ::testing::TestWithParam<std::int64_t> {};
+
+TEST_P(GpuModelPrefill, ReferenceBackendEqualsTheOfficialTransformerOnEveryOutput) {
+  const ModelConfig c = builtin_config("tiny");
+  const ModelWeights w = ModelWeights::synthetic(c, 7);
+  const std::vector<std::int64_t> ids = prompt(GetParam(), c.vocab_size);
+  const MemoryRecorder want = reference_prefill(c, w, ids);
+  const MemoryRecorder got = gpu_model_prefill(c, w, ids, gpu::OpBackend::kReference);
+  EXPECT_EQ(got.order().size(), want.order().size());
+  const std::optional<std::string> diff = first_difference(want, got);
+  EXPECT_FALSE(diff) << *diff;
+  std::size_t values = 0;
+  for (const auto& [name, t] : want.entries()) values += t.values.size();
+  std::cout << "compared " << want.order().size() << " outputs, " << values << " values\n";
+}
+
+TEST_P(GpuModelPrefill, DeviceBackendEqualsTheOfficialTransformerOnEveryOutput) {
+  if (!ops::device_available()) GTEST_SKIP() << "no GPU: " << ops::device_unavailable_reason();
+  const ModelConfig c = builtin_config("tiny");
+  const ModelWeights w = ModelWeights::synthetic(c, 7);
+  const std::vector<std::int64_t> ids = prompt(GetParam(), c.vocab_size);
+  const MemoryRecorder want = reference_prefill(c, w, ids);
+  const MemoryRecorder got = gpu_model_prefill(c, w, ids, gpu::OpBackend::kDevice);
+  const std::optional<std::string> diff = first_difference(want, got);
+  EXPECT_FALSE(diff) << *diff;
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiny, GpuModelPrefill, ::testing::Values(40, 136));
+
+// The comparison can fail: one flipped bit, a -0 for a +0, a missing output are each named.
+TEST(GpuModelCompare, NamesTheFirstDifferingOutput) {
+  MemoryRecorder a, b, c, d;
+  const auto put = [](MemoryRecorder& r, double v) {
+    r.record("prefill/embed/out", RecordedTensor{{1, 1, 2}, {1.0, 0.0}, false});
+    r.record("prefill/layers.0.attn_norm/out", RecordedTensor{{1, 1, 2}, {2.0, v}, false});
+  };
+  put(a, 0.0);
+  put(b, -0.0);
+  EXPECT_FALSE(first_difference(a, a));
+  const std::optional<std::string> sign = first_difference(a, b);
+  ASSERT_TRUE(sign);
+  EXPECT_NE(sign->find("prefill/layers.0.attn_norm/out: element 1"), std::string::npos) << *sign;
+  c.record("prefill/embed/out", RecordedTensor{{1, 1, 2}, {1.0, 0.0}, false});
+  const std::optional<std::string> missing = first_difference(a, c);
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(*missing, "prefill/layers.0.attn_norm/out: not recorded");
+  put(d, 5e-324);  // the smallest subnormal for +0
+  ASSERT_TRUE(first_difference(a, d));
+}
+
+// Without a GPU the device backend is refused with the reason, before any work.
+TEST(GpuModelDevice, RefusedWithoutAGpu) {
+  if (ops::device_available()) GTEST_SKIP() << "a GPU is present";
+  const ModelConfig c = builtin_config("tiny");
+  const ModelWeights w = ModelWeights::synthetic(c, 7);
+  EXPECT_THROW(gpu::GpuModel(c, w, gpu::OpBackend::kDevice), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace dsv4
