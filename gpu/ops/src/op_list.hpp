@@ -70,6 +70,7 @@ Op grouped_projection_op();
 Op moe_combine_op();
 Op compressor_pool_op();
 Op indexer_topk_op();
+Op index_builders_op();
 Op cross_entropy_op();
 Op indexer_loss_op();
 

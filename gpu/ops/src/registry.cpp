@@ -31,6 +31,7 @@ const std::vector<Op>& all_ops() {
       detail::moe_combine_op(),
       detail::compressor_pool_op(),
       detail::indexer_topk_op(),
+      detail::index_builders_op(),
       detail::cross_entropy_op(),
       detail::indexer_loss_op(),
   };
