@@ -60,33 +60,53 @@ std::vector<std::int64_t> prompt(std::int64_t n, std::int64_t vocab) {
   return ids;
 }
 
-// The reference's official prefill of one sequence, recorded.
-MemoryRecorder reference_prefill(const ModelConfig& c, const ModelWeights& w, const std::vector<std::int64_t>& ids) {
+// A run of one sequence: prefill of `ids`, then one decode step per token of `decode` (steps named
+// as dsv4 golden names them: prefill, decode0, decode1, ...).
+struct Run {
+  std::vector<std::int64_t> ids, decode;
+};
+
+// The reference's official run, recorded.
+MemoryRecorder reference_run(const ModelConfig& c, const ModelWeights& w, const Run& r) {
   const Transformer t(Precision(Mode::kOfficial), c, w);
   std::vector<SequenceState> states{t.new_sequence()};
   MemoryRecorder rec;
-  t.forward({ids}, 0, states, &rec, "prefill");
+  t.forward({r.ids}, 0, states, &rec, "prefill");
+  auto pos = static_cast<std::int64_t>(r.ids.size());
+  for (std::size_t i = 0; i < r.decode.size(); ++i, ++pos)
+    t.forward({{r.decode[i]}}, pos, states, &rec, "decode" + std::to_string(i));
   return rec;
 }
 
-MemoryRecorder gpu_model_prefill(const ModelConfig& c, const ModelWeights& w, const std::vector<std::int64_t>& ids,
-                                 gpu::OpBackend backend) {
+MemoryRecorder gpu_model_run(const ModelConfig& c, const ModelWeights& w, const Run& r, gpu::OpBackend backend) {
   const gpu::GpuModel m(c, w, backend);
+  gpu::GpuModel::Sequence seq = m.new_sequence();
   MemoryRecorder rec;
-  m.prefill(ids, &rec);
+  m.forward(r.ids, 0, seq, &rec, "prefill");
+  auto pos = static_cast<std::int64_t>(r.ids.size());
+  for (std::size_t i = 0; i < r.decode.size(); ++i, ++pos)
+    m.forward({r.decode[i]}, pos, seq, &rec, "decode" + std::to_string(i));
   return rec;
 }
 
 // Prompts of 40 tokens (window, indexer and HCA lists without a compressed HCA entry) and 136 (past
-// one ratio-128 block: every kind of list and compressed entry of the tiny config).
-class GpuModelPrefill : public ::testing::TestWithParam<std::int64_t> {};
+// one ratio-128 block: every kind of list and compressed entry of the tiny config); a prefill of 125
+// tokens then decode steps at positions 125..129 (the ring wraps; positions 127 complete a ratio-4
+// and the first ratio-128 entry in decode, the indexer's decode sees them).
+Run run_of(std::int64_t param, std::int64_t vocab) {
+  if (param > 0) return Run{prompt(param, vocab), {}};
+  const std::vector<std::int64_t> all = prompt(130, vocab);
+  return Run{{all.begin(), all.begin() + 125}, {all.begin() + 125, all.end()}};
+}
 
-TEST_P(GpuModelPrefill, ReferenceBackendEqualsTheOfficialTransformerOnEveryOutput) {
+class GpuModelRun : public ::testing::TestWithParam<std::int64_t> {};
+
+void expect_equal_runs(gpu::OpBackend backend, std::int64_t param) {
   const ModelConfig c = builtin_config("tiny");
   const ModelWeights w = ModelWeights::synthetic(c, 7);
-  const std::vector<std::int64_t> ids = prompt(GetParam(), c.vocab_size);
-  const MemoryRecorder want = reference_prefill(c, w, ids);
-  const MemoryRecorder got = gpu_model_prefill(c, w, ids, gpu::OpBackend::kReference);
+  const Run r = run_of(param, c.vocab_size);
+  const MemoryRecorder want = reference_run(c, w, r);
+  const MemoryRecorder got = gpu_model_run(c, w, r, backend);
   EXPECT_EQ(got.order().size(), want.order().size());
   const std::optional<std::string> diff = first_difference(want, got);
   EXPECT_FALSE(diff) << *diff;
@@ -95,18 +115,17 @@ TEST_P(GpuModelPrefill, ReferenceBackendEqualsTheOfficialTransformerOnEveryOutpu
   std::cout << "compared " << want.order().size() << " outputs, " << values << " values\n";
 }
 
-TEST_P(GpuModelPrefill, DeviceBackendEqualsTheOfficialTransformerOnEveryOutput) {
-  if (!ops::device_available()) GTEST_SKIP() << "no GPU: " << ops::device_unavailable_reason();
-  const ModelConfig c = builtin_config("tiny");
-  const ModelWeights w = ModelWeights::synthetic(c, 7);
-  const std::vector<std::int64_t> ids = prompt(GetParam(), c.vocab_size);
-  const MemoryRecorder want = reference_prefill(c, w, ids);
-  const MemoryRecorder got = gpu_model_prefill(c, w, ids, gpu::OpBackend::kDevice);
-  const std::optional<std::string> diff = first_difference(want, got);
-  EXPECT_FALSE(diff) << *diff;
+TEST_P(GpuModelRun, ReferenceBackendEqualsTheOfficialTransformerOnEveryOutput) {
+  expect_equal_runs(gpu::OpBackend::kReference, GetParam());
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, GpuModelPrefill, ::testing::Values(40, 136));
+TEST_P(GpuModelRun, DeviceBackendEqualsTheOfficialTransformerOnEveryOutput) {
+  if (!ops::device_available()) GTEST_SKIP() << "no GPU: " << ops::device_unavailable_reason();
+  expect_equal_runs(gpu::OpBackend::kDevice, GetParam());
+}
+
+// 40, 136: prefill only; 0: prefill of 125 tokens and 5 decode steps.
+INSTANTIATE_TEST_SUITE_P(Tiny, GpuModelRun, ::testing::Values(40, 136, 0));
 
 // The comparison can fail: one flipped bit, a -0 for a +0, a missing output are each named.
 TEST(GpuModelCompare, NamesTheFirstDifferingOutput) {

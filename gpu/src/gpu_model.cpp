@@ -5,6 +5,7 @@
 // without a kernel are host steps that call the reference's own functions (marked "host step").
 #include "dsv4/gpu/gpu_model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -219,51 +220,72 @@ struct GpuModel::Impl {
                                  per_row("comb", site.comb)}});
   }
 
-  // spec 02 §2.11.2 steps 1–7 (Attention::prefill) for a new sequence.
-  AttentionOutput attention(const Layer& L, std::int64_t layer, const Mat& x) const {
+  // spec 02 §2.11.2 steps 1–7 (Attention::prefill, start_pos 0: st reset) and §2.11.3 steps 1–6
+  // (Attention::decode, start_pos = st.next_pos: one token).
+  AttentionOutput attention(const Layer& L, std::int64_t layer, const Mat& x, std::int64_t start_pos,
+                            AttentionState& st) const {
     const std::int64_t s = x.rows(), win = cfg.window_size, c = cfg.head_dim, rd = cfg.rope_head_dim;
-    AttentionState st = Attention::allocate_state(cfg, layer);
+    const bool prefill = start_pos == 0;
+    if (prefill) st = Attention::allocate_state(cfg, layer);
     AttentionOutput out;
     // 1. §2.4 query path, §2.5 window KV path (Attention::project).
     out.q_r = rmsnorm(linear(x, L.wq_a), L.q_norm);
     out.q = linear(out.q_r, L.wq_b);
     head_rmsnorm_inplace(kOfficial, out.q, c, cfg.norm_eps);  // host step (no kernel yet)
-    out.q = rope(out.q, L.rope, 0, false);
-    out.kv = rope(rmsnorm(linear(x, L.wkv), L.kv_norm), L.rope, 0, false);
+    out.q = rope(out.q, L.rope, start_pos, false);
+    out.kv = rope(rmsnorm(linear(x, L.wkv), L.kv_norm), L.rope, start_pos, false);
     {  // the FP8 simulation of the nope dims: act_quant block 64, UE8M0, dequantised (§2.5 step 4)
       const Mat nope = out.kv.leftCols(c - rd);
       out.kv.leftCols(c - rd) = ops::to_mat(run("act_quant", Call{{64, 1}, {}, {per_row("x", nope)}}).at(2));
     }
     // 2–3. the lists: window ‖ compressed (indexer for ratio 4, HCA for ratio 128) — host steps.
-    IndexLists lists = window_lists_prefill(s, win);
+    IndexLists lists = prefill ? window_lists_prefill(s, win) : window_lists_decode(start_pos, win);
     if (L.ratio > 0) {
       if (L.indexer) {
-        out.indexer = L.indexer->prefill(x, out.q_r, st.indexer, s);
+        out.indexer = prefill ? L.indexer->prefill(x, out.q_r, st.indexer, s)
+                              : L.indexer->decode(x, out.q_r, start_pos, st.indexer, win);
         lists = concat_lists(lists, out.indexer->lists);
       } else {
-        lists = concat_lists(lists, hca_lists_prefill(s, L.ratio, s));
+        lists =
+            concat_lists(lists, prefill ? hca_lists_prefill(s, L.ratio, s) : hca_lists_decode(start_pos, L.ratio, win));
       }
     }
     out.lists = lists;
-    // 6. the compressed entries (host step) after the window rows.
-    Mat kv_all = out.kv;
+    // The window ring (host memory), then the compressed entries of this call (host step).
+    for (std::int64_t t = std::max<std::int64_t>(0, s - win); t < s; ++t)
+      st.window.row((start_pos + t) % win) = out.kv.row(t);
     if (L.ratio > 0) {
-      out.compressed = L.compressor->prefill(x, st.compressor);
-      const std::int64_t n = out.compressed.count();
-      kv_all.conservativeResize(s + n, c);
-      kv_all.bottomRows(n) = out.compressed.entries;
+      out.compressed =
+          prefill ? L.compressor->prefill(x, st.compressor) : L.compressor->decode(x, start_pos, st.compressor);
+      for (std::int64_t r = 0; r < out.compressed.count(); ++r) {
+        st.compressed.row(out.compressed.first + r) = out.compressed.entries.row(r);
+        st.n_compressed = std::max(st.n_compressed, out.compressed.first + r + 1);
+      }
     }
-    // 7. sparse attention with the sink, q viewed [s·H, c] = [s, H·c] rows.
-    Mat kv_shared = kv_all;
+    // The kv rows the lists index: prefill [this call's kv ‖ its compressed entries], decode the
+    // whole cache tensor [ring ‖ compressed rows] (Attention::prefill step 6, decode step 6).
+    Mat kv_all;
+    if (prefill) {
+      const std::int64_t n = out.compressed.count();
+      kv_all.resize(s + n, c);
+      kv_all.topRows(s) = out.kv;
+      if (n > 0) kv_all.bottomRows(n) = out.compressed.entries;
+    } else {
+      kv_all.resize(win + (L.ratio > 0 ? st.compressed.rows() : 0), c);
+      kv_all.topRows(win) = st.window;
+      if (L.ratio > 0) kv_all.bottomRows(st.compressed.rows()) = st.compressed;
+    }
+    // sparse attention with the sink, q viewed [s·H, c] = [s, H·c] rows.
     out.attn =
         run1("sparse_attention", Call{{cfg.n_heads},
                                       {1.0 / std::sqrt(static_cast<double>(c))},
                                       {per_row("q", out.q), integers("lists", lists.data, lists.rows, lists.width),
-                                       shared_mat("kv", kv_shared), L.sink}});
+                                       shared_mat("kv", kv_all), L.sink}});
     // §2.10: inverse RoPE, grouped wo_a, wo_b.
-    out.o = rope(out.attn, L.rope, 0, true);
+    out.o = rope(out.attn, L.rope, start_pos, true);
     out.o_a = run1("grouped_projection", Call{{cfg.o_groups}, {}, {per_row("o", out.o), L.wo_a}});
     out.out = linear(out.o_a, L.wo_b);
+    st.next_pos = start_pos + s;
     return out;
   }
 
@@ -305,14 +327,27 @@ GpuModel::GpuModel(const ModelConfig& cfg, const ModelWeights& weights, OpBacken
 
 GpuModel::~GpuModel() = default;
 
-Mat GpuModel::prefill(const std::vector<std::int64_t>& ids, Recorder* rec, const std::string& step) const {
+GpuModel::Sequence GpuModel::new_sequence() const {
+  Sequence seq;
+  for (std::int64_t l = 0; l < impl_->cfg.n_layers; ++l) seq.layers.push_back(Attention::allocate_state(impl_->cfg, l));
+  return seq;
+}
+
+Mat GpuModel::forward(const std::vector<std::int64_t>& ids, std::int64_t start_pos, Sequence& seq, Recorder* rec,
+                      const std::string& step) const {
   const Impl& m = *impl_;
   const ModelConfig& c = m.cfg;
   const auto s = static_cast<std::int64_t>(ids.size());
-  if (s == 0) throw std::invalid_argument("GpuModel: empty sequence");
-  if (s > c.max_seq_len)
-    throw std::invalid_argument("GpuModel: " + std::to_string(s) + " tokens exceed max_seq_len " +
-                                std::to_string(c.max_seq_len));
+  const auto bad = [](const std::string& why) { throw std::invalid_argument("GpuModel: " + why); };
+  if (s == 0) bad("empty sequence");
+  if (start_pos < 0) bad("negative start_pos");
+  if (start_pos > 0 && s != 1) bad("decode (start_pos > 0) takes one token");
+  if (start_pos != seq.next_pos)
+    bad("start_pos " + std::to_string(start_pos) + " but the sequence is at position " + std::to_string(seq.next_pos));
+  if (static_cast<std::int64_t>(seq.layers.size()) != c.n_layers) bad("sequence state of another model");
+  if (start_pos + s > c.max_seq_len)
+    bad("positions up to " + std::to_string(start_pos + s - 1) + " exceed max_seq_len " +
+        std::to_string(c.max_seq_len));
   const std::string pre = step.empty() ? std::string() : step + "/";
   // §5.1: the embedding, expanded to hc_mult streams.
   const Mat h = m.run1("embedding", Call{{}, {}, {integers("ids", ids, s, 1), m.embed}});
@@ -324,7 +359,7 @@ Mat GpuModel::prefill(const std::vector<std::int64_t>& ids, Recorder* rec, const
     BlockOutput o;
     o.hc_attn = m.hc_pre(x, L.hc_attn);
     o.attn_norm = m.rmsnorm(o.hc_attn.y, L.attn_norm);
-    o.attn = m.attention(L, l, o.attn_norm);
+    o.attn = m.attention(L, l, o.attn_norm, start_pos, seq.layers[static_cast<std::size_t>(l)]);
     o.x_mid = m.hc_post(o.attn.out, x, o.hc_attn);
     o.hc_ffn = m.hc_pre(o.x_mid, L.hc_ffn);
     o.ffn_norm = m.rmsnorm(o.hc_ffn.y, L.ffn_norm);
@@ -342,6 +377,7 @@ Mat GpuModel::prefill(const std::vector<std::int64_t>& ids, Recorder* rec, const
   record_batch(rec, pre + "hc_head/out", {hc});
   record_batch(rec, pre + "norm/out", {normed});
   record_batch(rec, pre + "head/out", {logits});
+  seq.next_pos = start_pos + s;
   return logits;
 }
 

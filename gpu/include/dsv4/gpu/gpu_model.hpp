@@ -38,10 +38,20 @@ class GpuModel {
   GpuModel(const GpuModel&) = delete;
   GpuModel& operator=(const GpuModel&) = delete;
 
-  // Prefill of one sequence (start_pos 0; spec 05 §5.1–§5.3): records every module output the
-  // official Transformer::forward records for this step (names `<step>/...`, shapes [1, ...]) and
+  // One sequence's caches between calls: per layer the reference's AttentionState (the window
+  // ring, the compressed rows, the compressor and indexer states; host memory) and the next position.
+  struct Sequence {
+    std::vector<AttentionState> layers;
+    std::int64_t next_pos = 0;
+  };
+  Sequence new_sequence() const;
+
+  // One step of one sequence (spec 05 §5.1–§5.3): prefill (start_pos 0, s ≥ 1 tokens; resets the
+  // sequence) or decode (start_pos = seq.next_pos > 0, one token). Records every module output the
+  // official Transformer::forward records for the step (names `<step>/...`, shapes [1, ...]) and
   // returns the last position's logits [1, vocab]. MTP is not run (not yet: gpu/README.md).
-  Mat prefill(const std::vector<std::int64_t>& ids, Recorder* rec, const std::string& step = "prefill") const;
+  Mat forward(const std::vector<std::int64_t>& ids, std::int64_t start_pos, Sequence& seq, Recorder* rec,
+              const std::string& step) const;
 
   OpBackend backend() const { return backend_; }
 
