@@ -60,21 +60,45 @@ std::vector<std::int64_t> prompt(std::int64_t n, std::int64_t vocab) {
   return ids;
 }
 
-// A run of one sequence: prefill of `ids`, then one decode step per token of `decode` (steps named
-// as dsv4 golden names them: prefill, decode0, decode1, ...).
+// A run of one sequence over `tokens`: prefill of the first `prefill`, then one decode step per
+// further position up to the last but one (steps named as dsv4 golden names them: prefill, decode0,
+// decode1, ...); with `mtp`, every step runs the MTP block on the next tokens.
 struct Run {
-  std::vector<std::int64_t> ids, decode;
+  std::int64_t length, prefill;
+  bool mtp;
 };
+
+void PrintTo(const Run& r, std::ostream* os) {
+  *os << r.length << " tokens, prefill " << r.prefill << (r.mtp ? ", MTP" : "");
+}
+
+std::vector<std::int64_t> slice(const std::vector<std::int64_t>& v, std::int64_t first, std::int64_t n) {
+  return {v.begin() + first, v.begin() + first + n};
+}
+
+// Calls step(name, ids, start_pos, next ids or empty) for every step of the run.
+template <class Step>
+void for_each_step(const Run& r, std::int64_t vocab, Step step) {
+  const std::vector<std::int64_t> t = prompt(r.length, vocab);
+  const auto next = [&](std::int64_t first, std::int64_t n) {
+    return r.mtp ? slice(t, first + 1, n) : std::vector<std::int64_t>{};
+  };
+  step("prefill", slice(t, 0, r.prefill), 0, next(0, r.prefill));
+  for (std::int64_t pos = r.prefill; pos + 1 < r.length; ++pos)
+    step("decode" + std::to_string(pos - r.prefill), slice(t, pos, 1), pos, next(pos, 1));
+}
 
 // The reference's official run, recorded.
 MemoryRecorder reference_run(const ModelConfig& c, const ModelWeights& w, const Run& r) {
   const Transformer t(Precision(Mode::kOfficial), c, w);
   std::vector<SequenceState> states{t.new_sequence()};
   MemoryRecorder rec;
-  t.forward({r.ids}, 0, states, &rec, "prefill");
-  auto pos = static_cast<std::int64_t>(r.ids.size());
-  for (std::size_t i = 0; i < r.decode.size(); ++i, ++pos)
-    t.forward({{r.decode[i]}}, pos, states, &rec, "decode" + std::to_string(i));
+  for_each_step(r, c.vocab_size,
+                [&](const std::string& name, const std::vector<std::int64_t>& ids, std::int64_t pos,
+                    const std::vector<std::int64_t>& next) {
+                  const std::vector<std::vector<std::int64_t>> mtp{next};
+                  t.forward({ids}, pos, states, &rec, name, r.mtp ? &mtp : nullptr);
+                });
   return rec;
 }
 
@@ -82,29 +106,18 @@ MemoryRecorder gpu_model_run(const ModelConfig& c, const ModelWeights& w, const 
   const gpu::GpuModel m(c, w, backend);
   gpu::GpuModel::Sequence seq = m.new_sequence();
   MemoryRecorder rec;
-  m.forward(r.ids, 0, seq, &rec, "prefill");
-  auto pos = static_cast<std::int64_t>(r.ids.size());
-  for (std::size_t i = 0; i < r.decode.size(); ++i, ++pos)
-    m.forward({r.decode[i]}, pos, seq, &rec, "decode" + std::to_string(i));
+  for_each_step(
+      r, c.vocab_size,
+      [&](const std::string& name, const std::vector<std::int64_t>& ids, std::int64_t pos,
+          const std::vector<std::int64_t>& next) { m.forward(ids, pos, seq, &rec, name, r.mtp ? &next : nullptr); });
   return rec;
 }
 
-// Prompts of 40 tokens (window, indexer and HCA lists without a compressed HCA entry) and 136 (past
-// one ratio-128 block: every kind of list and compressed entry of the tiny config); a prefill of 125
-// tokens then decode steps at positions 125..129 (the ring wraps; positions 127 complete a ratio-4
-// and the first ratio-128 entry in decode, the indexer's decode sees them).
-Run run_of(std::int64_t param, std::int64_t vocab) {
-  if (param > 0) return Run{prompt(param, vocab), {}};
-  const std::vector<std::int64_t> all = prompt(130, vocab);
-  return Run{{all.begin(), all.begin() + 125}, {all.begin() + 125, all.end()}};
-}
+class GpuModelRun : public ::testing::TestWithParam<Run> {};
 
-class GpuModelRun : public ::testing::TestWithParam<std::int64_t> {};
-
-void expect_equal_runs(gpu::OpBackend backend, std::int64_t param) {
+void expect_equal_runs(gpu::OpBackend backend, const Run& r) {
   const ModelConfig c = builtin_config("tiny");
   const ModelWeights w = ModelWeights::synthetic(c, 7);
-  const Run r = run_of(param, c.vocab_size);
   const MemoryRecorder want = reference_run(c, w, r);
   const MemoryRecorder got = gpu_model_run(c, w, r, backend);
   EXPECT_EQ(got.order().size(), want.order().size());
@@ -124,8 +137,12 @@ TEST_P(GpuModelRun, DeviceBackendEqualsTheOfficialTransformerOnEveryOutput) {
   expect_equal_runs(gpu::OpBackend::kDevice, GetParam());
 }
 
-// 40, 136: prefill only; 0: prefill of 125 tokens and 5 decode steps.
-INSTANTIATE_TEST_SUITE_P(Tiny, GpuModelRun, ::testing::Values(40, 136, 0));
+// A prefill of 40 tokens without MTP (window, indexer and HCA lists, no compressed HCA entry); of 136
+// with MTP (past one ratio-128 block: every kind of list and compressed entry of the tiny config);
+// of 125 then decode steps at positions 125..129 with MTP (the ring wraps; position 127 completes a
+// ratio-4 and the first ratio-128 entry in decode, the indexer's decode sees them).
+INSTANTIATE_TEST_SUITE_P(Tiny, GpuModelRun,
+                         ::testing::Values(Run{41, 40, false}, Run{137, 136, true}, Run{131, 125, true}));
 
 // The comparison can fail: one flipped bit, a -0 for a +0, a missing output are each named.
 TEST(GpuModelCompare, NamesTheFirstDifferingOutput) {

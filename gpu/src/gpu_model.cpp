@@ -22,6 +22,7 @@
 #include "dsv4/model/indexer.hpp"
 #include "dsv4/model/linear.hpp"
 #include "dsv4/model/moe.hpp"
+#include "dsv4/model/mtp.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/model/rope.hpp"
 #include "dsv4/model/topk.hpp"
@@ -108,6 +109,17 @@ struct OpRope {
         sin(Array::shared("sin", floats_of(t.sin_matrix().data(), t.sin_matrix().size()))) {}
 };
 
+// hc_head's weights and the final norm of a head (the model's, or an MTP block's).
+struct OpHead {
+  Array fn, base, scale, norm;
+  OpHead() = default;
+  OpHead(const HcHeadWeights& w, const Vec& norm_weight)
+      : fn(Array::shared("hc_fn", floats_of(w.fn.data(), w.fn.size()))),
+        base(shared_vec("hc_base", w.base)),
+        scale(Array::shared("hc_scale", {static_cast<float>(w.scale)})),
+        norm(shared_vec("weight", norm_weight)) {}
+};
+
 std::vector<double> vec_of(const Vec& v) { return {v.data(), v.data() + v.size()}; }
 
 }  // namespace
@@ -133,52 +145,70 @@ struct GpuModel::Impl {
   OpBackend backend;
   Array embed;
   std::vector<Layer> layers;
-  Array hc_head_fn, hc_head_base, hc_head_scale, norm;
-  OpLinear head;
+  OpHead final_head;
+  OpLinear head;  // the model head, shared by the MTP blocks
+  // One MTP block (spec 05 §5.5): its input projections, its own hc_head and norm, its block.
+  struct Mtp {
+    OpLinear e_proj, h_proj;
+    Array enorm, hnorm;
+    OpHead head;
+    Layer block;
+  };
+  std::vector<Mtp> mtp;
 
   Impl(const ModelConfig& c, const ModelWeights& w, OpBackend b) : cfg(c), backend(b) {
     // The reference's own checks of the weights (shapes, kinds, config), by building it once.
     { const Transformer check(kOfficial, c, w); }
     const ScaleFormat fmt = linear_scale_format(c);
     embed = shared_mat("embed", w.embed);
-    for (std::int64_t l = 0; l < c.n_layers; ++l) {
-      const BlockWeights& bw = w.layers[static_cast<std::size_t>(l)];
-      const AttentionWeights& a = bw.attn;
-      auto table = std::make_shared<const RopeTable>(rope_table_for_layer(kOfficial, c, l));
-      Layer L{.ratio = c.compress_ratio(l),
-              .hc_attn = OpHc(bw.hc_attn),
-              .hc_ffn = OpHc(bw.hc_ffn),
-              .attn_norm = shared_vec("weight", bw.attn_norm),
-              .ffn_norm = shared_vec("weight", bw.ffn_norm),
-              .q_norm = shared_vec("weight", a.q_norm),
-              .kv_norm = shared_vec("weight", a.kv_norm),
-              .wq_a = OpLinear(a.wq_a, fmt),
-              .wq_b = OpLinear(a.wq_b, fmt),
-              .wkv = OpLinear(a.wkv, fmt),
-              .wo_b = OpLinear(a.wo_b, fmt),
-              .wo_a = shared_mat("wo_a", a.wo_a.values()),
-              .sink = Array::shared("sink", std::vector<float>(a.attn_sink.begin(), a.attn_sink.end())),
-              .table = table,
-              .rope = OpRope(*table),
-              .compressor = std::nullopt,
-              .indexer = std::nullopt,
-              .gate_weight =
-                  Array::shared("weight", floats_of(bw.ffn.gate.weight.values().data(), c.n_routed_experts * c.dim)),
-              .gate_bias = Array::shared("bias", floats_of(bw.ffn.gate.bias.data(), bw.ffn.gate.bias.size())),
-              .gate_table =
-                  integers("tid2eid", bw.ffn.gate.tid2eid, 1, static_cast<std::int64_t>(bw.ffn.gate.tid2eid.size())),
-              .bias = vec_of(bw.ffn.gate.bias),
-              .moe = Moe(kOfficial, c, l, bw.ffn)};
-      L.gate_table.per_row = false;
-      if (L.ratio > 0) L.compressor.emplace(kOfficial, CompressorSpec::main(c, L.ratio), *a.compressor, table);
-      if (L.ratio == 4) L.indexer.emplace(kOfficial, c, *a.indexer, table);
-      layers.push_back(std::move(L));
-    }
-    hc_head_fn = Array::shared("hc_fn", floats_of(w.hc_head.fn.data(), w.hc_head.fn.size()));
-    hc_head_base = shared_vec("hc_base", w.hc_head.base);
-    hc_head_scale = Array::shared("hc_scale", {static_cast<float>(w.hc_head.scale)});
-    norm = shared_vec("weight", w.norm);
+    for (std::int64_t l = 0; l < c.n_layers; ++l)
+      layers.push_back(make_layer(w.layers[static_cast<std::size_t>(l)], l));
+    final_head = OpHead(w.hc_head, w.norm);
     head = OpLinear(w.head, fmt);
+    for (std::size_t i = 0; i < w.mtp.size(); ++i) {  // the MTP blocks: layer ids n_layers + i
+      const MtpWeights& mw = w.mtp[i];
+      mtp.push_back(Mtp{.e_proj = OpLinear(mw.e_proj, fmt),
+                        .h_proj = OpLinear(mw.h_proj, fmt),
+                        .enorm = shared_vec("weight", mw.enorm),
+                        .hnorm = shared_vec("weight", mw.hnorm),
+                        .head = OpHead(mw.hc_head, mw.norm),
+                        .block = make_layer(mw.block, c.n_layers + static_cast<std::int64_t>(i))});
+    }
+  }
+
+  Layer make_layer(const BlockWeights& bw, std::int64_t l) const {
+    const ModelConfig& c = cfg;
+    const ScaleFormat fmt = linear_scale_format(c);
+    const AttentionWeights& a = bw.attn;
+    auto table = std::make_shared<const RopeTable>(rope_table_for_layer(kOfficial, c, l));
+    Layer L{.ratio = c.compress_ratio(l),
+            .hc_attn = OpHc(bw.hc_attn),
+            .hc_ffn = OpHc(bw.hc_ffn),
+            .attn_norm = shared_vec("weight", bw.attn_norm),
+            .ffn_norm = shared_vec("weight", bw.ffn_norm),
+            .q_norm = shared_vec("weight", a.q_norm),
+            .kv_norm = shared_vec("weight", a.kv_norm),
+            .wq_a = OpLinear(a.wq_a, fmt),
+            .wq_b = OpLinear(a.wq_b, fmt),
+            .wkv = OpLinear(a.wkv, fmt),
+            .wo_b = OpLinear(a.wo_b, fmt),
+            .wo_a = shared_mat("wo_a", a.wo_a.values()),
+            .sink = Array::shared("sink", std::vector<float>(a.attn_sink.begin(), a.attn_sink.end())),
+            .table = table,
+            .rope = OpRope(*table),
+            .compressor = std::nullopt,
+            .indexer = std::nullopt,
+            .gate_weight =
+                Array::shared("weight", floats_of(bw.ffn.gate.weight.values().data(), c.n_routed_experts * c.dim)),
+            .gate_bias = Array::shared("bias", floats_of(bw.ffn.gate.bias.data(), bw.ffn.gate.bias.size())),
+            .gate_table =
+                integers("tid2eid", bw.ffn.gate.tid2eid, 1, static_cast<std::int64_t>(bw.ffn.gate.tid2eid.size())),
+            .bias = vec_of(bw.ffn.gate.bias),
+            .moe = Moe(kOfficial, c, l, bw.ffn)};
+    L.gate_table.per_row = false;
+    if (L.ratio > 0) L.compressor.emplace(kOfficial, CompressorSpec::main(c, L.ratio), *a.compressor, table);
+    if (L.ratio == 4) L.indexer.emplace(kOfficial, c, *a.indexer, table);
+    return L;
   }
 
   // One op call through the chosen implementation.
@@ -289,6 +319,52 @@ struct GpuModel::Impl {
     return out;
   }
 
+  // spec 05 §5.2 steps 1–6 (Block::forward).
+  BlockOutput block(const Layer& L, std::int64_t layer, const Mat& x, const std::vector<std::int64_t>& ids,
+                    std::int64_t start_pos, AttentionState& st) const {
+    BlockOutput o;
+    o.hc_attn = hc_pre(x, L.hc_attn);
+    o.attn_norm = rmsnorm(o.hc_attn.y, L.attn_norm);
+    o.attn = attention(L, layer, o.attn_norm, start_pos, st);
+    o.x_mid = hc_post(o.attn.out, x, o.hc_attn);
+    o.hc_ffn = hc_pre(o.x_mid, L.hc_ffn);
+    o.ffn_norm = rmsnorm(o.hc_ffn.y, L.ffn_norm);
+    o.ffn = moe(L, o.ffn_norm, ids);
+    o.x_out = hc_post(o.ffn.out, o.x_mid, o.hc_ffn);
+    return o;
+  }
+
+  // spec 05 §5.3 (head_forward): hc_head and the norm on every row, the logits of the last.
+  HeadOutput head_of(const Mat& x, const OpHead& w) const {
+    HeadOutput h;
+    h.hc_head =
+        run1("hc_head", Call{{cfg.hc_mult}, {cfg.hc_eps, cfg.norm_eps}, {per_row("x", x), w.fn, w.base, w.scale}});
+    h.norm = rmsnorm(h.hc_head, w.norm);
+    h.logits = linear(h.norm.bottomRows(1), head);
+    return h;
+  }
+
+  // spec 05 §5.5 steps 1–3 (MtpBlock::input_state): X = bf16(e_proj(enorm(embed[ids])) broadcast
+  // over the streams + h_proj(hnorm(H)) of every stream).
+  Mat mtp_input(const Mtp& mt, const Mat& h, const std::vector<std::int64_t>& ids) const {
+    const auto s = static_cast<std::int64_t>(ids.size());
+    const std::int64_t n = cfg.hc_mult, d = cfg.dim;
+    const Mat e = rmsnorm(embedding(ids), mt.enorm);
+    const Mat streams = Eigen::Map<const Mat>(h.data(), s * n, d);
+    const Mat pe = linear(e, mt.e_proj);
+    const Mat ph = linear(rmsnorm(streams, mt.hnorm), mt.h_proj);
+    Mat x(s, n * d);  // host step: the element-wise bf16 add (C6), no kernel
+    for (std::int64_t t = 0; t < s; ++t)
+      for (std::int64_t k = 0; k < n; ++k)
+        for (std::int64_t j = 0; j < d; ++j)
+          x(t, k * d + j) = kOfficial.bf16(kOfficial.fp32(pe(t, j) + ph(t * n + k, j)));
+    return x;
+  }
+
+  Mat embedding(const std::vector<std::int64_t>& ids) const {
+    return run1("embedding", Call{{}, {}, {integers("ids", ids, static_cast<std::int64_t>(ids.size()), 1), embed}});
+  }
+
   // spec 03 §3.1 (the gate op) and §3.3 (the combine: host step).
   MoeOutput moe(const Layer& L, const Mat& x, const std::vector<std::int64_t>& ids) const {
     const std::int64_t T = x.rows(), k = cfg.n_activated_experts;
@@ -329,12 +405,15 @@ GpuModel::~GpuModel() = default;
 
 GpuModel::Sequence GpuModel::new_sequence() const {
   Sequence seq;
-  for (std::int64_t l = 0; l < impl_->cfg.n_layers; ++l) seq.layers.push_back(Attention::allocate_state(impl_->cfg, l));
+  const ModelConfig& c = impl_->cfg;
+  for (std::int64_t l = 0; l < c.n_layers; ++l) seq.layers.push_back(Attention::allocate_state(c, l));
+  for (std::int64_t i = 0; i < c.n_mtp_layers; ++i) seq.mtp.push_back(Attention::allocate_state(c, c.n_layers + i));
   return seq;
 }
 
-Mat GpuModel::forward(const std::vector<std::int64_t>& ids, std::int64_t start_pos, Sequence& seq, Recorder* rec,
-                      const std::string& step) const {
+GpuModel::Output GpuModel::forward(const std::vector<std::int64_t>& ids, std::int64_t start_pos, Sequence& seq,
+                                   Recorder* rec, const std::string& step,
+                                   const std::vector<std::int64_t>* mtp_ids) const {
   const Impl& m = *impl_;
   const ModelConfig& c = m.cfg;
   const auto s = static_cast<std::int64_t>(ids.size());
@@ -344,41 +423,47 @@ Mat GpuModel::forward(const std::vector<std::int64_t>& ids, std::int64_t start_p
   if (start_pos > 0 && s != 1) bad("decode (start_pos > 0) takes one token");
   if (start_pos != seq.next_pos)
     bad("start_pos " + std::to_string(start_pos) + " but the sequence is at position " + std::to_string(seq.next_pos));
-  if (static_cast<std::int64_t>(seq.layers.size()) != c.n_layers) bad("sequence state of another model");
+  if (static_cast<std::int64_t>(seq.layers.size()) != c.n_layers ||
+      static_cast<std::int64_t>(seq.mtp.size()) != c.n_mtp_layers)
+    bad("sequence state of another model");
   if (start_pos + s > c.max_seq_len)
     bad("positions up to " + std::to_string(start_pos + s - 1) + " exceed max_seq_len " +
         std::to_string(c.max_seq_len));
   const std::string pre = step.empty() ? std::string() : step + "/";
   // §5.1: the embedding, expanded to hc_mult streams.
-  const Mat h = m.run1("embedding", Call{{}, {}, {integers("ids", ids, s, 1), m.embed}});
-  record_batch(rec, pre + "embed/out", {h});
-  Mat x = expand_streams(h, c.hc_mult);
-  // §5.2: the blocks (Block::forward, spec 05 §5.2 steps 1–6).
+  const Mat emb = m.embedding(ids);
+  record_batch(rec, pre + "embed/out", {emb});
+  Mat x = expand_streams(emb, c.hc_mult);
+  // §5.2: the blocks.
   for (std::int64_t l = 0; l < c.n_layers; ++l) {
-    const Impl::Layer& L = m.layers[static_cast<std::size_t>(l)];
-    BlockOutput o;
-    o.hc_attn = m.hc_pre(x, L.hc_attn);
-    o.attn_norm = m.rmsnorm(o.hc_attn.y, L.attn_norm);
-    o.attn = m.attention(L, l, o.attn_norm, start_pos, seq.layers[static_cast<std::size_t>(l)]);
-    o.x_mid = m.hc_post(o.attn.out, x, o.hc_attn);
-    o.hc_ffn = m.hc_pre(o.x_mid, L.hc_ffn);
-    o.ffn_norm = m.rmsnorm(o.hc_ffn.y, L.ffn_norm);
-    o.ffn = m.moe(L, o.ffn_norm, ids);
-    o.x_out = m.hc_post(o.ffn.out, o.x_mid, o.hc_ffn);
+    const BlockOutput o =
+        m.block(m.layers[static_cast<std::size_t>(l)], l, x, ids, start_pos, seq.layers[static_cast<std::size_t>(l)]);
     x = o.x_out;
     record_block(rec, step, "layers." + std::to_string(l), {o});
   }
-  // §5.3: hc_head and the final norm on every row, the logits of the last (head_forward).
-  const Mat hc = m.run1(
-      "hc_head",
-      Call{{c.hc_mult}, {c.hc_eps, c.norm_eps}, {per_row("x", x), m.hc_head_fn, m.hc_head_base, m.hc_head_scale}});
-  const Mat normed = m.rmsnorm(hc, m.norm);
-  const Mat logits = m.linear(normed.bottomRows(1), m.head);
-  record_batch(rec, pre + "hc_head/out", {hc});
-  record_batch(rec, pre + "norm/out", {normed});
-  record_batch(rec, pre + "head/out", {logits});
+  // §5.3: the head.
+  Output out;
+  const HeadOutput h = m.head_of(x, m.final_head);
+  record_batch(rec, pre + "hc_head/out", {h.hc_head});
+  record_batch(rec, pre + "norm/out", {h.norm});
+  record_batch(rec, pre + "head/out", {h.logits});
+  out.logits = h.logits;
+  // §5.5: the MTP block on the final state with the next tokens.
+  if (mtp_ids != nullptr && !m.mtp.empty()) {
+    if (static_cast<std::int64_t>(mtp_ids->size()) != s) bad("mtp_ids: same length as ids expected");
+    const Impl::Mtp& mt = m.mtp.front();
+    const Mat x_in = m.mtp_input(mt, x, *mtp_ids);
+    record_batch(rec, pre + "mtp.0/in", {x_in});
+    const BlockOutput o = m.block(mt.block, c.n_layers, x_in, *mtp_ids, start_pos, seq.mtp.front());
+    record_block(rec, step, "mtp.0", {o});
+    const HeadOutput mh = m.head_of(o.x_out, mt.head);
+    record_batch(rec, pre + "mtp.0.hc_head/out", {mh.hc_head});
+    record_batch(rec, pre + "mtp.0.norm/out", {mh.norm});
+    record_batch(rec, pre + "mtp.0.head/out", {mh.logits});
+    out.mtp_logits = mh.logits;
+  }
   seq.next_pos = start_pos + s;
-  return logits;
+  return out;
 }
 
 }  // namespace dsv4::gpu

@@ -42,6 +42,7 @@ class GpuModel {
   // ring, the compressed rows, the compressor and indexer states; host memory) and the next position.
   struct Sequence {
     std::vector<AttentionState> layers;
+    std::vector<AttentionState> mtp;  // the MTP blocks' (n_mtp_layers)
     std::int64_t next_pos = 0;
   };
   Sequence new_sequence() const;
@@ -49,9 +50,14 @@ class GpuModel {
   // One step of one sequence (spec 05 §5.1–§5.3): prefill (start_pos 0, s ≥ 1 tokens; resets the
   // sequence) or decode (start_pos = seq.next_pos > 0, one token). Records every module output the
   // official Transformer::forward records for the step (names `<step>/...`, shapes [1, ...]) and
-  // returns the last position's logits [1, vocab]. MTP is not run (not yet: gpu/README.md).
-  Mat forward(const std::vector<std::int64_t>& ids, std::int64_t start_pos, Sequence& seq, Recorder* rec,
-              const std::string& step) const;
+  // returns the last position's logits [1, vocab]. With `mtp_ids` (the next token of every
+  // position, as Transformer::forward takes them) the first MTP block runs too (spec 05 §5.5).
+  struct Output {
+    Mat logits;      // [1, vocab]
+    Mat mtp_logits;  // [1, vocab]; empty without mtp_ids
+  };
+  Output forward(const std::vector<std::int64_t>& ids, std::int64_t start_pos, Sequence& seq, Recorder* rec,
+                 const std::string& step, const std::vector<std::int64_t>* mtp_ids = nullptr) const;
 
   OpBackend backend() const { return backend_; }
 
