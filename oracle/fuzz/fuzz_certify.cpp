@@ -1,7 +1,9 @@
 // libFuzzer harness: `dsv4 certify` end to end on a small golden (fuzz_golden_common.hpp, made
 // once per process, opened with Golden::open_verified as the CLI does) with a fuzzed candidate
 // file — a .npz, .npy or safetensors dump (recognised by content, as the CLI does), the fast
-// formats: hundreds of inputs per second. What `run_certify` does with it: TensorSource::open,
+// formats: hundreds of inputs per second — or an HDF5 dump made of one (option 0x10: HDF5 reads
+// fork the probe that contains libhdf5's crashes, tens per second). What `run_certify` does
+// with it: TensorSource::open,
 // the declarations (tokens, weights hash, config) checked against the golden's, then certify with
 // the local verdicts (every module whose inputs the candidate holds recomputed, on the golden's
 // cached synthetic weights) or end to end only, the report as text and JSON. certify must give a
@@ -9,8 +11,14 @@
 // sanitizer report or a hang is a finding.
 //
 //   byte 0   options: 0x01 --end-to-end-only, 0x02 --candidate-format bfloat16,
-//            0x04 --require none (else all), 0x08 --require 'layers.1.*' (overrides 0x04)
-//   the rest: the candidate file's bytes.
+//            0x04 --require none (else all), 0x08 --require 'layers.1.*' (overrides 0x04);
+//            0x10 an HDF5 candidate: the rest's tensors (read as below) written into an HDF5 file
+//            as `dsv4 run --dump` writes one (bf16/fp8 with their dtype attributes), a safetensors
+//            rest's __metadata__ entries as root string attributes (weights, weights_seed,
+//            weights_content_sha256, config: the dump's declarations, fuzzed), and that file
+//            certified; with it 0x20: an integer inputs/tokens tensor becomes the root attributes
+//            tokens and tokens_shape (the dump's tokens declaration), 0x40: datasets gzip-chunked
+//   the rest: the candidate file's bytes (.npz, .npy, safetensors, by content; any bytes).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +34,7 @@
 #include "dsv4/golden/certify.hpp"
 #include "dsv4/golden/declarations.hpp"
 #include "dsv4/golden/golden.hpp"
+#include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/io/npy.hpp"
 #include "dsv4/io/npz.hpp"
@@ -74,6 +84,30 @@ Tensor narrowed(const Tensor& t, dsv4::DType to) {
   return out;
 }
 
+// Option 0x10: the candidate at `from` rewritten as an HDF5 dump at `to` (see the top). InputError
+// when `from` is not a candidate or its names or attributes cannot be written to HDF5.
+void write_hdf5_candidate(const std::string& from, const std::string& to, std::uint8_t options) {
+  const std::unique_ptr<dsv4::TensorSource> src = dsv4::TensorSource::open(from);
+  dsv4::Hdf5File f = dsv4::Hdf5File::create(to);
+  dsv4::Hdf5WriteOptions wo;
+  wo.deflate = (options & 0x40) ? 1 : 0;
+  for (const std::string& n : src->names()) {
+    const Tensor x = src->read(n);
+    if ((options & 0x20) && n == "inputs/tokens" && x.dtype() == dsv4::DType::kI64 && x.rank() == 2) {
+      const auto v = x.values<std::int64_t>();
+      f.set_attr("/", "tokens", std::vector<std::int64_t>(v.begin(), v.end()));
+      f.set_attr("/", "tokens_shape", std::vector<std::int64_t>{x.dim(0), x.dim(1)});
+      continue;
+    }
+    f.write(n, x, wo);
+  }
+  if (src->format() == dsv4::SourceFormat::kSafetensors) {
+    const dsv4::SafetensorsFile st = dsv4::SafetensorsFile::open(from);  // outlives the loop
+    for (const auto& [k, v] : st.metadata()) f.set_attr("/", k, v);
+  }
+  f.commit();
+}
+
 void write_seeds(const std::string& dir) {
   const fz::GoldenTemplate& t = fz::golden_template();
   std::filesystem::create_directories(dir);
@@ -107,6 +141,15 @@ void write_seeds(const std::string& dir) {
   with_tokens.emplace_back("inputs/tokens", &t.data.at("inputs/tokens"));
   seed("safetensors_tokens", 0x04, dsv4::encode_safetensors(with_tokens));
   seed("npy_one", 0x04, dsv4::encode_npy(t.data.at("official/prefill/layers.1.attn/out")));
+  // HDF5 dumps: declared as dsv4 run declares (synthetic weights of seed 1, the config, the tokens
+  // as attributes), and declaring the weights' content hash with gzip-chunked datasets.
+  dsv4::SafetensorsWriteOptions dump;
+  dump.metadata["dsv4_format"] = "dsv4-dump";
+  dump.metadata["config"] = t.config_json;
+  dump.metadata["weights"] = "synthetic";
+  dump.metadata["weights_seed"] = "1";
+  seed("hdf5_dump", 0x30, dsv4::encode_safetensors(with_tokens, dump));
+  seed("hdf5_gzip_hash", 0x50, dsv4::encode_safetensors(mixed, meta));
   std::fprintf(stderr, "fuzz_certify: seeds written to %s\n", dir.c_str());
 }
 
@@ -126,8 +169,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const fz::GoldenTemplate& t = fz::golden_template();
   const dsv4::Golden& g = golden();
   const std::uint8_t options = size > 0 ? data[0] : 0;
-  const std::string path = fz::scratch_dir() + "/candidate";
+  std::string path = fz::scratch_dir() + "/candidate";
   fz::write_bytes(path, size > 1 ? std::string(reinterpret_cast<const char*>(data + 1), size - 1) : std::string());
+  if (options & 0x10) {
+    try {
+      write_hdf5_candidate(path, path + ".h5", options);
+    } catch (const InputError&) {
+      return 0;  // not a candidate, or not one HDF5 can hold (a name with an empty component, …)
+    }
+    path += ".h5";
+  }
   try {
     const dsv4::MappedTensorSource cand(dsv4::TensorSource::open(path), dsv4::NameMap{});
     if (dsv4::check_declarations(g, cand, "certify") != 0) return 0;
