@@ -34,10 +34,11 @@ in each precision mode (official, exact). --quick (the default; what CI runs): 1
 
 Any difference is a FAIL naming the first module in execution order whose bits move, the first
 differing element, both values (hex float) and their ULP distance in the output's official format
-(float64 in exact mode); the JSON (--json) carries every run's SHA-256 of the sequence's outputs.
+(float64 in exact mode); the JSON (--json) carries every run's SHA-256 of the sequence's outputs;
+--svg F draws where bits first move, per layer and module, over every variant (empty when all pass).
 
 Example:
-  dsv4 audit --config tiny --quick --json audit.json
+  dsv4 audit --config tiny --quick --json audit.json --svg audit.svg
 
 A foreign engine's dumps: --dumps D1 D2 … compares the same sequences across dumps of different
 runs, batch compositions and schedules. Each dump (any candidate format, canonical names) has a
@@ -50,10 +51,20 @@ against prefill position p + i; positions below window_size - 1 of --config, the
 come from, are excluded and said so: spec 02 §2.11.4 lets them differ). The first tensor whose bits move is named as the cause, with the
 number of differing elements and their ULP histogram; later moves are its consequences.
 --svg F draws, per layer and module, the largest fraction of elements whose bits move (log axis),
-with a marker at each cause's layer.
+with a marker at each cause's layer (the same plot as the self-audit's).
   dsv4 audit --dumps run1.h5 run2.h5 batch7.h5 prefill.h5 --json a.json --svg a.svg
 
 Exit status: 0 every run bit-identical; 1 a run differs; 2 bad input (one line on stderr).)";
+
+// Each (path, text) with a path written atomically (the report files of --json and --svg).
+void write_reports(const std::vector<std::pair<std::string, std::string>>& files) {
+  for (const auto& [path, text] : files) {
+    if (path.empty()) continue;
+    AtomicFile out(path);
+    out.write(std::as_bytes(std::span<const char>(text.data(), text.size())));
+    out.commit();
+  }
+}
 
 struct AuditArgs {
   std::vector<std::string> dumps;
@@ -69,21 +80,14 @@ int run_dump_audit(const AuditArgs& a) {
   check_output_paths({{"--json", a.json}, {"--svg", a.svg}}, inputs);
   // The model the dumps come from: its window decides the positions spec 02 §2.11.4 lets differ.
   const audit::DumpAuditReport r = audit::audit_dumps(a.dumps, load_config(a.config).window_size);
-  for (const auto& [path, text] :
-       {std::pair{a.json, audit::dump_audit_json(r).dump(1) + "\n"}, std::pair{a.svg, audit::dump_audit_svg(r)}}) {
-    if (path.empty()) continue;
-    AtomicFile out(path);
-    out.write(std::as_bytes(std::span<const char>(text.data(), text.size())));
-    out.commit();
-  }
+  write_reports({{a.json, audit::dump_audit_json(r).dump(1) + "\n"}, {a.svg, audit::dump_audit_svg(r)}});
   std::printf("%s", audit::dump_audit_text(r).c_str());
   return r.pass() ? 0 : 1;
 }
 
 int run_audit(const AuditArgs& a) {
   if (!a.dumps.empty()) return run_dump_audit(a);
-  if (!a.svg.empty()) throw InputError("--svg", "only with --dumps (the plot of where a foreign engine's bits move)");
-  check_output_paths({{"--json", a.json}}, {});
+  check_output_paths({{"--json", a.json}, {"--svg", a.svg}}, {});
   const ModelConfig c = load_config(a.config);
   audit::AuditOptions o = a.full ? audit::full_options(c) : audit::quick_options(c);
   o.weights_seed = a.seed;
@@ -100,12 +104,7 @@ int run_audit(const AuditArgs& a) {
   const audit::AuditReport r = audit::run_self_audit(o, [](const std::string& mode, const std::string& variant) {
     std::fprintf(stderr, "dsv4 audit: %s %s\n", mode.c_str(), variant.c_str());
   });
-  if (!a.json.empty()) {
-    AtomicFile out(a.json);
-    const std::string text = audit::audit_json(r).dump(1) + "\n";
-    out.write(std::as_bytes(std::span<const char>(text.data(), text.size())));
-    out.commit();
-  }
+  write_reports({{a.json, audit::audit_json(r).dump(1) + "\n"}, {a.svg, audit::audit_svg(r)}});
   std::printf("%s", audit::audit_text(r).c_str());
   return r.pass() ? 0 : 1;
 }
@@ -128,7 +127,7 @@ void register_audit(CLI::App& app) {
   cmd->add_option("--dumps", a->dumps, "audit a foreign engine's dumps instead (each with D.audit.json; see below)");
   cmd->add_option("--json", a->json,
                   "also write the report as JSON (schema dsv4-audit-report/1, or dsv4-audit-dumps/1 with --dumps)");
-  cmd->add_option("--svg", a->svg, "with --dumps: also write an SVG of where bits first move, per layer and module");
+  cmd->add_option("--svg", a->svg, "also write an SVG of where bits first move, per layer and module");
   cmd->footer(kFooter);
   cmd->callback([a]() { set_exit_code(run_guarded("audit", [&] { return run_audit(*a); })); });
 }

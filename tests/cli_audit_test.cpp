@@ -22,9 +22,12 @@ namespace {
 using CliAudit = testing_support::CliDir;
 
 TEST_F(CliAudit, QuickMatrixIsBitIdentical) {
-  const auto r = dsv4("audit --config tiny --quick --json " + file("a.json"));
+  const auto r = dsv4("audit --config tiny --quick --json " + file("a.json") + " --svg " + file("a.svg"));
   EXPECT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_EQ(r.out.rfind("audit: PASS — ", 0), 0u) << r.out;
+  const std::string svg = slurp(file("a.svg"));
+  EXPECT_EQ(svg.rfind("<svg ", 0), 0u);
+  EXPECT_NE(svg.find("dsv4 audit (tiny): where bits first move (PASS)"), std::string::npos) << svg;
   const auto j = nlohmann::json::parse(slurp(file("a.json")));
   EXPECT_EQ(j.at("verdict"), "PASS");
   // Per mode: the yardstick, 1 repeat, threads 1 and 2, batch 4 at rows 0 and 3, prefill vs decode.
@@ -166,6 +169,21 @@ TEST(AuditCompare, TheFirstOutputInExecutionOrderIsBlamed) {
   EXPECT_EQ(r.mismatch->grid, "float64");  // exact mode
   EXPECT_EQ(r.mismatch->differing_elements, 12);
   EXPECT_EQ(r.mismatch->differing_outputs, 2);
+  // Every moving output is kept, in execution order, for the SVG: its first is the cause.
+  ASSERT_EQ(r.moved.size(), 2u);
+  EXPECT_EQ(r.moved[0].name, "prefill/layers.0.hc_attn/y");
+  EXPECT_EQ(r.moved[0].differing, 12);
+  EXPECT_EQ(r.moved[1].name, "prefill/layers.0.attn_norm/out");
+  EXPECT_EQ(r.moved[1].differing, 1);
+  audit::AuditReport rep;
+  rep.config = "tiny";
+  rep.layers = 2;
+  rep.variants = {audit::compare_runs(recording(false), recording(false), 1, Mode::kExact, "repeat 1"), r};
+  const std::string svg = audit::audit_svg(rep);
+  EXPECT_NE(svg.find("dsv4 audit (tiny): where bits first move (FAIL)"), std::string::npos) << svg;
+  EXPECT_NE(svg.find("exact batch 2 row 1: prefill/layers.0.hc_attn/y"), std::string::npos) << svg;
+  EXPECT_NE(svg.find(">hc_attn/y<"), std::string::npos) << svg;
+  EXPECT_EQ(svg.find("repeat 1"), std::string::npos) << svg;  // a variant that moves nothing draws nothing
 }
 
 }  // namespace

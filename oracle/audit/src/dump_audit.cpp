@@ -157,39 +157,9 @@ class Stored {
   std::optional<RecordedTensor> widened_;
 };
 
-int ulp_bin(std::uint64_t u) {
-  if (u <= 1) return 0;
-  if (u == 2) return 1;
-  if (u <= 4) return 2;
-  if (u <= 16) return 3;
-  if (u <= 256) return 4;
-  return 5;
-}
-
 // Compares one pair of widened slices (their bytes differ).
 std::optional<TensorMove> compare(const std::string& name, const Slice& a, const Slice& b) {
-  TensorMove m;
-  m.name = name;
-  m.elements = static_cast<std::int64_t>(a.v.size());
-  const bool floats = a.grid != DType::kI64 && a.grid != DType::kI32;
-  for (std::size_t i = 0; i < std::max(a.v.size(), b.v.size()); ++i) {
-    const bool both = i < a.v.size() && i < b.v.size();
-    if (both && double_bits(a.v[i]) == double_bits(b.v[i])) continue;
-    ++m.differing;
-    if (m.first_element < 0) {
-      m.first_element = static_cast<std::int64_t>(i);
-      m.yardstick = i < a.v.size() ? a.v[i] : std::nan("");
-      m.other = i < b.v.size() ? b.v[i] : std::nan("");
-    }
-    std::uint64_t u = std::numeric_limits<std::uint64_t>::max();
-    if (both && !std::isnan(a.v[i]) && !std::isnan(b.v[i])) {
-      u = floats ? compare::ulp_distance(compare::ulp_grid(a.grid), b.v[i], a.v[i])
-                 : static_cast<std::uint64_t>(std::fabs(a.v[i] - b.v[i]));
-    }
-    ++m.ulp_hist[static_cast<std::size_t>(ulp_bin(u))];
-  }
-  if (m.differing == 0) return std::nullopt;
-  return m;
+  return tensor_move(name, a.v, b.v, a.grid);
 }
 
 // The value of one stored fp64 / fp32 / bf16 element.

@@ -1,5 +1,6 @@
-// The SVG of `dsv4 audit --dumps --svg` (dump_audit.hpp): where bits first move, per layer and
-// module, drawn by the reports' one SVG writer (report::svg_line_plot).
+// The SVG of `dsv4 audit --svg` (tensor_move.hpp where_bits_move_svg; of our own stack and of a
+// foreign engine's dumps): where bits first move, per layer and module, drawn by the reports' one
+// SVG writer (report::svg_line_plot).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -45,16 +46,17 @@ std::optional<Place> place(const std::string& name, std::int64_t layers) {
 
 }  // namespace
 
-std::string dump_audit_svg(const DumpAuditReport& r) {
+std::string where_bits_move_svg(const std::string& title, bool pass, std::int64_t layers,
+                                const std::vector<MoveSet>& sets) {
   // Per series (in order of first appearance): x → the largest fraction of elements that move.
   std::vector<std::string> order;
   std::map<std::string, std::map<double, double>> points;
   std::map<std::string, bool> in_layers;
   std::vector<report::Marker> markers;
-  for (const OccurrenceResult& c : r.comparisons) {
-    for (std::size_t k = 0; k < c.moved.size(); ++k) {
-      const TensorMove& m = c.moved[k];
-      const std::optional<Place> p = place(m.name, r.layers);
+  for (const MoveSet& c : sets) {
+    for (std::size_t k = 0; k < c.moved->size(); ++k) {
+      const TensorMove& m = (*c.moved)[k];
+      const std::optional<Place> p = place(m.name, layers);
       if (!p) continue;
       if (!points.contains(p->series)) order.push_back(p->series);
       double& y = points[p->series][p->x];
@@ -71,9 +73,9 @@ std::string dump_audit_svg(const DumpAuditReport& r) {
     }
   }
   report::LinePlot plot;
-  plot.title = std::string("dsv4 audit --dumps: where bits first move (") + (r.pass() ? "PASS" : "FAIL") + ")";
+  plot.title = title + ": where bits first move (" + (pass ? "PASS" : "FAIL") + ")";
   plot.x_label =
-      "main layer (-1: embedding, " + std::to_string(r.layers) + ": head, " + std::to_string(r.layers + 1) + "+: MTP)";
+      "main layer (-1: embedding, " + std::to_string(layers) + ": head, " + std::to_string(layers + 1) + "+: MTP)";
   plot.y_label = "fraction of elements whose bits move";
   for (const std::string& name : order) {
     report::Series s{name, {}, {}, "", false};
@@ -81,7 +83,7 @@ std::string dump_audit_svg(const DumpAuditReport& r) {
     // A main-layer module still at a layer between its moves: zero there (a break in its line).
     if (in_layers[name] && pts.size() >= 2) {
       const double first = pts.begin()->first;
-      const double last = std::min(pts.rbegin()->first, static_cast<double>(r.layers - 1));
+      const double last = std::min(pts.rbegin()->first, static_cast<double>(layers - 1));
       for (double x = first + 1; x < last; x += 1) pts.try_emplace(x, 0.0);
     }
     for (const auto& [x, y] : pts) {
@@ -94,6 +96,12 @@ std::string dump_audit_svg(const DumpAuditReport& r) {
   plot.height =
       std::max(plot.height, report::kPlotTop + report::kPlotBottom + 40 + 18 * static_cast<int>(plot.series.size()));
   return report::svg_line_plot(plot);
+}
+
+std::string dump_audit_svg(const DumpAuditReport& r) {
+  std::vector<MoveSet> sets;
+  for (const OccurrenceResult& c : r.comparisons) sets.push_back({c.kind, &c.moved});
+  return where_bits_move_svg("dsv4 audit --dumps", r.pass(), r.layers, sets);
 }
 
 }  // namespace dsv4::audit

@@ -77,29 +77,22 @@ void compare(const std::vector<Pair>& pairs, Mode mode, VariantResult& v) {
   for (const Pair& p : pairs) {
     ++v.compared;
     h.update(std::as_bytes(p.variant));
-    std::int64_t differing = 0, first = -1;
-    const std::size_t n = std::min(p.yardstick.size(), p.variant.size());
-    for (std::size_t i = 0; i < n; ++i) {
-      if (double_bits(p.yardstick[i]) == double_bits(p.variant[i])) continue;
-      if (first < 0) first = static_cast<std::int64_t>(i);
-      ++differing;
-    }
-    if (p.yardstick.size() != p.variant.size() && first < 0) first = static_cast<std::int64_t>(n);
-    if (first < 0) continue;
+    const DType g = grid_of(p.name, mode);
+    std::optional<TensorMove> moved = tensor_move(p.name, p.yardstick, p.variant, g);
+    if (!moved) continue;
     if (!v.mismatch) {
       Mismatch m;
       m.output = p.name;
-      m.element = first;
-      const auto i = static_cast<std::size_t>(first);
-      m.yardstick = i < p.yardstick.size() ? p.yardstick[i] : std::nan("");
-      m.variant = i < p.variant.size() ? p.variant[i] : std::nan("");
-      const DType g = grid_of(p.name, mode);
+      m.element = moved->first_element;
+      m.yardstick = moved->yardstick;
+      m.variant = moved->other;
       m.grid = std::string(g == DType::kI64 ? "int64" : dtype_name(g));
       m.ulps = ulps(m.variant, m.yardstick, g);
-      m.differing_elements = differing;
+      m.differing_elements = moved->differing;
       v.mismatch = m;
     }
     ++v.mismatch->differing_outputs;
+    v.moved.push_back(std::move(*moved));
   }
   v.sha256 = h.hex();
 }
@@ -154,6 +147,12 @@ AuditOptions full_options(const ModelConfig& c) {
   return o;
 }
 
+std::string audit_svg(const AuditReport& r) {
+  std::vector<MoveSet> sets;
+  for (const VariantResult& v : r.variants) sets.push_back({v.mode + " " + v.variant, &v.moved});
+  return where_bits_move_svg("dsv4 audit (" + r.config + ")", r.pass(), r.layers, sets);
+}
+
 bool AuditReport::pass() const {
   if (variants.empty()) return false;
   for (const VariantResult& v : variants)
@@ -175,6 +174,7 @@ AuditReport run_self_audit(const AuditOptions& o, const AuditProgress& progress)
 
   AuditReport rep;
   rep.config = c.name;
+  rep.layers = c.n_layers;
   for (const Mode mode : o.modes) {
     const std::string mname = mode_name(mode);
     const Transformer model(Precision(mode), c, w);

@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/audit/tensor_move.hpp"
+
 namespace dsv4::audit {
 
 struct DumpManifest {
@@ -37,15 +39,6 @@ struct DumpManifest {
 };
 // Reads "<dump>.audit.json"; InputError naming the manifest for a missing or malformed one.
 DumpManifest read_dump_manifest(const std::string& dump);
-
-inline constexpr int kUlpBins = 6;  // 1, 2, 3–4, 5–16, 17–256, more
-struct TensorMove {
-  std::string name;
-  std::int64_t elements = 0, differing = 0;
-  std::array<std::int64_t, kUlpBins> ulp_hist{};
-  std::int64_t first_element = -1;
-  double yardstick = 0, other = 0;
-};
 
 struct OccurrenceResult {
   std::string sequence;
@@ -69,12 +62,7 @@ struct DumpAuditReport {
 DumpAuditReport audit_dumps(const std::vector<std::string>& dumps, std::int64_t window_size = 0);
 std::string dump_audit_text(const DumpAuditReport& r);
 nlohmann::json dump_audit_json(const DumpAuditReport& r);
-// Where bits first move, per layer and module (report::svg_line_plot): x the main layer (−1 the
-// embedding, L the head's sites, L + 1 + i MTP module i), one series per module output (its
-// block-relative name, e.g. "attn/out", "block/out"), y the largest fraction of its elements whose
-// bits move over every comparison and step (log axis; a module that does not move at a layer
-// between its first and last move is a zero there, not drawn); a marker at each cause's layer
-// labelled with its kind and tensor.
+// Where bits first move, per layer and module (where_bits_move_svg, tensor_move.hpp).
 std::string dump_audit_svg(const DumpAuditReport& r);
 
 }  // namespace dsv4::audit

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/audit/tensor_move.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/precision.hpp"
 #include "dsv4/model/recorder.hpp"
@@ -55,12 +56,14 @@ struct VariantResult {
   std::int64_t compared = 0;
   std::string sha256;  // of the variant's outputs of the sequence, in execution order
   std::optional<Mismatch> mismatch;
-  std::string note;  // what was excluded and why
+  std::vector<TensorMove> moved;  // every output whose bits differ, execution order (front: mismatch's)
+  std::string note;               // what was excluded and why
   double seconds = 0;
 };
 
 struct AuditReport {
   std::string config;
+  std::int64_t layers = 0;  // the config's main layers (the SVG's x range)
   std::vector<VariantResult> variants;
   std::vector<std::string> yardstick_sha256;  // per mode, of the yardstick's outputs
   bool pass() const;
@@ -77,6 +80,9 @@ VariantResult compare_runs(const MemoryRecorder& yardstick, const MemoryRecorder
 
 std::string audit_text(const AuditReport& r);  // the verdict first, one line per variant
 nlohmann::json audit_json(const AuditReport& r);
+// Where bits first move, per layer and module, over every variant (tensor_move.hpp
+// where_bits_move_svg): a passing audit draws no series.
+std::string audit_svg(const AuditReport& r);
 
 // The outputs defined per position (row-wise math, spec 05 §5.6): equal bit for bit whether a
 // position was computed in a prefill or in a decode step (block-relative names: ".attn/out", "/out").
