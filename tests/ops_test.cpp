@@ -298,6 +298,53 @@ TEST(OpsCases, LinearCasesCoverEveryWeightKindAndTheEdges) {
   EXPECT_GT(n[0].infinite + n[1].infinite, 0);
 }
 
+// The quantised expert cases (expert: ints {weight_kind, act_scale_fp32}; moe_combine: ints
+// {n_experts, routed_kind, shared_kind, act_scale_fp32}) are not degenerate: every output finite,
+// most nonzero, many distinct values, every expert weight kind with both activation scale formats
+// (V4's fp4 routed + fp8 shared among them), and the format reaches the arithmetic (the other
+// format changes some bits).
+TEST(OpsCases, QuantisedExpertCasesCoverTheKindsAndAreNotDegenerate) {
+  std::set<std::vector<std::int64_t>> kinds;  // {op, kind(s), format}
+  for (const char* stem : {"expert", "moe_combine"}) {
+    const Op& op = *find_op(stem);
+    const bool moe = std::string(stem) == "moe_combine";
+    const std::size_t fmt_at = moe ? 3 : 1;
+    for (const Case& c : op.cases(1)) {
+      const bool quantised = moe ? (c.call.ints[1] != 0 || c.call.ints[2] != 0) : c.call.ints[0] != 0;
+      if (!quantised) continue;
+      kinds.insert(moe ? std::vector<std::int64_t>{1, c.call.ints[1], c.call.ints[2], c.call.ints[fmt_at]}
+                       : std::vector<std::int64_t>{0, c.call.ints[0], c.call.ints[fmt_at]});
+      const std::vector<float> y = op.reference(c.call)[0].f32;
+      std::int64_t finite = 0, nonzero = 0;
+      std::set<std::uint32_t> distinct;
+      for (const float v : y) {
+        finite += std::isfinite(v) ? 1 : 0;
+        nonzero += v != 0.0f ? 1 : 0;
+        distinct.insert(std::bit_cast<std::uint32_t>(v));
+      }
+      const auto n = static_cast<std::int64_t>(y.size());
+      std::printf("%s %s: %lld outputs, %lld nonzero, %zu distinct\n", stem, c.label.c_str(), static_cast<long long>(n),
+                  static_cast<long long>(nonzero), distinct.size());
+      EXPECT_EQ(finite, n) << c.label;
+      // The edge cases zero whole rows (zero and subnormal routing weights, zero token rows).
+      const bool edges = c.label.find("edge values") != std::string::npos;
+      EXPECT_GT(nonzero * (edges ? 5 : 2), n) << c.label;
+      EXPECT_GT(distinct.size() * (edges ? 8 : 4), static_cast<std::size_t>(n)) << c.label;
+      Call other = c.call;
+      other.ints[fmt_at] = 1 - other.ints[fmt_at];
+      const std::vector<float> z = op.reference(other)[0].f32;
+      std::int64_t differ = 0;
+      for (std::size_t i = 0; i < y.size(); ++i)
+        differ += std::bit_cast<std::uint32_t>(y[i]) != std::bit_cast<std::uint32_t>(z[i]) ? 1 : 0;
+      EXPECT_GT(differ, 0) << c.label << ": the activation scale format changes nothing";
+    }
+  }
+  for (const std::vector<std::int64_t>& k : std::vector<std::vector<std::int64_t>>{
+           {0, 2, 0}, {0, 2, 1}, {0, 3, 0}, {0, 3, 1}, {1, 3, 2, 0}, {1, 2, 2, 1}, {1, 3, 0, 0}}) {
+    EXPECT_EQ(kinds.count(k), 1u) << k[0] << " " << k[1] << " " << k[2];
+  }
+}
+
 // moe_combine's official arithmetic as its kernel computes it (gpu/src/moe_combine.cu), on the CPU:
 // every (token, slot) pair's expert output and the shared expert's from the expert op's reference
 // (route weight 1 for the shared expert: fl(1·h) = h), then acc = +0, acc = fl32(acc + pair) in
@@ -311,14 +358,19 @@ TEST(OpsCases, MoeCombineIsTheAscendingFp32SumAndItsCasesMeetTies) {
   std::int64_t elements = 0, mismatches = 0, order_matters = 0, fp32_ties = 0, bf16_ties = 0, repeated = 0,
                subnormal_weights = 0;
   for (const Case& c : op.cases(1)) {
+    // The bf16 experts' cases (ints: n_experts, routed_kind, shared_kind, act_scale_fp32): the
+    // combine's order is the same code whatever the weights' kind; the ties are built with bf16 values.
+    if (c.call.ints[1] != 0 || c.call.ints[2] != 0) continue;
     const std::vector<Array>& in = c.call.inputs;
     const std::int64_t T = in[0].rows, d = in[0].cols, k = in[1].cols, de = in[6].rows;
     const auto run_expert = [&](const float* x, float w, const std::vector<float>& w1, const std::vector<float>& w3,
                                 const std::vector<float>& w2) {
       Call e;
+      e.ints = {0, 0};  // bf16 weights
       e.reals = {c.call.reals[0]};
       e.inputs = {Array::floats("x", 1, d, std::vector<float>(x, x + d)), Array::floats("route_weight", 1, 1, {w}),
                   Array::floats("w1", de, d, w1), Array::floats("w3", de, d, w3), Array::floats("w2", d, de, w2)};
+      for (std::size_t i = 2; i < 5; ++i) e.inputs[i].per_row = false;  // the weights are shared inputs
       return expert.reference(e)[0].f32;
     };
     const auto block = [&](const Array& a, std::int64_t e, std::int64_t rows) {

@@ -1,8 +1,10 @@
 // MoE expert (spec 03 §3.2), bit-exact with the official-mode reference (ref/model/src/expert.cpp
-// expert_forward) — see dsv4/gpu/expert.hpp. No arithmetic of its own: the linear kernel's dense code
-// (linear.cu) for W1, W3 and W2 and the swiglu kernel (swiglu.cu) between them, launched in order on
-// one stream (each launch reads what the previous one wrote: stream order is the only
-// synchronisation needed); then an integer OR of each row's undecided flags.
+// expert_forward) — see dsv4/gpu/expert.hpp. No arithmetic of its own: the linear kernel (linear.cu,
+// by weight kind: the dense code, or act_quant then fp8_gemm / fp4_gemm) for W1, W3 and W2 and the
+// swiglu kernel (swiglu.cu) between them, launched in order on one stream (each launch reads what
+// the previous one wrote: stream order is the only synchronisation needed; W3's act_quant rewrites
+// W1's identical codes of x after W1's GEMM has read them); then an integer OR of each row's
+// undecided flags.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -47,7 +49,8 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-ExpertChainBuffers::ExpertChainBuffers(Carve& c, std::int64_t rows, std::int64_t d, std::int64_t de) {
+ExpertChainBuffers::ExpertChainBuffers(Carve& c, std::int64_t rows, std::int64_t x_rows, std::int64_t d,
+                                       std::int64_t de) {
   const std::size_t n = static_cast<std::size_t>(rows * de);
   g = c.take<float>(n);
   u = c.take<float>(n);
@@ -56,15 +59,55 @@ ExpertChainBuffers::ExpertChainBuffers(Carve& c, std::int64_t rows, std::int64_t
   fu = c.take<std::uint8_t>(n);
   fh = c.take<std::uint8_t>(n);
   fy = c.take<std::uint8_t>(static_cast<std::size_t>(rows * d));
+  x_codes = c.take<std::uint8_t>(static_cast<std::size_t>(x_rows * d));
+  x_scales = c.take<float>(static_cast<std::size_t>(x_rows * ((d + 127) / 128)));
+  h_codes = c.take<std::uint8_t>(n);
+  h_scales = c.take<float>(static_cast<std::size_t>(rows * ((de + 127) / 128)));
 }
 
-void expert_chain(const float* x, std::int64_t rows, std::int64_t x_repeat, const std::int64_t* w_block, std::int64_t d,
-                  std::int64_t de, const float* w1, const float* w3, const float* w2, const float* route_weight,
-                  float limit, float* y, const ExpertChainBuffers& b, cudaStream_t stream) {
-  linear_dense_launch(x, rows, x_repeat, 1, d, w1, w_block, de, true, b.g, b.fg, stream);
-  linear_dense_launch(x, rows, x_repeat, 1, d, w3, w_block, de, true, b.u, b.fu, stream);
+void check_expert_weight(const LinearWeightView& w, std::int64_t n, std::int64_t k, const char* who,
+                         const char* which) {
+  const std::string f = std::string(who) + ": " + which;
+  const int kind = static_cast<int>(w.kind);
+  if (kind < 0 || kind > 3 || w.kind == LinearKind::kFP32) {
+    throw std::invalid_argument(f + ": an expert weight is bf16, fp8 or fp4 (kind " + std::to_string(kind) + ")");
+  }
+  if (w.out_features != n || w.in_features != k) {
+    throw std::invalid_argument(f + ": shape [" + std::to_string(w.out_features) + ", " +
+                                std::to_string(w.in_features) + "], expected [" + std::to_string(n) + ", " +
+                                std::to_string(k) + "]");
+  }
+  const bool quantised = w.kind != LinearKind::kBF16;
+  if (quantised && k % 128 != 0) {
+    throw std::invalid_argument(f + ": in_features " + std::to_string(k) +
+                                " is not a multiple of the activation quantisation block 128");
+  }
+  if (quantised ? (w.codes == nullptr || w.scales == nullptr) : w.values == nullptr) {
+    throw std::invalid_argument(f + ": its storage is null");
+  }
+}
+
+DeviceWeight::DeviceWeight(const LinearWeightView& host, std::int64_t blocks)
+    : values_(linear_weight_sizes(host).values * static_cast<std::size_t>(blocks)),
+      codes_(linear_weight_sizes(host).codes * static_cast<std::size_t>(blocks)),
+      scales_(linear_weight_sizes(host).scales * static_cast<std::size_t>(blocks)),
+      view_(host) {
+  if (values_.size() > 0) values_.upload(host.values);
+  if (codes_.size() > 0) codes_.upload(host.codes);
+  if (scales_.size() > 0) scales_.upload(host.scales);
+  view_.values = values_.get();
+  view_.codes = codes_.get();
+  view_.scales = scales_.get();
+}
+
+void expert_chain(const float* x, std::int64_t rows, std::int64_t x_repeat, const std::int64_t* w_block,
+                  std::int64_t de, const LinearWeightView& w1, const LinearWeightView& w3, const LinearWeightView& w2,
+                  ScaleFormat act_fmt, const float* route_weight, float limit, float* y, const ExpertChainBuffers& b,
+                  cudaStream_t stream) {
+  linear_launch(x, rows, x_repeat, w1, w_block, act_fmt, b.g, b.fg, b.x_codes, b.x_scales, stream);
+  linear_launch(x, rows, x_repeat, w3, w_block, act_fmt, b.u, b.fu, b.x_codes, b.x_scales, stream);
   clamped_swiglu_device(b.g, b.u, rows, de, limit, route_weight, b.h, b.fh, stream);
-  linear_dense_launch(b.h, rows, 1, 1, de, w2, w_block, d, true, y, b.fy, stream);
+  linear_launch(b.h, rows, 1, w2, w_block, act_fmt, y, b.fy, b.h_codes, b.h_scales, stream);
 }
 
 void or_chain_flags(const ExpertChainBuffers& b, std::int64_t units, std::int64_t per, std::int64_t d, std::int64_t de,
@@ -87,7 +130,12 @@ void check_args(const float* x, std::int64_t tokens, const ExpertWeightsView& w,
   if (w.dim < 1 || w.dim > kMaxDim || w.inter < 1 || w.inter > kMaxDim) {
     throw std::invalid_argument(f + ": dim and inter must be in [1, 2^24]");
   }
-  if (w.w1 == nullptr || w.w3 == nullptr || w.w2 == nullptr) throw std::invalid_argument(f + ": a weight is null");
+  if (w.act_fmt != ScaleFormat::kUE8M0 && w.act_fmt != ScaleFormat::kFP32) {
+    throw std::invalid_argument(f + ": unknown activation scale format");
+  }
+  detail::check_expert_weight(w.w1, w.inter, w.dim, who, "w1");
+  detail::check_expert_weight(w.w3, w.inter, w.dim, who, "w3");
+  detail::check_expert_weight(w.w2, w.dim, w.inter, who, "w2");
   if (tokens > 0 && x == nullptr) throw std::invalid_argument(f + ": x is null");
 }
 
@@ -95,7 +143,7 @@ void check_args(const float* x, std::int64_t tokens, const ExpertWeightsView& w,
 
 std::size_t expert_workspace_bytes(std::int64_t tokens, std::int64_t dim, std::int64_t inter) {
   detail::Carve c(nullptr);
-  detail::ExpertChainBuffers b(c, tokens, dim, inter);
+  detail::ExpertChainBuffers b(c, tokens, tokens, dim, inter);
   return c.used();
 }
 
@@ -108,31 +156,27 @@ void expert_device(const float* x, std::int64_t tokens, const ExpertWeightsView&
   if (tokens == 0) return;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   detail::Carve c(workspace);
-  const detail::ExpertChainBuffers b(c, tokens, w.dim, w.inter);
-  detail::expert_chain(x, tokens, 1, nullptr, w.dim, w.inter, w.w1, w.w3, w.w2, route_weight, limit, y, b, s);
+  const detail::ExpertChainBuffers b(c, tokens, tokens, w.dim, w.inter);
+  detail::expert_chain(x, tokens, 1, nullptr, w.inter, w.w1, w.w3, w.w2, w.act_fmt, route_weight, limit, y, b, s);
   detail::or_chain_flags(b, tokens, 1, w.dim, w.inter, undecided, false, s);
 }
 
 ExpertBatch expert(const float* x, std::int64_t tokens, const ExpertWeightsView& w, double limit,
                    const float* route_weight) {
   check_args(x, tokens, w, "expert");
-  const std::size_t T = static_cast<std::size_t>(tokens), D = static_cast<std::size_t>(w.dim),
-                    E = static_cast<std::size_t>(w.inter);
+  const std::size_t T = static_cast<std::size_t>(tokens), D = static_cast<std::size_t>(w.dim);
   ExpertBatch out;
   out.y.resize(T * D);
   if (tokens == 0) return out;
-  detail::DeviceBuffer<float> d_x(T * D), d_w1(E * D), d_w3(E * D), d_w2(D * E), d_rw(route_weight != nullptr ? T : 0),
-      d_y(T * D);
+  detail::DeviceBuffer<float> d_x(T * D), d_rw(route_weight != nullptr ? T : 0), d_y(T * D);
   detail::DeviceBuffer<std::uint8_t> d_undecided(T), d_ws(expert_workspace_bytes(tokens, w.dim, w.inter));
+  const detail::DeviceWeight d_w1(w.w1, 1), d_w3(w.w3, 1), d_w2(w.w2, 1);
   d_x.upload(x);
-  d_w1.upload(w.w1);
-  d_w3.upload(w.w3);
-  d_w2.upload(w.w2);
   if (route_weight != nullptr) d_rw.upload(route_weight);
   ExpertWeightsView dw = w;
-  dw.w1 = d_w1.get();
-  dw.w3 = d_w3.get();
-  dw.w2 = d_w2.get();
+  dw.w1 = d_w1.view();
+  dw.w3 = d_w3.view();
+  dw.w2 = d_w2.view();
   expert_device(d_x.get(), tokens, dw, static_cast<float>(limit), route_weight != nullptr ? d_rw.get() : nullptr,
                 d_y.get(), d_undecided.get(), d_ws.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());

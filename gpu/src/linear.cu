@@ -95,21 +95,24 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// kFP8 (spec 01 §1.7): a = act_quant codes [rows, K], sa = their fp32 scales [rows, K/128]; codes
-// [N, K] e4m3, scales [⌈N/128⌉, K/128] e8m0. Lane l takes k = 128κ + l + 32j, j = 0..3.
+// kFP8 (spec 01 §1.7): a = act_quant codes [rows / x_repeat, K], sa = their fp32 scales
+// [rows / x_repeat, K/128] (output row m reads act row ⌊m / x_repeat⌋); codes [N, K] e4m3, scales
+// [⌈N/128⌉, K/128] e8m0, stacked per weight block (row m's block w_block[m], or 0 when null). Lane l
+// takes k = 128κ + l + 32j, j = 0..3.
 __global__ void __launch_bounds__(kThreads)
     linear_fp8_kernel(const std::uint8_t* __restrict__ a, const float* __restrict__ sa, std::int64_t rows,
-                      std::int64_t k, const std::uint8_t* __restrict__ codes, const std::uint8_t* __restrict__ scales,
+                      std::int64_t x_repeat, std::int64_t k, const std::uint8_t* __restrict__ codes,
+                      const std::uint8_t* __restrict__ scales, const std::int64_t* __restrict__ w_block,
                       std::int64_t n_out, float* __restrict__ y, std::uint8_t* __restrict__ undecided) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   const std::int64_t total = rows * n_out, blocks = k / kActBlock;
   for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; o < total;
        o += static_cast<std::int64_t>(gridDim.x) * kWarps) {
-    const std::int64_t m = o / n_out, n = o % n_out;
-    const std::uint8_t* ar = a + m * k;
-    const std::uint8_t* wr = codes + n * k;
-    const float* sar = sa + m * blocks;
-    const std::uint8_t* swr = scales + (n / kFp8Tile) * blocks;
+    const std::int64_t m = o / n_out, n = o % n_out, b = w_block != nullptr ? w_block[m] : 0;
+    const std::uint8_t* ar = a + (m / x_repeat) * k;
+    const std::uint8_t* wr = codes + (b * n_out + n) * k;
+    const float* sar = sa + (m / x_repeat) * blocks;
+    const std::uint8_t* swr = scales + (b * ((n_out + kFp8Tile - 1) / kFp8Tile) + n / kFp8Tile) * blocks;
     float acc = 0.0f;
     bool ok = true;
     for (std::int64_t kb = 0; kb < blocks; ++kb) {
@@ -135,21 +138,22 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// kFP4 (spec 01 §1.8): a, sa as for kFP8; packed [N, K/2] e2m1 (element 2j in the low nibble of
-// byte j), scales [N, K/32] e8m0. Lane l takes k = 32κ + l.
+// kFP4 (spec 01 §1.8): a, sa, x_repeat and w_block as for kFP8; packed [N, K/2] e2m1 (element 2j in
+// the low nibble of byte j), scales [N, K/32] e8m0, stacked per block. Lane l takes k = 32κ + l.
 __global__ void __launch_bounds__(kThreads)
     linear_fp4_kernel(const std::uint8_t* __restrict__ a, const float* __restrict__ sa, std::int64_t rows,
-                      std::int64_t k, const std::uint8_t* __restrict__ packed, const std::uint8_t* __restrict__ scales,
+                      std::int64_t x_repeat, std::int64_t k, const std::uint8_t* __restrict__ packed,
+                      const std::uint8_t* __restrict__ scales, const std::int64_t* __restrict__ w_block,
                       std::int64_t n_out, float* __restrict__ y, std::uint8_t* __restrict__ undecided) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   const std::int64_t total = rows * n_out, blocks = k / kFp4Block;
   for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; o < total;
        o += static_cast<std::int64_t>(gridDim.x) * kWarps) {
-    const std::int64_t m = o / n_out, n = o % n_out;
-    const std::uint8_t* ar = a + m * k;
-    const std::uint8_t* wr = packed + n * (k / 2);
-    const float* sar = sa + m * (k / kActBlock);
-    const std::uint8_t* swr = scales + n * blocks;
+    const std::int64_t m = o / n_out, n = o % n_out, b = w_block != nullptr ? w_block[m] : 0;
+    const std::uint8_t* ar = a + (m / x_repeat) * k;
+    const std::uint8_t* wr = packed + (b * n_out + n) * (k / 2);
+    const float* sar = sa + (m / x_repeat) * (k / kActBlock);
+    const std::uint8_t* swr = scales + (b * n_out + n) * blocks;
     float acc = 0.0f;
     bool ok = true;
     for (std::int64_t kb = 0; kb < blocks; ++kb) {
@@ -176,30 +180,6 @@ __global__ void __launch_bounds__(kThreads)
 
 bool quantised(LinearKind kind) { return kind == LinearKind::kFP8 || kind == LinearKind::kFP4; }
 
-// The weight's element counts: values (floats), codes (bytes), scales (bytes).
-struct WeightSizes {
-  std::size_t values = 0, codes = 0, scales = 0;
-};
-WeightSizes sizes_of(const LinearWeightView& w) {
-  const std::size_t n = static_cast<std::size_t>(w.out_features), k = static_cast<std::size_t>(w.in_features);
-  WeightSizes s;
-  switch (w.kind) {
-    case LinearKind::kBF16:
-    case LinearKind::kFP32:
-      s.values = n * k;
-      break;
-    case LinearKind::kFP8:
-      s.codes = n * k;
-      s.scales = ((n + kFp8Tile - 1) / kFp8Tile) * (k / kFp8Tile);
-      break;
-    case LinearKind::kFP4:
-      s.codes = n * k / 2;
-      s.scales = n * (k / kFp4Block);
-      break;
-  }
-  return s;
-}
-
 void check_args(const float* x, std::int64_t rows, const LinearWeightView& w, ScaleFormat fmt, const char* who) {
   const std::string f(who);
   const int kind = static_cast<int>(w.kind);
@@ -223,6 +203,26 @@ void check_args(const float* x, std::int64_t rows, const LinearWeightView& w, Sc
 
 }  // namespace
 
+LinearWeightSizes linear_weight_sizes(const LinearWeightView& w) {
+  const std::size_t n = static_cast<std::size_t>(w.out_features), k = static_cast<std::size_t>(w.in_features);
+  LinearWeightSizes s;
+  switch (w.kind) {
+    case LinearKind::kBF16:
+    case LinearKind::kFP32:
+      s.values = n * k;
+      break;
+    case LinearKind::kFP8:
+      s.codes = n * k;
+      s.scales = ((n + kFp8Tile - 1) / kFp8Tile) * (k / kFp8Tile);
+      break;
+    case LinearKind::kFP4:
+      s.codes = n * k / 2;
+      s.scales = n * (k / kFp4Block);
+      break;
+  }
+  return s;
+}
+
 void detail::linear_dense_launch(const float* x, std::int64_t rows, std::int64_t x_repeat, std::int64_t groups,
                                  std::int64_t k, const float* w, const std::int64_t* w_block, std::int64_t n_out,
                                  bool bf16_out, float* y, std::uint8_t* undecided, cudaStream_t stream) {
@@ -239,6 +239,34 @@ void detail::linear_dense_launch(const float* x, std::int64_t rows, std::int64_t
   DSV4_CUDA_CHECK_LAUNCH("linear_dense_kernel");
 }
 
+void detail::linear_launch(const float* x, std::int64_t rows, std::int64_t x_repeat, const LinearWeightView& w,
+                           const std::int64_t* w_block, ScaleFormat act_fmt, float* y, std::uint8_t* undecided,
+                           std::uint8_t* act_codes, float* act_scales, cudaStream_t stream) {
+  if (rows == 0) return;
+  const std::int64_t n = w.out_features, k = w.in_features;
+  const unsigned grid = static_cast<unsigned>(std::min((rows * n + kWarps - 1) / kWarps, kMaxGrid));
+  const std::int64_t x_rows = (rows + x_repeat - 1) / x_repeat;
+  switch (w.kind) {
+    case LinearKind::kBF16:
+    case LinearKind::kFP32:
+      linear_dense_launch(x, rows, x_repeat, 1, k, w.values, w_block, n, w.kind == LinearKind::kBF16, y, undecided,
+                          stream);
+      break;
+    case LinearKind::kFP8:
+      act_quant_device(x, x_rows, k, static_cast<int>(kActBlock), act_fmt, act_codes, act_scales, nullptr, stream);
+      linear_fp8_kernel<<<grid, kThreads, 0, stream>>>(act_codes, act_scales, rows, x_repeat, k, w.codes, w.scales,
+                                                       w_block, n, y, undecided);
+      DSV4_CUDA_CHECK_LAUNCH("linear_fp8_kernel");
+      break;
+    case LinearKind::kFP4:
+      act_quant_device(x, x_rows, k, static_cast<int>(kActBlock), act_fmt, act_codes, act_scales, nullptr, stream);
+      linear_fp4_kernel<<<grid, kThreads, 0, stream>>>(act_codes, act_scales, rows, x_repeat, k, w.codes, w.scales,
+                                                       w_block, n, y, undecided);
+      DSV4_CUDA_CHECK_LAUNCH("linear_fp4_kernel");
+      break;
+  }
+}
+
 void linear_device(const float* x, std::int64_t rows, const LinearWeightView& w, ScaleFormat act_fmt, float* y,
                    std::uint8_t* undecided, std::uint8_t* act_codes, float* act_scales, void* stream) {
   check_args(x, rows, w, act_fmt, "linear_device");
@@ -249,25 +277,8 @@ void linear_device(const float* x, std::int64_t rows, const LinearWeightView& w,
     throw std::invalid_argument("linear_device: fp8 / fp4 weights need the act_codes and act_scales workspace");
   }
   if (rows == 0) return;
-  const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const std::int64_t n = w.out_features, k = w.in_features;
-  const unsigned grid = static_cast<unsigned>(std::min((rows * n + kWarps - 1) / kWarps, kMaxGrid));
-  switch (w.kind) {
-    case LinearKind::kBF16:
-    case LinearKind::kFP32:
-      detail::linear_dense_launch(x, rows, 1, 1, k, w.values, nullptr, n, w.kind == LinearKind::kBF16, y, undecided, s);
-      break;
-    case LinearKind::kFP8:
-      act_quant_device(x, rows, k, static_cast<int>(kActBlock), act_fmt, act_codes, act_scales, nullptr, stream);
-      linear_fp8_kernel<<<grid, kThreads, 0, s>>>(act_codes, act_scales, rows, k, w.codes, w.scales, n, y, undecided);
-      DSV4_CUDA_CHECK_LAUNCH("linear_fp8_kernel");
-      break;
-    case LinearKind::kFP4:
-      act_quant_device(x, rows, k, static_cast<int>(kActBlock), act_fmt, act_codes, act_scales, nullptr, stream);
-      linear_fp4_kernel<<<grid, kThreads, 0, s>>>(act_codes, act_scales, rows, k, w.codes, w.scales, n, y, undecided);
-      DSV4_CUDA_CHECK_LAUNCH("linear_fp4_kernel");
-      break;
-  }
+  detail::linear_launch(x, rows, 1, w, nullptr, act_fmt, y, undecided, act_codes, act_scales,
+                        static_cast<cudaStream_t>(stream));
 }
 
 LinearBatch linear(const float* x, std::int64_t rows, const LinearWeightView& w, ScaleFormat act_fmt) {
@@ -277,7 +288,7 @@ LinearBatch linear(const float* x, std::int64_t rows, const LinearWeightView& w,
   LinearBatch out;
   out.y.resize(R * N);
   if (rows == 0) return out;
-  const WeightSizes ws = sizes_of(w);
+  const LinearWeightSizes ws = linear_weight_sizes(w);
   const bool q = quantised(w.kind);
   detail::DeviceBuffer<float> d_x(R * K), d_values(ws.values), d_y(R * N), d_act_scales(q ? R * (K / kActBlock) : 0);
   detail::DeviceBuffer<std::uint8_t> d_codes(ws.codes), d_scales(ws.scales), d_undecided(R * N),

@@ -1,10 +1,12 @@
 // The dense (bf16 / fp32 weight) linear kernel of linear.cu, for the kernels built on it (private
-// header of gpu/src): the grouped output projection, the MoE experts.
+// header of gpu/src): the grouped output projection, the MoE experts; and every kind's launch.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "dsv4/gpu/linear.hpp"
 
 namespace dsv4::gpu::detail {
 
@@ -17,5 +19,16 @@ namespace dsv4::gpu::detail {
 void linear_dense_launch(const float* x, std::int64_t rows, std::int64_t x_repeat, std::int64_t groups, std::int64_t k,
                          const float* w, const std::int64_t* w_block, std::int64_t n_out, bool bf16_out, float* y,
                          std::uint8_t* undecided, cudaStream_t stream);
+
+// y[m, n] = the linear of w's kind (linear.hpp) on x row ⌊m / x_repeat⌋ and weight row n of block
+// w_block[m] (nullptr: 0) of a stacked weight (stacked_block, linear.hpp), for m < rows: kBF16 / kFP32
+// through linear_dense_launch; kFP8 / kFP4 act_quant the ⌈rows / x_repeat⌉ x rows (block 128, act_fmt)
+// into act_codes [x rows, K] and act_scales [x rows, K/128] (the workspace; unused by the dense kinds),
+// then fp8_gemm / fp4_gemm per element. One warp per output element: its bits depend on its x row, its
+// weight row (with its scales) and nothing else. linear_device is rows of x_repeat 1, no blocks.
+// Asynchronous on `stream`; arguments checked by the caller.
+void linear_launch(const float* x, std::int64_t rows, std::int64_t x_repeat, const LinearWeightView& w,
+                   const std::int64_t* w_block, ScaleFormat act_fmt, float* y, std::uint8_t* undecided,
+                   std::uint8_t* act_codes, float* act_scales, cudaStream_t stream);
 
 }  // namespace dsv4::gpu::detail

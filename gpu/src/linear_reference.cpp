@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "dsv4/model/linear.hpp"
 #include "dsv4/model/precision.hpp"
+#include "reference_weight.hpp"
 
 namespace dsv4::gpu::detail {
 
@@ -17,37 +20,53 @@ static_assert(static_cast<int>(LinearKind::kBF16) == static_cast<int>(WeightKind
                   static_cast<int>(LinearKind::kFP4) == static_cast<int>(WeightKind::kFP4),
               "LinearKind mirrors WeightKind");
 
-namespace {
-
-// Row n of w as a one-row LinearWeight of the same kind (its scale row: tile row ⌊n/128⌋ for fp8,
-// row n for fp4).
-LinearWeight weight_row(const LinearWeightView& w, std::int64_t n) {
-  const std::int64_t k = w.in_features;
-  const auto copy_bytes = [](Tensor& t, const std::uint8_t* from) {
-    auto to = t.values<std::uint8_t>();
+LinearWeight reference_weight(const LinearWeightView& w) {
+  const std::int64_t n = w.out_features, k = w.in_features;
+  const auto bytes = [](DType t, std::vector<std::int64_t> shape, const std::uint8_t* from) {
+    Tensor out(t, std::move(shape));
+    auto to = out.values<std::uint8_t>();
     std::copy(from, from + to.size(), to.begin());
+    return out;
   };
   switch (w.kind) {
     case LinearKind::kBF16:
     case LinearKind::kFP32: {
-      Mat row(1, k);
-      for (std::int64_t j = 0; j < k; ++j) row(0, j) = w.values[n * k + j];
-      return w.kind == LinearKind::kBF16 ? LinearWeight::bf16_from(row) : LinearWeight::fp32_from(row);
+      Mat v(n, k);
+      for (std::int64_t i = 0; i < n * k; ++i) v.data()[i] = w.values[i];
+      return w.kind == LinearKind::kBF16 ? LinearWeight::bf16_from(v) : LinearWeight::fp32_from(v);
     }
-    case LinearKind::kFP8: {
-      Tensor codes(DType::kE4M3, {1, k}), scale(DType::kE8M0, {1, k / 128});
-      copy_bytes(codes, w.codes + n * k);
-      copy_bytes(scale, w.scales + (n / 128) * (k / 128));
-      return LinearWeight::fp8(std::move(codes), std::move(scale));
-    }
-    case LinearKind::kFP4: {
-      Tensor codes(DType::kE2M1x2, {1, k}), scale(DType::kE8M0, {1, k / 32});
-      copy_bytes(codes, w.codes + n * (k / 2));
-      copy_bytes(scale, w.scales + n * (k / 32));
-      return LinearWeight::fp4(std::move(codes), std::move(scale));
-    }
+    case LinearKind::kFP8:
+      return LinearWeight::fp8(bytes(DType::kE4M3, {n, k}, w.codes),
+                               bytes(DType::kE8M0, {(n + 127) / 128, k / 128}, w.scales));
+    case LinearKind::kFP4:
+      return LinearWeight::fp4(bytes(DType::kE2M1x2, {n, k}, w.codes), bytes(DType::kE8M0, {n, k / 32}, w.scales));
   }
-  return {};
+  throw std::invalid_argument("reference_weight: unknown weight kind");
+}
+
+namespace {
+
+// Row n of w as a one-row weight of the same kind (its scale row: tile row ⌊n/128⌋ for fp8, row n
+// for fp4).
+LinearWeight weight_row(const LinearWeightView& w, std::int64_t n) {
+  const std::int64_t k = w.in_features;
+  LinearWeightView row = w;
+  row.out_features = 1;
+  switch (w.kind) {
+    case LinearKind::kBF16:
+    case LinearKind::kFP32:
+      row.values = w.values + n * k;
+      break;
+    case LinearKind::kFP8:
+      row.codes = w.codes + n * k;
+      row.scales = w.scales + (n / 128) * (k / 128);
+      break;
+    case LinearKind::kFP4:
+      row.codes = w.codes + n * (k / 2);
+      row.scales = w.scales + n * (k / 32);
+      break;
+  }
+  return reference_weight(row);
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 // MoE combine for given routing (spec 03 §3.3), bit-exact with the official-mode reference
 // (ref/model/src/moe.cpp Moe::combine) — see dsv4/gpu/moe_combine.hpp for the arithmetic.
 //
-// The experts run through the expert chain (expert.cu: the linear kernel's dense code and the swiglu
-// kernel): the routed experts over the tokens × k (token, slot) pairs — pair p = t·k + j reads x row
+// The experts run through the expert chain (expert.cu: the linear kernel by weight kind and the
+// swiglu kernel): the routed experts over the tokens × k (token, slot) pairs — pair p = t·k + j reads x row
 // ⌊p / k⌋ = t and the weight block indices[p] — and the shared expert over the tokens. Then:
 // - slot_order_kernel, one thread per token: rank of slot j = #{j' : (e_j', j') < (e_j, j)} (an exact
 //   count; the (id, slot) keys are distinct, so the ranks are a permutation), order[t, rank] = j;
@@ -72,9 +72,9 @@ struct Workspace {
   std::int32_t* order;
   Workspace(void* base, std::int64_t tokens, std::int64_t k, std::int64_t d, std::int64_t de)
       : carve(base),
-        routed(carve, tokens * k, d, de),
+        routed(carve, tokens * k, tokens, d, de),
         y_pairs(carve.take<float>(static_cast<std::size_t>(tokens * k * d))),
-        shared(carve, tokens, d, de),
+        shared(carve, tokens, tokens, d, de),
         y_shared(carve.take<float>(static_cast<std::size_t>(tokens * d))),
         order(carve.take<std::int32_t>(static_cast<std::size_t>(tokens * k))) {}
 };
@@ -88,10 +88,15 @@ void check_args(const float* x, std::int64_t tokens, const float* weights, const
   if (w.dim < 1 || w.dim > kMaxDim || w.inter < 1 || w.inter > kMaxDim) {
     throw std::invalid_argument(f + ": dim and inter must be in [1, 2^24]");
   }
-  if (w.w1 == nullptr || w.w3 == nullptr || w.w2 == nullptr || w.shared_w1 == nullptr || w.shared_w3 == nullptr ||
-      w.shared_w2 == nullptr) {
-    throw std::invalid_argument(f + ": an expert weight is null");
+  if (w.act_fmt != ScaleFormat::kUE8M0 && w.act_fmt != ScaleFormat::kFP32) {
+    throw std::invalid_argument(f + ": unknown activation scale format");
   }
+  detail::check_expert_weight(w.w1, w.inter, w.dim, who, "w1");
+  detail::check_expert_weight(w.w3, w.inter, w.dim, who, "w3");
+  detail::check_expert_weight(w.w2, w.dim, w.inter, who, "w2");
+  detail::check_expert_weight(w.shared_w1, w.inter, w.dim, who, "shared_w1");
+  detail::check_expert_weight(w.shared_w3, w.inter, w.dim, who, "shared_w3");
+  detail::check_expert_weight(w.shared_w2, w.dim, w.inter, who, "shared_w2");
   if (tokens > 0 && (x == nullptr || weights == nullptr || indices == nullptr)) {
     throw std::invalid_argument(f + ": x, weights and indices must be given");
   }
@@ -115,9 +120,10 @@ void moe_combine_device(const float* x, std::int64_t tokens, const float* weight
   const std::int64_t d = w.dim, de = w.inter;
   Workspace ws(workspace, tokens, k, d, de);
   // Routed: pair p = t·k + j reads x row t (x_repeat = k), expert indices[p], routing weight weights[p].
-  detail::expert_chain(x, tokens * k, k, indices, d, de, w.w1, w.w3, w.w2, weights, limit, ws.y_pairs, ws.routed, s);
-  detail::expert_chain(x, tokens, 1, nullptr, d, de, w.shared_w1, w.shared_w3, w.shared_w2, nullptr, limit, ws.y_shared,
-                       ws.shared, s);
+  detail::expert_chain(x, tokens * k, k, indices, de, w.w1, w.w3, w.w2, w.act_fmt, weights, limit, ws.y_pairs,
+                       ws.routed, s);
+  detail::expert_chain(x, tokens, 1, nullptr, de, w.shared_w1, w.shared_w3, w.shared_w2, w.act_fmt, nullptr, limit,
+                       ws.y_shared, ws.shared, s);
   detail::or_chain_flags(ws.routed, tokens, k, d, de, undecided, false, s);
   detail::or_chain_flags(ws.shared, tokens, 1, d, de, undecided, true, s);
   const unsigned token_grid = static_cast<unsigned>(std::min((tokens + kThreads - 1) / kThreads, kMaxGrid));
@@ -138,31 +144,25 @@ MoeCombineBatch moe_combine(const float* x, std::int64_t tokens, const float* we
     }
   }
   const std::size_t T = static_cast<std::size_t>(tokens), K = static_cast<std::size_t>(k),
-                    E = static_cast<std::size_t>(w.experts), D = static_cast<std::size_t>(w.dim),
-                    De = static_cast<std::size_t>(w.inter);
+                    D = static_cast<std::size_t>(w.dim);
   MoeCombineBatch out;
   out.y.resize(T * D);
   if (tokens == 0) return out;
-  detail::DeviceBuffer<float> d_x(T * D), d_weights(T * K), d_w1(E * De * D), d_w3(E * De * D), d_w2(E * D * De),
-      d_s1(De * D), d_s3(De * D), d_s2(D * De), d_y(T * D);
+  detail::DeviceBuffer<float> d_x(T * D), d_weights(T * K), d_y(T * D);
   detail::DeviceBuffer<std::int64_t> d_indices(T * K);
   detail::DeviceBuffer<std::uint8_t> d_undecided(T), d_ws(moe_combine_workspace_bytes(tokens, k, w.dim, w.inter));
+  const detail::DeviceWeight d_w1(w.w1, w.experts), d_w3(w.w3, w.experts), d_w2(w.w2, w.experts), d_s1(w.shared_w1, 1),
+      d_s3(w.shared_w3, 1), d_s2(w.shared_w2, 1);
   d_x.upload(x);
   d_weights.upload(weights);
   d_indices.upload(indices);
-  d_w1.upload(w.w1);
-  d_w3.upload(w.w3);
-  d_w2.upload(w.w2);
-  d_s1.upload(w.shared_w1);
-  d_s3.upload(w.shared_w3);
-  d_s2.upload(w.shared_w2);
   MoeExpertsView dw = w;
-  dw.w1 = d_w1.get();
-  dw.w3 = d_w3.get();
-  dw.w2 = d_w2.get();
-  dw.shared_w1 = d_s1.get();
-  dw.shared_w3 = d_s3.get();
-  dw.shared_w2 = d_s2.get();
+  dw.w1 = d_w1.view();
+  dw.w3 = d_w3.view();
+  dw.w2 = d_w2.view();
+  dw.shared_w1 = d_s1.view();
+  dw.shared_w3 = d_s3.view();
+  dw.shared_w2 = d_s2.view();
   moe_combine_device(d_x.get(), tokens, d_weights.get(), d_indices.get(), k, dw, static_cast<float>(limit), d_y.get(),
                      d_undecided.get(), d_ws.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());

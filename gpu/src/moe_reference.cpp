@@ -9,31 +9,24 @@
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/expert.hpp"
 #include "dsv4/model/moe.hpp"
+#include "reference_weight.hpp"
 
 namespace dsv4::gpu::detail {
 namespace {
 
-// rows × cols of `from` (row-major floats) as a bf16 LinearWeight (bf16_from rounds; the values are
-// bf16 already).
-LinearWeight bf16_weight(const float* from, std::int64_t rows, std::int64_t cols) {
-  Mat m(rows, cols);
-  for (std::int64_t r = 0; r < rows; ++r) {
-    for (std::int64_t c = 0; c < cols; ++c) m(r, c) = from[r * cols + c];
-  }
-  return LinearWeight::bf16_from(m);
-}
-
-ExpertWeights expert_weights(const float* w1, const float* w3, const float* w2, std::int64_t d, std::int64_t de) {
-  return ExpertWeights{bf16_weight(w1, de, d), bf16_weight(w2, d, de), bf16_weight(w3, de, d)};
+ExpertWeights expert_weights(const LinearWeightView& w1, const LinearWeightView& w3, const LinearWeightView& w2) {
+  return ExpertWeights{reference_weight(w1), reference_weight(w2), reference_weight(w3)};
 }
 
 // The reference's config of an expert / MoE of these shapes (the op files' convention: the tiny
-// config with the shapes and the limit replaced; bf16 weights, so its scale format is not read).
-ModelConfig config_of(std::int64_t d, std::int64_t de, double limit) {
+// config with the shapes, the limit and the activation scale format replaced; the weights' kinds are
+// their own).
+ModelConfig config_of(std::int64_t d, std::int64_t de, double limit, ScaleFormat act_fmt) {
   ModelConfig c = builtin_config("tiny");
   c.dim = d;
   c.moe_inter_dim = de;
   c.swiglu_limit = limit;
+  c.scale_fmt = act_fmt == ScaleFormat::kUE8M0 ? "ue8m0" : "";
   return c;
 }
 
@@ -50,9 +43,8 @@ void expert_reference_rows(const float* x, const std::vector<std::int64_t>& rows
     for (std::int64_t i = 0; i < d; ++i) xs(r, i) = x[t * d + i];
     rw(r) = route_weight != nullptr ? route_weight[t] : 0.0;
   }
-  const Mat ys =
-      expert_forward(Precision(Mode::kOfficial), config_of(d, w.inter, limit),
-                     expert_weights(w.w1, w.w3, w.w2, d, w.inter), xs, route_weight != nullptr ? &rw : nullptr);
+  const Mat ys = expert_forward(Precision(Mode::kOfficial), config_of(d, w.inter, limit, w.act_fmt),
+                                expert_weights(w.w1, w.w3, w.w2), xs, route_weight != nullptr ? &rw : nullptr);
   for (std::int64_t r = 0; r < n; ++r) {
     const std::int64_t t = rows[static_cast<std::size_t>(r)];
     for (std::int64_t i = 0; i < d; ++i) y[t * d + i] = static_cast<float>(ys(r, i));
@@ -69,17 +61,17 @@ void moe_combine_reference_tokens(const float* x, const float* weights, const st
     std::vector<std::int64_t> ids(indices + t * k, indices + (t + 1) * k);
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-    ModelConfig c = config_of(d, de, limit);
+    ModelConfig c = config_of(d, de, limit, w.act_fmt);
     c.n_routed_experts = std::max<std::int64_t>(k, static_cast<std::int64_t>(ids.size()));
     c.n_activated_experts = k;
     const std::int64_t layer = c.n_hash_layers;  // a score-routed layer (its gate is not called)
     MoeWeights mw;
     mw.gate = GateWeights::synthetic(c, layer, 1);
     for (const std::int64_t e : ids) {
-      mw.experts.push_back(expert_weights(w.w1 + e * de * d, w.w3 + e * de * d, w.w2 + e * d * de, d, de));
+      mw.experts.push_back(expert_weights(stacked_block(w.w1, e), stacked_block(w.w3, e), stacked_block(w.w2, e)));
     }
     while (static_cast<std::int64_t>(mw.experts.size()) < c.n_routed_experts) mw.experts.push_back(mw.experts.back());
-    mw.shared = expert_weights(w.shared_w1, w.shared_w3, w.shared_w2, d, de);
+    mw.shared = expert_weights(w.shared_w1, w.shared_w3, w.shared_w2);
     GateOutput routing;
     routing.weights = Mat(1, k);
     for (std::int64_t j = 0; j < k; ++j) {

@@ -181,6 +181,48 @@ std::pair<std::vector<float>, std::vector<float>> tie_values(std::int64_t rows, 
   return {std::move(x), std::move(w)};
 }
 
+// fp8 weight codes [N, K]: uniform over the 254 finite e4m3 codes (±0, subnormals, ±448), with by
+// row r mod 4: 1 one zero 128-column block (codes 0x00 / 0x80), 2 subnormal codes only, 3 the
+// largest binade only (±256..±448).
+std::vector<std::uint8_t> edge_fp8_codes(std::int64_t n, std::int64_t k, std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.linear.fp8.codes"));
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * k));
+  for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int64_t j = 0; j < k; ++j) {
+      const std::size_t i = static_cast<std::size_t>(r * k + j);
+      const auto u = rng.words(i);
+      std::uint8_t c = static_cast<std::uint8_t>(u[0] % 254);  // 0x00..0xFD
+      if (c >= 0x7F) c = static_cast<std::uint8_t>(c + 1);     // skip 0x7F (NaN); 0xFF never drawn
+      const std::uint8_t sign = c & 0x80u;
+      if (r % 4 == 1 && j / 128 == (r / 4) % (k / 128)) c = sign;
+      if (r % 4 == 2) c = static_cast<std::uint8_t>(sign | (c & 0x07u));
+      if (r % 4 == 3) c = static_cast<std::uint8_t>(sign | 0x78u | (u[1] % 7));
+      codes[i] = c;
+    }
+  }
+  return codes;
+}
+
+// fp4 weight codes [N, K/2] packed: uniform nibbles (code 8 is −0), with by row r mod 4: 1 one zero
+// 32-column block, 2 only ±0.5 and ±0, 3 only ±6.
+std::vector<std::uint8_t> edge_fp4_codes(std::int64_t n, std::int64_t k, std::uint64_t seed) {
+  const CounterRng rng(seed, stream_id("ops.linear.fp4.codes"));
+  std::vector<std::uint8_t> packed(static_cast<std::size_t>(n * k / 2), 0);
+  for (std::int64_t r = 0; r < n; ++r) {
+    for (std::int64_t j = 0; j < k; ++j) {
+      const std::size_t i = static_cast<std::size_t>(r * k + j);
+      const auto u = rng.words(i);
+      std::uint8_t c = static_cast<std::uint8_t>(u[0] & 0xFu);
+      const std::uint8_t sign = c & 0x8u;
+      if (r % 4 == 1 && j / 32 == (r / 4) % (k / 32)) c = sign;
+      if (r % 4 == 2) c = static_cast<std::uint8_t>(sign | (u[1] & 1u));
+      if (r % 4 == 3) c = static_cast<std::uint8_t>(sign | 0x7u);
+      packed[i / 2] = static_cast<std::uint8_t>(packed[i / 2] | (j % 2 == 0 ? c : c << 4));
+    }
+  }
+  return packed;
+}
+
 const std::vector<Shape>& quant_shapes() {
   static const std::vector<Shape> shapes = {{1, 32},   {1, 128},   {3, 448},    {5, 64},   {7, 512},
                                             {2, 1536}, {64, 7168}, {1000, 256}, {33, 480}, {17, 4096}};

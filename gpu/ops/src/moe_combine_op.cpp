@@ -4,6 +4,7 @@
 // the indices held fixed.
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -18,15 +19,77 @@
 #include "dsv4/ops/case_inputs.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/moe_combine_backward.hpp"
+#include "expert_weights.hpp"
 #include "op_list.hpp"
 
 namespace dsv4::ops::detail {
 namespace {
 
-// ints {n_experts E}, reals {swiglu_limit λ (≤ 0: no clamp)}; inputs x [tokens, d] (per row, bf16
-// values), weights [tokens, k] (per row, fp32 values), indices [tokens, k] (per row, expert ids as
-// exact integers), w1 and w3 [E·de, d], w2 [E·d, de] (expert e: rows e·de.. resp. e·d..), shared_w1,
-// shared_w3 [de, d], shared_w2 [d, de] (shared, bf16 values) → y [tokens, d].
+// ints {n_experts E,
+//       routed_kind, shared_kind: the routed experts' and the shared expert's weight kind, 0 bf16, 2 fp8,
+//       3 fp4 (dsv4::WeightKind; V4: routed fp4 — fp8 after `--expert-dtype fp8` —, shared fp8),
+//       act_scale_fp32: the fp8 / fp4 linears' activation scales (0 ue8m0 — config scale_fmt "ue8m0";
+//       1 fp32 — scale_fmt "")};
+// reals {swiglu_limit λ (≤ 0: no clamp)}; inputs x [tokens, d] (per row, bf16 values), weights
+// [tokens, k] (per row, fp32 values), indices [tokens, k] (per row, expert ids as exact integers),
+// then in their storage form (expert_weights.hpp) the routed w1, w3 [E·de, d] and w2 [E·d, de]
+// (expert e: block e) and the shared expert's shared_w1, shared_w3 [de, d], shared_w2 [d, de]
+// → y [tokens, d].
+struct CombineCall {
+  const Array& x;
+  Mat weights;
+  std::vector<std::int64_t> indices;
+  std::int64_t experts, d, de;
+  double limit;
+  ScaleFormat fmt;
+  WeightInput w1, w3, w2, s1, s3, s2;
+  explicit CombineCall(const Call& c)
+      : x(c.inputs.at(0)),
+        weights(to_mat(c.inputs.at(1))),
+        indices(checked_integers(c.inputs.at(2))),
+        experts(c.ints.at(0)),
+        d(x.cols),
+        de(experts > 0 ? c.inputs.at(3).rows / experts : 0),
+        limit(c.reals.at(0)),
+        fmt(c.ints.at(3) != 0 ? ScaleFormat::kFP32 : ScaleFormat::kUE8M0) {
+    if (experts < 1 || de < 1) throw std::invalid_argument("moe_combine: need n_experts ≥ 1 and w1 [E·de, d]");
+    if (c.inputs.at(1).rows != x.rows || c.inputs.at(2).rows != x.rows || c.inputs.at(2).cols != c.inputs.at(1).cols) {
+      throw std::invalid_argument("moe_combine: weights and indices must be [tokens, k]");
+    }
+    const WeightKind routed = expert_weight_kind(c.ints.at(1), "moe_combine"),
+                     shared = expert_weight_kind(c.ints.at(2), "moe_combine");
+    std::size_t at = 3;
+    w1 = read_weight(c, at, routed, experts, de, d, "moe_combine");
+    w3 = read_weight(c, at, routed, experts, de, d, "moe_combine");
+    w2 = read_weight(c, at, routed, experts, d, de, "moe_combine");
+    s1 = read_weight(c, at, shared, 1, de, d, "moe_combine");
+    s3 = read_weight(c, at, shared, 1, de, d, "moe_combine");
+    s2 = read_weight(c, at, shared, 1, d, de, "moe_combine");
+    if (at != c.inputs.size()) throw std::invalid_argument("moe_combine: wrong number of inputs");
+  }
+  // The reference's Moe::combine (spec 03 §3.3) with these experts; the gate it holds (synthetic) is
+  // not called: the routing is given.
+  Mat forward(const Precision& p) const {
+    ModelConfig c = builtin_config("tiny");
+    c.dim = d;
+    c.moe_inter_dim = de;
+    c.n_routed_experts = experts;
+    c.n_activated_experts = weights.cols();
+    c.swiglu_limit = limit;
+    c.scale_fmt = fmt == ScaleFormat::kUE8M0 ? "ue8m0" : "";
+    const std::int64_t layer = c.n_hash_layers;  // a score-routed layer
+    MoeWeights w;
+    w.gate = GateWeights::synthetic(c, layer, 1);
+    for (std::int64_t e = 0; e < experts; ++e) w.experts.push_back({w1.block(e), w2.block(e), w3.block(e)});
+    w.shared = {s1.block(0), s2.block(0), s3.block(0)};
+    GateOutput routing;
+    routing.weights = weights;
+    routing.indices = indices;
+    return Moe(p, c, layer, std::move(w)).combine(to_mat(x), routing);
+  }
+};
+
+// The bf16 experts' values in double (the backward's and the gradient check's forms: bf16 weights).
 struct CombineArgs {
   Mat x, weights;
   std::vector<std::int64_t> indices;
@@ -42,6 +105,8 @@ struct CombineArgs {
         de(c.inputs.at(6).rows),
         limit(c.reals.at(0)),
         shared{to_mat(c.inputs.at(6)), to_mat(c.inputs.at(7)), to_mat(c.inputs.at(8))} {
+    if (c.ints.at(1) != 0 || c.ints.at(2) != 0)
+      throw std::invalid_argument("moe_combine: the backward takes bf16 weights");
     const Mat w1 = to_mat(c.inputs.at(3)), w3 = to_mat(c.inputs.at(4)), w2 = to_mat(c.inputs.at(5));
     if (experts < 1 || w1.rows() != experts * de || w3.rows() != experts * de || w2.rows() != experts * x.cols()) {
       throw std::invalid_argument("moe_combine: the routed experts' weights are not [E·de, d], [E·de, d], [E·d, de]");
@@ -50,8 +115,7 @@ struct CombineArgs {
       routed.push_back({w1.middleRows(e * de, de), w3.middleRows(e * de, de), w2.middleRows(e * x.cols(), x.cols())});
     }
   }
-  // The reference's Moe::combine (spec 03 §3.3) with these experts as bf16 weights; the gate it
-  // holds (synthetic) is not called: the routing is given.
+  // Moe::combine with these experts as bf16 weights (the gradient check's exact forward).
   Mat forward(const Precision& p) const {
     ModelConfig c = builtin_config("tiny");
     c.dim = x.cols();
@@ -75,40 +139,32 @@ struct CombineArgs {
 };
 
 Outputs reference(const Call& c) {
-  const Mat y = CombineArgs(c).forward(Precision(Mode::kOfficial));
+  const Mat y = CombineCall(c).forward(Precision(Mode::kOfficial));
   return {Array::floats("y", y.rows(), y.cols(), to_floats(y))};
 }
 
 #if DSV4_HAVE_CUDA
 // gpu::moe_combine (gpu/src/moe_combine.cu: the expert chain over every (token, slot) pair and the
-// shared expert, then the fixed-order fp32 sum). The weights as the reference holds them: bf16
-// (LinearWeight::bf16_from rounds; the cases' values are bf16 already).
+// shared expert, then the fixed-order fp32 sum). The weights as the reference holds them: bf16 values
+// rounded (LinearWeight::bf16_from; the cases' values are bf16 already), fp8 / fp4 codes and scales
+// as given.
 Outputs device(const Call& c) {
-  const CombineArgs a(c);
-  const std::int64_t d = a.x.cols(), de = a.de;
-  for (std::size_t i = 6; i < 9; ++i) {
-    const Array& w = c.inputs.at(i);
-    if (w.rows != (i == 8 ? d : de) || w.cols != (i == 8 ? de : d)) {
-      throw std::invalid_argument("moe_combine: the shared expert's weights are not [de, d], [de, d], [d, de]");
-    }
-  }
-  std::vector<std::vector<float>> w(6);
-  for (std::size_t i = 0; i < 6; ++i) {
-    for (const float v : c.inputs.at(3 + i).f32) w[i].push_back(round_bf16(v));
-  }
+  const CombineCall a(c);
+  std::vector<std::vector<float>> bf16(6);
   gpu::MoeExpertsView v;
   v.experts = a.experts;
-  v.dim = d;
-  v.inter = de;
-  v.w1 = w[0].data();
-  v.w3 = w[1].data();
-  v.w2 = w[2].data();
-  v.shared_w1 = w[3].data();
-  v.shared_w3 = w[4].data();
-  v.shared_w2 = w[5].data();
-  gpu::MoeCombineBatch r = gpu::moe_combine(c.inputs.at(0).f32.data(), a.x.rows(), c.inputs.at(1).f32.data(),
-                                            a.indices.data(), a.weights.cols(), v, a.limit);
-  return {Array::floats("y", a.x.rows(), d, std::move(r.y))};
+  v.dim = a.d;
+  v.inter = a.de;
+  v.w1 = a.w1.view(bf16[0]);
+  v.w3 = a.w3.view(bf16[1]);
+  v.w2 = a.w2.view(bf16[2]);
+  v.shared_w1 = a.s1.view(bf16[3]);
+  v.shared_w3 = a.s3.view(bf16[4]);
+  v.shared_w2 = a.s2.view(bf16[5]);
+  v.act_fmt = a.fmt;
+  gpu::MoeCombineBatch r = gpu::moe_combine(a.x.f32.data(), a.x.rows, c.inputs.at(1).f32.data(), a.indices.data(),
+                                            a.weights.cols(), v, a.limit);
+  return {Array::floats("y", a.x.rows, a.d, std::move(r.y))};
 }
 #endif
 
@@ -119,6 +175,8 @@ struct Spec {
   double limit;
   Values values = Values::kNormals;
   bool repeated_ids = false;  // tokens t ≡ 1 (mod 4) list their first expert twice (slots 0 and 1)
+  WeightKind routed = WeightKind::kBF16, shared = WeightKind::kBF16;
+  bool fp32_scales = false;
 };
 
 // k distinct experts per token (a partial shuffle), or with the first id repeated.
@@ -279,11 +337,18 @@ Case make_case(const Spec& s, std::uint64_t seed, double sigma_w) {
                          : s.values == Values::kTies ? tie_tokens(s.tokens, s.d, seed)
                                                      : bf16_normals(s.tokens * s.d, 1.0, seed, "ops.moe_combine.x");
   static const char* const kValuesText[] = {"", ", edge values", ", ties"};
+  static const char* const kKindText[] = {"bf16", "fp32", "fp8", "fp4"};
+  const bool quantised = s.routed != WeightKind::kBF16 || s.shared != WeightKind::kBF16;
   Case c;
   c.label = std::to_string(s.tokens) + " tokens, d " + std::to_string(s.d) + ", de " + std::to_string(s.de) + ", " +
             std::to_string(s.experts) + " experts, top " + std::to_string(s.k) +
             kValuesText[static_cast<int>(s.values)] + (s.repeated_ids ? ", a repeated id" : "");
-  c.call.ints = {s.experts};
+  if (quantised) {
+    c.label += std::string(", ") + kKindText[static_cast<int>(s.routed)] + " routed, " +
+               kKindText[static_cast<int>(s.shared)] + " shared, " + (s.fp32_scales ? "fp32" : "ue8m0") + " act scales";
+  }
+  c.call.ints = {s.experts, static_cast<std::int64_t>(s.routed), static_cast<std::int64_t>(s.shared),
+                 s.fp32_scales ? 1 : 0};
   c.call.reals = {s.limit};
   c.call.inputs = {Array::floats("x", s.tokens, s.d, std::move(x)),
                    Array::floats("weights", s.tokens, s.k, routing_weights(s, seed)),
@@ -307,23 +372,50 @@ Case make_case(const Spec& s, std::uint64_t seed, double sigma_w) {
     }
   }
   for (std::size_t i = 3; i < c.call.inputs.size(); ++i) c.call.inputs[i].per_row = false;
+  if (quantised) {  // the fp8 / fp4 experts' storage in place of the bf16 values
+    const WeightValues v = s.values == Values::kEdges ? WeightValues::kEdges : WeightValues::kNormals;
+    std::vector<Array> in(std::make_move_iterator(c.call.inputs.begin()),
+                          std::make_move_iterator(c.call.inputs.begin() + 3));
+    for (std::size_t i = 3; i < 9; ++i) {
+      const bool routed = i < 6;
+      const WeightKind kind = routed ? s.routed : s.shared;
+      if (kind == WeightKind::kBF16) {
+        in.push_back(std::move(c.call.inputs[i]));
+        continue;
+      }
+      const bool down = i == 5 || i == 8;  // w2: [d, de]
+      for (Array& a : quantised_weight_arrays(kind, c.call.inputs[i].name, routed ? s.experts : 1, down ? s.d : s.de,
+                                              down ? s.de : s.d, sigma_w, v, seed + i))
+        in.push_back(std::move(a));
+    }
+    c.call.inputs = std::move(in);
+  }
   return c;
 }
 
 std::vector<Case> moe_combine_cases(std::uint64_t seed) {
+  using W = WeightKind;
   // λ = 10 (V4), λ = 0.5 (most elements clamped), no clamp; every expert chosen (k = E); some
   // experts with no token (8 tokens × top 2 of 16). The edge values (zero, subnormal, outlier and
   // tiny token rows; edge_weight experts: zero blocks and rows, subnormals, ±2^30 outliers; zero,
   // subnormal and large routing weights), clamped so that nothing overflows; a repeated expert id
   // (the reference adds both, in slot order); the ties (exact pair outputs on bf16 and fp32
-  // midpoints; no clamp, and λ = 32: g = 32 = λ exactly, u inside).
+  // midpoints; no clamp, and λ = 32: g = 32 = λ exactly, u inside). The quantised experts: V4's
+  // fp4 routed experts with the fp8 shared expert, fp8 routed experts (`--expert-dtype fp8`), fp4
+  // routed with a bf16 shared expert; normals (the model's synthetic weights) and edges
+  // (edge_fp8_codes / edge_fp4_codes, scales 2^-127 .. 2^4); both activation scale formats.
   const std::vector<Spec> specs = {{32, 64, 32, 8, 2, 10.0},
                                    {5, 128, 16, 4, 4, 0.5},
                                    {8, 32, 8, 16, 2, 0.0},
                                    {25, 96, 24, 6, 3, 10.0, Values::kEdges},
                                    {20, 64, 16, 5, 4, 0.5, Values::kEdges, true},
                                    {40, 32, 8, 4, 3, 0.0, Values::kTies},
-                                   {24, 40, 8, 6, 4, 32.0, Values::kTies, true}};
+                                   {24, 40, 8, 6, 4, 32.0, Values::kTies, true},
+                                   {12, 128, 128, 4, 2, 10.0, Values::kNormals, false, W::kFP4, W::kFP8},
+                                   {10, 256, 128, 6, 3, 0.5, Values::kNormals, false, W::kFP8, W::kFP8, true},
+                                   {16, 128, 128, 5, 4, 0.0, Values::kEdges, true, W::kFP4, W::kBF16},
+                                   {8, 128, 256, 8, 2, 10.0, Values::kEdges, false, W::kFP8, W::kFP8},
+                                   {12, 128, 128, 4, 3, 0.5, Values::kEdges, false, W::kFP4, W::kFP8, true}};
   return cases_of(specs, [&](const Spec& s, std::uint64_t k) {
     Case c = make_case(s, seed * 1000 + 950 + k, 4.0 / std::sqrt(static_cast<double>(s.d)));
     c.label += ", limit " + std::to_string(s.limit).substr(0, 4);
@@ -392,8 +484,10 @@ GradientForms moe_combine_gradient() {
 Op moe_combine_op() {
   return registration(
       "moe_combine", "spec 03 §3.3",
-      "MoE combine for given routing: routed experts in ascending id order, then the shared expert, bf16",
-      {"n_experts"}, {"swiglu_limit"}, reference, DSV4_OPS_DEVICE(device), moe_combine_cases, moe_combine_gradient());
+      "MoE combine for given routing: routed experts in ascending id order, then the shared expert, bf16; expert "
+      "weights bf16, fp8 (128×128) or fp4 (1×32)",
+      {"n_experts", "routed_kind", "shared_kind", "act_scale_fp32"}, {"swiglu_limit"}, reference,
+      DSV4_OPS_DEVICE(device), moe_combine_cases, moe_combine_gradient());
 }
 
 }  // namespace dsv4::ops::detail

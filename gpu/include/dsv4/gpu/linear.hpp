@@ -20,6 +20,7 @@
 // std::invalid_argument (before any CUDA call).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -45,6 +46,35 @@ struct LinearWeightView {
   const std::uint8_t* codes = nullptr;
   const std::uint8_t* scales = nullptr;
 };
+
+// Block b of a stacked weight (an MoE's routed experts: blocks of w's shape stored one after the
+// other, each with its own scales): values + b·N·K; kFP8 codes + b·N·K, scales + b·⌈N/128⌉·(K/128);
+// kFP4 codes + b·N·K/2, scales + b·N·(K/32). Pointer arithmetic only (host or device pointers).
+inline LinearWeightView stacked_block(const LinearWeightView& w, std::int64_t b) {
+  const std::int64_t n = w.out_features, k = w.in_features;
+  LinearWeightView v = w;
+  switch (w.kind) {
+    case LinearKind::kBF16:
+    case LinearKind::kFP32:
+      v.values = w.values != nullptr ? w.values + b * n * k : nullptr;
+      break;
+    case LinearKind::kFP8:
+      v.codes = w.codes != nullptr ? w.codes + b * n * k : nullptr;
+      v.scales = w.scales != nullptr ? w.scales + b * ((n + 127) / 128) * (k / 128) : nullptr;
+      break;
+    case LinearKind::kFP4:
+      v.codes = w.codes != nullptr ? w.codes + b * n * (k / 2) : nullptr;
+      v.scales = w.scales != nullptr ? w.scales + b * n * (k / 32) : nullptr;
+      break;
+  }
+  return v;
+}
+
+// The element counts of one block's storage: values (floats), codes and scales (bytes).
+struct LinearWeightSizes {
+  std::size_t values = 0, codes = 0, scales = 0;
+};
+LinearWeightSizes linear_weight_sizes(const LinearWeightView& w);
 
 struct LinearBatch {
   std::vector<float> y;         // [rows, N]: bf16 values (kBF16, kFP8, kFP4) or fp32 (kFP32)

@@ -1,15 +1,19 @@
 // GPU MoE combine for given routing (spec 03 §3.3; official code MoE.forward after the gate),
 // bit-exact with the official-mode reference (dsv4/model/moe.hpp Moe::combine with
-// Precision(Mode::kOfficial) and bf16 expert weights) and batch-invariant: token t's output depends
-// on its row of x, its k routing weights and expert ids, and the weights alone.
+// Precision(Mode::kOfficial)) for every expert weight kind (bf16, FP8 128×128, FP4 1×32: V4's routed
+// experts are FP4 — or FP8 after `--expert-dtype fp8` —, its shared expert FP8) and batch-invariant: token t's output
+// depends on its row of x, its k routing weights and expert ids, and the weights alone.
 //
 // The reference's arithmetic is a fixed-order fp32 accumulation, not a C1 sum: y_t = 0 (fp32); for
 // the routed experts in ascending expert id (a token listing one id twice: in slot order) y_t =
 // fl32(y_t + E_e(x_t; w_{t,j})), each E_e the expert's bf16 output (routing weight applied inside,
 // spec 03 §3.2); then y_t = fl32(y_t + S(x_t)) with the shared expert S; bf16(y_t). Here:
 //   1. every (token, slot) pair's routed expert through the expert chain (gpu/expert.hpp: the linear
-//      kernel's dense code with the pair's weight block = its expert id, the swiglu kernel), the
-//      shared expert over the tokens likewise — each output element one warp's compensated C1 sum;
+//      kernel by weight kind with the pair's weight block = its expert id, the swiglu kernel), the
+//      shared expert over the tokens likewise — each output element of a bf16 linear one warp's
+//      compensated C1 sum, of an fp8 / fp4 linear the fixed-order fp32 block accumulation of
+//      fp8_gemm / fp4_gemm over the row's act_quant codes (a token's row quantised once for its k
+//      pairs: act_quant is row-wise);
 //   2. per token the slots ordered by (expert id, slot) (an exact rank count);
 //   3. one thread per output element (t, i) adds the pairs' outputs in that order and the shared
 //      expert's with single IEEE fp32 additions (__fadd_rn: fl32 of the exact sum, which the
@@ -26,24 +30,25 @@
 #include <vector>
 
 #include "dsv4/gpu/device.hpp"
+#include "dsv4/gpu/linear.hpp"
 
 namespace dsv4::gpu {
 
 inline constexpr std::int64_t kMoeMaxTopk = 32;
 
-// The experts' bf16 weights (floats holding bf16 values; host pointers for `moe_combine`, device
-// pointers for `moe_combine_device`): routed w1, w3 [experts·inter, dim] and w2 [experts·dim, inter]
-// (expert e: rows e·inter.. resp. e·dim..), shared_w1, shared_w3 [inter, dim], shared_w2 [dim, inter].
+// The experts' weights (host pointers for `moe_combine`, device pointers for `moe_combine_device`) in
+// their storage form (LinearWeightView, linear.hpp; kBF16, kFP8 or kFP4, never kFP32): routed w1, w3
+// with the shape of one expert [inter, dim] and w2 [dim, inter], their storage the E experts' stacked
+// (expert e is stacked_block(w, e): its values / codes and its own scales after expert e − 1's);
+// shared_w1, shared_w3 [inter, dim], shared_w2 [dim, inter]. fp8 / fp4 need their in_features a
+// multiple of 128. act_fmt: the activation scales of the fp8 / fp4 linears (config scale_fmt).
 struct MoeExpertsView {
   std::int64_t experts = 0;  // E
   std::int64_t dim = 0;      // d, in [1, 2^24]
   std::int64_t inter = 0;    // d_e (moe_inter_dim), in [1, 2^24]
-  const float* w1 = nullptr;
-  const float* w3 = nullptr;
-  const float* w2 = nullptr;
-  const float* shared_w1 = nullptr;
-  const float* shared_w3 = nullptr;
-  const float* shared_w2 = nullptr;
+  LinearWeightView w1, w3, w2;
+  LinearWeightView shared_w1, shared_w3, shared_w2;
+  ScaleFormat act_fmt = ScaleFormat::kUE8M0;
 };
 
 struct MoeCombineBatch {

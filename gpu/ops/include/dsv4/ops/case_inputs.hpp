@@ -41,6 +41,16 @@ std::vector<float> edge_weight(std::int64_t n, std::int64_t k, std::uint64_t see
 std::pair<std::vector<float>, std::vector<float>> tie_values(std::int64_t rows, std::int64_t n, std::int64_t k,
                                                              std::uint64_t seed, bool bf16, const char* stream);
 
+// fp8 weight codes [n, k] (k a multiple of 128): uniform over the 254 finite e4m3 codes (±0,
+// subnormals, ±448), with by row r mod 4: 1 one zero 128-column block (codes 0x00 / 0x80), 2
+// subnormal codes only, 3 the largest binade only (±256..±448).
+std::vector<std::uint8_t> edge_fp8_codes(std::int64_t n, std::int64_t k, std::uint64_t seed);
+
+// fp4 weight codes [n, k/2] packed (element 2j in the low nibble; k a multiple of 32): uniform
+// nibbles (code 8 is −0), with by row r mod 4: 1 one zero 32-column block, 2 only ±0.5 and ±0, 3
+// only ±6.
+std::vector<std::uint8_t> edge_fp4_codes(std::int64_t n, std::int64_t k, std::uint64_t seed);
+
 // Row lengths of the model (7168 = hidden, 448 = KV nope dims, 512 = KV dims, 128 = indexer head,
 // 4096, 1536) and odd ones; row counts from 1 to 1000.
 struct Shape {
