@@ -13,8 +13,10 @@
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/dump.hpp"
 #include "dsv4/golden/model_run.hpp"
+#include "dsv4/gpu/gpu_model.hpp"
 #include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
+#include "dsv4/ops/registry.hpp"
 
 namespace dsv4::cli {
 
@@ -39,10 +41,15 @@ mode, weights source and hash, weights_content_sha256 (the weights' content hash
 diff compare with the golden's), tokens, steps. See oracle/README.md (Dump convention).
 Progress goes to stderr, one line per layer and step.
 
+Device: --device cpu (default) runs the CPU reference; --device gpu runs GpuModel (gpu/README.md,
+GpuModel): every module through the op registry's CUDA kernels, bit-identical with --device cpu
+--mode official, host steps for the modules without a kernel yet. It needs a GPU (without one: exit
+2, "no GPU"), --mode official and one sequence.
+
 Exit status: 0 written; 2 bad input (one line on stderr naming it; nothing written).)";
 
 struct RunArgs {
-  std::string config, weights, tokens, mode = "exact", dump;
+  std::string config, weights, tokens, mode = "exact", dump, device = "cpu";
   std::optional<std::uint64_t> seed;
   std::int64_t decode_steps = 0;
 };
@@ -55,9 +62,15 @@ int run(const RunArgs& a) {
   if (a.dump.empty()) throw InputError("--dump", "is required (the output .h5 file)");
   if (!a.weights.empty() && a.seed) throw InputError("--weights", "give either --weights or --seed, not both");
   check_output_paths({{"--dump", a.dump}}, {{"--config", a.config}, {"--weights", a.weights}, {"--tokens", a.tokens}});
-  const ModelConfig cfg = load_config(a.config);
+  if (a.device != "cpu" && a.device != "gpu")
+    throw InputError("--device", "must be cpu or gpu, not '" + a.device + "'");
+  const bool gpu = a.device == "gpu";
   const Mode mode = mode_from_name(a.mode);
+  if (gpu && mode != Mode::kOfficial) throw InputError("--device", "gpu runs the official mode only (--mode official)");
+  if (gpu && !ops::device_available()) throw InputError("--device", "no GPU: " + ops::device_unavailable_reason());
+  const ModelConfig cfg = load_config(a.config);
   const auto tokens = read_tokens_npy(a.tokens, cfg.vocab_size);
+  if (gpu && tokens.size() != 1) throw InputError("--tokens", "--device gpu runs one sequence ([L] or [1, L])");
   const auto plan = plan_steps(cfg, static_cast<std::int64_t>(tokens.size()),
                                static_cast<std::int64_t>(tokens.front().size()), a.decode_steps);
   {  // before any work: refused with the estimate and what to lower when the machine has too little memory
@@ -75,18 +88,33 @@ int run(const RunArgs& a) {
     ws.file = a.weights;
 
   const auto t0 = std::chrono::steady_clock::now();
-  ModelWeights weights = make_weights(cfg, ws);
-  // The declaration certify and diff compare with the golden's weights (read in place, no copy).
-  const std::string content_sha = weights_content_sha256(cfg, weights);
-  const Transformer model(Precision(mode), cfg, std::move(weights));
-  std::fprintf(stderr, "dsv4 run: %s weights ready (%.2f s)\n", ws.seed ? "synthetic" : a.weights.c_str(),
-               seconds_since(t0));
+  // The weights and the content hash the dump declares (certify and diff compare it with the golden's).
+  RunWeights rw = make_run_weights(cfg, ws);
+  const std::string content_sha = std::move(rw.content_sha256);
   MemoryRecorder rec;
-  auto t_mod = std::chrono::steady_clock::now();
-  run_plan(model, tokens, plan, rec, [&](const std::string& step, const std::string& module) {
-    std::fprintf(stderr, "dsv4 run: %s %s (%.2f s)\n", step.c_str(), module.c_str(), seconds_since(t_mod));
-    t_mod = std::chrono::steady_clock::now();
-  });
+  if (gpu) {
+    const gpu::GpuModel model(cfg, rw.weights, gpu::OpBackend::kDevice);
+    std::fprintf(stderr, "dsv4 run: %s weights ready on the GPU (%.2f s)\n", ws.seed ? "synthetic" : a.weights.c_str(),
+                 seconds_since(t0));
+    gpu::GpuModel::Sequence seq = model.new_sequence();
+    for (const StepPlan& st : plan) {  // the steps of run_plan, one sequence
+      const auto t_step = std::chrono::steady_clock::now();
+      const auto first = tokens.front().begin() + st.start_pos;
+      const std::vector<std::int64_t> ids(first, first + st.length),
+          next(first + 1, first + 1 + (st.mtp ? st.length : 0));
+      model.forward(ids, st.start_pos, seq, &rec, st.name, st.mtp ? &next : nullptr);
+      std::fprintf(stderr, "dsv4 run: %s on the GPU (%.2f s)\n", st.name.c_str(), seconds_since(t_step));
+    }
+  } else {
+    const Transformer model(Precision(mode), cfg, std::move(rw.weights));
+    std::fprintf(stderr, "dsv4 run: %s weights ready (%.2f s)\n", ws.seed ? "synthetic" : a.weights.c_str(),
+                 seconds_since(t0));
+    auto t_mod = std::chrono::steady_clock::now();
+    run_plan(model, tokens, plan, rec, [&](const std::string& step, const std::string& module) {
+      std::fprintf(stderr, "dsv4 run: %s %s (%.2f s)\n", step.c_str(), module.c_str(), seconds_since(t_mod));
+      t_mod = std::chrono::steady_clock::now();
+    });
+  }
 
   write_run_dump(a.dump, RunDumpInfo{cfg, mode, ws, tokens, a.decode_steps, plan}, rec, content_sha);
   std::fprintf(stderr, "dsv4 run: wrote %zu tensors to %s (%.2f s in all)\n", rec.entries().size(), a.dump.c_str(),
@@ -108,6 +136,8 @@ void register_run(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--mode", a->mode, "precision mode: exact or official")->capture_default_str();
   cmd->add_option("--dump", a->dump, "output HDF5 file")->required();
+  cmd->add_option("--device", a->device, "cpu (the reference) or gpu (GpuModel: the CUDA kernels, official mode)")
+      ->capture_default_str();
   cmd->footer(kFooter);
   cmd->callback([a]() { set_exit_code(run_guarded("run", [&] { return run(*a); })); });
 }

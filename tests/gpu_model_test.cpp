@@ -8,8 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -17,9 +19,13 @@
 #include <vector>
 
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/golden/model_run.hpp"
+#include "dsv4/io/hdf5_file.hpp"
+#include "dsv4/io/npy.hpp"
 #include "dsv4/model/recorder.hpp"
 #include "dsv4/model/transformer.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "support/cli_process.hpp"
 
 namespace dsv4 {
 namespace {
@@ -163,6 +169,60 @@ TEST(GpuModelCompare, NamesTheFirstDifferingOutput) {
   EXPECT_EQ(*missing, "prefill/layers.0.attn_norm/out: not recorded");
   put(d, 5e-324);  // the smallest subnormal for +0
   ASSERT_TRUE(first_difference(a, d));
+}
+
+// `dsv4 run --device gpu`: without a GPU exit 2 with one line saying so and no dump; with one, the
+// dump holds exactly what the CPU reference's official run records (every dataset bit for bit).
+using CliRunDevice = testing_support::CliDir;
+
+TEST_F(CliRunDevice, GpuRunWritesTheOfficialReferenceOrExits2WithoutAGpu) {
+  Tensor toks(DType::kI64, {1, 9});
+  const std::vector<std::int64_t> ids = prompt(9, 1024);
+  for (std::size_t i = 0; i < ids.size(); ++i) toks.values<std::int64_t>()[i] = ids[i];
+  write_npy(file("t.npy"), toks);
+  const auto r = dsv4("run --device gpu --config tiny --seed 3 --tokens " + file("t.npy") +
+                      " --decode-steps 2 --mode official --dump " + file("d.h5"));
+  if (!ops::device_available()) {
+    EXPECT_EQ(r.status, 2) << r.err;
+    EXPECT_NE(r.err.find("no GPU"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(file("d.h5")));
+    return;
+  }
+  ASSERT_EQ(r.status, 0) << r.err;
+  const ModelConfig c = builtin_config("tiny");
+  const Transformer model(Precision(Mode::kOfficial), c, ModelWeights::synthetic(c, 3));
+  MemoryRecorder rec;
+  run_plan(model, {ids}, plan_steps(c, 1, 9, 2), rec);
+  const Hdf5File f = Hdf5File::open(file("d.h5"));
+  ASSERT_EQ(f.list_datasets().size(), rec.entries().size());
+  for (const auto& [name, t] : rec.entries()) {
+    ASSERT_TRUE(f.is_dataset(name)) << name;
+    const Tensor d = f.read(name);
+    ASSERT_EQ(d.shape(), t.shape) << name;
+    for (std::size_t i = 0; i < t.values.size(); ++i) {
+      const double v = t.integral ? static_cast<double>(d.values<std::int64_t>()[i]) : d.values<double>()[i];
+      ASSERT_EQ(bits(v), bits(t.values[i])) << name << " element " << i;
+    }
+  }
+}
+
+TEST_F(CliRunDevice, GpuRunRefusesTheExactModeAndBatches) {
+  Tensor toks(DType::kI64, {2, 4});
+  for (std::size_t i = 0; i < 8; ++i) toks.values<std::int64_t>()[i] = static_cast<std::int64_t>(i);
+  write_npy(file("t.npy"), toks);
+  const auto exact =
+      dsv4("run --device gpu --config tiny --tokens " + file("t.npy") + " --mode exact --dump " + file("d.h5"));
+  EXPECT_EQ(exact.status, 2) << exact.err;
+  EXPECT_NE(exact.err.find("official mode only"), std::string::npos) << exact.err;
+  const auto unknown = dsv4("run --device tpu --config tiny --tokens " + file("t.npy") + " --dump " + file("d.h5"));
+  EXPECT_EQ(unknown.status, 2) << unknown.err;
+  EXPECT_NE(unknown.err.find("--device"), std::string::npos) << unknown.err;
+  if (!ops::device_available()) return;  // without a GPU the batch is refused earlier, for the GPU
+  const auto batch =
+      dsv4("run --device gpu --config tiny --tokens " + file("t.npy") + " --mode official --dump " + file("d.h5"));
+  EXPECT_EQ(batch.status, 2) << batch.err;
+  EXPECT_NE(batch.err.find("one sequence"), std::string::npos) << batch.err;
 }
 
 // Without a GPU the device backend is refused with the reason, before any work.
