@@ -37,10 +37,11 @@ Writes the seeded synthetic weights that `dsv4 golden generate --seed S` (and `d
 use — ModelWeights::synthetic — as a checkpoint an engine can load:
   DIR/model.safetensors  every parameter in the published checkpoints' dtypes (spec 00 §0.6): FP8
                          E4M3 with E8M0 128x128 scales, packed FP4 experts with E8M0 1x32 scales
-                         (official naming: F4 of the logical shape; hf: I8 bytes [n, k/2]), bf16 for
-                         the embedding, head, norm weights, gate, wo_a, weights_proj and the
-                         compressors' wkv/wgate, fp32 for hc_*, attn_sink, ape and gate.bias, tid2eid
-                         int64; __metadata__ holds weights_content_sha256;
+                         (official naming: F4 of the logical shape; hf: I8 bytes [n, k/2]), wo_a
+                         in FP8 with its scale for hf as the published files (bf16 for official, as
+                         the converted checkpoint), bf16 for the embedding, head, norm weights, gate,
+                         weights_proj and the compressors' wkv/wgate, fp32 for hc_*, attn_sink, ape
+                         and gate.bias, tid2eid int64; __metadata__ holds weights_content_sha256;
   DIR/config.json        the config in the official inference ModelArgs keys;
   DIR/hf_config.json     (--naming hf) the config in the Hugging Face config.json keys.
 A golden generated from DIR/model.safetensors has datasets bit-identical to one generated with
@@ -251,15 +252,27 @@ int run_list(const ListArgs& a) {
     const std::vector<CheckpointTensorInfo> hf = published_checkpoint_tensors(c, CheckpointNaming::kHuggingFace);
     const std::vector<CheckpointTensorInfo> off = published_checkpoint_tensors(c, CheckpointNaming::kOfficial);
     std::printf("| official name | shape | dtype | Hugging Face name | shape | dtype |\n|---|---|---|---|---|---|\n");
-    std::set<std::string> printed;                  // the folded experts' rows repeat once per expert
-    for (std::size_t i = 0; i < off.size(); ++i) {  // the same visit order in both namings
-      const CheckpointTensorInfo &o = off[i], &h = hf[i];
-      const std::string row = "| `" + fold_experts(o.name, c.n_routed_experts) + "` | " + shape_text(o.shape) + " | " +
-                              std::string(safetensors_dtype_code(o.dtype)) + " | `" +
-                              fold_experts(h.name, c.n_routed_experts) + "` | " + shape_text(h.shape) + " | " +
-                              std::string(safetensors_dtype_code(h.dtype)) + " |";
-      if (printed.insert(row).second) std::printf("%s\n", row.c_str());
+    std::set<std::string> printed;  // the folded experts' rows repeat once per expert
+    const auto cell = [&](const CheckpointTensorInfo* t) {
+      if (t == nullptr) return std::string("— | | ");
+      return "`" + fold_experts(t->name, c.n_routed_experts) + "` | " + shape_text(t->shape) + " | " +
+             std::string(safetensors_dtype_code(t->dtype)) + " ";
+    };
+    const auto row = [&](const CheckpointTensorInfo* o, const CheckpointTensorInfo* h) {
+      const std::string r = "| " + cell(o) + "| " + cell(h) + "|";
+      if (printed.insert(r).second) std::printf("%s\n", r.c_str());
+    };
+    // The same visit order in both namings; a tensor of one naming only (the Hugging Face FP8
+    // wo_a's scale) gets a row of its own.
+    std::set<std::string> official;
+    for (const CheckpointTensorInfo& o : off) official.insert(o.name);
+    std::size_t j = 0;
+    for (const CheckpointTensorInfo& o : off) {
+      while (j < hf.size() && official.count(official_name_from_hf(hf[j].name)) == 0) row(nullptr, &hf[j++]);
+      const bool pair = j < hf.size() && official_name_from_hf(hf[j].name) == o.name;
+      row(&o, pair ? &hf[j++] : nullptr);
     }
+    for (; j < hf.size(); ++j) row(nullptr, &hf[j]);
     std::printf("\n%zu tensors, %lld bytes (%s).\n", list.size(), static_cast<long long>(bytes), c.name.c_str());
     return 0;
   }

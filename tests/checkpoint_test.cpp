@@ -4,7 +4,9 @@
 // ctest-labels: model
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -109,6 +111,84 @@ TEST(Checkpoint, Bf16FormGivesTheSameExactLogits) {
   // (so the comparison above is not vacuous about the form).
   const Mat a = logits_of(Mode::kOfficial, c, w), b = logits_of(Mode::kOfficial, cb, wb);
   EXPECT_GT((a - b).cwiseAbs().maxCoeff(), 0.0);
+}
+
+// spec 00 §0.6: the published Hugging Face checkpoint stores wo_a in FP8 E4M3 with E8M0 128×128
+// scales (inference/convert.py dequantises it to bf16). The synthetic wo_a lies on that grid, so the
+// published form holds it in FP8 and the converter's dequantisation gives back every bf16 bit.
+TEST(Checkpoint, PublishedHuggingFaceWoAIsFp8AndDequantisesToTheSyntheticBits) {
+  const ModelConfig c = builtin_config("tiny");
+  const ModelWeights w = ModelWeights::synthetic(c, 1);
+  const auto hf = model_weight_tensors(c, w, CheckpointNaming::kHuggingFace, CheckpointForm::kPublished);
+  const auto off = model_weight_tensors(c, w, CheckpointNaming::kOfficial, CheckpointForm::kPublished);
+  const std::int64_t n = c.o_groups * c.o_lora_rank, k = c.n_heads * c.head_dim / c.o_groups;
+  for (std::int64_t l = 0; l <= c.n_layers; ++l) {  // the main layers and mtp.0
+    const bool mtp = l == c.n_layers;
+    const AttentionWeights& a = mtp ? w.mtp[0].block.attn : w.layers[static_cast<std::size_t>(l)].attn;
+    const std::string p =
+        mtp ? "model.mtp.0.self_attn.wo_a." : "model.layers." + std::to_string(l) + ".self_attn.wo_a.";
+    SCOPED_TRACE(p);
+    const Tensor& codes = hf.at(p + "weight");
+    const Tensor& scale = hf.at(p + "weight_scale_inv");
+    ASSERT_EQ(codes.dtype(), DType::kE4M3);
+    ASSERT_EQ(codes.shape(), (std::vector<std::int64_t>{n, k}));
+    ASSERT_EQ(scale.dtype(), DType::kE8M0);
+    ASSERT_EQ(scale.shape(), (std::vector<std::int64_t>{(n + 127) / 128, (k + 127) / 128}));
+    const Tensor back = fp8_weight_to_bf16(p, codes, scale);
+    ASSERT_EQ(back.nbytes(), a.wo_a.weight.nbytes());
+    EXPECT_EQ(std::memcmp(back.bytes(), a.wo_a.weight.bytes(), back.nbytes()), 0);
+    // The official naming is the converted checkpoint's: bf16, no scale.
+    const std::string o = mtp ? "mtp.0.attn.wo_a." : "layers." + std::to_string(l) + ".attn.wo_a.";
+    EXPECT_EQ(off.at(o + "weight").dtype(), DType::kBF16);
+    EXPECT_EQ(off.count(o + "scale"), 0u);
+  }
+}
+
+// The FP8 form of a bf16 weight: exact when the values are on a tile's FP8 grid (an all-zero tile,
+// e4m3's smallest subnormal under a tile amax of 448), refused naming the tensor otherwise.
+TEST(Checkpoint, Bf16WeightToFp8IsExactOrRefused) {
+  const auto weight = [](std::vector<float> v) {
+    Tensor t(DType::kBF16, {2, 200});  // tiles [1, 2]: columns 0..127 and 128..199
+    for (std::size_t i = 0; i < v.size(); ++i) t.values<std::uint16_t>()[i] = float_to_bf16(v[i]);
+    return t;
+  };
+  std::vector<float> v(400, 0.0f);
+  v[0] = 448.0f * 1024.0f;     // tile 0: amax 448·2^10 → scale 2^10
+  v[1] = std::ldexp(1.0f, 1);  // e4m3's smallest subnormal 2^-9 times 2^10
+  v[3] = -3.5f * 1024.0f;
+  const Tensor w = weight(v);  // tile 1 all zero
+  const auto [codes, scale] = bf16_weight_to_fp8("w", w);
+  EXPECT_EQ(scale.values<std::uint8_t>()[0], 127 + 10);
+  EXPECT_EQ(scale.values<std::uint8_t>()[1], 127);
+  const Tensor back = fp8_weight_to_bf16("w", codes, scale);
+  EXPECT_EQ(std::memcmp(back.bytes(), w.bytes(), w.nbytes()), 0);
+  v[1] = 1.0f;  // 2^-10 of the tile's scale: below e4m3's subnormals
+  EXPECT_THROW(
+      {
+        try {
+          bf16_weight_to_fp8("layers.0.attn.wo_a.weight", weight(v));
+        } catch (const CheckpointError& e) {
+          EXPECT_NE(std::string(e.what()).find("layers.0.attn.wo_a.weight: element 1 = 1"), std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      CheckpointError);
+  v[1] = 0.0f;
+  v[2] = 1.0078125f * 1024.0f;  // 1 + 2^-7: a bf16 number, 8 significant bits
+  EXPECT_THROW(bf16_weight_to_fp8("w", weight(v)), CheckpointError);
+  // The export of a wo_a off the grid names the tensor.
+  const ModelConfig c = builtin_config("tiny");
+  ModelWeights mw = ModelWeights::synthetic(c, 1);
+  Tensor& wo_a = mw.layers[2].attn.wo_a.weight;
+  wo_a.values<std::uint16_t>()[5] = float_to_bf16(1.0078125f);
+  try {
+    model_weight_tensors(c, mw, CheckpointNaming::kHuggingFace, CheckpointForm::kPublished);
+    ADD_FAILURE() << "no error";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("layers.2.attn.wo_a.weight: element 5"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(model_weight_tensors(c, mw, CheckpointNaming::kOfficial, CheckpointForm::kPublished));
 }
 
 // A checkpoint with one tensor changed; the loader must name that tensor.

@@ -90,6 +90,22 @@ TEST_F(CliWeights, HuggingFaceExportHoldsTheSameWeightsAndConfig) {
   const ModelConfig c = builtin_config("tiny");
   const std::string seed_sha = weights_content_sha256(c, ModelWeights::synthetic(c, 3));
   EXPECT_EQ(weights_content_sha256(c, load_checkpoint_file(c, file("hf/model.safetensors"))), seed_sha);
+  // wo_a in FP8 as in the published files (spec 00 §0.6), and a golden of the file is the seed's.
+  const auto st = SafetensorsFile::open(file("hf/model.safetensors"));
+  for (const auto& e : st.entries()) {
+    if (e.name == "model.layers.0.self_attn.wo_a.weight") {
+      EXPECT_EQ(e.dtype, "F8_E4M3");
+    } else if (e.name == "model.layers.0.self_attn.wo_a.weight_scale_inv") {
+      EXPECT_EQ(e.dtype, "F8_E8M0");
+    }
+  }
+  EXPECT_TRUE(st.contains("model.mtp.0.self_attn.wo_a.weight_scale_inv"));
+  const std::string gen = "golden generate --config tiny --prompt-len 6 --decode-steps 2 --deflate 0 ";
+  ASSERT_EQ(dsv4(gen + "--seed 3 --out " + file("seed.h5")).status, 0);
+  const auto g = dsv4(gen + "--weights " + file("hf/model.safetensors") + " --out " + file("hf.h5"));
+  ASSERT_EQ(g.status, 0) << g.err;
+  expect_same_datasets(file("seed.h5"), file("hf.h5"));
+  EXPECT_EQ(manifest(file("hf.h5"))["weights"]["content_sha256"], seed_sha);
   const auto names = SafetensorsFile::open(file("hf/model.safetensors")).names();
   for (const std::string& n : names) EXPECT_EQ(n.rfind("model.", 0), 0u) << n;
   // The Hugging Face config reads back as the same model (runtime sizes are not HF keys).
@@ -154,6 +170,8 @@ TEST_F(CliWeights, TheFileHoldsThePublishedDtypesAndExactlyTheListedTensors) {
   const auto h = file_entries(file("hf/model.safetensors"));
   EXPECT_EQ(h.count(E{"model.layers.0.mlp.experts.0.gate_proj.weight", "I8", {128, 128}}), 1u);
   EXPECT_EQ(h.count(E{"model.layers.0.mlp.experts.0.gate_proj.weight_scale_inv", "F8_E8M0", {128, 8}}), 1u);
+  EXPECT_EQ(h.count(E{"model.layers.0.self_attn.wo_a.weight", "F8_E4M3", {256, 512}}), 1u);
+  EXPECT_EQ(h.count(E{"model.layers.0.self_attn.wo_a.weight_scale_inv", "F8_E8M0", {2, 4}}), 1u);
 }
 
 TEST_F(CliWeights, TheReadmeTableIsTheCommandsOutput) {

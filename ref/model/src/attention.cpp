@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "dsv4/cache/kv_cache.hpp"
+#include "dsv4/model/checkpoint.hpp"
 #include "dsv4/model/grouped_projection.hpp"
 #include "dsv4/model/kv_certify.hpp"
 #include "dsv4/model/rmsnorm.hpp"
@@ -83,7 +84,10 @@ AttentionWeights AttentionWeights::synthetic(const ModelConfig& c, std::int64_t 
   w.wq_b = synthetic_fp8_weight(ls, "attn.wq_b", H * hc, c.q_lora_rank, inv_sqrt(c.q_lora_rank));
   w.wkv = synthetic_fp8_weight(ls, "attn.wkv", hc, c.dim, inv_sqrt(c.dim));
   w.kv_norm = synthetic_norm(ls, "attn.kv_norm", hc);
-  w.wo_a = synthetic_bf16_weight(ls, "attn.wo_a", G * c.o_lora_rank, H * hc / G, inv_sqrt(H * hc / G));
+  // spec 00 §0.6: the published wo_a is FP8 with 128×128 E8M0 scales, dequantised to bf16 by the
+  // converter; the synthetic one is made the same way, so an export can store it in FP8 exactly.
+  const LinearWeight wo_a = synthetic_fp8_weight(ls, "attn.wo_a", G * c.o_lora_rank, H * hc / G, inv_sqrt(H * hc / G));
+  w.wo_a = LinearWeight::bf16(fp8_weight_to_bf16("attn.wo_a", wo_a.weight, wo_a.scale));
   w.wo_b = synthetic_fp8_weight(ls, "attn.wo_b", c.dim, G * c.o_lora_rank, inv_sqrt(G * c.o_lora_rank));
   const CounterRng rng(ls, stream_id("attn.attn_sink"));
   for (std::int64_t h = 0; h < H; ++h)

@@ -143,11 +143,92 @@ void visit_model_parameters(const ModelConfig& c, ModelWeights& w, ParamVisitor&
   }
 }
 
-// ---- loading ----
-
 namespace {
 
 [[noreturn]] void fail(const std::string& name, const std::string& why) { throw CheckpointError(name + ": " + why); }
+
+}  // namespace
+
+// ---- the FP8 form of wo_a (spec 00 §0.6) ----
+
+// inference/convert.py: an FP8 wo_a with its 128×128 scale becomes bf16(float(w) · scale).
+Tensor fp8_weight_to_bf16(const std::string& name, const Tensor& w, const Tensor& scale) {
+  if (w.dtype() != DType::kE4M3 || w.shape().size() != 2)
+    throw CheckpointError(name + ": dtype " + std::string(dtype_name(w.dtype())) + " shape " + shape_string(w.shape()) +
+                          ", expected a 2-d F8_E4M3 weight");
+  const std::int64_t n = w.dim(0), k = w.dim(1), tk = (k + 127) / 128;
+  if (scale.dtype() != DType::kE8M0 || scale.shape() != std::vector<std::int64_t>{(n + 127) / 128, tk})
+    throw CheckpointError(name + ".scale: dtype " + std::string(dtype_name(scale.dtype())) + " shape " +
+                          shape_string(scale.shape()) + ", expected F8_E8M0 " + shape_string({(n + 127) / 128, tk}));
+  Tensor o(DType::kBF16, {n, k});
+  const auto codes = w.values<std::uint8_t>();
+  const auto sc = scale.values<std::uint8_t>();
+  auto out = o.values<std::uint16_t>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t j = 0; j < k; ++j) {
+      const double s = e8m0_to_float(sc[static_cast<std::size_t>((i / 128) * tk + j / 128)]);
+      out[static_cast<std::size_t>(i * k + j)] =
+          float_to_bf16(e4m3_to_float(codes[static_cast<std::size_t>(i * k + j)]) * static_cast<float>(s));
+    }
+  }
+  return o;
+}
+
+// The inverse for weights on the FP8 grid: per 128×128 tile the smallest power of two 2^e with
+// amax ≤ 448·2^e (e4m3's largest finite value), codes RNE of v·2^-e; then fp8_weight_to_bf16 of the
+// result must give back every bf16 bit pattern.
+std::pair<Tensor, Tensor> bf16_weight_to_fp8(const std::string& name, const Tensor& w) {
+  if (w.dtype() != DType::kBF16 || w.shape().size() != 2)
+    throw CheckpointError(name + ": dtype " + std::string(dtype_name(w.dtype())) + ", expected a 2-d BF16 weight");
+  const std::int64_t n = w.dim(0), k = w.dim(1), tn = (n + 127) / 128, tk = (k + 127) / 128;
+  const auto bits = w.values<std::uint16_t>();
+  const auto value = [&](std::int64_t i, std::int64_t j) {
+    return static_cast<double>(bf16_to_float(bits[static_cast<std::size_t>(i * k + j)]));
+  };
+  Tensor codes(DType::kE4M3, {n, k});
+  Tensor scale(DType::kE8M0, {tn, tk});
+  auto c = codes.values<std::uint8_t>();
+  auto sc = scale.values<std::uint8_t>();
+  for (std::int64_t a = 0; a < tn; ++a) {
+    for (std::int64_t b = 0; b < tk; ++b) {
+      const std::int64_t i1 = std::min(n, a * 128 + 128), j1 = std::min(k, b * 128 + 128);
+      double amax = 0.0;
+      for (std::int64_t i = a * 128; i < i1; ++i)
+        for (std::int64_t j = b * 128; j < j1; ++j) {
+          if (!std::isfinite(value(i, j)))
+            fail(name, "element " + str(i * k + j) + " is not finite; it has no FP8 form");
+          amax = std::max(amax, std::abs(value(i, j)));
+        }
+      int e = 0;
+      if (amax > 0.0) {
+        e = std::ilogb(amax) - 8;  // 448 < 2^9: 448·2^e ≥ amax needs e ≥ ilogb(amax) − 8
+        while (std::ldexp(448.0, e) < amax) ++e;
+        while (std::ldexp(448.0, e - 1) >= amax) --e;
+      }
+      if (e < -127 || e > 127)
+        fail(name, "tile [" + str(a) + ", " + str(b) + "] needs the scale 2^" + str(e) + ", outside E8M0's range");
+      sc[static_cast<std::size_t>(a * tk + b)] = static_cast<std::uint8_t>(127 + e);
+      for (std::int64_t i = a * 128; i < i1; ++i)
+        for (std::int64_t j = b * 128; j < j1; ++j)
+          c[static_cast<std::size_t>(i * k + j)] = double_to_e4m3(std::ldexp(value(i, j), -e));
+    }
+  }
+  const Tensor back = fp8_weight_to_bf16(name, codes, scale);
+  const auto bb = back.values<std::uint16_t>();
+  for (std::size_t i = 0; i < bb.size(); ++i)
+    if (bb[i] != bits[i])
+      fail(name, "element " + str(static_cast<std::int64_t>(i)) + " = " +
+                     std::to_string(static_cast<double>(bf16_to_float(bits[i]))) +
+                     " is not on the FP8 grid of its 128x128 tile; the published Hugging Face checkpoint stores this "
+                     "weight in FP8 E4M3 with E8M0 scales");
+  return {std::move(codes), std::move(scale)};
+}
+
+bool published_fp8_in_hf(const std::string& name) { return name.ends_with(".wo_a"); }
+
+// ---- loading ----
+
+namespace {
 
 void expect_shape(const std::string& name, const Tensor& t, const std::vector<std::int64_t>& shape) {
   if (t.shape() != shape) fail(name, "shape " + shape_string(t.shape()) + ", expected " + shape_string(shape));
@@ -185,25 +266,6 @@ Tensor as_f32(const std::string& name, const Tensor& t) {
   return o;
 }
 
-// inference/convert.py: an FP8 wo_a with its 128×128 scale becomes bf16(float(w) · scale).
-Tensor wo_a_to_bf16(const std::string& name, const Tensor& w, const Tensor& scale) {
-  const std::int64_t n = w.dim(0), k = w.dim(1);
-  expect_dtype(name + ".scale", scale, {DType::kE8M0});
-  expect_shape(name + ".scale", scale, {(n + 127) / 128, (k + 127) / 128});
-  Tensor o(DType::kBF16, {n, k});
-  const auto codes = w.values<std::uint8_t>();
-  const auto sc = scale.values<std::uint8_t>();
-  auto out = o.values<std::uint16_t>();
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::int64_t j = 0; j < k; ++j) {
-      const double s = e8m0_to_float(sc[static_cast<std::size_t>((i / 128) * ((k + 127) / 128) + j / 128)]);
-      out[static_cast<std::size_t>(i * k + j)] =
-          float_to_bf16(e4m3_to_float(codes[static_cast<std::size_t>(i * k + j)]) * static_cast<float>(s));
-    }
-  }
-  return o;
-}
-
 class LoadVisitor final : public ParamVisitor {
  public:
   explicit LoadVisitor(const TensorLookup& lookup) : lookup_(lookup) {}
@@ -219,7 +281,7 @@ class LoadVisitor final : public ParamVisitor {
           return;
         case WeightKind::kBF16:
           expect_shape(wn, t, {n, k});
-          if (t.dtype() == DType::kE4M3) t = wo_a_to_bf16(wn, t, need(sn));  // HF form of wo_a
+          if (t.dtype() == DType::kE4M3) t = fp8_weight_to_bf16(wn, t, need(sn));  // HF form of wo_a
           expect_dtype(wn, t, {DType::kBF16});
           w = LinearWeight::bf16(std::move(t));
           return;
@@ -350,6 +412,13 @@ class SaveVisitor final : public ParamVisitor {
       put(name + ".weight", LinearWeight::bf16_from(w.values()).weight);
       return;
     }
+    if (form_ == CheckpointForm::kPublished && naming_ == CheckpointNaming::kHuggingFace && published_fp8_in_hf(name) &&
+        w.kind == WeightKind::kBF16) {
+      auto [codes, scale] = bf16_weight_to_fp8(name + ".weight", w.weight);
+      put(name + ".weight", std::move(codes));
+      put(name + ".scale", std::move(scale));
+      return;
+    }
     if (form_ == CheckpointForm::kPublished && w.kind == WeightKind::kFP32) {
       const Tensor& f = w.weight;
       put(name + ".weight", exact_bf16_tensor(name + ".weight", f.values<float>().data(), f.shape()));
@@ -403,7 +472,8 @@ class ListVisitor final : public ParamVisitor {
   explicit ListVisitor(CheckpointNaming naming) : naming_(naming) {}
 
   void linear(const std::string& name, LinearWeight&, WeightKind kind, std::int64_t n, std::int64_t k) override {
-    const LinearForm f = published_linear(kind, n, k, naming_);
+    const bool fp8 = naming_ == CheckpointNaming::kHuggingFace && published_fp8_in_hf(name);
+    const LinearForm f = published_linear(fp8 ? WeightKind::kFP8 : kind, n, k, naming_);
     put(name + ".weight", f.weight_shape, f.weight);
     if (f.scale_shape) put(name + ".scale", *f.scale_shape, DType::kE8M0);
   }

@@ -32,7 +32,9 @@ struct WeightsSpec {
 
 // The version of the synthetic weight generator (ModelWeights::synthetic and the distributions of
 // synthetic_weights.hpp): goldens record it; bump it whenever those distributions change.
-inline constexpr std::int64_t kSyntheticWeightsVersion = 1;
+// 2: wo_a on the FP8 grid (an FP8 weight with 128×128 E8M0 scales dequantised to bf16, as the
+// published checkpoint's), so the Hugging Face export stores it in FP8 exactly.
+inline constexpr std::int64_t kSyntheticWeightsVersion = 2;
 
 // Loads or synthesises the weights. A checkpoint problem throws CheckpointError naming the tensor,
 // a malformed file InputError.

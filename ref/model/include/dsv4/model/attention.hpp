@@ -36,7 +36,7 @@ struct AttentionWeights {
   LinearWeight wq_b;                            // FP8 [H·c, d_c]
   LinearWeight wkv;                             // FP8 [c, d]
   Vec kv_norm;                                  // fp32 [c]
-  LinearWeight wo_a;                            // bf16 [G·d_g, (H/G)·c]
+  LinearWeight wo_a;                            // bf16 [G·d_g, (H/G)·c] (synthetic: on the FP8 grid)
   LinearWeight wo_b;                            // FP8 [d, G·d_g]
   std::vector<double> attn_sink;                // fp32 [H]
   std::optional<CompressorWeights> compressor;  // m > 0

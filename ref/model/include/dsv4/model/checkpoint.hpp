@@ -18,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dsv4/config/model_config.hpp"
@@ -59,17 +60,32 @@ using TensorLookup = std::function<std::optional<Tensor>(const std::string& name
 ModelWeights load_model_weights(const ModelConfig& c, const TensorLookup& lookup);
 
 enum class CheckpointNaming { kOfficial, kHuggingFace };
+// inference/convert.py's conversion of an FP8 weight with its 128×128 E8M0 scale to bf16:
+// bf16(float(w) · scale) per element (the published Hugging Face `wo_a`). CheckpointError naming
+// the tensor for another dtype or scale shape.
+Tensor fp8_weight_to_bf16(const std::string& name, const Tensor& w, const Tensor& scale);
+// Its inverse for a bf16 weight on the FP8 grid: E4M3 codes and E8M0 [⌈n/128⌉, ⌈k/128⌉] scales
+// (per tile the smallest power of two fitting the amax into ±448, codes RNE) of which
+// fp8_weight_to_bf16 gives back every bf16 value; CheckpointError naming the tensor and the first
+// element that has no such form.
+std::pair<Tensor, Tensor> bf16_weight_to_fp8(const std::string& name, const Tensor& w);
+// The bf16-in-code linears the published Hugging Face checkpoint stores in FP8 with 128×128 E8M0
+// scales (spec 00 §0.6: `wo_a`; the official converter dequantises them): `name` is the module path.
+bool published_fp8_in_hf(const std::string& name);
+
 // kAsIs: every parameter as the code holds it (fp32-in-code parameters as F32, tid2eid as I32);
 // kBF16: every FP8/FP4 linear dequantised to bf16 values (exact);
 // kPublished: the dtypes of the published checkpoints (spec 00 §0.6): FP8 E4M3 + E8M0 128×128
 //   scales, packed FP4 + E8M0 1×32 scales, bf16 for the embedding, the head, every norm weight and
 //   the compressors' wkv/wgate ("bf16, fp32 in code": CheckpointError naming the tensor when a value
-//   is not a bf16 number), fp32 for hc_*, attn_sink, ape and gate.bias, tid2eid int64.
+//   is not a bf16 number), fp32 for hc_*, attn_sink, ape and gate.bias, tid2eid int64; with the
+//   Hugging Face naming `wo_a` in FP8 (bf16_weight_to_fp8; the official naming is the converted
+//   checkpoint's, where it is bf16).
 enum class CheckpointForm { kAsIs, kBF16, kPublished };
 
 // Every parameter as a named tensor (the inverse of load_model_weights): the official naming, or
-// the Hugging Face naming (with the converter's inverse forms: wo_a stays bf16 with no scale,
-// which the converter passes through; FP4 experts as int8). The first form visits `w` in place
+// the Hugging Face naming (with the converter's inverse forms: in the published form wo_a in FP8
+// with its scale, which the converter dequantises; FP4 experts as int8). The first form visits `w` in place
 // (shaping it as visit_model_parameters does; no copy of the weights, which are as large as the
 // model: issue 13 item 9), the second copies it first.
 std::map<std::string, Tensor> model_weight_tensors(const ModelConfig& c, ModelWeights& w,
