@@ -101,10 +101,14 @@ int golden_section(const DemoArgs& a) {
   // The candidate: the reference itself in official mode, dumped as `dsv4 run --mode official` does.
   t0 = std::chrono::steady_clock::now();
   const auto plan = plan_steps(o.config, 1, a.prompt_len + a.decode_steps, a.decode_steps);
-  const Transformer model(Precision(Mode::kOfficial), o.config, make_weights(o.config, o.weights));
+  // Its weights and their content hash, declared in the dump as dsv4 run --dump declares it.
+  RunWeights rw = make_run_weights(o.config, o.weights);
+  const std::string content_sha = std::move(rw.content_sha256);
+  const Transformer model(Precision(Mode::kOfficial), o.config, std::move(rw.weights));
   MemoryRecorder rec;
   run_plan(model, o.tokens, plan, rec);
-  write_run_dump(cand_path, RunDumpInfo{o.config, Mode::kOfficial, o.weights, o.tokens, a.decode_steps, plan}, rec);
+  write_run_dump(cand_path, RunDumpInfo{o.config, Mode::kOfficial, o.weights, o.tokens, a.decode_steps, plan}, rec,
+                 content_sha);
   std::printf("  candidate  %s: the reference in official mode, %zu tensors (%.1f s)\n", cand_path.c_str(),
               rec.entries().size(), seconds_since(t0));
 

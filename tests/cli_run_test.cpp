@@ -5,10 +5,12 @@
 #include <bit>
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/model_run.hpp"
 #include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/io/npy.hpp"
@@ -109,6 +111,19 @@ TEST_F(CliRun, WeightsFileGivesTheSameDumpAsTheSeedAndIsHashed) {
     ASSERT_EQ(x.nbytes(), y.nbytes());
     EXPECT_TRUE(std::equal(x.bytes(), x.bytes() + x.nbytes(), y.bytes()));
   }
+}
+
+// dsv4 demo's candidate is dumped as dsv4 run --dump is (make_run_weights, write_run_dump): it declares
+// the weights' content hash, the golden's weights.content_sha256.
+TEST_F(CliRun, DemoCandidateDeclaresTheWeightsContentHash) {
+  const auto r = dsv4("demo --weights-seed 3 --prompt-len 6 --decode-steps 2 --out-dir " + file("demo"));
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const ModelConfig c = builtin_config("tiny");
+  const std::string sha = weights_content_sha256(c, ModelWeights::synthetic(c, 3));
+  const Hdf5File f = Hdf5File::open(file("demo/candidate-official.h5"));
+  EXPECT_EQ(f.attr_string("/", "weights_content_sha256"), sha);
+  const nlohmann::json w = nlohmann::json::parse(Golden::open(file("demo/tiny-golden.h5")).weights_json());
+  EXPECT_EQ(w.at("content_sha256").get<std::string>(), sha) << "the golden's weights";
 }
 
 TEST_F(CliRun, BadInputExitsTwoNamingTheProblem) {

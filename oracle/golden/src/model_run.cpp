@@ -19,6 +19,12 @@ ModelWeights make_weights(const ModelConfig& c, const WeightsSpec& w) {
   return load_checkpoint_file(c, w.file);
 }
 
+RunWeights make_run_weights(const ModelConfig& c, const WeightsSpec& w) {
+  RunWeights r{make_weights(c, w), ""};
+  r.content_sha256 = weights_content_sha256(c, r.weights);
+  return r;
+}
+
 namespace {
 
 std::string content_sha256(const std::map<std::string, Tensor>& tensors) {

@@ -40,6 +40,14 @@ inline constexpr std::int64_t kSyntheticWeightsVersion = 2;
 // a malformed file InputError.
 ModelWeights make_weights(const ModelConfig& c, const WeightsSpec& w);
 
+// The weights of a run that writes a dump (dsv4 run --dump, dsv4 demo's candidate) and their
+// content hash (weights_content_sha256, hashed in place), which write_run_dump declares.
+struct RunWeights {
+  ModelWeights weights;
+  std::string content_sha256;
+};
+RunWeights make_run_weights(const ModelConfig& c, const WeightsSpec& w);
+
 // SHA-256 over every parameter in the official naming and checkpoint order of
 // visit_model_parameters: for each tensor its name, dtype name, shape and raw little-endian bytes
 // (each field length-prefixed). The same weights give the same hash whatever file they came from.
