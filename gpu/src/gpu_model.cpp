@@ -17,6 +17,7 @@
 #include "dsv4/model/attention.hpp"
 #include "dsv4/model/block.hpp"
 #include "dsv4/model/compressor.hpp"
+#include "dsv4/model/expert.hpp"
 #include "dsv4/model/head.hpp"
 #include "dsv4/model/index_builders.hpp"
 #include "dsv4/model/indexer.hpp"
@@ -92,6 +93,21 @@ struct OpLinear {
   }
 };
 
+// Weights of one kind stacked by rows, block b = ws[b] (the expert ops' storage form,
+// gpu/ops/src/expert_weights.hpp: the codes of every block, then the scales of every block).
+std::vector<Array> stacked(const std::vector<const LinearWeight*>& ws, ScaleFormat fmt) {
+  std::vector<Array> out;
+  for (const LinearWeight* w : ws) {
+    const OpLinear o(*w, fmt);
+    if (out.empty()) {
+      out = o.weight;
+      continue;
+    }
+    for (std::size_t i = 0; i < out.size(); ++i) out[i].append_rows(o.weight[i]);
+  }
+  return out;
+}
+
 // The RMS-scaled mixes' weights of one hc_pre site as the op's shared inputs.
 struct OpHc {
   Array fn, base, scale;
@@ -138,7 +154,10 @@ struct GpuModel::Impl {
     std::optional<Indexer> indexer;        // host step
     Array gate_weight, gate_bias, gate_table;
     std::vector<double> bias;  // the gate bias (score-routed layers), for the margins
-    Moe moe;                   // host step: the expert combine (its gate is not run)
+    // moe_combine's ints {E, routed kind, shared kind, act scales} and weights: the routed w1, w3, w2
+    // stacked (block e = expert e), then the shared expert's (gpu/ops/src/expert_weights.hpp).
+    std::vector<std::int64_t> combine_ints;
+    std::vector<Array> experts;
   };
 
   const ModelConfig cfg;
@@ -204,7 +223,16 @@ struct GpuModel::Impl {
             .gate_table =
                 integers("tid2eid", bw.ffn.gate.tid2eid, 1, static_cast<std::int64_t>(bw.ffn.gate.tid2eid.size())),
             .bias = vec_of(bw.ffn.gate.bias),
-            .moe = Moe(kOfficial, c, l, bw.ffn)};
+            .combine_ints = {c.n_routed_experts, static_cast<std::int64_t>(bw.ffn.experts.front().w1.kind),
+                             static_cast<std::int64_t>(bw.ffn.shared.w1.kind), fmt == ScaleFormat::kFP32 ? 1 : 0},
+            .experts = {}};
+    for (LinearWeight ExpertWeights::*m : {&ExpertWeights::w1, &ExpertWeights::w3, &ExpertWeights::w2}) {
+      std::vector<const LinearWeight*> routed;
+      for (const ExpertWeights& e : bw.ffn.experts) routed.push_back(&(e.*m));
+      for (Array& w : stacked(routed, fmt)) L.experts.push_back(std::move(w));
+    }
+    for (LinearWeight ExpertWeights::*m : {&ExpertWeights::w1, &ExpertWeights::w3, &ExpertWeights::w2})
+      for (Array& w : stacked({&(bw.ffn.shared.*m)}, fmt)) L.experts.push_back(std::move(w));
     L.gate_table.per_row = false;
     if (L.ratio > 0) L.compressor.emplace(kOfficial, CompressorSpec::main(c, L.ratio), *a.compressor, table);
     if (L.ratio == 4) L.indexer.emplace(kOfficial, c, *a.indexer, table);
@@ -250,6 +278,20 @@ struct GpuModel::Impl {
                                  per_row("comb", site.comb)}});
   }
 
+  // The window (and HCA) lists of a call's query rows (spec 02 §2.8; the index_builders op).
+  IndexLists index_lists(std::int64_t start_pos, std::int64_t s, std::int64_t ratio, std::int64_t offset) const {
+    const std::int64_t rows = start_pos == 0 ? s : 1;
+    std::vector<std::int64_t> query(static_cast<std::size_t>(rows));
+    for (std::size_t t = 0; t < query.size(); ++t) query[t] = static_cast<std::int64_t>(t);
+    const Array l =
+        run("index_builders",
+            Call{{start_pos, rows, cfg.window_size, ratio, offset}, {}, {integers("query", query, rows, 1)}})
+            .at(0);
+    IndexLists out(l.rows, l.cols);
+    for (std::size_t i = 0; i < out.data.size(); ++i) out.data[i] = static_cast<std::int32_t>(l.f32[i]);
+    return out;
+  }
+
   // spec 02 §2.11.2 steps 1–7 (Attention::prefill, start_pos 0: st reset) and §2.11.3 steps 1–6
   // (Attention::decode, start_pos = st.next_pos: one token).
   AttentionOutput attention(const Layer& L, std::int64_t layer, const Mat& x, std::int64_t start_pos,
@@ -269,16 +311,13 @@ struct GpuModel::Impl {
       out.kv.leftCols(c - rd) = ops::to_mat(run("act_quant", Call{{64, 1}, {}, {per_row("x", nope)}}).at(2));
     }
     // 2–3. the lists: window ‖ compressed (indexer for ratio 4, HCA for ratio 128) — host steps.
-    IndexLists lists = prefill ? window_lists_prefill(s, win) : window_lists_decode(start_pos, win);
-    if (L.ratio > 0) {
-      if (L.indexer) {
-        out.indexer = prefill ? L.indexer->prefill(x, out.q_r, st.indexer, s)
-                              : L.indexer->decode(x, out.q_r, start_pos, st.indexer, win);
-        lists = concat_lists(lists, out.indexer->lists);
-      } else {
-        lists =
-            concat_lists(lists, prefill ? hca_lists_prefill(s, L.ratio, s) : hca_lists_decode(start_pos, L.ratio, win));
-      }
+    // The window part ‖ the HCA part (ratio 128) by the index_builders op; a CSA layer's compressed
+    // part is the indexer's (host step), concatenated on the host.
+    IndexLists lists = index_lists(start_pos, s, L.ratio == 128 ? L.ratio : 0, prefill ? s : win);
+    if (L.indexer) {
+      out.indexer = prefill ? L.indexer->prefill(x, out.q_r, st.indexer, s)
+                            : L.indexer->decode(x, out.q_r, start_pos, st.indexer, win);
+      lists = concat_lists(lists, out.indexer->lists);
     }
     out.lists = lists;
     // The window ring (host memory), then the compressed entries of this call (host step).
@@ -390,7 +429,12 @@ struct GpuModel::Impl {
       const TopkMargin m = topk(biased, k).margin;
       out.gate.margins.push_back(RoutingMargin{m.kth, m.next, m.gap, m.bound, m.redecided});
     }
-    out.out = L.moe.combine(x, out.gate);
+    // spec 03 §3.3: the experts in ascending id order, the shared expert, bf16 (the moe_combine op).
+    Call combine{L.combine_ints,
+                 {cfg.swiglu_limit},
+                 {per_row("x", x), per_row("weights", out.gate.weights), integers("indices", out.gate.indices, T, k)}};
+    combine.inputs.insert(combine.inputs.end(), L.experts.begin(), L.experts.end());
+    out.out = run1("moe_combine", std::move(combine));
     return out;
   }
 };
