@@ -292,6 +292,33 @@ struct GpuModel::Impl {
     return out;
   }
 
+  // spec 02 §2.7 steps 4–7 by the indexer_topk op: the scores and the lists of the indexer's
+  // queries (o.q, o.weights: host step) against the indexer cache's entries, replacing the host's;
+  // the margins (host step) are official mode's C4 top-k of the op's scores (Indexer::run).
+  void indexer_select(IndexerOutput& o, const IndexerState& ist, std::int64_t ratio, bool prefill,
+                      std::int64_t offset) const {
+    const std::int64_t s = o.weights.rows(), nI = cfg.index_n_heads, cI = cfg.index_head_dim, nk = o.scores.cols();
+    if (nk == 0) return;  // nothing to score: the host's empty lists stand
+    std::vector<std::int64_t> visible(static_cast<std::size_t>(s), nk);
+    // prefill's causal mask (spec 02 §2.7 step 5): query t sees the entries τ < ⌊(t + 1)/m⌋
+    if (prefill)
+      for (std::int64_t t = 0; t < s; ++t) visible[static_cast<std::size_t>(t)] = (t + 1) / ratio;
+    const Mat q = Eigen::Map<const Mat>(o.q.data(), s, nI * cI);
+    const Outputs r =
+        run("indexer_topk", Call{{nI, cfg.index_topk, offset},
+                                 {},
+                                 {per_row("q", q), per_row("weights", o.weights), integers("visible", visible, s, 1),
+                                  shared_mat("cache", ist.cache.topRows(nk))}});
+    o.scores = ops::to_mat(r.at(0));
+    const Array& list = r.at(1);
+    o.lists = IndexLists(list.rows, list.cols);
+    for (std::size_t i = 0; i < o.lists.data.size(); ++i) o.lists.data[i] = static_cast<std::int32_t>(list.f32[i]);
+    for (std::int64_t t = 0; t < s; ++t) {
+      const std::vector<double> row(o.scores.row(t).data(), o.scores.row(t).data() + nk);
+      o.margins[static_cast<std::size_t>(t)] = topk(row, list.cols).margin;
+    }
+  }
+
   // spec 02 §2.11.2 steps 1–7 (Attention::prefill, start_pos 0: st reset) and §2.11.3 steps 1–6
   // (Attention::decode, start_pos = st.next_pos: one token).
   AttentionOutput attention(const Layer& L, std::int64_t layer, const Mat& x, std::int64_t start_pos,
@@ -317,6 +344,7 @@ struct GpuModel::Impl {
     if (L.indexer) {
       out.indexer = prefill ? L.indexer->prefill(x, out.q_r, st.indexer, s)
                             : L.indexer->decode(x, out.q_r, start_pos, st.indexer, win);
+      indexer_select(*out.indexer, st.indexer, L.ratio, prefill, prefill ? s : win);
       lists = concat_lists(lists, out.indexer->lists);
     }
     out.lists = lists;
