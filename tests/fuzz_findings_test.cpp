@@ -51,7 +51,9 @@
 #include "dsv4/io/npz.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_source.hpp"
+#ifdef DSV4_CLI_PATH  // the CLI runs (not in build-fuzz's fuzz_findings_asan_test)
 #include "support/cli_process.hpp"
+#endif
 
 namespace dsv4 {
 namespace {
