@@ -51,12 +51,7 @@ void golden_copy(const std::string& from, const std::string& to,
       if (e.at("path") == n) e["sha256"] = sha256_hex(std::span<const std::byte>(t.bytes(), t.nbytes()));
     out.write(n, t);
   }
-  const std::string text = manifest.dump(1);
-  out.write_string("manifest", text);
-  out.set_attr("/", "dsv4_format", in.attr_string("/", "dsv4_format"));
-  out.set_attr("/", "dsv4_format_version", in.attr_int64("/", "dsv4_format_version"));
-  out.set_attr("/", "manifest_sha256", sha256_hex(text));
-  out.commit();
+  seal_golden(out, manifest.dump(1));
 }
 
 TEST_F(CliCertify, OfficialModeReferencePasses) {

@@ -188,12 +188,7 @@ void rewrite(const std::string& from, const std::string& to,
                     {"sha256", sha256_hex(std::span<const std::byte>(t.bytes(), t.nbytes()))}});
   }
   man["datasets"] = list;
-  const std::string text = man.dump(1);
-  f.write_string("manifest", text);
-  f.set_attr("/", "dsv4_format", kGoldenFormatName);
-  f.set_attr("/", "dsv4_format_version", kGoldenFormatVersion);
-  f.set_attr("/", "manifest_sha256", sha256_hex(text));
-  f.commit();
+  seal_golden(f, man.dump(1));
 }
 
 TEST_F(TrainGolden, ReHashedButIncompleteOrInconsistentStepFails) {

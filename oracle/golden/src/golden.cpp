@@ -391,12 +391,7 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
   man["hash_definition"] = "sha256 of the dataset's elements as little-endian bytes in row-major order";
   man["datasets"] = std::move(datasets);
   st.datasets = static_cast<std::int64_t>(man["datasets"].size());
-  const std::string text = man.dump(1);
-  f.write_string("manifest", text);
-  f.set_attr("/", "dsv4_format", kGoldenFormatName);
-  f.set_attr("/", "dsv4_format_version", kGoldenFormatVersion);
-  f.set_attr("/", "manifest_sha256", sha256_hex(text));
-  f.commit();
+  seal_golden(f, man.dump(1));
   st.seconds_write += seconds_since(t0);
   return st;
 }
@@ -704,6 +699,14 @@ GoldenVerifyResult verify_golden(const std::string& path) {
   // The training step (train_golden.hpp).
   for (GoldenProblem& p : verify_train_group(g)) r.problems.push_back(std::move(p));
   return r;
+}
+
+void seal_golden(Hdf5File& f, const std::string& manifest_text) {
+  f.write_string("manifest", manifest_text);
+  f.set_attr("/", "dsv4_format", kGoldenFormatName);
+  f.set_attr("/", "dsv4_format_version", kGoldenFormatVersion);
+  f.set_attr("/", "manifest_sha256", sha256_hex(manifest_text));
+  f.commit();
 }
 
 }  // namespace dsv4

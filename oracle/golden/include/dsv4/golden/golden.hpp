@@ -191,4 +191,9 @@ struct GoldenVerifyResult {
 // read error such as truncated data).
 GoldenVerifyResult verify_golden(const std::string& path);
 
+// Seals a golden being written: the manifest text as /manifest, the format name and version and the
+// manifest's SHA-256 as root attributes, then commits the file. The one way a golden is sealed —
+// the generator, and the tests that forge consistent goldens, call it.
+void seal_golden(Hdf5File& f, const std::string& manifest_text);
+
 }  // namespace dsv4
