@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "support/cli_process.hpp"
 
@@ -27,6 +28,7 @@ TEST_F(CliSensitivity, CommittedGoldenCatchesTwoPerMilleScalesAndSaysWhereItCann
   ASSERT_GT(rows.size(), 300u);
   int goal = 0;
   int quantised = 0;
+  std::vector<std::string> offset_limited;  // non-FP8 outputs whose offset limit is above 0.2%
   for (const auto& row : rows) {
     const auto caught = [&](const char* dir) { return row.at(dir).at("caught_from"); };
     goal += row.at("meets_goal").get<bool>();
@@ -45,9 +47,16 @@ TEST_F(CliSensitivity, CommittedGoldenCatchesTwoPerMilleScalesAndSaysWhereItCann
     if (fp8) {
       EXPECT_GT(limit, 0.002) << out;
     }
+    // An offset is caught from 0.2% too, except where the offset test's own limit is above it: its
+    // allowance is k x the exact recomputation's significant offset from the official (two outputs of
+    // this golden, listed below); there within 2.5x that limit.
+    const double off_limit = row.at("offset_limit").is_null() ? 0.0 : row.at("offset_limit").get<double>();
+    if (!fp8 && off_limit > 0.002) offset_limited.push_back(out);
+    const double off_bound = std::max(bound, 2.5 * off_limit);
     for (const char* dir : {"scale_up", "scale_down", "offset_up", "offset_down"}) {
       ASSERT_FALSE(caught(dir).is_null()) << out << " " << dir;
-      EXPECT_LE(caught(dir).get<double>(), bound) << out << " " << dir;
+      const bool offset = std::string(dir).starts_with("offset");
+      EXPECT_LE(caught(dir).get<double>(), offset ? off_bound : bound) << out << " " << dir;
       if (fp8) {
         EXPECT_NE(row.at(dir).at("by"), "fp8_grid") << out << " " << dir;
       }
@@ -57,6 +66,8 @@ TEST_F(CliSensitivity, CommittedGoldenCatchesTwoPerMilleScalesAndSaysWhereItCann
     }
   }
   EXPECT_EQ(quantised, 24);
+  // Measured on this golden: offset limits 0.62% and 0.78%, each caught from 1%.
+  EXPECT_EQ(offset_limited, (std::vector<std::string>{"prefill/layers.2.attn/out", "decode1/layers.1.attn/out"}));
   EXPECT_GE(goal, 304);  // measured: 304 of 327, the 23 others at their limit (BENCHMARKS.md, issue 15)
   EXPECT_NE(r.out.find(", 0 are short of it"), std::string::npos) << r.out;
 }

@@ -72,6 +72,8 @@ struct Pending {
   std::vector<std::array<Probe, kDirections>> probes;  // [ladder index][direction]
   double scale_allowance = 0.0, scale_se = 0.0;
   bool scale_ran = false;
+  double offset_allowance = 0.0, offset_se = 0.0;  // relative to the exact rms
+  bool offset_ran = false;
 };
 
 // The probe is the diff's own judgement of the output (ObservedField::judge): the same yardstick,
@@ -125,6 +127,40 @@ double rounding_scale_se(const ObservedField& f) {
     }
   }
   return soo > 0.0 ? std::sqrt(var) / soo : 0.0;
+}
+
+// The offset test's weighted mean Σ w·d / Σ w (compare/structure.cpp: w = (u0/u)², u the ulp of the
+// official value at max(|o|, rms(o)/16) in the stored format, u0 that of rms(o)/16): its standard
+// error when every element carries only its rounding error of variance v (as rounding_scale_se):
+// sqrt(Σ w² v) / Σ w.
+double rounding_offset_se(const ObservedField& f) {
+  const compare::UlpGrid grid = compare::ulp_grid(f.official_format);
+  const compare::QuantisedLayout* q = f.quantised;
+  double sum_sq = 0.0;
+  std::int64_t n = 0;
+  for (const double x : f.official)
+    if (std::isfinite(x)) {
+      sum_sq += x * x;
+      ++n;
+    }
+  if (n == 0) return 0.0;
+  const double floor = std::sqrt(sum_sq / static_cast<double>(n)) / 16.0;
+  const double u0 = compare::ulp_at(grid, floor);
+  double sw = 0.0, var = 0.0;
+  for (std::size_t i = 0; i < f.official.size(); ++i) {
+    const double x = f.official[i];
+    if (!std::isfinite(x)) continue;
+    const double u = compare::ulp_at(grid, std::max(std::fabs(x), floor));
+    const double w = (u0 / u) * (u0 / u);
+    double v = compare::ulp_at(grid, x) * compare::ulp_at(grid, x) / 12.0;
+    if (q != nullptr && static_cast<std::int64_t>(i) % q->cols < q->quantised_cols) {
+      const double d = x - f.official_pre[i];
+      v = d * d;
+    }
+    sw += w;
+    var += w * w * v;
+  }
+  return sw > 0.0 ? std::sqrt(var) / sw : 0.0;
 }
 
 // The upper-tail normal quantile: z with P(Z > z) = p (bisection; p in (0, 0.5]).
@@ -182,6 +218,12 @@ SensitivityReport sensitivity(const Golden& g, const ModelWeights& w, const comp
         ++n;
       }
     const double rms = n > 0 ? std::sqrt(sum_sq / static_cast<double>(n)) : 0.0;
+    for (const compare::StructureStat& x : clean.stats)
+      if (x.kind == compare::StructureKind::kOffset && x.ran && rms > 0.0) {
+        p.offset_ran = true;
+        p.offset_allowance = x.allowance / rms;
+        p.offset_se = rounding_offset_se(f) / rms;
+      }
     // The engine's value before its final rounding: somewhere within ±½ ulp of the stored one
     // (a fixed pseudo-random point per element), so that with ε = 0 it stores exactly the baseline
     // and with ε ≠ 0 a fraction ≈ ε/ulp of the elements moves by one ulp — as a real engine's
@@ -234,6 +276,7 @@ SensitivityReport sensitivity(const Golden& g, const ModelWeights& w, const comp
   const double z_star = upper_quantile(std::min(rep.first_threshold, 0.5));
   for (Pending& p : pending) {
     if (p.scale_ran) p.row.scale_limit = p.scale_allowance + z_star * p.scale_se;
+    if (p.offset_ran) p.row.offset_limit = p.offset_allowance + z_star * p.offset_se;
     SensitivityDirection* dirs[kDirections] = {&p.row.scale_up, &p.row.scale_down, &p.row.offset_up,
                                                &p.row.offset_down};
     for (int d = 0; d < kDirections; ++d) {
@@ -307,6 +350,7 @@ std::string sensitivity_json(const SensitivityReport& r) {
                     {"elements", x.elements},
                     {"format", std::string(dtype_name(x.format))},
                     {"scale_limit", x.scale_limit < 0 ? nlohmann::json() : nlohmann::json(x.scale_limit)},
+                    {"offset_limit", x.offset_limit < 0 ? nlohmann::json() : nlohmann::json(x.offset_limit)},
                     {"scale_up", dir(x.scale_up)},
                     {"scale_down", dir(x.scale_down)},
                     {"offset_up", dir(x.offset_up)},

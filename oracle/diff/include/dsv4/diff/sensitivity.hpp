@@ -35,6 +35,10 @@ struct SensitivityRow {
   // rounding of its own output to `format`: the floor plus z* standard errors, z* the normal
   // quantile of Holm's first threshold (relative; −1 when the test cannot run).
   double scale_limit = -1.0;
+  // The same for the offset test (relative to the rms of the exact values, as the offsets ε·rms are):
+  // its allowance — the floor plus k × the exact recomputation's own significant offset from the
+  // official — plus z* standard errors of its weighted mean under the rounding noise alone.
+  double offset_limit = -1.0;
   SensitivityDirection scale_up, scale_down, offset_up, offset_down;
 };
 
