@@ -25,7 +25,10 @@ namespace {
 // so the indexer's top-k really chooses; the ratio-128 layers have none (their compressor gets no
 // gradient); layers 0–2 are hash-routed, 3–5 and the MTP block score-routed.
 constexpr std::int64_t kTokens = 40;
-constexpr std::uint64_t kSeed = 5;
+// The weights and tokens seed: a point away from every discrete decision at the test's steps (each
+// check asserts it). Seed 5 was until the synthetic weights' version 2 (wo_a on the FP8 grid,
+// e87cd0e) moved its point next to a decision that the ±h forwards flip; seed 4's is clear of them.
+constexpr std::uint64_t kSeed = 4;
 
 struct Step {
   ModelConfig c = builtin_config("tiny");
@@ -141,7 +144,7 @@ ParameterMap random_direction(const Step& st, std::uint64_t seed) {
 }
 
 // Every tensor moves by h times its RMS along v: h = 1e-5 keeps every routing cut and indexer choice
-// (the smallest biased-score gap of the point is 8.6e-4) while the rounding term stays ≈ 1e-7.
+// (the smallest biased-score gap of the point is 6.9e-4) while the rounding term stays ≈ 1e-7.
 constexpr double kDirectionStep = 1e-5;
 
 TEST(ModelBackward, RandomDirectionsOverEveryParameter) {
