@@ -56,12 +56,8 @@ struct ExpertCall {
   }
   // The reference's expert_forward (spec 03 §3.2) with these weights.
   Mat forward(const Precision& p) const {
-    ModelConfig c = builtin_config("tiny");
-    c.dim = d;
-    c.moe_inter_dim = de;
-    c.swiglu_limit = limit;
-    c.scale_fmt = fmt == ScaleFormat::kUE8M0 ? "ue8m0" : "";
-    return expert_forward(p, c, ExpertWeights{w1.block(0), w2.block(0), w3.block(0)}, to_mat(x), &route_weight);
+    return expert_forward(p, expert_config(d, de, limit, fmt), ExpertWeights{w1.block(0), w2.block(0), w3.block(0)},
+                          to_mat(x), &route_weight);
   }
 };
 

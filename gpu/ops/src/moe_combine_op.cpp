@@ -70,13 +70,9 @@ struct CombineCall {
   // The reference's Moe::combine (spec 03 §3.3) with these experts; the gate it holds (synthetic) is
   // not called: the routing is given.
   Mat forward(const Precision& p) const {
-    ModelConfig c = builtin_config("tiny");
-    c.dim = d;
-    c.moe_inter_dim = de;
+    ModelConfig c = expert_config(d, de, limit, fmt);
     c.n_routed_experts = experts;
     c.n_activated_experts = weights.cols();
-    c.swiglu_limit = limit;
-    c.scale_fmt = fmt == ScaleFormat::kUE8M0 ? "ue8m0" : "";
     const std::int64_t layer = c.n_hash_layers;  // a score-routed layer
     MoeWeights w;
     w.gate = GateWeights::synthetic(c, layer, 1);

@@ -1,6 +1,7 @@
 // The sensitivity of certify's local verdicts; see sensitivity.hpp.
 #include "dsv4/diff/sensitivity.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -129,6 +130,18 @@ double rounding_scale_se(const ObservedField& f) {
   return soo > 0.0 ? std::sqrt(var) / soo : 0.0;
 }
 
+// The root mean square of the finite values (0 when there are none).
+double finite_rms(std::span<const double> v) {
+  double sum_sq = 0.0;
+  std::int64_t n = 0;
+  for (const double x : v)
+    if (std::isfinite(x)) {
+      sum_sq += x * x;
+      ++n;
+    }
+  return n > 0 ? std::sqrt(sum_sq / static_cast<double>(n)) : 0.0;
+}
+
 // The offset test's weighted mean Σ w·d / Σ w (compare/structure.cpp: w = (u0/u)², u the ulp of the
 // official value at max(|o|, rms(o)/16) in the stored format, u0 that of rms(o)/16): its standard
 // error when every element carries only its rounding error of variance v (as rounding_scale_se):
@@ -136,15 +149,8 @@ double rounding_scale_se(const ObservedField& f) {
 double rounding_offset_se(const ObservedField& f) {
   const compare::UlpGrid grid = compare::ulp_grid(f.official_format);
   const compare::QuantisedLayout* q = f.quantised;
-  double sum_sq = 0.0;
-  std::int64_t n = 0;
-  for (const double x : f.official)
-    if (std::isfinite(x)) {
-      sum_sq += x * x;
-      ++n;
-    }
-  if (n == 0) return 0.0;
-  const double floor = std::sqrt(sum_sq / static_cast<double>(n)) / 16.0;
+  if (std::none_of(f.official.begin(), f.official.end(), [](double x) { return std::isfinite(x); })) return 0.0;
+  const double floor = finite_rms(f.official) / 16.0;
   const double u0 = compare::ulp_at(grid, floor);
   double sw = 0.0, var = 0.0;
   for (std::size_t i = 0; i < f.official.size(); ++i) {
@@ -210,14 +216,7 @@ SensitivityReport sensitivity(const Golden& g, const ModelWeights& w, const comp
       p.scale_allowance = clean.stats.front().allowance;
       p.scale_se = rounding_scale_se(f);
     }
-    double sum_sq = 0.0;
-    std::int64_t n = 0;
-    for (const double e : f.exact)
-      if (std::isfinite(e)) {
-        sum_sq += e * e;
-        ++n;
-      }
-    const double rms = n > 0 ? std::sqrt(sum_sq / static_cast<double>(n)) : 0.0;
+    const double rms = finite_rms(f.exact);
     for (const compare::StructureStat& x : clean.stats)
       if (x.kind == compare::StructureKind::kOffset && x.ran && rms > 0.0) {
         p.offset_ran = true;
