@@ -51,6 +51,8 @@
 #include "dsv4/io/npz.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_source.hpp"
+// The small model of the harnesses (oracle/fuzz/fuzz_golden_common.cpp): its golden takes about a second.
+#include "../oracle/fuzz/small_model_config.hpp"
 #ifdef DSV4_CLI_PATH  // the CLI runs (not in build-fuzz's fuzz_findings_asan_test)
 #include "support/cli_process.hpp"
 #endif
@@ -61,23 +63,13 @@ namespace {
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
-// The small model of oracle/fuzz/fuzz_golden_common.cpp: its golden takes about a second.
-constexpr const char* kConfig = R"({"max_batch_size": 1, "max_seq_len": 64, "vocab_size": 64, "dim": 128,
- "moe_inter_dim": 128, "n_layers": 3, "n_hash_layers": 1, "n_mtp_layers": 1, "n_heads": 2, "n_routed_experts": 4,
- "n_shared_experts": 1, "n_activated_experts": 2, "score_func": "sqrtsoftplus", "route_scale": 2.5,
- "swiglu_limit": 10.0, "q_lora_rank": 128, "head_dim": 128, "rope_head_dim": 64, "o_groups": 1, "o_lora_rank": 128,
- "window_size": 4, "compress_ratios": [0, 4, 128, 0], "rope_theta": 10000.0, "compress_rope_theta": 160000.0,
- "rope_factor": 16.0, "original_seq_len": 65536, "beta_fast": 32.0, "beta_slow": 1.0, "index_n_heads": 2,
- "index_head_dim": 128, "index_topk": 4, "hc_mult": 4, "hc_sinkhorn_iters": 20, "hc_eps": 1e-06, "norm_eps": 1e-06,
- "dtype": "fp8", "scale_fmt": "ue8m0", "expert_dtype": "fp4"})";
-
 class FuzzFindings : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("dsv4_golden_forged_" + std::to_string(::getpid()));
     fs::create_directories(dir_);
     GoldenGenerateOptions o;
-    o.config = parse_config_json(kConfig, "golden_forged_test");
+    o.config = parse_config_json(fuzz::kSmallModelConfig, "small_model_config.hpp");
     o.weights = WeightsSpec{1, ""};
     o.tokens = synthetic_tokens(5, o.config.vocab_size, 1);
     o.decode_steps = 1;

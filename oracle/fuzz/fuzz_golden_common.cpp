@@ -13,21 +13,11 @@
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/golden/model_run.hpp"
 #include "dsv4/io/hdf5_file.hpp"
+#include "small_model_config.hpp"
 
 namespace dsv4::fuzz {
 
 namespace {
-
-// A 3-layer model small enough that generating its golden and recomputing its modules takes
-// milliseconds: one SWA layer, one CSA layer (compressor + indexer), one HCA layer, the MTP block.
-constexpr const char* kConfig = R"({"max_batch_size": 1, "max_seq_len": 64, "vocab_size": 64, "dim": 128,
- "moe_inter_dim": 128, "n_layers": 3, "n_hash_layers": 1, "n_mtp_layers": 1, "n_heads": 2, "n_routed_experts": 4,
- "n_shared_experts": 1, "n_activated_experts": 2, "score_func": "sqrtsoftplus", "route_scale": 2.5,
- "swiglu_limit": 10.0, "q_lora_rank": 128, "head_dim": 128, "rope_head_dim": 64, "o_groups": 1, "o_lora_rank": 128,
- "window_size": 4, "compress_ratios": [0, 4, 128, 0], "rope_theta": 10000.0, "compress_rope_theta": 160000.0,
- "rope_factor": 16.0, "original_seq_len": 65536, "beta_fast": 32.0, "beta_slow": 1.0, "index_n_heads": 2,
- "index_head_dim": 128, "index_topk": 4, "hc_mult": 4, "hc_sinkhorn_iters": 20, "hc_eps": 1e-06, "norm_eps": 1e-06,
- "dtype": "fp8", "scale_fmt": "ue8m0", "expert_dtype": "fp4"})";
 
 [[noreturn]] void harness_failure(const std::string& what) {
   std::fprintf(stderr, "fuzz harness setup failed: %s\n", what.c_str());
@@ -70,7 +60,7 @@ const GoldenTemplate& golden_template() {
     GoldenTemplate g;
     g.path = scratch_dir() + "/template.h5";
     GoldenGenerateOptions o;
-    o.config = parse_config_json(kConfig, "fuzz_golden_common.cpp");
+    o.config = parse_config_json(kSmallModelConfig, "small_model_config.hpp");
     o.config.name = "fuzz-small";
     o.weights = WeightsSpec{1, ""};
     o.tokens = synthetic_tokens(5, o.config.vocab_size, 1);
