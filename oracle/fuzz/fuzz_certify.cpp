@@ -30,7 +30,6 @@
 #include <string>
 #include <vector>
 
-#include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/golden/certify.hpp"
 #include "dsv4/golden/declarations.hpp"
 #include "dsv4/golden/golden.hpp"
@@ -41,7 +40,6 @@
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_source.hpp"
 #include "dsv4/numerics/formats.hpp"
-#include "dsv4/report/certify_report.hpp"
 #include "fuzz_golden_common.hpp"
 
 namespace {
@@ -185,14 +183,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     dsv4::CertifyOptions opts;
     opts.require = dsv4::parse_requirement((options & 0x08) ? "layers.1.*" : (options & 0x04) ? "none" : "all");
     if (options & 0x02) opts.candidate_format = dsv4::candidate_format_option("bfloat16");
-    if (!(options & 0x01))
-      opts.local_verdicts = [&] {
-        return dsv4::diff::local_verdicts_of(dsv4::diff::diff_against_golden(g, cand, *t.weights));
-      };
-    const dsv4::report::CertifyReport rep = dsv4::certify(g, cand, opts);
-    (void)rep.pass();
-    (void)dsv4::report::format_text(rep, dsv4::report::Detail::kVerbose);
-    (void)dsv4::report::to_json(rep).dump(1);
+    fz::certify_and_report(g, cand, opts, (options & 0x01) ? nullptr : t.weights);
   } catch (const InputError&) {
   }
   return 0;

@@ -38,7 +38,6 @@
 #include <string>
 #include <vector>
 
-#include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/golden/certify.hpp"
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/golden/declarations.hpp"
@@ -48,7 +47,6 @@
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/io/npz.hpp"
 #include "dsv4/io/tensor_source.hpp"
-#include "dsv4/report/certify_report.hpp"
 #include "fuzz_golden_common.hpp"
 
 namespace {
@@ -177,18 +175,7 @@ void use_verified(const std::string& path, std::uint8_t pick) {
   const bool same_model = dsv4::config_to_json(g.config()) == t.config_json && g.weights_seed() == 1;
   // With the local verdicts (they include the end-to-end comparisons) when the weights are the
   // golden's, unless byte 1 is odd: the end-to-end screen alone.
-  {
-    const bool local = same_model && (pick % 2 == 0);
-    dsv4::CertifyOptions opts;
-    if (local)
-      opts.local_verdicts = [&] {
-        return dsv4::diff::local_verdicts_of(dsv4::diff::diff_against_golden(g, cand, *t.weights));
-      };
-    const dsv4::report::CertifyReport rep = dsv4::certify(g, cand, opts);
-    (void)rep.pass();
-    (void)dsv4::report::format_text(rep, dsv4::report::Detail::kVerbose);
-    (void)dsv4::report::to_json(rep).dump(1);
-  }
+  fz::certify_and_report(g, cand, {}, same_model && (pick % 2 == 0) ? t.weights : nullptr);
 }
 
 }  // namespace

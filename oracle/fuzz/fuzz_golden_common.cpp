@@ -10,9 +10,11 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/golden/model_run.hpp"
 #include "dsv4/io/hdf5_file.hpp"
+#include "dsv4/report/certify_report.hpp"
 #include "small_model_config.hpp"
 
 namespace dsv4::fuzz {
@@ -53,6 +55,16 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 std::string seeds_dir_requested() {
   const char* d = std::getenv("DSV4_FUZZ_WRITE_SEEDS");
   return d && *d ? std::string(d) : std::string();
+}
+
+void certify_and_report(const Golden& g, const MappedTensorSource& cand, CertifyOptions opts,
+                        const ModelWeights* weights) {
+  if (weights != nullptr)
+    opts.local_verdicts = [&] { return diff::local_verdicts_of(diff::diff_against_golden(g, cand, *weights)); };
+  const report::CertifyReport rep = certify(g, cand, opts);
+  (void)rep.pass();
+  (void)report::format_text(rep, report::Detail::kVerbose);
+  (void)report::to_json(rep).dump(1);
 }
 
 const GoldenTemplate& golden_template() {
