@@ -80,6 +80,16 @@ const BlockWeights& block_weights(const ModelConfig& c, const ModelWeights& w, s
 
 std::int64_t all_blocks(const ModelConfig& c) { return c.n_layers + std::max<std::int64_t>(c.n_mtp_layers, 0); }
 
+// The judgement of one float output's values (Differ::check's judge) with what its result reports
+// beyond the verdict: the metrics judged (the candidate's values, its accepted rounding flips set to
+// the exact's), the flips accepted, and whether an FP8 value off the e4m3 × 2^k grid failed it.
+struct ValuesJudgement {
+  OutputJudgement judgement;
+  compare::TensorMetrics metrics;
+  compare::QuantFlips flips;
+  bool off_grid = false;
+};
+
 // The recomputations every module is judged with (oracle/README.md §diff, "The yardstick"):
 // exact, official, and the official arithmetic with its C1 sums accumulated sequentially in fp32 —
 // the plainest legitimate order (spec 01 C1), whose error against exact the yardstick includes.
@@ -337,21 +347,19 @@ class Differ {
                            compare::quantised_max_abs_error(flatten(quant->pre[kFp32Order]), pe, *ql));
       }
       const compare::FieldLayout layout = compare::layout_of(cand->shape);
-      compare::QuantFlips flips;
-      compare::TensorMetrics cm;
-      bool off_grid = false;
       // The judgement of one output's values (its own, or others of the same shape for the
-      // observer): every rule below, nothing else.
+      // observer): every rule below, nothing else; it writes nothing outside its result.
       const auto judge = [&](std::span<const double> values) {
+        ValuesJudgement out;
         std::span<const double> judged = values;
-        off_grid = false;
         if (ql) {
-          flips = compare::accept_quant_flips(values, e, pe, pre_err, official_ulp, *ql, tol_);
-          judged = flips.judged;
+          out.flips = compare::accept_quant_flips(values, e, pe, pre_err, official_ulp, *ql, tol_);
+          judged = out.flips.judged;
         }
-        cm = compare::compute_metrics(judged, ulp, e, mo);
-        OutputJudgement j{compare::judge_tensor(cm, yardstick, tol_),
-                          compare::error_structure(values, off, e, layout, ulp, tol_.k, tol_.structure).stats};
+        out.metrics = compare::compute_metrics(judged, ulp, e, mo);
+        out.judgement = {compare::judge_tensor(out.metrics, yardstick, tol_),
+                         compare::error_structure(values, off, e, layout, ulp, tol_.k, tol_.structure).stats};
+        OutputJudgement& j = out.judgement;
         if (ql)  // the direction of its decisions (compare/quant_flips.hpp), in the same family
           j.structure.push_back(compare::quant_direction_test(values, off, e, *ql, tol_.k, tol_.structure));
         if (j.verdict.verdict == compare::Verdict::kPass && quant && quant->kind == BlockQuant::kFp8Ue8m0) {
@@ -359,7 +367,7 @@ class Differ {
           for (std::size_t i = 0; i < values.size(); ++i) {
             if (static_cast<std::int64_t>(i) % cols < quant->quantised_cols && !fp8_pow2_value(values[i])) {
               j.verdict.verdict = compare::Verdict::kFail;
-              off_grid = true;
+              out.off_grid = true;
               j.verdict.reason =
                   "element " + std::to_string(i) + " = " + std::to_string(values[i]) +
                   " is not an e4m3 value times a power of two (more than 4 significant bits): the FP8 simulation's "
@@ -368,14 +376,16 @@ class Differ {
             }
           }
         }
-        return j;
+        return out;
       };
-      const OutputJudgement j = judge(cand->values);
+      const ValuesJudgement own = judge(cand->values);
+      const OutputJudgement& j = own.judgement;
+      const compare::QuantFlips& flips = own.flips;
       o.pass = j.verdict.verdict == compare::Verdict::kPass;
       o.reason = j.verdict.reason;
-      o.local_max_abs = cm.max_abs;
+      o.local_max_abs = own.metrics.max_abs;
       if (flips.accepted() > 0) {
-        if (!off_grid) o.reason += "; " + flips.summary(quant->kind);
+        if (!own.off_grid) o.reason += "; " + flips.summary(quant->kind);
         o.quant_element_flips = flips.element_flips;
         o.quant_scale_flips = flips.scale_flips;
         o.quant_scale_flip_elements = flips.scale_flip_elements;
@@ -388,8 +398,8 @@ class Differ {
       o.structure_reject.assign(o.structure.size(), false);
       if (observer_)
         observer_(ObservedField{o.name, cand->shape, cand->values, e, off, ulp, official_ulp,
-                                [&](std::span<const double> values) { return judge(values); }, ql ? &*ql : nullptr,
-                                po});
+                                [&](std::span<const double> values) { return judge(values).judgement; },
+                                ql ? &*ql : nullptr, po});
       structured_.emplace_back(static_cast<std::size_t>(&m - report_.modules.data()), m.outputs.size());
       if (const std::optional<RecordedTensor> g = golden_(o.name); g && g->values.size() == e.size()) {
         o.accumulated_max_abs = compare::compute_metrics(cand->values, ulp, g->values, mo).max_abs;
