@@ -170,14 +170,20 @@ Op edited(const std::string& stem, Edit edit) {
   return op;
 }
 
-TEST(GradientCheck, CatchesAGradientWrongInOneElementByOnePartIn1e8) {
-  const Op bad = edited("rmsnorm", [](GradientForms& f) {
-    f.backward = [orig = f.backward](const Call& c) {
+// op with its registered backward's gradients changed by `wrong` (a backward with that bug).
+template <class Wrong>
+Op wrong_gradients(const std::string& stem, Wrong wrong) {
+  return edited(stem, [wrong](GradientForms& f) {
+    f.backward = [orig = f.backward, wrong](const Call& c) {
       Doubles g = orig(c);
-      g[1].back() *= 1.0 + 1e-8;  // the last element of d(weight)
+      wrong(g);
       return g;
     };
   });
+}
+
+TEST(GradientCheck, CatchesAGradientWrongInOneElementByOnePartIn1e8) {
+  const Op bad = wrong_gradients("rmsnorm", [](Doubles& g) { g[1].back() *= 1.0 + 1e-8; });  // the last of d(weight)
   const SelfCheckLine l = check_gradient(bad, GradientCheckOptions{});
   EXPECT_EQ(l.failures, l.cases);
   EXPECT_NE(l.first_failure.find("dweight[0, 7]"), std::string::npos) << l.first_failure;  // the first case: dim 8
@@ -185,13 +191,7 @@ TEST(GradientCheck, CatchesAGradientWrongInOneElementByOnePartIn1e8) {
 
 TEST(GradientCheck, CatchesANaNOrInfiniteGradient) {
   for (const double bad : {std::nan(""), static_cast<double>(INFINITY)}) {
-    const Op op = edited("rope", [bad](GradientForms& f) {
-      f.backward = [orig = f.backward, bad](const Call& c) {
-        Doubles g = orig(c);
-        g[0][3] = bad;
-        return g;
-      };
-    });
+    const Op op = wrong_gradients("rope", [bad](Doubles& g) { g[0][3] = bad; });
     const SelfCheckLine l = check_gradient(op, GradientCheckOptions{});
     EXPECT_EQ(l.failures, l.cases) << bad;
     EXPECT_NE(l.first_failure.find("dx[0, 3]"), std::string::npos) << l.first_failure;
@@ -240,13 +240,7 @@ TEST(GradientCheck, CatchesAFiftyDigitForwardThatIsNotTheReferences) {
 TEST(GradientCheck, CatchesAMissingSinkGradient) {
   // Sparse attention with the sink's gradient left out (a backward that treats the sink as a
   // constant): every check point fails at dsink.
-  const Op bad = edited("sparse_attention", [](GradientForms& f) {
-    f.backward = [orig = f.backward](const Call& c) {
-      Doubles g = orig(c);
-      std::fill(g[2].begin(), g[2].end(), 0.0);
-      return g;
-    };
-  });
+  const Op bad = wrong_gradients("sparse_attention", [](Doubles& g) { std::fill(g[2].begin(), g[2].end(), 0.0); });
   const SelfCheckLine l = check_gradient(bad, GradientCheckOptions{});
   EXPECT_EQ(l.failures, l.cases);
   EXPECT_NE(l.first_failure.find("dsink"), std::string::npos) << l.first_failure;
@@ -255,26 +249,14 @@ TEST(GradientCheck, CatchesAMissingSinkGradient) {
 TEST(GradientCheck, CatchesAnIndexerLossThatDetachesTheKeys) {
   // The indexer's KL term with the compressed keys treated as constants (their gradient left out):
   // every check point fails at dkeys.
-  const Op bad = edited("indexer_loss", [](GradientForms& f) {
-    f.backward = [orig = f.backward](const Call& c) {
-      Doubles g = orig(c);
-      std::fill(g[2].begin(), g[2].end(), 0.0);
-      return g;
-    };
-  });
+  const Op bad = wrong_gradients("indexer_loss", [](Doubles& g) { std::fill(g[2].begin(), g[2].end(), 0.0); });
   const SelfCheckLine l = check_gradient(bad, GradientCheckOptions{});
   EXPECT_EQ(l.failures, l.cases);
   EXPECT_NE(l.first_failure.find("dkeys"), std::string::npos) << l.first_failure;
 }
 
 TEST(GradientCheck, AStructuralMismatchIsAFailureNotACrash) {
-  const Op bad = edited("hadamard", [](GradientForms& f) {
-    f.backward = [orig = f.backward](const Call& c) {
-      Doubles g = orig(c);
-      g[0].pop_back();
-      return g;
-    };
-  });
+  const Op bad = wrong_gradients("hadamard", [](Doubles& g) { g[0].pop_back(); });
   const SelfCheckLine l = check_gradient(bad, GradientCheckOptions{});
   EXPECT_EQ(l.failures, l.cases);
   EXPECT_NE(l.first_failure.find("wrong size"), std::string::npos) << l.first_failure;
