@@ -8,6 +8,7 @@
 
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/expert.hpp"
+#include "dsv4/model/expert_config.hpp"
 #include "dsv4/model/moe.hpp"
 #include "reference_weight.hpp"
 
@@ -16,18 +17,6 @@ namespace {
 
 ExpertWeights expert_weights(const LinearWeightView& w1, const LinearWeightView& w3, const LinearWeightView& w2) {
   return ExpertWeights{reference_weight(w1), reference_weight(w2), reference_weight(w3)};
-}
-
-// The reference's config of an expert / MoE of these shapes (the op files' convention: the tiny
-// config with the shapes, the limit and the activation scale format replaced; the weights' kinds are
-// their own).
-ModelConfig config_of(std::int64_t d, std::int64_t de, double limit, ScaleFormat act_fmt) {
-  ModelConfig c = builtin_config("tiny");
-  c.dim = d;
-  c.moe_inter_dim = de;
-  c.swiglu_limit = limit;
-  c.scale_fmt = act_fmt == ScaleFormat::kUE8M0 ? "ue8m0" : "";
-  return c;
 }
 
 }  // namespace
@@ -43,7 +32,7 @@ void expert_reference_rows(const float* x, const std::vector<std::int64_t>& rows
     for (std::int64_t i = 0; i < d; ++i) xs(r, i) = x[t * d + i];
     rw(r) = route_weight != nullptr ? route_weight[t] : 0.0;
   }
-  const Mat ys = expert_forward(Precision(Mode::kOfficial), config_of(d, w.inter, limit, w.act_fmt),
+  const Mat ys = expert_forward(Precision(Mode::kOfficial), expert_config(d, w.inter, limit, w.act_fmt),
                                 expert_weights(w.w1, w.w3, w.w2), xs, route_weight != nullptr ? &rw : nullptr);
   for (std::int64_t r = 0; r < n; ++r) {
     const std::int64_t t = rows[static_cast<std::size_t>(r)];
@@ -61,7 +50,7 @@ void moe_combine_reference_tokens(const float* x, const float* weights, const st
     std::vector<std::int64_t> ids(indices + t * k, indices + (t + 1) * k);
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-    ModelConfig c = config_of(d, de, limit, w.act_fmt);
+    ModelConfig c = expert_config(d, de, limit, w.act_fmt);
     c.n_routed_experts = std::max<std::int64_t>(k, static_cast<std::int64_t>(ids.size()));
     c.n_activated_experts = k;
     const std::int64_t layer = c.n_hash_layers;  // a score-routed layer (its gate is not called)

@@ -149,13 +149,4 @@ std::vector<Array> quantised_weight_arrays(WeightKind kind, const std::string& n
   return {std::move(a), std::move(s)};
 }
 
-ModelConfig expert_config(std::int64_t d, std::int64_t de, double swiglu_limit, ScaleFormat act_scales) {
-  ModelConfig c = builtin_config("tiny");
-  c.dim = d;
-  c.moe_inter_dim = de;
-  c.swiglu_limit = swiglu_limit;
-  c.scale_fmt = act_scales == ScaleFormat::kUE8M0 ? "ue8m0" : "";
-  return c;
-}
-
 }  // namespace dsv4::ops::detail

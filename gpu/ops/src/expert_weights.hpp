@@ -15,6 +15,7 @@
 
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/gpu/linear.hpp"
+#include "dsv4/model/expert_config.hpp"
 #include "dsv4/model/linear.hpp"
 #include "dsv4/ops/op.hpp"
 
@@ -41,10 +42,6 @@ struct WeightInput {
 // per-row array, or K not a multiple of 128 for fp8 / fp4.
 WeightInput read_weight(const Call& c, std::size_t& at, WeightKind kind, std::int64_t blocks, std::int64_t n,
                         std::int64_t k, const char* op);
-
-// The config an expert op's reference runs with: the tiny config with the op's widths (dim d,
-// moe_inter_dim de), SwiGLU clamp and activation-scale format.
-ModelConfig expert_config(std::int64_t d, std::int64_t de, double swiglu_limit, ScaleFormat act_scales);
 
 enum class WeightValues {
   kNormals,  // the model's synthetic weights (synthetic_fp8_weight / synthetic_fp4_weight: N(0, σ²) quantised)

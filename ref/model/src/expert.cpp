@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "dsv4/model/expert_config.hpp"
+
 namespace dsv4 {
 
 namespace {
@@ -76,6 +78,15 @@ Mat expert_forward(const Precision& p, const ModelConfig& c, const ExpertWeights
   }
   // step 5: y = W2 bf16(h).
   return linear(p, h, w.w2, fmt);
+}
+
+ModelConfig expert_config(std::int64_t d, std::int64_t de, double swiglu_limit, ScaleFormat act_scales) {
+  ModelConfig c = builtin_config("tiny");
+  c.dim = d;
+  c.moe_inter_dim = de;
+  c.swiglu_limit = swiglu_limit;
+  c.scale_fmt = act_scales == ScaleFormat::kUE8M0 ? "ue8m0" : "";
+  return c;
 }
 
 }  // namespace dsv4
