@@ -130,6 +130,24 @@ std::string input_error_of(const std::function<void()>& f) {
   return "";
 }
 
+// The message of the InputError diff_against_golden (on weights `w`) throws for a candidate .npz
+// written at `npz` holding the golden's official tensors `names` (canonical names, in that order),
+// changed by `edit` first.
+std::string diff_refusal(const Golden& g, const ModelWeights& w, const std::string& npz,
+                         const std::vector<std::string>& names, const std::function<void(std::vector<Tensor>&)>& edit) {
+  std::vector<Tensor> kept;
+  kept.reserve(names.size());
+  std::vector<std::pair<std::string, const Tensor*>> members;
+  for (const std::string& n : names) {
+    kept.push_back(g.read("official/" + n));
+    members.emplace_back(n, &kept.back());
+  }
+  edit(kept);
+  write_npz(npz, members);
+  const MappedTensorSource cand(TensorSource::open(npz), NameMap{});
+  return input_error_of([&] { (void)diff::diff_against_golden(g, cand, w); });
+}
+
 TEST_F(FuzzFindings, TheUnforgedGoldenOpens) {  // the control: the checks below refuse only forgeries
   const std::string g = forge("same.h5", {}, {});
   EXPECT_TRUE(verify_golden(g).ok());
@@ -297,14 +315,11 @@ TEST_F(FuzzFindings, SafetensorsMetadataDeclarationsAreRead) {
 TEST_F(FuzzFindings, ACandidateInputTheReferenceCannotComputeWithIsBadInputNamingTheTensor) {
   const Golden g = Golden::open_verified(file("g.h5"));
   const ModelWeights w = make_weights(g.config(), WeightsSpec{1, ""});
-  const Tensor norm = g.read("official/prefill/layers.1.attn_norm/out");
   // Inf (std::domain_error from an exact sum), NaN, and a finite value whose square overflows.
   for (const double bad : {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN(), 1e300}) {
-    Tensor in = g.read("official/prefill/layers.0/out");
-    in.values<double>()[5] = bad;
-    write_npz(file("bad.npz"), {{"prefill/layers.0/out", &in}, {"prefill/layers.1.attn_norm/out", &norm}});
-    const MappedTensorSource cand(TensorSource::open(file("bad.npz")), NameMap{});
-    const std::string msg = input_error_of([&] { (void)diff::diff_against_golden(g, cand, w); });
+    const std::string msg =
+        diff_refusal(g, w, file("bad.npz"), {"prefill/layers.0/out", "prefill/layers.1.attn_norm/out"},
+                     [bad](std::vector<Tensor>& t) { t[0].values<double>()[5] = bad; });
     EXPECT_NE(msg.find("prefill/layers.0/out"), std::string::npos) << bad << ": " << msg;
     EXPECT_NE(msg.find("cannot be recomputed from the candidate's values"), std::string::npos) << bad << ": " << msg;
   }
@@ -320,17 +335,8 @@ TEST_F(FuzzFindings, NonFiniteRoutingWeightsAtTheMoeAreBadInputNamingThem) {
   const std::vector<std::string> names = {"prefill/layers.0/out", "prefill/layers.1.ffn_norm/out",
                                           "prefill/layers.1.ffn.gate/out0", "prefill/layers.1.ffn.gate/out1"};
   for (const double bad : {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
-    std::vector<Tensor> kept;
-    kept.reserve(names.size());
-    std::vector<std::pair<std::string, const Tensor*>> members;
-    for (const std::string& n : names) {
-      kept.push_back(g.read("official/" + n));
-      members.emplace_back(n, &kept.back());
-    }
-    kept[2].values<double>()[3] = bad;
-    write_npz(file("moe_bad.npz"), members);
-    const MappedTensorSource cand(TensorSource::open(file("moe_bad.npz")), NameMap{});
-    const std::string msg = input_error_of([&] { (void)diff::diff_against_golden(g, cand, w); });
+    const std::string msg = diff_refusal(g, w, file("moe_bad.npz"), names,
+                                         [bad](std::vector<Tensor>& t) { t[2].values<double>()[3] = bad; });
     EXPECT_EQ(msg.rfind("prefill/layers.1.ffn.gate/out0: element 3 is " + compare::num(bad), 0), 0U) << msg;
   }
 }
@@ -344,17 +350,9 @@ TEST_F(FuzzFindings, AnOverflowNamesTheModuleRecomputedAndItsInputs) {
   const ModelWeights w = make_weights(g.config(), WeightsSpec{1, ""});
   const std::vector<std::string> names = {"prefill/layers.0/out", "prefill/layers.1.ffn_norm/out",
                                           "prefill/layers.1.ffn.gate/out0", "prefill/layers.1.ffn.gate/out1"};
-  std::vector<Tensor> kept;
-  kept.reserve(names.size());
-  std::vector<std::pair<std::string, const Tensor*>> members;
-  for (const std::string& n : names) {
-    kept.push_back(g.read("official/" + n));
-    members.emplace_back(n, &kept.back());
-  }
-  for (double& v : kept[2].values<double>()) v = std::numeric_limits<double>::max();  // finite weights
-  write_npz(file("moe_overflow.npz"), members);
-  const MappedTensorSource cand(TensorSource::open(file("moe_overflow.npz")), NameMap{});
-  const std::string msg = input_error_of([&] { (void)diff::diff_against_golden(g, cand, w); });
+  const std::string msg = diff_refusal(g, w, file("moe_overflow.npz"), names, [](std::vector<Tensor>& t) {
+    for (double& v : t[2].values<double>()) v = std::numeric_limits<double>::max();  // finite weights
+  });
   EXPECT_EQ(
       msg.rfind("prefill/layers.1.ffn: a module cannot be recomputed from the candidate's values: its inputs (" +
                     names[1] + ", " + names[2] + ", " + names[3] + ") are finite, but the recomputation overflows",
@@ -366,20 +364,12 @@ TEST_F(FuzzFindings, AnOverflowNamesTheModuleRecomputedAndItsInputs) {
 TEST_F(FuzzFindings, CandidateIndicesOutsideInt32AreBadInputNamingTheTensor) {
   const Golden g = Golden::open_verified(file("g.h5"));
   const ModelWeights w = make_weights(g.config(), WeightsSpec{1, ""});
-  const auto refused = [&](const std::string& ids_name, const std::vector<std::string>& others) {
-    Tensor ids = g.read("official/" + ids_name);
-    ids.values<std::int64_t>()[0] = 70000000000000000;  // 7e16: its int32 cast was undefined behaviour
-    // (the block needs its input, layers.0/out, to be recomputed at all)
-    std::vector<Tensor> kept;
-    kept.reserve(others.size());
-    std::vector<std::pair<std::string, const Tensor*>> members = {{ids_name, &ids}};
-    for (const std::string& n : others) {
-      kept.push_back(g.read("official/" + n));
-      members.emplace_back(n, &kept.back());
-    }
-    write_npz(file("ids.npz"), members);
-    const MappedTensorSource cand(TensorSource::open(file("ids.npz")), NameMap{});
-    return input_error_of([&] { (void)diff::diff_against_golden(g, cand, w); });
+  // The ids first, then the inputs the block needs to be recomputed at all (layers.0/out, …).
+  const auto refused = [&](const std::string& ids_name, std::vector<std::string> others) {
+    others.insert(others.begin(), ids_name);
+    return diff_refusal(g, w, file("ids.npz"), others, [](std::vector<Tensor>& t) {
+      t[0].values<std::int64_t>()[0] = 70000000000000000;  // 7e16: its int32 cast was undefined behaviour
+    });
   };
   const std::string lists =
       refused("prefill/layers.1.attn.indexer/out", {"prefill/layers.0/out", "prefill/layers.1.attn_norm/out"});
