@@ -9,9 +9,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -224,6 +226,82 @@ TEST_F(CliRunDevice, GpuRunRefusesTheExactModeAndBatches) {
   EXPECT_EQ(batch.status, 2) << batch.err;
   EXPECT_NE(batch.err.find("one sequence"), std::string::npos) << batch.err;
 }
+
+// ---- a broken step is caught and named ----
+// Each op GpuModel calls for a step of the forward, replaced by its reference with one output
+// element of every row doubled (the row's first nonzero one) on the calls the step makes (told
+// apart by the call's parameters): the comparison with the official Transformer must fail, naming
+// the first recorded output the step feeds. Covers the steps that were host steps before (the
+// per-head q RMS, the compressors' projections, biased scores, pooling, bf16 cast and RoPE, the
+// indexer's queries and head weights, the MTP input's add).
+struct Break {
+  const char* stem;
+  std::size_t output;                        // which output of the op is broken
+  std::function<bool(const ops::Call&)> on;  // the calls broken
+  const char* first;                         // the output the comparison must name
+};
+
+void PrintTo(const Break& b, std::ostream* os) { *os << b.stem << " → " << b.first; }
+
+class GpuModelBreak : public ::testing::TestWithParam<Break> {};
+
+TEST_P(GpuModelBreak, IsCaughtAndNamed) {
+  const Break& b = GetParam();
+  const ModelConfig c = builtin_config("tiny");
+  const ModelWeights w = ModelWeights::synthetic(c, 7);
+  const dsv4::Run r{21, 20, true};
+  static const MemoryRecorder want = reference_run(c, w, r);
+  gpu::GpuModel m(c, w, gpu::OpBackend::kReference);
+  const ops::Fn reference = ops::find_op(b.stem)->reference;
+  int broken = 0;
+  m.replace_op(b.stem, [&](const ops::Call& call) {
+    ops::Outputs o = reference(call);
+    if (!b.on(call)) return o;
+    ops::Array& y = o.at(b.output);
+    for (std::int64_t row = 0; row < y.rows; ++row) {
+      for (std::int64_t j = 0; j < y.cols; ++j) {
+        float& v = y.f32[static_cast<std::size_t>(row * y.cols + j)];
+        if (v != 0.0f && std::isfinite(v)) {
+          v *= 2.0f;
+          ++broken;
+          break;
+        }
+      }
+    }
+    return o;
+  });
+  gpu::GpuModel::Sequence seq = m.new_sequence();
+  MemoryRecorder got;
+  for_each_step(r, c.vocab_size,
+                [&](const std::string& name, const std::vector<std::int64_t>& ids, std::int64_t pos,
+                    const std::vector<std::int64_t>& next) { m.forward(ids, pos, seq, &got, name, &next); });
+  ASSERT_GT(broken, 0) << "the break never applied";
+  const std::optional<std::string> diff = first_difference(want, got);
+  ASSERT_TRUE(diff) << b.stem << ": broken, but every output still equals the reference's";
+  EXPECT_EQ(diff->substr(0, diff->find(':')), b.first) << *diff;
+}
+
+// The tiny config's layers: 0 and 5 window only, 1 and 3 ratio 128 (no entry in 20 tokens), 2 and 4
+// ratio 4 (the main compressor: D = head_dim, FP8 nope dims; the indexer's: D = c_I, rotated, FP4).
+INSTANTIATE_TEST_SUITE_P(
+    Steps, GpuModelBreak,
+    ::testing::Values(
+        Break{"head_rmsnorm", 0, [](const ops::Call&) { return true; }, "prefill/layers.0.attn.wo_a/out"},
+        Break{"add", 0, [](const ops::Call& c) { return c.ints.at(0) == 0; }, "prefill/layers.2.attn.compressor/out"},
+        Break{"add", 0, [](const ops::Call& c) { return c.ints.at(0) == 1; }, "prefill/mtp.0/in"},
+        Break{"scale", 0, [](const ops::Call& c) { return c.reals.at(0) == 1.0; },
+              "prefill/layers.2.attn.compressor/out"},
+        Break{"scale", 0, [](const ops::Call& c) { return c.reals.at(0) != 1.0; },
+              "prefill/layers.2.attn.indexer/scores"},
+        Break{"linear", 0, [](const ops::Call& c) { return c.ints.at(1) == 1 && c.rows() > 1; },  // fp32: W_kv, W_gate
+              "prefill/layers.2.attn.compressor/out"},
+        Break{"rope", 0,  // the entries' positions m·i
+              [](const ops::Call& c) { return c.rows() > 1 && c.inputs.at(1).f32[1] - c.inputs.at(1).f32[0] == 4.0f; },
+              "prefill/layers.2.attn.compressor/out"},
+        Break{"compressor_pool", 0, [](const ops::Call&) { return true; }, "prefill/layers.2.attn.compressor/out"},
+        Break{"hadamard", 0, [](const ops::Call&) { return true; }, "prefill/layers.2.attn.indexer/scores"},
+        Break{"fp4_act_quant", 2, [](const ops::Call&) { return true; }, "prefill/layers.2.attn.indexer/scores"}),
+    [](const ::testing::TestParamInfo<Break>& i) { return std::to_string(i.index) + "_" + i.param.stem; });
 
 // Without a GPU the device backend is refused with the reason, before any work.
 TEST(GpuModelDevice, RefusedWithoutAGpu) {

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -21,10 +23,10 @@
 #include "dsv4/model/head.hpp"
 #include "dsv4/model/index_builders.hpp"
 #include "dsv4/model/indexer.hpp"
+#include "dsv4/model/indexer_scale.hpp"
 #include "dsv4/model/linear.hpp"
 #include "dsv4/model/moe.hpp"
 #include "dsv4/model/mtp.hpp"
-#include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/model/rope.hpp"
 #include "dsv4/model/topk.hpp"
 #include "dsv4/ops/gradient.hpp"
@@ -138,6 +140,24 @@ struct OpHead {
 
 std::vector<double> vec_of(const Vec& v) { return {v.data(), v.data() + v.size()}; }
 
+// One compressor (spec 02 §2.6: a layer's main compressor, or its indexer's) in op form: W_kv and
+// W_gate (fp32 linears), the absolute-position bias ape [m, κD] (its rows gathered by position on
+// the host: data movement), the norm's weight.
+struct OpCompressor {
+  CompressorSpec spec;
+  OpLinear wkv, wgate;
+  Mat ape;
+  Array norm;
+  OpCompressor(const CompressorSpec& s, const CompressorWeights& w, ScaleFormat fmt)
+      : spec(s), wkv(w.wkv, fmt), wgate(w.wgate, fmt), ape(w.ape), norm(shared_vec("weight", w.norm)) {}
+};
+
+// The Lightning Indexer's weights in op form (spec 02 §2.7): wq_b, weights_proj, its compressor.
+struct OpIndexer {
+  OpLinear wq_b, weights_proj;
+  OpCompressor compressor;
+};
+
 }  // namespace
 
 struct GpuModel::Impl {
@@ -150,8 +170,8 @@ struct GpuModel::Impl {
     Array wo_a, sink;
     std::shared_ptr<const RopeTable> table;
     OpRope rope;
-    std::optional<Compressor> compressor;  // host step
-    std::optional<Indexer> indexer;        // host step
+    std::optional<OpCompressor> compressor;
+    std::optional<OpIndexer> indexer;
     Array gate_weight, gate_bias, gate_table;
     std::vector<double> bias;  // the gate bias (score-routed layers), for the margins
     // moe_combine's ints {E, routed kind, shared kind, act scales} and weights: the routed w1, w3, w2
@@ -234,13 +254,19 @@ struct GpuModel::Impl {
     for (LinearWeight ExpertWeights::*m : {&ExpertWeights::w1, &ExpertWeights::w3, &ExpertWeights::w2})
       for (Array& w : stacked({&(bw.ffn.shared.*m)}, fmt)) L.experts.push_back(std::move(w));
     L.gate_table.per_row = false;
-    if (L.ratio > 0) L.compressor.emplace(kOfficial, CompressorSpec::main(c, L.ratio), *a.compressor, table);
-    if (L.ratio == 4) L.indexer.emplace(kOfficial, c, *a.indexer, table);
+    if (L.ratio > 0) L.compressor.emplace(CompressorSpec::main(c, L.ratio), *a.compressor, fmt);
+    if (L.ratio == 4)
+      L.indexer.emplace(OpIndexer{.wq_b = OpLinear(a.indexer->wq_b, fmt),
+                                  .weights_proj = OpLinear(a.indexer->weights_proj, fmt),
+                                  .compressor = OpCompressor(CompressorSpec::indexer(c), a.indexer->compressor, fmt)});
     return L;
   }
 
-  // One op call through the chosen implementation.
+  std::map<std::string, ops::Fn, std::less<>> replaced;  // GpuModel::replace_op
+
+  // One op call through the chosen implementation (or its replacement).
   Outputs run(const char* stem, Call call) const {
+    if (const auto it = replaced.find(stem); it != replaced.end()) return it->second(call);
     const ops::Op* op = ops::find_op(stem);
     if (op == nullptr) throw std::logic_error(std::string("GpuModel: no op ") + stem + " in the registry");
     const ops::Fn& fn = backend == OpBackend::kDevice ? op->device : op->reference;
@@ -257,14 +283,162 @@ struct GpuModel::Impl {
     c.inputs.insert(c.inputs.end(), w.weight.begin(), w.weight.end());
     return run1("linear", std::move(c));
   }
-  // RoPE (inverse = false) or its inverse on every head of x at positions start_pos.. (spec 02 §2.3).
-  Mat rope(const Mat& x, const OpRope& t, std::int64_t start_pos, bool inverse) const {
-    std::vector<std::int64_t> pos(static_cast<std::size_t>(x.rows()));
-    for (std::size_t i = 0; i < pos.size(); ++i) pos[i] = start_pos + static_cast<std::int64_t>(i);
-    return run1("rope", Call{{cfg.head_dim, cfg.rope_head_dim, inverse ? 1 : 0},
+  // RoPE (inverse = false) or its inverse on every head_dim-wide head of x, row r at position pos[r]
+  // (spec 02 §2.3).
+  Mat rope(const Mat& x, const OpRope& t, const std::vector<std::int64_t>& pos, std::int64_t head_dim,
+           bool inverse) const {
+    return run1("rope", Call{{head_dim, cfg.rope_head_dim, inverse ? 1 : 0},
                              {},
                              {per_row("x", x), integers("pos", pos, x.rows(), 1), t.cos, t.sin}});
   }
+  // The same on the attention heads (head_dim), rows at positions start_pos, start_pos + 1, ...
+  Mat rope(const Mat& x, const OpRope& t, std::int64_t start_pos, bool inverse) const {
+    return rope(x, t, positions(start_pos, 1, x.rows()), cfg.head_dim, inverse);
+  }
+  static std::vector<std::int64_t> positions(std::int64_t first, std::int64_t step, std::int64_t n) {
+    std::vector<std::int64_t> pos(static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < pos.size(); ++i) pos[i] = first + step * static_cast<std::int64_t>(i);
+    return pos;
+  }
+  // The dequantised output of the FP8 (act_quant block 64, UE8M0) or FP4 (fp4_act_quant, block 32)
+  // simulation of x's rows (spec 01 §1.4, §1.5).
+  Mat fp8_simulated(const Mat& x) const {
+    return ops::to_mat(run("act_quant", Call{{64, 1}, {}, {per_row("x", x)}}).at(2));
+  }
+  Mat fp4_simulated(const Mat& x) const {
+    return ops::to_mat(run("fp4_act_quant", Call{{}, {}, {per_row("x", x)}}).at(2));
+  }
+  Mat hadamard(const Mat& x, std::int64_t size) const { return run1("hadamard", Call{{size}, {}, {per_row("x", x)}}); }
+
+  // ---- the compressor (spec 02 §2.6; Compressor::prefill / decode): its state machine on the host
+  // (data movement: slots copied, shifted), its arithmetic by the ops ----
+
+  // §2.6.1: u = W_kv·x, z̃ = fl32(W_gate·x + ape[pos mod m]) of the tokens at start_pos.. (x: the
+  // attention input, bf16 values, so fp32(x) = x).
+  std::pair<Mat, Mat> compressor_project(const OpCompressor& C, const Mat& x, std::int64_t start_pos) const {
+    Mat u = linear(x, C.wkv);
+    const Mat g = linear(x, C.wgate);
+    Mat ape(g.rows(), g.cols());
+    for (std::int64_t r = 0; r < g.rows(); ++r) ape.row(r) = C.ape.row((start_pos + r) % C.spec.ratio);
+    Mat z = run1("add", Call{{0}, {}, {per_row("a", g), per_row("b", ape)}});
+    return {std::move(u), std::move(z)};
+  }
+
+  // §2.6.2 by the compressor_pool op: entry e's slots (slots [S, D] of u and z) flattened into row e.
+  Mat compressor_pool(const Mat& U, const Mat& Z, std::int64_t slots) const {
+    return run1("compressor_pool", Call{{slots}, {}, {per_row("u", U), per_row("z", Z)}});
+  }
+
+  // §2.6.3 on the pooled rows of entries first..: bf16 (the scale op by 1), RMSNorm, RoPE at
+  // position m·i, then Hadamard and FP4 on all D dims (indexer) or FP8 on the nope dims (main).
+  CompressedEntries compressor_post(const OpCompressor& C, const OpRope& rope_table, const Mat& pooled,
+                                    std::int64_t first) const {
+    const std::int64_t D = C.spec.head_dim, rd = C.spec.rope_head_dim;
+    Mat x = rmsnorm(run1("scale", Call{{1}, {1.0}, {per_row("x", pooled)}}), C.norm);
+    x = rope(x, rope_table, positions(C.spec.ratio * first, C.spec.ratio, x.rows()), D, false);
+    if (C.spec.rotate) {
+      x = fp4_simulated(hadamard(x, D));
+    } else {
+      x.leftCols(D - rd) = fp8_simulated(x.leftCols(D - rd));
+    }
+    CompressedEntries out;
+    out.first = first;
+    out.entries = std::move(x);
+    return out;
+  }
+
+  // §2.6.4 (start_pos 0: the state reset and left ready for decode at position s) and §2.6.5 (one
+  // token at pos = st.next_pos > 0): the entries this call completes.
+  CompressedEntries compress(const OpCompressor& C, const OpRope& rope_table, const Mat& x, std::int64_t start_pos,
+                             CompressorState& st) const {
+    const CompressorSpec& sp = C.spec;
+    const std::int64_t m = sp.ratio, D = sp.head_dim, S = sp.state_rows(), s = x.rows();
+    const auto [u, z] = compressor_project(C, x, start_pos);
+    const auto put = [&](Mat& U, Mat& Z, std::int64_t e, std::int64_t slot, const auto& us, const auto& zs) {
+      for (std::int64_t j = 0; j < us.rows(); ++j) {
+        U.block(e, (slot + j) * D, 1, D) = us.row(j);
+        Z.block(e, (slot + j) * D, 1, D) = zs.row(j);
+      }
+    };
+    if (start_pos == 0) {
+      st = Compressor::fresh_state(sp);
+      const std::int64_t rem = s % m, cutoff = s - rem, offset = sp.overlap() ? m : 0;
+      if (sp.overlap() && cutoff >= m) {  // the last complete block, all κD channels
+        st.kv.topRows(m) = u.middleRows(cutoff - m, m);
+        st.score.topRows(m) = z.middleRows(cutoff - m, m);
+      }
+      if (rem > 0) {  // the tail tokens
+        st.kv.middleRows(offset, rem) = u.middleRows(cutoff, rem);
+        st.score.middleRows(offset, rem) = z.middleRows(cutoff, rem);
+      }
+      st.next_pos = s;
+      const std::int64_t blocks = cutoff / m;
+      if (blocks == 0) {
+        CompressedEntries none;
+        none.entries.resize(0, D);
+        return none;
+      }
+      // overlap: block i − 1's first-half channels (padding for i = 0), then block i's second half
+      Mat U = Mat::Zero(blocks, S * D), Z = Mat::Constant(blocks, S * D, -kInf);
+      for (std::int64_t i = 0; i < blocks; ++i) {
+        if (sp.overlap()) {
+          if (i > 0) put(U, Z, i, 0, u.block(m * (i - 1), 0, m, D), z.block(m * (i - 1), 0, m, D));
+          put(U, Z, i, m, u.block(m * i, D, m, D), z.block(m * i, D, m, D));
+        } else {
+          put(U, Z, i, 0, u.middleRows(m * i, m), z.middleRows(m * i, m));
+        }
+      }
+      return compressor_post(C, rope_table, compressor_pool(U, Z, S), 0);
+    }
+    const std::int64_t pos = start_pos, row = (sp.overlap() ? m : 0) + pos % m;
+    st.kv.row(row) = u.row(0);
+    st.score.row(row) = z.row(0);
+    st.next_pos = pos + 1;
+    if ((pos + 1) % m != 0) {
+      CompressedEntries none;
+      none.first = pos / m;
+      none.entries.resize(0, D);
+      return none;
+    }
+    Mat U(1, S * D), Z(1, S * D);
+    if (sp.overlap()) {
+      put(U, Z, 0, 0, st.kv.block(0, 0, m, D), st.score.block(0, 0, m, D));
+      put(U, Z, 0, m, st.kv.block(m, D, m, D), st.score.block(m, D, m, D));
+      const Mat k_cur = st.kv.bottomRows(m), z_cur = st.score.bottomRows(m);
+      st.kv.topRows(m) = k_cur;
+      st.score.topRows(m) = z_cur;
+    } else {
+      put(U, Z, 0, 0, st.kv, st.score);
+    }
+    return compressor_post(C, rope_table, compressor_pool(U, Z, S), pos / m);  // RoPE position m·⌊pos/m⌋
+  }
+
+  // ---- the Lightning Indexer (spec 02 §2.7; Indexer::run, official mode) ----
+  IndexerOutput indexer(const Layer& L, const Mat& x, const Mat& qr, std::int64_t start_pos, IndexerState& st,
+                        std::int64_t offset) const {
+    const OpIndexer& I = *L.indexer;
+    const std::int64_t s = x.rows(), nI = cfg.index_n_heads, cI = cfg.index_head_dim, ratio = 4;
+    const bool prefill = start_pos == 0;
+    IndexerOutput out;
+    // 1. q = wq_b(qr), RoPE at the query positions on the last r_d dims of every head, Hadamard, FP4
+    const Mat q = fp4_simulated(hadamard(rope(linear(qr, I.wq_b), L.rope, positions(start_pos, 1, s), cI, false), cI));
+    out.q = Eigen::Map<const Mat>(q.data(), s * nI, cI);
+    // 2. the indexer compressor writes its cache rows before they are read
+    out.compressed = compress(I.compressor, L.rope, x, start_pos, st.compressor);
+    if (prefill) st.entries = 0;
+    for (std::int64_t r = 0; r < out.compressed.count(); ++r) {
+      st.cache.row(out.compressed.first + r) = out.compressed.entries.row(r);
+      st.entries = std::max(st.entries, out.compressed.first + r + 1);
+    }
+    // 3. head weights ω = bf16(fl32(bf16(W_w x) × fl32(c_I^−1/2 n_I^−1/2)))
+    out.weights = run1("scale", Call{{1}, {indexer_weight_scale(nI, cI)}, {per_row("x", linear(x, I.weights_proj))}});
+    // 4.–7. scores, lists and margins against the first ⌊e/4⌋ entries
+    const std::int64_t nk = (start_pos + s) / ratio;
+    if (nk > st.entries) throw std::logic_error("GpuModel: the indexer cache has fewer entries than the positions");
+    indexer_select(out, st, nk, ratio, prefill, offset);
+    return out;
+  }
+
   HcPreOutput hc_pre(const Mat& x, const OpHc& w) const {
     const Outputs o = run("hc_pre", Call{{cfg.hc_mult, cfg.hc_sinkhorn_iters},
                                          {cfg.hc_eps, cfg.norm_eps},
@@ -293,12 +467,18 @@ struct GpuModel::Impl {
   }
 
   // spec 02 §2.7 steps 4–7 by the indexer_topk op: the scores and the lists of the indexer's
-  // queries (o.q, o.weights: host step) against the indexer cache's entries, replacing the host's;
-  // the margins (host step) are official mode's C4 top-k of the op's scores (Indexer::run).
-  void indexer_select(IndexerOutput& o, const IndexerState& ist, std::int64_t ratio, bool prefill,
+  // queries o.q, o.weights against the indexer cache's first nk entries; the margins (host step)
+  // are official mode's C4 top-k of the op's scores (Indexer::run).
+  void indexer_select(IndexerOutput& o, const IndexerState& ist, std::int64_t nk, std::int64_t ratio, bool prefill,
                       std::int64_t offset) const {
-    const std::int64_t s = o.weights.rows(), nI = cfg.index_n_heads, cI = cfg.index_head_dim, nk = o.scores.cols();
-    if (nk == 0) return;  // nothing to score: the host's empty lists stand
+    const std::int64_t s = o.weights.rows(), nI = cfg.index_n_heads, cI = cfg.index_head_dim;
+    o.margins.resize(static_cast<std::size_t>(s));
+    if (nk == 0) {  // nothing to score: empty scores and lists, the margins of an empty top-k
+      o.scores = Mat(s, 0);
+      o.lists = IndexLists(s, 0);
+      for (TopkMargin& m : o.margins) m = topk(std::vector<double>{}, 0).margin;
+      return;
+    }
     std::vector<std::int64_t> visible(static_cast<std::size_t>(s), nk);
     // prefill's causal mask (spec 02 §2.7 step 5): query t sees the entries τ < ⌊(t + 1)/m⌋
     if (prefill)
@@ -330,30 +510,23 @@ struct GpuModel::Impl {
     // 1. §2.4 query path, §2.5 window KV path (Attention::project).
     out.q_r = rmsnorm(linear(x, L.wq_a), L.q_norm);
     out.q = linear(out.q_r, L.wq_b);
-    head_rmsnorm_inplace(kOfficial, out.q, c, cfg.norm_eps);  // host step (no kernel yet)
+    out.q = run1("head_rmsnorm", Call{{c}, {cfg.norm_eps}, {per_row("q", out.q)}});
     out.q = rope(out.q, L.rope, start_pos, false);
     out.kv = rope(rmsnorm(linear(x, L.wkv), L.kv_norm), L.rope, start_pos, false);
-    {  // the FP8 simulation of the nope dims: act_quant block 64, UE8M0, dequantised (§2.5 step 4)
-      const Mat nope = out.kv.leftCols(c - rd);
-      out.kv.leftCols(c - rd) = ops::to_mat(run("act_quant", Call{{64, 1}, {}, {per_row("x", nope)}}).at(2));
-    }
-    // 2–3. the lists: window ‖ compressed (indexer for ratio 4, HCA for ratio 128) — host steps.
-    // The window part ‖ the HCA part (ratio 128) by the index_builders op; a CSA layer's compressed
-    // part is the indexer's (host step), concatenated on the host.
+    out.kv.leftCols(c - rd) = fp8_simulated(out.kv.leftCols(c - rd));  // §2.5 step 4: FP8 of the nope dims
+    // 2–3. the lists: the window part ‖ the HCA part (ratio 128) by the index_builders op; a CSA
+    // layer's compressed part is the indexer's, concatenated on the host (data movement).
     IndexLists lists = index_lists(start_pos, s, L.ratio == 128 ? L.ratio : 0, prefill ? s : win);
     if (L.indexer) {
-      out.indexer = prefill ? L.indexer->prefill(x, out.q_r, st.indexer, s)
-                            : L.indexer->decode(x, out.q_r, start_pos, st.indexer, win);
-      indexer_select(*out.indexer, st.indexer, L.ratio, prefill, prefill ? s : win);
+      out.indexer = indexer(L, x, out.q_r, start_pos, st.indexer, prefill ? s : win);
       lists = concat_lists(lists, out.indexer->lists);
     }
     out.lists = lists;
-    // The window ring (host memory), then the compressed entries of this call (host step).
+    // The window ring (host memory), then the compressed entries of this call (the compressor).
     for (std::int64_t t = std::max<std::int64_t>(0, s - win); t < s; ++t)
       st.window.row((start_pos + t) % win) = out.kv.row(t);
     if (L.ratio > 0) {
-      out.compressed =
-          prefill ? L.compressor->prefill(x, st.compressor) : L.compressor->decode(x, start_pos, st.compressor);
+      out.compressed = compress(*L.compressor, L.rope, x, start_pos, st.compressor);
       for (std::int64_t r = 0; r < out.compressed.count(); ++r) {
         st.compressed.row(out.compressed.first + r) = out.compressed.entries.row(r);
         st.n_compressed = std::max(st.n_compressed, out.compressed.first + r + 1);
@@ -420,12 +593,11 @@ struct GpuModel::Impl {
     const Mat streams = Eigen::Map<const Mat>(h.data(), s * n, d);
     const Mat pe = linear(e, mt.e_proj);
     const Mat ph = linear(rmsnorm(streams, mt.hnorm), mt.h_proj);
-    Mat x(s, n * d);  // host step: the element-wise bf16 add (C6), no kernel
+    Mat pe_streams(s * n, d);  // e_proj's row t broadcast over token t's streams (data movement)
     for (std::int64_t t = 0; t < s; ++t)
-      for (std::int64_t k = 0; k < n; ++k)
-        for (std::int64_t j = 0; j < d; ++j)
-          x(t, k * d + j) = kOfficial.bf16(kOfficial.fp32(pe(t, j) + ph(t * n + k, j)));
-    return x;
+      for (std::int64_t k = 0; k < n; ++k) pe_streams.row(t * n + k) = pe.row(t);
+    const Mat x = run1("add", Call{{1}, {}, {per_row("a", pe_streams), per_row("b", ph)}});  // bf16(fl32(+)), C6
+    return Eigen::Map<const Mat>(x.data(), s, n * d);
   }
 
   Mat embedding(const std::vector<std::int64_t>& ids) const {
@@ -474,6 +646,11 @@ GpuModel::GpuModel(const ModelConfig& cfg, const ModelWeights& weights, OpBacken
 }
 
 GpuModel::~GpuModel() = default;
+
+void GpuModel::replace_op(const std::string& stem, ops::Fn fn) {
+  if (ops::find_op(stem) == nullptr) throw std::invalid_argument("GpuModel: no op " + stem + " in the registry");
+  impl_->replaced[stem] = std::move(fn);
+}
 
 GpuModel::Sequence GpuModel::new_sequence() const {
   Sequence seq;

@@ -71,6 +71,9 @@ Op moe_combine_op();
 Op compressor_pool_op();
 Op indexer_topk_op();
 Op index_builders_op();
+Op head_rmsnorm_op();
+Op add_op();
+Op scale_op();
 Op cross_entropy_op();
 Op indexer_loss_op();
 

@@ -32,6 +32,9 @@ const std::vector<Op>& all_ops() {
       detail::compressor_pool_op(),
       detail::indexer_topk_op(),
       detail::index_builders_op(),
+      detail::head_rmsnorm_op(),
+      detail::add_op(),
+      detail::scale_op(),
       detail::cross_entropy_op(),
       detail::indexer_loss_op(),
   };

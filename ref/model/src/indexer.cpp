@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "dsv4/model/hadamard.hpp"
+#include "dsv4/model/indexer_scale.hpp"
 #include "dsv4/model/kv_certify.hpp"
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -318,6 +319,12 @@ IndexerRowSelection indexer_select_official(const float* q, const float* w, cons
   return r;
 }
 
+// spec 02 §2.7 step 3.
+double indexer_weight_scale(std::int64_t heads, std::int64_t head_dim, bool omit_heads) {
+  return std::pow(static_cast<double>(head_dim), -0.5) *
+         (omit_heads ? 1.0 : std::pow(static_cast<double>(heads), -0.5));
+}
+
 // spec 02 §2.7 steps 1–7.
 IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, IndexerState& st,
                            std::int64_t offset) const {
@@ -376,8 +383,7 @@ IndexerOutput Indexer::run(const Mat& x, const Mat& qr, std::int64_t start_pos, 
   }
   // 3. head weights ω = bf16(fl32(bf16(W_w x) × fl32(c_I^−1/2 n_I^−1/2)))
   // (Deviation kIndexerScaleOmitted, bug catalogue only: without the n_I^−1/2 factor.)
-  const double cst = std::pow(static_cast<double>(cI), -0.5) *
-                     (p.deviates(Deviation::kIndexerScaleOmitted) ? 1.0 : std::pow(static_cast<double>(nI), -0.5));
+  const double cst = indexer_weight_scale(nI, cI, p.deviates(Deviation::kIndexerScaleOmitted));
   const Mat wx = linear(p, x, w_.weights_proj, fmt);  // [s, nI]
   out.weights = Mat(s, nI);
   for (std::int64_t i = 0; i < s * nI; ++i) out.weights.data()[i] = p.bf16(p.mul(wx.data()[i], p.fp32(cst)));

@@ -8,8 +8,8 @@
 // function (the CPU reference, official mode, on the same flat arrays). The orchestration is the
 // same code for both, so the CPU backend equal to Transformer::forward (official mode) bit for bit
 // proves the composition, and the device backend differs only in which op implementation runs.
-// Steps without a kernel yet run on the host with the reference's own functions ("host steps",
-// listed in gpu/README.md §GpuModel).
+// What runs on the host between the op calls (data movement, the recorded margins) is listed in
+// gpu/README.md §GpuModel.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +20,7 @@
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/model/recorder.hpp"
 #include "dsv4/model/transformer.hpp"
+#include "dsv4/ops/op.hpp"
 
 namespace dsv4::gpu {
 
@@ -60,6 +61,12 @@ class GpuModel {
                  const std::string& step, const std::vector<std::int64_t>* mtp_ids = nullptr) const;
 
   OpBackend backend() const { return backend_; }
+
+  // From now on, every call of the registered op `stem` runs `fn` instead of the backend's
+  // implementation (a foreign kernel, or a deliberately broken one: tests/gpu_model_test's break
+  // checks prove that a wrong step is caught and named). Throws std::invalid_argument for a stem
+  // the registry does not hold.
+  void replace_op(const std::string& stem, ops::Fn fn);
 
  private:
   struct Impl;
