@@ -88,8 +88,10 @@ TEST(Deviation, BugsAndLegitimateVariantsPartitionTheCatalogue) {
   std::set<Deviation> seen;
   for (const Deviation d : all_deviations()) EXPECT_TRUE(seen.insert(d).second) << deviation_name(d);
   for (const Deviation d : all_legitimate_variants()) EXPECT_TRUE(seen.insert(d).second) << deviation_name(d);
+  for (const Deviation d : all_training_deviations()) EXPECT_TRUE(seen.insert(d).second) << deviation_name(d);
+  for (const Deviation d : all_training_legitimate_variants()) EXPECT_TRUE(seen.insert(d).second) << deviation_name(d);
   EXPECT_FALSE(seen.contains(Deviation::kNone));
-  const int last = static_cast<int>(Deviation::kFaithfulFnUp2Ulp);
+  const int last = static_cast<int>(Deviation::kReductionShuffled);
   EXPECT_EQ(seen.size(), static_cast<std::size_t>(last));  // every value but kNone
   for (int i = 1; i <= last; ++i) EXPECT_NE(deviation_name(static_cast<Deviation>(i)), "?") << i;
 }

@@ -3,7 +3,8 @@
 // step): the train/ group of a tiny golden passes `golden verify`; a flipped bit in a train/ dataset
 // fails it naming the dataset; a re-hashed golden whose training step is incomplete or inconsistent
 // (a missing AdamW moment, an AdamW state on a Muon parameter, loss parts that do not add up) fails
-// it too; the gradients in the file are model_backward's bit for bit; the updated parameters and
+// it too (and so does one whose official-style twins or their figures do not match the values);
+// the gradients in the file are model_backward's bit for bit; the updated parameters and
 // states are the optimizer equations (adamw.hpp, muon.hpp, balance_loss.hpp) applied by hand to one
 // parameter of each kind; a config the step cannot run on is bad input with one line naming why.
 #include "dsv4/golden/train_golden.hpp"
@@ -215,7 +216,22 @@ TEST_F(TrainGolden, ReHashedButIncompleteOrInconsistentStepFails) {
   EXPECT_NE(r.out.find("FAIL " + as_adamw + ": no such parameter, or not a state of the optimizer"), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("FAIL train/loss/total: is not lm + mtp_weight"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("4 problem(s)"), std::string::npos) << r.out;
+  // The official-style twins (spec 06 §6.17) and their figures see the same edits: an orphaned twin
+  // and figure per removed or renamed value, a value without its twin, figures of a changed value.
+  for (const std::string& orphan : {dropped, muon}) {
+    const std::optional<TrainDatasetDesc> d = describe_train_dataset(orphan);
+    ASSERT_TRUE(d.has_value());
+    EXPECT_NE(r.out.find("FAIL " + train_dataset_path(d->kind, d->name, true) +
+                         ": an official-style twin without its exact dataset"),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("FAIL manifest: train.tolerance." + orphan + " names no exact dataset"), std::string::npos)
+        << r.out;
+  }
+  EXPECT_NE(r.out.find("FAIL train/official/adamw/m/layers.0.attn.wq_a.weight: missing"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("FAIL manifest: train.tolerance.train/loss/lm disagrees with the data"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("10 problem(s)"), std::string::npos) << r.out;
 }
 
 TEST_F(TrainGolden, GradientsAreModelBackwardsBitForBit) {

@@ -20,6 +20,7 @@
 #include "dsv4/config/version.hpp"
 #include "dsv4/golden/read_ahead.hpp"
 #include "dsv4/golden/sha256.hpp"
+#include "dsv4/golden/train_golden.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/model/output_table.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -27,6 +28,30 @@
 namespace dsv4 {
 
 namespace {
+
+// A value of the golden's training step (train_golden.hpp): judged under its own path.
+bool is_train(const std::string& name) { return name.rfind("train/", 0) == 0; }
+// The golden dataset holding an output's exact values: exact/<canonical>, or the train/ path itself.
+std::string golden_path(const std::string& name) { return is_train(name) ? name : "exact/" + name; }
+
+// Which of the training step's values a candidate must hold (--require): all — the losses, every
+// gradient and updated parameter (optimizer states are judged when present); modules — the
+// gradients; a list — the paths matching it; none — nothing.
+bool train_required(const Requirement& req, const std::string& path) {
+  const std::optional<TrainDatasetDesc> d = describe_train_dataset(path);
+  if (!d) return false;
+  switch (req.kind) {
+    case Requirement::Kind::kAll:
+      return d->kind == TrainDataset::kLoss || d->kind == TrainDataset::kGrad || d->kind == TrainDataset::kUpdated;
+    case Requirement::Kind::kModules:
+      return d->kind == TrainDataset::kGrad;
+    case Requirement::Kind::kList:
+      return is_required(req, path);
+    case Requirement::Kind::kNone:
+      return false;
+  }
+  return false;
+}
 
 // A candidate may leave out leading dimensions of size 1 (a single sequence dumped as [s, c]).
 bool compatible_shape(const std::vector<std::int64_t>& cand, const std::vector<std::int64_t>& gold) {
@@ -307,7 +332,7 @@ void judge_locally(const Golden& g, const CertifyOptions& opts, report::CertifyR
     return opts.local_verdicts || (first && exec_key(g, name) >= *first);
   };
   for (report::TensorResult& t : rep.tensors)
-    if (judged(t.name)) t.local = judge(t.name);
+    if (!is_train(t.name) && judged(t.name)) t.local = judge(t.name);  // the step's values: end to end
   for (report::SetResult& s : rep.sets)
     if (judged(s.name)) s.local = judge(s.name);
 }
@@ -341,8 +366,9 @@ const char* discrete_kind(const std::string& name) {
 }
 
 // Fills `p` (its tensors' buffers reused) for the output `name`.
-void prepare(const Golden& g, const MappedTensorSource& cand, const std::string& name, Prepared& p) {
-  const GoldenEntry& ge = *g.find("exact/" + name);
+void prepare(const Golden& g, const MappedTensorSource& cand, const std::string& name,
+             const std::map<std::string, GoldenTolerance>& train_tol, Prepared& p) {
+  const GoldenEntry& ge = *g.find(golden_path(name));
   p.name = name;
   p.where = cand.source().path() + ": " + cand.source_name(name);
   std::int64_t golden_elements = 1;
@@ -375,6 +401,15 @@ void prepare(const Golden& g, const MappedTensorSource& cand, const std::string&
     } else if (topk) {
       throw InputError(g.path(), "golden has " + name + " but not " + score_name);
     }
+    return;
+  }
+  if (is_train(name)) {
+    // The training step's value: the official-style step's figures (train.tolerance), always stored.
+    const GoldenTolerance& gt = train_tol.at(name);
+    g.read_into(name, p.exact);
+    if (p.exact.dtype() != DType::kF64) throw InputError(g.path(), name + ": train/ values must be float64");
+    p.official = *gt.official;
+    p.official_grid = gt.official_grid;
     return;
   }
   // The official reference's error against exact: stored in the manifest (goldens/README.md),
@@ -507,15 +542,18 @@ std::string closest_name(const std::string& name, const std::vector<std::string>
   return found;
 }
 
-// The first output in execution order whose verdict is FAIL (tensors and sets are each in that order).
+// The first output in execution order whose verdict is FAIL (tensors and sets are each in that
+// order); the training step's values come after the forward's, in the order of the step's backward.
 std::string first_failure(const report::CertifyReport& rep) {
-  std::vector<std::string> failing;
+  std::vector<std::string> failing, train;
   for (const auto& t : rep.tensors)
-    if (!t.passes()) failing.push_back(t.name);
+    if (!t.passes()) (is_train(t.name) ? train : failing).push_back(t.name);
   for (const auto& s : rep.sets)
     if (!s.passes()) failing.push_back(s.name);
   sort_in_execution_order(failing);
-  return failing.empty() ? std::string() : failing.front();
+  sort_in_backward_order(train);
+  if (!failing.empty()) return failing.front();
+  return train.empty() ? std::string() : train.front();
 }
 
 }  // namespace
@@ -533,20 +571,47 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
 
   std::vector<std::string> names = g.canonical_names();
   sort_in_execution_order(names);
-  const std::set<std::string> golden_names(names.begin(), names.end());
+  // The training step (goldens/README.md §Certifying a training engine): every value with its
+  // official-style figures, judged by the same tolerance model, after the forward's outputs.
+  const std::map<std::string, GoldenTolerance> train_tol = train_tolerances(g);
+  std::vector<std::string> train_names;
+  for (const auto& [path, t] : train_tol)
+    if (g.find(path) != nullptr && t.official) train_names.push_back(path);
+  sort_in_backward_order(train_names);
+  std::set<std::string> golden_names(names.begin(), names.end());
+  for (const GoldenEntry& e : g.entries()) {
+    const std::optional<TrainDatasetDesc> d = describe_train_dataset(e.path);
+    if (d && !d->official) golden_names.insert(e.path);  // a candidate's decisions and offsets: known names
+  }
+  std::vector<std::string> all_names = names;
+  all_names.insert(all_names.end(), train_names.begin(), train_names.end());
+  // A dump of the forward, of the step, or of both: the other group's outputs are not missing.
+  bool holds_forward = false, holds_train = false;
   for (const std::string& c : cand.names()) {
     const bool scale_of_output =
         c.ends_with(kScaleSuffix) && golden_names.count(c.substr(0, c.size() - kScaleSuffix.size())) != 0;
     if (golden_names.count(c) == 0 && !scale_of_output)
-      rep.unmatched.push_back({c, rep.unmatched.size() < kMaxHints ? closest_name(c, names) : std::string()});
+      rep.unmatched.push_back({c, rep.unmatched.size() < kMaxHints ? closest_name(c, all_names) : std::string()});
+    else if (is_train(c))
+      holds_train = true;
+    else
+      holds_forward = true;
   }
   std::vector<std::string> held;
   for (const std::string& name : names) {
     if (cand.contains(name)) {
       held.push_back(name);
-    } else if (g.find("exact/" + name)->role != GoldenRole::kDecision) {
+    } else if (g.find("exact/" + name)->role != GoldenRole::kDecision && (holds_forward || !holds_train)) {
       rep.missing.push_back(name);
       if (is_required(opts.require, name)) rep.required_missing.push_back(name);
+    }
+  }
+  for (const std::string& name : train_names) {
+    if (cand.contains(name)) {
+      held.push_back(name);
+    } else if (holds_train) {
+      rep.missing.push_back(name);
+      if (train_required(opts.require, name)) rep.required_missing.push_back(name);
     }
   }
 
@@ -569,11 +634,11 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
       p.candidate.reserve(largest);
       p.exact.reserve(largest);
     }
-    prepare(g, cand, held[i], p);
+    prepare(g, cand, held[i], train_tol, p);
   });
   for (std::size_t i = 0; i < held.size(); ++i) {
     Prepared p = reader.take(i);
-    const GoldenEntry& ge = *g.find("exact/" + p.name);
+    const GoldenEntry& ge = *g.find(golden_path(p.name));
     if (!p.shape_ok) {
       // Not a failed check but a candidate that does not fit the golden (exit 2 as in `dsv4 diff`).
       throw InputError(p.where, shape_differs(p.candidate, ge) + " (canonical name " + p.name + ")");
@@ -586,6 +651,7 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
   }
   judge_locally(g, opts, rep);
   rep.first_failure = first_failure(rep);
+  if (is_train(rep.first_failure)) rep.first_failure_blame = train_blame(rep.first_failure);
   return rep;
 }
 

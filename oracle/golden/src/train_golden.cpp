@@ -1,14 +1,18 @@
 // The train/ group of a golden: train_golden.hpp (goldens/README.md §The training step).
 #include "dsv4/golden/train_golden.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 
 #include "dsv4/config/resource_limits.hpp"
+#include "dsv4/io/input_error.hpp"
 #include "dsv4/model/checkpoint.hpp"
 
 namespace dsv4 {
@@ -18,6 +22,7 @@ namespace {
 using ojson = nlohmann::ordered_json;
 
 constexpr const char* kTrain = "train/";
+constexpr std::string_view kOfficial = "official/";  // after "train/": the official-style twins
 
 struct Prefix {
   TrainDataset kind;
@@ -73,9 +78,30 @@ Tensor param_tensor(const std::vector<std::int64_t>& shape, const Mat& m) {
 
 }  // namespace
 
+bool train_kind_has_official(TrainDataset kind) {
+  switch (kind) {
+    case TrainDataset::kLoss:
+    case TrainDataset::kGrad:
+    case TrainDataset::kAdamWM:
+    case TrainDataset::kAdamWV:
+    case TrainDataset::kMuonMomentum:
+    case TrainDataset::kUpdated:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::optional<TrainDatasetDesc> describe_train_dataset(std::string_view path) {
   if (path.substr(0, 6) != kTrain) return std::nullopt;
-  const std::string_view rest = path.substr(6);
+  std::string_view rest = path.substr(6);
+  if (rest.substr(0, kOfficial.size()) == kOfficial) {
+    std::optional<TrainDatasetDesc> d =
+        describe_train_dataset(std::string(kTrain) + std::string(rest.substr(kOfficial.size())));
+    if (!d || d->official || !train_kind_has_official(d->kind)) return std::nullopt;
+    d->official = true;
+    return d;
+  }
   if (rest == "tokens") return TrainDatasetDesc{TrainDataset::kTokens, "", GoldenRole::kInput, "int64"};
   if (rest == "decisions/min_routing_gap")
     return TrainDatasetDesc{TrainDataset::kRoutingGap, "", GoldenRole::kDecision, "float64"};
@@ -104,7 +130,11 @@ std::optional<TrainDatasetDesc> describe_train_dataset(std::string_view path) {
   return std::nullopt;
 }
 
-std::string train_dataset_path(TrainDataset kind, const std::string& name) {
+std::string train_dataset_path(TrainDataset kind, const std::string& name, bool official) {
+  if (official) {
+    if (!train_kind_has_official(kind)) throw std::logic_error("train_dataset_path: no official twin of this kind");
+    return std::string(kTrain) + std::string(kOfficial) + train_dataset_path(kind, name).substr(6);
+  }
   switch (kind) {
     case TrainDataset::kTokens:
       return "train/tokens";
@@ -150,12 +180,24 @@ std::string write_train_group(const ModelConfig& c, const ModelWeights& w, const
   const auto t0 = std::chrono::steady_clock::now();
   const ParameterMap params = model_parameters(c, w);
   const TrainStepResult r = train_step(c, w, params, tokens, opt);
+  // The official-style step (spec 06 §6.17) on the exact step's decisions: the yardstick.
+  const TrainStepResult ro = train_step_official(c, w, params, tokens, r.step.loss.decisions, opt);
   if (stats != nullptr)
     stats->seconds_step = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::int64_t n = 0;
+  ojson tolerance = ojson::object();
   const auto put = [&](TrainDataset kind, const std::string& name, const Tensor& t) {
     emit(train_dataset_path(kind, name), t);
     ++n;
+  };
+  // A value of the step: exact, its official twin and the figures of the one against the other.
+  const auto put_pair = [&](TrainDataset kind, const std::string& name, const Tensor& exact, const Tensor& official) {
+    put(kind, name, exact);
+    emit(train_dataset_path(kind, name, /*official=*/true), official);
+    ++n;
+    const auto e = exact.values<double>(), o = official.values<double>();
+    tolerance[train_dataset_path(kind, name)] = ojson::parse(
+        golden_tolerance_json(std::vector<double>(e.begin(), e.end()), std::vector<double>(o.begin(), o.end())));
   };
 
   {
@@ -164,10 +206,11 @@ std::string write_train_group(const ModelConfig& c, const ModelWeights& w, const
     put(TrainDataset::kTokens, "", t);
   }
   const TrainingLoss& L = r.step.loss;
-  put(TrainDataset::kLoss, "total", scalar(L.total));
-  put(TrainDataset::kLoss, "lm", scalar(L.lm));
-  put(TrainDataset::kLoss, "mtp", scalar(L.mtp));
-  put(TrainDataset::kLoss, "balance", scalar(L.balance));
+  const TrainingLoss& Lo = ro.step.loss;
+  put_pair(TrainDataset::kLoss, "total", scalar(L.total), scalar(Lo.total));
+  put_pair(TrainDataset::kLoss, "lm", scalar(L.lm), scalar(Lo.lm));
+  put_pair(TrainDataset::kLoss, "mtp", scalar(L.mtp), scalar(Lo.mtp));
+  put_pair(TrainDataset::kLoss, "balance", scalar(L.balance), scalar(Lo.balance));
   for (const auto& [module, idx] : L.decisions.routing) {
     const std::int64_t k = c.n_activated_experts;
     Tensor t(DType::kI64, {static_cast<std::int64_t>(idx.size()) / k, k});
@@ -188,24 +231,30 @@ std::string write_train_group(const ModelConfig& c, const ModelWeights& w, const
   for (const auto& [name, g] : r.step.grad) {
     const auto sh = shapes.find(name);
     if (sh == shapes.end()) throw std::logic_error("train golden: " + name + " is not a checkpoint parameter");
-    put(TrainDataset::kGrad, name, param_tensor(sh->second, g));
+    const auto pair = [&](TrainDataset k, const Mat& e, const Mat& o) {
+      put_pair(k, name, param_tensor(sh->second, e), param_tensor(sh->second, o));
+    };
+    pair(TrainDataset::kGrad, g, ro.step.grad.at(name));
     const OptimizerKind kind = r.optimizer.at(name);
     kinds[name] = optimizer_kind_name(kind);
     if (kind == OptimizerKind::kAdamW) {
-      put(TrainDataset::kAdamWM, name, param_tensor(sh->second, r.adamw.at(name).m));
-      put(TrainDataset::kAdamWV, name, param_tensor(sh->second, r.adamw.at(name).v));
+      pair(TrainDataset::kAdamWM, r.adamw.at(name).m, ro.adamw.at(name).m);
+      pair(TrainDataset::kAdamWV, r.adamw.at(name).v, ro.adamw.at(name).v);
     } else if (kind == OptimizerKind::kMuon) {
-      put(TrainDataset::kMuonMomentum, name, param_tensor(sh->second, r.muon.at(name).momentum));
+      pair(TrainDataset::kMuonMomentum, r.muon.at(name).momentum, ro.muon.at(name).momentum);
     }
-    put(TrainDataset::kUpdated, name, param_tensor(sh->second, r.updated.at(name)));
+    pair(TrainDataset::kUpdated, r.updated.at(name), ro.updated.at(name));
   }
   if (stats != nullptr) stats->datasets = n;
 
   ojson j;
   j["step"] = 1;
   j["mode"] =
-      "exact only: double arithmetic, fixed-order sums (ref/train model_backward, adamw, muon); no official-mode "
-      "values yet";
+      "exact: double arithmetic, fixed-order sums (ref/train model_backward, adamw, muon); official (train/official/): "
+      "the official-style step on the exact step's decisions (train_step_official, spec 06 §6.17): the forward in "
+      "official precision, activation gradients stored bf16, parameter gradients fp32 (linear weight gradients by "
+      "the FP32-partitioned sum, chunk_rows " +
+      std::to_string(PartitionRule{}.chunk_rows) + "), optimizer states and updated parameters fp32";
   j["sequence"] = "train/tokens: every id of inputs/tokens (one sequence, all L, whatever decode_steps), one prefill";
   j["parameters_before"] =
       "model_parameters(config, weights): every float parameter as the exact value the exact forward multiplies by "
@@ -236,6 +285,7 @@ std::string write_train_group(const ModelConfig& c, const ModelWeights& w, const
                {"weight_decay", opt.muon.weight_decay},
                {"ns_eps", opt.muon.ns_eps}};
   j["optimizer"] = std::move(kinds);
+  j["tolerance"] = std::move(tolerance);
   return j.dump();
 }
 
@@ -311,9 +361,48 @@ std::vector<GoldenProblem> verify_train_group(const Golden& g) {
     const bool per_param = d->kind == TrainDataset::kGrad || d->kind == TrainDataset::kUpdated ||
                            d->kind == TrainDataset::kAdamWM || d->kind == TrainDataset::kAdamWV ||
                            d->kind == TrainDataset::kMuonMomentum;
-    if (per_param && expected.count(path) == 0)
+    const std::string exact_path = d->official ? train_dataset_path(d->kind, d->name) : path;
+    if (per_param && expected.count(exact_path) == 0)
       problem(path, "no such parameter, or not a state of the optimizer that trains it (optimizer_for)");
   }
+
+  // The official-style twins and their figures (train.tolerance), as the forward's (golden.cpp).
+  const ojson tol = tj.contains("tolerance") && tj.at("tolerance").is_object() ? tj.at("tolerance") : ojson::object();
+  if (!tj.contains("tolerance")) problem("manifest", "train.tolerance is missing (the official-style figures)");
+  for (const std::string& path : present) {
+    const std::optional<TrainDatasetDesc> d = describe_train_dataset(path);
+    if (!d || !train_kind_has_official(d->kind)) continue;
+    const std::string ex = train_dataset_path(d->kind, d->name), off = train_dataset_path(d->kind, d->name, true);
+    if (d->official) {
+      if (present.count(ex) == 0) problem(path, "an official-style twin without its exact dataset " + ex);
+      continue;
+    }
+    const GoldenEntry* eo = g.find(off);
+    if (eo == nullptr) {
+      problem(off, "missing: every value of the step has its official-style twin");
+      continue;
+    }
+    const GoldenEntry* ee = g.find(ex);
+    if (eo->shape != ee->shape) {
+      problem(off, "shape " + shape_string(eo->shape) + " differs from its exact twin's " + shape_string(ee->shape));
+      continue;
+    }
+    if (!tol.contains(ex)) {
+      problem("manifest", "train.tolerance." + ex + " is missing");
+      continue;
+    }
+    if (!g.file().is_dataset(ex) || !g.file().is_dataset(off)) continue;
+    const Tensor te = g.file().read(ex), to = g.file().read(off);
+    if (te.dtype() != DType::kF64 || to.dtype() != DType::kF64 || te.numel() != to.numel()) continue;
+    const auto e = te.values<double>(), o = to.values<double>();
+    const ojson data = ojson::parse(
+        golden_tolerance_json(std::vector<double>(e.begin(), e.end()), std::vector<double>(o.begin(), o.end())));
+    if (tol.at(ex) != data)
+      problem("manifest", "train.tolerance." + ex + " disagrees with the data (" + tol.at(ex).dump() + " stored, " +
+                              data.dump() + " computed)");
+  }
+  for (const auto& [key, v] : tol.items())
+    if (present.count(key) == 0) problem("manifest", "train.tolerance." + key + " names no exact dataset of the step");
 
   // The step's ids are the golden's sequence.
   const std::string tok = train_dataset_path(TrainDataset::kTokens);
@@ -344,6 +433,137 @@ std::vector<GoldenProblem> verify_train_group(const Golden& g) {
     if (!(*total == want))
       problem(train_dataset_path(TrainDataset::kLoss, "total"),
               "is not lm + mtp_weight·mtp + balance of the stored parts (the loss parts disagree)");
+  }
+  return out;
+}
+
+namespace {
+
+// (group, sub): the parameter's place in the backward (sort_in_backward_order).
+std::pair<int, int> backward_place(const std::string& name) {
+  const auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  if (name == "embed.weight") return {1 << 20, 0};
+  if (name == "head.weight") return {0, 0};
+  if (name == "norm.weight") return {0, 1};
+  if (name.rfind("hc_head", 0) == 0) return {0, 2};
+  int group = 0;
+  if (name.rfind("mtp.", 0) == 0) {
+    group = 1;
+    if (has(".hc_head") || name.ends_with("mtp.0.norm.weight")) return {group, -1};
+    if (has(".e_proj.") || has(".h_proj.")) return {group, 6};
+    if (has(".enorm.") || has(".hnorm.")) return {group, 7};
+  } else if (name.rfind("layers.", 0) == 0) {
+    group = 2 + (1 << 16) - std::stoi(name.substr(7));  // layers n−1 … 0
+  } else {
+    return {1 << 21, 0};
+  }
+  if (has(".ffn.")) return {group, 0};
+  if (has(".ffn_norm.")) return {group, 1};
+  if (has(".hc_ffn")) return {group, 2};
+  if (has(".attn.")) return {group, 3};
+  if (has(".attn_norm.")) return {group, 4};
+  if (has(".hc_attn")) return {group, 5};
+  return {group, 8};
+}
+
+struct BackwardKey {
+  int stage = 3;  // 0 loss, 1 gradient, 2 optimizer state / updated, 3 not a train value
+  std::pair<int, int> place{0, 0};
+  std::string name;
+  int within = 0;  // losses: lm, mtp, balance, total; optimizer: states before updated
+  auto tie() const { return std::tie(stage, place, name, within); }
+};
+
+BackwardKey backward_key(const std::string& path) {
+  BackwardKey k;
+  const std::optional<TrainDatasetDesc> d = describe_train_dataset(path);
+  if (!d || !train_kind_has_official(d->kind)) {
+    k.name = path;
+    return k;
+  }
+  k.name = d->name;
+  switch (d->kind) {
+    case TrainDataset::kLoss:
+      k.stage = 0;
+      k.within = d->name == "lm" ? 0 : d->name == "mtp" ? 1 : d->name == "balance" ? 2 : 3;
+      k.name.clear();
+      break;
+    case TrainDataset::kGrad:
+      k.stage = 1;
+      k.place = backward_place(d->name);
+      break;
+    default:
+      k.stage = 2;
+      k.place = backward_place(d->name);
+      k.within = d->kind == TrainDataset::kUpdated ? 1 : 0;
+      break;
+  }
+  return k;
+}
+
+}  // namespace
+
+void sort_in_backward_order(std::vector<std::string>& paths) {
+  std::stable_sort(paths.begin(), paths.end(), [](const std::string& a, const std::string& b) {
+    return backward_key(a).tie() < backward_key(b).tie();
+  });
+}
+
+std::string train_param_module(const std::string& name) {
+  std::string m = name;
+  if (m.ends_with(".weight")) m.resize(m.size() - 7);
+  const std::size_t dot = m.rfind('.');
+  const std::string leaf = dot == std::string::npos ? m : m.substr(dot + 1);
+  if (leaf == "w1" || leaf == "w2" || leaf == "w3" || leaf == "attn_sink") return m.substr(0, dot);
+  if (leaf.rfind("hc_", 0) == 0)
+    for (const char* suffix : {"_fn", "_base", "_scale"})
+      if (m.ends_with(suffix)) return m.substr(0, m.size() - std::string_view(suffix).size());
+  return m;
+}
+
+std::string train_blame(const std::string& path) {
+  const std::optional<TrainDatasetDesc> d = describe_train_dataset(path);
+  if (!d) return path;
+  switch (d->kind) {
+    case TrainDataset::kLoss:
+      return "loss " + d->name + " (" + path + ")";
+    case TrainDataset::kGrad:
+      return "backward of " + train_param_module(d->name) + " (" + path + ")";
+    case TrainDataset::kAdamWM:
+    case TrainDataset::kAdamWV:
+    case TrainDataset::kMuonMomentum:
+    case TrainDataset::kUpdated:
+      return "optimizer of " + d->name + " (" + path + ")";
+    default:
+      return path;
+  }
+}
+
+std::map<std::string, GoldenTolerance> train_tolerances(const Golden& g) {
+  std::map<std::string, GoldenTolerance> out;
+  const ojson man = ojson::parse(g.manifest_text());
+  if (!man.contains("train") || !man.at("train").is_object() || !man.at("train").contains("tolerance")) return out;
+  const ojson& tol = man.at("train").at("tolerance");
+  if (!tol.is_object()) throw InputError(g.path(), "manifest: train.tolerance is not an object");
+  for (const auto& [key, t] : tol.items()) {
+    try {
+      GoldenTolerance gt;
+      gt.official_grid = golden_grid_dtype(t.at("official_grid").get<std::string>());
+      GoldenTolerance::Figures fig;
+      fig.error.compared = t.at("official_compared").get<std::int64_t>();
+      fig.error.max_abs = t.at("official_max_abs").get<double>();
+      fig.error.rms = t.at("official_rms").get<double>();
+      fig.error.bias_sum = t.at("official_bias_sum").get<double>();
+      fig.exact_rms = t.at("exact_rms").get<double>();
+      if (fig.error.compared < 0 || !(fig.error.max_abs >= 0) || !(fig.error.rms >= 0) ||
+          !std::isfinite(fig.error.bias_sum) || !(fig.exact_rms >= 0) || !std::isfinite(fig.error.max_abs) ||
+          !std::isfinite(fig.error.rms) || !std::isfinite(fig.exact_rms))
+        throw std::invalid_argument("a figure is negative or not finite");
+      gt.official = fig;
+      out.emplace(key, gt);
+    } catch (const std::exception& e) {
+      throw InputError(g.path(), "manifest: train.tolerance." + key + ": " + e.what());
+    }
   }
   return out;
 }

@@ -156,6 +156,8 @@ std::string verdict_line(const CertifyReport& r) {
   std::string why;
   if (r.checked() == 0) {
     why = "the candidate holds none of the golden's outputs (nothing was checked)";
+  } else if (!r.first_failure_blame.empty()) {
+    why = "first failing value of the training step, in the order of its backward: " + r.first_failure_blame;
   } else if (!r.first_failure.empty()) {
     why = "first failing output in execution order: " + r.first_failure;
   } else if (!r.required_missing.empty()) {
@@ -336,6 +338,7 @@ nlohmann::json to_json(const CertifyReport& r) {
   j["options"] = r.options;
   j["verdict"] = r.pass() ? "PASS" : "FAIL";
   j["first_failure"] = r.first_failure.empty() ? nlohmann::json() : nlohmann::json(r.first_failure);
+  if (!r.first_failure_blame.empty()) j["first_failure_blame"] = r.first_failure_blame;
   j["requirement"] = r.requirement;
   j["tolerance"] = {{"k", r.tolerance.k},
                     {"floor_max_ulps", r.tolerance.floor_max_ulps},

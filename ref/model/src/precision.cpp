@@ -92,6 +92,18 @@ std::string deviation_name(Deviation d) {
       return "faithful-fn-jitter-2ulp";
     case Deviation::kFaithfulFnUp2Ulp:
       return "faithful-fn-up-2ulp";
+    case Deviation::kSwigluNoClampGrad:
+      return "swiglu-no-clamp-grad";
+    case Deviation::kMuonTransposeNotUndone:
+      return "muon-transpose-not-undone";
+    case Deviation::kAdamWOnRouter:
+      return "adamw-on-router";
+    case Deviation::kNsFastCoefficientsOnly:
+      return "ns-fast-coefficients-only";
+    case Deviation::kBalanceOnBiasedScores:
+      return "balance-on-biased-scores";
+    case Deviation::kReductionShuffled:
+      return "reduction-shuffled";
   }
   return "?";
 }
@@ -106,6 +118,18 @@ const std::vector<Deviation>& all_deviations() {
       Deviation::kHashByPosition,   Deviation::kSoftmaxScaleOff,     Deviation::kRmsNormEpsOutside,
       Deviation::kGateScoresBf16,   Deviation::kIndexerScaleOmitted, Deviation::kRouteScaleTwice,
       Deviation::kKvFp8Truncation,  Deviation::kKvFp8RoundHalfAway};
+  return v;
+}
+
+const std::vector<Deviation>& all_training_deviations() {
+  static const std::vector<Deviation> v{Deviation::kSwigluNoClampGrad, Deviation::kMuonTransposeNotUndone,
+                                        Deviation::kAdamWOnRouter, Deviation::kNsFastCoefficientsOnly,
+                                        Deviation::kBalanceOnBiasedScores};
+  return v;
+}
+
+const std::vector<Deviation>& all_training_legitimate_variants() {
+  static const std::vector<Deviation> v{Deviation::kReductionShuffled};
   return v;
 }
 

@@ -6,9 +6,11 @@
 // checks the forward against Transformer::forward and the gradient against central differences.
 #include "dsv4/train/model_backward.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <stdexcept>
 #include <utility>
 
@@ -21,6 +23,7 @@
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/model/rope.hpp"
 #include "dsv4/model/sparse_attention.hpp"
+#include "dsv4/train/anticipatory_routing.hpp"
 #include "dsv4/train/compressor_pool_backward.hpp"
 #include "dsv4/train/embedding_backward.hpp"
 #include "dsv4/train/gate_backward.hpp"
@@ -29,10 +32,12 @@
 #include "dsv4/train/hc_pre_backward.hpp"
 #include "dsv4/train/head_backward.hpp"
 #include "dsv4/train/linear_backward.hpp"
+#include "dsv4/train/linear_backward_fp32.hpp"
 #include "dsv4/train/moe_combine_backward.hpp"
 #include "dsv4/train/rmsnorm_backward.hpp"
 #include "dsv4/train/rope_backward.hpp"
 #include "dsv4/train/sparse_attention_backward.hpp"
+#include "dsv4/train/swiglu_backward.hpp"
 
 namespace dsv4 {
 
@@ -104,6 +109,7 @@ struct AttnTape {
 
 struct MoeTape {
   Mat scores, weights;
+  Mat balance_scores;  // the scores the balance loss is computed on (the unbiased ones, spec 06 §6.13)
   std::vector<std::int64_t> indices;
   bool hash = false;
   Mat out;
@@ -138,10 +144,36 @@ struct Tape {
   HeadTape mtp_head;
 };
 
+// The official-style step's fp32 containers (model_backward.hpp): values already on the fp32 grid.
+std::vector<float> as_floats(const Mat& m) {
+  std::vector<float> v(static_cast<std::size_t>(m.size()));
+  for (Eigen::Index i = 0; i < m.size(); ++i) {
+    v[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
+    if (static_cast<double>(v[static_cast<std::size_t>(i)]) != m.data()[i])
+      throw std::logic_error("model_backward_official: a value off the fp32 grid reached an fp32 reduction");
+  }
+  return v;
+}
+Mat from_floats(const std::vector<float>& v, Eigen::Index rows, Eigen::Index cols) {
+  Mat m(rows, cols);
+  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<double>(v[static_cast<std::size_t>(i)]);
+  return m;
+}
+
 class Model {
  public:
   Model(const ModelConfig& c, const ModelWeights& w, const ParameterMap& params, const TrainingLossOptions& opt)
       : c_(c), w_(w), params_(params), opt_(opt), p_(Mode::kExact) {}
+  // The official-style step (model_backward.hpp): decisions held, official arithmetic and storage.
+  Model(const ModelConfig& c, const ModelWeights& w, const ParameterMap& params, const TrainingLossOptions& opt,
+        const TrainingDecisions& held, const OfficialStyleOptions& style)
+      : c_(c),
+        w_(w),
+        params_(params),
+        opt_(opt),
+        p_(Mode::kOfficial, style.deviation),
+        held_(&held),
+        partition_(style.partition) {}
 
   const Mat& P(const std::string& name) const {
     const auto it = params_.find(name);
@@ -167,6 +199,32 @@ class Model {
   void moe(const std::string& p, std::int64_t layer, const Mat& x, const std::vector<std::int64_t>& ids, MoeTape& m);
   HeadTape head(const std::string& p, const std::string& norm, const Mat& x) const;
 
+  // Storage of the official-style step (model_backward.hpp); the identity in exact mode.
+  bool official() const { return p_.official(); }
+  // y = x Wᵀ: exact — the double product; official — C1 (one fp32 rounding) stored bf16, or fp32.
+  Mat mm(const Mat& x, const Mat& w, bool fp32_out = false) const {
+    if (!official()) return mm_nt(x, w);
+    Mat y = p_.matmul_nt(x, w);
+    if (!fp32_out) p_.bf16_inplace(y);
+    return y;
+  }
+  Mat fp32(Mat m) const {
+    p_.fp32_inplace(m);
+    return m;
+  }
+  // An activation gradient passed on by a component backward: stored bf16.
+  Mat grad(Mat m) const {
+    p_.bf16_inplace(m);
+    return m;
+  }
+  // A parameter gradient accumulated into g: fp32 (a training engine's main_grad).
+  void add(ParameterMap& g, const std::string& name, const Mat& d) const;
+  void add_vec(ParameterMap& g, const std::string& name, const Vec& d) const { add(g, name, Mat(d)); }
+  // The linear backward: exact — linear_backward; official — spec 06 §6.14's fp32 sites on bf16
+  // upstream gradients (dW: FP32-partitioned over the rows; dx: the fp32 row rule, stored bf16).
+  // fp32_dy: the upstream gradient of an fp32 linear (compressor wkv / wgate), stored fp32.
+  LinearGrads lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32_dy = false) const;
+
   Mat block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g) const;
   Mat attention_backward(const std::string& p, const AttnTape& a, const Mat& dout, ParameterMap& g) const;
   Mat head_backward_of(const std::string& p, const std::string& norm, const HeadTape& h, const Mat& dlogits,
@@ -177,18 +235,48 @@ class Model {
   const ParameterMap& params_;
   TrainingLossOptions opt_;
   Precision p_;
+  const TrainingDecisions* held_ = nullptr;  // official-style: the decisions held fixed
+  PartitionRule partition_;
   // per forward
   QuantOffsets offsets_;
   bool frozen_ = false;
   TrainingLoss* loss_ = nullptr;
 };
 
-void add(ParameterMap& g, const std::string& name, const Mat& d) {
+void Model::add(ParameterMap& g, const std::string& name, const Mat& d) const {
   auto it = g.find(name);
   if (it == g.end()) bad("gradient of an unknown parameter " + name);
-  it->second += d;
+  if (!official()) {
+    it->second += d;
+    return;
+  }
+  for (Eigen::Index i = 0; i < d.size(); ++i)
+    it->second.data()[i] = p_.fp32(it->second.data()[i] + p_.fp32(d.data()[i]));
 }
-void add_vec(ParameterMap& g, const std::string& name, const Vec& d) { add(g, name, Mat(d)); }
+
+LinearGrads Model::lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32_dy) const {
+  if (!official()) return linear_backward(x, w, dy);
+  const Mat dyb = fp32_dy ? fp32(dy) : grad(dy);
+  const std::int64_t m = x.rows(), k = x.cols(), n = w.rows();
+  LinearGrads r;
+  r.dx = grad(from_floats(linear_dx_fp32(as_floats(dyb), as_floats(fp32(w)), m, k, n), m, k));
+  if (p_.deviates(Deviation::kReductionShuffled)) {
+    // The legitimate variant: one sequential fp32 sum over the rows in a shuffled order (an
+    // atomicAdd schedule): the rows permuted by a fixed stride coprime with m, one partition.
+    std::int64_t stride = m > 2 ? m / 2 + 1 : 1;
+    while (m > 1 && std::gcd(stride, m) != 1) ++stride;
+    Mat xs(m, k), ds(m, n);
+    for (std::int64_t r0 = 0; r0 < m; ++r0) {
+      xs.row(r0) = x.row((r0 * stride) % m);
+      ds.row(r0) = dyb.row((r0 * stride) % m);
+    }
+    r.dweight = from_floats(
+        linear_dweight_fp32(as_floats(xs), as_floats(ds), m, k, n, PartitionRule{std::max<std::int64_t>(m, 1)}), n, k);
+    return r;
+  }
+  r.dweight = from_floats(linear_dweight_fp32(as_floats(x), as_floats(dyb), m, k, n, partition_), n, k);
+  return r;
+}
 
 // ---- forward ----------------------------------------------------------------------------------
 
@@ -199,14 +287,14 @@ void Model::attention(const std::string& p, std::int64_t layer, AttnTape& a) {
   a.ratio = c_.compress_ratio(layer);
   a.table = std::make_shared<const RopeTable>(rope_table_for_layer(p_, c_, layer));
   // §2.4: q_r = q_norm(wq_a x); q = RoPE(head_rms(wq_b q_r)).
-  a.qa = mm_nt(a.x, P(p + ".wq_a.weight"));
+  a.qa = mm(a.x, P(p + ".wq_a.weight"));
   a.q_r = rmsnorm(p_, a.qa, V(p + ".q_norm.weight"), eps);
-  a.qb = mm_nt(a.q_r, P(p + ".wq_b.weight"));
+  a.qb = mm(a.q_r, P(p + ".wq_b.weight"));
   a.q = a.qb;
   head_rmsnorm_inplace(p_, a.q, c, eps);
   apply_rope_inplace(p_, *a.table, a.q, 0, c);
   // §2.5: kv = RoPE(kv_norm(wkv x)), FP8 simulation of the nope dims (straight-through surrogate).
-  a.kv_lin = mm_nt(a.x, P(p + ".wkv.weight"));
+  a.kv_lin = mm(a.x, P(p + ".wkv.weight"));
   Mat kv = rmsnorm(p_, a.kv_lin, V(p + ".kv_norm.weight"), eps);
   apply_rope_inplace(p_, *a.table, kv, 0, c);
   a.kv = quantisation_point(p + ".kv", kv, offsets_, frozen_, [&](Mat& v) {
@@ -217,7 +305,11 @@ void Model::attention(const std::string& p, std::int64_t layer, AttnTape& a) {
   a.kv_all = a.kv;
   const std::int64_t m = a.ratio;
   if (m > 0) {
-    if (m == 4) {
+    if (held_ != nullptr) {
+      const auto it = held_->index_lists.find(p);
+      if (it == held_->index_lists.end()) bad("the held decisions lack the index lists of " + p);
+      a.lists = it->second;
+    } else if (m == 4) {
       // The indexer only chooses (no gradient flows through its top-k, spec 06 §6.12, §6.16): it
       // runs on its parameters rounded to the storage kinds Indexer accepts — exact at the step's
       // point, where they are the checkpoint's values.
@@ -239,10 +331,11 @@ void Model::attention(const std::string& p, std::int64_t layer, AttnTape& a) {
     const CompressorSpec spec = CompressorSpec::main(c_, m);
     const std::int64_t D = spec.head_dim;
     const std::string cp = p + ".compressor";
-    a.cu = mm_nt(a.x, P(cp + ".wkv.weight"));
-    a.cz = mm_nt(a.x, P(cp + ".wgate.weight"));
+    a.cu = mm(a.x, P(cp + ".wkv.weight"), /*fp32_out=*/true);
+    a.cz = mm(a.x, P(cp + ".wgate.weight"), /*fp32_out=*/true);
     const Mat& ape = P(cp + ".ape");
     for (std::int64_t t = 0; t < s; ++t) a.cz.row(t) += ape.row(t % m);
+    p_.fp32_inplace(a.cz);
     const std::int64_t blocks = s / m;
     a.pooled.resize(blocks, D);
     for (std::int64_t i = 0; i < blocks; ++i) {
@@ -266,6 +359,7 @@ void Model::attention(const std::string& p, std::int64_t layer, AttnTape& a) {
       a.us.push_back(std::move(us));
       a.zs.push_back(std::move(zs));
     }
+    p_.fp32_inplace(a.pooled);  // official-style: the pooling in double, stored fp32
     // §2.6.3: RMSNorm, RoPE at position m·i, FP8 simulation of the nope dims (surrogate).
     Mat e = rmsnorm(p_, a.pooled, V(cp + ".norm.weight"), spec.norm_eps);
     const std::vector<std::int64_t> pos = iota_positions(blocks, m);
@@ -288,8 +382,8 @@ void Model::attention(const std::string& p, std::int64_t layer, AttnTape& a) {
   const std::int64_t dg = c_.o_lora_rank, P_ = H * c / G;
   a.o_a.resize(s, G * dg);
   for (std::int64_t gi = 0; gi < G; ++gi)
-    a.o_a.middleCols(gi * dg, dg) = mm_nt(a.o.middleCols(gi * P_, P_), wo_a.middleRows(gi * dg, dg));
-  a.out = mm_nt(a.o_a, P(p + ".wo_b.weight"));
+    a.o_a.middleCols(gi * dg, dg) = mm(a.o.middleCols(gi * P_, P_), wo_a.middleRows(gi * dg, dg));
+  a.out = mm(a.o_a, P(p + ".wo_b.weight"));
 }
 
 // spec 03 §3.1–§3.3 (exact): the gate's exact equation, the chosen experts, the shared expert.
@@ -304,7 +398,21 @@ void Model::moe(const std::string& p, std::int64_t layer, const Mat& x, const st
   m.scores = Eigen::Map<const Mat>(g.scores.data(), T, E);
   m.weights = Eigen::Map<const Mat>(g.weights.data(), T, k);
   m.indices = g.indices;
+  if (held_ != nullptr) {
+    // Official-style: the scores stored fp32, the exact step's experts, the routing weights by the
+    // gate's official arithmetic at those indices (spec 03 §3.1 step 4).
+    const auto it = held_->routing.find(p);
+    if (it == held_->routing.end() || static_cast<std::int64_t>(it->second.size()) != T * k)
+      bad("the held decisions lack the routing of " + p);
+    p_.fp32_inplace(m.scores);
+    m.indices = it->second;
+    m.weights = routing_weights_at(p_, m.scores, m.indices, k, c_.score_func, c_.route_scale);
+  }
   loss_->decisions.routing[p] = m.indices;
+  m.balance_scores = m.scores;
+  // (Deviation kBalanceOnBiasedScores, the training bug catalogue only: the biased scores s + b.)
+  if (!m.hash && p_.deviates(Deviation::kBalanceOnBiasedScores))
+    for (std::int64_t e = 0; e < E; ++e) m.balance_scores.col(e).array() += bias[static_cast<std::size_t>(e)];
   if (!m.hash) {
     for (std::int64_t t = 0; t < T; ++t) {  // the cut's gap on the biased scores (spec 03 §3.1 step 3)
       double kth = kInf, next = -kInf;
@@ -319,17 +427,17 @@ void Model::moe(const std::string& p, std::int64_t layer, const Mat& x, const st
       }
       loss_->decisions.min_routing_gap = std::min(loss_->decisions.min_routing_gap, kth - next);
     }
-    loss_->balance += balance_loss(m.scores, m.indices, k, opt_.balance_alpha);
+    loss_->balance += balance_loss(m.balance_scores, m.indices, k, opt_.balance_alpha);
   }
   // §3.3: routed experts in ascending id (tokens ascending), then the shared expert.
   const double limit = c_.swiglu_limit;
   const auto expert = [&](const std::string& e, const Mat& xe, const Vec* rw) {
-    const Mat gm = mm_nt(xe, P(e + ".w1.weight")), um = mm_nt(xe, P(e + ".w3.weight"));
+    const Mat gm = mm(xe, P(e + ".w1.weight")), um = mm(xe, P(e + ".w3.weight"));
     Mat h(xe.rows(), gm.cols());
     for (Eigen::Index t = 0; t < h.rows(); ++t)
       for (Eigen::Index i = 0; i < h.cols(); ++i)
         h(t, i) = clamped_swiglu(p_, gm(t, i), um(t, i), limit, rw != nullptr ? &(*rw)(t) : nullptr);
-    return Mat(mm_nt(h, P(e + ".w2.weight")));
+    return Mat(mm(h, P(e + ".w2.weight")));
   };
   m.out = Mat::Zero(T, d);
   for (std::int64_t e = 0; e < E; ++e) {
@@ -349,6 +457,7 @@ void Model::moe(const std::string& p, std::int64_t layer, const Mat& x, const st
     for (std::size_t r = 0; r < rows.size(); ++r) m.out.row(rows[r]) += ye.row(static_cast<Eigen::Index>(r));
   }
   m.out += expert(p + ".shared_experts", x, nullptr);
+  p_.bf16_inplace(m.out);  // official-style: the combine stored bf16
 }
 
 // spec 05 §5.2.
@@ -376,7 +485,7 @@ HeadTape Model::head(const std::string& p, const std::string& norm, const Mat& x
   h.x = x;
   h.hc = hc_head(p_, c_, x, hc_head_of(p));
   h.normed = rmsnorm(p_, h.hc, V(norm), c_.norm_eps);
-  h.logits = mm_nt(h.normed, P("head.weight"));
+  h.logits = mm(h.normed, P("head.weight"), /*fp32_out=*/true);
   return h;
 }
 
@@ -410,18 +519,26 @@ TrainingLoss Model::forward(const std::vector<std::int64_t>& ids, const QuantOff
     tape.mtp_emb = embed_tokens(P("embed.weight"), tape.mtp_ids);
     tape.mtp_e = rmsnorm(p_, tape.mtp_emb, V(mp + ".enorm.weight"), c_.norm_eps);
     tape.mtp_hn = rmsnorm(p_, as_rows(tape.mtp_h, (s - 1) * n, d), V(mp + ".hnorm.weight"), c_.norm_eps);
-    const Mat pe = mm_nt(tape.mtp_e, P(mp + ".e_proj.weight"));
-    const Mat ph = mm_nt(tape.mtp_hn, P(mp + ".h_proj.weight"));
+    const Mat pe = mm(tape.mtp_e, P(mp + ".e_proj.weight"));
+    const Mat ph = mm(tape.mtp_hn, P(mp + ".h_proj.weight"));
     tape.mtp_x.resize(s - 1, n * d);
     for (std::int64_t t = 0; t < s - 1; ++t)
       for (std::int64_t k = 0; k < n; ++k) tape.mtp_x.block(t, k * d, 1, d) = pe.row(t) + ph.row(t * n + k);
+    p_.bf16_inplace(tape.mtp_x);
     tape.mtp_block = block(mp, c_.n_layers, tape.mtp_x, tape.mtp_ids);
     tape.mtp_head = head(mp + ".", mp + ".norm.weight", tape.mtp_block.x_out);
     const std::vector<std::int64_t> next2(ids.begin() + 2, ids.end());
     loss.mtp = lm_loss(tape.mtp_head.logits.topRows(s - 2), next2);
     loss.mtp_last_logits = tape.mtp_head.logits.bottomRows(1);
   }
-  loss.total = loss.lm + (tape.mtp ? opt_.mtp_weight * loss.mtp : 0.0) + loss.balance;
+  if (official()) {  // official-style: the loss parts in fp32
+    loss.lm = p_.fp32(loss.lm);
+    loss.mtp = p_.fp32(loss.mtp);
+    loss.balance = p_.fp32(loss.balance);
+    loss.total = p_.add(p_.add(loss.lm, tape.mtp ? p_.mul(opt_.mtp_weight, loss.mtp) : 0.0), loss.balance);
+  } else {
+    loss.total = loss.lm + (tape.mtp ? opt_.mtp_weight * loss.mtp : 0.0) + loss.balance;
+  }
   loss.offsets = offsets_;
   loss_ = nullptr;
   return loss;
@@ -436,34 +553,49 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
   const std::int64_t s = a.x.rows(), c = c_.head_dim, H = c_.n_heads, G = c_.o_groups;
   const double eps = c_.norm_eps;
   const std::vector<std::int64_t> pos = iota_positions(s);
-  const LinearGrads lb = linear_backward(a.o_a, P(p + ".wo_b.weight"), dout);
+  const LinearGrads lb = lin_back(a.o_a, P(p + ".wo_b.weight"), dout);
   add(g, p + ".wo_b.weight", lb.dweight);
-  const GroupedProjectionGrads gp = grouped_output_projection_backward(a.o, P(p + ".wo_a.weight"), G, lb.dx);
+  GroupedProjectionGrads gp;
+  if (!official()) {
+    gp = grouped_output_projection_backward(a.o, P(p + ".wo_a.weight"), G, lb.dx);
+  } else {  // official-style: the linear's fp32 sites per group (the groups share nothing)
+    const Mat& wo_a = P(p + ".wo_a.weight");
+    const std::int64_t dg = c_.o_lora_rank, P_ = H * c / G;
+    gp.dwo_a.resize(wo_a.rows(), wo_a.cols());
+    gp.d_o.resize(s, H * c);
+    for (std::int64_t gi = 0; gi < G; ++gi) {
+      const LinearGrads lg =
+          lin_back(a.o.middleCols(gi * P_, P_), wo_a.middleRows(gi * dg, dg), lb.dx.middleCols(gi * dg, dg));
+      gp.dwo_a.middleRows(gi * dg, dg) = lg.dweight;
+      gp.d_o.middleCols(gi * P_, P_) = lg.dx;
+    }
+  }
   add(g, p + ".wo_a.weight", gp.dwo_a);
-  const Mat dattn = rope_backward(*a.table, gp.d_o, pos, c, /*inverse=*/true);
+  const Mat dattn = grad(rope_backward(*a.table, grad(gp.d_o), pos, c, /*inverse=*/true));
   const std::vector<double> sink = flat(P(p + ".attn_sink"));
   const SparseAttentionGrads sa =
       sparse_attention_backward(as_rows(a.q, s * H, c), H, a.kv_all, sink, a.lists,
                                 1.0 / std::sqrt(static_cast<double>(c)), as_rows(dattn, s * H, c));
   add_vec(g, p + ".attn_sink", sa.dsink);
+  const Mat dq = grad(sa.dq), dkv_all = grad(sa.dkv);
   // q path (spec 02 §2.4): RoPE, the weightless per-head RMS, wq_b, q_norm, wq_a.
-  const Mat dq_hn = rope_backward(*a.table, as_rows(sa.dq, s, H * c), pos, c, /*inverse=*/false);
-  const Mat dqb =
-      as_rows(rmsnorm_backward(as_rows(a.qb, s * H, c), Vec::Ones(c), eps, as_rows(dq_hn, s * H, c)).dx, s, H * c);
-  const LinearGrads qb = linear_backward(a.q_r, P(p + ".wq_b.weight"), dqb);
+  const Mat dq_hn = grad(rope_backward(*a.table, as_rows(dq, s, H * c), pos, c, /*inverse=*/false));
+  const Mat dqb = grad(
+      as_rows(rmsnorm_backward(as_rows(a.qb, s * H, c), Vec::Ones(c), eps, as_rows(dq_hn, s * H, c)).dx, s, H * c));
+  const LinearGrads qb = lin_back(a.q_r, P(p + ".wq_b.weight"), dqb);
   add(g, p + ".wq_b.weight", qb.dweight);
   const RmsNormGrads qn = rmsnorm_backward(a.qa, V(p + ".q_norm.weight"), eps, qb.dx);
   add_vec(g, p + ".q_norm.weight", qn.dweight);
-  const LinearGrads qa = linear_backward(a.x, P(p + ".wq_a.weight"), qn.dx);
+  const LinearGrads qa = lin_back(a.x, P(p + ".wq_a.weight"), grad(qn.dx));
   add(g, p + ".wq_a.weight", qa.dweight);
   Mat dx = qa.dx;
   // window KV path (spec 02 §2.5): FP8 straight through, RoPE, kv_norm, wkv.
-  const Mat dkv = rope_backward(*a.table, sa.dkv.topRows(s), pos, c, /*inverse=*/false);
+  const Mat dkv = grad(rope_backward(*a.table, dkv_all.topRows(s), pos, c, /*inverse=*/false));
   const RmsNormGrads kn = rmsnorm_backward(a.kv_lin, V(p + ".kv_norm.weight"), eps, dkv);
   add_vec(g, p + ".kv_norm.weight", kn.dweight);
-  const LinearGrads kl = linear_backward(a.x, P(p + ".wkv.weight"), kn.dx);
+  const LinearGrads kl = lin_back(a.x, P(p + ".wkv.weight"), grad(kn.dx));
   add(g, p + ".wkv.weight", kl.dweight);
-  dx += kl.dx;
+  dx = grad(dx + kl.dx);
   // compressor (spec 02 §2.6, spec 06 §6.12 "Compressor pooling").
   const std::int64_t blocks = a.pooled.rows();
   if (a.ratio > 0 && blocks > 0) {
@@ -472,15 +604,16 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
     const std::int64_t D = spec.head_dim;
     const std::string cp = p + ".compressor";
     const std::vector<std::int64_t> epos = iota_positions(blocks, m);
-    const Mat de = rope_backward(*a.table, sa.dkv.bottomRows(blocks), epos, D, /*inverse=*/false);
+    const Mat de = grad(rope_backward(*a.table, dkv_all.bottomRows(blocks), epos, D, /*inverse=*/false));
     const RmsNormGrads cn = rmsnorm_backward(a.pooled, V(cp + ".norm.weight"), spec.norm_eps, de);
     add_vec(g, cp + ".norm.weight", cn.dweight);
+    const Mat cdx = official() ? fp32(cn.dx) : cn.dx;  // official-style: the compressor's fp32 path
     // each entry's slot gradients back to its tokens (overlap: block i−1's first-half channels,
     // block i's second half), then ape (Σ per position mod m) and the two fp32 linears.
     Mat du = Mat::Zero(s, spec.proj_dim()), dz = Mat::Zero(s, spec.proj_dim());
     for (std::int64_t i = 0; i < blocks; ++i) {
       const CompressorPoolGrads pg =
-          compressor_pool_backward(a.us[static_cast<std::size_t>(i)], a.zs[static_cast<std::size_t>(i)], cn.dx.row(i));
+          compressor_pool_backward(a.us[static_cast<std::size_t>(i)], a.zs[static_cast<std::size_t>(i)], cdx.row(i));
       if (spec.overlap()) {
         if (i > 0) {
           du.block(m * (i - 1), 0, m, D) += pg.du.topRows(m);
@@ -493,15 +626,19 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
         dz.middleRows(m * i, m) += pg.dz;
       }
     }
+    if (official()) {
+      p_.fp32_inplace(du);
+      p_.fp32_inplace(dz);
+    }
     Mat dape = Mat::Zero(m, spec.proj_dim());
     for (std::int64_t t = 0; t < s; ++t) dape.row(t % m) += dz.row(t);
     add(g, cp + ".ape", dape);
-    const LinearGrads lu = linear_backward(a.x, P(cp + ".wkv.weight"), du);
-    const LinearGrads lz = linear_backward(a.x, P(cp + ".wgate.weight"), dz);
+    const LinearGrads lu = lin_back(a.x, P(cp + ".wkv.weight"), du, /*fp32_dy=*/true);
+    const LinearGrads lz = lin_back(a.x, P(cp + ".wgate.weight"), dz, /*fp32_dy=*/true);
     add(g, cp + ".wkv.weight", lu.dweight);
     add(g, cp + ".wgate.weight", lz.dweight);
-    dx += lu.dx;
-    dx += lz.dx;
+    dx = grad(dx + lu.dx);
+    dx = grad(dx + lz.dx);
   }
   return dx;
 }
@@ -523,7 +660,11 @@ Mat Model::block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g
     return hg.dx;
   };
   // FFN site.
-  const HcPostGrads fpost = hc_post_backward(b.ffn.out, b.x_mid, b.hc_ffn.post, b.hc_ffn.comb, n, dx_out);
+  HcPostGrads fpost = hc_post_backward(b.ffn.out, b.x_mid, b.hc_ffn.post, b.hc_ffn.comb, n, dx_out);
+  if (official()) {
+    fpost.df = grad(fpost.df);
+    fpost.dresidual = grad(fpost.dresidual);
+  }
   std::vector<ExpertMats> experts;
   for (std::int64_t e = 0; e < E; ++e) {
     const std::string ep = p + ".ffn.experts." + std::to_string(e);
@@ -531,8 +672,11 @@ Mat Model::block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g
   }
   const std::string sp = p + ".ffn.shared_experts";
   const ExpertMats shared{P(sp + ".w1.weight"), P(sp + ".w3.weight"), P(sp + ".w2.weight")};
-  const MoeCombineGrads mg =
-      moe_combine_backward(b.ffn_norm, b.ffn.weights, b.ffn.indices, experts, shared, c_.swiglu_limit, fpost.df);
+  // (Deviation kSwigluNoClampGrad, the training bug catalogue only: no clamp mask in the backward.)
+  const ClampBoundary boundary =
+      p_.deviates(Deviation::kSwigluNoClampGrad) ? ClampBoundary::kNone : ClampBoundary::kClosed;
+  const MoeCombineGrads mg = moe_combine_backward(b.ffn_norm, b.ffn.weights, b.ffn.indices, experts, shared,
+                                                  c_.swiglu_limit, fpost.df, boundary);
   const std::int64_t de = c_.moe_inter_dim, d = c_.dim;
   for (std::int64_t e = 0; e < E; ++e) {
     const std::string ep = p + ".ffn.experts." + std::to_string(e);
@@ -544,20 +688,27 @@ Mat Model::block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g
   add(g, sp + ".w3.weight", mg.dshared.w3);
   add(g, sp + ".w2.weight", mg.dshared.w2);
   // The gate: routing weights' gradient and (score-routed) the balance loss's score gradient.
-  const Mat dscores = b.ffn.hash ? Mat(Mat::Zero(b.ffn.scores.rows(), E))
-                                 : balance_loss_backward(b.ffn.scores, b.ffn.indices, k, 1.0, opt_.balance_alpha);
-  const GateGrads gg = gate_backward(b.ffn_norm, P(p + ".ffn.gate.weight"), c_.score_func, c_.route_scale,
-                                     b.ffn.indices, mg.dweights, dscores);
+  const Mat dscores = b.ffn.hash
+                          ? Mat(Mat::Zero(b.ffn.scores.rows(), E))
+                          : balance_loss_backward(b.ffn.balance_scores, b.ffn.indices, k, 1.0, opt_.balance_alpha);
+  const GateGrads gg =
+      gate_backward(b.ffn_norm, P(p + ".ffn.gate.weight"), c_.score_func, c_.route_scale, b.ffn.indices,
+                    official() ? fp32(mg.dweights) : mg.dweights, official() ? fp32(dscores) : dscores);
   add(g, p + ".ffn.gate.weight", gg.dweight);
-  const RmsNormGrads fn = rmsnorm_backward(b.hc_ffn.y, V(p + ".ffn_norm.weight"), eps, Mat(mg.dx + gg.dx));
+  const RmsNormGrads fn = rmsnorm_backward(b.hc_ffn.y, V(p + ".ffn_norm.weight"), eps,
+                                           official() ? grad(grad(mg.dx) + grad(gg.dx)) : Mat(mg.dx + gg.dx));
   add_vec(g, p + ".ffn_norm.weight", fn.dweight);
-  const Mat dx_mid = fpost.dresidual + hc_pre_back(".hc_ffn", b.x_mid, b.hc_ffn, fn.dx, fpost);
+  const Mat dx_mid = grad(fpost.dresidual + grad(hc_pre_back(".hc_ffn", b.x_mid, b.hc_ffn, grad(fn.dx), fpost)));
   // Attention site.
-  const HcPostGrads apost = hc_post_backward(b.attn.out, b.x, b.hc_attn.post, b.hc_attn.comb, n, dx_mid);
-  const Mat dnorm = attention_backward(p + ".attn", b.attn, apost.df, g);
+  HcPostGrads apost = hc_post_backward(b.attn.out, b.x, b.hc_attn.post, b.hc_attn.comb, n, dx_mid);
+  if (official()) {
+    apost.df = grad(apost.df);
+    apost.dresidual = grad(apost.dresidual);
+  }
+  const Mat dnorm = grad(attention_backward(p + ".attn", b.attn, apost.df, g));
   const RmsNormGrads an = rmsnorm_backward(b.hc_attn.y, V(p + ".attn_norm.weight"), eps, dnorm);
   add_vec(g, p + ".attn_norm.weight", an.dweight);
-  return apost.dresidual + hc_pre_back(".hc_attn", b.x, b.hc_attn, an.dx, apost);
+  return grad(apost.dresidual + grad(hc_pre_back(".hc_attn", b.x, b.hc_attn, grad(an.dx), apost)));
 }
 
 // spec 05 §5.3 backward (train/head_backward): returns the gradient of the final state.
@@ -572,7 +723,7 @@ Mat Model::head_backward_of(const std::string& p, const std::string& norm, const
   add(g, p + "hc_head_scale", Mat::Constant(1, 1, hg.dscale));
   add_vec(g, norm, hg.dnorm);
   add(g, "head.weight", hg.dhead);
-  return hg.dx;
+  return grad(hg.dx);
 }
 
 ParameterMap Model::backward(const Tape& tape) const {
@@ -584,6 +735,7 @@ ParameterMap Model::backward(const Tape& tape) const {
   Mat dlogits = Mat::Zero(s, c_.vocab_size);
   dlogits.topRows(s - 1) = cross_entropy_backward(tape.head.logits.topRows(s - 1), next,
                                                   Vec::Constant(s - 1, 1.0 / static_cast<double>(s - 1)));
+  if (official()) p_.fp32_inplace(dlogits);  // official-style: the logits' gradient fp32, as the logits
   Mat dx = head_backward_of("", "norm.weight", tape.head, dlogits, g);
   if (tape.mtp) {
     const std::string mp = "mtp.0";
@@ -591,29 +743,33 @@ ParameterMap Model::backward(const Tape& tape) const {
     Mat dml = Mat::Zero(s - 1, c_.vocab_size);
     dml.topRows(s - 2) = cross_entropy_backward(tape.mtp_head.logits.topRows(s - 2), next2,
                                                 Vec::Constant(s - 2, opt_.mtp_weight / static_cast<double>(s - 2)));
+    if (official()) p_.fp32_inplace(dml);
     const Mat dmx =
         block_backward(tape.mtp_block, head_backward_of(mp + ".", mp + ".norm.weight", tape.mtp_head, dml, g), g);
     // X = e_proj(e) broadcast over the streams + h_proj(Ĥ): dph is dX viewed [s·n, d], dpe its stream sum.
     const Mat dph = as_rows(dmx, (s - 1) * n, d);
     Mat dpe = Mat::Zero(s - 1, d);
     for (std::int64_t k = 0; k < n; ++k) dpe += dmx.middleCols(k * d, d);
-    const LinearGrads le = linear_backward(tape.mtp_e, P(mp + ".e_proj.weight"), dpe);
-    const LinearGrads lh = linear_backward(tape.mtp_hn, P(mp + ".h_proj.weight"), dph);
+    dpe = grad(dpe);
+    const LinearGrads le = lin_back(tape.mtp_e, P(mp + ".e_proj.weight"), dpe);
+    const LinearGrads lh = lin_back(tape.mtp_hn, P(mp + ".h_proj.weight"), dph);
     add(g, mp + ".e_proj.weight", le.dweight);
     add(g, mp + ".h_proj.weight", lh.dweight);
     const RmsNormGrads en = rmsnorm_backward(tape.mtp_emb, V(mp + ".enorm.weight"), c_.norm_eps, le.dx);
+    const Mat den = grad(en.dx);
     const RmsNormGrads hn =
         rmsnorm_backward(as_rows(tape.mtp_h, (s - 1) * n, d), V(mp + ".hnorm.weight"), c_.norm_eps, lh.dx);
     add_vec(g, mp + ".enorm.weight", en.dweight);
     add_vec(g, mp + ".hnorm.weight", hn.dweight);
-    add(g, "embed.weight", embedding_backward(tape.mtp_ids, en.dx, c_.vocab_size));
-    dx.topRows(s - 1) += as_rows(hn.dx, s - 1, n * d);
+    add(g, "embed.weight", embedding_backward(tape.mtp_ids, den, c_.vocab_size));
+    dx.topRows(s - 1) += as_rows(grad(hn.dx), s - 1, n * d);
+    dx = grad(dx);
   }
   for (auto it = tape.blocks.rbegin(); it != tape.blocks.rend(); ++it) dx = block_backward(*it, dx, g);
   // §5.1: the stream expansion copies h to every stream; the embedding gathers rows.
   Mat dh = Mat::Zero(s, d);
   for (std::int64_t k = 0; k < n; ++k) dh += dx.middleCols(k * d, d);
-  add(g, "embed.weight", embedding_backward(tape.ids, dh, c_.vocab_size));
+  add(g, "embed.weight", embedding_backward(tape.ids, grad(dh), c_.vocab_size));
   return g;
 }
 
@@ -638,6 +794,17 @@ TrainingLoss training_loss(const ModelConfig& c, const ModelWeights& weights, co
 ModelGradients model_backward(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
                               const std::vector<std::int64_t>& tokens, const TrainingLossOptions& opt) {
   Model m(c, weights, params, opt);
+  Tape tape;
+  ModelGradients out;
+  out.loss = m.forward(tokens, nullptr, tape);
+  out.grad = m.backward(tape);
+  return out;
+}
+
+ModelGradients model_backward_official(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
+                                       const std::vector<std::int64_t>& tokens, const TrainingDecisions& held,
+                                       const TrainingLossOptions& opt, const OfficialStyleOptions& style) {
+  Model m(c, weights, params, opt, held, style);
   Tape tape;
   ModelGradients out;
   out.loss = m.forward(tokens, nullptr, tape);

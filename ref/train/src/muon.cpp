@@ -43,7 +43,21 @@ MuonState muon_state(const Mat& w) { return MuonState{Mat::Zero(w.rows(), w.cols
 // spec 06 §6.2 steps 3–4: O = HybridNewtonSchulz(Y)·√max(n, m)·γ.
 Mat muon_direction(const Mat& y, const MuonConfig& cfg, int threads) {
   check_config(cfg);
-  Mat o = hybrid_newton_schulz(y, cfg.ns_eps, threads);
+  Mat o;
+  if (cfg.deviation == Deviation::kMuonTransposeNotUndone && y.rows() > y.cols()) {
+    // The bug: the tall matrix iterated as Yᵀ, the [m, n] result's buffer read as [n, m].
+    const Mat t = hybrid_newton_schulz(Mat(y.transpose()), cfg.ns_eps, threads);
+    o = Eigen::Map<const Mat>(t.data(), y.rows(), y.cols());
+  } else if (cfg.deviation == Deviation::kNsFastCoefficientsOnly) {
+    // The bug: all ten steps with the aggressive coefficients (no stabilising pair).
+    const bool tall = y.rows() > y.cols();
+    Mat x = newton_schulz_normalise(tall ? Mat(y.transpose()) : y, cfg.ns_eps);
+    for (int k = 0; k < kNsAggressiveSteps + kNsStabilisingSteps; ++k)
+      x = newton_schulz_step(x, kNsAggressive, threads);
+    o = tall ? Mat(x.transpose()) : x;
+  } else {
+    o = hybrid_newton_schulz(y, cfg.ns_eps, threads);
+  }
   const double s = std::sqrt(static_cast<double>(std::max(y.rows(), y.cols()))) * cfg.rms;
   for (Eigen::Index i = 0; i < o.size(); ++i) o.data()[i] = o.data()[i] * s;
   return o;

@@ -11,6 +11,7 @@ namespace {
 
 // spec 06 §6.12: whether the clamp [lo, hi] passes the gradient of v.
 bool passes(double v, double lo, double hi, ClampBoundary b) {
+  if (b == ClampBoundary::kNone) return true;
   return b == ClampBoundary::kClosed ? (v >= lo && v <= hi) : (v > lo && v < hi);
 }
 

@@ -13,26 +13,38 @@ std::string routing_module_of_bias(const std::string& name) {
   return name.substr(0, name.size() - kSuffix.size());
 }
 
-TrainStepResult train_step(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
-                           const std::vector<std::int64_t>& tokens, const TrainStepOptions& opt, int threads) {
-  TrainStepResult r;
-  r.step = model_backward(c, weights, params, tokens, opt.loss);
+namespace {
+
+// Every parameter stepped from a zero state by its optimizer (header); `style` null: exact, else
+// the official-style storage (fp32 states and parameters) and the catalogue's optimizer deviations.
+void step_parameters(const ModelConfig& c, const ParameterMap& params, const TrainStepOptions& opt,
+                     const OfficialStyleOptions* style, int threads, TrainStepResult& r) {
   const std::int64_t E = c.n_routed_experts, k = c.n_activated_experts;
+  const Precision p = style != nullptr ? Precision(Mode::kOfficial) : Precision(Mode::kExact);
+  const Deviation dev = style != nullptr ? style->deviation : Deviation::kNone;
+  MuonConfig muon = opt.muon;
+  muon.deviation = dev;
   for (const auto& [name, w0] : params) {
     const Mat& g = r.step.grad.at(name);
     Mat w = w0;
-    const OptimizerKind kind = optimizer_for(name).kind;
+    OptimizerKind kind = optimizer_for(name).kind;
+    // (Deviation kAdamWOnRouter, the training bug catalogue only.)
+    if (dev == Deviation::kAdamWOnRouter && kind == OptimizerKind::kMuon && name.ends_with(".ffn.gate.weight"))
+      kind = OptimizerKind::kAdamW;
     r.optimizer.emplace(name, kind);
     switch (kind) {
       case OptimizerKind::kMuon: {
         MuonState s = muon_state(w);
-        muon_step(w, s, g, opt.lr, opt.muon, muon_row_blocks(name, c), threads);
+        muon_step(w, s, g, opt.lr, muon, muon_row_blocks(name, c), threads);
+        p.fp32_inplace(s.momentum);
         r.muon.emplace(name, std::move(s));
         break;
       }
       case OptimizerKind::kAdamW: {
         AdamWState s = adamw_state(w);
         adamw_step(w, s, g, opt.lr, opt.adamw);
+        p.fp32_inplace(s.m);
+        p.fp32_inplace(s.v);
         r.adamw.emplace(name, std::move(s));
         break;
       }
@@ -49,8 +61,27 @@ TrainStepResult train_step(const ModelConfig& c, const ModelWeights& weights, co
         break;
       }
     }
+    p.fp32_inplace(w);
     r.updated.emplace(name, std::move(w));
   }
+}
+
+}  // namespace
+
+TrainStepResult train_step(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
+                           const std::vector<std::int64_t>& tokens, const TrainStepOptions& opt, int threads) {
+  TrainStepResult r;
+  r.step = model_backward(c, weights, params, tokens, opt.loss);
+  step_parameters(c, params, opt, nullptr, threads, r);
+  return r;
+}
+
+TrainStepResult train_step_official(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
+                                    const std::vector<std::int64_t>& tokens, const TrainingDecisions& held,
+                                    const TrainStepOptions& opt, const OfficialStyleOptions& style, int threads) {
+  TrainStepResult r;
+  r.step = model_backward_official(c, weights, params, tokens, held, opt.loss, style);
+  step_parameters(c, params, opt, &style, threads, r);
   return r;
 }
 

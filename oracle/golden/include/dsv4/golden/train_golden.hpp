@@ -15,6 +15,15 @@
 //   train/decisions/<block>.attn/lists int64   [s, width]   discrete  the index lists held fixed (−1: none)
 //   train/decisions/min_routing_gap    float64 [1]          decision  smallest biased-score gap of a cut
 //   train/quant_offsets/<site>         float64 [rows, cols] value     δ = Q(v₀) − v₀ of each FP8 KV point
+//   train/official/{loss,grad,adamw/m,adamw/v,muon/momentum,updated}/<name>
+//                                      float64 as its exact twin  value  the official-style step's
+//                                      (ref/train train_step_official, spec 06 §6.17)
+//
+// Each exact value dataset of the step (loss, grad, optimizer states, updated) has its official
+// twin, and the manifest's train.tolerance.<exact path> holds the figures of the official-style
+// value against the exact one — the fields of tolerance.tensors.<canonical> (golden.hpp,
+// golden_tolerance_json): the yardstick of the certify tolerance model per gradient, as per forward
+// output.
 //
 // <name> is a parameter's official name, <param> its shape in the checkpoint listing
 // (published_checkpoint_tensors: vectors [n]). describe_train_dataset is the one description of
@@ -24,6 +33,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,13 +63,38 @@ struct TrainDatasetDesc {
   TrainDataset kind;
   std::string name;  // the parameter, loss part, module or site; empty for kTokens, kRoutingGap
   GoldenRole role;
-  const char* dtype;  // "float64" or "int64"
+  const char* dtype;      // "float64" or "int64"
+  bool official = false;  // train/official/…: the official-style twin of a value dataset
 };
 
 // The description of a `train/…` path; nullopt for a path that names no train dataset.
 std::optional<TrainDatasetDesc> describe_train_dataset(std::string_view path);
 // The inverse: the path of the dataset of `kind` for `name`.
-std::string train_dataset_path(TrainDataset kind, const std::string& name = "");
+std::string train_dataset_path(TrainDataset kind, const std::string& name = "", bool official = false);
+// Whether a kind has an official-style twin (the step's values: loss, grad, states, updated).
+bool train_kind_has_official(TrainDataset kind);
+
+// The order of the step's backward, in which certify and diff blame the first failing train/ value
+// (goldens/README.md §Certifying a training engine): the loss parts (lm, mtp, balance, then total),
+// then every gradient in the order the backward produces it — the head (head.weight, norm,
+// hc_head), the MTP block (its hc_head and norm, ffn, ffn_norm, hc_ffn, attn, attn_norm, hc_attn,
+// then e_proj / h_proj, enorm / hnorm), layers n−1 … 0 (each: ffn, ffn_norm, hc_ffn, attn,
+// attn_norm, hc_attn), embed.weight — then the optimizer's states and updated parameters in the
+// same parameter order (the optimizer runs after the backward). Names within one module: by name.
+// Sorts official-style twins as their exact paths; paths that are not train/ values go last.
+void sort_in_backward_order(std::vector<std::string>& paths);
+// What a failing train/ value blames, in words: "loss balance", "backward of layers.5.ffn.experts.3
+// (train/grad/…)", "optimizer of layers.3.ffn.gate.weight (train/updated/…)".
+std::string train_blame(const std::string& path);
+// The module a parameter's gradient belongs to: the name without `.weight`, an expert's w1/w2/w3
+// and an mHC parameter's _fn/_base/_scale (`layers.5.ffn.experts.3`, `layers.2.hc_attn`,
+// `layers.2.attn.wq_a`, `layers.2.attn.attn_sink` → `layers.2.attn`).
+std::string train_param_module(const std::string& name);
+
+// The tolerance figures of the train group (manifest train.tolerance), keyed by the exact dataset's
+// path (`train/grad/<name>`); empty for a golden without them. InputError-like bad golden (naming
+// the key) for an entry that is not of the tolerance.tensors schema.
+std::map<std::string, GoldenTolerance> train_tolerances(const Golden& g);
 
 // Why a training step cannot be written for this config and these tokens (one line, naming the
 // limit), or nullopt: the step is one sequence (batch 1) of at least 3 tokens, MTP trains mtp.0

@@ -68,6 +68,9 @@ struct CertifyReport {
   std::vector<Unmatched> unmatched;           // candidate tensors that name no golden output
   std::vector<std::string> map_unused;        // name-map entries that matched no candidate tensor
   std::string first_failure;                  // the first failing output in execution order ("" none)
+  // A value of the training step (train/…): what it blames, in the order of the step's backward
+  // (train_golden.hpp train_blame: the loss, the backward of a module, or the optimizer); "" else.
+  std::string first_failure_blame;
 
   std::int64_t failed_tensors() const;
   std::int64_t failed_sets() const;

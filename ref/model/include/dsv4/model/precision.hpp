@@ -68,10 +68,23 @@ enum class Deviation {
   kSumSplitK4,            // C1 sums: four contiguous K slices, each sequential, partials added in fp32
   kFaithfulFnJitter2Ulp,  // exp, rsqrt: a pseudo-random 0 to ±2 fp32 ulp off the correctly rounded result
   kFaithfulFnUp2Ulp,      // exp, rsqrt: always 2 fp32 ulp above the correctly rounded result
+  // The training step's catalogue (issue 16 item 7): deviations of the official-style training step
+  // (ref/train model_backward_official, train_step), never of the forward — a forward run ignores
+  // them. Bugs (all_training_deviations()): certify/diff of the step's dump must FAIL, blamed on:
+  kSwigluNoClampGrad,       // ffn experts (backward): the gradient passes the SwiGLU clamp outside it too
+  kMuonTransposeNotUndone,  // optimizer (Muon): a tall matrix iterated as its transpose, the result not
+                            // transposed back (its buffer read in the parameter's shape)
+  kAdamWOnRouter,           // optimizer: the router's gate.weight (a Muon parameter) stepped by AdamW
+  kNsFastCoefficientsOnly,  // optimizer (Muon): all 10 Newton–Schulz steps with (3.4445, −4.7750, 2.0315)
+  kBalanceOnBiasedScores,   // loss (balance) and ffn.gate: the balance loss on the biased scores s + b
+  // Not a bug (all_training_legitimate_variants()): must PASS.
+  kReductionShuffled,  // weight gradients: sequential fp32 over the rows in a shuffled order (atomic-like)
 };
 std::string deviation_name(Deviation d);
-const std::vector<Deviation>& all_deviations();           // every bug (not kNone, no legitimate variant)
-const std::vector<Deviation>& all_legitimate_variants();  // every legitimate engine variant
+const std::vector<Deviation>& all_deviations();                    // every bug (not kNone, no legitimate variant)
+const std::vector<Deviation>& all_legitimate_variants();           // every legitimate engine variant
+const std::vector<Deviation>& all_training_deviations();           // the training step's bugs
+const std::vector<Deviation>& all_training_legitimate_variants();  // the training step's legitimate variants
 std::string mode_name(Mode m);
 // Throws std::invalid_argument naming the string when it is not "exact" or "official".
 Mode mode_from_name(const std::string& name);

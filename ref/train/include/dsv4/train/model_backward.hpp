@@ -33,6 +33,7 @@
 #include "dsv4/model/transformer.hpp"
 #include "dsv4/train/balance_loss.hpp"
 #include "dsv4/train/cross_entropy.hpp"
+#include "dsv4/train/fp32_partitioned_sum.hpp"
 
 namespace dsv4 {
 
@@ -81,5 +82,31 @@ struct ModelGradients {
 // training_loss and ∂total/∂params (exact mode, double, fixed-order sums).
 ModelGradients model_backward(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
                               const std::vector<std::int64_t>& tokens, const TrainingLossOptions& opt = {});
+
+// The official-style step (spec 06 §6.17): what a bf16 training engine computes, as the yardstick
+// of a faithful engine's error beside the exact step (as the official forward is for inference).
+//  * Forward: the same equations with Precision(kOfficial): every ref/model component at its
+//    official cast points and fp32 arithmetic (RMSNorm, RoPE, mHC, sparse attention, SwiGLU, the
+//    FP8 KV simulation); a linear is the official C1 product (one fp32 rounding per element) stored
+//    bf16 — fp32 for the fp32 linears (compressor wkv / wgate, the head's logits); the gate's
+//    scores and the compressor's pooling are evaluated in double and stored fp32, the routing
+//    weights by the gate's official arithmetic at the held indices (routing_weights_at).
+//  * Decisions: `held`'s — the exact step's routing and index lists — so that both steps
+//    differentiate the same function (a decision the fp32 forward would take otherwise is the
+//    exact step's margin, recorded as min_routing_gap).
+//  * Backward: every component backward of the exact step evaluated on the stored values, each
+//    activation gradient it passes on stored bf16, each parameter gradient accumulated in fp32
+//    (a training engine's fp32 main_grad); every linear's weight gradient by the FP32-partitioned
+//    sum of spec 06 §6.14 (linear_dweight_fp32, `style.partition`) and its input gradient by the
+//    fp32 row rule (linear_dx_fp32), from bf16 upstream gradients.
+// std::invalid_argument as model_backward, and when `held` does not cover a routed layer or an
+// attention. style.deviation: the bug catalogue's training entries only (precision.hpp).
+struct OfficialStyleOptions {
+  Deviation deviation = Deviation::kNone;
+  PartitionRule partition;
+};
+ModelGradients model_backward_official(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
+                                       const std::vector<std::int64_t>& tokens, const TrainingDecisions& held,
+                                       const TrainingLossOptions& opt = {}, const OfficialStyleOptions& style = {});
 
 }  // namespace dsv4

@@ -34,6 +34,9 @@ struct MuonConfig {
   double rms = 0.18;          // γ, the update RMS
   double weight_decay = 0.1;  // λ
   double ns_eps = kNsEps;     // ε of the Frobenius normalisation
+  // The training bug catalogue only (precision.hpp): kMuonTransposeNotUndone, kNsFastCoefficientsOnly
+  // change muon_direction; any other value is the faithful Muon.
+  Deviation deviation = Deviation::kNone;
 };
 
 // The momentum buffer M of one matrix (zero before the first step).

@@ -18,6 +18,8 @@ namespace dsv4 {
 enum class ClampBoundary {
   kClosed,  // gradient passes at g = λ, u = ±λ (PyTorch clamp backward)
   kOpen,    // gradient zero at the boundary too
+  kNone,    // no mask: the gradient passes outside the clamp too — never a valid choice; the bug
+            // catalogue's Deviation::kSwigluNoClampGrad (a backward that forgot the clamp)
 };
 
 // The exact-mode forward of one element in any scalar (the gradient check's Mp50 evaluation; the

@@ -50,6 +50,18 @@ struct TrainStepResult {
 TrainStepResult train_step(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
                            const std::vector<std::int64_t>& tokens, const TrainStepOptions& opt = {}, int threads = 0);
 
+// The official-style step (spec 06 §6.17): model_backward_official with `held` (the exact step's
+// decisions: its TrainStepResult::step.loss.decisions), then every parameter stepped as train_step
+// does, the optimizer's arithmetic in double on the fp32 gradient and every state and updated
+// parameter stored fp32 (a training engine's fp32 master weights and optimizer states).
+// style.deviation: the training bug catalogue (precision.hpp) — the backward's entries through
+// model_backward_official, kMuonTransposeNotUndone / kNsFastCoefficientsOnly through
+// MuonConfig::deviation, kAdamWOnRouter steps every `*.ffn.gate.weight` by AdamW.
+TrainStepResult train_step_official(const ModelConfig& c, const ModelWeights& weights, const ParameterMap& params,
+                                    const std::vector<std::int64_t>& tokens, const TrainingDecisions& held,
+                                    const TrainStepOptions& opt = {}, const OfficialStyleOptions& style = {},
+                                    int threads = 0);
+
 // The routing module of a router bias (`layers.3.ffn.gate.bias` → `layers.3.ffn`, the key of
 // TrainingDecisions::routing); empty for any other name.
 std::string routing_module_of_bias(const std::string& name);
