@@ -399,7 +399,7 @@ class Differ {
       if (observer_)
         observer_(ObservedField{o.name, cand->shape, cand->values, e, off, ulp, official_ulp,
                                 [&](std::span<const double> values) { return judge(values).judgement; },
-                                ql ? &*ql : nullptr, po});
+                                ql ? &*ql : nullptr, po, pe, pre_err});
       structured_.emplace_back(static_cast<std::size_t>(&m - report_.modules.data()), m.outputs.size());
       if (const std::optional<RecordedTensor> g = golden_(o.name); g && g->values.size() == e.size()) {
         o.accumulated_max_abs = compare::compute_metrics(cand->values, ulp, g->values, mo).max_abs;

@@ -126,6 +126,11 @@ struct ObservedField {
   // rest); null and empty otherwise.
   const compare::QuantisedLayout* quantised = nullptr;
   std::span<const double> official_pre;
+  // The near-tie flips rule's own inputs (compare::accept_quant_flips): the exact recomputation's
+  // values before the quantisation point and the yardstick's largest error there (E_pre); empty and
+  // 0 for other outputs. tests/bench/judge_bench times the rule with them.
+  std::span<const double> exact_pre;
+  double pre_max_abs_err = 0.0;
 };
 using FieldObserver = std::function<void(const ObservedField&)>;
 
