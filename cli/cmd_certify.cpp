@@ -139,10 +139,7 @@ void register_certify(CLI::App& app) {
   auto a = std::make_shared<CertifyArgs>();
   auto* cmd =
       app.add_subcommand("certify", "Judge a candidate's tensors against a golden, per tensor and per decision");
-  cmd->add_option("--golden", a->golden, "golden .h5 (dsv4 golden generate)")->required();
-  cmd->add_option("--golden-sha256", a->golden_sha256,
-                  "the golden's manifest SHA-256 you expect (goldens/README.md lists the committed ones): exit 2 "
-                  "if it differs");
+  add_golden_options(cmd, a->golden, a->golden_sha256);
   cmd->add_option("--candidate", a->candidate,
                   "candidate dump: HDF5, safetensors, .npy, .npy directory or .npz (required unless --sensitivity)");
   cmd->add_flag("--sensitivity", a->sensitivity,

@@ -91,10 +91,7 @@ int run_diff(const DiffArgs& a) {
 void register_diff(CLI::App& app) {
   auto a = std::make_shared<DiffArgs>();
   auto* cmd = app.add_subcommand("diff", "Find the first module that is itself wrong (teacher-forced localisation)");
-  cmd->add_option("--golden", a->golden, "golden .h5 (dsv4 golden generate)")->required();
-  cmd->add_option("--golden-sha256", a->golden_sha256,
-                  "the golden's manifest SHA-256 you expect (goldens/README.md lists the committed ones): exit 2 "
-                  "if it differs");
+  add_golden_options(cmd, a->golden, a->golden_sha256);
   cmd->add_option("--candidate", a->candidate, "candidate dump: HDF5, safetensors, .npy, .npy directory or .npz")
       ->required();
   cmd->add_option("--map", a->map, "JSON name map: the candidate's names → canonical names");
