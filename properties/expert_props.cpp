@@ -1,5 +1,6 @@
 // Properties of the clamped SwiGLU of a MoE expert (spec 03 §3.2 steps 2–4; ref/model/expert.hpp
-// clamped_swiglu): the clamp bounds, and which side of which operand is clamped.
+// clamped_swiglu): the clamp bounds, and which side of which operand is clamped; and its backward
+// (ref/train swiglu_backward.hpp, spec 06 §6.12; issue 16 item 8): zero gradient outside the clamp.
 #include <rapidcheck.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include "dsv4/model/precision.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/properties/registry.hpp"
+#include "dsv4/train/swiglu_backward.hpp"
 
 namespace dsv4::props {
 namespace {
@@ -74,9 +76,44 @@ void clamp_sides_property() {
   RC_ASSERT(clamped_swiglu(p, g, u, 0.0, nullptr) == p.mul(p.silu(g), u));
 }
 
+// The clamp's gradient (spec 06 §6.12): a gate above λ and an up value beyond ±λ receive exactly
+// +0 or −0 — whatever the upstream gradient and the routing weight — under both boundary rules;
+// inside the clamp (g < λ, |u| < λ) the gradient is the unclamped element's, bit for bit; at the
+// boundary it passes (kClosed, PyTorch's clamp) or stops (kOpen). The gate below −λ is not clamped:
+// its gradient is the unclamped one there too.
+void clamp_gradient_property() {
+  const double limit = gen_limit();
+  const double g = gen_operand(Mode::kExact, limit), u = gen_operand(Mode::kExact, limit);
+  const double w = static_cast<double>(static_cast<float>(*rc::gen::inRange(1, 1 << 12) * 0x1p-11));
+  const double dh = gen_operand(Mode::kExact, limit);
+  for (const ClampBoundary b : {ClampBoundary::kClosed, ClampBoundary::kOpen}) {
+    const SwigluElementGrads r = clamped_swiglu_backward(g, u, w, limit, dh, b);
+    const SwigluElementGrads free = clamped_swiglu_backward(g, u, w, 0.0, dh, b);  // λ ≤ 0: no clamp
+    if (g > limit || (b == ClampBoundary::kOpen && g == limit)) {
+      RC_ASSERT(r.dg == 0.0);
+    } else {
+      const SwigluElementGrads in = clamped_swiglu_backward(g, std::clamp(u, -limit, limit), w, 0.0, dh, b);
+      RC_ASSERT(r.dg == in.dg);
+    }
+    if (std::fabs(u) > limit || (b == ClampBoundary::kOpen && std::fabs(u) == limit)) {
+      RC_ASSERT(r.du == 0.0);
+    } else if (g < limit) {
+      RC_ASSERT(r.du == free.du);
+    }
+    if (g < limit && std::fabs(u) < limit) {
+      RC_ASSERT(r.dg == free.dg);
+      RC_ASSERT(r.dw == free.dw);
+    }
+  }
+}
+
 }  // namespace
 
 void register_expert_properties(Registry& r) {
+  r.add_rc("expert.clamp_gradient", "expert",
+           "backward of the SwiGLU clamp: exactly zero gradient for g > lambda and |u| > lambda (and at the boundary "
+           "under kOpen), the unclamped gradient inside, bit for bit",
+           1000, clamp_gradient_property);
   r.add_rc("expert.clamp_bounds", "expert",
            "|h| <= max(silu(lambda), 0.2785) lambda (x route weight) up to rounding; finite for any finite g, u", 1000,
            clamp_bounds_property);
