@@ -1,8 +1,10 @@
 // `dsv4 diff --teacher-forced`: which module is itself wrong (oracle/diff/teacher_forced.hpp).
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "dsv4/diff/dump_getters.hpp"
@@ -51,6 +53,12 @@ The candidate must hold, for the modules to check, the module's input as well as
 fail. Default: per output, the official model's format (bf16, or fp32 for mHC post/comb, gate
 scores/weights and logits) when every value lies on its grid, else float64 (a double dump).
 
+A dump of the golden's training step (train/ names: train/loss/*, train/grad/<parameter>,
+train/updated/<parameter>, the optimizer states; goldens/README.md, Certifying a training engine)
+is judged value by value with certify's tolerance model against the exact step, the official-style
+step's error as the yardstick, and the first failing value in the order of the step's backward is
+named with what it blames: the loss, the backward of a module, or the optimizer of a parameter.
+
 Exit status: 0 no module diverges; 1 a module diverges (named in the table and as
 first_divergent_module in the JSON); 2 bad input (one line on stderr).)";
 
@@ -59,6 +67,33 @@ struct DiffArgs {
   std::string golden, candidate, map, json, svg, format, weights;
   bool teacher_forced = false;
 };
+
+// The training step's values of the candidate: certify's judgement of each (the one tolerance
+// model), printed in the order of the step's backward with the first failing value's blame first.
+int diff_training_step(const Golden& g, const MappedTensorSource& cand, std::optional<DType> fmt) {
+  CertifyOptions o;
+  o.require = parse_requirement("none");
+  o.candidate_format = fmt;
+  const report::CertifyReport rep = certify(g, cand, o);
+  std::vector<const report::TensorResult*> rows;
+  std::int64_t failed = 0;
+  for (const report::TensorResult& t : rep.tensors)
+    if (t.name.rfind("train/", 0) == 0) {
+      rows.push_back(&t);
+      failed += t.passes() ? 0 : 1;
+    }
+  const bool pass = !rows.empty() && failed == 0;
+  std::printf(
+      "training step: %s — %s\n  %zu values checked (%lld FAIL) against the exact step, the official-style "
+      "step's error as the yardstick, in the order of the step's backward\n",
+      pass ? "PASS" : "FAIL",
+      rep.first_failure_blame.empty() ? (rows.empty() ? "no value of the step was checked" : "no value diverges")
+                                      : ("first divergent: " + rep.first_failure_blame).c_str(),
+      rows.size(), static_cast<long long>(failed));
+  for (const report::TensorResult* t : rows)
+    if (!t->passes()) std::printf("  FAIL %s: %s\n", t->name.c_str(), t->verdict.reason.c_str());
+  return pass ? 0 : 1;
+}
 
 int run_diff(const DiffArgs& a) {
   if (!a.teacher_forced) throw InputError("--teacher-forced", "required (the end-to-end comparison is `dsv4 certify`)");
@@ -71,6 +106,13 @@ int run_diff(const DiffArgs& a) {
   std::optional<DType> fmt;
   if (!a.format.empty()) fmt = candidate_format_option(a.format);
   if (const int rc = check_declarations(g, cand, "diff"); rc != 0) return rc;
+  bool forward = false, train = false;
+  for (const std::string& n : cand.names()) (n.rfind("train/", 0) == 0 ? train : forward) = true;
+  int train_rc = 0;
+  if (train) {
+    train_rc = diff_training_step(g, cand, fmt);
+    if (!forward) return train_rc;
+  }
   const diff::DiffReport r = diff::diff_against_golden(g, cand, fmt, a.weights);
   for (const auto& [path, text] : {std::pair{a.json, diff::diff_json(r)}, std::pair{a.svg, diff::diff_svg(r)}}) {
     if (path.empty()) continue;
@@ -83,7 +125,7 @@ int run_diff(const DiffArgs& a) {
     std::printf("diff: FAIL — no module could be checked (the candidate lacks the modules' inputs)\n");
     return 1;
   }
-  return r.first_divergent_module ? 1 : 0;
+  return r.first_divergent_module || train_rc != 0 ? 1 : 0;
 }
 
 }  // namespace

@@ -34,7 +34,8 @@ dataset and a manifest (format v1, goldens/README.md). --prompt-len N makes N + 
 (--token-seed) for a prompt of N tokens and K = --decode-steps decode steps; --tokens T takes them from
 a .npy ([b, L] or [L], int32/int64; the last K are decoded). The file is written atomically.
 
---train adds one training step of the reference (exact mode, float64) under train/: the token
+--train adds one training step of the reference under train/ (exact, float64; and beside each value
+the official-style step's under train/official/, spec 06 §6.17, the yardstick of certify): the token
 sequence (one sequence, all L ids, whatever --decode-steps) is trained on as one prefill; the file
 holds the loss parts (total, lm, mtp, balance), the gradient of every parameter by official name,
 the routing and index lists the step held fixed, the FP8 KV offsets of its straight-through
@@ -178,6 +179,7 @@ int inspect(const std::string& path, bool json, bool tensors) {
     if (man.contains("train")) {
       nlohmann::ordered_json t = man.at("train");
       t.erase("optimizer");
+      t.erase("tolerance");  // per value, as the forward's tolerance.tensors
       t["datasets"] = train_datasets;
       t["value_bytes"] = train_bytes;
       j["train"] = std::move(t);
