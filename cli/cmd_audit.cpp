@@ -11,8 +11,10 @@
 #include "dsv4/audit/self_audit.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/golden/cli_guard.hpp"
+#include "dsv4/gpu/gpu_model_run.hpp"
 #include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
+#include "dsv4/ops/registry.hpp"
 
 namespace dsv4::cli {
 
@@ -28,8 +30,11 @@ that sequence with the yardstick bit for bit:
   batch B row R       the sequence at row R of a batch of B, the other rows random sequences
   prefill vs decode   the decode steps' position-wise outputs against a prefill of the whole
                       sequence at the same positions (main layers; spec 05 §5.6)
-in each precision mode (official, exact). --quick (the default; what CI runs): 1 repeat, threads
-1 and 2, batch 4 at rows 0 and 3. --full: 3 repeats, batches of 4, 7 and 64 at rows 0, 3, 63, a
+in each precision mode (official, exact), and
+  GPU vs CPU official the sequence alone on GpuModel's CUDA kernels (gpu/README.md, GpuModel)
+                      against the official yardstick; run when a GPU is present, else reported
+                      as skipped with the reason ("no GPU: …"): skipped, not passed
+--quick (the default; what CI runs): 1 repeat, threads 1 and 2, batch 4 at rows 0 and 3. --full: 3 repeats, batches of 4, 7 and 64 at rows 0, 3, 63, a
 36-token prompt and 3 decode steps (minutes on the tiny config).
 
 Any difference is a FAIL naming the first module in execution order whose bits move, the first
@@ -101,6 +106,10 @@ int run_audit(const AuditArgs& a) {
     o.modes.push_back(mode_from_name(m));
     at = comma + 1;
   }
+  if (ops::device_available())
+    o.gpu = gpu::official_runner(gpu::OpBackend::kDevice);
+  else
+    o.gpu_unavailable = "no GPU: " + ops::device_unavailable_reason();
   const audit::AuditReport r = audit::run_self_audit(o, [](const std::string& mode, const std::string& variant) {
     std::fprintf(stderr, "dsv4 audit: %s %s\n", mode.c_str(), variant.c_str());
   });
@@ -126,7 +135,7 @@ void register_audit(CLI::App& app) {
   cmd->add_flag("--full", a->full, "the full matrix")->excludes(quick);
   cmd->add_option("--dumps", a->dumps, "audit a foreign engine's dumps instead (each with D.audit.json; see below)");
   cmd->add_option("--json", a->json,
-                  "also write the report as JSON (schema dsv4-audit-report/1, or dsv4-audit-dumps/1 with --dumps)");
+                  "also write the report as JSON (schema dsv4-audit-report/2, or dsv4-audit-dumps/1 with --dumps)");
   cmd->add_option("--svg", a->svg, "also write an SVG of where bits first move, per layer and module");
   cmd->footer(kFooter);
   cmd->callback([a]() { set_exit_code(run_guarded("audit", [&] { return run_audit(*a); })); });

@@ -11,12 +11,16 @@
 #include "commands.hpp"
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/config/resource_limits.hpp"
+#include "dsv4/diff/dump_getters.hpp"
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/model_run.hpp"
+#include "dsv4/golden/recompute.hpp"
 #include "dsv4/golden/train_golden.hpp"
+#include "dsv4/gpu/gpu_model_run.hpp"
 #include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
+#include "dsv4/ops/registry.hpp"
 
 namespace dsv4::cli {
 
@@ -46,6 +50,12 @@ golden verify covers it (goldens/README.md §The training step). Refused (exit 2
 why) where the step cannot run: more than one sequence, fewer than 3 tokens, more than one MTP
 module, or a config whose float64 training state does not fit the memory (tiny does; a slice
 does not on a small machine; V4 never).
+--device gpu computes the official values with GpuModel (gpu/README.md, GpuModel: every module
+through the op registry's CUDA kernels, bit-identical with the CPU reference's official mode); the
+exact values, the decision scores and margins of the exact run, the tolerance figures and a --train
+step still come from the CPU. The manifest says so (official_device: device "gpu", what computed
+the values); dsv4 golden verify --recompute re-derives the official values on the CPU and checks
+them bit for bit. It needs a GPU (without one: exit 2, "no GPU") and one sequence.
 Exit status: 0 written; 2 bad input.)";
 
 constexpr const char* kVerifyFooter = R"(
@@ -56,11 +66,35 @@ A golden with a training step (generate --train) is checked too: every train/ na
 describes, with its role and dtype; every parameter has its gradient and updated value in its
 checkpoint shape and exactly the states of the optimizer that trains it; the losses, decisions and
 train/tokens (= inputs/tokens) are there; loss/total is lm + mtp_weight*mtp + balance of the parts.
-Exit status: 0 intact; 1 a check failed (each failing dataset named on stdout); 2 the file cannot be
-read as a golden (not HDF5, truncated, not a dsv4 golden, unsupported version).)";
+
+--recompute also recomputes every official/ output from the golden's own tokens, steps and weights
+(official mode; --device cpu, the default: the CPU reference; --device gpu: GpuModel on the CUDA
+kernels, one sequence) and compares it with the stored dataset bit for bit, after the checks above
+pass. A golden of checkpoint weights needs --weights (its content hash is checked). Printed: the
+outputs and values compared, or the first mismatch in execution order (output, coordinate, both
+values) and how many outputs differ. Not recomputed: exact/ (the CPU's exact mode; certify's
+local verdicts recompute those modules) and train/.
+  dsv4 golden verify --recompute goldens/tiny-s1-p6-d2.h5
+  dsv4 golden verify --recompute --device gpu g.h5
+Exit status: 0 intact (and, with --recompute, every official value recomputed bit for bit); 1 a check
+failed (each failing dataset named on stdout) or a recomputed value differs; 2 the file cannot be
+read as a golden (not HDF5, truncated, not a dsv4 golden, unsupported version), or bad input (a
+--device it cannot use: no GPU, more than one sequence on gpu).)";
+
+// --device: cpu (nullopt: the CPU reference) or gpu (GpuModel's CUDA backend). InputError naming
+// --device for anything else, for more sequences than the runner takes (`batch`, checked first: the
+// input is wrong on any machine) and for gpu without a GPU (the reason: "no GPU: …").
+std::optional<OfficialRunner> device_runner(const std::string& device, std::int64_t batch) {
+  if (device == "cpu") return std::nullopt;
+  if (device != "gpu") throw InputError("--device", "must be cpu or gpu, not '" + device + "'");
+  OfficialRunner r = gpu::official_runner(gpu::OpBackend::kDevice);
+  check_runner_batch(r, batch);
+  if (!ops::device_available()) throw InputError("--device", "no GPU: " + ops::device_unavailable_reason());
+  return r;
+}
 
 struct GenArgs {
-  std::string config, weights, tokens, out;
+  std::string config, weights, tokens, out, device = "cpu";
   std::optional<std::uint64_t> seed;
   std::optional<std::int64_t> prompt_len;
   std::uint64_t token_seed = 1;
@@ -75,6 +109,8 @@ int generate(const GenArgs& a) {
   if (a.tokens.empty() == !a.prompt_len) throw InputError("--tokens", "give exactly one of --tokens and --prompt-len");
   if (a.deflate < 0 || a.deflate > 9) throw InputError("--deflate", "must be 0-9");
   check_output_paths({{"--out", a.out}}, {{"--config", a.config}, {"--weights", a.weights}, {"--tokens", a.tokens}});
+  if (a.device != "cpu" && a.device != "gpu")
+    throw InputError("--device", "must be cpu or gpu, not '" + a.device + "'");
   GoldenGenerateOptions o;
   o.config = load_config(a.config);
   if (a.weights.empty())
@@ -97,6 +133,7 @@ int generate(const GenArgs& a) {
     const auto slash = a.tokens.find_last_of('/');
     o.tokens_source = slash == std::string::npos ? a.tokens : a.tokens.substr(slash + 1);
   }
+  o.official_runner = device_runner(a.device, static_cast<std::int64_t>(o.tokens.size()));
   o.decode_steps = a.decode_steps;
   o.deflate = a.deflate;
   if (a.lr && !a.train) throw InputError("--lr", "is the learning rate of the --train step; give --train too");
@@ -136,12 +173,58 @@ int generate(const GenArgs& a) {
   return 0;
 }
 
-int verify(const std::string& path) {
+struct VerifyArgs {
+  std::string golden, device = "cpu", weights;
+  bool recompute = false;
+};
+
+std::string value_text(double x) {
+  char b[96];
+  std::snprintf(b, sizeof b, "%.17g (%a)", x, x);
+  return b;
+}
+
+// --recompute: every official output recomputed (recompute.hpp) and compared bit for bit.
+int recompute(const VerifyArgs& a, const std::optional<OfficialRunner>& runner) {
+  const Golden g = Golden::open_verified(a.golden);  // every dataset read is hash-checked
+  const ModelWeights w = diff::golden_weights(g, a.weights);
+  const auto t0 = std::chrono::steady_clock::now();
+  const GoldenRecomputeResult r =
+      recompute_official(g, w, runner ? &*runner : nullptr, [&](const std::string& step, const std::string& module) {
+        if (module == "head") std::fprintf(stderr, "dsv4 golden verify: recomputed %s\n", step.c_str());
+      });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string who = a.device + " (official values of the golden computed by " + g.official_device() + ")";
+  if (r.ok()) {
+    std::printf("%s: recompute OK on %s: %lld official outputs, %lld values bit-identical (%.2f s)\n", a.golden.c_str(),
+                who.c_str(), static_cast<long long>(r.outputs), static_cast<long long>(r.values), s);
+    return 0;
+  }
+  const RecomputeMismatch& m = *r.first;
+  const std::string where = m.what.empty() ? "at " + coordinate_text(m.coordinate) + ": stored " +
+                                                 value_text(m.stored) + ", recomputed " + value_text(m.recomputed) +
+                                                 " (" + std::to_string(m.differing) + " elements differ)"
+                                           : m.what;
+  std::printf("FAIL official/%s %s\n", m.output.c_str(), where.c_str());
+  std::printf("%s: recompute FAILED on %s: %lld of %lld official outputs differ; the first in execution order: %s\n",
+              a.golden.c_str(), who.c_str(), static_cast<long long>(r.differing_outputs),
+              static_cast<long long>(r.outputs), m.output.c_str());
+  std::fprintf(stderr, "dsv4 golden verify: %s: recompute FAILED: official/%s %s\n", a.golden.c_str(), m.output.c_str(),
+               where.c_str());
+  return 1;
+}
+
+int verify(const VerifyArgs& a) {
+  const std::string& path = a.golden;
+  if (!a.recompute && (a.device != "cpu" || !a.weights.empty()))
+    throw InputError(a.weights.empty() ? "--device" : "--weights", "is an option of --recompute; give --recompute too");
+  std::optional<OfficialRunner> runner;  // before any output: a device it cannot use is bad input (exit 2)
+  if (a.recompute) runner = device_runner(a.device, static_cast<std::int64_t>(Golden::open(path).tokens().size()));
   const GoldenVerifyResult r = verify_golden(path);
   if (r.ok()) {
     std::printf("%s: OK (%lld datasets, manifest and every SHA-256 verified)\n", path.c_str(),
                 static_cast<long long>(r.datasets_checked));
-    return 0;
+    return a.recompute ? recompute(a, runner) : 0;
   }
   for (const GoldenProblem& p : r.problems) std::printf("FAIL %s: %s\n", p.dataset.c_str(), p.what.c_str());
   std::printf("%s: %zu problem(s) in %lld datasets checked\n", path.c_str(), r.problems.size(),
@@ -173,6 +256,7 @@ int inspect(const std::string& path, bool json, bool tensors) {
     nlohmann::ordered_json j;
     j["path"] = path;
     for (const char* k : {"format", "format_version", "generator", "config", "weights", "inputs"}) j[k] = man.at(k);
+    if (man.contains("official_device")) j["official_device"] = man.at("official_device");
     j["datasets"] = g.entries().size();
     j["value_bytes"] = bytes;
     j["outputs_per_step"] = per_step;
@@ -206,6 +290,11 @@ int inspect(const std::string& path, bool json, bool tensors) {
       static_cast<long long>(c.n_routed_experts), static_cast<long long>(c.n_activated_experts));
   for (auto r : c.compress_ratios) std::printf(" %lld", static_cast<long long>(r));
   std::printf("\n  weights     %s\n", g.weights_json().c_str());
+  if (g.official_device() != "cpu")
+    std::printf(
+        "  official    values computed by %s (manifest official_device); exact values, margins, tolerances "
+        "by the CPU\n",
+        g.official_device().c_str());
   std::printf("  tokens      %zu x %zu (%s)\n", g.tokens().size(), g.tokens().front().size(),
               man.at("inputs").value("tokens_source", "").c_str());
   std::printf("  steps      ");
@@ -284,14 +373,26 @@ void register_golden(CLI::App& app) {
                 "under train/");
   gen->add_option("--lr", g->lr, "learning rate of the --train step (default 2.7e-4: V4-Flash's peak, spec 06 §6.4)");
   gen->add_option("--out", g->out, "output golden .h5")->required();
+  gen->add_option("--device", g->device,
+                  "what computes the official values: cpu (the reference) or gpu (GpuModel, the CUDA kernels; the "
+                  "exact values, margins and tolerance figures still from the CPU)")
+      ->capture_default_str();
   gen->footer(kGenerateFooter);
   gen->callback([g]() { set_exit_code(run_guarded("golden generate", [&] { return generate(*g); })); });
 
-  auto vpath = std::make_shared<std::string>();
-  auto* ver = cmd->add_subcommand("verify", "Check a golden's schema and SHA-256 hashes");
-  ver->add_option("golden", *vpath, "golden .h5")->required();
+  auto v = std::make_shared<VerifyArgs>();
+  auto* ver = cmd->add_subcommand(
+      "verify", "Check a golden's schema and SHA-256 hashes (--recompute: and its official values, bit for bit)");
+  ver->add_option("golden", v->golden, "golden .h5")->required();
+  ver->add_flag("--recompute", v->recompute,
+                "also recompute every official output from the golden's inputs and compare bit for bit");
+  ver->add_option("--device", v->device, "what recomputes (--recompute): cpu (the reference) or gpu (GpuModel)")
+      ->capture_default_str();
+  ver->add_option("--weights", v->weights,
+                  "the golden's checkpoint, for --recompute of a golden of checkpoint weights (its content hash is "
+                  "checked)");
   ver->footer(kVerifyFooter);
-  ver->callback([vpath]() { set_exit_code(run_guarded("golden verify", [&] { return verify(*vpath); })); });
+  ver->callback([v]() { set_exit_code(run_guarded("golden verify", [&] { return verify(*v); })); });
 
   auto ipath = std::make_shared<std::string>();
   auto ijson = std::make_shared<bool>(false);

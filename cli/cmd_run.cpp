@@ -14,6 +14,7 @@
 #include "dsv4/golden/dump.hpp"
 #include "dsv4/golden/model_run.hpp"
 #include "dsv4/gpu/gpu_model.hpp"
+#include "dsv4/gpu/gpu_model_run.hpp"
 #include "dsv4/io/atomic_file.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "dsv4/ops/registry.hpp"
@@ -96,15 +97,11 @@ int run(const RunArgs& a) {
     const gpu::GpuModel model(cfg, rw.weights, gpu::OpBackend::kDevice);
     std::fprintf(stderr, "dsv4 run: %s weights ready on the GPU (%.2f s)\n", ws.seed ? "synthetic" : a.weights.c_str(),
                  seconds_since(t0));
-    gpu::GpuModel::Sequence seq = model.new_sequence();
-    for (const StepPlan& st : plan) {  // the steps of run_plan, one sequence
-      const auto t_step = std::chrono::steady_clock::now();
-      const auto first = tokens.front().begin() + st.start_pos;
-      const std::vector<std::int64_t> ids(first, first + st.length),
-          next(first + 1, first + 1 + (st.mtp ? st.length : 0));
-      model.forward(ids, st.start_pos, seq, &rec, st.name, st.mtp ? &next : nullptr);
-      std::fprintf(stderr, "dsv4 run: %s on the GPU (%.2f s)\n", st.name.c_str(), seconds_since(t_step));
-    }
+    auto t_step = std::chrono::steady_clock::now();
+    gpu::run_plan(model, tokens.front(), plan, rec, [&](const std::string& step, const std::string&) {
+      std::fprintf(stderr, "dsv4 run: %s on the GPU (%.2f s)\n", step.c_str(), seconds_since(t_step));
+      t_step = std::chrono::steady_clock::now();
+    });
   } else {
     const Transformer model(Precision(mode), cfg, std::move(rw.weights));
     std::fprintf(stderr, "dsv4 run: %s weights ready (%.2f s)\n", ws.seed ? "synthetic" : a.weights.c_str(),

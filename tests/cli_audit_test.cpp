@@ -30,10 +30,13 @@ TEST_F(CliAudit, QuickMatrixIsBitIdentical) {
   EXPECT_NE(svg.find("dsv4 audit (tiny): where bits first move (PASS)"), std::string::npos) << svg;
   const auto j = nlohmann::json::parse(slurp(file("a.json")));
   EXPECT_EQ(j.at("verdict"), "PASS");
-  // Per mode: the yardstick, 1 repeat, threads 1 and 2, batch 4 at rows 0 and 3, prefill vs decode.
-  ASSERT_EQ(j.at("variants").size(), 14u) << j.dump(1);
+  // Per mode: the yardstick, 1 repeat, threads 1 and 2, batch 4 at rows 0 and 3, prefill vs decode;
+  // in official mode GPU vs CPU official too (skipped without a GPU: tests/gpu_model_cli_test).
+  ASSERT_EQ(j.at("variants").size(), 15u) << j.dump(1);
   std::string yard;
   for (const auto& v : j.at("variants")) {
+    if (v.at("variant") == "GPU vs CPU official" && v.at("skipped").get<bool>()) continue;
+    EXPECT_FALSE(v.at("skipped").get<bool>()) << v.dump();
     EXPECT_TRUE(v.at("identical").get<bool>()) << v.dump();
     EXPECT_GT(v.at("outputs").get<std::int64_t>(), 100) << v.dump();
     if (v.at("variant") == "prefill vs decode") continue;

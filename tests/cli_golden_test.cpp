@@ -1,11 +1,13 @@
 // `dsv4 golden generate|verify|inspect` end to end: the golden holds the in-process exact and
 // official runs bit for bit with correct hashes; verify names a tampered dataset (exit 1) and refuses
-// truncated or foreign files (exit 2); inspect summarises.
+// truncated or foreign files (exit 2); inspect summarises; verify --recompute re-derives the official
+// values bit for bit and names the first one that differs.
 #include <bit>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -145,6 +147,113 @@ TEST_F(CliGolden, InspectSummarises) {
   EXPECT_EQ(j.at("format_version"), 1);
   EXPECT_EQ(j.at("weights").at("seed"), "2");
   EXPECT_EQ(j.at("tensors").size(), j.at("datasets").get<std::size_t>());
+}
+
+// --recompute (issue 18 item 2) --------------------------------------------------------------
+
+const std::string kCommitted = std::string(DSV4_SOURCE_DIR) + "/goldens/tiny-s1-p6-d2.h5";
+
+// A copy of golden `from` with `edit` applied to dataset `victim`, made consistent again as a
+// forger would: the dataset's SHA-256 and (a value tensor) its tolerance figures recomputed, the
+// manifest resealed (seal_golden) — so that golden verify's hash checks pass and only recomputing
+// the values can tell.
+void forged_copy(const std::string& from, const std::string& to, const std::string& victim,
+                 const std::function<void(Tensor&)>& edit) {
+  const Golden g = Golden::open(from);
+  auto manifest = nlohmann::ordered_json::parse(g.manifest_text());
+  Hdf5File out = Hdf5File::create(to);
+  bool found = false;
+  for (const std::string& n : g.file().list_datasets()) {
+    if (n == "manifest") continue;
+    Tensor t = g.file().read(n);
+    if (n == victim) {
+      found = true;
+      edit(t);
+      for (auto& e : manifest.at("datasets"))
+        if (e.at("path") == n) e["sha256"] = sha256_hex(std::span<const std::byte>(t.bytes(), t.nbytes()));
+      const std::string canonical = n.substr(n.find('/') + 1);
+      auto& tol = manifest.at("tolerance").at("tensors");
+      if (tol.contains(canonical)) {
+        const auto v = t.values<double>();
+        tol[canonical] = nlohmann::ordered_json::parse(
+            golden_tolerance_json(g.values("exact", canonical), std::vector<double>(v.begin(), v.end())));
+      }
+    }
+    out.write(n, t);
+  }
+  ASSERT_TRUE(found) << victim;
+  seal_golden(out, manifest.dump(1));
+}
+
+TEST_F(CliGolden, RecomputeOfTheCommittedGoldenIsBitIdentical) {
+  const auto r = dsv4("golden verify --recompute " + kCommitted);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("OK (" + std::to_string(Golden::open(kCommitted).entries().size()) + " datasets"),
+            std::string::npos)
+      << r.out;
+  // Every official/ output of the golden recomputed: as many as the golden lists.
+  std::int64_t official = 0, values = 0;
+  const Golden g = Golden::open(kCommitted);
+  for (const GoldenEntry& e : g.entries()) {
+    if (e.path.rfind("official/", 0) != 0) continue;
+    ++official;
+    std::int64_t n = 1;
+    for (const auto d : e.shape) n *= d;
+    values += n;
+  }
+  ASSERT_GT(official, 300);
+  EXPECT_NE(
+      r.out.find("recompute OK on cpu (official values of the golden computed by cpu): " + std::to_string(official) +
+                 " official outputs, " + std::to_string(values) + " values bit-identical"),
+      std::string::npos)
+      << r.out;
+}
+
+TEST_F(CliGolden, RecomputeNamesAForgedOfficialValue) {
+  // One official value negated (it stays on its grid), the golden resealed: verify passes, the
+  // recompute names the output, the coordinate and both values.
+  const std::string victim = "official/prefill/layers.0.attn/out";  // [1, 6, 256]
+  std::int64_t at = -1;
+  double was = 0;
+  forged_copy(kCommitted, file("f.h5"), victim, [&](Tensor& t) {
+    auto v = t.values<double>();
+    for (std::int64_t i = 300; at < 0; ++i)
+      if (v[static_cast<std::size_t>(i)] != 0) at = i;
+    was = v[static_cast<std::size_t>(at)];
+    v[static_cast<std::size_t>(at)] = -was;
+  });
+  ASSERT_GE(at, 300);
+  const auto plain = dsv4("golden verify " + file("f.h5"));
+  ASSERT_EQ(plain.status, 0) << "the forge must pass the hash checks: " << plain.out;
+  const auto r = dsv4("golden verify --recompute " + file("f.h5"));
+  EXPECT_EQ(r.status, 1) << r.out << r.err;
+  char vals[256];
+  std::snprintf(vals, sizeof vals, "stored %.17g (%a), recomputed %.17g (%a) (1 elements differ)", -was, -was, was,
+                was);
+  const std::string line =
+      "FAIL " + victim + " at [0, " + std::to_string(at / 256) + ", " + std::to_string(at % 256) + "]: " + vals;
+  EXPECT_NE(r.out.find(line), std::string::npos) << "expected '" << line << "' in:\n" << r.out;
+  EXPECT_NE(r.out.find("recompute FAILED on cpu"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(": 1 of "), std::string::npos) << r.out;
+  // stderr: one progress line per step, then the verdict naming the output.
+  EXPECT_NE(r.err.find("dsv4 golden verify: recomputed decode1\n"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("recompute FAILED: " + victim + " at ["), std::string::npos) << r.err;
+
+  // A discrete output (expert ids, int64; no tolerance figures) changed the same way is named too.
+  const std::string ids = "official/decode1/layers.3.ffn.gate/out1";
+  forged_copy(kCommitted, file("e.h5"), ids, [](Tensor& t) {
+    auto v = t.values<std::int64_t>();
+    v[1] = (v[1] + 1) % 8;  // tiny: 8 routed experts
+  });
+  ASSERT_EQ(dsv4("golden verify " + file("e.h5")).status, 0);
+  const auto re = dsv4("golden verify --recompute " + file("e.h5"));
+  EXPECT_EQ(re.status, 1) << re.out << re.err;
+  EXPECT_NE(re.out.find("FAIL " + ids + " at [0, 0, 1]: stored "), std::string::npos) << re.out;
+}
+
+TEST_F(CliGolden, RecomputeOptionsAreChecked) {
+  expect_bad_input(dsv4("golden verify --device gpu " + kCommitted), "golden verify", "--recompute");
+  expect_bad_input(dsv4("golden verify --recompute --device tpu " + kCommitted), "golden verify", "--device");
 }
 
 }  // namespace

@@ -26,6 +26,8 @@ namespace {
 
 using Tokens = std::vector<std::vector<std::int64_t>>;
 
+constexpr const char* kGpuRow = "GPU vs CPU official";
+
 // A sequence of n token ids from (seed, stream).
 std::vector<std::int64_t> sequence(std::int64_t n, std::int64_t vocab, std::uint64_t seed, std::uint64_t stream) {
   const CounterRng rng(seed, stream);
@@ -241,6 +243,7 @@ AuditReport run_self_audit(const AuditOptions& o, const AuditProgress& progress)
       if (mode == Mode::kOfficial && o.prompt_len < c.window_size) {
         // spec 02 §2.11.4: in official mode a prefill shorter than the window is computed in
         // another chunking than the decode steps that follow; those positions may differ.
+        v.skipped = true;
         v.note = "skipped: prompt shorter than the window (spec 02 §2.11.4 allows those positions to differ)";
       } else {
         MemoryRecorder pre;
@@ -265,6 +268,29 @@ AuditReport run_self_audit(const AuditOptions& o, const AuditProgress& progress)
       v.seconds = seconds_since(t0);
       rep.variants.push_back(std::move(v));
     }
+    if (mode == Mode::kOfficial) {  // GPU vs CPU official (issue 17 item 1)
+      VariantResult v = variant(kGpuRow);
+      t0 = std::chrono::steady_clock::now();
+      if (!o.gpu) {
+        v.skipped = true;
+        v.note = "skipped: " + o.gpu_unavailable;
+      } else {
+        MemoryRecorder rg;
+        o.gpu->run(c, w, {seq}, plan_steps(c, 1, length, o.decode_steps), rg, {});
+        compare(all_outputs(yard, rg, 0), mode, v);
+        v.note = "the sequence alone on " + o.gpu->description + ", against the official yardstick";
+      }
+      v.seconds = seconds_since(t0);
+      rep.variants.push_back(std::move(v));
+    }
+  }
+  if (std::find(o.modes.begin(), o.modes.end(), Mode::kOfficial) == o.modes.end()) {
+    VariantResult v;
+    v.mode = mode_name(Mode::kOfficial);
+    v.variant = kGpuRow;
+    v.skipped = true;
+    v.note = "skipped: the official mode is not audited (--modes)";
+    rep.variants.push_back(std::move(v));
   }
   set_gemm_threads(0);
   return rep;
@@ -289,16 +315,20 @@ std::string mismatch_text(const Mismatch& m) {
 
 std::string audit_text(const AuditReport& r) {
   std::string o;
-  std::int64_t failed = 0;
+  std::int64_t failed = 0, skipped = 0;
   const VariantResult* first = nullptr;
-  for (const VariantResult& v : r.variants)
+  for (const VariantResult& v : r.variants) {
+    skipped += v.skipped ? 1 : 0;
     if (v.mismatch) {
       ++failed;
       if (!first) first = &v;
     }
+  }
+  const std::string skipped_text = skipped ? ", " + std::to_string(skipped) + " skipped (see below)" : "";
   o += "audit: " + std::string(r.pass() ? "PASS" : "FAIL") + " — ";
   o += first ? first->mode + " " + first->variant + ": first module whose bits move: " + first->mismatch->output
-             : std::to_string(r.variants.size()) + " runs, every module output bit-identical to the yardstick";
+             : std::to_string(static_cast<std::int64_t>(r.variants.size()) - skipped) +
+                   " runs, every module output bit-identical to the yardstick" + skipped_text;
   o += "\n\n";
   char line[512];
   std::snprintf(line, sizeof line, "%-9s %-22s %8s %8s  %-16s %s\n", "mode", "variant", "outputs", "seconds", "sha256",
@@ -307,7 +337,7 @@ std::string audit_text(const AuditReport& r) {
   for (const VariantResult& v : r.variants) {
     std::snprintf(line, sizeof line, "%-9s %-22s %8lld %8.1f  %-16s %s\n", v.mode.c_str(), v.variant.c_str(),
                   static_cast<long long>(v.compared), v.seconds, v.sha256.substr(0, 16).c_str(),
-                  v.mismatch ? "FAIL" : (v.compared == 0 ? "-" : "identical"));
+                  v.mismatch ? "FAIL" : (v.skipped ? "skipped" : (v.compared == 0 ? "-" : "identical")));
     o += line;
   }
   std::string details;
@@ -317,13 +347,15 @@ std::string audit_text(const AuditReport& r) {
   }
   if (!details.empty()) o += "\n" + details;
   o += "\naudit: " + std::string(r.pass() ? "PASS" : "FAIL") + " (" + std::to_string(failed) + " of " +
-       std::to_string(r.variants.size()) + " runs differ)\n";
+       std::to_string(static_cast<std::int64_t>(r.variants.size()) - skipped) + " runs differ" + skipped_text + ")\n";
   return o;
 }
 
 nlohmann::json audit_json(const AuditReport& r) {
   nlohmann::json j;
-  j["schema"] = "dsv4-audit-report/1";
+  // 2: the "skipped" field (a row that did not run: no GPU, a prefill shorter than the window),
+  // "identical" null on such a row, and the row "GPU vs CPU official".
+  j["schema"] = "dsv4-audit-report/2";
   j["config"] = r.config;
   j["verdict"] = r.pass() ? "PASS" : "FAIL";
   nlohmann::json vs = nlohmann::json::array();
@@ -344,7 +376,8 @@ nlohmann::json audit_json(const AuditReport& r) {
                   {"variant", v.variant},
                   {"outputs", v.compared},
                   {"sha256", v.sha256},
-                  {"identical", !v.mismatch.has_value()},
+                  {"identical", v.skipped ? nlohmann::json(nullptr) : nlohmann::json(!v.mismatch.has_value())},
+                  {"skipped", v.skipped},
                   {"first_mismatch", m},
                   {"note", v.note},
                   {"seconds", v.seconds}});

@@ -85,26 +85,6 @@ ojson tolerance_entry(const std::vector<double>& ex, const std::vector<double>& 
   return j;
 }
 
-// spec 03 §3.1 step 3: the gate chooses by ŝ = s + b (official: fl32(s + b)). The recorder keeps the
-// unbiased scores s; the golden adds ŝ as `…ffn.gate/choice_scores` so that a different expert
-// choice can be judged against the scores it was made on.
-void add_choice_scores(const ModelConfig& c, const std::vector<Vec>& biases, Mode mode, MemoryRecorder& rec) {
-  const Precision p(mode);
-  std::vector<std::pair<std::string, RecordedTensor>> add;
-  for (const auto& [name, t] : rec.entries()) {
-    const std::optional<OutputRef> d = describe_output(name, &c);
-    if (!d || d->desc->role != OutputRole::kScores || d->desc->decision != DecisionKind::kExperts) continue;
-    const Vec& b = biases.at(static_cast<std::size_t>(d->block));
-    if (b.size() == 0) continue;  // hash-routed: chosen by tid2eid, no scores behind the choice
-    RecordedTensor s = t;
-    const std::int64_t e = t.shape.back();
-    for (std::size_t i = 0; i < s.values.size(); ++i)
-      s.values[i] = p.add(t.values[i], b(static_cast<std::int64_t>(i) % e));
-    add.emplace_back(d->step + "/" + d->module + "/choice_scores", std::move(s));
-  }
-  for (auto& [n, t] : add) rec.record(n, std::move(t));
-}
-
 ojson weights_manifest(const GoldenGenerateOptions& o, const std::string& content_sha) {
   ojson w;
   if (o.weights.seed) {
@@ -252,6 +232,34 @@ GoldenRole golden_role_of(const std::string& canonical) {
   return GoldenRole::kValue;
 }
 
+std::vector<Vec> gate_biases(const ModelWeights& w) {
+  std::vector<Vec> biases;
+  for (const BlockWeights& l : w.layers) biases.push_back(l.ffn.gate.bias);
+  for (const MtpWeights& m : w.mtp) biases.push_back(m.block.ffn.gate.bias);
+  return biases;
+}
+
+void add_choice_scores(const ModelConfig& c, const std::vector<Vec>& biases, Mode mode, MemoryRecorder& rec) {
+  const Precision p(mode);
+  std::vector<std::pair<std::string, RecordedTensor>> add;
+  for (const auto& [name, t] : rec.entries()) {
+    const std::optional<OutputRef> d = describe_output(name, &c);
+    if (!d || d->desc->role != OutputRole::kScores || d->desc->decision != DecisionKind::kExperts) continue;
+    const Vec& b = biases.at(static_cast<std::size_t>(d->block));
+    if (b.size() == 0) continue;  // hash-routed: chosen by tid2eid, no scores behind the choice
+    RecordedTensor s = t;
+    const std::int64_t e = t.shape.back();
+    for (std::size_t i = 0; i < s.values.size(); ++i)
+      s.values[i] = p.add(t.values[i], b(static_cast<std::int64_t>(i) % e));
+    add.emplace_back(d->step + "/" + d->module + "/choice_scores", std::move(s));
+  }
+  for (auto& [n, t] : add) rec.record(n, std::move(t));
+}
+
+std::string golden_tolerance_json(const std::vector<double>& exact, const std::vector<double>& official) {
+  return tolerance_entry(exact, official).dump();
+}
+
 GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::string& out,
                                     const GoldenProgressFn& progress) {
   GoldenGenerateStats st;
@@ -263,13 +271,12 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
     if (const auto why = train_golden_refusal(c, static_cast<std::int64_t>(o.tokens.size()),
                                               static_cast<std::int64_t>(o.tokens.front().size())))
       throw InputError("--train", *why);
+  if (o.official_runner) check_runner_batch(*o.official_runner, static_cast<std::int64_t>(o.tokens.size()));
 
   auto t0 = std::chrono::steady_clock::now();
   ModelWeights w = make_weights(c, o.weights);
   const std::string content_sha = weights_content_sha256(c, w);
-  std::vector<Vec> biases;
-  for (const BlockWeights& l : w.layers) biases.push_back(l.ffn.gate.bias);
-  for (const MtpWeights& m : w.mtp) biases.push_back(m.block.ffn.gate.bias);
+  const std::vector<Vec> biases = gate_biases(w);
   st.seconds_weights = seconds_since(t0);
 
   MemoryRecorder rec[2];
@@ -286,11 +293,17 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
       st.seconds_weights += seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
     }
-    const Transformer model(Precision(modes[m]), c, std::move(w));
     const std::string mn = mode_name(modes[m]);
-    run_plan(model, o.tokens, plan, rec[m], [&](const std::string& step, const std::string& module) {
+    const StepProgressFn step_progress = [&](const std::string& step, const std::string& module) {
       if (progress) progress(mn, step, module);
-    });
+    };
+    if (modes[m] == Mode::kOfficial && o.official_runner) {  // generate --device gpu
+      o.official_runner->run(c, w, o.tokens, plan, rec[m], step_progress);
+      w = ModelWeights{};
+    } else {
+      const Transformer model(Precision(modes[m]), c, std::move(w));
+      run_plan(model, o.tokens, plan, rec[m], step_progress);
+    }
     add_choice_scores(c, biases, modes[m], rec[m]);
     (m == 0 ? st.seconds_exact : st.seconds_official) = seconds_since(t0);
   }
@@ -376,6 +389,17 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
   man["inputs"] = std::move(in);
   man["modes"] = {{"exact", "double arithmetic, only the model-defined quantisation points round (ref/README.md)"},
                   {"official", "the official inference code's bf16/fp32 policy, canonical arithmetic C1-C8"}};
+  if (o.official_runner)  // absent: the CPU reference computed every value (the committed goldens)
+    man["official_device"] = {
+        {"device", o.official_runner->device},
+        {"computed_by", o.official_runner->description},
+        {"official_values",
+         "official/: every module output of the official mode as this device computed it "
+         "(its contract: bit-identical to the CPU reference's; dsv4 golden verify --recompute "
+         "checks it on the CPU)"},
+        {"cpu",
+         "exact/ (values, decision scores and margins), tolerance figures and train/ come from the CPU "
+         "reference"}};
   ojson tol;
   tol["metadata"] =
       "per value tensor: official_grid (finest of bf16/fp32/float64 holding every official value); "
@@ -466,6 +490,7 @@ Golden Golden::open_with(const std::string& path, bool verify) {
     g.config_ = parse_config_json(cj.dump(), path);
     if (cj.contains("dsv4_name")) g.config_.name = cj.at("dsv4_name").get<std::string>();
     g.weights_json_ = m.at("weights").dump();
+    if (m.contains("official_device")) g.official_device_ = m.at("official_device").at("device").get<std::string>();
     for (const ojson& s : m.at("inputs").at("steps"))
       g.steps_.push_back({s.at("step").get<std::string>(), manifest_int(path, s.at("start_pos"), "steps: start_pos"),
                           manifest_int(path, s.at("length"), "steps: length"), s.at("mtp").get<bool>()});

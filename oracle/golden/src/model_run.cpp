@@ -153,4 +153,11 @@ void run_plan(const Transformer& model, const std::vector<std::vector<std::int64
   }
 }
 
+void check_runner_batch(const OfficialRunner& r, std::int64_t batch) {
+  if (batch > r.max_batch)
+    throw InputError("--device", r.device + " runs " + std::to_string(r.max_batch) + " sequence" +
+                                     (r.max_batch == 1 ? "" : "s") +
+                                     " at most ([L] or [1, L] tokens); the input holds " + std::to_string(batch));
+}
+
 }  // namespace dsv4

@@ -4,7 +4,9 @@
 // with random companions) and prefill against decode. Every module output of the sequence is
 // compared bit for bit with the yardstick's (its SHA-256 is reported); any difference is a
 // failure naming the first module in execution order, the first differing element, both values
-// and their ULP distance in the output's official number format.
+// and their ULP distance in the output's official number format. Where a GPU is present, one more
+// row compares GpuModel's CUDA backend (an OfficialRunner, model_run.hpp) with the official
+// yardstick; without one that row is reported as skipped, with the reason.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,7 @@
 
 #include "dsv4/audit/tensor_move.hpp"
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/golden/model_run.hpp"
 #include "dsv4/model/precision.hpp"
 #include "dsv4/model/recorder.hpp"
 
@@ -33,6 +36,11 @@ struct AuditOptions {
   std::vector<std::int64_t> batch_sizes = {4};  // the sequence inside batches of these sizes …
   std::vector<std::int64_t> rows = {0, 3};      // … at these rows (those inside the batch)
   bool prefill_vs_decode = true;                // decode<i> ≡ prefill row prompt_len + i (position-wise outputs)
+  // The row "GPU vs CPU official": the sequence alone run by `gpu` (dsv4 audit: GpuModel's CUDA
+  // backend when a GPU is present) against the official yardstick, every module output bit for
+  // bit. Without it the row is skipped, its note "skipped: " + gpu_unavailable.
+  std::optional<OfficialRunner> gpu;
+  std::string gpu_unavailable = "no GPU runner";
 };
 // The quick matrix (what CI runs) and the full one (issue 17: batches of 4, 7, 64 at rows 0, 3, 63;
 // threads 1, 2; 3 repeats).
@@ -57,7 +65,8 @@ struct VariantResult {
   std::string sha256;  // of the variant's outputs of the sequence, in execution order
   std::optional<Mismatch> mismatch;
   std::vector<TensorMove> moved;  // every output whose bits differ, execution order (front: mismatch's)
-  std::string note;               // what was excluded and why
+  std::string note;               // what was excluded and why (a skipped row: why it did not run)
+  bool skipped = false;           // not run (no GPU; a prefill shorter than the window): neither passed nor failed
   double seconds = 0;
 };
 

@@ -58,6 +58,12 @@ struct GoldenGenerateOptions {
   // Also one training step on the tokens (one sequence, all of them) under train/ (train_golden.hpp);
   // InputError naming --train when train_golden_refusal refuses the config or the tokens.
   std::optional<TrainStepOptions> train;
+  // The official values from another implementation (`generate --device gpu`: GpuModel's CUDA
+  // backend) instead of the CPU reference's Transformer; the exact values, the decision scores and
+  // margins of the exact run, the tolerance figures and the training step still come from the CPU.
+  // The manifest then names it (official_device). InputError naming --device when the tokens hold
+  // more sequences than it runs (OfficialRunner::max_batch).
+  std::optional<OfficialRunner> official_runner;
 };
 
 struct GoldenGenerateStats {
@@ -73,6 +79,20 @@ using GoldenProgressFn = std::function<void(const std::string&, const std::strin
 // Runs both modes and writes the golden atomically to `out`. InputError / CheckpointError on bad input.
 GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::string& out,
                                     const GoldenProgressFn& progress = {});
+
+// The gate biases of every score-routed gate's block, main layers then MTP blocks (empty for a
+// hash-routed gate): what add_choice_scores adds.
+std::vector<Vec> gate_biases(const ModelWeights& w);
+// spec 03 §3.1 step 3: the gate chooses by ŝ = s + b (official: fl32(s + b)). The recorder keeps the
+// unbiased scores s; a golden adds ŝ as `…ffn.gate/choice_scores` (for every recorded score-routed
+// gate's scores in `rec`) so that a different expert choice can be judged against the scores it
+// was made on.
+void add_choice_scores(const ModelConfig& c, const std::vector<Vec>& biases, Mode mode, MemoryRecorder& rec);
+
+// The tolerance metadata of one value tensor as the manifest stores it (tolerance.tensors.<canonical>),
+// JSON text: the figures of compare::compute_metrics(official, exact) on the official values' grid.
+// What generate writes and verify recomputes (and tests that forge a consistent golden).
+std::string golden_tolerance_json(const std::vector<double>& exact, const std::vector<double>& official);
 
 // The manifest's names of the grid an official value tensor lies on ("bf16", "fp32", "float64");
 // std::invalid_argument for any other name.
@@ -136,6 +156,9 @@ class Golden {
   const GoldenTolerance* tolerance(const std::string& canonical) const;
   // The weights as recorded: {"source": "synthetic", "seed": …} or {"source": "file", …} (JSON text).
   std::string weights_json() const;
+  // What computed the official values: "cpu" (the CPU reference; goldens without the manifest's
+  // official_device) or the manifest's official_device.device ("gpu": generate --device gpu).
+  std::string official_device() const { return official_device_; }
   // The seed of synthetic weights; InputError when the manifest's seed is not a decimal uint64.
   std::optional<std::uint64_t> weights_seed() const;
 
@@ -164,6 +187,7 @@ class Golden {
   std::vector<StepPlan> steps_;
   std::vector<std::vector<std::int64_t>> tokens_;
   std::string weights_json_;
+  std::string official_device_ = "cpu";
 };
 
 // A weights seed as dsv4 writes it (the manifest's weights.seed, a `dsv4 run` dump's root attribute

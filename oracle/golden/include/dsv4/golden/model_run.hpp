@@ -88,4 +88,22 @@ using StepProgressFn = std::function<void(const std::string& step, const std::st
 void run_plan(const Transformer& model, const std::vector<std::vector<std::int64_t>>& tokens,
               const std::vector<StepPlan>& plan, Recorder& rec, const StepProgressFn& progress = {});
 
+// The official mode's forward computed by another implementation than the CPU reference's
+// Transformer — GpuModel's CUDA backend (gpu/include/dsv4/gpu/gpu_model_run.hpp makes one) — for
+// `dsv4 golden generate --device gpu`, `dsv4 golden verify --recompute --device gpu` and the GPU
+// row of `dsv4 audit`. `run` runs the plan on the tokens with the weights and records every module
+// output Transformer::forward records in official mode (the same names and shapes; the oracle
+// compares them bit for bit). It throws InputError for what the implementation cannot run (more
+// than one sequence: `max_batch` says how many it takes).
+struct OfficialRunner {
+  std::string device;       // "gpu": the golden's manifest official_device.device
+  std::string description;  // what computes the values, for the manifest and reports
+  std::int64_t max_batch = 1;
+  std::function<void(const ModelConfig& c, const ModelWeights& w, const std::vector<std::vector<std::int64_t>>& tokens,
+                     const std::vector<StepPlan>& plan, Recorder& rec, const StepProgressFn& progress)>
+      run;
+};
+// InputError naming --device when `batch` sequences are more than `r` runs (max_batch).
+void check_runner_batch(const OfficialRunner& r, std::int64_t batch);
+
 }  // namespace dsv4
