@@ -10,7 +10,8 @@
 // swiglu_limit) for one decode batch. Each case prints one JSON line: op, config, shape and its
 // params, median and min µs of `runs` timed calls after `warmup` calls (host recompute of undecided
 // elements excluded: `undecided` counts the flags the last call left), bytes (the math's bf16
-// operands read and written once) and flops.
+// operands read and written once) and flops. Inputs: bf16 values from normal distributions (a pool of
+// 4,194,301 draws a tensor, repeated beyond it), kv lists and expert ids distinct a token, drawn uniformly.
 //   gpu_kernel_bench [--list] [--runs N] [--warmup W] [--configs a,b] [--ops a,b] [--max-tokens T]
 // --list prints the cases (no timing, no GPU needed): gpu_torch_peer.py reads its shapes from them.
 // Without a CUDA device it says so and exits 2 (a benchmark that cannot run is not a pass).
@@ -70,14 +71,29 @@ struct Dev {
   }
 };
 
-// n bf16 values (held as floats) drawn from N(0, sigma²), deterministic in seed.
-std::vector<float> bf16_normal(std::size_t n, double sigma, std::uint64_t seed) {
+// The pool that fill_bf16_normal repeats: a prime count, so that no row of a matrix repeats another.
+constexpr std::size_t kPoolValues = 4194301;
+
+// d's values: bf16 values (held as floats) drawn from N(0, sigma²), deterministic in seed; beyond
+// kPoolValues the pool of draws repeats (the experts' weights are billions of values: drawing them
+// all would cost the device machine minutes of host time for no change in the kernels' work).
+void fill_bf16_normal(Dev<float>& d, double sigma, std::uint64_t seed) {
   std::mt19937_64 g(seed);
-  std::normal_distribution<double> d(0.0, sigma);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dsv4::round_bf16(d(g));
-  return v;
+  std::normal_distribution<double> dist(0.0, sigma);
+  std::vector<float> pool(std::min(d.n, kPoolValues));
+  for (auto& x : pool) x = dsv4::round_bf16(dist(g));
+  for (std::size_t off = 0; off < d.n; off += pool.size()) {
+    const std::size_t n = std::min(pool.size(), d.n - off);
+    check(cudaMemcpy(d.p + off, pool.data(), n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+  }
 }
+
+// A device buffer of count bf16 values from N(0, sigma²) (fill_bf16_normal).
+struct DevNormal : Dev<float> {
+  DevNormal(std::size_t count, double sigma, std::uint64_t seed) : Dev<float>(count) {
+    fill_bf16_normal(*this, sigma, seed);
+  }
+};
 
 struct Case {
   std::string op, config;
@@ -184,7 +200,7 @@ std::string run_case(const Case& c, cudaStream_t s, int warmup, int runs) {
   std::int64_t undecided = 0;
   if (c.op == "linear_bf16") {
     const std::int64_t m = c.at("M"), k = c.at("K"), n = c.at("N");
-    Dev<float> x(bf16_normal(m * k, 1.0, 1)), w(bf16_normal(n * k, 1.0 / std::sqrt(double(k)), 2));
+    DevNormal x(m * k, 1.0, 1), w(n * k, 1.0 / std::sqrt(double(k)), 2);
     Dev<float> y(m * n);
     Dev<std::uint8_t> und(m * n);
     gpu::LinearWeightView wv{gpu::LinearKind::kBF16, n, k, w.p, nullptr, nullptr};
@@ -193,7 +209,8 @@ std::string run_case(const Case& c, cudaStream_t s, int warmup, int runs) {
     undecided = und.count_nonzero_bytes();
   } else if (c.op == "rmsnorm") {
     const std::int64_t rows = c.at("rows"), dim = c.at("dim");
-    Dev<float> x(bf16_normal(rows * dim, 1.0, 3)), w(bf16_normal(dim, 1.0, 4)), y(rows * dim);
+    DevNormal x(rows * dim, 1.0, 3), w(dim, 1.0, 4);
+    Dev<float> y(rows * dim);
     Dev<std::uint8_t> und(rows);
     const float eps = static_cast<float>(c.eps);
     t = time_us([&] { gpu::rmsnorm_device(x.p, rows, dim, w.p, eps, y.p, und.p, s); }, s, warmup, runs);
@@ -216,7 +233,8 @@ std::string run_case(const Case& c, cudaStream_t s, int warmup, int runs) {
     std::mt19937_64 gs(6);
     std::normal_distribution<float> ds(0.0F, 1.0F);
     for (auto& z : sink) z = ds(gs);
-    Dev<float> q(bf16_normal(tok * h * cd, 1.0, 7)), kv(bf16_normal(n_kv * cd, 1.0, 8)), dsink(sink), o(tok * h * cd);
+    DevNormal q(tok * h * cd, 1.0, 7), kv(n_kv * cd, 1.0, 8);
+    Dev<float> dsink(sink), o(tok * h * cd);
     Dev<std::int32_t> dl(lists);
     Dev<std::uint8_t> und(tok);
     const float tau = static_cast<float>(c.scale);
@@ -228,9 +246,8 @@ std::string run_case(const Case& c, cudaStream_t s, int warmup, int runs) {
     const std::int64_t tok = c.at("tokens"), dim = c.at("dim"), inter = c.at("inter"), e = c.at("experts"),
                        k = c.at("k");
     const double sd = 1.0 / std::sqrt(double(dim)), si = 1.0 / std::sqrt(double(inter));
-    Dev<float> w1(bf16_normal(e * inter * dim, sd, 11)), w3(bf16_normal(e * inter * dim, sd, 12)),
-        w2(bf16_normal(e * dim * inter, si, 13)), s1(bf16_normal(inter * dim, sd, 14)),
-        s3(bf16_normal(inter * dim, sd, 15)), s2(bf16_normal(dim * inter, si, 16));
+    DevNormal w1(e * inter * dim, sd, 11), w3(e * inter * dim, sd, 12), w2(e * dim * inter, si, 13),
+        s1(inter * dim, sd, 14), s3(inter * dim, sd, 15), s2(dim * inter, si, 16);
     // Routing: k distinct experts a token, weights uniform in [0.1, 1).
     std::vector<std::int64_t> idx(tok * k);
     std::vector<float> rw(tok * k);
@@ -245,7 +262,8 @@ std::string run_case(const Case& c, cudaStream_t s, int warmup, int runs) {
         rw[i * k + j] = du(g);
       }
     }
-    Dev<float> x(bf16_normal(tok * dim, 1.0, 18)), dw(rw), y(tok * dim);
+    DevNormal x(tok * dim, 1.0, 18);
+    Dev<float> dw(rw), y(tok * dim);
     Dev<std::int64_t> di(idx);
     Dev<std::uint8_t> und(tok);
     Dev<unsigned char> ws(gpu::moe_combine_workspace_bytes(tok, k, dim, inter));
