@@ -231,7 +231,8 @@ std::string write_train_group(const ModelConfig& c, const ModelWeights& w, const
   for (const auto& [name, g] : r.step.grad) {
     const auto sh = shapes.find(name);
     if (sh == shapes.end()) throw std::logic_error("train golden: " + name + " is not a checkpoint parameter");
-    const auto pair = [&](TrainDataset k, const Mat& e, const Mat& o) {
+    // (name captured by reference explicitly: clang before 16 cannot capture a structured binding.)
+    const auto pair = [&, &name = name](TrainDataset k, const Mat& e, const Mat& o) {
       put_pair(k, name, param_tensor(sh->second, e), param_tensor(sh->second, o));
     };
     pair(TrainDataset::kGrad, g, ro.step.grad.at(name));
