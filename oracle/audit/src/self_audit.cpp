@@ -324,11 +324,12 @@ std::string audit_text(const AuditReport& r) {
       if (!first) first = &v;
     }
   }
-  const std::string skipped_text = skipped ? ", " + std::to_string(skipped) + " skipped (see below)" : "";
+  const std::string skipped_text = skipped ? ", " + std::to_string(skipped) + " skipped" : "";
   o += "audit: " + std::string(r.pass() ? "PASS" : "FAIL") + " — ";
   o += first ? first->mode + " " + first->variant + ": first module whose bits move: " + first->mismatch->output
              : std::to_string(static_cast<std::int64_t>(r.variants.size()) - skipped) +
-                   " runs, every module output bit-identical to the yardstick" + skipped_text;
+                   " runs, every module output bit-identical to the yardstick" + skipped_text +
+                   (skipped ? " (why: below)" : "");
   o += "\n\n";
   char line[512];
   std::snprintf(line, sizeof line, "%-9s %-22s %8s %8s  %-16s %s\n", "mode", "variant", "outputs", "seconds", "sha256",
