@@ -28,6 +28,34 @@ inline double cpu_seconds() {
   return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
 }
 
+// The wall and CPU seconds of one measurement.
+struct Timing {
+  double wall = 0.0, cpu = 0.0;
+};
+
+// The best wall time of `reps` calls of f (with that call's CPU time).
+template <class F>
+Timing best_of(int reps, F&& f) {
+  Timing best{1e300, 1e300};
+  for (int r = 0; r < reps; ++r) {
+    const double c0 = cpu_seconds();
+    const auto t0 = Clock::now();
+    f();
+    const double wall = seconds_since(t0);
+    if (wall < best.wall) best = {wall, cpu_seconds() - c0};
+  }
+  return best;
+}
+
+// The mean wall and CPU time of `calls` calls of f.
+template <class F>
+Timing mean_of(int calls, F&& f) {
+  const double c0 = cpu_seconds();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < calls; ++i) f();
+  return {seconds_since(t0) / calls, (cpu_seconds() - c0) / calls};
+}
+
 inline std::string loadavg() {
   std::ifstream f("/proc/loadavg");
   std::string a, b, c;

@@ -30,29 +30,13 @@
 
 namespace {
 
+using dsv4::bench::best_of;
 using dsv4::bench::Clock;
 using dsv4::bench::cpu_model;
 using dsv4::bench::cpu_seconds;
 using dsv4::bench::loadavg;
 using dsv4::bench::seconds_since;
-
-struct Timing {
-  double wall = 1e300, cpu = 1e300;
-};
-
-// The best wall time of `reps` calls of f (with that call's CPU time).
-template <class F>
-Timing best_of(int reps, F&& f) {
-  Timing best;
-  for (int r = 0; r < reps; ++r) {
-    const double c0 = cpu_seconds();
-    const auto t0 = Clock::now();
-    f();
-    const double wall = seconds_since(t0);
-    if (wall < best.wall) best = {wall, cpu_seconds() - c0};
-  }
-  return best;
-}
+using dsv4::bench::Timing;
 
 void line(const char* what, double bytes, const Timing& t) {
   std::printf("%-46s %10.1f MB %9.4f s %9.4f s CPU %8.2f GB/s %8.2f GB/s per CPU-s\n", what, bytes / 1e6, t.wall, t.cpu,

@@ -33,20 +33,9 @@ using dsv4::bench::Clock;
 using dsv4::bench::cpu_model;
 using dsv4::bench::cpu_seconds;
 using dsv4::bench::loadavg;
+using dsv4::bench::mean_of;
 using dsv4::bench::seconds_since;
-
-struct Timing {
-  double wall = 0.0, cpu = 0.0;
-};
-
-// The mean wall and CPU time of `calls` calls of f.
-template <class F>
-Timing mean_of(int calls, F&& f) {
-  const double c0 = cpu_seconds();
-  const auto t0 = Clock::now();
-  for (int i = 0; i < calls; ++i) f();
-  return {seconds_since(t0) / calls, (cpu_seconds() - c0) / calls};
-}
+using dsv4::bench::Timing;
 
 struct Sums {
   Timing judge, flips, direction;
