@@ -68,6 +68,16 @@ def table(ours, peers):
     return "\n".join(lines + ["devices: " + "; ".join(devices)])
 
 
+def run_to(cmd, path, who):
+    """Runs cmd with its standard output in path; a nonzero exit is reported (naming who) and returned."""
+    print("gpu_kernel_vs_torch: " + " ".join(cmd), file=sys.stderr, flush=True)
+    with open(path, "w") as f:
+        rc = subprocess.call(cmd, stdout=f)
+    if rc != 0:
+        print("gpu_kernel_vs_torch: %s exited %d; no comparison" % (who, rc), file=sys.stderr)
+    return rc
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", default=os.path.join("build", "bin", "gpu_kernel_bench"))
@@ -90,19 +100,13 @@ def main():
     for flag in ("configs", "ops", "max_tokens"):
         if getattr(args, flag):
             cmd += ["--" + flag.replace("_", "-"), getattr(args, flag)]
-    print("gpu_kernel_vs_torch: " + " ".join(cmd), file=sys.stderr, flush=True)
-    with open(ours_path, "w") as f:
-        rc = subprocess.call(cmd, stdout=f)
+    rc = run_to(cmd, ours_path, "gpu_kernel_bench")
     if rc != 0:
-        print("gpu_kernel_vs_torch: gpu_kernel_bench exited %d; no comparison" % rc, file=sys.stderr)
         return rc
     peer = [args.python, os.path.join(HERE, "gpu_torch_peer.py"), "--cases", ours_path, "--runs", str(args.runs),
             "--warmup", str(args.warmup)]
-    print("gpu_kernel_vs_torch: " + " ".join(peer), file=sys.stderr, flush=True)
-    with open(peer_path, "w") as f:
-        rc = subprocess.call(peer, stdout=f)
+    rc = run_to(peer, peer_path, "the torch peer")
     if rc != 0:
-        print("gpu_kernel_vs_torch: the torch peer exited %d; no comparison" % rc, file=sys.stderr)
         return rc
     print(table(load(ours_path), load(peer_path)))
     print("JSON lines: %s, %s" % (ours_path, peer_path))
