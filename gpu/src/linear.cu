@@ -35,9 +35,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cuda_check.hpp"
@@ -67,6 +70,30 @@ __device__ __forceinline__ bool warp_c1(const common::SumC1Comp& part, std::int6
   return common::round_c1_comp(all, static_cast<int>(count + 32), out);
 }
 
+// Calls f(o), each call by the whole warp (warp-uniform), for the outputs o < total of this warp:
+// all of them (`only` null: warp w takes o ≡ w modulo the grid's warps) or those with only[o] ≠ 0
+// (the tiled kernel's leftovers: warp w scans the 32 flags o ∈ [32w, 32w + 32) modulo the grid's
+// 32·warps, a ballot per chunk, then computes each flagged output of it in turn). A flag is read by
+// its lane before the ballot, so f may overwrite only[o] (undecided aliases it).
+template <class F>
+__device__ __forceinline__ void for_each_warp_output(std::int64_t total, const std::uint8_t* only, F&& f) {
+  const std::int64_t warp = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32,
+                     warps = static_cast<std::int64_t>(gridDim.x) * kWarps;
+  if (only == nullptr) {
+    for (std::int64_t o = warp; o < total; o += warps) f(o);
+    return;
+  }
+  const std::int64_t lane = threadIdx.x % 32;
+  for (std::int64_t base = warp * 32; base < total; base += warps * 32) {
+    unsigned todo = __ballot_sync(0xFFFFFFFFu, base + lane < total && only[base + lane] != 0);
+    while (todo != 0) {
+      const int i = __ffs(static_cast<int>(todo)) - 1;
+      todo &= todo - 1;
+      f(base + i);
+    }
+  }
+}
+
 // kBF16 / kFP32: y = C1 Σ_k x_k w_k (bf16-rounded for kBF16), in the layout of linear_dense_launch
 // (linear_dense.hpp): output o = (m, g, n) reads x row ⌊m / x_repeat⌋ at columns g·K.., weight row
 // (b_m·G + g)·N + n.
@@ -74,11 +101,10 @@ template <bool kBf16Out>
 __global__ void __launch_bounds__(kThreads)
     linear_dense_kernel(const float* __restrict__ x, std::int64_t rows, std::int64_t x_repeat, std::int64_t groups,
                         std::int64_t k, const float* __restrict__ w, const std::int64_t* __restrict__ w_block,
-                        std::int64_t n_out, float* __restrict__ y, std::uint8_t* __restrict__ undecided) {
+                        std::int64_t n_out, const std::uint8_t* only, float* __restrict__ y, std::uint8_t* undecided) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   const std::int64_t width = groups * n_out, total = rows * width;
-  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; o < total;
-       o += static_cast<std::int64_t>(gridDim.x) * kWarps) {
+  for_each_warp_output(total, only, [&](std::int64_t o) {
     const std::int64_t m = o / width, gn = o % width;
     const float* xr = x + ((m / x_repeat) * groups + gn / n_out) * k;
     const float* wr = w + ((w_block != nullptr ? w_block[m] : 0) * width + gn) * k;
@@ -92,7 +118,7 @@ __global__ void __launch_bounds__(kThreads)
       y[o] = kBf16Out ? common::round_to_bf16(v) : v;
       undecided[o] = ok ? 0 : 1;
     }
-  }
+  });
 }
 
 // kFP8 (spec 01 §1.7): a = act_quant codes [rows / x_repeat, K], sa = their fp32 scales
@@ -103,11 +129,10 @@ __global__ void __launch_bounds__(kThreads)
     linear_fp8_kernel(const std::uint8_t* __restrict__ a, const float* __restrict__ sa, std::int64_t rows,
                       std::int64_t x_repeat, std::int64_t k, const std::uint8_t* __restrict__ codes,
                       const std::uint8_t* __restrict__ scales, const std::int64_t* __restrict__ w_block,
-                      std::int64_t n_out, float* __restrict__ y, std::uint8_t* __restrict__ undecided) {
+                      std::int64_t n_out, const std::uint8_t* only, float* __restrict__ y, std::uint8_t* undecided) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   const std::int64_t total = rows * n_out, blocks = k / kActBlock;
-  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; o < total;
-       o += static_cast<std::int64_t>(gridDim.x) * kWarps) {
+  for_each_warp_output(total, only, [&](std::int64_t o) {
     const std::int64_t m = o / n_out, n = o % n_out, b = w_block != nullptr ? w_block[m] : 0;
     const std::uint8_t* ar = a + (m / x_repeat) * k;
     const std::uint8_t* wr = codes + (b * n_out + n) * k;
@@ -135,7 +160,7 @@ __global__ void __launch_bounds__(kThreads)
       y[o] = common::round_to_bf16(acc);
       undecided[o] = ok ? 0 : 1;
     }
-  }
+  });
 }
 
 // kFP4 (spec 01 §1.8): a, sa, x_repeat and w_block as for kFP8; packed [N, K/2] e2m1 (element 2j in
@@ -144,11 +169,10 @@ __global__ void __launch_bounds__(kThreads)
     linear_fp4_kernel(const std::uint8_t* __restrict__ a, const float* __restrict__ sa, std::int64_t rows,
                       std::int64_t x_repeat, std::int64_t k, const std::uint8_t* __restrict__ packed,
                       const std::uint8_t* __restrict__ scales, const std::int64_t* __restrict__ w_block,
-                      std::int64_t n_out, float* __restrict__ y, std::uint8_t* __restrict__ undecided) {
+                      std::int64_t n_out, const std::uint8_t* only, float* __restrict__ y, std::uint8_t* undecided) {
   const int lane = static_cast<int>(threadIdx.x % 32);
   const std::int64_t total = rows * n_out, blocks = k / kFp4Block;
-  for (std::int64_t o = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; o < total;
-       o += static_cast<std::int64_t>(gridDim.x) * kWarps) {
+  for_each_warp_output(total, only, [&](std::int64_t o) {
     const std::int64_t m = o / n_out, n = o % n_out, b = w_block != nullptr ? w_block[m] : 0;
     const std::uint8_t* ar = a + (m / x_repeat) * k;
     const std::uint8_t* wr = packed + (b * n_out + n) * (k / 2);
@@ -174,6 +198,266 @@ __global__ void __launch_bounds__(kThreads)
     if (lane == 0) {
       y[o] = common::round_to_bf16(acc);
       undecided[o] = ok ? 0 : 1;
+    }
+  });
+}
+
+// ---- The tiled kernel on the FP64 tensor cores (DMMA) ----
+//
+// A CTA of kTileThreads = 4 warps computes a kTileM × kTileN tile of outputs (one group g of
+// linear_dense_launch: blockIdx.z), each warp a 32 × 32 quarter as 4 × 4 DMMA tiles of 8 × 8
+// (PTX mma.sync.aligned.m8n8k4.row.col.f64: A 8×4 row-major, B 4×8 column-major, C/D 8×8; lane ℓ
+// holds A[ℓ/4][ℓ%4], B[ℓ%4][ℓ/4] and C[ℓ/4][2(ℓ%4) + i], i = 0, 1 — PTX ISA, "Matrix Fragments for
+// mma.m8n8k4 with .f64"). K advances in steps of kTileK = 32: every thread loads its 16 x and 16 w
+// values of the next step into registers (the operands' exact double values: bf16, fp32, e4m3 and
+// e2m1 values are doubles), stores them into shared memory, and the warps run 8 DMMA k-steps.
+//
+// The assumption on DMMA's arithmetic: each k-step of each output is an IEEE fp64 fused
+// multiply-add d = a·b + c, round-to-nearest, or better (fewer roundings: a sum of the 4 products
+// rounded once). Under it:
+// - kFP8 / kFP4: every product and every partial sum of one 128-K (fp8) / 32-K (fp4) block is exact
+//   in double (see the top of this file), so whatever the order, the block's DMMA sum from C = +0 is
+//   the exact block sum p_κ; an exactly zero p_κ is taken as +0 (the sum rule of the reference).
+//   The fp32 steps (p_κ rounded once to fp32, σ, the scaled partial, acc in increasing κ) are those
+//   of the warp kernels above, in registers, per output. A non-finite p_κ (a NaN or ±inf code) is
+//   left to the warp kernel.
+// - kBF16 / kFP32: V' (the DMMA sum of the K exact products from C = +0, the zero padding beyond K
+//   adding exact zeros) is a sum of Kp ≤ K + 31 terms with at most Kp roundings, so
+//   |V' − V| ≤ γ_Kp·Σ_k |x_k w_k| ≤ γ_Kp·‖x‖₂‖w‖₂ (Cauchy–Schwarz), γ_n = n·2^-53/(1 − n·2^-53)
+//   < n·2^-53·(1 + 2^-20) for n ≤ 2^25. No partial sum is subnormal (every product, hence every
+//   partial sum, is 0 or a multiple of 2^-298 — above double's smallest normal 2^-1022), so a
+//   flush-to-zero of subnormals could not change V'. The norms come from row_norms_ru (upward
+//   roundings: ≥ the exact norms). decide_dense then rounds the ends of [V' − err, V' + err] (each
+//   with its directed rounding) to fp32 (and bf16 for kBF16): equal bits decide the output
+//   (rounding is monotone); otherwise — a rounding boundary or zero inside the interval (a zero V'
+//   with a nonzero bound is never decided: the ends' zeros differ in sign), or a non-finite V' or
+//   bound — the warp kernel computes the output (compensated: it may flag it for the host in turn).
+//   Both norms finite and their product 0 means x or w is all zeros: V = 0 exactly, +0.
+// Batch invariance: the output's bits are the exactly rounded value of its own x row and w row (the
+// quantised kinds' block sums are exact; a dense output is decided only when the interval proves
+// the correctly rounded value), so they do not depend on M, on the tile it falls in, on the grid or
+// on the other rows. The leftovers are computed by the warp kernels, whose bits have the same
+// property, and the tiled and warp paths give the same bits (ops_test checks both on a GPU).
+constexpr int kTileM = 64, kTileN = 64, kTileK = 32, kTileThreads = 128;
+constexpr int kTilePad = 4;  // doubles of padding per shared row: the fragment loads hit distinct banks
+constexpr int kLoads = kTileM * kTileK / kTileThreads;  // values of each operand a thread loads per step
+static_assert(kTileM == kTileN && kActBlock % kTileK == 0 && kTileK == kFp4Block, "tile shape");
+
+// The default number of rows from which linear_launch / linear_dense_launch take the tiled kernel
+// (below it the warp kernels: one warp per output reads each weight row once per output row, which
+// at a few rows beats a tile of 64 rows mostly empty). DSV4_GPU_LINEAR_TILE_MIN_ROWS overrides it
+// (a benchmark and test knob: the bits are the same on both paths).
+constexpr std::int64_t kTileMinRowsDefault = 8;
+
+enum class TileKind { kDense, kFP8, kFP4 };
+
+__device__ __forceinline__ void dmma_8x8x4(double a, double b, double (&c)[2]) {
+  asm volatile("mma.sync.aligned.m8n8k4.row.col.f64.f64.f64.f64 {%0, %1}, {%2}, {%3}, {%0, %1};"
+               : "+d"(c[0]), "+d"(c[1])
+               : "d"(a), "d"(b));
+}
+
+// Upper bounds of the Euclidean norms of `rows` contiguous rows of length k (one warp per row): each
+// square, sum and the square root rounded upward, so norm[r] ≥ ‖row r‖₂ exactly (+inf / NaN for
+// non-finite rows).
+__global__ void __launch_bounds__(kThreads)
+    row_norms_ru(const float* __restrict__ v, std::int64_t rows, std::int64_t k, double* __restrict__ norm) {
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  for (std::int64_t r = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; r < rows;
+       r += static_cast<std::int64_t>(gridDim.x) * kWarps) {
+    double sq = 0.0;
+    for (std::int64_t i = lane; i < k; i += 32) {
+      const double x = static_cast<double>(v[r * k + i]);
+      sq = __dadd_ru(sq, __dmul_ru(x, x));
+    }
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) sq = __dadd_ru(sq, __shfl_xor_sync(0xFFFFFFFFu, sq, m));
+    if (lane == 0) norm[r] = __dsqrt_ru(sq);
+  }
+}
+
+// The dense output's rounding from V' and the bound err (see above); false: undecided.
+__device__ __forceinline__ bool decide_dense(double v, double err, bool bf16_out, float* out) {
+  if (!isfinite(v) || !isfinite(err)) return false;
+  float lo = __double2float_rn(__dsub_rd(v, err)), hi = __double2float_rn(__dadd_ru(v, err));
+  if (bf16_out) {
+    lo = common::round_to_bf16(lo);
+    hi = common::round_to_bf16(hi);
+  }
+  *out = lo;
+  return __float_as_uint(lo) == __float_as_uint(hi);
+}
+
+// The operands of one tile kernel: x (dense: [x rows, G·K] floats; quantised: act codes [x rows, K]
+// with scales sa [x rows, K/128]) and w (dense: [G·N, K] floats; fp8: codes [N, K], scales
+// [⌈N/128⌉, K/128]; fp4: packed [N, K/2], scales [N, K/32]); norms of x rows and w rows (dense).
+struct TileArgs {
+  const float* x;
+  const std::uint8_t* a;
+  const float* sa;
+  const float* w;
+  const std::uint8_t* codes;
+  const std::uint8_t* scales;
+  const double* x_norm;
+  const double* w_norm;
+  std::int64_t rows, groups, k, n_out;
+  float* y;
+  std::uint8_t* undecided;
+};
+
+// A prefetched operand value: dense kinds the float, quantised kinds the code (e2m1: its nibble).
+template <TileKind kKind>
+using TileReg = std::conditional_t<kKind == TileKind::kDense, float, std::uint8_t>;
+
+// The exact double value of a prefetched operand: x codes are e4m3, w codes e4m3 (kFP8) or e2m1.
+template <TileKind kKind, bool kIsW>
+__device__ __forceinline__ double tile_value(TileReg<kKind> v) {
+  if constexpr (kKind == TileKind::kDense) {
+    return static_cast<double>(v);
+  } else if constexpr (kKind == TileKind::kFP4 && kIsW) {
+    return static_cast<double>(common::e2m1_to_float(v));
+  } else {
+    return static_cast<double>(common::e4m3_to_float(v));
+  }
+}
+
+template <TileKind kKind, bool kBf16Out>
+__global__ void __launch_bounds__(kTileThreads) linear_tile_kernel(const TileArgs t) {
+  __shared__ double sx[kTileM][kTileK + kTilePad], sw[kTileN][kTileK + kTilePad];
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
+  const int gid = lane / 4, tig = lane % 4;              // the fragment coordinates (PTX groupID, threadID_in_group)
+  const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;  // the warp's quarter of the tile
+  const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.x) * kTileM,
+                     n0 = static_cast<std::int64_t>(blockIdx.y) * kTileN, g = blockIdx.z, k = t.k;
+  const std::int64_t steps = (k + kTileK - 1) / kTileK;
+
+  // This thread loads column i0 + kc of the tile rows r0 + kRowStep·r, r < kLoads, of both operands.
+  constexpr int kRowStep = kTileThreads / kTileK;
+  const int r0 = tid / kTileK, kc = tid % kTileK;
+  TileReg<kKind> rx[kLoads], rw[kLoads];
+  const auto load = [&](std::int64_t step) {
+    const std::int64_t i = step * kTileK + kc;
+#pragma unroll
+    for (int r = 0; r < kLoads; ++r) {
+      const std::int64_t m = m0 + r0 + kRowStep * r, n = n0 + r0 + kRowStep * r;
+      if constexpr (kKind == TileKind::kDense) {
+        rx[r] = (m < t.rows && i < k) ? t.x[(m * t.groups + g) * k + i] : 0.0f;
+        rw[r] = (n < t.n_out && i < k) ? t.w[(g * t.n_out + n) * k + i] : 0.0f;
+      } else {
+        rx[r] = m < t.rows ? t.a[m * k + i] : std::uint8_t{0};  // K is a multiple of 128: i < K
+        if constexpr (kKind == TileKind::kFP8) {
+          rw[r] = n < t.n_out ? t.codes[n * k + i] : std::uint8_t{0};
+        } else {
+          const std::uint8_t byte = n < t.n_out ? t.codes[n * (k / 2) + i / 2] : std::uint8_t{0};
+          rw[r] = i % 2 == 0 ? static_cast<std::uint8_t>(byte & 0x0Fu) : static_cast<std::uint8_t>(byte >> 4);
+        }
+      }
+    }
+  };
+
+  double acc[4][4][2];
+  float acc32[4][4][2];
+  unsigned bad = 0;  // bit 2(4i + j) + c: the output's block sum was not finite (quantised kinds)
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      acc[i][j][0] = acc[i][j][1] = 0.0;
+      acc32[i][j][0] = acc32[i][j][1] = 0.0f;
+    }
+  }
+
+  load(0);
+  for (std::int64_t step = 0; step < steps; ++step) {
+    __syncthreads();  // the previous step's fragments are read
+#pragma unroll
+    for (int r = 0; r < kLoads; ++r) {
+      sx[r0 + kRowStep * r][kc] = tile_value<kKind, false>(rx[r]);
+      sw[r0 + kRowStep * r][kc] = tile_value<kKind, true>(rw[r]);
+    }
+    __syncthreads();
+    if (step + 1 < steps) load(step + 1);  // in flight during the DMMAs
+#pragma unroll
+    for (int ks = 0; ks < kTileK; ks += 4) {
+      double a[4], b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = sx[wm + 8 * i + gid][ks + tig];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j] = sw[wn + 8 * j + gid][ks + tig];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) dmma_8x8x4(a[i], b[j], acc[i][j]);
+      }
+    }
+    if constexpr (kKind != TileKind::kDense) {
+      // The end of a quantisation block κ: the fp32 steps of fp8_gemm / fp4_gemm, then a fresh sum.
+      constexpr std::int64_t kBlock = kKind == TileKind::kFP8 ? kActBlock : kFp4Block;
+      const std::int64_t end = (step + 1) * kTileK;
+      if (end % kBlock == 0) {
+        const std::int64_t kb = end / kBlock - 1, act_blocks = k / kActBlock;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const std::int64_t m = m0 + wm + 8 * i + gid;
+          if (m >= t.rows) continue;
+          const float* sar = t.sa + m * act_blocks;
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const std::int64_t n = n0 + wn + 8 * j + 2 * tig + c;
+              double p = acc[i][j][c];
+              acc[i][j][c] = 0.0;
+              if (n >= t.n_out) continue;
+              if (!isfinite(p)) bad |= 1u << (2 * (4 * i + j) + c);
+              if (p == 0.0) p = 0.0;  // an exact zero sum is +0
+              const float p32 = __double2float_rn(p);
+              if constexpr (kKind == TileKind::kFP8) {
+                const std::uint8_t s_w = t.scales[(n / kFp8Tile) * act_blocks + kb];
+                const float sigma = __fmul_rn(sar[kb], common::e8m0_to_float(s_w));
+                acc32[i][j][c] = __fadd_rn(acc32[i][j][c], __fmul_rn(p32, sigma));
+              } else {
+                const std::uint8_t s_w = t.scales[n * (k / kFp4Block) + kb];
+                acc32[i][j][c] = __fadd_rn(acc32[i][j][c], __fmul_rn(__fmul_rn(p32, sar[kb * kFp4Block / kActBlock]),
+                                                                     common::e8m0_to_float(s_w)));
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // γ_Kp's factor: Kp·2^-53·(1 + 2^-20), rounded up.
+  const double gamma = __dmul_ru(static_cast<double>(steps * kTileK), 0x1.00001p-53);
+  const std::int64_t width = t.groups * t.n_out;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const std::int64_t m = m0 + wm + 8 * i + gid;
+    if (m >= t.rows) continue;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const std::int64_t n = n0 + wn + 8 * j + 2 * tig + c;
+        if (n >= t.n_out) continue;
+        const std::int64_t o = m * width + g * t.n_out + n;
+        float v = 0.0f;
+        bool ok = true;
+        if constexpr (kKind == TileKind::kDense) {
+          const double s = __dmul_ru(t.x_norm[m * t.groups + g], t.w_norm[g * t.n_out + n]);
+          if (isfinite(s) && s == 0.0) {
+            v = 0.0f;  // x or w all zeros: V = 0 exactly, +0
+          } else {
+            ok = decide_dense(acc[i][j][c], __dmul_ru(s, gamma), kBf16Out, &v);
+          }
+        } else {
+          ok = (bad >> (2 * (4 * i + j) + c) & 1u) == 0;
+          v = common::round_to_bf16(acc32[i][j][c]);
+        }
+        t.y[o] = v;
+        t.undecided[o] = ok ? 0 : 1;
+      }
     }
   }
 }
@@ -223,18 +507,83 @@ LinearWeightSizes linear_weight_sizes(const LinearWeightView& w) {
   return s;
 }
 
+namespace {
+
+// The rows from which the tiled kernel runs (kTileMinRowsDefault, or DSV4_GPU_LINEAR_TILE_MIN_ROWS: a
+// positive integer; anything else is refused).
+std::int64_t tile_min_rows() {
+  static const std::int64_t v = [] {
+    const char* e = std::getenv("DSV4_GPU_LINEAR_TILE_MIN_ROWS");
+    if (e == nullptr || *e == '\0') return kTileMinRowsDefault;
+    char* end = nullptr;
+    errno = 0;
+    const long long r = std::strtoll(e, &end, 10);
+    if (errno != 0 || *end != '\0' || r < 1) {
+      throw std::invalid_argument(std::string("DSV4_GPU_LINEAR_TILE_MIN_ROWS = '") + e + "' is not a positive integer");
+    }
+    return static_cast<std::int64_t>(r);
+  }();
+  return v;
+}
+
+// Whether the tiled kernel takes a launch: no per-row weight blocks (an MoE's routed experts keep the
+// warp kernels: their rows pick different weights), enough rows, and a grid CUDA can launch.
+bool tiled(std::int64_t rows, std::int64_t x_repeat, const std::int64_t* w_block, std::int64_t groups,
+           std::int64_t n_out) {
+  return w_block == nullptr && x_repeat == 1 && rows >= tile_min_rows() &&
+         (rows + kTileM - 1) / kTileM < (std::int64_t{1} << 31) && (n_out + kTileN - 1) / kTileN <= 65535 &&
+         groups <= 65535;
+}
+
+template <TileKind kKind, bool kBf16Out>
+void launch_tile(const TileArgs& t, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>((t.rows + kTileM - 1) / kTileM),
+                  static_cast<unsigned>((t.n_out + kTileN - 1) / kTileN), static_cast<unsigned>(t.groups));
+  linear_tile_kernel<kKind, kBf16Out><<<grid, kTileThreads, 0, stream>>>(t);
+}
+
+// The grid of the warp kernels: one warp per output, or (the leftovers of the tiled kernel) one warp
+// per 32 flags.
+unsigned warp_grid(std::int64_t total, bool leftovers) {
+  const std::int64_t warps = leftovers ? (total + 31) / 32 : total;
+  return static_cast<unsigned>(std::min((warps + kWarps - 1) / kWarps, kMaxGrid));
+}
+
+}  // namespace
+
 void detail::linear_dense_launch(const float* x, std::int64_t rows, std::int64_t x_repeat, std::int64_t groups,
                                  std::int64_t k, const float* w, const std::int64_t* w_block, std::int64_t n_out,
                                  bool bf16_out, float* y, std::uint8_t* undecided, cudaStream_t stream) {
   const std::int64_t total = rows * groups * n_out;
   if (total == 0) return;
-  const unsigned grid = static_cast<unsigned>(std::min((total + kWarps - 1) / kWarps, kMaxGrid));
+  const bool tile = tiled(rows, x_repeat, w_block, groups, n_out);
+  if (tile) {
+    // The norms' workspace: x rows (each group's K columns apart), then the G·N weight rows.
+    const std::int64_t x_rows = rows * groups, w_rows = groups * n_out;  // x_repeat = 1 here
+    double* norms = nullptr;
+    DSV4_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&norms),
+                                    static_cast<std::size_t>(x_rows + w_rows) * sizeof(double), stream));
+    row_norms_ru<<<warp_grid(x_rows, false), kThreads, 0, stream>>>(x, x_rows, k, norms);
+    row_norms_ru<<<warp_grid(w_rows, false), kThreads, 0, stream>>>(w, w_rows, k, norms + x_rows);
+    const TileArgs t{x,    nullptr, nullptr, w,     nullptr, nullptr,  norms, norms + x_rows,
+                     rows, groups,  k,       n_out, y,       undecided};
+    if (bf16_out) {
+      launch_tile<TileKind::kDense, true>(t, stream);
+    } else {
+      launch_tile<TileKind::kDense, false>(t, stream);
+    }
+    const cudaError_t launched = cudaGetLastError();
+    DSV4_CUDA_CHECK(cudaFreeAsync(norms, stream));
+    DSV4_CUDA_CHECK(launched);
+  }
+  // All outputs, or the tiled kernel's leftovers (undecided = 1), by the warp kernel.
+  const std::uint8_t* only = tile ? undecided : nullptr;
   if (bf16_out) {
-    linear_dense_kernel<true>
-        <<<grid, kThreads, 0, stream>>>(x, rows, x_repeat, groups, k, w, w_block, n_out, y, undecided);
+    linear_dense_kernel<true><<<warp_grid(total, tile), kThreads, 0, stream>>>(x, rows, x_repeat, groups, k, w, w_block,
+                                                                               n_out, only, y, undecided);
   } else {
-    linear_dense_kernel<false>
-        <<<grid, kThreads, 0, stream>>>(x, rows, x_repeat, groups, k, w, w_block, n_out, y, undecided);
+    linear_dense_kernel<false><<<warp_grid(total, tile), kThreads, 0, stream>>>(x, rows, x_repeat, groups, k, w,
+                                                                                w_block, n_out, only, y, undecided);
   }
   DSV4_CUDA_CHECK_LAUNCH("linear_dense_kernel");
 }
@@ -244,26 +593,35 @@ void detail::linear_launch(const float* x, std::int64_t rows, std::int64_t x_rep
                            std::uint8_t* act_codes, float* act_scales, cudaStream_t stream) {
   if (rows == 0) return;
   const std::int64_t n = w.out_features, k = w.in_features;
-  const unsigned grid = static_cast<unsigned>(std::min((rows * n + kWarps - 1) / kWarps, kMaxGrid));
   const std::int64_t x_rows = (rows + x_repeat - 1) / x_repeat;
-  switch (w.kind) {
-    case LinearKind::kBF16:
-    case LinearKind::kFP32:
-      linear_dense_launch(x, rows, x_repeat, 1, k, w.values, w_block, n, w.kind == LinearKind::kBF16, y, undecided,
-                          stream);
-      break;
-    case LinearKind::kFP8:
-      act_quant_device(x, x_rows, k, static_cast<int>(kActBlock), act_fmt, act_codes, act_scales, nullptr, stream);
-      linear_fp8_kernel<<<grid, kThreads, 0, stream>>>(act_codes, act_scales, rows, x_repeat, k, w.codes, w.scales,
-                                                       w_block, n, y, undecided);
-      DSV4_CUDA_CHECK_LAUNCH("linear_fp8_kernel");
-      break;
-    case LinearKind::kFP4:
-      act_quant_device(x, x_rows, k, static_cast<int>(kActBlock), act_fmt, act_codes, act_scales, nullptr, stream);
-      linear_fp4_kernel<<<grid, kThreads, 0, stream>>>(act_codes, act_scales, rows, x_repeat, k, w.codes, w.scales,
-                                                       w_block, n, y, undecided);
-      DSV4_CUDA_CHECK_LAUNCH("linear_fp4_kernel");
-      break;
+  if (!quantised(w.kind)) {
+    linear_dense_launch(x, rows, x_repeat, 1, k, w.values, w_block, n, w.kind == LinearKind::kBF16, y, undecided,
+                        stream);
+    return;
+  }
+  act_quant_device(x, x_rows, k, static_cast<int>(kActBlock), act_fmt, act_codes, act_scales, nullptr, stream);
+  const bool tile = tiled(rows, x_repeat, w_block, 1, n);
+  if (tile) {
+    const TileArgs t{nullptr, act_codes, act_scales, nullptr, w.codes, w.scales, nullptr,
+                     nullptr, rows,      1,          k,       n,       y,        undecided};
+    if (w.kind == LinearKind::kFP8) {
+      launch_tile<TileKind::kFP8, true>(t, stream);
+    } else {
+      launch_tile<TileKind::kFP4, true>(t, stream);
+    }
+    DSV4_CUDA_CHECK_LAUNCH("linear_tile_kernel");
+  }
+  // All outputs, or the tiled kernel's leftovers (a non-finite block sum), by the warp kernel.
+  const std::uint8_t* only = tile ? undecided : nullptr;
+  const unsigned grid = warp_grid(rows * n, tile);
+  if (w.kind == LinearKind::kFP8) {
+    linear_fp8_kernel<<<grid, kThreads, 0, stream>>>(act_codes, act_scales, rows, x_repeat, k, w.codes, w.scales,
+                                                     w_block, n, only, y, undecided);
+    DSV4_CUDA_CHECK_LAUNCH("linear_fp8_kernel");
+  } else {
+    linear_fp4_kernel<<<grid, kThreads, 0, stream>>>(act_codes, act_scales, rows, x_repeat, k, w.codes, w.scales,
+                                                     w_block, n, only, y, undecided);
+    DSV4_CUDA_CHECK_LAUNCH("linear_fp4_kernel");
   }
 }
 

@@ -4,14 +4,14 @@
 // against PyTorch (issue 18)").
 //
 // The shapes come from the built-in configs (ref/config: v4-flash, v4-pro): the bf16 linear of a
-// [dim, dim] weight at M = 1, 64 (decode) and 512, 4096 tokens (prefill); RMSNorm over dim; sparse
-// attention with sink (n_heads heads, head_dim, index_topk entries a token, 4096 kv rows); the MoE
-// combine (n_activated_experts of 32 bf16 experts [moe_inter_dim, dim] and the shared expert,
-// swiglu_limit) for one decode batch. Each case prints one JSON line: op, config, shape and its
-// params, median and min µs of `runs` timed calls after `warmup` calls (host recompute of undecided
-// elements excluded: `undecided` counts the flags the last call left), bytes (the math's bf16
-// operands read and written once) and flops. Inputs: bf16 values from normal distributions (a pool of
-// 4,194,301 draws a tensor, repeated beyond it), kv lists and expert ids distinct a token, drawn uniformly.
+// [dim, dim] weight (bf16, fp8 and fp4 kinds) at M = 1, 16, 64 (decode) and 512, 4096 tokens (prefill); RMSNorm over
+// dim; sparse attention with sink (n_heads heads, head_dim, index_topk entries a token, 4096 kv rows); the MoE combine
+// (n_activated_experts of 32 bf16 experts [moe_inter_dim, dim] and the shared expert, swiglu_limit) for one decode
+// batch. Each case prints one JSON line: op, config, shape and its params, median and min µs of `runs` timed calls
+// after `warmup` calls (host recompute of undecided elements excluded: `undecided` counts the flags the last call
+// left), bytes (the math's bf16 operands read and written once) and flops. Inputs: bf16 values from normal
+// distributions (a pool of 4,194,301 draws a tensor, repeated beyond it), kv lists and expert ids distinct a token,
+// drawn uniformly.
 //   gpu_kernel_bench [--list] [--runs N] [--warmup W] [--configs a,b] [--ops a,b] [--max-tokens T]
 // --list prints the cases (no timing, no GPU needed): gpu_torch_peer.py reads its shapes from them.
 // Without a CUDA device it says so and exits 2 (a benchmark that cannot run is not a pass).
@@ -129,12 +129,17 @@ std::vector<Case> make_cases(const std::vector<std::string>& configs, std::int64
   for (const std::string& name : configs) {
     const dsv4::ModelConfig cfg = dsv4::builtin_config(name);
     const double d = static_cast<double>(cfg.dim);
-    for (std::int64_t m : {1, 64, 512, 4096}) {
-      if (m > max_tokens) continue;
-      Case c{"linear_bf16", name, {{"M", m}, {"K", cfg.dim}, {"N", cfg.dim}}};
-      c.bytes = 2.0 * (m * d + d * d + m * d);
-      c.flops = 2.0 * m * d * d;
-      cases.push_back(c);
+    // The linear of a [dim, dim] weight of each kind: bf16 values, fp8 codes (one byte) with a scale a
+    // 128×128 tile, fp4 codes (half a byte) with a scale a 1×32 block.
+    for (const auto& [op, weight_bytes] :
+         {std::pair<const char*, double>{"linear_bf16", 2.0}, {"linear_fp8", 1.0}, {"linear_fp4", 0.5}}) {
+      for (std::int64_t m : {1, 16, 64, 512, 4096}) {
+        if (m > max_tokens) continue;
+        Case c{op, name, {{"M", m}, {"K", cfg.dim}, {"N", cfg.dim}}};
+        c.bytes = 2.0 * m * d + weight_bytes * d * d + 2.0 * m * d;
+        c.flops = 2.0 * m * d * d;
+        cases.push_back(c);
+      }
     }
     for (std::int64_t rows : {1, 64, 4096}) {
       if (rows > max_tokens) continue;
@@ -206,6 +211,27 @@ std::string run_case(const Case& c, cudaStream_t s, int warmup, int runs) {
     gpu::LinearWeightView wv{gpu::LinearKind::kBF16, n, k, w.p, nullptr, nullptr};
     t = time_us([&] { gpu::linear_device(x.p, m, wv, gpu::ScaleFormat::kUE8M0, y.p, und.p, nullptr, nullptr, s); }, s,
                 warmup, runs);
+    undecided = und.count_nonzero_bytes();
+  } else if (c.op == "linear_fp8" || c.op == "linear_fp4") {
+    // Weight codes drawn uniformly from the finite codes (e4m3: every byte but the NaNs 0x7F, 0xFF;
+    // packed e2m1: any byte), scales 2^e for e uniform in [−4, 4] (e8m0 bytes 123..131).
+    const bool fp8 = c.op == "linear_fp8";
+    const std::int64_t m = c.at("M"), k = c.at("K"), n = c.at("N");
+    std::vector<std::uint8_t> codes(fp8 ? n * k : n * k / 2),
+        scales(fp8 ? ((n + 127) / 128) * (k / 128) : n * (k / 32));
+    std::mt19937_64 g(9);
+    for (auto& b : codes) {
+      do b = static_cast<std::uint8_t>(g());
+      while (fp8 && (b & 0x7F) == 0x7F);
+    }
+    for (auto& b : scales) b = static_cast<std::uint8_t>(123 + g() % 9);
+    DevNormal x(m * k, 1.0, 1);
+    Dev<std::uint8_t> dc(codes), ds(scales), und(m * n), act_codes(m * k);
+    Dev<float> y(m * n), act_scales(m * (k / 128));
+    gpu::LinearWeightView wv{fp8 ? gpu::LinearKind::kFP8 : gpu::LinearKind::kFP4, n, k, nullptr, dc.p, ds.p};
+    t = time_us(
+        [&] { gpu::linear_device(x.p, m, wv, gpu::ScaleFormat::kUE8M0, y.p, und.p, act_codes.p, act_scales.p, s); }, s,
+        warmup, runs);
     undecided = und.count_nonzero_bytes();
   } else if (c.op == "rmsnorm") {
     const std::int64_t rows = c.at("rows"), dim = c.at("dim");

@@ -15,6 +15,8 @@ differs beyond summation order the variant says so:
   linear_bf16       torch_bf16: bf16 x @ bf16 Wᵀ → bf16 (cuBLAS, fp32 accumulation);
                     torch_fp32: the same values in fp32, TF32 off; torch_fp64: in float64 (issue 18's
                     goal compares GEMM-shaped work with torch's float64 matmul).
+  linear_fp8/_fp4   torch_fp32, torch_fp64: the matmul of the same M×K×N in fp32 (TF32 off) and float64
+                    (torch has no fp8 / fp4 block-scaled GEMM of the official semantics to compare).
   rmsnorm           torch_explicit: the official model.py formula in fp32 (x·rsqrt(mean(x²)+eps)·w →
                     bf16); torch_F.rms_norm: torch.nn.functional.rms_norm in fp32 (torch ≥ 2.4).
   sparse_attention  gather the listed kv rows, logits, softmax with the sink in the denominator only
@@ -154,6 +156,8 @@ def moe_combine_peer(torch, p, limit, gen, device):
 def variants(torch, op):
     if op == "linear_bf16":
         return ["torch_bf16", "torch_fp32", "torch_fp64"]
+    if op in ("linear_fp8", "linear_fp4"):
+        return ["torch_fp32", "torch_fp64"]
     if op == "rmsnorm":
         return ["torch_explicit"] + (["torch_F.rms_norm"] if hasattr(torch.nn.functional, "rms_norm") else [])
     if op == "sparse_attention":
@@ -165,7 +169,7 @@ def variants(torch, op):
 
 def make_call(torch, case, variant, gen, device):
     op, p = case["op"], case["params"]
-    if op == "linear_bf16":
+    if op in ("linear_bf16", "linear_fp8", "linear_fp4"):
         return linear_peer(torch, p, variant, gen, device)
     if op == "rmsnorm":
         return rmsnorm_peer(torch, p, case["eps"], variant, gen, device)
