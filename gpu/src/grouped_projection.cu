@@ -3,8 +3,8 @@
 //
 // No kernel of its own: the linear kernel's dense code (linear.cu, linear_dense_launch) with G
 // groups — output (m, g, n) reads row m of o at columns g·P.. and row g·d_g + n of wo_a, exactly the
-// operands of the reference's bf16 linear of group g — so every property of that kernel holds (one
-// warp per element, no shared state, nothing depends on the batch, the position or the grid).
+// operands of the reference's bf16 linear of group g — so every property of that kernel holds
+// (nothing depends on the batch, the position or the grid: linear.cu).
 #include <cuda_runtime.h>
 
 #include <cstdint>

@@ -14,8 +14,10 @@ namespace dsv4::gpu::detail {
 // bf16_out, for m < rows, g < G = groups, n < N = n_out; b_m = w_block[m] (nullptr: 0): the weight is
 // stacked [blocks, G·N, K] and row m picks its block (an MoE expert), x [rows / x_repeat, G·K] (each x
 // row feeds x_repeat consecutive output rows: a token's k routed slots), y and undecided [rows, G·N].
-// The plain linear is G = 1, x_repeat = 1, w_block = nullptr. One warp per output element (linear.cu):
-// its bits depend on its x row, its weight row and nothing else. Asynchronous on `stream`; rows > 0.
+// The plain linear is G = 1, x_repeat = 1, w_block = nullptr. From 8 rows with x_repeat = 1 and no
+// w_block the tiled DMMA kernel (one CTA per 64 × 64 outputs of a group), its undecided elements and
+// every other launch by the warp kernel (one warp per output element; linear.cu): an element's bits
+// depend on its x row, its weight row and nothing else. Asynchronous on `stream`; rows > 0.
 void linear_dense_launch(const float* x, std::int64_t rows, std::int64_t x_repeat, std::int64_t groups, std::int64_t k,
                          const float* w, const std::int64_t* w_block, std::int64_t n_out, bool bf16_out, float* y,
                          std::uint8_t* undecided, cudaStream_t stream);
@@ -24,8 +26,9 @@ void linear_dense_launch(const float* x, std::int64_t rows, std::int64_t x_repea
 // w_block[m] (nullptr: 0) of a stacked weight (stacked_block, linear.hpp), for m < rows: kBF16 / kFP32
 // through linear_dense_launch; kFP8 / kFP4 act_quant the ⌈rows / x_repeat⌉ x rows (block 128, act_fmt)
 // into act_codes [x rows, K] and act_scales [x rows, K/128] (the workspace; unused by the dense kinds),
-// then fp8_gemm / fp4_gemm per element. One warp per output element: its bits depend on its x row, its
-// weight row (with its scales) and nothing else. linear_device is rows of x_repeat 1, no blocks.
+// then fp8_gemm / fp4_gemm per element (the tiled DMMA kernel from 8 rows with x_repeat = 1 and no
+// w_block, else the warp kernel): an element's bits depend on its x row, its weight row (with its
+// scales) and nothing else. linear_device is rows of x_repeat 1, no blocks.
 // Asynchronous on `stream`; arguments checked by the caller.
 void linear_launch(const float* x, std::int64_t rows, std::int64_t x_repeat, const LinearWeightView& w,
                    const std::int64_t* w_block, ScaleFormat act_fmt, float* y, std::uint8_t* undecided,

@@ -6,8 +6,9 @@
 // o [rows, G·P] is G groups of P columns; wo_a [G·d_g, P] is G blocks of d_g rows; y [rows, G·d_g]:
 //   y[m, g·d_g + n] = bf16(C1 Σ_{i<P} o[m, g·P + i] · wo_a[g·d_g + n, i]),
 // the bf16 linear of each group, computed by the linear kernel's dense code (gpu/src/linear.cu,
-// linear_dense_launch) in one launch over every (row, group, output): one warp per output element,
-// exact double products, compensated C1 sum, rounded once, then to bf16. An element the device
+// linear_dense_launch) in one launch over every (row, group, output): from 8 rows the tiled DMMA
+// kernel (a group a grid layer), else one warp per output element; exact double products, their sum
+// rounded once (decided by a rigorous bound or the compensated sum), then to bf16. An element the device
 // cannot decide is flagged and the host entry point recomputes it with the reference (the
 // official linear of its group on its row).
 //

@@ -3,7 +3,11 @@
 // Precision(Mode::kOfficial)) for every weight kind, and batch-invariant: output (m, n) depends on
 // row m of x and row n of the weight (with its scales) alone.
 //
-// One warp per output element (m, n), grid-stride; lanes split K (lane l takes k ≡ l mod 32):
+// Two kernels, the same bits (gpu/src/linear.cu): from 8 rows (DSV4_GPU_LINEAR_TILE_MIN_ROWS) a tiled
+// kernel on the FP64 tensor cores (DMMA) — the quantised kinds' exact block sums, the dense kinds'
+// double sum with a rigorous bound deciding the rounding — and the warp kernel below for fewer rows
+// and for the elements the tiled kernel leaves undecided. The warp kernel: one warp per output
+// element (m, n), grid-stride; lanes split K (lane l takes k ≡ l mod 32):
 //   kBF16: bf16(C1 Σ_k x_k w_k);  kFP32: C1 Σ_k x_k w_k;
 //   kFP8:  act_quant(x, 128, fmt) (gpu/quant.hpp), then acc = fl32(acc + fl32(p_κ·σ_κ)) over the
 //          128-K blocks κ in increasing order, p_κ the C1 block sum of e4m3 × e4m3 code values,
