@@ -10,7 +10,9 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -21,6 +23,7 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/ops/registry.hpp"
 #include "dsv4/train/linear_backward.hpp"
+#include "support/canonical_port.hpp"
 
 namespace dsv4 {
 namespace {
@@ -172,6 +175,125 @@ TEST(GpuLinear, DevicePointerFormOnAStream) {
     }
   }
   EXPECT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+}
+
+// ---- A host port of the tiled kernel's dense decision (gpu/src/linear.cu: row_norms_ru, decide_dense
+// and the bound γ_Kp·‖x‖₂‖w‖₂), line by line with the port's directed roundings
+// (support/canonical_port.hpp), run on the CPU against the reference on every dense case of the
+// registry (ties, subnormals, cancellation, outliers) with V' — the DMMA sum, whose order the
+// hardware does not document — emulated by four IEEE double summation orders. A wrong decision in
+// any order fails. Checked by hand when written: the bound dropped (err = 0) fails on the fp32 ties
+// case (decided −262005.65625 where the reference is −262005.671875); γ/64 still passes (these orders'
+// errors stay far below the worst-case γ_K bound). The device run (ops_test with
+// DSV4_GPU_LINEAR_TILE_MIN_ROWS=1) shows the kernel on the real DMMA.
+
+namespace port = test::port;
+
+// sqrt rounded upward: the RN root moved one ulp up when its square falls short.
+double sqrt_ru(double x) {
+  const double r = std::sqrt(x);
+  return std::fma(r, r, -x) < 0.0 ? port::next_up(r) : r;
+}
+
+// linear.cu row_norms_ru on one row: lane l sums the squares of k ≡ l (mod 32) upward, then the
+// butterflies, then the upward root.
+double row_norm_ru(const float* v, std::int64_t k) {
+  double lanes[32] = {};
+  for (std::int64_t i = 0; i < k; ++i) {
+    const double x = static_cast<double>(v[i]);
+    lanes[i % 32] = port::add_ru(lanes[i % 32], port::mul_ru(x, x));
+  }
+  for (int m = 16; m > 0; m >>= 1) {
+    double next[32];
+    for (int l = 0; l < 32; ++l) next[l] = port::add_ru(lanes[l], lanes[l ^ m]);
+    std::copy(next, next + 32, lanes);
+  }
+  return sqrt_ru(lanes[0]);
+}
+
+// linear.cu decide_dense.
+bool decide_dense(double v, double err, bool bf16_out, float* out) {
+  if (!std::isfinite(v) || !std::isfinite(err)) return false;
+  float lo = static_cast<float>(port::sub_rd(v, err)), hi = static_cast<float>(port::add_ru(v, err));
+  if (bf16_out) {
+    lo = round_bf16(lo);
+    hi = round_bf16(hi);
+  }
+  *out = lo;
+  return std::bit_cast<std::uint32_t>(lo) == std::bit_cast<std::uint32_t>(hi);
+}
+
+// Candidate V's: the exact products (bf16 × bf16, fp32 × fp32: exact in double) summed from +0 in
+// IEEE double by four orders — k increasing (an FMA chain), k decreasing, a pairwise tree, and 8
+// interleaved partial sums added in turn.
+std::vector<double> dmma_candidates(const std::vector<double>& t) {
+  double up = 0.0, down = 0.0, part[8] = {};
+  for (double v : t) up += v;
+  for (std::size_t i = t.size(); i-- > 0;) down += t[i];
+  for (std::size_t i = 0; i < t.size(); ++i) part[i % 8] += t[i];
+  double inter = 0.0;
+  for (double p : part) inter += p;
+  std::vector<double> tree = t;
+  while (tree.size() > 1) {
+    std::vector<double> next((tree.size() + 1) / 2, 0.0);
+    for (std::size_t i = 0; i < tree.size(); ++i) next[i / 2] += tree[i];
+    tree.swap(next);
+  }
+  return {up, down, 0.0 + (tree.empty() ? 0.0 : tree[0]), inter};
+}
+
+TEST(GpuLinear, TiledDenseDecisionHostPortIsExactInAnySummationOrder) {
+  std::int64_t outputs = 0, undecided = 0, wrong = 0;
+  for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+    for (const ops::Case& c : ops::find_op("linear")->cases(seed)) {
+      std::vector<float> bf16;
+      const gpu::LinearWeightView v = view_of(c.call, bf16);
+      if (quantised(v.kind)) continue;
+      const ops::Array& x = c.call.inputs[0];
+      const std::vector<float> want = ops::find_op("linear")->reference(c.call)[0].f32;
+      const std::int64_t k = v.in_features, n_out = v.out_features;
+      const bool bf16_out = v.kind == gpu::LinearKind::kBF16;
+      // γ_Kp's factor as linear_tile_kernel: Kp = K rounded up to the tile's 32, ·2^-53·(1 + 2^-20).
+      const double gamma = port::mul_ru(static_cast<double>((k + 31) / 32 * 32), 0x1.00001p-53);
+      for (std::int64_t m = 0; m < x.rows; ++m) {
+        const float* xr = x.f32.data() + m * k;
+        const double nx = row_norm_ru(xr, k);
+        for (std::int64_t n = 0; n < n_out; ++n) {
+          const float* wr = v.values + n * k;
+          const double s = port::mul_ru(nx, row_norm_ru(wr, k));
+          std::vector<double> t(static_cast<std::size_t>(k));
+          for (std::int64_t i = 0; i < k; ++i) t[i] = static_cast<double>(xr[i]) * static_cast<double>(wr[i]);
+          const std::uint32_t ref = std::bit_cast<std::uint32_t>(want[static_cast<std::size_t>(m * n_out + n)]);
+          ++outputs;
+          bool all_decided = true;
+          for (const double vp : dmma_candidates(t)) {
+            float got = 0.0f;
+            bool ok = true;
+            if (std::isfinite(s) && s == 0.0) {
+              got = 0.0f;
+            } else {
+              ok = decide_dense(vp, port::mul_ru(s, gamma), bf16_out, &got);
+            }
+            all_decided = all_decided && ok;
+            if (ok && std::bit_cast<std::uint32_t>(got) != ref) {
+              ++wrong;
+              ADD_FAILURE() << c.label << " (" << m << ", " << n << "): decided " << got << " from V' = " << vp
+                            << ", reference " << std::bit_cast<float>(ref);
+            }
+          }
+          if (!all_decided) ++undecided;
+        }
+      }
+    }
+  }
+  std::printf(
+      "tiled dense decision (host port): %lld outputs × 4 summation orders, %lld left to the warp kernel "
+      "in some order, %lld wrongly decided\n",
+      static_cast<long long>(outputs), static_cast<long long>(undecided), static_cast<long long>(wrong));
+  EXPECT_EQ(wrong, 0);
+  EXPECT_GT(outputs, 3000);
+  EXPECT_GT(undecided, 0);            // the tie and cancellation cases reach the bound
+  EXPECT_LE(undecided * 5, outputs);  // and most are decided by it (1,116 of 11,727 left when written)
 }
 
 TEST(GpuLinear, BadArgumentsNamed) {
