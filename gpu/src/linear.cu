@@ -249,6 +249,9 @@ static_assert(kTileM == kTileN && kActBlock % kTileK == 0 && kTileK == kFp4Block
 // (a benchmark and test knob: the bits are the same on both paths).
 constexpr std::int64_t kTileMinRowsDefault = 8;
 
+// Bytes the default memory pool keeps for the dense kinds' norms (linear_dense_launch).
+constexpr std::uint64_t kNormPoolKeep = std::uint64_t{64} << 20;
+
 enum class TileKind { kDense, kFP8, kFP4 };
 
 __device__ __forceinline__ void dmma_8x8x4(double a, double b, double (&c)[2]) {
@@ -331,7 +334,8 @@ __global__ void __launch_bounds__(kTileThreads) linear_tile_kernel(const TileArg
                      n0 = static_cast<std::int64_t>(blockIdx.y) * kTileN, g = blockIdx.z, k = t.k;
   const std::int64_t steps = (k + kTileK - 1) / kTileK;
 
-  // This thread loads column i0 + kc of the tile rows r0 + kRowStep·r, r < kLoads, of both operands.
+  // This thread loads column step·kTileK + kc of the tile rows r0 + kRowStep·r, r < kLoads, of both
+  // operands (a warp reads 32 consecutive k of a row: coalesced).
   constexpr int kRowStep = kTileThreads / kTileK;
   const int r0 = tid / kTileK, kc = tid % kTileK;
   TileReg<kKind> rx[kLoads], rw[kLoads];
@@ -560,6 +564,15 @@ void detail::linear_dense_launch(const float* x, std::int64_t rows, std::int64_t
   if (tile) {
     // The norms' workspace: x rows (each group's K columns apart), then the G·N weight rows.
     const std::int64_t x_rows = rows * groups, w_rows = groups * n_out;  // x_repeat = 1 here
+    // From the device's default pool (stream-ordered), which keeps up to kNormPoolKeep bytes across
+    // synchronisations instead of returning them to the driver (its default threshold 0 would map
+    // fresh memory at every call).
+    int device = 0;
+    cudaMemPool_t pool = nullptr;
+    DSV4_CUDA_CHECK(cudaGetDevice(&device));
+    DSV4_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    std::uint64_t keep = kNormPoolKeep;
+    DSV4_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
     double* norms = nullptr;
     DSV4_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&norms),
                                     static_cast<std::size_t>(x_rows + w_rows) * sizeof(double), stream));
