@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <iterator>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -41,6 +42,9 @@ namespace {
 
 namespace gpu = dsv4::gpu;
 
+// The ops of the cases (make_cases, run_case), for --ops.
+constexpr const char* kOps[] = {"linear_bf16", "linear_fp8",       "linear_fp4",
+                                "rmsnorm",     "sparse_attention", "moe_combine"};
 constexpr std::int64_t kBenchExperts = 32;  // routed experts held on the device (bf16 values as fp32)
 constexpr std::int64_t kAttentionKvRows = 4096;
 
@@ -370,9 +374,13 @@ int main(int argc, char** argv) {
                                     "[--ops a,b] [--max-tokens T])");
       }
     }
-    for (const std::string& op : ops)
-      if (op != "linear_bf16" && op != "rmsnorm" && op != "sparse_attention" && op != "moe_combine")
-        throw std::invalid_argument("unknown op '" + op + "' (linear_bf16, rmsnorm, sparse_attention, moe_combine)");
+    for (const std::string& op : ops) {
+      if (std::find(std::begin(kOps), std::end(kOps), op) == std::end(kOps)) {
+        std::string known;
+        for (const char* k : kOps) known += (known.empty() ? "" : ", ") + std::string(k);
+        throw std::invalid_argument("unknown op '" + op + "' (" + known + ")");
+      }
+    }
     std::vector<Case> cases = make_cases(configs, max_tokens);  // builtin_config throws on an unknown name
     if (!ops.empty())
       cases.erase(std::remove_if(cases.begin(), cases.end(),
