@@ -1,7 +1,10 @@
 // Linear-layer kernels (spec 01 §1.6–§1.8), bit-exact with the official-mode reference
-// (ref/model/src/linear.cpp) — see dsv4/gpu/linear.hpp for the arithmetic.
+// (ref/model/src/linear.cpp) — see dsv4/gpu/linear.hpp for the arithmetic. Two kernels give the same
+// bits: the tiled kernel on the FP64 tensor cores ("The tiled kernel" below: from 8 rows, no per-row
+// weight blocks) and the warp kernel (fewer rows, per-row weight blocks, and the elements the tiled
+// kernel leaves undecided).
 //
-// One warp per output element (m, n), grid-stride over the rows × N elements (the loop is
+// The warp kernel: one warp per output element (m, n), grid-stride over the rows × N elements (the loop is
 // warp-uniform: every lane of a warp runs the same iterations). Lane l takes the k ≡ l (mod 32) terms
 // of each sum; the lanes' compensated parts are merged by butterflies (a fixed tree, whatever the
 // grid) and lane 0 rounds, accumulates the quantised kinds' blocks in increasing order and writes.
@@ -221,8 +224,9 @@ __global__ void __launch_bounds__(kThreads)
 //   The fp32 steps (p_κ rounded once to fp32, σ, the scaled partial, acc in increasing κ) are those
 //   of the warp kernels above, in registers, per output. A non-finite p_κ (a NaN or ±inf code) is
 //   left to the warp kernel.
-// - kBF16 / kFP32: V' (the DMMA sum of the K exact products from C = +0, the zero padding beyond K
-//   adding exact zeros) is a sum of Kp ≤ K + 31 terms with at most Kp roundings, so
+// - kBF16 / kFP32 (spec 01 §1.11 C1: the exact sum rounded once): V' (the DMMA sum of the K exact
+//   products from C = +0, the zero padding beyond K adding exact zeros) is a sum of Kp ≤ K + 31
+//   terms with at most Kp roundings, so
 //   |V' − V| ≤ γ_Kp·Σ_k |x_k w_k| ≤ γ_Kp·‖x‖₂‖w‖₂ (Cauchy–Schwarz), γ_n = n·2^-53/(1 − n·2^-53)
 //   < n·2^-53·(1 + 2^-20) for n ≤ 2^25. No partial sum is subnormal (every product, hence every
 //   partial sum, is 0 or a multiple of 2^-298 — above double's smallest normal 2^-1022), so a
