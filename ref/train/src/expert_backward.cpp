@@ -46,6 +46,9 @@ ExpertGrads expert_backward(const Mat& x, const Vec* route_weight, const Mat& w1
   const Mat dg_t = dg.transpose(), du_t = du.transpose();
   r.dw1 = exact.matmul_nn(dg_t, x);
   r.dw3 = exact.matmul_nn(du_t, x);
+  r.h = h;
+  r.dg = dg;
+  r.du = du;
   return r;
 }
 

@@ -27,10 +27,11 @@ HcHeadGrads hc_head_backward(const Mat& x, std::int64_t n, const Mat& fn, const 
   weighted_stream_sum_backward(x, n, pre, dy, dpre, dx);
   HcHeadGrads g;
   g.dbase = Vec::Zero(n);
-  Mat dmixes(tokens, n);
+  Mat dmixes(tokens, n), das(tokens, n);
   for (Eigen::Index t = 0; t < tokens; ++t) {
     for (std::int64_t k = 0; k < n; ++k) {
       const double da = dpre(t, k) * sig(t, k) * (1.0 - sig(t, k));
+      das(t, k) = da;
       dmixes(t, k) = scale * da;
       g.dscale += mixes(t, k) * da;
       g.dbase(k) += da;
@@ -39,6 +40,7 @@ HcHeadGrads hc_head_backward(const Mat& x, std::int64_t n, const Mat& fn, const 
   const MixGrads m = rms_scaled_mixes_backward(x, fn, norm_eps, mixes, dmixes);
   g.dx = dx + m.dx;
   g.dfn = m.dfn;
+  g.rows = {mixes, das, m.gr};
   return g;
 }
 

@@ -38,7 +38,7 @@ MixGrads rms_scaled_mixes_backward(const Mat& x, const Mat& fn, double norm_eps,
   }
   const Precision exact(Mode::kExact);
   const Mat gr_t = gr.transpose();
-  MixGrads out{exact.matmul_nn(gr, fn), exact.matmul_nn(gr_t, x)};
+  MixGrads out{exact.matmul_nn(gr, fn), exact.matmul_nn(gr_t, x), gr};
   for (Eigen::Index t = 0; t < tokens; ++t) {
     double dot = 0;
     for (Eigen::Index m = 0; m < count; ++m) dot += dmixes(t, m) * mixes(t, m);
@@ -86,7 +86,7 @@ HcPreGrads hc_pre_backward(const Mat& x, std::int64_t n, const Mat& fn, const Ve
   weighted_stream_sum_backward(x, n, pre, dy, dpre, dx);
   const HcSplitSinkhornGrads s = hc_split_sinkhorn_backward(mixes, n, scale, base, iters, hc_eps, dpre, dpost, dcomb);
   const MixGrads m = rms_scaled_mixes_backward(x, fn, norm_eps, mixes, s.dmixes + dmixes);
-  return {dx + m.dx, m.dfn, s.dbase, s.dscale};
+  return {dx + m.dx, m.dfn, s.dbase, s.dscale, {mixes, s.da, m.gr}};
 }
 
 }  // namespace dsv4

@@ -31,7 +31,7 @@ HcSplitSinkhornGrads hc_split_sinkhorn_backward(const Mat& mixes, std::int64_t n
     throw std::invalid_argument("hc_split_sinkhorn_backward: shapes or parameters do not match (n " +
                                 std::to_string(n) + ", iters " + std::to_string(iters) + ")");
   }
-  HcSplitSinkhornGrads g{Mat::Zero(tokens, mcount), Vec::Zero(3), Vec::Zero(mcount)};
+  HcSplitSinkhornGrads g{Mat::Zero(tokens, mcount), Vec::Zero(3), Vec::Zero(mcount), Mat::Zero(tokens, mcount)};
   std::vector<double> da(static_cast<std::size_t>(mcount));
   for (Eigen::Index t = 0; t < tokens; ++t) {
     const double* mu = mixes.row(t).data();
@@ -98,6 +98,7 @@ HcSplitSinkhornGrads hc_split_sinkhorn_backward(const Mat& mixes, std::int64_t n
     for (std::int64_t i = 0; i < mcount; ++i) {
       const Eigen::Index group = i < n ? 0 : (i < 2 * n ? 1 : 2);
       const double d = da[static_cast<std::size_t>(i)];
+      g.da(t, i) = d;
       g.dmixes(t, i) = scale(group) * d;
       g.dscale(group) += mu[i] * d;
       g.dbase(i) += d;

@@ -44,6 +44,7 @@ HeadGrads head_backward(const Mat& x, std::int64_t n, const Mat& fn, const Vec& 
   g.dfn = hg.dfn;
   g.dbase = hg.dbase;
   g.dscale = hg.dscale;
+  g.hc_rows = hg.rows;
   return g;
 }
 

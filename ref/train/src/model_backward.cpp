@@ -26,6 +26,7 @@
 #include "dsv4/train/anticipatory_routing.hpp"
 #include "dsv4/train/compressor_pool_backward.hpp"
 #include "dsv4/train/embedding_backward.hpp"
+#include "dsv4/train/expert_backward_fp32.hpp"
 #include "dsv4/train/gate_backward.hpp"
 #include "dsv4/train/grouped_projection_backward.hpp"
 #include "dsv4/train/hc_post_backward.hpp"
@@ -33,10 +34,12 @@
 #include "dsv4/train/head_backward.hpp"
 #include "dsv4/train/linear_backward.hpp"
 #include "dsv4/train/linear_backward_fp32.hpp"
+#include "dsv4/train/mhc_backward_fp32.hpp"
 #include "dsv4/train/moe_combine_backward.hpp"
 #include "dsv4/train/rmsnorm_backward.hpp"
 #include "dsv4/train/rope_backward.hpp"
 #include "dsv4/train/sparse_attention_backward.hpp"
+#include "dsv4/train/sparse_attention_backward_fp32.hpp"
 #include "dsv4/train/swiglu_backward.hpp"
 
 namespace dsv4 {
@@ -224,6 +227,20 @@ class Model {
   // upstream gradients (dW: FP32-partitioned over the rows; dx: the fp32 row rule, stored bf16).
   // fp32_dy: the upstream gradient of an fp32 linear (compressor wkv / wgate), stored fp32.
   LinearGrads lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32_dy = false) const;
+  // A per-row coefficient of a component backward (double) as the official-style step holds it:
+  // fp32 (spec 06 §6.14: a kernel's first stage writes them).
+  std::vector<float> coef(const Mat& m) const { return as_floats(fp32(m)); }
+  // The parameter gradients of one expert (e: its name prefix; x, dy the MoE's input and output
+  // gradient rows): exact — the component backward's double sums; official — spec 06 §6.14's rule
+  // on its per-row coefficients (expert_dweights_fp32).
+  void add_expert(ParameterMap& g, const std::string& e, const Mat& x, const Mat& dy, const ExpertRows& rows,
+                  const Mat& dw1, const Mat& dw3, const Mat& dw2) const;
+  // mHC's parameter gradients (site: `layers.N.hc_attn`, `layers.N.hc_ffn`, `hc_head`, `mtp.0.hc_head`;
+  // x the state rows [T, n·d]; scales 3 for hc_pre, 1 for hc_head): exact — the component backward's
+  // double sums (dfn, dbase, dscale); official — spec 06 §6.14's rule on its per-token coefficients
+  // (mhc_dparams_fp32).
+  void add_mhc(ParameterMap& g, const std::string& site, const Mat& x, const MhcParamRows& rows, std::int64_t scales,
+               const Mat& dfn, const Vec& dbase, const Vec& dscale) const;
 
   Mat block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g) const;
   Mat attention_backward(const std::string& p, const AttnTape& a, const Mat& dout, ParameterMap& g) const;
@@ -252,6 +269,38 @@ void Model::add(ParameterMap& g, const std::string& name, const Mat& d) const {
   }
   for (Eigen::Index i = 0; i < d.size(); ++i)
     it->second.data()[i] = p_.fp32(it->second.data()[i] + p_.fp32(d.data()[i]));
+}
+
+void Model::add_expert(ParameterMap& g, const std::string& e, const Mat& x, const Mat& dy, const ExpertRows& rows,
+                       const Mat& dw1, const Mat& dw3, const Mat& dw2) const {
+  if (!official()) {
+    add(g, e + ".w1.weight", dw1);
+    add(g, e + ".w3.weight", dw3);
+    add(g, e + ".w2.weight", dw2);
+    return;
+  }
+  const std::int64_t d = x.cols(), de = dw1.rows();
+  const ExpertDweightsFp32 f = expert_dweights_fp32(as_floats(x), as_floats(dy), x.rows(), d, rows.tokens, coef(rows.h),
+                                                    coef(rows.dg), coef(rows.du), de, partition_);
+  add(g, e + ".w1.weight", from_floats(f.dw1, de, d));
+  add(g, e + ".w3.weight", from_floats(f.dw3, de, d));
+  add(g, e + ".w2.weight", from_floats(f.dw2, d, de));
+}
+
+void Model::add_mhc(ParameterMap& g, const std::string& site, const Mat& x, const MhcParamRows& rows,
+                    std::int64_t scales, const Mat& dfn, const Vec& dbase, const Vec& dscale) const {
+  if (!official()) {
+    add(g, site + "_fn", dfn);
+    add_vec(g, site + "_base", dbase);
+    add_vec(g, site + "_scale", dscale);
+    return;
+  }
+  const std::int64_t n = c_.hc_mult, d = c_.dim, count = rows.mixes.cols();
+  const MhcParamGradsFp32 f = mhc_dparams_fp32(as_floats(x), x.rows(), n, d, coef(rows.mixes), coef(rows.da),
+                                               coef(rows.gr), count, scales, partition_);
+  add(g, site + "_fn", from_floats(f.dfn, count, n * d));
+  add(g, site + "_base", from_floats(f.dbase, count, 1));
+  add(g, site + "_scale", from_floats(f.dscale, scales, 1));
 }
 
 LinearGrads Model::lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32_dy) const {
@@ -573,9 +622,17 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
   add(g, p + ".wo_a.weight", gp.dwo_a);
   const Mat dattn = grad(rope_backward(*a.table, grad(gp.d_o), pos, c, /*inverse=*/true));
   const std::vector<double> sink = flat(P(p + ".attn_sink"));
-  const SparseAttentionGrads sa =
-      sparse_attention_backward(as_rows(a.q, s * H, c), H, a.kv_all, sink, a.lists,
-                                1.0 / std::sqrt(static_cast<double>(c)), as_rows(dattn, s * H, c));
+  const Mat qh = as_rows(a.q, s * H, c), doh = as_rows(dattn, s * H, c);
+  SinkAttentionCoefficients co;
+  SparseAttentionGrads sa = sparse_attention_backward(
+      qh, H, a.kv_all, sink, a.lists, 1.0 / std::sqrt(static_cast<double>(c)), doh, official() ? &co : nullptr);
+  if (official()) {  // the KV and sink reductions on spec 06 §6.14's rule, from fp32 coefficients
+    const std::int64_t n_kv = a.kv_all.rows();
+    sa.dkv = from_floats(sparse_attention_dkv_fp32(as_floats(qh), H, n_kv, c, a.lists, as_floats(doh), coef(co.prob),
+                                                   coef(co.dlogit), partition_),
+                         n_kv, c);
+    sa.dsink = from_floats(sparse_attention_dsink_fp32(coef(co.dz), s, H, partition_), H, 1).col(0);
+  }
   add_vec(g, p + ".attn_sink", sa.dsink);
   const Mat dq = grad(sa.dq), dkv_all = grad(sa.dkv);
   // q path (spec 02 §2.4): RoPE, the weightless per-head RMS, wq_b, q_norm, wq_a.
@@ -654,9 +711,7 @@ Mat Model::block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g
     const HcWeights w = hc(p + site);
     const HcPreGrads hg = hc_pre_backward(x, n, w.fn, w.base, w.scale, c_.hc_sinkhorn_iters, c_.hc_eps, eps, dy,
                                           post.dpost, post.dcomb, Mat::Zero(o.mixes.rows(), o.mixes.cols()));
-    add(g, p + site + "_fn", hg.dfn);
-    add_vec(g, p + site + "_base", hg.dbase);
-    add_vec(g, p + site + "_scale", hg.dscale);
+    add_mhc(g, p + site, x, hg.rows, 3, hg.dfn, hg.dbase, hg.dscale);
     return hg.dx;
   };
   // FFN site.
@@ -679,14 +734,11 @@ Mat Model::block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g
                                                   c_.swiglu_limit, fpost.df, boundary);
   const std::int64_t de = c_.moe_inter_dim, d = c_.dim;
   for (std::int64_t e = 0; e < E; ++e) {
-    const std::string ep = p + ".ffn.experts." + std::to_string(e);
-    add(g, ep + ".w1.weight", mg.dw1.middleRows(e * de, de));
-    add(g, ep + ".w3.weight", mg.dw3.middleRows(e * de, de));
-    add(g, ep + ".w2.weight", mg.dw2.middleRows(e * d, d));
+    add_expert(g, p + ".ffn.experts." + std::to_string(e), b.ffn_norm, fpost.df,
+               mg.routed_rows[static_cast<std::size_t>(e)], mg.dw1.middleRows(e * de, de),
+               mg.dw3.middleRows(e * de, de), mg.dw2.middleRows(e * d, d));
   }
-  add(g, sp + ".w1.weight", mg.dshared.w1);
-  add(g, sp + ".w3.weight", mg.dshared.w3);
-  add(g, sp + ".w2.weight", mg.dshared.w2);
+  add_expert(g, sp, b.ffn_norm, fpost.df, mg.shared_rows, mg.dshared.w1, mg.dshared.w3, mg.dshared.w2);
   // The gate: routing weights' gradient and (score-routed) the balance loss's score gradient.
   const Mat dscores = b.ffn.hash
                           ? Mat(Mat::Zero(b.ffn.scores.rows(), E))
@@ -718,9 +770,7 @@ Mat Model::head_backward_of(const std::string& p, const std::string& norm, const
   const Mat zero = Mat::Zero(h.hc.rows(), h.hc.cols());
   const HeadGrads hg = head_backward(h.x, c_.hc_mult, w.fn, w.base, w.scale, V(norm), P("head.weight"), c_.hc_eps,
                                      c_.norm_eps, zero, zero, dlogits);
-  add(g, p + "hc_head_fn", hg.dfn);
-  add_vec(g, p + "hc_head_base", hg.dbase);
-  add(g, p + "hc_head_scale", Mat::Constant(1, 1, hg.dscale));
+  add_mhc(g, p + "hc_head", h.x, hg.hc_rows, 1, hg.dfn, hg.dbase, Vec::Constant(1, hg.dscale));
   add_vec(g, norm, hg.dnorm);
   add(g, "head.weight", hg.dhead);
   return grad(hg.dx);

@@ -21,8 +21,14 @@ MoeCombineGrads moe_combine_backward(const Mat& x, const Mat& weights, const std
       throw std::invalid_argument("moe_combine_backward: expert id " + std::to_string(e) + " outside [0, " +
                                   std::to_string(E) + ")");
   }
-  MoeCombineGrads g{Mat::Zero(T, d),      Mat::Zero(T, k),      Mat::Zero(E * de, d),
-                    Mat::Zero(E * de, d), Mat::Zero(E * d, de), {}};
+  MoeCombineGrads g{Mat::Zero(T, d),
+                    Mat::Zero(T, k),
+                    Mat::Zero(E * de, d),
+                    Mat::Zero(E * de, d),
+                    Mat::Zero(E * d, de),
+                    {},
+                    std::vector<ExpertRows>(static_cast<std::size_t>(E)),
+                    {}};
   // Routed experts in ascending id order: the tokens routed to e (ascending, with their slot j), the
   // expert's backward with upstream gradient dy (the combine is a sum), scattered back.
   for (std::int64_t e = 0; e < E; ++e) {
@@ -53,11 +59,18 @@ MoeCombineGrads moe_combine_backward(const Mat& x, const Mat& weights, const std
     g.dw1.middleRows(e * de, de) = ge.dw1;
     g.dw3.middleRows(e * de, de) = ge.dw3;
     g.dw2.middleRows(e * d, d) = ge.dw2;
+    g.routed_rows[static_cast<std::size_t>(e)] = {std::vector<std::int64_t>(rows.begin(), rows.end()), ge.h, ge.dg,
+                                                  ge.du};
   }
   // The shared expert, last.
   const ExpertGrads gs = expert_backward(x, nullptr, shared.w1, shared.w3, shared.w2, limit, dy, boundary);
   g.dx += gs.dx;
   g.dshared = {gs.dw1, gs.dw3, gs.dw2};
+  g.shared_rows.tokens.resize(static_cast<std::size_t>(T));
+  for (Eigen::Index t = 0; t < T; ++t) g.shared_rows.tokens[static_cast<std::size_t>(t)] = t;
+  g.shared_rows.h = gs.h;
+  g.shared_rows.dg = gs.dg;
+  g.shared_rows.du = gs.du;
   return g;
 }
 

@@ -70,9 +70,11 @@ SinkSoftmaxGrads sink_softmax_backward(const SinkSoftmax& f, std::span<const dou
 
 SparseAttentionGrads sparse_attention_backward(const Mat& q, std::int64_t n_heads, const Mat& kv,
                                                std::span<const double> sink, const IndexLists& lists, double scale,
-                                               const Mat& dout) {
+                                               const Mat& dout, SinkAttentionCoefficients* coefficients) {
   validate(q, n_heads, kv, sink, lists, dout);
   SparseAttentionGrads g{Mat::Zero(q.rows(), q.cols()), Mat::Zero(kv.rows(), kv.cols()), Vec::Zero(n_heads)};
+  if (coefficients != nullptr)
+    *coefficients = {Mat::Zero(q.rows(), lists.width), Mat::Zero(q.rows(), lists.width), Vec::Zero(q.rows())};
   std::vector<double> dp;
   for (std::int64_t r = 0; r < lists.rows; ++r) {
     for (std::int64_t h = 0; h < n_heads; ++h) {
@@ -83,6 +85,16 @@ SparseAttentionGrads sparse_attention_backward(const Mat& q, std::int64_t n_head
       for (std::size_t j = 0; j < f.entries.size(); ++j) dp[j] = dout.row(qr).dot(kv.row(f.entries[j]));
       const SinkSoftmaxGrads s = sink_softmax_backward(f, dp);
       g.dsink(h) += s.dsink;
+      if (coefficients != nullptr) {  // by list position: the valid entries in list order
+        coefficients->dz(qr) = s.dsink;
+        std::size_t j = 0;
+        for (std::int64_t pos = 0; pos < lists.width; ++pos) {
+          if (lists.at(r, pos) == -1) continue;
+          coefficients->prob(qr, pos) = f.p[j];
+          coefficients->dlogit(qr, pos) = scale * s.ds[j];
+          ++j;
+        }
+      }
       // dq_h = τ Σ_j ds_j v_j;  dkv[list_j] += P_j ō + τ ds_j q_h
       for (std::size_t j = 0; j < f.entries.size(); ++j) {
         const std::int32_t e = f.entries[j];

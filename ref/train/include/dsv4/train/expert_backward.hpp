@@ -59,6 +59,10 @@ struct ExpertGrads {
   Vec droute_weight;  // [rows] (empty for a shared expert)
   Mat dw1, dw3;       // [de, d]
   Mat dw2;            // [d, de]
+  // The per-row coefficients whose sums over the rows are the weight gradients (dW2 = Σ dyᵀ h,
+  // dW1 = Σ dgᵀ x, dW3 = Σ duᵀ x): h = w · silu(g_c) · u_c and the clamped SwiGLU's dg, du
+  // [rows, de]. The official-style step reduces them by spec 06 §6.14 (expert_backward_fp32.hpp).
+  Mat h, dg, du;
 };
 // Exact mode (double; every GEMM the deterministic one of numerics/gemm.hpp). route_weight nullptr:
 // a shared expert. std::invalid_argument on a shape mismatch.

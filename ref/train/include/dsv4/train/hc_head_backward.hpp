@@ -34,6 +34,7 @@ struct HcHeadGrads {
   Mat dfn;    // [n, n·d]
   Vec dbase;  // [n]
   double dscale = 0;
+  MhcParamRows rows;  // count n, one scale (hc_pre_backward.hpp)
 };
 // Exact mode (double). dy [tokens, d]. std::invalid_argument on a shape mismatch.
 HcHeadGrads hc_head_backward(const Mat& x, std::int64_t n, const Mat& fn, const Vec& base, double scale, double hc_eps,

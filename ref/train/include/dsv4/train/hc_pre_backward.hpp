@@ -63,6 +63,7 @@ void hc_pre_exact(const T* x, std::int64_t n, std::int64_t d, const T* fn, const
 struct MixGrads {
   Mat dx;   // [tokens, n·d]
   Mat dfn;  // [count, n·d]
+  Mat gr;   // [tokens, count]: r dμ per token, the coefficients of dfn = grᵀ x (spec 06 §6.14)
 };
 MixGrads rms_scaled_mixes_backward(const Mat& x, const Mat& fn, double norm_eps, const Mat& mixes, const Mat& dmixes);
 // μ = (W v)·r of every token (exact mode, double; the deterministic GEMM).
@@ -70,11 +71,21 @@ Mat rms_scaled_mixes_of(const Mat& x, const Mat& fn, double norm_eps);
 // y = Σ_k pre_k X_k: dpre [tokens, n] = ⟨dy, X_k⟩ and dx [tokens, n·d] = pre_k dy (exact, double).
 void weighted_stream_sum_backward(const Mat& x, std::int64_t n, const Mat& pre, const Mat& dy, Mat& dpre, Mat& dx);
 
+// The per-token coefficients of mHC's parameter gradients (hc_pre and hc_head), each [tokens, count]:
+// the mixes μ, da = ∂L/∂a_m (a_m = μ_m α_G + b_m) and gr = r dμ, so that over the tokens
+//   dfn = Σ_t gr_tᵀ x_t,  dbase_m = Σ_t da_{t,m},  dscale_G = Σ_t Σ_{m ∈ G} μ_{t,m} da_{t,m}.
+// Exact mode sums them in double (rows ascending); the official-style step reduces them by the
+// FP32-partitioned rule (spec 06 §6.14, mhc_backward_fp32.hpp).
+struct MhcParamRows {
+  Mat mixes, da, gr;
+};
+
 struct HcPreGrads {
   Mat dx;      // [tokens, n·d]
   Mat dfn;     // [(2+n)n, n·d]
   Vec dbase;   // [(2+n)n]
   Vec dscale;  // [3]
+  MhcParamRows rows;
 };
 // Exact mode (double; the GEMMs the deterministic ones of numerics/gemm.hpp, weight gradients summed
 // over tokens in ascending order). Upstream: dy [tokens, d], dpost [tokens, n], dcomb [tokens, n·n],

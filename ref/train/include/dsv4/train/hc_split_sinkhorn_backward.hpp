@@ -68,6 +68,10 @@ struct HcSplitSinkhornGrads {
   Mat dmixes;  // [tokens, (2+n)n]
   Vec dscale;  // [3]
   Vec dbase;   // [(2+n)n]
+  // da [tokens, (2+n)n]: ∂L/∂a_m of every token, a_m = μ_m α_G + b_m — the per-token coefficients
+  // whose sums over tokens are dbase (Σ da) and dscale (Σ μ da per group); the official-style step
+  // reduces them by spec 06 §6.14 (mhc_backward_fp32.hpp).
+  Mat da;
 };
 // Exact mode (double). mixes [tokens, (2+n)n]; dpre, dpost [tokens, n]; dcomb [tokens, n·n].
 // std::invalid_argument on a shape mismatch, iters < 1 or eps < 0.

@@ -42,8 +42,9 @@ struct HeadGrads {
   Mat dfn;    // [n, n·d]
   Vec dbase;  // [n]
   double dscale = 0;
-  Vec dnorm;  // [d]: the final RMSNorm's weight γ
-  Mat dhead;  // [V, d]
+  Vec dnorm;             // [d]: the final RMSNorm's weight γ
+  Mat dhead;             // [V, d]
+  MhcParamRows hc_rows;  // hc_head's per-token coefficients (hc_head_backward.hpp)
 };
 // Exact mode (double). x [rows, n·d]; dhc_head, dnorm_out [rows, d], dlogits [rows, V].
 // std::invalid_argument on a shape mismatch.

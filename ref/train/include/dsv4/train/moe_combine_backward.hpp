@@ -57,12 +57,22 @@ struct ExpertMats {
   Mat w1, w3, w2;
 };
 
+// One expert's rows: the tokens it saw (ascending; the shared expert: every token) and its per-row
+// coefficients h, dg, du [rows, de] (expert_backward.hpp) — what the official-style step reduces by
+// spec 06 §6.14 (expert_dweights_fp32).
+struct ExpertRows {
+  std::vector<std::int64_t> tokens;
+  Mat h, dg, du;
+};
+
 struct MoeCombineGrads {
   Mat dx;        // [T, d]
   Mat dweights;  // [T, k]
   Mat dw1, dw3;  // [E·de, d]: expert e's rows e·de..
   Mat dw2;       // [E·d, de]
   ExpertMats dshared;
+  std::vector<ExpertRows> routed_rows;  // [E] (an expert no token chose: no rows)
+  ExpertRows shared_rows;
 };
 // Exact mode (double). weights [T, k], indices T·k expert ids in [0, E) (E = experts.size()), limit
 // the SwiGLU clamp (≤ 0: none), dy [T, d]. std::invalid_argument on a shape mismatch or an id

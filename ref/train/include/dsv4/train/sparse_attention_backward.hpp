@@ -98,8 +98,16 @@ struct SparseAttentionGrads {
 // [M·H, c]. std::invalid_argument on a shape mismatch, a list entry outside [−1, N) or a list without
 // any entry (the exact math needs one; sparse_attention's own rule — a valid entry in the first chunk
 // of 64 — is the official kernel's and applies to its forward).
+// The per-(query row, head) coefficients of dkv and dsink (what the official-style step reduces by
+// spec 06 §6.14, sparse_attention_backward_fp32.hpp): prob = P_j and dlogit = τ ds_j [M·H, width]
+// by list position (0 at −1 entries), dz = −P_z D [M·H].
+struct SinkAttentionCoefficients {
+  Mat prob, dlogit;
+  Vec dz;
+};
+// coefficients: when not null, receives them as well.
 SparseAttentionGrads sparse_attention_backward(const Mat& q, std::int64_t n_heads, const Mat& kv,
                                                std::span<const double> sink, const IndexLists& lists, double scale,
-                                               const Mat& dout);
+                                               const Mat& dout, SinkAttentionCoefficients* coefficients = nullptr);
 
 }  // namespace dsv4
