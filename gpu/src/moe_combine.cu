@@ -135,6 +135,20 @@ void moe_combine_device(const float* x, std::int64_t tokens, const float* weight
   DSV4_CUDA_CHECK_LAUNCH("combine_kernel");
 }
 
+namespace {
+
+// The host forms' check of the routing: every expert id in [0, experts).
+void check_ids(const std::int64_t* indices, std::int64_t tokens, std::int64_t k, std::int64_t experts) {
+  for (std::int64_t i = 0; i < tokens * k; ++i) {
+    if (indices[i] < 0 || indices[i] >= experts) {
+      throw std::invalid_argument("moe_combine: expert id " + std::to_string(indices[i]) + " outside [0, " +
+                                  std::to_string(experts) + ")");
+    }
+  }
+}
+
+}  // namespace
+
 MoeCombineBatch moe_combine_resident(const float* x, std::int64_t tokens, const float* weights,
                                      const std::int64_t* indices, std::int64_t k, const MoeExpertsView& w,
                                      const MoeExpertsView& dw, double limit) {
@@ -147,12 +161,7 @@ MoeCombineBatch moe_combine_resident(const float* x, std::int64_t tokens, const 
       !same(dw.shared_w3, w.shared_w3) || !same(dw.shared_w2, w.shared_w2)) {
     throw std::invalid_argument("moe_combine: the device experts' kinds or shapes differ from the host experts'");
   }
-  for (std::int64_t i = 0; i < tokens * k; ++i) {
-    if (indices[i] < 0 || indices[i] >= w.experts) {
-      throw std::invalid_argument("moe_combine: expert id " + std::to_string(indices[i]) + " outside [0, " +
-                                  std::to_string(w.experts) + ")");
-    }
-  }
+  check_ids(indices, tokens, k, w.experts);
   const std::size_t T = static_cast<std::size_t>(tokens), K = static_cast<std::size_t>(k),
                     D = static_cast<std::size_t>(w.dim);
   MoeCombineBatch out;
@@ -179,6 +188,7 @@ MoeCombineBatch moe_combine_resident(const float* x, std::int64_t tokens, const 
 MoeCombineBatch moe_combine(const float* x, std::int64_t tokens, const float* weights, const std::int64_t* indices,
                             std::int64_t k, const MoeExpertsView& w, double limit) {
   check_args(x, tokens, weights, indices, k, w, "moe_combine");
+  check_ids(indices, tokens, k, w.experts);  // before any CUDA call
   if (tokens == 0) return moe_combine_resident(x, tokens, weights, indices, k, w, w, limit);
   const detail::DeviceWeight d_w1(w.w1, w.experts), d_w3(w.w3, w.experts), d_w2(w.w2, w.experts), d_s1(w.shared_w1, 1),
       d_s3(w.shared_w3, 1), d_s2(w.shared_w2, 1);

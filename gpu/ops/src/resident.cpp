@@ -29,6 +29,11 @@ const void* device_of(const Values<T>& v, const std::string& form, const void* s
 
 }  // namespace
 
+const float* device_floats(const Array& a, const std::string& form, const float* src,
+                           std::vector<std::shared_ptr<const void>>& hold) {
+  return static_cast<const float*>(device_of(a.f32, form, src, a.f32.size() * sizeof(float), hold));
+}
+
 gpu::LinearWeightView device_view(const gpu::LinearWeightView& host, const Array& data, const Array* scale,
                                   const std::string& form, std::vector<std::shared_ptr<const void>>& hold) {
   gpu::LinearWeightView d = host;

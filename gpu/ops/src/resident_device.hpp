@@ -20,6 +20,12 @@ namespace dsv4::ops::detail {
 // `form` names what the values are on the device, e.g. "bf16": host.values, the data rounded to
 // bf16), else made for this call — every owner appended to `hold`, which must outlive the kernel.
 // host.values, when set, holds data.f32.size() floats.
+// The device copy of a shared float array's values as the kernel takes them (`src`, a.f32.size()
+// floats: a's values, or their bf16 rounding named by `form`): kept with a resident array's values,
+// else made for this call; the owner appended to `hold`.
+const float* device_floats(const Array& a, const std::string& form, const float* src,
+                           std::vector<std::shared_ptr<const void>>& hold);
+
 gpu::LinearWeightView device_view(const gpu::LinearWeightView& host, const Array& data, const Array* scale,
                                   const std::string& form, std::vector<std::shared_ptr<const void>>& hold);
 

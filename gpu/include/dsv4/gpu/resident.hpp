@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
+#include "dsv4/gpu/grouped_projection.hpp"
 #include "dsv4/gpu/linear.hpp"
 #include "dsv4/gpu/moe_combine.hpp"
 
@@ -31,5 +33,21 @@ LinearBatch linear_resident(const float* x, std::int64_t rows, const LinearWeigh
 MoeCombineBatch moe_combine_resident(const float* x, std::int64_t tokens, const float* weights,
                                      const std::int64_t* indices, std::int64_t k, const MoeExpertsView& host_w,
                                      const MoeExpertsView& device_w, double limit);
+
+// `rope` (rope.hpp) with the cos / sin tables on the device (no host recomputation: every element
+// is decided on the device).
+std::vector<float> rope_resident(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t head_dim,
+                                 const std::int64_t* positions, const float* device_cos, const float* device_sin,
+                                 std::int64_t table_positions, std::int64_t rope_head_dim, bool inverse);
+
+// `embedding` (embedding.hpp) with the table on the device.
+std::vector<float> embedding_resident(const std::int64_t* ids, std::int64_t rows, const float* device_embed,
+                                      std::int64_t vocab, std::int64_t dim);
+
+// `grouped_projection` (grouped_projection.hpp) with wo_a on the device: `wo_a` its host values (the
+// recomputation of undecided elements), `device_wo_a` their device copy.
+GroupedProjectionBatch grouped_projection_resident(const float* o, std::int64_t rows, std::int64_t groups,
+                                                   std::int64_t per_group, const float* wo_a, const float* device_wo_a,
+                                                   std::int64_t dg);
 
 }  // namespace dsv4::gpu
