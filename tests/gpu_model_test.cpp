@@ -148,9 +148,12 @@ TEST_P(GpuModelRun, DeviceBackendEqualsTheOfficialTransformerOnEveryOutput) {
 // A prefill of 40 tokens without MTP (window, indexer and HCA lists, no compressed HCA entry); of 136
 // with MTP (past one ratio-128 block: every kind of list and compressed entry of the tiny config);
 // of 125 then decode steps at positions 125..129 with MTP (the ring wraps; position 127 completes a
-// ratio-4 and the first ratio-128 entry in decode, the indexer's decode sees them).
+// ratio-4 and the first ratio-128 entry in decode, the indexer's decode sees them); of 2 then decode
+// at position 2 with MTP (no indexer list yet: nothing recorded for indexer/out, as for the
+// compressor's entries).
 INSTANTIATE_TEST_SUITE_P(Tiny, GpuModelRun,
-                         ::testing::Values(Run{41, 40, false}, Run{137, 136, true}, Run{131, 125, true}));
+                         ::testing::Values(Run{41, 40, false}, Run{137, 136, true}, Run{131, 125, true},
+                                           Run{4, 2, true}));
 
 // The comparison can fail: one flipped bit, a -0 for a +0, a missing output are each named.
 TEST(GpuModelCompare, NamesTheFirstDifferingOutput) {
