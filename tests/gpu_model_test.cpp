@@ -148,9 +148,12 @@ TEST_P(GpuModelRun, DeviceBackendEqualsTheOfficialTransformerOnEveryOutput) {
 // A prefill of 40 tokens without MTP (window, indexer and HCA lists, no compressed HCA entry); of 136
 // with MTP (past one ratio-128 block: every kind of list and compressed entry of the tiny config);
 // of 125 then decode steps at positions 125..129 with MTP (the ring wraps; position 127 completes a
-// ratio-4 and the first ratio-128 entry in decode, the indexer's decode sees them).
+// ratio-4 and the first ratio-128 entry in decode, the indexer's decode sees them); of 2 then decode
+// at position 2 with MTP (no indexer list yet: nothing recorded for indexer/out, as for the
+// compressor's entries).
 INSTANTIATE_TEST_SUITE_P(Tiny, GpuModelRun,
-                         ::testing::Values(Run{41, 40, false}, Run{137, 136, true}, Run{131, 125, true}));
+                         ::testing::Values(Run{41, 40, false}, Run{137, 136, true}, Run{131, 125, true},
+                                           Run{4, 2, true}));
 
 // The comparison can fail: one flipped bit, a -0 for a +0, a missing output are each named.
 TEST(GpuModelCompare, NamesTheFirstDifferingOutput) {
@@ -302,6 +305,143 @@ INSTANTIATE_TEST_SUITE_P(
         Break{"hadamard", 0, [](const ops::Call&) { return true; }, "prefill/layers.2.attn.indexer/scores"},
         Break{"fp4_act_quant", 2, [](const ops::Call&) { return true; }, "prefill/layers.2.attn.indexer/scores"}),
     [](const ::testing::TestParamInfo<Break>& i) { return std::to_string(i.index) + "_" + i.param.stem; });
+
+// ---- residency (issue 18): the model's weights are marked resident, shared by every Call that
+// carries them (an Array copy shares its values: no host copy of a weight per call) and, for the ops
+// whose device function takes resident inputs (Op::resident_inputs), copied to the device once for
+// the life of the model. The byte counts are the registry's (ops::call_bytes) on the same calls the
+// device backend makes; before residency every byte was copied in on every call.
+TEST(GpuModelResidency, WeightsAreSharedNotCopiedPerCall) {
+  const ModelConfig c = builtin_config("tiny");
+  const ModelWeights w = ModelWeights::synthetic(c, 7);
+  const gpu::GpuModel m(c, w, gpu::OpBackend::kReference);
+  gpu::GpuModel::Sequence seq = m.new_sequence();
+  const std::int64_t host_copies = ops::array_bytes_copied();
+  const gpu::GpuModel::Output out = m.forward(prompt(40, c.vocab_size), 0, seq, nullptr, "prefill");
+  EXPECT_EQ(ops::array_bytes_copied() - host_copies, 0) << "an array's values were copied on the host";
+  const std::int64_t before = out.bytes.resident + out.bytes.copied;
+  std::cout << "40-token prefill: " << before << " bytes of op inputs; copied to the device per call "
+            << out.bytes.copied << " (before residency: all " << before << "), resident " << out.bytes.resident << "\n";
+  // the weights of linear, moe_combine, rope (its tables), grouped_projection (wo_a) and embedding:
+  // 15,818,892 bytes of this prefill's 31,235,664 when written; the other ops' weights (hc_pre's and
+  // hc_head's mixes, the gate's, the norms') and every activation are still copied in.
+  EXPECT_GT(out.bytes.resident, before / 2);
+}
+
+// ---- whole-model batch invariance (issue 18 item 3): prefills of n tokens, n in {1, 2, 7, 64, 200,
+// 512} (the tiny config's max_seq_len). Causality makes the first k tokens' outputs comparable: every
+// output recorded per token (second dimension n) and the compressed entries (second dimension the
+// entries, a causal prefix) must agree bit for bit with the 512-token prefill's on their first rows;
+// the indexer's lists after mapping their compressed part back from offset n (prefill lists index
+// [this call's n kv rows ‖ the compressed entries], spec 02 §2.8). Left out: the indexer's scores
+// (their width ⌊n/4⌋ depends on n), its lists and margins where their width k = min(index_topk,
+// ⌊n/4⌋) differs (a top-k of another k), the last position's logits. Then reruns bit-identical.
+std::optional<std::string> prefix_difference(const MemoryRecorder& big, std::int64_t n_big, const MemoryRecorder& small,
+                                             std::int64_t n, std::int64_t& compared) {
+  for (const std::string& name : small.order()) {
+    const auto it = big.entries().find(name);
+    if (it == big.entries().end()) return name + ": not recorded in the " + std::to_string(n_big) + "-token prefill";
+    const RecordedTensor& a = small.at(name);
+    const RecordedTensor& b = it->second;
+    if (a.shape.size() < 2 || a.shape.size() != b.shape.size()) continue;
+    const bool tokens = a.shape[1] == n && b.shape[1] == n_big;
+    const bool entries = name.find("compressor/out") != std::string::npos;
+    if (!tokens && !entries) continue;
+    if (!std::equal(a.shape.begin() + 2, a.shape.end(), b.shape.begin() + 2)) continue;
+    if (const std::size_t at = name.find("indexer/margin"); at != std::string::npos) {
+      // the margins of a top-k whose k = min(index_topk, ⌊n/4⌋) depends on n: comparable when the
+      // lists have the same width in both prefills
+      const std::string out = name.substr(0, at) + "indexer/out";
+      const auto la = small.entries().find(out), lb = big.entries().find(out);
+      if (la == small.entries().end() || lb == big.entries().end() || la->second.shape[2] != lb->second.shape[2])
+        continue;
+    }
+    const bool lists = name.find("indexer/out") != std::string::npos;
+    const auto unoffset = [](double v, std::int64_t s) { return v >= static_cast<double>(s) ? v - s + 1e9 : v; };
+    for (std::size_t i = 0; i < a.values.size(); ++i) {
+      const double x = lists ? unoffset(a.values[i], n) : a.values[i];
+      const double y = lists ? unoffset(b.values[i], n_big) : b.values[i];
+      if (bits(x) != bits(y)) {
+        std::ostringstream o;
+        o.precision(17);
+        o << name << ": element " << i << " of the " << n << "-token prefill is " << a.values[i] << ", the " << n_big
+          << "-token prefill's " << b.values[i];
+        return o.str();
+      }
+    }
+    ++compared;
+  }
+  return std::nullopt;
+}
+
+MemoryRecorder prefill(const gpu::GpuModel& m, const std::vector<std::int64_t>& ids) {
+  gpu::GpuModel::Sequence seq = m.new_sequence();
+  MemoryRecorder rec;
+  m.forward(ids, 0, seq, &rec, "prefill");
+  return rec;
+}
+
+// Prefills of every n against the largest; `reruns` more prefills of `rerun_n` tokens identical.
+void expect_batch_invariant(const gpu::GpuModel& m, const std::vector<std::int64_t>& sizes, std::int64_t rerun_n,
+                            int reruns) {
+  const ModelConfig c = builtin_config("tiny");
+  const std::int64_t n_big = sizes.back();
+  const std::vector<std::int64_t> ids = prompt(n_big, c.vocab_size);
+  const MemoryRecorder big = prefill(m, ids);
+  for (const std::int64_t n : sizes) {
+    if (n == n_big) continue;
+    std::int64_t compared = 0;
+    const std::optional<std::string> diff = prefix_difference(big, n_big, prefill(m, slice(ids, 0, n)), n, compared);
+    EXPECT_FALSE(diff) << *diff;
+    EXPECT_GT(compared, 100) << n << " tokens";
+    std::cout << n << " tokens vs " << n_big << ": " << compared << " outputs compared on their first rows\n";
+  }
+  const MemoryRecorder first = prefill(m, slice(ids, 0, rerun_n));
+  for (int r = 0; r < reruns; ++r) {
+    const std::optional<std::string> diff = first_difference(first, prefill(m, slice(ids, 0, rerun_n)));
+    ASSERT_FALSE(diff) << "rerun " << r + 1 << ": " << *diff;
+  }
+  std::cout << reruns << " reruns of the " << rerun_n << "-token prefill bit-identical\n";
+}
+
+const std::vector<std::int64_t> kPrefillSizes{1, 2, 7, 64, 200, 512};
+
+TEST(GpuModelBatchInvariance, ReferenceBackend) {
+  const ModelConfig c = builtin_config("tiny");
+  const ModelWeights w = ModelWeights::synthetic(c, 7);
+  expect_batch_invariant(gpu::GpuModel(c, w, gpu::OpBackend::kReference), kPrefillSizes, 7, 2);
+}
+
+TEST(GpuModelBatchInvariance, DeviceBackend) {
+  if (!ops::device_available()) GTEST_SKIP() << "no GPU: " << ops::device_unavailable_reason();
+  const ModelConfig c = builtin_config("tiny");
+  const ModelWeights w = ModelWeights::synthetic(c, 7);
+  expect_batch_invariant(gpu::GpuModel(c, w, gpu::OpBackend::kDevice), kPrefillSizes, 512, 20);
+}
+
+// The comparison can fail: an rmsnorm whose rows read the batch's last row (a kernel that mixes
+// rows) makes the first tokens' outputs depend on n, and the invariance check names the output.
+TEST(GpuModelBatchInvariance, CatchesAnOpThatReadsAnotherRow) {
+  const ModelConfig c = builtin_config("tiny");
+  const ModelWeights w = ModelWeights::synthetic(c, 7);
+  gpu::GpuModel m(c, w, gpu::OpBackend::kReference);
+  const ops::Fn reference = ops::find_op("rmsnorm")->reference;
+  m.replace_op("rmsnorm", [&](const ops::Call& call) {
+    ops::Outputs o = reference(call);
+    ops::Array& y = o.at(0);
+    const float last = call.inputs.at(0).f32.back();  // the last row's last element
+    if (y.rows > 1 && last > 0.0f) y.f32[0] = std::nextafter(y.f32[0], 1e30f);
+    return o;
+  });
+  const std::vector<std::int64_t> ids = prompt(64, c.vocab_size);
+  const MemoryRecorder big = prefill(m, ids);
+  bool caught = false;
+  for (const std::int64_t n : {1, 2, 7}) {
+    std::int64_t compared = 0;
+    caught = caught || prefix_difference(big, 64, prefill(m, slice(ids, 0, n)), n, compared).has_value();
+  }
+  EXPECT_TRUE(caught) << "an op reading another row went unnoticed";
+}
 
 // Without a GPU the device backend is refused with the reason, before any work.
 TEST(GpuModelDevice, RefusedWithoutAGpu) {

@@ -39,9 +39,9 @@ TEST(GpuRope, InPlaceDeviceFormEqualsTheReference) {
     std::vector<std::int64_t> pos(static_cast<std::size_t>(x.rows));
     for (std::size_t r = 0; r < pos.size(); ++r) pos[r] = static_cast<std::int64_t>(c.call.inputs[1].f32[r]);
     const std::int64_t P = c.call.inputs[2].elements() / (rd / 2);
-    float* dx = to_device(x.f32);
-    float* dcos = to_device(c.call.inputs[2].f32);
-    float* dsin = to_device(c.call.inputs[3].f32);
+    float* dx = to_device(x.f32.vec());
+    float* dcos = to_device(c.call.inputs[2].f32.vec());
+    float* dsin = to_device(c.call.inputs[3].f32.vec());
     std::int64_t* dpos = to_device(pos);
     ASSERT_TRUE(dx != nullptr && dcos != nullptr && dsin != nullptr && dpos != nullptr);
     gpu::rope_device(dx, x.rows, x.cols, head_dim, dpos, dcos, dsin, P, rd, inverse, dx);

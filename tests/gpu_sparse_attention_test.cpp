@@ -315,8 +315,8 @@ TEST(GpuSparseAttention, DevicePointerFormDecodesAgainstACacheOnAStream) {
   std::int64_t undecided_steps = 0;
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
-  float* d_kv = upload(kv.f32);
-  float* d_sink = upload(base.call.inputs[3].f32);
+  float* d_kv = upload(kv.f32.vec());
+  float* d_sink = upload(base.call.inputs[3].f32.vec());
   for (std::int64_t t = 0; t < T; ++t) {  // each decode step alone
     const std::vector<float> qt(q.f32.begin() + t * H * c, q.f32.begin() + (t + 1) * H * c);
     const std::vector<std::int32_t> lt(lists.begin() + t * K, lists.begin() + (t + 1) * K);

@@ -21,6 +21,7 @@
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/ops/harness.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "dsv4/ops/resident.hpp"
 
 namespace dsv4::ops {
 namespace {
@@ -93,6 +94,25 @@ TEST_P(EveryOp, DeviceMatchesReferenceBitForBit) {
   expect_clean(check_op(op(), op().device, "device", true, HarnessOptions{}));
 }
 
+// Resident inputs (issue 18): for the ops whose device function takes resident shared inputs from
+// their device copy, every case with its shared inputs marked resident — the first call makes the
+// copies, the second reuses them — gives the reference's bits.
+TEST_P(EveryOp, DeviceWithResidentInputsMatchesReference) {
+  if (!op().resident_inputs) GTEST_SKIP() << op().stem << ": its device function copies every input in";
+  if (!op().device) GTEST_SKIP() << op().stem << ": no device function (" << device_unavailable_reason() << ")";
+  if (!device_available()) GTEST_SKIP() << device_unavailable_reason();
+  for (const Case& c : op().cases(1)) {
+    for (const Array& a : c.call.inputs)
+      if (!a.per_row) a.make_resident();
+    const Outputs want = op().reference(c.call);
+    for (int use = 1; use <= 2; ++use) {
+      const std::optional<Mismatch> m = first_mismatch(op().device(c.call), want);
+      EXPECT_FALSE(m) << op().stem << " " << c.label << " (use " << use << " of the resident copies): " << m->text();
+    }
+    EXPECT_GT(call_bytes(op(), c.call).resident, 0) << c.label;
+  }
+}
+
 std::vector<std::string> stems() {
   std::vector<std::string> s;
   for (const Op& o : all_ops()) s.push_back(o.stem);
@@ -100,6 +120,34 @@ std::vector<std::string> stems() {
 }
 INSTANTIATE_TEST_SUITE_P(Registry, EveryOp, ::testing::ValuesIn(stems()),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// ---- arrays share their values (copy on write) ----
+
+TEST(OpsArray, CopiesShareTheirValuesUntilOneIsWritten) {
+  const Array a = Array::floats("w", 2, 3, {1, 2, 3, 4, 5, 6});
+  a.make_resident();
+  Array b = a;
+  EXPECT_TRUE(b.f32.shares(a.f32));
+  EXPECT_TRUE(b.resident());
+  const std::int64_t before = array_bytes_copied();
+  const float read = std::as_const(b).f32[4];
+  EXPECT_EQ(read, 5.0f);
+  EXPECT_EQ(array_bytes_copied(), before) << "a read copied";
+  b.f32[4] = 50.0f;  // the write copies b's values first: a is unchanged
+  EXPECT_EQ(array_bytes_copied() - before, 6 * static_cast<std::int64_t>(sizeof(float)));
+  EXPECT_FALSE(b.f32.shares(a.f32));
+  EXPECT_FALSE(b.resident()) << "a written copy is a new buffer, without the resident copies";
+  EXPECT_EQ(a.f32[4], 5.0f);
+  EXPECT_EQ(b.f32[4], 50.0f);
+  // call_bytes: shared resident inputs count as resident for an op that takes them so, else copied
+  Call c{{0, 0, 0}, {}, {Array::floats("x", 1, 3, {1, 2, 3}), a}};
+  c.inputs[1].per_row = false;
+  const Op* linear = find_op("linear");
+  ASSERT_TRUE(linear != nullptr && linear->resident_inputs);
+  EXPECT_EQ(call_bytes(*linear, c).resident, a.bytes());
+  EXPECT_EQ(call_bytes(*linear, c).copied, 3 * static_cast<std::int64_t>(sizeof(float)));
+  EXPECT_EQ(call_bytes(*find_op("rmsnorm"), c).resident, 0);
+}
 
 // ---- the harness can fail ----
 

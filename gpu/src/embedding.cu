@@ -10,6 +10,7 @@
 #include "cuda_check.hpp"
 #include "device_buffer.hpp"
 #include "dsv4/gpu/embedding.hpp"
+#include "dsv4/gpu/resident.hpp"
 
 namespace dsv4::gpu {
 namespace {
@@ -48,8 +49,10 @@ void embedding_device(const std::int64_t* ids, std::int64_t rows, const float* e
   DSV4_CUDA_CHECK_LAUNCH("embedding_kernel");
 }
 
-std::vector<float> embedding(const std::int64_t* ids, std::int64_t rows, const float* embed, std::int64_t vocab,
-                             std::int64_t dim) {
+namespace {
+
+// The host forms' checks: the arguments and every id inside the vocabulary.
+void check_host_args(const std::int64_t* ids, std::int64_t rows, std::int64_t vocab, std::int64_t dim) {
   check_args(rows, vocab, dim, "embedding");
   for (std::int64_t t = 0; t < rows; ++t) {
     if (ids[t] < 0 || ids[t] >= vocab) {
@@ -57,17 +60,32 @@ std::vector<float> embedding(const std::int64_t* ids, std::int64_t rows, const f
                                   " outside the vocabulary [0, " + std::to_string(vocab) + ")");
     }
   }
+}
+
+}  // namespace
+
+std::vector<float> embedding_resident(const std::int64_t* ids, std::int64_t rows, const float* device_embed,
+                                      std::int64_t vocab, std::int64_t dim) {
+  check_host_args(ids, rows, vocab, dim);
   const std::size_t n = static_cast<std::size_t>(rows * dim);
   std::vector<float> h(n);
   if (n == 0) return h;
   detail::DeviceBuffer<std::int64_t> d_ids(static_cast<std::size_t>(rows));
-  detail::DeviceBuffer<float> d_embed(static_cast<std::size_t>(vocab * dim)), d_h(n);
+  detail::DeviceBuffer<float> d_h(n);
   d_ids.upload(ids);
-  d_embed.upload(embed);
-  embedding_device(d_ids.get(), rows, d_embed.get(), vocab, dim, d_h.get(), nullptr);
+  embedding_device(d_ids.get(), rows, device_embed, vocab, dim, d_h.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   d_h.download(h.data());
   return h;
+}
+
+// The table uploaded for this call, then embedding_resident.
+std::vector<float> embedding(const std::int64_t* ids, std::int64_t rows, const float* embed, std::int64_t vocab,
+                             std::int64_t dim) {
+  check_host_args(ids, rows, vocab, dim);  // before any CUDA call
+  detail::DeviceBuffer<float> d_embed(rows * dim == 0 ? 0 : static_cast<std::size_t>(vocab * dim));
+  d_embed.upload(embed);
+  return embedding_resident(ids, rows, d_embed.get(), vocab, dim);
 }
 
 }  // namespace dsv4::gpu

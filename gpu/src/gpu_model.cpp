@@ -31,6 +31,7 @@
 #include "dsv4/model/topk.hpp"
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/ops/registry.hpp"
+#include "dsv4/ops/resident.hpp"
 
 namespace dsv4::gpu {
 
@@ -213,6 +214,54 @@ struct GpuModel::Impl {
                         .head = OpHead(mw.hc_head, mw.norm),
                         .block = make_layer(mw.block, c.n_layers + static_cast<std::int64_t>(i))});
     }
+    make_weights_resident();
+  }
+
+  // Every weight array resident (ops::Array::make_resident): shared by every Call that carries it,
+  // never copied on the host, and — for the ops whose device function takes resident inputs
+  // (Op::resident_inputs) — copied to the device once, for the life of the model.
+  void make_weights_resident() const {
+    const auto lin = [](const OpLinear& o) {
+      for (const Array& a : o.weight) a.make_resident();
+    };
+    const auto hc = [](const OpHc& h) {
+      for (const Array* a : {&h.fn, &h.base, &h.scale}) a->make_resident();
+    };
+    const auto head_of = [](const OpHead& h) {
+      for (const Array* a : {&h.fn, &h.base, &h.scale, &h.norm}) a->make_resident();
+    };
+    const auto compressor = [&](const OpCompressor& C) {
+      lin(C.wkv);
+      lin(C.wgate);
+      C.norm.make_resident();
+    };
+    const auto layer = [&](const Layer& L) {
+      hc(L.hc_attn);
+      hc(L.hc_ffn);
+      for (const Array* a : {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.kv_norm, &L.wo_a, &L.sink, &L.rope.cos,
+                             &L.rope.sin, &L.gate_weight, &L.gate_bias, &L.gate_table})
+        a->make_resident();
+      for (const OpLinear* o : {&L.wq_a, &L.wq_b, &L.wkv, &L.wo_b}) lin(*o);
+      if (L.compressor) compressor(*L.compressor);
+      if (L.indexer) {
+        lin(L.indexer->wq_b);
+        lin(L.indexer->weights_proj);
+        compressor(L.indexer->compressor);
+      }
+      for (const Array& a : L.experts) a.make_resident();
+    };
+    embed.make_resident();
+    for (const Layer& L : layers) layer(L);
+    head_of(final_head);
+    lin(head);
+    for (const Mtp& mt : mtp) {
+      lin(mt.e_proj);
+      lin(mt.h_proj);
+      mt.enorm.make_resident();
+      mt.hnorm.make_resident();
+      head_of(mt.head);
+      layer(mt.block);
+    }
   }
 
   Layer make_layer(const BlockWeights& bw, std::int64_t l) const {
@@ -263,12 +312,14 @@ struct GpuModel::Impl {
   }
 
   std::map<std::string, ops::Fn, std::less<>> replaced;  // GpuModel::replace_op
+  mutable ops::CallBytes traffic;                        // this forward's calls (ops::call_bytes)
 
   // One op call through the chosen implementation (or its replacement).
   Outputs run(const char* stem, Call call) const {
-    if (const auto it = replaced.find(stem); it != replaced.end()) return it->second(call);
     const ops::Op* op = ops::find_op(stem);
     if (op == nullptr) throw std::logic_error(std::string("GpuModel: no op ") + stem + " in the registry");
+    traffic += ops::call_bytes(*op, call);
+    if (const auto it = replaced.find(stem); it != replaced.end()) return it->second(call);
     const ops::Fn& fn = backend == OpBackend::kDevice ? op->device : op->reference;
     if (!fn) throw std::runtime_error(std::string("GpuModel: op ") + stem + " has no device function in this build");
     return fn(call);
@@ -679,6 +730,7 @@ GpuModel::Output GpuModel::forward(const std::vector<std::int64_t>& ids, std::in
     bad("positions up to " + std::to_string(start_pos + s - 1) + " exceed max_seq_len " +
         std::to_string(c.max_seq_len));
   const std::string pre = step.empty() ? std::string() : step + "/";
+  m.traffic = ops::CallBytes{};
   // §5.1: the embedding, expanded to hc_mult streams.
   const Mat emb = m.embedding(ids);
   record_batch(rec, pre + "embed/out", {emb});
@@ -712,6 +764,7 @@ GpuModel::Output GpuModel::forward(const std::vector<std::int64_t>& ids, std::in
     out.mtp_logits = mh.logits;
   }
   seq.next_pos = start_pos + s;
+  out.bytes = m.traffic;
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include "device_buffer.hpp"
 #include "dsv4/gpu/grouped_projection.hpp"
 #include "dsv4/gpu/linear.hpp"
+#include "dsv4/gpu/resident.hpp"
 #include "linear_dense.hpp"
 #include "linear_reference.hpp"
 
@@ -46,19 +47,19 @@ void grouped_projection_device(const float* o, std::int64_t rows, std::int64_t g
                               static_cast<cudaStream_t>(stream));
 }
 
-GroupedProjectionBatch grouped_projection(const float* o, std::int64_t rows, std::int64_t groups,
-                                          std::int64_t per_group, const float* wo_a, std::int64_t dg) {
+GroupedProjectionBatch grouped_projection_resident(const float* o, std::int64_t rows, std::int64_t groups,
+                                                   std::int64_t per_group, const float* wo_a, const float* device_wo_a,
+                                                   std::int64_t dg) {
   check_args(o, rows, groups, per_group, wo_a, dg, "grouped_projection");
   const std::size_t R = static_cast<std::size_t>(rows), G = static_cast<std::size_t>(groups),
                     P = static_cast<std::size_t>(per_group), D = static_cast<std::size_t>(dg);
   GroupedProjectionBatch out;
   out.y.resize(R * G * D);
   if (rows == 0) return out;
-  detail::DeviceBuffer<float> d_o(R * G * P), d_w(G * D * P), d_y(R * G * D);
+  detail::DeviceBuffer<float> d_o(R * G * P), d_y(R * G * D);
   detail::DeviceBuffer<std::uint8_t> d_undecided(R * G * D);
   d_o.upload(o);
-  d_w.upload(wo_a);
-  grouped_projection_device(d_o.get(), rows, groups, per_group, d_w.get(), dg, d_y.get(), d_undecided.get(), nullptr);
+  grouped_projection_device(d_o.get(), rows, groups, per_group, device_wo_a, dg, d_y.get(), d_undecided.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   d_y.download(out.y.data());
   // Element (m, g, n): the reference's bf16 linear of group g (wo_a's rows g·d_g..) on row m of o_g.
@@ -73,6 +74,15 @@ GroupedProjectionBatch grouped_projection(const float* o, std::int64_t rows, std
         detail::linear_reference_element(o + (m * G + g) * P, w, static_cast<std::int64_t>(i % D), ScaleFormat::kUE8M0);
   });
   return out;
+}
+
+// wo_a uploaded for this call, then grouped_projection_resident.
+GroupedProjectionBatch grouped_projection(const float* o, std::int64_t rows, std::int64_t groups,
+                                          std::int64_t per_group, const float* wo_a, std::int64_t dg) {
+  check_args(o, rows, groups, per_group, wo_a, dg, "grouped_projection");
+  detail::DeviceBuffer<float> d_w(rows == 0 ? 0 : static_cast<std::size_t>(groups * dg * per_group));
+  d_w.upload(wo_a);
+  return grouped_projection_resident(o, rows, groups, per_group, wo_a, d_w.get(), dg);
 }
 
 }  // namespace dsv4::gpu

@@ -52,6 +52,7 @@
 #include "dsv4/gpu/common/formats.cuh"
 #include "dsv4/gpu/linear.hpp"
 #include "dsv4/gpu/quant.hpp"
+#include "dsv4/gpu/resident.hpp"
 #include "linear_dense.hpp"
 #include "linear_reference.hpp"
 
@@ -656,26 +657,21 @@ void linear_device(const float* x, std::int64_t rows, const LinearWeightView& w,
                         static_cast<cudaStream_t>(stream));
 }
 
-LinearBatch linear(const float* x, std::int64_t rows, const LinearWeightView& w, ScaleFormat act_fmt) {
+LinearBatch linear_resident(const float* x, std::int64_t rows, const LinearWeightView& w, const LinearWeightView& dw,
+                            ScaleFormat act_fmt) {
   check_args(x, rows, w, act_fmt, "linear");
+  if (dw.kind != w.kind || dw.out_features != w.out_features || dw.in_features != w.in_features) {
+    throw std::invalid_argument("linear: the device weight's kind or shape differs from the host weight's");
+  }
   const std::size_t R = static_cast<std::size_t>(rows), N = static_cast<std::size_t>(w.out_features),
                     K = static_cast<std::size_t>(w.in_features);
   LinearBatch out;
   out.y.resize(R * N);
   if (rows == 0) return out;
-  const LinearWeightSizes ws = linear_weight_sizes(w);
   const bool q = quantised(w.kind);
-  detail::DeviceBuffer<float> d_x(R * K), d_values(ws.values), d_y(R * N), d_act_scales(q ? R * (K / kActBlock) : 0);
-  detail::DeviceBuffer<std::uint8_t> d_codes(ws.codes), d_scales(ws.scales), d_undecided(R * N),
-      d_act_codes(q ? R * K : 0);
+  detail::DeviceBuffer<float> d_x(R * K), d_y(R * N), d_act_scales(q ? R * (K / kActBlock) : 0);
+  detail::DeviceBuffer<std::uint8_t> d_undecided(R * N), d_act_codes(q ? R * K : 0);
   d_x.upload(x);
-  if (ws.values > 0) d_values.upload(w.values);
-  if (ws.codes > 0) d_codes.upload(w.codes);
-  if (ws.scales > 0) d_scales.upload(w.scales);
-  LinearWeightView dw = w;
-  dw.values = d_values.get();
-  dw.codes = d_codes.get();
-  dw.scales = d_scales.get();
   linear_device(d_x.get(), rows, dw, act_fmt, d_y.get(), d_undecided.get(), d_act_codes.get(), d_act_scales.get(),
                 nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
@@ -688,6 +684,23 @@ LinearBatch linear(const float* x, std::int64_t rows, const LinearWeightView& w,
     ++out.recomputed;
   }
   return out;
+}
+
+// The weight uploaded for this call, then linear_resident.
+LinearBatch linear(const float* x, std::int64_t rows, const LinearWeightView& w, ScaleFormat act_fmt) {
+  check_args(x, rows, w, act_fmt, "linear");
+  if (rows == 0) return LinearBatch{};
+  const LinearWeightSizes ws = linear_weight_sizes(w);
+  detail::DeviceBuffer<float> d_values(ws.values);
+  detail::DeviceBuffer<std::uint8_t> d_codes(ws.codes), d_scales(ws.scales);
+  if (ws.values > 0) d_values.upload(w.values);
+  if (ws.codes > 0) d_codes.upload(w.codes);
+  if (ws.scales > 0) d_scales.upload(w.scales);
+  LinearWeightView dw = w;
+  dw.values = d_values.get();
+  dw.codes = d_codes.get();
+  dw.scales = d_scales.get();
+  return linear_resident(x, rows, w, dw, act_fmt);
 }
 
 }  // namespace dsv4::gpu

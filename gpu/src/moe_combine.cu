@@ -23,6 +23,7 @@
 #include "device_buffer.hpp"
 #include "dsv4/gpu/common/formats.cuh"
 #include "dsv4/gpu/moe_combine.hpp"
+#include "dsv4/gpu/resident.hpp"
 #include "expert_chain.hpp"
 #include "moe_reference.hpp"
 
@@ -134,15 +135,33 @@ void moe_combine_device(const float* x, std::int64_t tokens, const float* weight
   DSV4_CUDA_CHECK_LAUNCH("combine_kernel");
 }
 
-MoeCombineBatch moe_combine(const float* x, std::int64_t tokens, const float* weights, const std::int64_t* indices,
-                            std::int64_t k, const MoeExpertsView& w, double limit) {
-  check_args(x, tokens, weights, indices, k, w, "moe_combine");
+namespace {
+
+// The host forms' check of the routing: every expert id in [0, experts).
+void check_ids(const std::int64_t* indices, std::int64_t tokens, std::int64_t k, std::int64_t experts) {
   for (std::int64_t i = 0; i < tokens * k; ++i) {
-    if (indices[i] < 0 || indices[i] >= w.experts) {
+    if (indices[i] < 0 || indices[i] >= experts) {
       throw std::invalid_argument("moe_combine: expert id " + std::to_string(indices[i]) + " outside [0, " +
-                                  std::to_string(w.experts) + ")");
+                                  std::to_string(experts) + ")");
     }
   }
+}
+
+}  // namespace
+
+MoeCombineBatch moe_combine_resident(const float* x, std::int64_t tokens, const float* weights,
+                                     const std::int64_t* indices, std::int64_t k, const MoeExpertsView& w,
+                                     const MoeExpertsView& dw, double limit) {
+  check_args(x, tokens, weights, indices, k, w, "moe_combine");
+  const auto same = [](const LinearWeightView& a, const LinearWeightView& b) {
+    return a.kind == b.kind && a.out_features == b.out_features && a.in_features == b.in_features;
+  };
+  if (dw.experts != w.experts || dw.dim != w.dim || dw.inter != w.inter || dw.act_fmt != w.act_fmt ||
+      !same(dw.w1, w.w1) || !same(dw.w3, w.w3) || !same(dw.w2, w.w2) || !same(dw.shared_w1, w.shared_w1) ||
+      !same(dw.shared_w3, w.shared_w3) || !same(dw.shared_w2, w.shared_w2)) {
+    throw std::invalid_argument("moe_combine: the device experts' kinds or shapes differ from the host experts'");
+  }
+  check_ids(indices, tokens, k, w.experts);
   const std::size_t T = static_cast<std::size_t>(tokens), K = static_cast<std::size_t>(k),
                     D = static_cast<std::size_t>(w.dim);
   MoeCombineBatch out;
@@ -151,18 +170,9 @@ MoeCombineBatch moe_combine(const float* x, std::int64_t tokens, const float* we
   detail::DeviceBuffer<float> d_x(T * D), d_weights(T * K), d_y(T * D);
   detail::DeviceBuffer<std::int64_t> d_indices(T * K);
   detail::DeviceBuffer<std::uint8_t> d_undecided(T), d_ws(moe_combine_workspace_bytes(tokens, k, w.dim, w.inter));
-  const detail::DeviceWeight d_w1(w.w1, w.experts), d_w3(w.w3, w.experts), d_w2(w.w2, w.experts), d_s1(w.shared_w1, 1),
-      d_s3(w.shared_w3, 1), d_s2(w.shared_w2, 1);
   d_x.upload(x);
   d_weights.upload(weights);
   d_indices.upload(indices);
-  MoeExpertsView dw = w;
-  dw.w1 = d_w1.view();
-  dw.w3 = d_w3.view();
-  dw.w2 = d_w2.view();
-  dw.shared_w1 = d_s1.view();
-  dw.shared_w3 = d_s3.view();
-  dw.shared_w2 = d_s2.view();
   moe_combine_device(d_x.get(), tokens, d_weights.get(), d_indices.get(), k, dw, static_cast<float>(limit), d_y.get(),
                      d_undecided.get(), d_ws.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
@@ -172,6 +182,24 @@ MoeCombineBatch moe_combine(const float* x, std::int64_t tokens, const float* we
       detail::recompute_undecided(d_undecided, [&](std::size_t t) { flagged.push_back(static_cast<std::int64_t>(t)); });
   detail::moe_combine_reference_tokens(x, weights, indices, k, flagged, w, limit, out.y.data());
   return out;
+}
+
+// The experts uploaded for this call, then moe_combine_resident.
+MoeCombineBatch moe_combine(const float* x, std::int64_t tokens, const float* weights, const std::int64_t* indices,
+                            std::int64_t k, const MoeExpertsView& w, double limit) {
+  check_args(x, tokens, weights, indices, k, w, "moe_combine");
+  check_ids(indices, tokens, k, w.experts);  // before any CUDA call
+  if (tokens == 0) return moe_combine_resident(x, tokens, weights, indices, k, w, w, limit);
+  const detail::DeviceWeight d_w1(w.w1, w.experts), d_w3(w.w3, w.experts), d_w2(w.w2, w.experts), d_s1(w.shared_w1, 1),
+      d_s3(w.shared_w3, 1), d_s2(w.shared_w2, 1);
+  MoeExpertsView dw = w;
+  dw.w1 = d_w1.view();
+  dw.w3 = d_w3.view();
+  dw.w2 = d_w2.view();
+  dw.shared_w1 = d_s1.view();
+  dw.shared_w3 = d_s3.view();
+  dw.shared_w2 = d_s2.view();
+  return moe_combine_resident(x, tokens, weights, indices, k, w, dw, limit);
 }
 
 }  // namespace dsv4::gpu

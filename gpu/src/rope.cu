@@ -15,6 +15,7 @@
 #include "cuda_check.hpp"
 #include "device_buffer.hpp"
 #include "dsv4/gpu/common/formats.cuh"
+#include "dsv4/gpu/resident.hpp"
 #include "dsv4/gpu/rope.hpp"
 
 namespace dsv4::gpu {
@@ -92,9 +93,11 @@ void rope_device(const float* x, std::int64_t rows, std::int64_t cols, std::int6
   DSV4_CUDA_CHECK_LAUNCH("rope_kernel");
 }
 
-std::vector<float> rope(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t head_dim,
-                        const std::int64_t* positions, const float* cos, const float* sin, std::int64_t table_positions,
-                        std::int64_t rope_head_dim, bool inverse) {
+namespace {
+
+// The host forms' checks: the arguments and every position inside the table.
+void check_host_args(std::int64_t rows, std::int64_t cols, std::int64_t head_dim, const std::int64_t* positions,
+                     std::int64_t table_positions, std::int64_t rope_head_dim) {
   check_args(rows, cols, head_dim, table_positions, rope_head_dim, "rope");
   for (std::int64_t r = 0; r < rows; ++r) {
     if (positions[r] < 0 || positions[r] >= table_positions) {
@@ -102,21 +105,39 @@ std::vector<float> rope(const float* x, std::int64_t rows, std::int64_t cols, st
                               std::to_string(table_positions) + " positions)");
     }
   }
+}
+
+}  // namespace
+
+std::vector<float> rope_resident(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t head_dim,
+                                 const std::int64_t* positions, const float* device_cos, const float* device_sin,
+                                 std::int64_t table_positions, std::int64_t rope_head_dim, bool inverse) {
+  check_host_args(rows, cols, head_dim, positions, table_positions, rope_head_dim);
   const std::size_t n = static_cast<std::size_t>(rows * cols);
   std::vector<float> y(n);
   if (n == 0) return y;
-  const std::size_t table = static_cast<std::size_t>(table_positions * (rope_head_dim / 2));
-  detail::DeviceBuffer<float> d_x(n), d_y(n), d_cos(table), d_sin(table);
+  detail::DeviceBuffer<float> d_x(n), d_y(n);
   detail::DeviceBuffer<std::int64_t> d_pos(static_cast<std::size_t>(rows));
   d_x.upload(x);
   d_pos.upload(positions);
-  d_cos.upload(cos);
-  d_sin.upload(sin);
-  rope_device(d_x.get(), rows, cols, head_dim, d_pos.get(), d_cos.get(), d_sin.get(), table_positions, rope_head_dim,
+  rope_device(d_x.get(), rows, cols, head_dim, d_pos.get(), device_cos, device_sin, table_positions, rope_head_dim,
               inverse, d_y.get(), nullptr);
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   d_y.download(y.data());
   return y;
+}
+
+// The tables uploaded for this call, then rope_resident.
+std::vector<float> rope(const float* x, std::int64_t rows, std::int64_t cols, std::int64_t head_dim,
+                        const std::int64_t* positions, const float* cos, const float* sin, std::int64_t table_positions,
+                        std::int64_t rope_head_dim, bool inverse) {
+  check_host_args(rows, cols, head_dim, positions, table_positions, rope_head_dim);  // before any CUDA call
+  const std::size_t table = rows * cols == 0 ? 0 : static_cast<std::size_t>(table_positions * (rope_head_dim / 2));
+  detail::DeviceBuffer<float> d_cos(table), d_sin(table);
+  d_cos.upload(cos);
+  d_sin.upload(sin);
+  return rope_resident(x, rows, cols, head_dim, positions, d_cos.get(), d_sin.get(), table_positions, rope_head_dim,
+                       inverse);
 }
 
 }  // namespace dsv4::gpu

@@ -1,4 +1,5 @@
 // Registration of embedding (spec 05 §5.1): h = embed[id], a bf16 row gather.
+#include <memory>
 #include <string>
 
 #include "dsv4/gpu/embedding.hpp"
@@ -8,6 +9,7 @@
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/embedding_backward.hpp"
 #include "op_list.hpp"
+#include "resident_device.hpp"
 
 namespace dsv4::ops::detail {
 namespace {
@@ -31,12 +33,16 @@ Outputs reference(const Call& c) {
 }
 
 #if DSV4_HAVE_CUDA
+// gpu::embedding_resident with the table's device copy (kept with a resident table:
+// resident_device.hpp).
 Outputs device(const Call& c) {
   const Array& ids = c.inputs.at(0);
   const Array& embed = c.inputs.at(1);
   const std::vector<std::int64_t> t = token_ids(ids);
+  std::vector<std::shared_ptr<const void>> hold;
+  const float* table = device_floats(embed, "values", embed.f32.data(), hold);
   return {Array::floats("h", ids.rows, embed.cols,
-                        gpu::embedding(t.data(), ids.rows, embed.f32.data(), embed.rows, embed.cols))};
+                        gpu::embedding_resident(t.data(), ids.rows, table, embed.rows, embed.cols))};
 }
 #endif
 
@@ -111,7 +117,7 @@ GradientForms embedding_gradient() {
 
 Op embedding_op() {
   return registration("embedding", "spec 05 §5.1", "embedding: h = embed[id], a bf16 row gather", {}, {}, reference,
-                      DSV4_OPS_DEVICE(device), embedding_cases, embedding_gradient());
+                      DSV4_OPS_DEVICE(device), embedding_cases, embedding_gradient(), /*resident_inputs=*/true);
 }
 
 }  // namespace dsv4::ops::detail

@@ -1,5 +1,6 @@
 // Registration of the grouped output projection of attention (spec 02 §2.10 step 2): the attention
 // output's G head groups, each projected by its own block of wo_a (bf16 einsum); its backward.
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/grouped_projection_backward.hpp"
 #include "op_list.hpp"
+#include "resident_device.hpp"
 
 namespace dsv4::ops::detail {
 namespace {
@@ -51,8 +53,11 @@ Outputs device(const Call& c) {
   if (per_group * a.groups != a.o.cols() || a.wo_a.cols() != per_group) {
     throw std::invalid_argument("grouped_projection: o is not [rows, groups·P] with wo_a [groups·d_g, P]");
   }
+  // wo_a's device copy (its bf16 rounding; kept with a resident wo_a: resident_device.hpp)
+  std::vector<std::shared_ptr<const void>> hold;
+  const float* d_w = device_floats(c.inputs.at(1), "bf16", w.data(), hold);
   gpu::GroupedProjectionBatch r =
-      gpu::grouped_projection(c.inputs.at(0).f32.data(), a.o.rows(), a.groups, per_group, w.data(), dg);
+      gpu::grouped_projection_resident(c.inputs.at(0).f32.data(), a.o.rows(), a.groups, per_group, w.data(), d_w, dg);
   return {Array::floats("y", a.o.rows(), a.groups * dg, std::move(r.y))};
 }
 #endif
@@ -159,7 +164,7 @@ Op grouped_projection_op() {
   return registration("grouped_projection", "spec 02 §2.10",
                       "attention's grouped output projection: y_g = bf16(C1 Σ o_g·W_{a,g}) per group of heads (wo_a)",
                       {"groups"}, {}, reference, DSV4_OPS_DEVICE(device), grouped_projection_cases,
-                      grouped_projection_gradient());
+                      grouped_projection_gradient(), /*resident_inputs=*/true);
 }
 
 }  // namespace dsv4::ops::detail

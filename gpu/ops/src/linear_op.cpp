@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -19,6 +20,7 @@
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/linear_backward.hpp"
 #include "op_list.hpp"
+#include "resident_device.hpp"
 
 namespace dsv4::ops::detail {
 namespace {
@@ -116,9 +118,11 @@ Outputs reference(const Call& c) {
 }
 
 #if DSV4_HAVE_CUDA
-// gpu::linear (gpu/src/linear.cu). The bf16 weight is the reference's: the effective weight (for the
-// QAT weight, fp4_qat_weight of the master — a preprocessing of the weight, done on the host)
-// rounded to bf16 as LinearWeight::bf16_from does; the kernel is the bf16 linear.
+// gpu::linear_resident (gpu/src/linear.cu) with the weight's device copy (resident_device.hpp: kept
+// with a resident weight, else made for this call). The bf16 weight is the reference's: the
+// effective weight (for the QAT weight, fp4_qat_weight of the master — a preprocessing of the
+// weight, done on the host) rounded to bf16 as LinearWeight::bf16_from does; the kernel is the bf16
+// linear. The host view (the recomputation of undecided elements) reads the host values.
 Outputs device(const Call& c) {
   const LinearArgs a(c);
   gpu::LinearWeightView v;
@@ -137,7 +141,11 @@ Outputs device(const Call& c) {
     v.codes = c.inputs[1].u8.data();
     v.scales = c.inputs[2].u8.data();
   }
-  gpu::LinearBatch r = gpu::linear(a.x.f32.data(), a.x.rows, v, a.fmt);
+  const char* form = a.kind == WeightKind::kFP32 ? "values" : (a.qat ? "bf16 of fp4_qat_weight" : "bf16");
+  std::vector<std::shared_ptr<const void>> hold;
+  const gpu::LinearWeightView dv = device_view(
+      v, c.inputs[1], a.kind == WeightKind::kFP8 || a.kind == WeightKind::kFP4 ? &c.inputs[2] : nullptr, form, hold);
+  gpu::LinearBatch r = gpu::linear_resident(a.x.f32.data(), a.x.rows, v, dv, a.fmt);
   return {Array::floats("y", a.x.rows, a.n, std::move(r.y))};
 }
 #endif
@@ -365,7 +373,7 @@ Op linear_op() {
                       "MXFP4 QAT value of an fp32 master weight), fp32 (C1), fp8 (act_quant 128, fp8_gemm), fp4 "
                       "(act_quant 128, fp4_gemm)",
                       {"weight_quant", "weight_kind", "act_scale_fp32"}, {}, reference, DSV4_OPS_DEVICE(device),
-                      linear_cases, linear_gradient());
+                      linear_cases, linear_gradient(), /*resident_inputs=*/true);
 }
 
 }  // namespace dsv4::ops::detail

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,7 @@
 #include "dsv4/train/moe_combine_backward.hpp"
 #include "expert_weights.hpp"
 #include "op_list.hpp"
+#include "resident_device.hpp"
 
 namespace dsv4::ops::detail {
 namespace {
@@ -140,26 +142,32 @@ Outputs reference(const Call& c) {
 }
 
 #if DSV4_HAVE_CUDA
-// gpu::moe_combine (gpu/src/moe_combine.cu: the expert chain over every (token, slot) pair and the
-// shared expert, then the fixed-order fp32 sum). The weights as the reference holds them: bf16 values
-// rounded (LinearWeight::bf16_from; the cases' values are bf16 already), fp8 / fp4 codes and scales
-// as given.
+// gpu::moe_combine_resident (gpu/src/moe_combine.cu: the expert chain over every (token, slot) pair
+// and the shared expert, then the fixed-order fp32 sum), each weight's device copy kept with a
+// resident weight or made for this call (resident_device.hpp). The weights as the reference holds
+// them: bf16 values rounded (LinearWeight::bf16_from; the cases' values are bf16 already), fp8 / fp4
+// codes and scales as given; the host views (the recomputation of undecided tokens) read the host
+// values.
 Outputs device(const Call& c) {
   const CombineCall a(c);
   std::vector<std::vector<float>> bf16(6);
+  std::vector<std::shared_ptr<const void>> hold;
   gpu::MoeExpertsView v;
   v.experts = a.experts;
   v.dim = a.d;
   v.inter = a.de;
-  v.w1 = a.w1.view(bf16[0]);
-  v.w3 = a.w3.view(bf16[1]);
-  v.w2 = a.w2.view(bf16[2]);
-  v.shared_w1 = a.s1.view(bf16[3]);
-  v.shared_w3 = a.s3.view(bf16[4]);
-  v.shared_w2 = a.s2.view(bf16[5]);
   v.act_fmt = a.fmt;
-  gpu::MoeCombineBatch r = gpu::moe_combine(a.x.f32.data(), a.x.rows, c.inputs.at(1).f32.data(), a.indices.data(),
-                                            a.weights.cols(), v, a.limit);
+  gpu::MoeExpertsView dv = v;
+  const WeightInput* inputs[] = {&a.w1, &a.w3, &a.w2, &a.s1, &a.s3, &a.s2};
+  gpu::LinearWeightView gpu::MoeExpertsView::*views[] = {
+      &gpu::MoeExpertsView::w1,        &gpu::MoeExpertsView::w3,        &gpu::MoeExpertsView::w2,
+      &gpu::MoeExpertsView::shared_w1, &gpu::MoeExpertsView::shared_w3, &gpu::MoeExpertsView::shared_w2};
+  for (std::size_t i = 0; i < 6; ++i) {
+    v.*views[i] = inputs[i]->view(bf16[i]);
+    dv.*views[i] = device_view(v.*views[i], *inputs[i]->data, inputs[i]->scale, "bf16", hold);
+  }
+  gpu::MoeCombineBatch r = gpu::moe_combine_resident(a.x.f32.data(), a.x.rows, c.inputs.at(1).f32.data(),
+                                                     a.indices.data(), a.weights.cols(), v, dv, a.limit);
   return {Array::floats("y", a.x.rows, a.d, std::move(r.y))};
 }
 #endif
@@ -483,7 +491,7 @@ Op moe_combine_op() {
       "MoE combine for given routing: routed experts in ascending id order, then the shared expert, bf16; expert "
       "weights bf16, fp8 (128×128) or fp4 (1×32)",
       {"n_experts", "routed_kind", "shared_kind", "act_scale_fp32"}, {"swiglu_limit"}, reference,
-      DSV4_OPS_DEVICE(device), moe_combine_cases, moe_combine_gradient());
+      DSV4_OPS_DEVICE(device), moe_combine_cases, moe_combine_gradient(), /*resident_inputs=*/true);
 }
 
 }  // namespace dsv4::ops::detail

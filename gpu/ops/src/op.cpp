@@ -1,10 +1,20 @@
 // Flat arrays and calls of the op registry (dsv4/ops/op.hpp).
 #include "dsv4/ops/op.hpp"
 
+#include <atomic>
 #include <stdexcept>
 #include <utility>
 
 namespace dsv4::ops {
+
+namespace {
+std::atomic<std::int64_t> g_bytes_copied{0};
+}  // namespace
+
+std::int64_t array_bytes_copied() { return g_bytes_copied.load(); }
+void detail::count_copied(std::size_t bytes) { g_bytes_copied += static_cast<std::int64_t>(bytes); }
+
+std::int64_t Array::bytes() const { return static_cast<std::int64_t>(f32.size() * sizeof(float) + u8.size()); }
 
 const char* dtype_name(DType t) { return t == DType::kF32 ? "f32" : "u8"; }
 
@@ -18,7 +28,7 @@ void require_size(const std::string& name, std::int64_t rows, std::int64_t cols,
 }
 
 template <class T>
-std::vector<T> rows_of(const std::vector<T>& v, std::int64_t cols, std::int64_t first, std::int64_t count) {
+std::vector<T> rows_of(const Values<T>& v, std::int64_t cols, std::int64_t first, std::int64_t count) {
   return std::vector<T>(v.begin() + first * cols, v.begin() + (first + count) * cols);
 }
 
@@ -28,7 +38,7 @@ namespace {
 
 template <class T>
 Array make_array(std::string name, DType dtype, std::int64_t rows, std::int64_t cols, std::vector<T> data,
-                 std::vector<T> Array::*storage) {
+                 Values<T> Array::*storage) {
   require_size(name, rows, cols, data.size());
   Array a;
   a.name = std::move(name);

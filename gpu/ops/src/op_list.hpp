@@ -45,10 +45,12 @@ std::vector<Case> cases_of(const std::vector<Spec>& specs, Make make) {
 
 // The one registration every <stem>_op.cpp returns (the fields of Op): stem, spec section, summary,
 // the names of Call::ints and Call::reals, reference, device function (DSV4_OPS_DEVICE, or Fn()
-// where no kernel exists yet), case generator, and the backward where the op has one (set_backward).
+// where no kernel exists yet), case generator, the backward where the op has one (set_backward), and
+// whether the device function takes resident shared inputs from their device copy
+// (Op::resident_inputs, resident_device.hpp).
 Op registration(std::string stem, std::string spec, std::string summary, std::vector<std::string> int_params,
                 std::vector<std::string> real_params, Fn reference, Fn device, CaseGenerator cases,
-                std::optional<GradientForms> backward = std::nullopt);
+                std::optional<GradientForms> backward = std::nullopt, bool resident_inputs = false);
 
 Op act_quant_op();
 Op fp4_act_quant_op();

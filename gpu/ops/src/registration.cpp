@@ -7,7 +7,7 @@ namespace dsv4::ops::detail {
 
 Op registration(std::string stem, std::string spec, std::string summary, std::vector<std::string> int_params,
                 std::vector<std::string> real_params, Fn reference, Fn device, CaseGenerator cases,
-                std::optional<GradientForms> backward) {
+                std::optional<GradientForms> backward, bool resident_inputs) {
   Op op;
   op.stem = std::move(stem);
   op.spec = std::move(spec);
@@ -18,6 +18,7 @@ Op registration(std::string stem, std::string spec, std::string summary, std::ve
   op.device = std::move(device);
   op.cases = std::move(cases);
   if (backward) set_backward(op, std::move(*backward));
+  op.resident_inputs = resident_inputs;
   return op;
 }
 

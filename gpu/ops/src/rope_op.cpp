@@ -2,6 +2,7 @@
 // of every head, with the reference's YaRN table (spec 02 §2.2) as a shared input.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 
 #include "dsv4/config/model_config.hpp"
@@ -12,6 +13,7 @@
 #include "dsv4/ops/gradient.hpp"
 #include "dsv4/train/rope_backward.hpp"
 #include "op_list.hpp"
+#include "resident_device.hpp"
 
 namespace dsv4::ops::detail {
 namespace {
@@ -65,11 +67,15 @@ Outputs reference(const Call& c) {
 }
 
 #if DSV4_HAVE_CUDA
+// gpu::rope_resident with the tables' device copies (kept with resident tables: resident_device.hpp).
 Outputs device(const Call& c) {
   const RopeArgs a(c);
+  std::vector<std::shared_ptr<const void>> hold;
+  const float* cos = device_floats(a.cos, "values", a.cos.f32.data(), hold);
+  const float* sin = device_floats(a.sin, "values", a.sin.f32.data(), hold);
   return {Array::floats("y", a.x.rows, a.x.cols,
-                        gpu::rope(a.x.f32.data(), a.x.rows, a.x.cols, a.head_dim, a.positions.data(), a.cos.f32.data(),
-                                  a.sin.f32.data(), a.table_positions, a.rope_head_dim, a.inverse))};
+                        gpu::rope_resident(a.x.f32.data(), a.x.rows, a.x.cols, a.head_dim, a.positions.data(), cos, sin,
+                                           a.table_positions, a.rope_head_dim, a.inverse))};
 }
 #endif
 
@@ -181,7 +187,8 @@ Op rope_op() {
   return registration(
       "rope", "spec 02 §2.3",
       "interleaved partial RoPE (or its inverse) of the last r_d dims of every head, YaRN table, bf16 out",
-      {"head_dim", "rope_head_dim", "inverse"}, {}, reference, DSV4_OPS_DEVICE(device), rope_cases, rope_gradient());
+      {"head_dim", "rope_head_dim", "inverse"}, {}, reference, DSV4_OPS_DEVICE(device), rope_cases, rope_gradient(),
+      /*resident_inputs=*/true);
 }
 
 }  // namespace dsv4::ops::detail

@@ -124,7 +124,10 @@ void record_block(Recorder* rec, const std::string& step, const std::string& pre
     record_field(rec, p + ".attn.indexer/scores", batch, [](const BlockOutput& b) { return b.attn.indexer->scores; });
     std::vector<std::vector<std::int64_t>> lists;
     for (const BlockOutput& b : batch) lists.push_back(lists_as_int64(b.attn.indexer->lists));
-    record_batch_indices(rec, p + ".attn.indexer/out", lists, batch.front().attn.indexer->lists.width);
+    // No list before the first compressed entry (a prefill of fewer than 4 tokens, or a decode
+    // step before position 3): nothing to record, as for compressor/out.
+    if (batch.front().attn.indexer->lists.width > 0)
+      record_batch_indices(rec, p + ".attn.indexer/out", lists, batch.front().attn.indexer->lists.width);
     record_field(rec, p + ".attn.indexer/margin", batch,
                  [](const BlockOutput& b) { return topk_margin_table(b.attn.indexer->margins); });
   }

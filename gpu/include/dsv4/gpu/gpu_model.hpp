@@ -21,6 +21,7 @@
 #include "dsv4/model/recorder.hpp"
 #include "dsv4/model/transformer.hpp"
 #include "dsv4/ops/op.hpp"
+#include "dsv4/ops/resident.hpp"
 
 namespace dsv4::gpu {
 
@@ -56,6 +57,10 @@ class GpuModel {
   struct Output {
     Mat logits;      // [1, vocab]
     Mat mtp_logits;  // [1, vocab]; empty without mtp_ids
+    // The bytes of the step's op inputs (ops::call_bytes): the weights taken from their device copy
+    // made once (resident: every weight of the model is marked resident, and the ops with
+    // Op::resident_inputs take them so), and what the device backend copies to the device per call.
+    ops::CallBytes bytes;
   };
   Output forward(const std::vector<std::int64_t>& ids, std::int64_t start_pos, Sequence& seq, Recorder* rec,
                  const std::string& step, const std::vector<std::int64_t>* mtp_ids = nullptr) const;
