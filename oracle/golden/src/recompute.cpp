@@ -200,6 +200,7 @@ class SpotRecompute {
         if (s.scope == SiteScope::kModel && s.kind == SiteKind::kEmbed && wanted("", s)) embed(s);
       for (std::int64_t l = 0; l < c_.n_layers; ++l) {
         block(l);
+        cache_.clear();  // a block's inputs, read once per block: memory of one block, not of the step
         if (progress && block_ran_) progress(step_, prefix(l));
       }
       head("", w_.hc_head, w_.norm);
@@ -239,8 +240,8 @@ class SpotRecompute {
     return false;
   }
 
-  // The golden's official values of `canonical` (in this step), one matrix per sequence; nullopt
-  // (and named missing) when the golden lacks it; an empty batch in the first pass.
+  // The golden's official values of `canonical` (in this step; kept for the block being recomputed), one matrix per
+  // sequence; nullopt (and named missing) when the golden lacks it; an empty batch in the first pass.
   std::optional<Batch> input(const std::string& canonical) {
     if (const auto it = cache_.find(canonical); it != cache_.end()) return it->second;
     const GoldenEntry* e = g_.find("official/" + canonical);
@@ -465,7 +466,7 @@ class SpotRecompute {
   std::map<std::int64_t, Attention> attention_;
   std::map<std::int64_t, Moe> moe_;
   std::map<std::int64_t, std::vector<AttentionState>> states_;  // [block][sequence]
-  std::map<std::string, Batch> cache_;                          // this step's inputs read
+  std::map<std::string, Batch> cache_;                          // the inputs read for the current block
   std::vector<std::string> missing_;
   MemoryRecorder rec_;
   std::string step_;
