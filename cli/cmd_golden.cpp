@@ -1,4 +1,5 @@
 // `dsv4 golden generate|verify|inspect`: golden HDF5 sets, format v1 (goldens/README.md).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "commands.hpp"
 #include "dsv4/config/model_config.hpp"
@@ -74,12 +76,27 @@ pass. A golden of checkpoint weights needs --weights (its content hash is checke
 outputs and values compared, or the first mismatch in execution order (output, coordinate, both
 values) and how many outputs differ. Not recomputed: exact/ (the CPU's exact mode; certify's
 local verdicts recompute those modules) and train/.
+
+--recompute-only SEL spot-checks a golden too large for a CPU forward (a GPU-made golden at V4-Flash
+widths): only the selected official outputs are recomputed on the CPU reference, each module from
+the golden's OWN recorded official inputs (the output table's site inputs: the previous module's
+output, the block input, the indexer lists the attention took, the routing the MoE combine took;
+no forward of the model), and compared bit for bit. SEL: comma-separated [STEP/]MODULE, '*' a
+wildcard; a module selects every module inside it. A selected attention in a decode step needs its
+layer's cache: the layer's attention is recomputed in the earlier steps too (not compared unless
+selected). Printed: what was checked (outputs, modules, steps) and how many official outputs were
+not. A selector that selects nothing, or selected modules whose inputs the golden lacks (named), is
+bad input (exit 2).
   dsv4 golden verify --recompute goldens/tiny-s1-p6-d2.h5
   dsv4 golden verify --recompute --device gpu g.h5
-Exit status: 0 intact (and, with --recompute, every official value recomputed bit for bit); 1 a check
-failed (each failing dataset named on stdout) or a recomputed value differs; 2 the file cannot be
-read as a golden (not HDF5, truncated, not a dsv4 golden, unsupported version), or bad input (a
---device it cannot use: no GPU, more than one sequence on gpu).)";
+  dsv4 golden verify --recompute-only layers.3 g.h5                  # every module of layer 3, every step
+  dsv4 golden verify --recompute-only 'prefill/layers.*.ffn,head' g.h5
+  dsv4 golden verify --recompute-only decode1/layers.0.attn --weights W.safetensors g.h5
+Exit status: 0 intact (and, with --recompute or --recompute-only, every recomputed official value
+bit-identical); 1 a check failed (each failing dataset named on stdout) or a recomputed value
+differs (output, coordinate and both values named); 2 the file cannot be read as a golden (not
+HDF5, truncated, not a dsv4 golden, unsupported version), or bad input (a --device it cannot use:
+no GPU, more than one sequence on gpu; a --recompute-only selector that selects nothing).)";
 
 // --device: cpu (nullopt: the CPU reference) or gpu (GpuModel's CUDA backend). InputError naming
 // --device for anything else, for more sequences than the runner takes (`batch`, checked first: the
@@ -175,6 +192,7 @@ int generate(const GenArgs& a) {
 
 struct VerifyArgs {
   std::string golden, device = "cpu", weights;
+  std::optional<std::string> recompute_only;
   bool recompute = false;
 };
 
@@ -214,16 +232,79 @@ int recompute(const VerifyArgs& a, const std::optional<OfficialRunner>& runner) 
   return 1;
 }
 
+// --recompute-only: the selected official outputs recomputed module by module from the golden's own
+// recorded inputs (recompute_official_selected) and compared bit for bit; the report says what was
+// checked and how much was not.
+int spot_check(const VerifyArgs& a, const RecomputeSelection& sel) {
+  const Golden g = Golden::open_verified(a.golden);  // every dataset read is hash-checked
+  const ModelWeights w = diff::golden_weights(g, a.weights);
+  const auto t0 = std::chrono::steady_clock::now();
+  const GoldenRecomputeResult r =
+      recompute_official_selected(g, w, sel, [&](const std::string& step, const std::string& module) {
+        std::fprintf(stderr, "dsv4 golden verify: recomputed %s %s\n", step.c_str(), module.c_str());
+      });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // What was checked: the modules (in execution order) and the steps.
+  std::vector<std::string> modules, steps;
+  for (const std::string& name : r.checked) {
+    const std::size_t a0 = name.find('/'), b0 = name.rfind('/');
+    const std::string step = name.substr(0, a0), module = name.substr(a0 + 1, b0 - a0 - 1);
+    if (std::find(modules.begin(), modules.end(), module) == modules.end()) modules.push_back(module);
+    if (std::find(steps.begin(), steps.end(), step) == steps.end()) steps.push_back(step);
+  }
+  const auto join = [](const std::vector<std::string>& v) {
+    std::string t;
+    for (const std::string& x : v) t += (t.empty() ? "" : ", ") + x;
+    return t;
+  };
+  const std::string what = std::to_string(r.checked.size()) + " official outputs of " + std::to_string(modules.size()) +
+                           " modules (" + join(modules) + ") in " + std::to_string(steps.size()) + " steps (" +
+                           join(steps) + "), each recomputed on the " + "cpu from the golden's own recorded inputs; " +
+                           std::to_string(r.not_checked) + " other official outputs not checked";
+  const std::string who = "official values of the golden computed by " + g.official_device();
+  if (r.ok()) {
+    std::printf("%s: spot check OK (--recompute-only '%s', %s): %s; %lld values bit-identical (%.2f s)\n",
+                a.golden.c_str(), sel.text.c_str(), who.c_str(), what.c_str(), static_cast<long long>(r.values), s);
+    return 0;
+  }
+  const RecomputeMismatch& m = *r.first;
+  const std::string where = m.what.empty() ? "at " + coordinate_text(m.coordinate) + ": stored " +
+                                                 value_text(m.stored) + ", recomputed " + value_text(m.recomputed) +
+                                                 " (" + std::to_string(m.differing) + " elements differ)"
+                                           : m.what;
+  std::printf("FAIL official/%s %s\n", m.output.c_str(), where.c_str());
+  std::printf(
+      "%s: spot check FAILED (--recompute-only '%s', %s): %lld of %lld compared official outputs differ; "
+      "the first in execution order: %s; checked: %s\n",
+      a.golden.c_str(), sel.text.c_str(), who.c_str(), static_cast<long long>(r.differing_outputs),
+      static_cast<long long>(r.outputs), m.output.c_str(), what.c_str());
+  std::fprintf(stderr, "dsv4 golden verify: %s: spot check FAILED: official/%s %s\n", a.golden.c_str(),
+               m.output.c_str(), where.c_str());
+  return 1;
+}
+
 int verify(const VerifyArgs& a) {
   const std::string& path = a.golden;
-  if (!a.recompute && (a.device != "cpu" || !a.weights.empty()))
+  const bool spot = a.recompute_only.has_value();
+  if (!a.recompute && !spot && (a.device != "cpu" || !a.weights.empty()))
     throw InputError(a.weights.empty() ? "--device" : "--weights", "is an option of --recompute; give --recompute too");
+  std::optional<RecomputeSelection> sel;  // before any output: a bad selector is bad input (exit 2)
+  if (spot) {
+    if (a.recompute) throw InputError("--recompute-only", "give either --recompute (every output) or --recompute-only");
+    if (a.device != "cpu")
+      throw InputError("--recompute-only",
+                       "spot checks run on the CPU reference (--device cpu); --recompute "
+                       "--device gpu recomputes the whole run");
+    sel = parse_recompute_selection(*a.recompute_only);
+    recompute_selected_outputs(Golden::open(path), *sel);  // a selector that selects nothing: exit 2 now
+  }
   std::optional<OfficialRunner> runner;  // before any output: a device it cannot use is bad input (exit 2)
   if (a.recompute) runner = device_runner(a.device, static_cast<std::int64_t>(Golden::open(path).tokens().size()));
   const GoldenVerifyResult r = verify_golden(path);
   if (r.ok()) {
     std::printf("%s: OK (%lld datasets, manifest and every SHA-256 verified)\n", path.c_str(),
                 static_cast<long long>(r.datasets_checked));
+    if (sel) return spot_check(a, *sel);
     return a.recompute ? recompute(a, runner) : 0;
   }
   for (const GoldenProblem& p : r.problems) std::printf("FAIL %s: %s\n", p.dataset.c_str(), p.what.c_str());
@@ -386,6 +467,9 @@ void register_golden(CLI::App& app) {
   ver->add_option("golden", v->golden, "golden .h5")->required();
   ver->add_flag("--recompute", v->recompute,
                 "also recompute every official output from the golden's inputs and compare bit for bit");
+  ver->add_option("--recompute-only", v->recompute_only,
+                  "spot check: recompute only the selected modules, each from the golden's own recorded inputs "
+                  "(comma-separated [STEP/]MODULE globs: layers.3, prefill/layers.*.ffn, head), bit for bit");
   ver->add_option("--device", v->device, "what recomputes (--recompute): cpu (the reference) or gpu (GpuModel)")
       ->capture_default_str();
   ver->add_option("--weights", v->weights,

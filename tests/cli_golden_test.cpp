@@ -1,7 +1,8 @@
 // `dsv4 golden generate|verify|inspect` end to end: the golden holds the in-process exact and
 // official runs bit for bit with correct hashes; verify names a tampered dataset (exit 1) and refuses
 // truncated or foreign files (exit 2); inspect summarises; verify --recompute re-derives the official
-// values bit for bit and names the first one that differs.
+// values bit for bit and names the first one that differs; --recompute-only spot-checks the selected
+// modules, each from the golden's own recorded inputs.
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -10,11 +11,14 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "dsv4/config/model_config.hpp"
 #include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/model_run.hpp"
+#include "dsv4/golden/recompute.hpp"
 #include "dsv4/golden/sha256.hpp"
 #include "dsv4/io/hdf5_file.hpp"
 #include "support/cli_process.hpp"
@@ -254,6 +258,165 @@ TEST_F(CliGolden, RecomputeNamesAForgedOfficialValue) {
 TEST_F(CliGolden, RecomputeOptionsAreChecked) {
   expect_bad_input(dsv4("golden verify --device gpu " + kCommitted), "golden verify", "--recompute");
   expect_bad_input(dsv4("golden verify --recompute --device tpu " + kCommitted), "golden verify", "--device");
+}
+
+// --recompute-only (issue 18 item 2: spot checks) --------------------------------------------
+
+// The official outputs of the committed golden and their elements.
+std::pair<std::int64_t, std::int64_t> official_counts(const Golden& g) {
+  std::int64_t official = 0, values = 0;
+  for (const GoldenEntry& e : g.entries()) {
+    if (e.path.rfind("official/", 0) != 0) continue;
+    ++official;
+    std::int64_t n = 1;
+    for (const auto d : e.shape) n *= d;
+    values += n;
+  }
+  return {official, values};
+}
+
+TEST_F(CliGolden, SpotCheckOfEveryModuleIsTheFullRecomputeBitForBit) {
+  // Every module recomputed from the golden's own recorded inputs (no forward) gives the stored
+  // official bits: as many outputs and values as the whole recompute compares.
+  const auto [official, values] = official_counts(Golden::open(kCommitted));
+  const auto r = dsv4("golden verify --recompute-only '*' " + kCommitted);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("spot check OK (--recompute-only '*', official values of the golden computed by cpu): " +
+                       std::to_string(official) + " official outputs of 81 modules (embed, layers.0.hc_attn, "),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("in 3 steps (prefill, decode0, decode1), each recomputed on the cpu from the golden's own "
+                       "recorded inputs; 0 other official outputs not checked; " +
+                       std::to_string(values) + " values bit-identical"),
+            std::string::npos)
+      << r.out;
+}
+
+TEST_F(CliGolden, SpotCheckSelection) {
+  const RecomputeSelection s = parse_recompute_selection("layers.1, prefill/layers.*.ffn,decode*/head");
+  ASSERT_EQ(s.selectors.size(), 3u);
+  const auto& [one, ffn, head] = std::tie(s.selectors[0], s.selectors[1], s.selectors[2]);
+  EXPECT_TRUE(recompute_selects(one, "decode0/layers.1.attn.indexer/out"));  // a module inside layers.1
+  EXPECT_TRUE(recompute_selects(one, "prefill/layers.1/out"));               // layers.1 itself
+  EXPECT_FALSE(recompute_selects(one, "prefill/layers.10.attn/out"));        // not inside layers.1
+  EXPECT_FALSE(recompute_selects(one, "prefill/layers.0/out"));
+  EXPECT_TRUE(recompute_selects(ffn, "prefill/layers.3.ffn.gate/out1"));
+  EXPECT_TRUE(recompute_selects(ffn, "prefill/layers.0.ffn/out"));
+  EXPECT_FALSE(recompute_selects(ffn, "decode0/layers.0.ffn/out"));  // another step
+  EXPECT_FALSE(recompute_selects(ffn, "prefill/layers.0.ffn_norm/out"));
+  EXPECT_TRUE(recompute_selects(head, "decode1/head/out"));
+  EXPECT_FALSE(recompute_selects(head, "prefill/head/out"));
+  EXPECT_FALSE(recompute_selects(head, "decode1/mtp.0.head/out"));
+  // Selected outputs, in execution order.
+  const Golden g = Golden::open(kCommitted);
+  std::int64_t official = 0;
+  const std::vector<std::string> sel =
+      recompute_selected_outputs(g, parse_recompute_selection("decode1/layers.2.attn.indexer"), &official);
+  EXPECT_EQ(sel, (std::vector<std::string>{"decode1/layers.2.attn.indexer/scores", "decode1/layers.2.attn.indexer/out",
+                                           "decode1/layers.2.attn.indexer/margin"}));
+  EXPECT_EQ(official, official_counts(g).first);
+}
+
+TEST_F(CliGolden, SpotCheckFailsInsideTheSelectionOnly) {
+  // One official value negated and the golden resealed (as RecomputeNamesAForgedOfficialValue).
+  const std::string victim = "official/prefill/layers.0.attn/out";  // [1, 6, 256]
+  std::int64_t at = -1;
+  double was = 0;
+  forged_copy(kCommitted, file("f.h5"), victim, [&](Tensor& t) {
+    auto v = t.values<double>();
+    for (std::int64_t i = 300; at < 0; ++i)
+      if (v[static_cast<std::size_t>(i)] != 0) at = i;
+    was = v[static_cast<std::size_t>(at)];
+    v[static_cast<std::size_t>(at)] = -was;
+  });
+  ASSERT_EQ(dsv4("golden verify " + file("f.h5")).status, 0) << "the forge must pass the hash checks";
+  char vals[256];
+  std::snprintf(vals, sizeof vals, "stored %.17g (%a), recomputed %.17g (%a) (1 elements differ)", -was, -was, was,
+                was);
+  const std::string line =
+      "FAIL " + victim + " at [0, " + std::to_string(at / 256) + ", " + std::to_string(at % 256) + "]: " + vals;
+  // Inside the selection: named with its coordinate and both values, exit 1.
+  for (const std::string sel : {"layers.0", "prefill/layers.0.attn", "*"}) {
+    const auto r = dsv4("golden verify --recompute-only '" + sel + "' " + file("f.h5"));
+    EXPECT_EQ(r.status, 1) << sel << r.out << r.err;
+    EXPECT_NE(r.out.find(line), std::string::npos) << "expected '" << line << "' in:\n" << r.out;
+    EXPECT_NE(r.out.find("spot check FAILED (--recompute-only '" + sel + "'"), std::string::npos) << r.out;
+    EXPECT_NE(r.err.find("spot check FAILED: " + victim + " at ["), std::string::npos) << r.err;
+  }
+  // Outside it: not checked, and the report says what was.
+  const auto out = dsv4("golden verify --recompute-only layers.1 " + file("f.h5"));
+  EXPECT_EQ(out.status, 0) << out.out << out.err;
+  EXPECT_NE(out.out.find("spot check OK (--recompute-only 'layers.1', official values of the golden computed by "
+                         "cpu): 57 official outputs of 10 modules (layers.1.hc_attn, layers.1.attn_norm, "
+                         "layers.1.attn.q_norm, layers.1.attn, layers.1.attn.wo_a, layers.1.hc_ffn, "
+                         "layers.1.ffn_norm, layers.1.ffn.gate, layers.1.ffn, layers.1) in 3 steps (prefill, decode0, "
+                         "decode1)"),
+            std::string::npos)
+      << out.out;
+  EXPECT_NE(out.out.find(std::to_string(official_counts(Golden::open(kCommitted)).first - 57) +
+                         " other official outputs not checked"),
+            std::string::npos)
+      << out.out;
+  // layer 0 in decode0: its attention's cache is rebuilt from the prefill's recorded inputs (the
+  // forged prefill output is not one of them) and nothing it compares was forged.
+  EXPECT_EQ(dsv4("golden verify --recompute-only decode0/layers.0 " + file("f.h5")).status, 0);
+
+  // A discrete output (expert ids) forged: its gate names it; the MoE combine that reads it does not
+  // see it as wrong by itself (the combine of the forged routing differs from the stored out).
+  const std::string ids = "official/decode1/layers.3.ffn.gate/out1";
+  forged_copy(kCommitted, file("e.h5"), ids, [](Tensor& t) {
+    auto v = t.values<std::int64_t>();
+    v[1] = (v[1] + 1) % 8;  // tiny: 8 routed experts
+  });
+  const auto re = dsv4("golden verify --recompute-only decode1/layers.3.ffn.gate " + file("e.h5"));
+  EXPECT_EQ(re.status, 1) << re.out << re.err;
+  EXPECT_NE(re.out.find("FAIL " + ids + " at [0, 0, 1]: stored "), std::string::npos) << re.out;
+  EXPECT_EQ(dsv4("golden verify --recompute-only 'prefill/layers.3,decode0/*' " + file("e.h5")).status, 0);
+}
+
+// A copy of golden `from` without output `canonical` (exact/ and official/, its manifest entries and
+// tolerance figures), resealed: a golden that lacks a module's input but passes golden verify.
+void copy_without(const std::string& from, const std::string& to, const std::string& canonical) {
+  const Golden g = Golden::open(from);
+  auto manifest = nlohmann::ordered_json::parse(g.manifest_text());
+  auto& ds = manifest.at("datasets");
+  nlohmann::ordered_json kept = nlohmann::ordered_json::array();
+  for (const auto& e : ds)
+    if (e.at("path") != "exact/" + canonical && e.at("path") != "official/" + canonical) kept.push_back(e);
+  ASSERT_EQ(kept.size() + 2, ds.size()) << canonical;
+  ds = kept;
+  manifest.at("tolerance").at("tensors").erase(canonical);
+  Hdf5File out = Hdf5File::create(to);
+  for (const std::string& n : g.file().list_datasets())
+    if (n != "manifest" && n != "exact/" + canonical && n != "official/" + canonical) out.write(n, g.file().read(n));
+  seal_golden(out, manifest.dump(1));
+}
+
+TEST_F(CliGolden, SpotCheckOptionsAndMissingInputsAreBadInput) {
+  for (const std::string sel : {"layers.9", "foo/layers.1", "layers.1,nothing"})
+    expect_bad_input(dsv4("golden verify --recompute-only '" + sel + "' " + kCommitted), "golden verify",
+                     "--recompute-only: '" + sel.substr(sel.find(',') + 1) + "' selects no official output");
+  for (const std::string sel : {"", "layers.1,", "a/b/c", "/head"})
+    expect_bad_input(dsv4("golden verify --recompute-only '" + sel + "' " + kCommitted), "golden verify",
+                     "is not a selector");
+  expect_bad_input(dsv4("golden verify --recompute-only layers.1 --device gpu " + kCommitted), "golden verify",
+                   "spot checks run on the CPU");
+  expect_bad_input(dsv4("golden verify --recompute --recompute-only layers.1 " + kCommitted), "golden verify",
+                   "--recompute-only");
+  // A golden without a module's input (resealed, so golden verify passes): the modules that read it
+  // cannot be spot-checked — exit 2 naming it; others still can.
+  copy_without(kCommitted, file("m.h5"), "prefill/layers.1.attn_norm/out");
+  ASSERT_EQ(dsv4("golden verify " + file("m.h5")).status, 0) << "the copy must pass golden verify";
+  const auto r = dsv4("golden verify --recompute-only prefill/layers.1.attn " + file("m.h5"));
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("--recompute-only: the golden lacks inputs of the selected modules: "
+                       "official/prefill/layers.1.attn_norm/out\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+  // decode0's attention needs the prefill's cache, built from the missing input.
+  EXPECT_EQ(dsv4("golden verify --recompute-only decode0/layers.1.attn " + file("m.h5")).status, 2);
+  EXPECT_EQ(dsv4("golden verify --recompute-only layers.2 " + file("m.h5")).status, 0);
 }
 
 }  // namespace

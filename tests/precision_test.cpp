@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <tuple>
+
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
 #include "dsv4/numerics/philox.hpp"
@@ -42,6 +47,35 @@ TEST(Precision, OfficialMatmulIsBatchAndThreadInvariant) {
   // Row 17 alone gives the same bits as inside the batch.
   const Mat row = p.matmul_nt(x.row(17), w);
   EXPECT_TRUE((row.array() == y1.row(17).array()).all());
+}
+
+// The fp32-order yardstick (Deviation::kSumSequential, spec 01 C1's sequential fp32 variant): every
+// element of its GEMM is the chain s <- fmaf(x_ik, w_jk, s) over k ascending — whatever path
+// computes it (the eight-lane one, four rows at a time, or Precision::dot's). Shapes cover partial
+// lanes (N % 8 != 0) and rows (M % 4 != 0); unrounded operands make the float conversions matter.
+TEST(Precision, SequentialFp32MatmulIsTheFmafChainPerElement) {
+  const Precision p(Mode::kOfficial, Deviation::kSumSequential);
+  for (const auto& [M, N, K] :
+       {std::tuple<std::int64_t, std::int64_t, std::int64_t>{7, 13, 300}, {16, 8, 64}, {3, 21, 1}, {33, 5, 517}}) {
+    const Mat x = test::random_normal_matrix(M, K, 1, 5, 1.0);
+    const Mat w = test::random_normal_matrix(N, K, 1, 6, 0.05);
+    for (const int threads : {1, 0}) {
+      const Mat y = p.matmul_nt(x, w, threads);
+      const Mat yn = p.matmul_nn(x, w.transpose(), threads);
+      for (Eigen::Index i = 0; i < M; ++i) {
+        for (Eigen::Index j = 0; j < N; ++j) {
+          float s = 0.0f;  // the C library's fmaf, term by term
+          for (Eigen::Index k = 0; k < K; ++k)
+            s = std::fma(static_cast<float>(x(i, k)), static_cast<float>(w(j, k)), s);
+          ASSERT_EQ(std::bit_cast<std::uint64_t>(y(i, j)), std::bit_cast<std::uint64_t>(static_cast<double>(s)))
+              << M << "x" << N << "x" << K << " threads " << threads << " at " << i << "," << j;
+          ASSERT_EQ(std::bit_cast<std::uint64_t>(yn(i, j)), std::bit_cast<std::uint64_t>(static_cast<double>(s)));
+          ASSERT_EQ(std::bit_cast<std::uint64_t>(p.dot(x.row(i).data(), w.row(j).data(), K)),
+                    std::bit_cast<std::uint64_t>(static_cast<double>(s)));
+        }
+      }
+    }
+  }
 }
 
 TEST(Precision, ExactModeStoresNoRounding) {

@@ -2,8 +2,13 @@
 #include "dsv4/diff/dump_getters.hpp"
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
 
 #include "dsv4/golden/model_run.hpp"
 #include "dsv4/golden/sha256.hpp"
@@ -49,26 +54,73 @@ std::vector<std::int64_t> batched_shape(const std::vector<std::int64_t>& s, cons
   throw InputError(name, "rank " + std::to_string(s.size()) + ", expected [batch, rows, cols]");
 }
 
+namespace {
+
+// The last tensors a getter returned, by name, within a byte budget: the teacher-forced diff asks
+// for one tensor several times (as a module's output, as the next modules' input, and the golden's
+// for its shape), and each read re-reads, decompresses and (a golden's) re-hashes it. The tensors
+// returned are the same values either way; at real widths, where one tensor exceeds the budget,
+// nothing is kept.
+class RecentTensors {
+ public:
+  static constexpr std::size_t kBudgetBytes = std::size_t{128} << 20;
+  std::optional<std::optional<RecordedTensor>> find(const std::string& name) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [n, t] : kept_)
+      if (n == name) return t;
+    return std::nullopt;
+  }
+  void keep(const std::string& name, const std::optional<RecordedTensor>& t) {
+    const std::size_t bytes = t ? t->values.size() * sizeof(double) : 0;
+    if (bytes > kBudgetBytes) return;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    kept_.emplace_back(name, t);
+    bytes_ += bytes;
+    while (bytes_ > kBudgetBytes) {
+      bytes_ -= kept_.front().second ? kept_.front().second->values.size() * sizeof(double) : 0;
+      kept_.pop_front();
+    }
+  }
+
+ private:
+  std::mutex mutex_;
+  std::deque<std::pair<std::string, std::optional<RecordedTensor>>> kept_;  // oldest first
+  std::size_t bytes_ = 0;
+};
+
+// `read` behind a RecentTensors cache.
+TensorGetter remembering(std::function<std::optional<RecordedTensor>(const std::string&)> read) {
+  auto recent = std::make_shared<RecentTensors>();
+  return [recent, read = std::move(read)](const std::string& name) -> std::optional<RecordedTensor> {
+    if (std::optional<std::optional<RecordedTensor>> hit = recent->find(name)) return std::move(*hit);
+    std::optional<RecordedTensor> t = read(name);
+    recent->keep(name, t);
+    return t;
+  };
+}
+
+}  // namespace
+
 TensorGetter candidate_getter(const MappedTensorSource& source, const Golden* golden) {
-  return [&source, golden](const std::string& name) -> std::optional<RecordedTensor> {
+  return remembering([&source, golden](const std::string& name) -> std::optional<RecordedTensor> {
     if (!source.contains(name)) return std::nullopt;
     const GoldenEntry* e = golden != nullptr ? golden->find("exact/" + name) : nullptr;
     if (e == nullptr) return recorded_from_tensor(source.read(name), name);
     std::int64_t elements = 1;  // bounded by the golden's output before it is read (issue 14 item 3)
     for (std::int64_t d : e->shape) elements *= d;
     return recorded_from_tensor(source.read(name, elements), name);
-  };
+  });
 }
 
 TensorGetter golden_getter(const Golden& golden, const std::string& precision) {
-  return [&golden, precision](const std::string& name) -> std::optional<RecordedTensor> {
+  return remembering([&golden, precision](const std::string& name) -> std::optional<RecordedTensor> {
     const GoldenEntry* e = golden.find(precision + "/" + name);
     if (e == nullptr) return std::nullopt;
     RecordedTensor r;
     r.shape = e->shape;
     r.values = golden.values(precision, name);
     return r;
-  };
+  });
 }
 
 TensorGetter golden_exact_getter(const Golden& golden) { return golden_getter(golden, "exact"); }

@@ -18,6 +18,7 @@
 #include "dsv4/compare/set_compare.hpp"
 #include "dsv4/compare/ulp.hpp"
 #include "dsv4/config/version.hpp"
+#include "dsv4/golden/glob.hpp"
 #include "dsv4/golden/read_ahead.hpp"
 #include "dsv4/golden/sha256.hpp"
 #include "dsv4/golden/train_golden.hpp"
@@ -161,9 +162,6 @@ Requirement parse_requirement(const std::string& text) {
   return r;
 }
 
-namespace {
-
-// Glob match with '*' (any run of characters, '/' included).
 bool glob_match(std::string_view pattern, std::string_view text) {
   std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
   while (t < text.size()) {
@@ -183,8 +181,6 @@ bool glob_match(std::string_view pattern, std::string_view text) {
   while (p < pattern.size() && pattern[p] == '*') ++p;
   return p == pattern.size();
 }
-
-}  // namespace
 
 bool is_required(const Requirement& req, const std::string& canonical) {
   switch (req.kind) {

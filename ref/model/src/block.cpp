@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#include "dsv4/model/block_record.hpp"
 #include "dsv4/model/rmsnorm.hpp"
 #include "dsv4/model/synthetic_weights.hpp"
 
@@ -72,19 +73,13 @@ BlockOutput Block::forward(const Mat& x, const std::vector<std::int64_t>& token_
 
 namespace {
 
-template <class Get>
-void record_field(Recorder* rec, const std::string& name, const std::vector<BlockOutput>& batch, Get get) {
+// One matrix per sequence of `batch`, got from each element.
+template <class T, class Get>
+void record_field(Recorder* rec, const std::string& name, const std::vector<const T*>& batch, Get get) {
   std::vector<Mat> v;
   v.reserve(batch.size());
-  for (const BlockOutput& b : batch) v.push_back(get(b));
+  for (const T* b : batch) v.push_back(get(*b));
   record_batch(rec, name, v);
-}
-
-void record_hc(Recorder* rec, const std::string& base, const std::vector<BlockOutput>& batch, bool ffn) {
-  const auto site = [ffn](const BlockOutput& b) -> const HcPreOutput& { return ffn ? b.hc_ffn : b.hc_attn; };
-  record_field(rec, base + "/y", batch, [&](const BlockOutput& b) { return site(b).y; });
-  record_field(rec, base + "/post", batch, [&](const BlockOutput& b) { return site(b).post; });
-  record_field(rec, base + "/comb", batch, [&](const BlockOutput& b) { return site(b).comb; });
 }
 
 // Margins as a table [rows, 4]: k-th score, best unselected score, gap, error bound (spec:
@@ -106,45 +101,80 @@ Mat routing_margin_table(const std::vector<RoutingMargin>& m) { return margin_ta
 
 std::vector<std::int64_t> lists_as_int64(const IndexLists& l) { return {l.data.begin(), l.data.end()}; }
 
+template <class T, class Get>
+std::vector<const T*> pointers(const std::vector<BlockOutput>& batch, Get get) {
+  std::vector<const T*> v;
+  v.reserve(batch.size());
+  for (const BlockOutput& b : batch) v.push_back(&get(b));
+  return v;
+}
+
 }  // namespace
+
+void record_hc_pre(Recorder* rec, const std::string& base, const std::vector<const HcPreOutput*>& batch) {
+  if (rec == nullptr || batch.empty()) return;
+  record_field(rec, base + "/y", batch, [](const HcPreOutput& h) { return h.y; });
+  record_field(rec, base + "/post", batch, [](const HcPreOutput& h) { return h.post; });
+  record_field(rec, base + "/comb", batch, [](const HcPreOutput& h) { return h.comb; });
+}
+
+void record_attention(Recorder* rec, const std::string& base, const std::vector<const AttentionOutput*>& batch) {
+  if (rec == nullptr || batch.empty()) return;
+  const std::string& p = base;
+  record_field(rec, p + ".attn.q_norm/out", batch, [](const AttentionOutput& a) { return a.q_r; });
+  record_field(rec, p + ".attn/kv", batch, [](const AttentionOutput& a) { return a.kv; });
+  if (batch.front()->compressed.entries.rows() > 0) {
+    record_field(rec, p + ".attn.compressor/out", batch, [](const AttentionOutput& a) { return a.compressed.entries; });
+  }
+  if (batch.front()->indexer) {
+    record_field(rec, p + ".attn.indexer/scores", batch, [](const AttentionOutput& a) { return a.indexer->scores; });
+    std::vector<std::vector<std::int64_t>> lists;
+    for (const AttentionOutput* a : batch) lists.push_back(lists_as_int64(a->indexer->lists));
+    // No list before the first compressed entry (a prefill of fewer than 4 tokens, or a decode
+    // step before position 3): nothing to record, as for compressor/out.
+    if (batch.front()->indexer->lists.width > 0)
+      record_batch_indices(rec, p + ".attn.indexer/out", lists, batch.front()->indexer->lists.width);
+    record_field(rec, p + ".attn.indexer/margin", batch,
+                 [](const AttentionOutput& a) { return topk_margin_table(a.indexer->margins); });
+  }
+  record_field(rec, p + ".attn.wo_a/out", batch, [](const AttentionOutput& a) { return a.o_a; });
+  record_field(rec, p + ".attn/out", batch, [](const AttentionOutput& a) { return a.out; });
+}
+
+void record_gate(Recorder* rec, const std::string& base, const std::vector<const GateOutput*>& batch) {
+  if (rec == nullptr || batch.empty()) return;
+  const std::string& p = base;
+  record_field(rec, p + ".ffn.gate/scores", batch, [](const GateOutput& g) { return g.scores; });
+  record_field(rec, p + ".ffn.gate/out0", batch, [](const GateOutput& g) { return g.weights; });
+  std::vector<std::vector<std::int64_t>> ids;
+  for (const GateOutput* g : batch) ids.push_back(g->indices);
+  record_batch_indices(rec, p + ".ffn.gate/out1", ids, batch.front()->weights.cols());
+  record_field(rec, p + ".ffn.gate/margin", batch, [](const GateOutput& g) { return routing_margin_table(g.margins); });
+}
 
 void record_block(Recorder* rec, const std::string& step, const std::string& prefix,
                   const std::vector<BlockOutput>& batch) {
   if (rec == nullptr || batch.empty()) return;
   const std::string p = step.empty() ? prefix : step + "/" + prefix;
-  record_hc(rec, p + ".hc_attn", batch, false);
-  record_field(rec, p + ".attn_norm/out", batch, [](const BlockOutput& b) { return b.attn_norm; });
-  record_field(rec, p + ".attn.q_norm/out", batch, [](const BlockOutput& b) { return b.attn.q_r; });
-  record_field(rec, p + ".attn/kv", batch, [](const BlockOutput& b) { return b.attn.kv; });
-  if (batch.front().attn.compressed.entries.rows() > 0) {
-    record_field(rec, p + ".attn.compressor/out", batch,
-                 [](const BlockOutput& b) { return b.attn.compressed.entries; });
-  }
-  if (batch.front().attn.indexer) {
-    record_field(rec, p + ".attn.indexer/scores", batch, [](const BlockOutput& b) { return b.attn.indexer->scores; });
-    std::vector<std::vector<std::int64_t>> lists;
-    for (const BlockOutput& b : batch) lists.push_back(lists_as_int64(b.attn.indexer->lists));
-    // No list before the first compressed entry (a prefill of fewer than 4 tokens, or a decode
-    // step before position 3): nothing to record, as for compressor/out.
-    if (batch.front().attn.indexer->lists.width > 0)
-      record_batch_indices(rec, p + ".attn.indexer/out", lists, batch.front().attn.indexer->lists.width);
-    record_field(rec, p + ".attn.indexer/margin", batch,
-                 [](const BlockOutput& b) { return topk_margin_table(b.attn.indexer->margins); });
-  }
-  record_field(rec, p + ".attn.wo_a/out", batch, [](const BlockOutput& b) { return b.attn.o_a; });
-  record_field(rec, p + ".attn/out", batch, [](const BlockOutput& b) { return b.attn.out; });
-  record_field(rec, p + ".hc_attn/out", batch, [](const BlockOutput& b) { return b.x_mid; });
-  record_hc(rec, p + ".hc_ffn", batch, true);
-  record_field(rec, p + ".ffn_norm/out", batch, [](const BlockOutput& b) { return b.ffn_norm; });
-  record_field(rec, p + ".ffn.gate/scores", batch, [](const BlockOutput& b) { return b.ffn.gate.scores; });
-  record_field(rec, p + ".ffn.gate/out0", batch, [](const BlockOutput& b) { return b.ffn.gate.weights; });
-  std::vector<std::vector<std::int64_t>> ids;
-  for (const BlockOutput& b : batch) ids.push_back(b.ffn.gate.indices);
-  record_batch_indices(rec, p + ".ffn.gate/out1", ids, batch.front().ffn.gate.weights.cols());
-  record_field(rec, p + ".ffn.gate/margin", batch,
-               [](const BlockOutput& b) { return routing_margin_table(b.ffn.gate.margins); });
-  record_field(rec, p + ".ffn/out", batch, [](const BlockOutput& b) { return b.ffn.out; });
-  record_field(rec, p + "/out", batch, [](const BlockOutput& b) { return b.x_out; });
+  const auto mats = [&](auto get) { return pointers<Mat>(batch, get); };
+  record_hc_pre(rec, p + ".hc_attn",
+                pointers<HcPreOutput>(batch, [](const BlockOutput& b) -> const HcPreOutput& { return b.hc_attn; }));
+  record_field(rec, p + ".attn_norm/out", mats([](const BlockOutput& b) -> const Mat& { return b.attn_norm; }),
+               [](const Mat& m) { return m; });
+  record_attention(
+      rec, p, pointers<AttentionOutput>(batch, [](const BlockOutput& b) -> const AttentionOutput& { return b.attn; }));
+  record_field(rec, p + ".hc_attn/out", mats([](const BlockOutput& b) -> const Mat& { return b.x_mid; }),
+               [](const Mat& m) { return m; });
+  record_hc_pre(rec, p + ".hc_ffn",
+                pointers<HcPreOutput>(batch, [](const BlockOutput& b) -> const HcPreOutput& { return b.hc_ffn; }));
+  record_field(rec, p + ".ffn_norm/out", mats([](const BlockOutput& b) -> const Mat& { return b.ffn_norm; }),
+               [](const Mat& m) { return m; });
+  record_gate(rec, p,
+              pointers<GateOutput>(batch, [](const BlockOutput& b) -> const GateOutput& { return b.ffn.gate; }));
+  record_field(rec, p + ".ffn/out", mats([](const BlockOutput& b) -> const Mat& { return b.ffn.out; }),
+               [](const Mat& m) { return m; });
+  record_field(rec, p + "/out", mats([](const BlockOutput& b) -> const Mat& { return b.x_out; }),
+               [](const Mat& m) { return m; });
 }
 
 }  // namespace dsv4

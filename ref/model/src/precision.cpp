@@ -9,6 +9,10 @@
 #include <stdexcept>
 #include <vector>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 #include "dsv4/numerics/correct_rounding.hpp"
 #include "dsv4/numerics/exact_sum.hpp"
 #include "dsv4/numerics/formats.hpp"
@@ -187,14 +191,114 @@ float fp32_term(const double* a, const double* b, std::int64_t i) {
   return b == nullptr ? static_cast<float>(a[i]) : static_cast<float>(a[i] * b[i]);
 }
 
-// Sequential over [i0, i1): s ← fmaf(a_i, b_i, s) (s ← s + a_i for a sum), as a CUDA-core loop.
-float sequential_fp32(const double* a, const double* b, std::int64_t i0, std::int64_t i1) {
+// s ← fmaf(a_i, b_i, s) over [i0, i1) (spec 01 C1's fp32 variant). fmaf is correctly rounded, so
+// every implementation gives the same bits: the CPU's fused multiply-add instruction where it has
+// one (compiled for it here, chosen at run time: the build targets plain x86-64, where std::fma on
+// floats is a library call per term, which dominated this loop), the C library's otherwise.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("fma"))) float fma_chain_hw(const double* a, const double* b, std::int64_t i0, std::int64_t i1) {
   float s = 0.0f;
-  for (std::int64_t i = i0; i < i1; ++i) {
-    s = b == nullptr ? s + static_cast<float>(a[i]) : std::fma(static_cast<float>(a[i]), static_cast<float>(b[i]), s);
-  }
+  for (std::int64_t i = i0; i < i1; ++i) s = __builtin_fmaf(static_cast<float>(a[i]), static_cast<float>(b[i]), s);
   return s;
 }
+bool cpu_has_fma() {
+  static const bool has = __builtin_cpu_supports("fma");
+  return has;
+}
+#endif
+float fma_chain(const double* a, const double* b, std::int64_t i0, std::int64_t i1) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (cpu_has_fma()) return fma_chain_hw(a, b, i0, i1);
+#endif
+  float s = 0.0f;
+  for (std::int64_t i = i0; i < i1; ++i) s = std::fma(static_cast<float>(a[i]), static_cast<float>(b[i]), s);
+  return s;
+}
+
+// Sequential over [i0, i1): s ← fmaf(a_i, b_i, s) (s ← s + a_i for a sum), as a CUDA-core loop.
+float sequential_fp32(const double* a, const double* b, std::int64_t i0, std::int64_t i1) {
+  if (b != nullptr) return fma_chain(a, b, i0, i1);
+  float s = 0.0f;
+  for (std::int64_t i = i0; i < i1; ++i) s = s + static_cast<float>(a[i]);
+  return s;
+}
+
+// The kSumSequential GEMM y = x wᵀ, every element the chain of fma_chain (s ← fmaf(x_ik, w_jk, s), k
+// ascending), computed for eight columns at once in the lanes of one AVX register and four rows at
+// once (independent chains hide the instruction's latency): each lane runs one element's chain in
+// fma_chain's order with its own accumulator, so every element has the bits of fma_chain — the
+// order of the sum is the element's, not the machine's. The operands are converted to float once
+// (the same conversion fma_chain applies to each term). Rows [r0, r1) of y.
+#if defined(__x86_64__) && defined(__GNUC__)
+bool cpu_has_avx2_fma() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+
+// wt: the columns j0 … j0+7 of wᵀ as K rows of 8 floats (w converted to float, zero lanes past N).
+__attribute__((target("avx2,fma"))) void sequential_gemm_rows_hw(const std::vector<float>& xf,
+                                                                 const std::vector<float>& wt, std::int64_t M,
+                                                                 std::int64_t N, std::int64_t K, double* y,
+                                                                 std::int64_t r0, std::int64_t r1) {
+  (void)M;
+  const std::int64_t blocks = (N + 7) / 8;
+  for (std::int64_t jb = 0; jb < blocks; ++jb) {
+    const float* w8 = wt.data() + jb * K * 8;
+    const std::int64_t lanes = std::min<std::int64_t>(8, N - jb * 8);
+    std::int64_t i = r0;
+    for (; i + 4 <= r1; i += 4) {
+      const float* x0 = xf.data() + i * K;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      for (std::int64_t k = 0; k < K; ++k) {
+        const __m256 wk = _mm256_loadu_ps(w8 + k * 8);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k]), wk, a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(x0[K + k]), wk, a1);
+        a2 = _mm256_fmadd_ps(_mm256_set1_ps(x0[2 * K + k]), wk, a2);
+        a3 = _mm256_fmadd_ps(_mm256_set1_ps(x0[3 * K + k]), wk, a3);
+      }
+      alignas(32) float out[4][8];
+      _mm256_store_ps(out[0], a0);
+      _mm256_store_ps(out[1], a1);
+      _mm256_store_ps(out[2], a2);
+      _mm256_store_ps(out[3], a3);
+      for (std::int64_t r = 0; r < 4; ++r)
+        for (std::int64_t l = 0; l < lanes; ++l) y[(i + r) * N + jb * 8 + l] = out[r][l];
+    }
+    for (; i < r1; ++i) {
+      const float* x0 = xf.data() + i * K;
+      __m256 a0 = _mm256_setzero_ps();
+      for (std::int64_t k = 0; k < K; ++k) a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0[k]), _mm256_loadu_ps(w8 + k * 8), a0);
+      alignas(32) float out[8];
+      _mm256_store_ps(out, a0);
+      for (std::int64_t l = 0; l < lanes; ++l) y[i * N + jb * 8 + l] = out[l];
+    }
+  }
+}
+
+// y [M, N] (row-major) = the kSumSequential x wᵀ; false (y untouched) where the CPU lacks AVX2/FMA.
+bool sequential_gemm_nt(const Mat& x, const Mat& w, Mat& y, int threads) {
+  if (!cpu_has_avx2_fma()) return false;
+  const std::int64_t M = x.rows(), N = w.rows(), K = x.cols();
+  std::vector<float> xf(static_cast<std::size_t>(M * K));
+  for (std::int64_t i = 0; i < M * K; ++i) xf[static_cast<std::size_t>(i)] = static_cast<float>(x.data()[i]);
+  const std::int64_t blocks = (N + 7) / 8;
+  std::vector<float> wt(static_cast<std::size_t>(blocks * K * 8), 0.0f);
+  for (std::int64_t j = 0; j < N; ++j)
+    for (std::int64_t k = 0; k < K; ++k)
+      wt[static_cast<std::size_t>(((j / 8) * K + k) * 8 + j % 8)] = static_cast<float>(w(j, k));
+  const auto rows = [&](std::int64_t r0, std::int64_t r1) {
+    sequential_gemm_rows_hw(xf, wt, M, N, K, y.data(), r0, r1);
+  };
+  if (threads == 1) {
+    rows(0, M);
+  } else {
+    parallel_rows(M, 16, rows);
+  }
+  return true;
+}
+#else
+bool sequential_gemm_nt(const Mat&, const Mat&, Mat&, int) { return false; }
+#endif
 
 // Pairwise over [i0, i1): the fp32 products (exact for bf16 operands) added in a balanced tree.
 float pairwise_fp32(const double* a, const double* b, std::int64_t i0, std::int64_t i1) {
@@ -302,6 +406,7 @@ Mat Precision::matmul_nt(const Mat& x, const Mat& w, int threads) const {
   const std::int64_t M = x.rows(), N = w.rows(), K = x.cols();
   Mat y(M, N);
   if (official() && sum_variant(deviation_)) {  // the variant's fp32 order, element by element
+    if (deviation_ == Deviation::kSumSequential && sequential_gemm_nt(x, w, y, threads)) return y;
     const auto rows = [&](std::int64_t r0, std::int64_t r1) {
       for (Eigen::Index i = r0; i < r1; ++i)
         for (Eigen::Index j = 0; j < N; ++j) y(i, j) = dot(x.row(i).data(), w.row(j).data(), K);

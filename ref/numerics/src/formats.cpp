@@ -4,12 +4,22 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
 namespace dsv4 {
 
 namespace {
+
+// ldexp(x, k) as one multiplication by 2^k where 2^k is a normal double (k in [−1022, 1023]): the
+// product is x·2^k rounded once, which is what ldexp returns (the same bits, without a library call
+// per element: the conversions below run on every activation the reference quantises); ldexp itself
+// for other k.
+double scale2(double x, int k) {
+  if (k < -1022 || k > 1023) return std::ldexp(x, k);
+  return x * std::bit_cast<double>(static_cast<std::uint64_t>(k + 1023) << 52);
+}
 
 int exponent_all_ones(const MinifloatFormat& f) { return (1 << f.exponent_bits) - 1; }
 std::uint32_t mantissa_all_ones(const MinifloatFormat& f) { return (1u << f.mantissa_bits) - 1u; }
@@ -36,13 +46,13 @@ bool has_subnormals(const MinifloatFormat& f) { return f.has_zero; }
 
 double max_finite(const MinifloatFormat& f) {
   const int e = max_finite_exponent(f);
-  const double m = 1.0 + std::ldexp(static_cast<double>(max_finite_mantissa(f)), -f.mantissa_bits);
-  return std::ldexp(m, e - f.bias);
+  const double m = 1.0 + scale2(static_cast<double>(max_finite_mantissa(f)), -f.mantissa_bits);
+  return scale2(m, e - f.bias);
 }
 
 double min_positive(const MinifloatFormat& f) {
-  if (!has_subnormals(f)) return std::ldexp(1.0, -f.bias);
-  return std::ldexp(1.0, 1 - f.bias - f.mantissa_bits);
+  if (!has_subnormals(f)) return scale2(1.0, -f.bias);
+  return scale2(1.0, 1 - f.bias - f.mantissa_bits);
 }
 
 double decode_minifloat(const MinifloatFormat& f, std::uint32_t bits) {
@@ -57,10 +67,10 @@ double decode_minifloat(const MinifloatFormat& f, std::uint32_t bits) {
   if (f.nan_is_all_ones && exp == exponent_all_ones(f) && mant == mantissa_all_ones(f)) {
     return std::numeric_limits<double>::quiet_NaN();
   }
-  if (!has_subnormals(f)) return std::ldexp(1.0, exp - f.bias);  // e8m0
-  if (exp == 0) return sign * std::ldexp(static_cast<double>(mant), 1 - f.bias - f.mantissa_bits);
+  if (!has_subnormals(f)) return scale2(1.0, exp - f.bias);  // e8m0
+  if (exp == 0) return sign * scale2(static_cast<double>(mant), 1 - f.bias - f.mantissa_bits);
   const double significand = static_cast<double>((1u << f.mantissa_bits) | mant);
-  return sign * std::ldexp(significand, exp - f.bias - f.mantissa_bits);
+  return sign * scale2(significand, exp - f.bias - f.mantissa_bits);
 }
 
 namespace {
@@ -95,7 +105,7 @@ std::uint32_t round_to_format(const MinifloatFormat& f, double x, Overflow overf
   const int unbiased = std::max(e2 - 1, min_exp);
   const int quantum_exp = unbiased - f.mantissa_bits;
   // a / quantum is exact (power-of-two scaling of a double, far from the double range limits).
-  const double scaled = std::ldexp(a, -quantum_exp);
+  const double scaled = scale2(a, -quantum_exp);
   const double floor_v = std::floor(scaled);
   const double frac = scaled - floor_v;  // exact
   double rounded = floor_v;
@@ -108,7 +118,7 @@ std::uint32_t round_to_format(const MinifloatFormat& f, double x, Overflow overf
   }
   // e8m0 (no mantissa, no subnormals): all quanta below 2^-127 flush to the smallest pattern.
   if (rounded == 0.0) return f.has_zero ? sign : 0u;
-  const double value = std::ldexp(rounded, quantum_exp);
+  const double value = scale2(rounded, quantum_exp);
   if (value > max_finite(f)) return overflowed();
   // Re-derive the pattern of the (exactly representable) rounded value.
   int ve = 0;
@@ -117,9 +127,9 @@ std::uint32_t round_to_format(const MinifloatFormat& f, double x, Overflow overf
   std::uint32_t mant;
   if (has_subnormals(f) && biased <= 0) {
     biased = 0;
-    mant = static_cast<std::uint32_t>(std::ldexp(value, f.bias - 1 + f.mantissa_bits));
+    mant = static_cast<std::uint32_t>(scale2(value, f.bias - 1 + f.mantissa_bits));
   } else {
-    const double significand = std::ldexp(value, -(ve - 1) + f.mantissa_bits);  // in [2^M, 2^(M+1))
+    const double significand = scale2(value, -(ve - 1) + f.mantissa_bits);  // in [2^M, 2^(M+1))
     mant = static_cast<std::uint32_t>(significand) & mantissa_all_ones(f);
   }
   return sign | (static_cast<std::uint32_t>(biased) << f.mantissa_bits) | mant;

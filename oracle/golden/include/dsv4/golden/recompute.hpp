@@ -2,6 +2,9 @@
 // its own tokens, steps and weights — by the CPU reference (Transformer, official mode) or by an
 // OfficialRunner (GpuModel's CUDA backend) — and compared bit for bit with the stored ones. A golden
 // whose official values a GPU computed (generate --device gpu) is proved by the CPU this way.
+// `--recompute-only` spot-checks named modules instead: each recomputed from the golden's own
+// recorded official inputs (teacher-forced, no forward of the model), so that a golden too large
+// for a CPU forward (V4-Flash widths) is proved module by module.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +29,11 @@ struct RecomputeMismatch {
 };
 
 struct GoldenRecomputeResult {
-  std::string device;        // what recomputed: "cpu" or the runner's device
+  std::string device;  // what recomputed: "cpu" or the runner's device
+  // Spot checks (recompute_official_selected): the official outputs of the golden that were
+  // selected and compared, in execution order; and how many others were not checked.
+  std::vector<std::string> checked;
+  std::int64_t not_checked = 0;
   std::int64_t outputs = 0;  // official outputs compared
   std::int64_t values = 0;   // their elements
   std::int64_t differing_outputs = 0;
@@ -42,6 +49,43 @@ struct GoldenRecomputeResult {
 // --device when the golden holds more sequences than the runner runs.
 GoldenRecomputeResult recompute_official(const Golden& g, const ModelWeights& w, const OfficialRunner* runner = nullptr,
                                          const StepProgressFn& progress = {});
+
+// `--recompute-only`: comma-separated selectors [STEP/]MODULE, each a glob ('*': any run of
+// characters). An official output <step>/<module path>/<output> is selected when its step matches
+// STEP (every step when absent) and its module path matches MODULE or lies inside a module that
+// does: "layers.3" selects every module of layer 3 (layers.3.hc_attn, layers.3.attn.indexer, …,
+// layers.3 itself), "prefill/layers.*.ffn" the gates and MoE combines of every layer in the
+// prefill, "layers.1,layers.5,head" those modules in every step.
+struct RecomputeSelection {
+  struct Selector {
+    std::string step;  // glob; empty: every step
+    std::string module;
+    std::string text;  // as given
+  };
+  std::vector<Selector> selectors;
+  std::string text;  // as given
+};
+// InputError naming --recompute-only for an empty selector or one with more than one '/'.
+RecomputeSelection parse_recompute_selection(const std::string& text);
+bool recompute_selects(const RecomputeSelection::Selector& s, const std::string& canonical);
+// The official outputs of `g` the selection selects, in execution order (and, when asked, how many
+// official outputs the golden holds); InputError naming --recompute-only and the selector when one
+// selects none.
+std::vector<std::string> recompute_selected_outputs(const Golden& g, const RecomputeSelection& selection,
+                                                    std::int64_t* official_outputs = nullptr);
+
+// The spot check: every official output of `g` that `selection` selects, recomputed in official
+// mode on the CPU reference from the golden's own official values of its module's inputs (the
+// output table's site inputs: the previous module's output, the block input, the indexer's lists
+// that the attention takes, the routing the MoE combine takes; the embedding from the tokens) —
+// no forward of the model — and compared bit for bit as recompute_official compares. A selected
+// attention in a decode step needs the layer's cache: that layer's attention is recomputed in every
+// earlier step too (from the golden's inputs, not compared unless selected). InputError naming
+// --recompute-only: a selector that selects no official output of the golden, or selected modules
+// whose inputs the golden lacks (every missing input named).
+GoldenRecomputeResult recompute_official_selected(const Golden& g, const ModelWeights& w,
+                                                  const RecomputeSelection& selection,
+                                                  const StepProgressFn& progress = {});
 
 // "[0, 3, 17]".
 std::string coordinate_text(const std::vector<std::int64_t>& coordinate);
