@@ -16,11 +16,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "dsv4/gpu/device.hpp"
 #include "dsv4/gpu/linear.hpp"
 #include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/quant.hpp"
 #include "dsv4/ops/registry.hpp"
 #include "dsv4/train/linear_backward.hpp"
 #include "support/canonical_port.hpp"
@@ -294,6 +296,49 @@ TEST(GpuLinear, TiledDenseDecisionHostPortIsExactInAnySummationOrder) {
   EXPECT_GT(outputs, 3000);
   EXPECT_GT(undecided, 0);            // the tie and cancellation cases reach the bound
   EXPECT_LE(undecided * 5, outputs);  // and most are decided by it (1,116 of 11,727 left when written)
+}
+
+// The registry's "block-sum roundings" cases (gpu/ops linear_op.cpp) can catch a kernel that rounds
+// an fp8 / fp4 block sum p_κ the wrong way: the reference's outputs are bf16(fl32(p)) with p exact
+// (every scale 2^0, one block in use), and rounding p toward zero instead changes a known share of
+// them (13 of 32 fp8, 7 of 32 fp4 by construction). The device run of ops_test compares the kernels
+// with these references; this test proves, on the CPU, that the cases discriminate.
+TEST(GpuLinear, BlockRoundingCasesCatchAMisroundedBlockSum) {
+  const ops::Op* op = ops::find_op("linear");
+  int cases = 0;
+  for (const ops::Case& c : op->cases(1)) {
+    if (c.label.find("block-sum roundings") == std::string::npos) continue;
+    ++cases;
+    const bool fp8 = c.call.ints[1] == 2;
+    const ops::Array& x = c.call.inputs[0];
+    const ops::Array& w = c.call.inputs[1];
+    const std::int64_t k = x.cols, n_out = w.rows;
+    const std::vector<float> want = op->reference(c.call)[0].f32;
+    std::int64_t differ = 0;
+    for (std::int64_t m = 0; m < x.rows; ++m) {
+      for (std::int64_t n = 0; n < n_out; ++n) {
+        double p = 0.0;  // exact: a few terms, multiples of 2^-18 below 2^10 (fp8) / of 2^-10 below 2^17 (fp4)
+        for (std::int64_t i = 0; i < k; ++i) {
+          const std::uint8_t byte =
+              fp8 ? w.u8[static_cast<std::size_t>(n * k + i)] : w.u8[static_cast<std::size_t>((n * k + i) / 2)];
+          const std::uint8_t code = fp8 ? byte : static_cast<std::uint8_t>(i % 2 == 0 ? byte & 0xFu : byte >> 4);
+          const double wv = fp8 ? e4m3_code_values()[code] : e2m1_code_values()[code];
+          p += static_cast<double>(x.f32[static_cast<std::size_t>(m * k + i)]) * wv;
+        }
+        float rz = static_cast<float>(p);
+        if (std::fabs(static_cast<double>(rz)) > std::fabs(p)) rz = std::nextafter(rz, 0.0f);
+        const float rn_out = round_bf16(static_cast<float>(p)), rz_out = round_bf16(rz);
+        EXPECT_EQ(std::bit_cast<std::uint32_t>(want[static_cast<std::size_t>(m * n_out + n)]),
+                  std::bit_cast<std::uint32_t>(rn_out))
+            << c.label << " (" << m << ", " << n << "): p = " << p;
+        if (rn_out != rz_out) ++differ;
+      }
+    }
+    std::printf("%s: %lld of %lld outputs change when p is rounded toward zero\n", c.label.c_str(),
+                static_cast<long long>(differ), static_cast<long long>(x.rows * n_out));
+    EXPECT_EQ(differ * 32, x.rows * n_out * (fp8 ? 13 : 7)) << c.label;
+  }
+  EXPECT_EQ(cases, 2);
 }
 
 TEST(GpuLinear, BadArgumentsNamed) {

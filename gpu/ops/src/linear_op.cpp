@@ -228,7 +228,56 @@ std::vector<std::uint8_t> random_bytes(std::size_t count, std::uint64_t seed, co
   return b;
 }
 
-enum class Values { kNormals, kEdges, kTies };
+// Block sums whose fp32 rounding decides the bf16 output (spec 01 §1.7 / §1.8: p_κ is the C1 block
+// sum, rounded once to fp32, before the fp32 steps): every scale 2^0 and only the first block in use,
+// so out = bf16(fl32(p)) with p = T − δ. T lies on a bf16 tie whose even neighbour is above it (fp8:
+// T = 518 = 448 + 64 + 6, between 516 and 520; fp4: T = 66,304 = 24 × 448·6 + 448·4, between 66,048
+// and 66,560) and δ = j_m·c_n units (2^-18 fp8, 2^-10 fp4: x = j_m·2^-9 at column `tail`, j_m = m mod
+// 8, against weight −c_n·2^-9 (fp8) / −c_n·0.5 (fp4), c_n = n mod 4) falls below, on or above half
+// an fp32 ulp of T (8 units fp8, 4 fp4). RN(p) = T for 0 < δ ≤ half an ulp (the fp32 tie goes to
+// T's even significand), so the output is the upper neighbour; a block sum rounded toward zero or
+// truncated gives the lower one — in 13 of 32 (fp8) and 7 of 32 (fp4) outputs (gpu_linear_test
+// BlockRoundingCases… counts them). Column 0 holds the ±448 anchor (s_a = 1: codes = values); odd
+// rows are negated whole.
+struct BlockRounding {
+  std::vector<float> x;
+  std::vector<std::uint8_t> codes;
+};
+BlockRounding block_rounding_values(std::int64_t rows, std::int64_t n, std::int64_t k, bool fp8) {
+  const std::vector<double> xt = fp8 ? std::vector<double>{448.0, 64.0, 6.0} : std::vector<double>(25, 448.0);
+  std::vector<double> wt = fp8 ? std::vector<double>{1.0, 1.0, 1.0} : std::vector<double>(25, 6.0);
+  if (!fp8) wt.back() = 4.0;
+  const std::int64_t tail = static_cast<std::int64_t>(xt.size()) + 1;
+  const double unit_w = fp8 ? 0x1p-9 : 0.5;
+  BlockRounding v;
+  v.x.assign(static_cast<std::size_t>(rows * k), 0.0f);
+  for (std::int64_t m = 0; m < rows; ++m) {
+    const double sign = m % 2 == 1 ? -1.0 : 1.0;
+    float* xr = v.x.data() + m * k;
+    xr[0] = static_cast<float>(sign * 448.0);
+    for (std::size_t i = 0; i < xt.size(); ++i) xr[i + 1] = static_cast<float>(sign * xt[i]);
+    xr[tail] = static_cast<float>(sign * static_cast<double>(m % 8) * 0x1p-9);
+  }
+  std::vector<double> w(static_cast<std::size_t>(n * k), 0.0);
+  for (std::int64_t r = 0; r < n; ++r) {
+    double* wr = w.data() + r * k;
+    for (std::size_t i = 0; i < wt.size(); ++i) wr[i + 1] = wt[i];
+    wr[tail] = -static_cast<double>(r % 4) * unit_w;
+  }
+  if (fp8) {
+    v.codes.resize(w.size());
+    for (std::size_t i = 0; i < w.size(); ++i) v.codes[i] = double_to_e4m3(w[i]);
+  } else {
+    v.codes.assign(w.size() / 2, 0);
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      const std::uint8_t c = double_to_e2m1(w[i]);
+      v.codes[i / 2] = static_cast<std::uint8_t>(v.codes[i / 2] | (i % 2 == 0 ? c : c << 4));
+    }
+  }
+  return v;
+}
+
+enum class Values { kNormals, kEdges, kTies, kBlockRounding };
 
 struct CaseSpec {
   std::int64_t rows, k, n, quant;
@@ -239,7 +288,7 @@ struct CaseSpec {
 
 Case make_case(const CaseSpec& sp, std::uint64_t seed) {
   static const char* const kKindText[] = {"bf16 weight", "fp32 weight", "fp8 weight", "fp4 weight"};
-  static const char* const kValuesText[] = {"normals", "edge values", "ties"};
+  static const char* const kValuesText[] = {"normals", "edge values", "ties", "block-sum roundings"};
   const int kind = static_cast<int>(sp.kind);
   const bool bf16 = sp.kind == WeightKind::kBF16;
   Case c;
@@ -261,6 +310,7 @@ Case make_case(const CaseSpec& sp, std::uint64_t seed) {
         w = edge_weight(sp.n, sp.k, ws, bf16, "ops.linear");
         break;
       case Values::kTies:
+      case Values::kBlockRounding:  // the dense kinds have no block sums: their ties
         std::tie(x, w) = tie_values(sp.rows, sp.n, sp.k, seed, bf16, "ops.linear");
         break;
     }
@@ -273,7 +323,12 @@ Case make_case(const CaseSpec& sp, std::uint64_t seed) {
   const std::int64_t scale_rows = fp8 ? (sp.n + 127) / 128 : sp.n, scale_cols = fp8 ? sp.k / 128 : sp.k / 32;
   std::vector<float> x;
   std::vector<std::uint8_t> codes, scales;
-  if (sp.values == Values::kTies) {
+  if (sp.values == Values::kBlockRounding) {
+    BlockRounding b = block_rounding_values(sp.rows, sp.n, sp.k, fp8);
+    x = std::move(b.x);
+    codes = std::move(b.codes);
+    scales.assign(static_cast<std::size_t>(scale_rows * scale_cols), 127);
+  } else if (sp.values == Values::kTies) {
     x = low_bit_activations(sp.rows, sp.k, seed);
     codes = fp8 ? low_bit_fp8_codes(sp.n, sp.k, ws)
                 : random_bytes(static_cast<std::size_t>(sp.n * code_cols), ws, "ops.linear.lowbit.fp4");
@@ -302,14 +357,15 @@ std::vector<Case> linear_cases(std::uint64_t seed) {
   // multiple of 32 (lanes with unequal shares), N not a multiple of 128 (fp8: two scale rows, a
   // partial tile), both activation scale formats.
   const std::vector<CaseSpec> specs = {
-      {64, 128, 16, 0, W::kBF16, false, V::kNormals}, {1, 512, 8, 0, W::kBF16, false, V::kNormals},
-      {17, 96, 33, 0, W::kBF16, false, V::kEdges},    {9, 256, 12, 1, W::kBF16, false, V::kNormals},
-      {40, 256, 24, 0, W::kBF16, false, V::kEdges},   {12, 64, 24, 0, W::kBF16, false, V::kTies},
-      {33, 160, 20, 0, W::kFP32, false, V::kEdges},   {2, 4096, 6, 0, W::kFP32, false, V::kEdges},
-      {12, 40, 24, 0, W::kFP32, false, V::kTies},     {16, 512, 130, 0, W::kFP8, false, V::kEdges},
-      {24, 256, 40, 0, W::kFP8, true, V::kEdges},     {12, 256, 24, 0, W::kFP8, false, V::kTies},
-      {16, 512, 40, 0, W::kFP4, false, V::kEdges},    {24, 256, 33, 0, W::kFP4, true, V::kEdges},
-      {12, 256, 24, 0, W::kFP4, false, V::kTies}};
+      {64, 128, 16, 0, W::kBF16, false, V::kNormals},    {1, 512, 8, 0, W::kBF16, false, V::kNormals},
+      {17, 96, 33, 0, W::kBF16, false, V::kEdges},       {9, 256, 12, 1, W::kBF16, false, V::kNormals},
+      {40, 256, 24, 0, W::kBF16, false, V::kEdges},      {12, 64, 24, 0, W::kBF16, false, V::kTies},
+      {33, 160, 20, 0, W::kFP32, false, V::kEdges},      {2, 4096, 6, 0, W::kFP32, false, V::kEdges},
+      {12, 40, 24, 0, W::kFP32, false, V::kTies},        {16, 512, 130, 0, W::kFP8, false, V::kEdges},
+      {24, 256, 40, 0, W::kFP8, true, V::kEdges},        {12, 256, 24, 0, W::kFP8, false, V::kTies},
+      {16, 512, 40, 0, W::kFP4, false, V::kEdges},       {24, 256, 33, 0, W::kFP4, true, V::kEdges},
+      {12, 256, 24, 0, W::kFP4, false, V::kTies},        {16, 128, 16, 0, W::kFP8, false, V::kBlockRounding},
+      {16, 256, 12, 0, W::kFP4, true, V::kBlockRounding}};
   std::vector<Case> cases;
   std::uint64_t s = 0;
   for (const CaseSpec& sp : specs) cases.push_back(make_case(sp, seed * 1000 + 100 + ++s));
