@@ -1,9 +1,10 @@
 // ctest-labels: model
 // Which parameter gradients of the official-style step (ref/train model_backward_official, spec 06
-// §6.17) are the FP32-partitioned sums of spec 06 §6.14 — since issue 16, every one — and the
-// training catalogue's shuffled-order variant reaches every site. The step is run with two partition
-// constants, C = 128 (one partition of the tiny step's 24 tokens) and C = 2, and with the shuffled
-// schedule (Deviation::kReductionShuffled). A gradient on the rule moves with either. The test looks
+// §6.17) are the FP32-partitioned sums of spec 06 §6.14 — since issue 16, every one — and which the
+// shuffled schedule (PartitionRule::shuffled) reaches. The step is run with two partition constants,
+// C = 128 (one partition of the tiny step's 24 tokens) and C = 2, with the shuffled schedule on every
+// site, and with the catalogue's variant Deviation::kReductionShuffled (every parameter gradient's
+// site, not dkv's: see model_backward.cpp, spec 06 §6.17). A gradient on the rule moves with each. The test looks
 // where nothing upstream depends on the reduction yet — the backward's first modules: both heads and
 // the MTP block's FFN site and output projections (every activation gradient above them is per row)
 // — so that a gradient there moves exactly when its own reduction is on the rule: head.weight and the
@@ -55,14 +56,17 @@ class OfficialStepReductions : public ::testing::Test {
       tokens.push_back(
           static_cast<std::int64_t>(rng.uniform(static_cast<std::uint64_t>(i)) * static_cast<double>(c.vocab_size)));
     const TrainingDecisions held = model_backward(c, w, params, tokens).loss.decisions;
-    OfficialStyleOptions one, many, shuffled;
+    OfficialStyleOptions one, many, shuffled, variant;
     one.partition = PartitionRule{128};
     many.partition = PartitionRule{2};
     shuffled.partition = PartitionRule{128};
-    shuffled.deviation = Deviation::kReductionShuffled;
+    shuffled.partition.shuffled = true;
+    variant.partition = PartitionRule{128};
+    variant.deviation = Deviation::kReductionShuffled;
     rule_ = model_backward_official(c, w, params, tokens, held, {}, one);
     c2_ = model_backward_official(c, w, params, tokens, held, {}, many);
     shuffled_ = model_backward_official(c, w, params, tokens, held, {}, shuffled);
+    variant_ = model_backward_official(c, w, params, tokens, held, {}, variant);
   }
 
   // The gradients at the backward's first modules whose own reduction is a §6.14 site.
@@ -77,7 +81,7 @@ class OfficialStepReductions : public ::testing::Test {
     return v;
   }
 
-  // Every check of the file for one pair of runs: returns how many of the sites moved.
+  // Every check of the file for one pair of runs.
   static void expect_sites_move(const ModelGradients& a, const ModelGradients& b, const char* what) {
     const auto moves = [&](const std::string& name) { return !same_bits(a.grad.at(name), b.grad.at(name)); };
     for (const std::string& name : first_sites()) EXPECT_TRUE(moves(name)) << name << " does not move with " << what;
@@ -105,22 +109,32 @@ class OfficialStepReductions : public ::testing::Test {
     std::printf("%s: attention RMSNorm gains: %d of %d move; ape: %d of %d; embed.weight %s\n", what, gains_moved,
                 gains, apes_moved, apes, moves("embed.weight") ? "moves" : "keeps its bits");
     EXPECT_GT(gains_moved, 0) << "sparse attention's dkv does not depend on " << what;
+    EXPECT_GT(apes_moved, 0) << "no compressor's ape moves with " << what;
     // The loss is the forward's: no reduction of the backward in it.
     EXPECT_EQ(a.loss.total, b.loss.total);
   }
 
   static ModelConfig config_;
-  static ModelGradients rule_, c2_, shuffled_;
+  static ModelGradients rule_, c2_, shuffled_, variant_;
 };
 ModelConfig OfficialStepReductions::config_;
-ModelGradients OfficialStepReductions::rule_, OfficialStepReductions::c2_, OfficialStepReductions::shuffled_;
+ModelGradients OfficialStepReductions::rule_, OfficialStepReductions::c2_, OfficialStepReductions::shuffled_,
+    OfficialStepReductions::variant_;
 
 TEST_F(OfficialStepReductions, RuleSitesMoveWithThePartition) { expect_sites_move(rule_, c2_, "C = 2"); }
 
-// The catalogue's legitimate variant (train_certify_test: it must PASS certify) changes the bits of
-// every site family, not only the linear layers'.
+// The shuffled schedule is a field of the one rule every site takes: it changes the bits of every
+// site family, not only the linear layers'.
 TEST_F(OfficialStepReductions, ShuffledScheduleReachesEverySite) {
   expect_sites_move(rule_, shuffled_, "the shuffled schedule");
+}
+
+// The catalogue's legitimate variant (train_certify_test: it must PASS certify) takes the shuffled
+// schedule on every parameter gradient's site (model_backward.cpp Model::rule(); not dkv's: a
+// shuffled dkv perturbs the gradients upstream, flipping AdamW first-step signs of cancelling mHC
+// gradients that certify cannot judge yet, spec 06 §6.17).
+TEST_F(OfficialStepReductions, CatalogueVariantReachesEveryParameterSite) {
+  expect_sites_move(rule_, variant_, "the catalogue's reduction-shuffled");
 }
 
 }  // namespace

@@ -177,11 +177,7 @@ class Model {
         opt_(opt),
         p_(Mode::kOfficial, style.deviation),
         held_(&held),
-        partition_(style.partition) {
-    // (Deviation kReductionShuffled, the catalogue's legitimate variant: every site on the rule
-    // reduces its rows in a shuffled order, PartitionRule::shuffled.)
-    partition_.shuffled = partition_.shuffled || p_.deviates(Deviation::kReductionShuffled);
-  }
+        partition_(style.partition) {}
 
   const Mat& P(const std::string& name) const {
     const auto it = params_.find(name);
@@ -232,9 +228,20 @@ class Model {
   // upstream gradients (dW: FP32-partitioned over the rows; dx: the fp32 row rule, stored bf16).
   // fp32_dy: the upstream gradient of an fp32 linear (compressor wkv / wgate), stored fp32.
   LinearGrads lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32_dy = false) const;
+  // The rule of a parameter gradient's §6.14 site: the options' (`style.partition`; its `shuffled`
+  // takes every site), shuffled under Deviation kReductionShuffled — the catalogue's legitimate
+  // variant: every parameter gradient (the backward's leaves), not sparse attention's dkv (an
+  // activation gradient: shuffling it perturbs every gradient upstream, and cancelling hc_*_base /
+  // hc_*_scale elements within rounding of 0 flip sign, which AdamW's first step turns into ±2·lr
+  // that certify cannot judge yet, spec 06 §6.17).
+  PartitionRule rule() const {
+    PartitionRule r = partition_;
+    r.shuffled = r.shuffled || p_.deviates(Deviation::kReductionShuffled);
+    return r;
+  }
   // Official-style: the linear site of spec 06 §6.14, dW = Σ_rows dyᵀ x (x, dy on the fp32 grid).
   Mat lin_dweight(const Mat& x, const Mat& dy) const {
-    return from_floats(linear_dweight_fp32(as_floats(x), as_floats(dy), x.rows(), x.cols(), dy.cols(), partition_),
+    return from_floats(linear_dweight_fp32(as_floats(x), as_floats(dy), x.rows(), x.cols(), dy.cols(), rule()),
                        dy.cols(), x.cols());
   }
   // An RMSNorm gain's gradient (dy: the upstream gradient rmsnorm_backward was given): exact — its
@@ -302,7 +309,7 @@ void Model::add_expert(ParameterMap& g, const std::string& e, const Mat& x, cons
   }
   const std::int64_t d = x.cols(), de = dw1.rows();
   const ExpertDweightsFp32 f = expert_dweights_fp32(as_floats(x), as_floats(dy), x.rows(), d, rows.tokens, coef(rows.h),
-                                                    coef(rows.dg), coef(rows.du), de, partition_);
+                                                    coef(rows.dg), coef(rows.du), de, rule());
   add(g, e + ".w1.weight", from_floats(f.dw1, de, d));
   add(g, e + ".w3.weight", from_floats(f.dw3, de, d));
   add(g, e + ".w2.weight", from_floats(f.dw2, d, de));
@@ -318,7 +325,7 @@ void Model::add_mhc(ParameterMap& g, const std::string& site, const Mat& x, cons
   }
   const std::int64_t n = c_.hc_mult, d = c_.dim, count = rows.mixes.cols();
   const MhcParamGradsFp32 f = mhc_dparams_fp32(as_floats(x), x.rows(), n, d, coef(rows.mixes), coef(rows.da),
-                                               coef(rows.gr), count, scales, partition_);
+                                               coef(rows.gr), count, scales, rule());
   add(g, site + "_fn", from_floats(f.dfn, count, n * d));
   add(g, site + "_base", from_floats(f.dbase, count, 1));
   add(g, site + "_scale", from_floats(f.dscale, scales, 1));
@@ -326,15 +333,14 @@ void Model::add_mhc(ParameterMap& g, const std::string& site, const Mat& x, cons
 
 void Model::add_norm(ParameterMap& g, const std::string& name, const Mat& dy, const Mat& xr, const Vec& dweight) const {
   if (!official()) return add_vec(g, name, dweight);
-  add(g, name, from_floats(rmsnorm_dweight_fp32(coef(dy), coef(xr), xr.rows(), xr.cols(), partition_), xr.cols(), 1));
+  add(g, name, from_floats(rmsnorm_dweight_fp32(coef(dy), coef(xr), xr.rows(), xr.cols(), rule()), xr.cols(), 1));
 }
 
 void Model::add_gather(ParameterMap& g, const std::string& name, const std::vector<std::int64_t>& rows, const Mat& dh,
                        std::int64_t table_rows) const {
   if (!official()) return add(g, name, embedding_backward(rows, dh, table_rows));
   add(g, name,
-      from_floats(embedding_dtable_fp32(rows, as_floats(dh), table_rows, dh.cols(), partition_), table_rows,
-                  dh.cols()));
+      from_floats(embedding_dtable_fp32(rows, as_floats(dh), table_rows, dh.cols(), rule()), table_rows, dh.cols()));
 }
 
 LinearGrads Model::lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32_dy) const {
@@ -651,7 +657,7 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
     sa.dkv = from_floats(sparse_attention_dkv_fp32(as_floats(qh), H, n_kv, c, a.lists, as_floats(doh), coef(co.prob),
                                                    coef(co.dlogit), partition_),
                          n_kv, c);
-    sa.dsink = from_floats(sparse_attention_dsink_fp32(coef(co.dz), s, H, partition_), H, 1).col(0);
+    sa.dsink = from_floats(sparse_attention_dsink_fp32(coef(co.dz), s, H, rule()), H, 1).col(0);
   }
   add_vec(g, p + ".attn_sink", sa.dsink);
   const Mat dq = grad(sa.dq), dkv_all = grad(sa.dkv);
