@@ -14,9 +14,11 @@
 // either way) and shared expert, its attention's sink, wo_a and wo_b must move. One activation
 // gradient is on the rule too, sparse attention's dkv, and it is the only one (every other is per
 // row): the attention RMSNorm gains move with it. The embedding and the compressors' ape lie below
-// every other site (their upstream moves too); their sites are checked against the rule in
-// tests/fp32_partitioned_sum_test. Taking a site off the rule (or out of the shuffled schedule) fails
-// the test, shown by reverting its wiring in model_backward.cpp.
+// every other site; under the catalogue variant (dkv not shuffled) no activation gradient changes, so
+// there the ape and the attention gains move by their own sites alone. The embedding's bf16 rows sum
+// exactly in fp32 in this step (it keeps its bits with C = 2 and under the variant), so its site is
+// checked against the rule in tests/fp32_partitioned_sum_test. Taking a site off the rule (or out of the shuffled
+// schedule) fails the test, shown by reverting its wiring in model_backward.cpp.
 #include <gtest/gtest.h>
 
 #include <cstdint>
