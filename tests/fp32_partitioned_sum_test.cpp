@@ -11,11 +11,14 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 #include "dsv4/numerics/gemm.hpp"
+#include "dsv4/train/embedding_backward_fp32.hpp"
 #include "dsv4/train/linear_backward.hpp"
 #include "dsv4/train/linear_backward_fp32.hpp"
+#include "dsv4/train/rmsnorm_backward_fp32.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
@@ -217,6 +220,90 @@ TEST(Fp32PartitionedSum, DxPerRowAndThreadInvariant) {
       EXPECT_LE(std::abs(static_cast<double>(want[r * s.k + i]) - exact(r, i)), bound);
     }
   }
+}
+
+// The catalogue's legitimate variant (PartitionRule::shuffled, Deviation::kReductionShuffled): one
+// fp32 buffer, the rows in the order r = i·σ mod M (σ the smallest stride ≥ ⌊M/2⌋+1 coprime with M,
+// written out here), each row's terms in the site's order; other bits than the rule on some case
+// (so a variant that fell back to the rule would fail), the same bits for any thread count.
+TEST(Fp32PartitionedSum, ShuffledScheduleIsOneSequentialSumInStrideOrder) {
+  ThreadGuard guard;
+  int differs = 0;
+  for (const Shape& s : kShapes) {
+    const Data d = make_data(s, 11);
+    std::int64_t stride = s.m > 2 ? s.m / 2 + 1 : 1;
+    while (s.m > 2 && std::gcd(stride, s.m) != 1) ++stride;
+    std::vector<float> want(static_cast<std::size_t>(s.n * s.k), 0.0f);
+    for (std::int64_t i = 0; i < s.m; ++i) {
+      const std::int64_t r = (i * stride) % s.m;
+      for (std::int64_t o = 0; o < s.n; ++o)
+        for (std::int64_t k = 0; k < s.k; ++k)
+          want[o * s.k + k] = std::fma(d.dy[r * s.n + o], d.x[r * s.k + k], want[o * s.k + k]);
+    }
+    PartitionRule shuffled{s.chunk};
+    shuffled.shuffled = true;
+    for (int threads : {1, 2, 4}) {
+      set_gemm_threads(threads);
+      EXPECT_TRUE(same_bits(linear_dweight_fp32(d.x, d.dy, s.m, s.k, s.n, shuffled), want))
+          << "M " << s.m << " threads " << threads;
+    }
+    differs += !same_bits(want, naive_dweight(d.x, d.dy, s));
+  }
+  EXPECT_GT(differs, 0);
+}
+
+// The RMSNorm gain site (rmsnorm_backward_fp32.hpp) is the linear site's diagonal, and the gather
+// site (embedding_backward_fp32.hpp: embedding, ape) the linear site with one-hot input rows
+// (fmaf(dh, 0, acc) = acc: a buffer never holds −0.0), transposed: both against the naive
+// transcription above, for the rule and the shuffled schedule; fp32 per-row values (ape's dz) make
+// the partition visible.
+TEST(Fp32PartitionedSum, NormGainAndGatherSitesAreTheLinearSite) {
+  int norm_differs = 0, gather_differs = 0;
+  for (const Shape& s : kShapes) {
+    const Mat xr = test::random_normal_matrix(s.m, s.k, 13, 4, 1.0);
+    const std::vector<float> xf = to_floats(xr);
+    const std::vector<float> dy = to_floats(test::random_normal_matrix(s.m, s.k, 13, 5, 0.01));
+    const Shape diag{s.m, s.k, s.k, s.chunk};
+    const std::vector<float> full = naive_dweight(xf, dy, diag);
+    std::vector<float> want(static_cast<std::size_t>(s.k));
+    for (std::int64_t i = 0; i < s.k; ++i) want[i] = full[i * s.k + i];
+    const std::vector<float> got = rmsnorm_dweight_fp32(dy, xf, s.m, s.k, PartitionRule{s.chunk});
+    EXPECT_TRUE(same_bits(got, want)) << "rmsnorm M " << s.m << " C " << s.chunk;
+    PartitionRule shuffled{s.chunk};
+    shuffled.shuffled = true;
+    const std::vector<float> lin = linear_dweight_fp32(xf, dy, s.m, s.k, s.k, shuffled);
+    std::vector<float> want_shuffled(static_cast<std::size_t>(s.k));
+    for (std::int64_t i = 0; i < s.k; ++i) want_shuffled[i] = lin[i * s.k + i];
+    EXPECT_TRUE(same_bits(rmsnorm_dweight_fp32(dy, xf, s.m, s.k, shuffled), want_shuffled));
+    norm_differs += !same_bits(got, want_shuffled);
+    // gather: table rows V = n + 1 (one never named), ids repeating
+    const std::int64_t v = s.n + 1, dim = s.k;
+    std::vector<std::int64_t> ids(static_cast<std::size_t>(s.m));
+    std::vector<float> onehot(static_cast<std::size_t>(s.m * v), 0.0f);
+    for (std::int64_t t = 0; t < s.m; ++t) {
+      ids[t] = (t * 7 + t / 3) % s.n;
+      onehot[t * v + ids[t]] = 1.0f;
+    }
+    const std::vector<float> dh = to_floats(test::random_normal_matrix(s.m, dim, 13, 6, 1.0));
+    for (const bool sh : {false, true}) {
+      PartitionRule rule{s.chunk};
+      rule.shuffled = sh;
+      const std::vector<float> lt = sh ? linear_dweight_fp32(onehot, dh, s.m, v, dim, rule)
+                                       : naive_dweight(onehot, dh, Shape{s.m, v, dim, s.chunk});
+      std::vector<float> want_g(static_cast<std::size_t>(v * dim));
+      for (std::int64_t r = 0; r < v; ++r)
+        for (std::int64_t i = 0; i < dim; ++i) want_g[r * dim + i] = lt[i * v + r];
+      const std::vector<float> got_g = embedding_dtable_fp32(ids, dh, v, dim, rule);
+      EXPECT_TRUE(same_bits(got_g, want_g)) << "gather M " << s.m << " C " << s.chunk << " shuffled " << sh;
+      if (sh) gather_differs += !same_bits(got_g, embedding_dtable_fp32(ids, dh, v, dim, PartitionRule{s.chunk}));
+    }
+  }
+  EXPECT_GT(norm_differs, 0);
+  EXPECT_GT(gather_differs, 0);
+  EXPECT_THROW((void)rmsnorm_dweight_fp32(std::vector<float>(6), std::vector<float>(4), 2, 3), std::invalid_argument);
+  const std::vector<std::int64_t> bad_id{0, 3};
+  EXPECT_THROW((void)embedding_dtable_fp32(bad_id, std::vector<float>(4), 3, 2), std::invalid_argument);
+  EXPECT_THROW((void)embedding_dtable_fp32(bad_id, std::vector<float>(3), 4, 2), std::invalid_argument);
 }
 
 TEST(Fp32PartitionedSum, RefusesBadSizes) {

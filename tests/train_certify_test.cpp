@@ -7,7 +7,8 @@
 //
 //  * the official-style step's own dump (fp32) passes, and so does the exact step's (float64);
 //  * the training catalogue's legitimate variant (precision.hpp all_training_legitimate_variants():
-//    weight gradients reduced in another fp32 order) is live and passes;
+//    every parameter gradient's §6.14 reduction in a shuffled fp32 order) is live and passes (which
+//    sites it reaches: official_step_reductions_test; why not dkv: spec 06 §6.17);
 //  * each training bug (all_training_deviations()) is live, fails, and is blamed on its module:
 //    the SwiGLU backward without the clamp mask on the experts' backward, the Muon bugs and AdamW
 //    on the router on the optimizer of the parameter they break, the balance loss on the biased

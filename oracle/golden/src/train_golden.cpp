@@ -253,8 +253,8 @@ std::string write_train_group(const ModelConfig& c, const ModelWeights& w, const
   j["mode"] =
       "exact: double arithmetic, fixed-order sums (ref/train model_backward, adamw, muon); official (train/official/): "
       "the official-style step on the exact step's decisions (train_step_official, spec 06 §6.17): the forward in "
-      "official precision, activation gradients stored bf16, parameter gradients fp32 (linear weight gradients by "
-      "the FP32-partitioned sum, chunk_rows " +
+      "official precision, activation gradients stored bf16, parameter gradients fp32 (every one by the "
+      "FP32-partitioned sum of spec 06 §6.14, chunk_rows " +
       std::to_string(PartitionRule{}.chunk_rows) + "), optimizer states and updated parameters fp32";
   j["sequence"] = "train/tokens: every id of inputs/tokens (one sequence, all L, whatever decode_steps), one prefill";
   j["parameters_before"] =

@@ -2,6 +2,7 @@
 #include "dsv4/train/fp32_partitioned_sum.hpp"
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 
@@ -50,6 +51,16 @@ std::vector<float> fp32_partitioned_sum(std::int64_t rows, std::int64_t out_size
   const std::int64_t p = rule.partitions(rows);
   const auto s_elems = static_cast<std::size_t>(out_size);
   if (p == 0) return std::vector<float>(s_elems, 0.0f);
+  if (rule.shuffled) {  // the catalogue's atomicAdd schedule (PartitionRule::shuffled), one thread
+    std::int64_t stride = rows > 2 ? rows / 2 + 1 : 1;
+    while (std::gcd(stride, rows) != 1) ++stride;
+    std::vector<float> sum(s_elems, 0.0f);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const std::int64_t r = (i * stride) % rows;
+      accumulate(r, r + 1, sum);
+    }
+    return sum;
+  }
   // Steps 1–2: one zeroed buffer per partition; threads take whole partitions.
   std::vector<float> partials(static_cast<std::size_t>(p) * s_elems, 0.0f);
   parallel_rows(p, 1, [&](std::int64_t p0, std::int64_t p1) {

@@ -61,7 +61,7 @@ GateGrads gate_backward(const Mat& x, const Mat& weight, ScoreFunc f, double rou
     }
   }
   const Mat dl_t = dl.transpose();
-  return {exact.matmul_nn(dl, weight), exact.matmul_nn(dl_t, x)};
+  return {exact.matmul_nn(dl, weight), exact.matmul_nn(dl_t, x), dl};
 }
 
 }  // namespace dsv4

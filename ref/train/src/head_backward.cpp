@@ -36,8 +36,10 @@ HeadGrads head_backward(const Mat& x, std::int64_t n, const Mat& fn, const Vec& 
   const LinearGrads lg = linear_backward(y, head, dlogits);
   g.dhead = lg.dweight;
   // y = rmsnorm(h, γ), upstream n̄ = its own + the logits'
-  const RmsNormGrads ng = rmsnorm_backward(h, norm, norm_eps, dnorm_out + lg.dx);
+  g.norm_dy = dnorm_out + lg.dx;
+  const RmsNormGrads ng = rmsnorm_backward(h, norm, norm_eps, g.norm_dy);
   g.dnorm = ng.dweight;
+  g.norm_xr = ng.xr;
   // h = hc_head(x), upstream h̄ = its own + the norm's
   const HcHeadGrads hg = hc_head_backward(x, n, fn, base, scale, hc_eps, norm_eps, dhc_head + ng.dx);
   g.dx = hg.dx;

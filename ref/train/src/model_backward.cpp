@@ -10,7 +10,6 @@
 #include <cmath>
 #include <limits>
 #include <memory>
-#include <numeric>
 #include <stdexcept>
 #include <utility>
 
@@ -26,6 +25,7 @@
 #include "dsv4/train/anticipatory_routing.hpp"
 #include "dsv4/train/compressor_pool_backward.hpp"
 #include "dsv4/train/embedding_backward.hpp"
+#include "dsv4/train/embedding_backward_fp32.hpp"
 #include "dsv4/train/expert_backward_fp32.hpp"
 #include "dsv4/train/gate_backward.hpp"
 #include "dsv4/train/grouped_projection_backward.hpp"
@@ -37,6 +37,7 @@
 #include "dsv4/train/mhc_backward_fp32.hpp"
 #include "dsv4/train/moe_combine_backward.hpp"
 #include "dsv4/train/rmsnorm_backward.hpp"
+#include "dsv4/train/rmsnorm_backward_fp32.hpp"
 #include "dsv4/train/rope_backward.hpp"
 #include "dsv4/train/sparse_attention_backward.hpp"
 #include "dsv4/train/sparse_attention_backward_fp32.hpp"
@@ -227,6 +228,33 @@ class Model {
   // upstream gradients (dW: FP32-partitioned over the rows; dx: the fp32 row rule, stored bf16).
   // fp32_dy: the upstream gradient of an fp32 linear (compressor wkv / wgate), stored fp32.
   LinearGrads lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32_dy = false) const;
+  // The rule of a parameter gradient's §6.14 site: the options' (`style.partition`; its `shuffled`
+  // takes every site), shuffled under Deviation kReductionShuffled — the catalogue's legitimate
+  // variant: every parameter gradient (the backward's leaves), not sparse attention's dkv (an
+  // activation gradient: shuffling it perturbs every gradient upstream, and cancelling hc_*_base /
+  // hc_*_scale elements within rounding of 0 flip sign, which AdamW's first step turns into ±2·lr
+  // that certify cannot judge yet, spec 06 §6.17).
+  PartitionRule rule() const {
+    PartitionRule r = partition_;
+    r.shuffled = r.shuffled || p_.deviates(Deviation::kReductionShuffled);
+    return r;
+  }
+  // Official-style: the linear site of spec 06 §6.14, dW = Σ_rows dyᵀ x (x, dy on the fp32 grid).
+  Mat lin_dweight(const Mat& x, const Mat& dy) const {
+    return from_floats(linear_dweight_fp32(as_floats(x), as_floats(dy), x.rows(), x.cols(), dy.cols(), rule()),
+                       dy.cols(), x.cols());
+  }
+  // An RMSNorm gain's gradient (dy: the upstream gradient rmsnorm_backward was given): exact — its
+  // double sum; official — spec 06 §6.14's rule on dy and x·r (rmsnorm_dweight_fp32).
+  void add_norm(ParameterMap& g, const std::string& name, const Mat& dy, const Mat& xr, const Vec& dweight) const;
+  void add_norm(ParameterMap& g, const std::string& name, const Mat& dy, const RmsNormGrads& ng) const {
+    add_norm(g, name, dy, ng.xr, ng.dweight);
+  }
+  // The gradient of a row gather (embed.weight: rows the token ids; a compressor's ape: rows the
+  // positions mod its ratio) from the per-token rows dh: exact — embedding_backward's double sums;
+  // official — spec 06 §6.14's rule (embedding_dtable_fp32).
+  void add_gather(ParameterMap& g, const std::string& name, const std::vector<std::int64_t>& rows, const Mat& dh,
+                  std::int64_t table_rows) const;
   // A per-row coefficient of a component backward (double) as the official-style step holds it:
   // fp32 (spec 06 §6.14: a kernel's first stage writes them).
   std::vector<float> coef(const Mat& m) const { return as_floats(fp32(m)); }
@@ -281,7 +309,7 @@ void Model::add_expert(ParameterMap& g, const std::string& e, const Mat& x, cons
   }
   const std::int64_t d = x.cols(), de = dw1.rows();
   const ExpertDweightsFp32 f = expert_dweights_fp32(as_floats(x), as_floats(dy), x.rows(), d, rows.tokens, coef(rows.h),
-                                                    coef(rows.dg), coef(rows.du), de, partition_);
+                                                    coef(rows.dg), coef(rows.du), de, rule());
   add(g, e + ".w1.weight", from_floats(f.dw1, de, d));
   add(g, e + ".w3.weight", from_floats(f.dw3, de, d));
   add(g, e + ".w2.weight", from_floats(f.dw2, d, de));
@@ -297,10 +325,22 @@ void Model::add_mhc(ParameterMap& g, const std::string& site, const Mat& x, cons
   }
   const std::int64_t n = c_.hc_mult, d = c_.dim, count = rows.mixes.cols();
   const MhcParamGradsFp32 f = mhc_dparams_fp32(as_floats(x), x.rows(), n, d, coef(rows.mixes), coef(rows.da),
-                                               coef(rows.gr), count, scales, partition_);
+                                               coef(rows.gr), count, scales, rule());
   add(g, site + "_fn", from_floats(f.dfn, count, n * d));
   add(g, site + "_base", from_floats(f.dbase, count, 1));
   add(g, site + "_scale", from_floats(f.dscale, scales, 1));
+}
+
+void Model::add_norm(ParameterMap& g, const std::string& name, const Mat& dy, const Mat& xr, const Vec& dweight) const {
+  if (!official()) return add_vec(g, name, dweight);
+  add(g, name, from_floats(rmsnorm_dweight_fp32(coef(dy), coef(xr), xr.rows(), xr.cols(), rule()), xr.cols(), 1));
+}
+
+void Model::add_gather(ParameterMap& g, const std::string& name, const std::vector<std::int64_t>& rows, const Mat& dh,
+                       std::int64_t table_rows) const {
+  if (!official()) return add(g, name, embedding_backward(rows, dh, table_rows));
+  add(g, name,
+      from_floats(embedding_dtable_fp32(rows, as_floats(dh), table_rows, dh.cols(), rule()), table_rows, dh.cols()));
 }
 
 LinearGrads Model::lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32_dy) const {
@@ -309,21 +349,7 @@ LinearGrads Model::lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32
   const std::int64_t m = x.rows(), k = x.cols(), n = w.rows();
   LinearGrads r;
   r.dx = grad(from_floats(linear_dx_fp32(as_floats(dyb), as_floats(fp32(w)), m, k, n), m, k));
-  if (p_.deviates(Deviation::kReductionShuffled)) {
-    // The legitimate variant: one sequential fp32 sum over the rows in a shuffled order (an
-    // atomicAdd schedule): the rows permuted by a fixed stride coprime with m, one partition.
-    std::int64_t stride = m > 2 ? m / 2 + 1 : 1;
-    while (m > 1 && std::gcd(stride, m) != 1) ++stride;
-    Mat xs(m, k), ds(m, n);
-    for (std::int64_t r0 = 0; r0 < m; ++r0) {
-      xs.row(r0) = x.row((r0 * stride) % m);
-      ds.row(r0) = dyb.row((r0 * stride) % m);
-    }
-    r.dweight = from_floats(
-        linear_dweight_fp32(as_floats(xs), as_floats(ds), m, k, n, PartitionRule{std::max<std::int64_t>(m, 1)}), n, k);
-    return r;
-  }
-  r.dweight = from_floats(linear_dweight_fp32(as_floats(x), as_floats(dyb), m, k, n, partition_), n, k);
+  r.dweight = lin_dweight(x, dyb);
   return r;
 }
 
@@ -631,7 +657,7 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
     sa.dkv = from_floats(sparse_attention_dkv_fp32(as_floats(qh), H, n_kv, c, a.lists, as_floats(doh), coef(co.prob),
                                                    coef(co.dlogit), partition_),
                          n_kv, c);
-    sa.dsink = from_floats(sparse_attention_dsink_fp32(coef(co.dz), s, H, partition_), H, 1).col(0);
+    sa.dsink = from_floats(sparse_attention_dsink_fp32(coef(co.dz), s, H, rule()), H, 1).col(0);
   }
   add_vec(g, p + ".attn_sink", sa.dsink);
   const Mat dq = grad(sa.dq), dkv_all = grad(sa.dkv);
@@ -642,14 +668,14 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
   const LinearGrads qb = lin_back(a.q_r, P(p + ".wq_b.weight"), dqb);
   add(g, p + ".wq_b.weight", qb.dweight);
   const RmsNormGrads qn = rmsnorm_backward(a.qa, V(p + ".q_norm.weight"), eps, qb.dx);
-  add_vec(g, p + ".q_norm.weight", qn.dweight);
+  add_norm(g, p + ".q_norm.weight", qb.dx, qn);
   const LinearGrads qa = lin_back(a.x, P(p + ".wq_a.weight"), grad(qn.dx));
   add(g, p + ".wq_a.weight", qa.dweight);
   Mat dx = qa.dx;
   // window KV path (spec 02 §2.5): FP8 straight through, RoPE, kv_norm, wkv.
   const Mat dkv = grad(rope_backward(*a.table, dkv_all.topRows(s), pos, c, /*inverse=*/false));
   const RmsNormGrads kn = rmsnorm_backward(a.kv_lin, V(p + ".kv_norm.weight"), eps, dkv);
-  add_vec(g, p + ".kv_norm.weight", kn.dweight);
+  add_norm(g, p + ".kv_norm.weight", dkv, kn);
   const LinearGrads kl = lin_back(a.x, P(p + ".wkv.weight"), grad(kn.dx));
   add(g, p + ".wkv.weight", kl.dweight);
   dx = grad(dx + kl.dx);
@@ -663,7 +689,7 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
     const std::vector<std::int64_t> epos = iota_positions(blocks, m);
     const Mat de = grad(rope_backward(*a.table, dkv_all.bottomRows(blocks), epos, D, /*inverse=*/false));
     const RmsNormGrads cn = rmsnorm_backward(a.pooled, V(cp + ".norm.weight"), spec.norm_eps, de);
-    add_vec(g, cp + ".norm.weight", cn.dweight);
+    add_norm(g, cp + ".norm.weight", de, cn);
     const Mat cdx = official() ? fp32(cn.dx) : cn.dx;  // official-style: the compressor's fp32 path
     // each entry's slot gradients back to its tokens (overlap: block i−1's first-half channels,
     // block i's second half), then ape (Σ per position mod m) and the two fp32 linears.
@@ -687,9 +713,9 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
       p_.fp32_inplace(du);
       p_.fp32_inplace(dz);
     }
-    Mat dape = Mat::Zero(m, spec.proj_dim());
-    for (std::int64_t t = 0; t < s; ++t) dape.row(t % m) += dz.row(t);
-    add(g, cp + ".ape", dape);
+    std::vector<std::int64_t> slot(static_cast<std::size_t>(s));  // ape's row of token t: t mod m
+    for (std::int64_t t = 0; t < s; ++t) slot[static_cast<std::size_t>(t)] = t % m;
+    add_gather(g, cp + ".ape", slot, dz, m);
     const LinearGrads lu = lin_back(a.x, P(cp + ".wkv.weight"), du, /*fp32_dy=*/true);
     const LinearGrads lz = lin_back(a.x, P(cp + ".wgate.weight"), dz, /*fp32_dy=*/true);
     add(g, cp + ".wkv.weight", lu.dweight);
@@ -746,10 +772,10 @@ Mat Model::block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g
   const GateGrads gg =
       gate_backward(b.ffn_norm, P(p + ".ffn.gate.weight"), c_.score_func, c_.route_scale, b.ffn.indices,
                     official() ? fp32(mg.dweights) : mg.dweights, official() ? fp32(dscores) : dscores);
-  add(g, p + ".ffn.gate.weight", gg.dweight);
-  const RmsNormGrads fn = rmsnorm_backward(b.hc_ffn.y, V(p + ".ffn_norm.weight"), eps,
-                                           official() ? grad(grad(mg.dx) + grad(gg.dx)) : Mat(mg.dx + gg.dx));
-  add_vec(g, p + ".ffn_norm.weight", fn.dweight);
+  add(g, p + ".ffn.gate.weight", official() ? lin_dweight(b.ffn_norm, fp32(gg.dlogits)) : gg.dweight);
+  const Mat dffn_norm = official() ? grad(grad(mg.dx) + grad(gg.dx)) : Mat(mg.dx + gg.dx);
+  const RmsNormGrads fn = rmsnorm_backward(b.hc_ffn.y, V(p + ".ffn_norm.weight"), eps, dffn_norm);
+  add_norm(g, p + ".ffn_norm.weight", dffn_norm, fn);
   const Mat dx_mid = grad(fpost.dresidual + grad(hc_pre_back(".hc_ffn", b.x_mid, b.hc_ffn, grad(fn.dx), fpost)));
   // Attention site.
   HcPostGrads apost = hc_post_backward(b.attn.out, b.x, b.hc_attn.post, b.hc_attn.comb, n, dx_mid);
@@ -759,7 +785,7 @@ Mat Model::block_backward(const BlockTape& b, const Mat& dx_out, ParameterMap& g
   }
   const Mat dnorm = grad(attention_backward(p + ".attn", b.attn, apost.df, g));
   const RmsNormGrads an = rmsnorm_backward(b.hc_attn.y, V(p + ".attn_norm.weight"), eps, dnorm);
-  add_vec(g, p + ".attn_norm.weight", an.dweight);
+  add_norm(g, p + ".attn_norm.weight", dnorm, an);
   return grad(apost.dresidual + grad(hc_pre_back(".hc_attn", b.x, b.hc_attn, grad(an.dx), apost)));
 }
 
@@ -771,8 +797,8 @@ Mat Model::head_backward_of(const std::string& p, const std::string& norm, const
   const HeadGrads hg = head_backward(h.x, c_.hc_mult, w.fn, w.base, w.scale, V(norm), P("head.weight"), c_.hc_eps,
                                      c_.norm_eps, zero, zero, dlogits);
   add_mhc(g, p + "hc_head", h.x, hg.hc_rows, 1, hg.dfn, hg.dbase, Vec::Constant(1, hg.dscale));
-  add_vec(g, norm, hg.dnorm);
-  add(g, "head.weight", hg.dhead);
+  add_norm(g, norm, hg.norm_dy, hg.norm_xr, hg.dnorm);
+  add(g, "head.weight", official() ? lin_dweight(h.normed, dlogits) : hg.dhead);
   return grad(hg.dx);
 }
 
@@ -809,9 +835,9 @@ ParameterMap Model::backward(const Tape& tape) const {
     const Mat den = grad(en.dx);
     const RmsNormGrads hn =
         rmsnorm_backward(as_rows(tape.mtp_h, (s - 1) * n, d), V(mp + ".hnorm.weight"), c_.norm_eps, lh.dx);
-    add_vec(g, mp + ".enorm.weight", en.dweight);
-    add_vec(g, mp + ".hnorm.weight", hn.dweight);
-    add(g, "embed.weight", embedding_backward(tape.mtp_ids, den, c_.vocab_size));
+    add_norm(g, mp + ".enorm.weight", le.dx, en);
+    add_norm(g, mp + ".hnorm.weight", lh.dx, hn);
+    add_gather(g, "embed.weight", tape.mtp_ids, den, c_.vocab_size);
     dx.topRows(s - 1) += as_rows(grad(hn.dx), s - 1, n * d);
     dx = grad(dx);
   }
@@ -819,7 +845,7 @@ ParameterMap Model::backward(const Tape& tape) const {
   // §5.1: the stream expansion copies h to every stream; the embedding gathers rows.
   Mat dh = Mat::Zero(s, d);
   for (std::int64_t k = 0; k < n; ++k) dh += dx.middleCols(k * d, d);
-  add(g, "embed.weight", embedding_backward(tape.ids, grad(dh), c_.vocab_size));
+  add_gather(g, "embed.weight", tape.ids, grad(dh), c_.vocab_size);
   return g;
 }
 

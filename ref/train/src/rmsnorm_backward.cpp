@@ -14,7 +14,7 @@ RmsNormGrads rmsnorm_backward(const Mat& x, const Vec& weight, double eps, const
                                 "], weight [" + std::to_string(weight.size()) + "], dy [" + std::to_string(dy.rows()) +
                                 ", " + std::to_string(dy.cols()) + "] do not match");
   }
-  RmsNormGrads g{Mat(x.rows(), n), Vec::Zero(n)};
+  RmsNormGrads g{Mat(x.rows(), n), Vec::Zero(n), Mat(x.rows(), n)};
   std::vector<double> dz(static_cast<std::size_t>(n));
   for (Eigen::Index r = 0; r < x.rows(); ++r) {
     double sum_sq = 0;
@@ -24,7 +24,8 @@ RmsNormGrads rmsnorm_backward(const Mat& x, const Vec& weight, double eps, const
     for (Eigen::Index i = 0; i < n; ++i) {
       dz[static_cast<std::size_t>(i)] = dy(r, i) * weight(i);
       dz_dot_x += dz[static_cast<std::size_t>(i)] * x(r, i);
-      g.dweight(i) += dy(r, i) * (x(r, i) * rinv);
+      g.xr(r, i) = x(r, i) * rinv;
+      g.dweight(i) += dy(r, i) * g.xr(r, i);
     }
     const double c = rinv * rinv * rinv / static_cast<double>(n) * dz_dot_x;
     for (Eigen::Index i = 0; i < n; ++i) g.dx(r, i) = rinv * dz[static_cast<std::size_t>(i)] - x(r, i) * c;

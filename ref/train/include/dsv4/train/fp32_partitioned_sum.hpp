@@ -32,6 +32,13 @@ inline constexpr std::int64_t kTokenChunkRows = 128;
 
 struct PartitionRule {
   std::int64_t chunk_rows = kTokenChunkRows;  // C ≥ 1
+  // Not the rule: the training catalogue's legitimate variant (Deviation::kReductionShuffled, spec
+  // 06 §6.17), an atomicAdd schedule — one fp32 buffer for all R rows, `accumulate(r, r + 1, buffer)`
+  // called row by row in the order r = (i · σ) mod R, i = 0 … R−1, with σ the smallest stride
+  // ≥ ⌊R/2⌋ + 1 coprime with R (σ = 1 for R ≤ 2); no tree. chunk_rows is then unused. Every site on
+  // the rule takes it through its `rule` argument, so each reduces its rows in that order (within a
+  // row, the site's own order).
+  bool shuffled = false;
   // P = ⌈rows / C⌉ (0 for rows = 0). std::invalid_argument on rows < 0 or C < 1.
   [[nodiscard]] std::int64_t partitions(std::int64_t rows) const;
   // Depth of the pairwise tree: ⌈log₂ P⌉ (0 for P ≤ 1) — the additions an element of a partial
@@ -41,7 +48,7 @@ struct PartitionRule {
 
 // Adds the terms of rows [r0, r1) into `partial` (S elements, zero on entry), each element in
 // its site's documented fmaf order. Called once per partition, from any thread; it must write
-// `partial` only.
+// `partial` only. (Under `shuffled`: once per row, on one buffer holding the earlier rows' sum.)
 using PartitionAccumulate = std::function<void(std::int64_t r0, std::int64_t r1, std::span<float> partial)>;
 
 // The rule above: the S-element fp32 result. std::invalid_argument on negative sizes.

@@ -89,6 +89,7 @@ GateExact<T> gate_exact(const std::vector<T>& x, std::int64_t tokens, std::int64
 struct GateGrads {
   Mat dx;       // [T, d]
   Mat dweight;  // [E, d]
+  Mat dlogits;  // [T, E]: dℓ, the coefficients of dweight = dℓᵀ x (the linear site of spec 06 §6.14)
 };
 // Exact mode (double). indices [T·k]: the forward's choice (fixed); dweights [T, k]; dscores
 // [T, E] (zero when the scores are not used). std::invalid_argument on a shape mismatch.

@@ -45,6 +45,8 @@ struct HeadGrads {
   Vec dnorm;             // [d]: the final RMSNorm's weight γ
   Mat dhead;             // [V, d]
   MhcParamRows hc_rows;  // hc_head's per-token coefficients (hc_head_backward.hpp)
+  Mat norm_dy, norm_xr;  // [rows, d]: the final RMSNorm's upstream gradient (its own + the logits') and
+                         // x·r, the coefficients of dnorm (rmsnorm_backward.hpp, spec 06 §6.14)
 };
 // Exact mode (double). x [rows, n·d]; dhc_head, dnorm_out [rows, d], dlogits [rows, V].
 // std::invalid_argument on a shape mismatch.

@@ -100,8 +100,10 @@ ModelGradients model_backward(const ModelConfig& c, const ModelWeights& weights,
 //    sum of spec 06 §6.14 (linear_dweight_fp32, `style.partition`) and its input gradient by the
 //    fp32 row rule (linear_dx_fp32), from bf16 upstream gradients; on the same rule and partition
 //    the experts' weight gradients (expert_dweights_fp32), sparse attention's dkv and dsink
-//    (sparse_attention_dkv_fp32, _dsink_fp32) and mHC's parameter gradients (mhc_dparams_fp32),
-//    from the component backward's per-row coefficients rounded once to fp32.
+//    (sparse_attention_dkv_fp32, _dsink_fp32), mHC's parameter gradients (mhc_dparams_fp32),
+//    head.weight and the router's gate.weight (linear sites), the RMSNorm gains
+//    (rmsnorm_dweight_fp32), the embedding and ape (embedding_dtable_fp32): every parameter
+//    gradient, from the component backward's per-row coefficients rounded once to fp32.
 // std::invalid_argument as model_backward, and when `held` does not cover a routed layer or an
 // attention. style.deviation: the bug catalogue's training entries only (precision.hpp).
 struct OfficialStyleOptions {

@@ -35,6 +35,7 @@ std::vector<T> rmsnorm_exact(const std::vector<T>& x, std::int64_t rows, std::in
 struct RmsNormGrads {
   Mat dx;       // [rows, dim]
   Vec dweight;  // [dim]
+  Mat xr;       // [rows, dim]: x · r per row, the coefficients of dweight = Σ_rows dy ⊙ xr (spec 06 §6.14)
 };
 // Exact mode (double). std::invalid_argument on a shape mismatch.
 RmsNormGrads rmsnorm_backward(const Mat& x, const Vec& weight, double eps, const Mat& dy);
