@@ -18,11 +18,14 @@ B=$DC/bin; L=/tmp/L; mkdir -p $L
 [ -e /work/main ] || { mkdir -p /work && ln -sfn "$REPO" /work/main; }
 mkdir -p /work/main/build-e/bin && cp $B/dsv4 /work/main/build-e/bin/dsv4
 { date -u; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; compute-sanitizer --version | tail -1; python3 -c "import torch; print('torch', torch.__version__)"; } > $OUT/summary.txt 2>&1
+# the logs come back even if the call is cut short: a snapshot every 20 s
+( while sleep 20; do tar czf $OUT/logs.tgz -C /tmp L 2>/dev/null; done ) &
+SNAP=$!
 r() { local name=$1 to=$2; shift 2; ( timeout $to "$@" > $L/$name.log 2>&1; echo "$name rc=$?" >> $L/rc.txt ); }
-r ops_device 300 $B/ops_test --gtest_filter='*Device*' &
+r ops_device 280 $B/ops_test --gtest_filter='*Device*' &
 DSV4_GPU_LINEAR_TILE_MIN_ROWS=1 r ops_linear_tile_all 200 $B/ops_test --gtest_filter='*Device*/linear:*Device*/expert:*Device*/grouped_projection' &
 DSV4_GPU_LINEAR_TILE_MIN_ROWS=1 r mutant_m2_rz 200 $B/ops_test_m2_rz --gtest_filter='*DeviceMatchesReference*/linear' &
-for t in $B/gpu_*_test $B/cli_audit_test; do r $(basename $t) 420 $t & done
+for t in $B/gpu_*_test $B/cli_audit_test; do r $(basename $t) 280 $t & done
 ( D=/work/main/build-e/bin/dsv4; cd /tmp
   $D golden generate --device gpu --config tiny --seed 1 --prompt-len 40 --decode-steps 2 --out /tmp/g.h5 > $L/cli_gen.log 2>&1; echo "generate --device gpu rc=$?" >> $L/cli_gen.log
   $D golden verify --recompute /tmp/g.h5 >> $L/cli_gen.log 2>&1; echo "verify --recompute (cpu) of the gpu golden rc=$?" >> $L/cli_gen.log
@@ -32,11 +35,11 @@ for t in $B/gpu_*_test $B/cli_audit_test; do r $(basename $t) 420 $t & done
 { for tool in memcheck initcheck; do echo "$tool $B/ops_test *DeviceWithResident*"; done
   echo "racecheck $B/ops_test *DeviceMatchesReference*/linear"
   echo "memcheck $B/gpu_model_test *DeviceBackend*:-*BatchInvariance*"; } > /tmp/jobs
-timeout 400 xargs -P 4 -L 1 bash -c 'n=$(basename $1)_$0; l=/tmp/L/san_$n.log; compute-sanitizer --tool $0 --error-exitcode 99 $1 --gtest_filter=$2 > $l 2>&1; echo "$0 $(basename $1) $2 rc=$? $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" $l | tail -1)"' < /tmp/jobs > $OUT/sanitizer.txt 2>&1
-wait
+timeout 280 xargs -P 4 -L 1 bash -c 'n=$(basename $1)_$0; l=/tmp/L/san_$n.log; compute-sanitizer --tool $0 --error-exitcode 99 $1 --gtest_filter=$2 > $l 2>&1; echo "$0 $(basename $1) $2 rc=$? $(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" $l | tail -1)"' < /tmp/jobs > $OUT/sanitizer.txt 2>&1
+kill $SNAP; wait
 sort $L/rc.txt >> $OUT/summary.txt
 grep -hE "^device [a-z_0-9]+: |^\[  (PASSED|FAILED) |^\[  FAILED|recomputed|undecided|mismatch|compared|reruns|tokens vs|SKIPPED|rc=|recompute|spot check|audit:|GPU vs|block-sum" $L/*.log | sort | uniq -c | sort -rn | head -150 >> $OUT/summary.txt
 tar czf $OUT/logs.tgz -C /tmp L
 cat $OUT/summary.txt $OUT/sanitizer.txt
 # the v4-pro bench row (owed since stop 24), alone on the GPU, if time is left
-( cd "$REPO"; timeout 120 python3 tests/bench/gpu_kernel_vs_torch.py --bench $B/gpu_kernel_bench --configs v4-pro --out $OUT/gvt-pro > $L/gvt_pro.log 2>&1; echo "gvt pro rc=$?"; tail -40 $L/gvt_pro.log )
+( cd "$REPO"; timeout 60 python3 tests/bench/gpu_kernel_vs_torch.py --bench $B/gpu_kernel_bench --configs v4-pro --out $OUT/gvt-pro > $L/gvt_pro.log 2>&1; echo "gvt pro rc=$?"; tail -40 $L/gvt_pro.log )
