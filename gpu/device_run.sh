@@ -8,7 +8,7 @@
 #   strip --strip-unneeded /tmp/dc/* && (cd /tmp/dc && tar cf - . | xz -T2 -6 > $REPO/devcarry/bins.tar.xz)
 #   cp <libhdf5, libcurl, ... as ldd lists them> devcarry/lib/ ; cp gpu/device_run.sh devcarry/run.sh
 # then on the device, from the repository root: OUT=<dir> bash devcarry/run.sh
-# (devcarry/ is git-ignored; the tests read DSV4_SOURCE_DIR=/work/main and DSV4_CLI_PATH=/work/main/build-e/bin/dsv4.)
+# (devcarry/ is git-ignored; the tests read DSV4_SOURCE_DIR=/work/main and DSV4_CLI_PATH=/work/main/build/bin/dsv4.)
 # Must show: every rc=0 except `mutant_m2_rz rc=1` (caught), 0 sanitizer errors.
 set -u
 cd "$(dirname "$0")"; DC=$PWD; REPO=$(cd .. && pwd)
@@ -16,7 +16,8 @@ mkdir -p bin && tar xJf bins.tar.xz -C bin
 export LD_LIBRARY_PATH=$DC/lib DSV4_SOURCE_DIR=/work/main
 B=$DC/bin; L=/tmp/L; mkdir -p $L
 [ -e /work/main ] || { mkdir -p /work && ln -sfn "$REPO" /work/main; }
-mkdir -p /work/main/build-e/bin && cp $B/dsv4 /work/main/build-e/bin/dsv4
+# the CLI tests run the dsv4 of the build directory they were compiled in (build/ since stop 25, build-e/ before)
+for d in build build-e; do mkdir -p /work/main/$d/bin && cp $B/dsv4 /work/main/$d/bin/dsv4; done
 { date -u; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; compute-sanitizer --version | tail -1; python3 -c "import torch; print('torch', torch.__version__)"; } > $OUT/summary.txt 2>&1
 # the logs come back even if the call is cut short: a snapshot every 20 s
 ( while sleep 20; do tar czf $OUT/logs.tgz -C /tmp L 2>/dev/null; done ) &
