@@ -202,6 +202,14 @@ std::string value_text(double x) {
   return b;
 }
 
+// Where a recomputed official output first differs: its coordinate and both values, or the
+// recompute's own words (a missing or misshapen dataset).
+std::string mismatch_text(const RecomputeMismatch& m) {
+  if (!m.what.empty()) return m.what;
+  return "at " + coordinate_text(m.coordinate) + ": stored " + value_text(m.stored) + ", recomputed " +
+         value_text(m.recomputed) + " (" + std::to_string(m.differing) + " elements differ)";
+}
+
 // --recompute: every official output recomputed (recompute.hpp) and compared bit for bit.
 int recompute(const VerifyArgs& a, const std::optional<OfficialRunner>& runner) {
   const Golden g = Golden::open_verified(a.golden);  // every dataset read is hash-checked
@@ -219,10 +227,7 @@ int recompute(const VerifyArgs& a, const std::optional<OfficialRunner>& runner) 
     return 0;
   }
   const RecomputeMismatch& m = *r.first;
-  const std::string where = m.what.empty() ? "at " + coordinate_text(m.coordinate) + ": stored " +
-                                                 value_text(m.stored) + ", recomputed " + value_text(m.recomputed) +
-                                                 " (" + std::to_string(m.differing) + " elements differ)"
-                                           : m.what;
+  const std::string where = mismatch_text(m);
   std::printf("FAIL official/%s %s\n", m.output.c_str(), where.c_str());
   std::printf("%s: recompute FAILED on %s: %lld of %lld official outputs differ; the first in execution order: %s\n",
               a.golden.c_str(), who.c_str(), static_cast<long long>(r.differing_outputs),
@@ -268,10 +273,7 @@ int spot_check(const VerifyArgs& a, const RecomputeSelection& sel) {
     return 0;
   }
   const RecomputeMismatch& m = *r.first;
-  const std::string where = m.what.empty() ? "at " + coordinate_text(m.coordinate) + ": stored " +
-                                                 value_text(m.stored) + ", recomputed " + value_text(m.recomputed) +
-                                                 " (" + std::to_string(m.differing) + " elements differ)"
-                                           : m.what;
+  const std::string where = mismatch_text(m);
   std::printf("FAIL official/%s %s\n", m.output.c_str(), where.c_str());
   std::printf(
       "%s: spot check FAILED (--recompute-only '%s', %s): %lld of %lld compared official outputs differ; "

@@ -147,19 +147,27 @@ Requirement parse_requirement(const std::string& text) {
     return r;
   }
   r.kind = Requirement::Kind::kList;
+  for (const std::string& p : split_pattern_list(text)) {
+    if (p.empty())
+      throw InputError("--require", "an empty pattern in '" + text +
+                                        "' (expected all, modules, none or a comma-separated list of outputs)");
+    r.patterns.push_back(p);
+  }
+  return r;
+}
+
+std::vector<std::string> split_pattern_list(const std::string& text) {
+  std::vector<std::string> items;
   std::size_t at = 0;
   while (at <= text.size()) {
     const std::size_t comma = std::min(text.find(',', at), text.size());
     std::string p = text.substr(at, comma - at);
     while (!p.empty() && p.front() == ' ') p.erase(p.begin());
     while (!p.empty() && p.back() == ' ') p.pop_back();
-    if (p.empty())
-      throw InputError("--require", "an empty pattern in '" + text +
-                                        "' (expected all, modules, none or a comma-separated list of outputs)");
-    r.patterns.push_back(p);
+    items.push_back(std::move(p));
     at = comma + 1;
   }
-  return r;
+  return items;
 }
 
 bool glob_match(std::string_view pattern, std::string_view text) {

@@ -110,12 +110,7 @@ GoldenRecomputeResult recompute_official(const Golden& g, const ModelWeights& w,
 RecomputeSelection parse_recompute_selection(const std::string& text) {
   RecomputeSelection sel;
   sel.text = text;
-  std::size_t at = 0;
-  while (at <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', at), text.size());
-    std::string p = text.substr(at, comma - at);
-    while (!p.empty() && p.front() == ' ') p.erase(p.begin());
-    while (!p.empty() && p.back() == ' ') p.pop_back();
+  for (const std::string& p : split_pattern_list(text)) {
     const std::size_t slash = p.find('/');
     if (p.empty() || p.back() == '/' || p.front() == '/' ||
         (slash != std::string::npos && p.find('/', slash + 1) != std::string::npos))
@@ -131,7 +126,6 @@ RecomputeSelection parse_recompute_selection(const std::string& text) {
       s.module = p.substr(slash + 1);
     }
     sel.selectors.push_back(std::move(s));
-    at = comma + 1;
   }
   return sel;
 }
