@@ -189,6 +189,31 @@ void forged_copy(const std::string& from, const std::string& to, const std::stri
   seal_golden(out, manifest.dump(1));
 }
 
+// forged_copy whose edit negates one official value (it stays on its grid): the first nonzero
+// element from index 300 of `victim`, a [1, 6, 256] output. Gives its index and the FAIL line the
+// recompute must print for it (coordinate, stored and recomputed values).
+struct ForgedNegation {
+  std::int64_t at = -1;
+  std::string fail_line;
+};
+ForgedNegation forged_negation(const std::string& from, const std::string& to, const std::string& victim) {
+  ForgedNegation f;
+  double was = 0;
+  forged_copy(from, to, victim, [&](Tensor& t) {
+    auto v = t.values<double>();
+    for (std::int64_t i = 300; f.at < 0; ++i)
+      if (v[static_cast<std::size_t>(i)] != 0) f.at = i;
+    was = v[static_cast<std::size_t>(f.at)];
+    v[static_cast<std::size_t>(f.at)] = -was;
+  });
+  char vals[256];
+  std::snprintf(vals, sizeof vals, "stored %.17g (%a), recomputed %.17g (%a) (1 elements differ)", -was, -was, was,
+                was);
+  f.fail_line =
+      "FAIL " + victim + " at [0, " + std::to_string(f.at / 256) + ", " + std::to_string(f.at % 256) + "]: " + vals;
+  return f;
+}
+
 TEST_F(CliGolden, RecomputeOfTheCommittedGoldenIsBitIdentical) {
   const auto r = dsv4("golden verify --recompute " + kCommitted);
   EXPECT_EQ(r.status, 0) << r.out << r.err;
@@ -217,25 +242,13 @@ TEST_F(CliGolden, RecomputeNamesAForgedOfficialValue) {
   // One official value negated (it stays on its grid), the golden resealed: verify passes, the
   // recompute names the output, the coordinate and both values.
   const std::string victim = "official/prefill/layers.0.attn/out";  // [1, 6, 256]
-  std::int64_t at = -1;
-  double was = 0;
-  forged_copy(kCommitted, file("f.h5"), victim, [&](Tensor& t) {
-    auto v = t.values<double>();
-    for (std::int64_t i = 300; at < 0; ++i)
-      if (v[static_cast<std::size_t>(i)] != 0) at = i;
-    was = v[static_cast<std::size_t>(at)];
-    v[static_cast<std::size_t>(at)] = -was;
-  });
-  ASSERT_GE(at, 300);
+  const ForgedNegation forged = forged_negation(kCommitted, file("f.h5"), victim);
+  ASSERT_GE(forged.at, 300);
   const auto plain = dsv4("golden verify " + file("f.h5"));
   ASSERT_EQ(plain.status, 0) << "the forge must pass the hash checks: " << plain.out;
   const auto r = dsv4("golden verify --recompute " + file("f.h5"));
   EXPECT_EQ(r.status, 1) << r.out << r.err;
-  char vals[256];
-  std::snprintf(vals, sizeof vals, "stored %.17g (%a), recomputed %.17g (%a) (1 elements differ)", -was, -was, was,
-                was);
-  const std::string line =
-      "FAIL " + victim + " at [0, " + std::to_string(at / 256) + ", " + std::to_string(at % 256) + "]: " + vals;
+  const std::string& line = forged.fail_line;
   EXPECT_NE(r.out.find(line), std::string::npos) << "expected '" << line << "' in:\n" << r.out;
   EXPECT_NE(r.out.find("recompute FAILED on cpu"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(": 1 of "), std::string::npos) << r.out;
@@ -320,21 +333,10 @@ TEST_F(CliGolden, SpotCheckSelection) {
 TEST_F(CliGolden, SpotCheckFailsInsideTheSelectionOnly) {
   // One official value negated and the golden resealed (as RecomputeNamesAForgedOfficialValue).
   const std::string victim = "official/prefill/layers.0.attn/out";  // [1, 6, 256]
-  std::int64_t at = -1;
-  double was = 0;
-  forged_copy(kCommitted, file("f.h5"), victim, [&](Tensor& t) {
-    auto v = t.values<double>();
-    for (std::int64_t i = 300; at < 0; ++i)
-      if (v[static_cast<std::size_t>(i)] != 0) at = i;
-    was = v[static_cast<std::size_t>(at)];
-    v[static_cast<std::size_t>(at)] = -was;
-  });
+  const ForgedNegation forged = forged_negation(kCommitted, file("f.h5"), victim);
+  ASSERT_GE(forged.at, 300);
   ASSERT_EQ(dsv4("golden verify " + file("f.h5")).status, 0) << "the forge must pass the hash checks";
-  char vals[256];
-  std::snprintf(vals, sizeof vals, "stored %.17g (%a), recomputed %.17g (%a) (1 elements differ)", -was, -was, was,
-                was);
-  const std::string line =
-      "FAIL " + victim + " at [0, " + std::to_string(at / 256) + ", " + std::to_string(at % 256) + "]: " + vals;
+  const std::string& line = forged.fail_line;
   // Inside the selection: named with its coordinate and both values, exit 1.
   for (const std::string sel : {"layers.0", "prefill/layers.0.attn", "*"}) {
     const auto r = dsv4("golden verify --recompute-only '" + sel + "' " + file("f.h5"));

@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,10 +19,14 @@
 #include "dsv4/numerics/gemm.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/train/expert_backward.hpp"
+#include "support/fp32_rule_port.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
 namespace {
+
+using test::same_bits;
+using test::tree;
 
 constexpr std::int64_t kD = 8, kDe = 6;
 constexpr double kLimit = 1.5;  // some gates and ups are clamped: their dg, du are exactly 0
@@ -94,18 +97,7 @@ ExpertDweightsFp32 run(const Case& c, std::int64_t chunk) {
   return expert_dweights_fp32(c.xf, c.dyf, c.tokens, kD, c.routed, c.hf, c.dgf, c.duf, kDe, PartitionRule{chunk});
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
-
 enum class Mutation { kNone, kDescending, kPartitionByPosition };
-
-float tree(const std::vector<std::vector<float>>& b, std::size_t e, std::size_t lo, std::size_t n) {
-  if (n == 1) return b[lo][e];
-  std::size_t h = 1;
-  while (2 * h < n) h *= 2;
-  return tree(b, e, lo, h) + tree(b, e, lo + h, n - h);
-}
 
 // The rule written plainly for out[a, b] = Σ_r left[r, a] · right[t_r, b] (left per routed row,
 // right per token): partitions of C routed rows, each element's fmaf sequence over its rows

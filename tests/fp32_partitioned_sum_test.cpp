@@ -9,7 +9,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -19,10 +18,13 @@
 #include "dsv4/train/linear_backward.hpp"
 #include "dsv4/train/linear_backward_fp32.hpp"
 #include "dsv4/train/rmsnorm_backward_fp32.hpp"
+#include "support/fp32_rule_port.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
 namespace {
+
+using test::same_bits;
 
 struct Shape {
   std::int64_t m, k, n, chunk;
@@ -35,10 +37,6 @@ std::vector<float> to_floats(const Mat& m) {
   std::vector<float> v(static_cast<std::size_t>(m.size()));
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m.data()[i]);
   return v;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 enum class Order { kRule, kReversedSequential, kAscendingSequential, kMirroredTree };

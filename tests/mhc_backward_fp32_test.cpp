@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <string>
 #include <utility>
@@ -22,10 +21,14 @@
 #include "dsv4/numerics/gemm.hpp"
 #include "dsv4/train/hc_head_backward.hpp"
 #include "dsv4/train/hc_pre_backward.hpp"
+#include "support/fp32_rule_port.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
 namespace {
+
+using test::same_bits;
+using test::tree;
 
 constexpr std::int64_t kN = 4, kD = 8, kLen = kN * kD, kIters = 20;
 constexpr double kHcEps = 1e-6, kNormEps = 1e-6;
@@ -85,17 +88,6 @@ Case make_case(bool head, std::int64_t tokens, std::uint64_t seed) {
 
 MhcParamGradsFp32 run(const Case& c, std::int64_t chunk) {
   return mhc_dparams_fp32(c.xf, c.tokens, kN, kD, c.muf, c.daf, c.grf, c.count, c.scales, PartitionRule{chunk});
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
-
-float tree(const std::vector<std::vector<float>>& b, std::size_t e, std::size_t lo, std::size_t n) {
-  if (n == 1) return b[lo][e];
-  std::size_t h = 1;
-  while (2 * h < n) h *= 2;
-  return tree(b, e, lo, h) + tree(b, e, lo + h, n - h);
 }
 
 // The rule written plainly: partitions of C tokens, `add_token(t, buffer)` adds token t's terms to

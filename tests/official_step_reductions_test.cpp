@@ -23,7 +23,6 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <regex>
 #include <string>
 #include <vector>
@@ -32,17 +31,13 @@
 #include "dsv4/model/transformer.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/train/model_backward.hpp"
+#include "support/mat_bits.hpp"
 
 namespace dsv4 {
 namespace {
 
 constexpr std::int64_t kTokens = 24;
 constexpr std::uint64_t kSeed = 1;
-
-bool same_bits(const Mat& a, const Mat& b) {
-  return a.rows() == b.rows() && a.cols() == b.cols() &&
-         std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(double)) == 0;
-}
 
 class OfficialStepReductions : public ::testing::Test {
  protected:
@@ -85,7 +80,7 @@ class OfficialStepReductions : public ::testing::Test {
 
   // Every check of the file for one pair of runs.
   static void expect_sites_move(const ModelGradients& a, const ModelGradients& b, const char* what) {
-    const auto moves = [&](const std::string& name) { return !same_bits(a.grad.at(name), b.grad.at(name)); };
+    const auto moves = [&](const std::string& name) { return !test::bit_equal(a.grad.at(name), b.grad.at(name)); };
     for (const std::string& name : first_sites()) EXPECT_TRUE(moves(name)) << name << " does not move with " << what;
     int routed = 0, routed_moved = 0;
     for (std::int64_t e = 0; e < config_.n_routed_experts; ++e)

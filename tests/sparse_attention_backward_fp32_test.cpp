@@ -9,16 +9,19 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "dsv4/numerics/gemm.hpp"
 #include "dsv4/numerics/philox.hpp"
 #include "dsv4/train/sparse_attention_backward.hpp"
+#include "support/fp32_rule_port.hpp"
 #include "support/random_matrix.hpp"
 
 namespace dsv4 {
 namespace {
+
+using test::same_bits;
+using test::tree;
 
 constexpr std::int64_t kH = 2, kC = 8, kNkv = 40, kWidth = 6;
 
@@ -77,17 +80,6 @@ Case make_case(std::int64_t m, std::uint64_t seed) {
   c.dlogitf = to_floats(c.dlogit);
   c.dzf = to_floats(c.dz);
   return c;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
-
-float tree(const std::vector<std::vector<float>>& b, std::size_t e, std::size_t lo, std::size_t n) {
-  if (n == 1) return b[lo][e];
-  std::size_t h = 1;
-  while (2 * h < n) h *= 2;
-  return tree(b, e, lo, h) + tree(b, e, lo + h, n - h);
 }
 
 // The rule written plainly (the tree in its recursive statement). swapped: ō's and q's fmas in the
