@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from typing import Dict, List, Optional
 
@@ -157,14 +158,27 @@ def fp4_quant(x: torch.Tensor, block: int = 32) -> torch.Tensor:
     return (_round_e2m1(torch.clamp(v / s, -6, 6)) * s).reshape(shape)
 
 
+# How the bf16-valued GEMMs run: "fp32" — operands widened, one fp32 matmul, rounded to bf16 (the
+# default); "bf16" — operands as bf16 tensors, torch's bf16 matmul (cuBLAS / oneDNN: fp32
+# accumulation in its own order and splits, bf16 result). FP8 activations times FP8/FP4 weights with
+# power-of-two scales are exact in bf16, so both compute the same products.
+GEMM = {"dtype": "fp32"}
+
+
+def _gemm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if GEMM["dtype"] == "bf16":
+        return x.to(BF16) @ w.to(BF16).t()
+    return (x.float() @ w.float().t()).to(BF16)
+
+
 def quant_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """FP8/FP4 weight linear: FP8 activation (block 128), one fp32 matmul, bf16 out."""
-    return (fp8_quant(x, 128) @ w.t()).to(BF16)
+    """FP8/FP4 weight linear: FP8 activation (block 128), one matmul of the dequantised operands, bf16 out."""
+    return _gemm(fp8_quant(x, 128), w)
 
 
 def bf16_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """A bf16 GEMM with fp32 accumulation (as cuBLAS does), bf16 out."""
-    return (x.float() @ w.t()).to(BF16)
+    """A bf16 GEMM with fp32 accumulation, bf16 out."""
+    return _gemm(x, w)
 
 
 class RMSNorm(nn.Module):
@@ -378,6 +392,8 @@ class GroupedProjection(nn.Module):
         b, s = o.shape[:2]
         o = o.reshape(b, s, self.g, -1)
         w = self.weight.view(self.g, -1, o.shape[-1])
+        if GEMM["dtype"] == "bf16":
+            return torch.einsum("bsgk,grk->bsgr", o.to(BF16), w.to(BF16)).flatten(2)
         return torch.einsum("bsgk,grk->bsgr", o.float(), w).to(BF16).flatten(2)
 
 
@@ -530,8 +546,8 @@ class MoE(nn.Module):
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        x, ids = x.flatten(0, 1), ids.flatten()
-        wts, idx = self.gate(x, ids)
+        wts, idx = self.gate(x, ids)  # [b, s, k]: the dump's shapes without a golden to reshape by
+        x, wts, idx = x.flatten(0, 1), wts.flatten(0, 1), idx.flatten(0, 1)
         y = torch.zeros(x.shape, dtype=F32, device=x.device)
         for e in range(len(self.experts)):  # ascending expert id (spec 03 §3.3)
             tok, slot = torch.where(idx == e)
@@ -594,7 +610,7 @@ class Head(nn.Module):
         self.register_buffer("weight", weight)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return y[:, -1].float() @ self.weight.t()  # fp32 logits of the last position
+        return y[:, -1:].float() @ self.weight.t()  # fp32 logits of the last position, [b, 1, V]
 
 
 class Embed(nn.Module):
@@ -683,45 +699,81 @@ def run(model: Transformer, tokens: torch.Tensor, prompt_len: int, mtp: bool = T
     return out
 
 
-def record(model: Transformer, golden, device="cpu") -> "dtorch.Recorder":
-    """Run the golden's tokens and schedule through the model under a recorder; returns the recorder."""
-    rec = dtorch.Recorder(model, golden=golden)
-    tokens = torch.from_numpy(np.asarray(golden.tokens, dtype=np.int64)).to(device)
+OFFICIAL_MODULE = re.compile(r"^(embed|hc_head|norm|head|(layers|mtp)\.\d+(\.(attn_norm|attn|attn\.q_norm|attn\.wo_a|"
+                             r"attn\.compressor|attn\.indexer|ffn_norm|ffn|ffn\.gate|hc_head|norm|head))?)$")
+
+
+def official_modules(model: nn.Module) -> List[str]:
+    """The module paths of the model that are official module paths (what the recorder hooks)."""
+    return [n for n, _ in model.named_modules() if OFFICIAL_MODULE.match(n)]
+
+
+def record(model: Transformer, tokens: torch.Tensor, prompt_len: int, mtp: bool) -> "dtorch.Recorder":
+    """Run the schedule (prefill of prompt_len tokens, then one decode step per remaining token) under
+    a recorder hooked on the model's official modules; returns the recorder."""
+    rec = dtorch.Recorder(model, modules=official_modules(model))
     try:
-        run(model, tokens, golden.steps[0]["length"], mtp=any(s.get("mtp") for s in golden.steps))
+        run(model, tokens, prompt_len, mtp=mtp)
     finally:
         rec.remove()
     return rec
+
+
+def record_golden(model: Transformer, golden, device="cpu") -> "dtorch.Recorder":
+    """record() with a golden's tokens and schedule."""
+    tokens = torch.from_numpy(np.asarray(golden.tokens, dtype=np.int64)).to(device)
+    return record(model, tokens, golden.steps[0]["length"], any(s.get("mtp") for s in golden.steps))
+
+
+def build(weights_path: str, config_path: Optional[str] = None, device="cpu", bugs=(), bug_layers=None,
+          attn_probs="fp32", gemm="fp32", max_batch: Optional[int] = None) -> Transformer:
+    cfg_path = config_path or os.path.join(os.path.dirname(os.path.abspath(weights_path)), "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    cfg["attn_probs"] = attn_probs
+    GEMM["dtype"] = gemm
+    return Transformer(load_checkpoint(weights_path), cfg, device, bugs, bug_layers, max_batch=max_batch)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", required=True, help="model.safetensors of `dsv4 weights export --naming official`")
     ap.add_argument("--config", help="config.json (default: the one beside --weights)")
-    ap.add_argument("--golden", required=True, help="the golden whose tokens and schedule to run")
+    ap.add_argument("--golden", help="the golden whose tokens and schedule to run (or --tokens and --prompt-len)")
+    ap.add_argument("--tokens", help=".npy of token ids [b, L] (without --golden)")
+    ap.add_argument("--prompt-len", type=int, help="prefill length (without --golden); the rest are decode steps")
+    ap.add_argument("--no-mtp", action="store_true", help="(without --golden) do not run the MTP block")
     ap.add_argument("--out", required=True, help="candidate dump (.npz, .h5, .safetensors)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--attn-probs", choices=("fp32", "bf16"), default="fp32")
+    ap.add_argument("--gemm", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--bug", action="append", default=[], help=f"inject a bug: {', '.join(BUGS)}")
     ap.add_argument("--bug-layer", type=int, action="append", help="only in these layers (default all)")
-    ap.add_argument("--certify", action="store_true", help="then run dsv4 certify (DSV4_BIN / PATH)")
+    ap.add_argument("--certify", action="store_true", help="then run dsv4 certify (DSV4_BIN / PATH; needs --golden)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    cfg_path = args.config or os.path.join(os.path.dirname(os.path.abspath(args.weights)), "config.json")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    cfg["attn_probs"] = args.attn_probs
-    g = dsv4.Golden(args.golden)
-    model = Transformer(load_checkpoint(args.weights), cfg, args.device, args.bug, args.bug_layer,
-                        max_batch=g.tokens.shape[0])
-    rec = record(model, g, args.device)
+    if args.golden:
+        g = dsv4.Golden(args.golden)
+        tokens = np.asarray(g.tokens, dtype=np.int64)
+        prompt_len, mtp = g.steps[0]["length"], any(s.get("mtp") for s in g.steps)
+    else:
+        if not (args.tokens and args.prompt_len):
+            ap.error("give --golden, or --tokens and --prompt-len")
+        g, tokens = None, np.load(args.tokens).astype(np.int64).reshape(-1, np.load(args.tokens).shape[-1])
+        prompt_len, mtp = args.prompt_len, not args.no_mtp
+    model = build(args.weights, args.config, args.device, args.bug, args.bug_layer, args.attn_probs, args.gemm,
+                  max_batch=tokens.shape[0])
+    rec = record(model, torch.from_numpy(tokens).to(args.device), prompt_len, mtp)
     rec.save(args.out, golden=g)
-    print(f"wrote {args.out}: {len(rec.tensors)} tensors ({args.device})")
+    print(f"wrote {args.out}: {len(rec.tensors)} tensors ({args.device}, gemm {args.gemm}, attention "
+          f"probabilities {args.attn_probs}{', bugs ' + ','.join(args.bug) if args.bug else ''})")
     if args.certify:
+        if g is None:
+            ap.error("--certify needs --golden")
         r = dsv4.certify(g, args.out, weights=args.weights)
         print(r.stdout, r.stderr)
         return r.returncode

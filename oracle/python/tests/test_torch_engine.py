@@ -75,7 +75,7 @@ class TorchEngine(unittest.TestCase):
 
     def dump(self, name, bugs=(), bug_layers=None):
         model = self.eng.Transformer(self.weights, self.cfg, "cpu", bugs, bug_layers, max_batch=1)
-        rec = self.eng.record(model, self.golden)
+        rec = self.eng.record_golden(model, self.golden)
         self.assertEqual(rec.unmatched(self.golden), [])
         return rec, rec.save(self.d / f"{name}.npz", golden=self.golden)
 
