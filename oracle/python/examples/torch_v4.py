@@ -241,12 +241,32 @@ def hadamard(x: torch.Tensor) -> torch.Tensor:
 # mHC (spec 04)
 # ---------------------------------------------------------------------------------------------
 
+def hc_mix(v: torch.Tensor, fn: torch.Tensor, cfg) -> torch.Tensor:
+    """The fp32 GEMM v @ fn^T of hc_pre / hc_head (cfg "hc_mix_sum"): "torch" — torch's matmul (on
+    the CPU of torch 1.13, single-threaded, bit-identical to "sequential"); "sequential" / "reverse"
+    — one fp32 accumulator per output summed in index order / in reverse, as a plain CUDA kernel with
+    one thread per output would; "split4" — four fp32 partial sums over contiguous quarters, added in
+    order (a split-K GEMM)."""
+    how = cfg.get("hc_mix_sum", "torch")
+    if how == "torch":
+        return v @ fn.t()
+    if how == "split4":
+        q = v.shape[-1] // 4
+        parts = [v[..., i * q:(i + 1) * q] @ fn[:, i * q:(i + 1) * q].t() for i in range(4)]
+        return ((parts[0] + parts[1]) + parts[2]) + parts[3]
+    order = range(v.shape[-1]) if how == "sequential" else reversed(range(v.shape[-1]))
+    acc = torch.zeros(*v.shape[:-1], fn.shape[0], dtype=F32, device=v.device)
+    for k in order:
+        acc = acc + v[..., k:k + 1] * fn[:, k]
+    return acc
+
+
 def hc_pre(x: torch.Tensor, fn, scale, base, cfg):
     """x: bf16 [b, s, hc, d] -> (y bf16 [b, s, d], post fp32 [b, s, hc], comb fp32 [b, s, hc, hc])."""
     hc, eps, heps = cfg["hc_mult"], cfg["norm_eps"], cfg["hc_eps"]
     v = x.flatten(2).float()
     r = torch.rsqrt(v.square().mean(-1, keepdim=True) + eps)
-    mixes = (v @ fn.t()) * r
+    mixes = hc_mix(v, fn, cfg) * r
     pre = torch.sigmoid(mixes[..., :hc] * scale[0] + base[:hc]) + heps
     post = 2 * torch.sigmoid(mixes[..., hc:2 * hc] * scale[1] + base[hc:2 * hc])
     comb = (mixes[..., 2 * hc:] * scale[2] + base[2 * hc:]).unflatten(-1, (hc, hc))
@@ -600,7 +620,7 @@ class HcHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = x.flatten(2).float()
         r = torch.rsqrt(v.square().mean(-1, keepdim=True) + self.cfg["norm_eps"])
-        pre = torch.sigmoid((v @ self.fn.t()) * r * self.scale + self.base) + self.cfg["hc_eps"]
+        pre = torch.sigmoid(hc_mix(v, self.fn, self.cfg) * r * self.scale + self.base) + self.cfg["hc_eps"]
         return (pre.unsqueeze(-1) * x.float()).sum(2).to(BF16)
 
 

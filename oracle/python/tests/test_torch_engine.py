@@ -8,6 +8,7 @@ are in. RMSNorm's eps outside the root stays the documented miss (oracle/compare
 
 import importlib.util
 import json
+import re
 import subprocess
 import tempfile
 import unittest
@@ -146,6 +147,41 @@ class TorchEngine(unittest.TestCase):
         _, cand = self.dump("eps", bugs=["norm_eps_outside"], bug_layers=[2])
         r = self.diff(cand)
         self.assertEqual(r.returncode, 0, str(r))
+
+    def test_known_false_reject_of_short_fp32_decode_outputs(self):
+        # THE FINDING of this engine (oracle/python/README.md, "An outside engine"): in decode step 13 of
+        # prompt 8 (tokens = the seed's, so the golden's first 22), layers.4's gate weights (fp32, 2
+        # values) are 1.9 ulp off the exact ones: the logits are bit-identical to the yardstick's own
+        # sequential fp32 sum and torch's softplus is within 1 ulp of the correctly rounded one, in
+        # opposite directions for the two chosen experts — the libm error the official CUDA stack has
+        # too (spec 01 §1.13 item 3) — but certify allows 2 x official (2.3e-8: the official rounds
+        # like exact here) + 1 ulp. A faithful engine is rejected. When the size floors of short fp32
+        # outputs are fixed, this turns into a PASS: update the README paragraph and this test.
+        d = self.d
+        args = ["golden", "generate", "--config", CONFIG, "--weights", self.weights_path, "--prompt-len", 8,
+                "--decode-steps", 14, "--out", d / "g8.h5"]
+        p = subprocess.run([self.bin, *map(str, args)], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with dsv4.Golden(d / "g8.h5") as g:
+            model = self.eng.Transformer(self.weights, self.cfg, "cpu", max_batch=1)
+            rec = self.eng.record_golden(model, g)
+            cand = rec.save(d / "c8.npz", golden=g)
+            r = dsv4.diff(g, cand, weights=self.weights_path)
+        import torch
+
+        failed = [o for m in r.report["modules"] for o in m.get("outputs", []) if o["verdict"] != "PASS"]
+        if r.returncode == 0:  # the ulps depend on torch's CPU libm and GEMM order (seen with 1.13.1)
+            self.skipTest(f"no false reject with torch {torch.__version__} here (seen with 1.13.1: decode13 "
+                          f"layers.4.ffn.gate/out0)")
+        self.assertEqual(r.returncode, 1, str(r))
+        # every failure is a size check of a short fp32 output: the gate weights (2 values) or hc post
+        short = re.compile(r"^decode\d+/(layers|mtp)\.\d+\.(ffn\.gate/out0|hc_(attn|ffn)/(post|comb))$")
+        self.assertTrue(failed)
+        self.assertEqual([o["name"] for o in failed if not short.match(o["name"])], [], failed)
+        self.assertEqual([o["reason"] for o in failed if not re.match(r"FAIL (max_abs|rms):", o["reason"])], [])
+        if torch.__version__.startswith("1.13"):
+            self.assertEqual(failed[0]["name"], "decode13/layers.4.ffn.gate/out0")
+        note(f"known false reject (faithful fp32, 2-4 values per step): {failed[0]['name']}: {failed[0]['reason']}")
 
 
 if __name__ == "__main__":
