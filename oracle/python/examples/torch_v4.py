@@ -119,24 +119,32 @@ def load_checkpoint(path: str) -> Dict[str, torch.Tensor]:
 # numerics: quantisers (spec 01 §1.3–§1.5), linears (§1.6), RMSNorm (C8), RoPE (02 §2.2–2.3)
 # ---------------------------------------------------------------------------------------------
 
+def _pow2(n: torch.Tensor) -> torch.Tensor:
+    """2^n as the fp32 whose bit pattern is (n + 127) << 23 (spec 01 §1.3; -126 <= n <= 127)."""
+    return ((n.to(torch.int32) + 127) << 23).view(F32)
+
+
+def _exponent(x: torch.Tensor) -> torch.Tensor:
+    """The unbiased exponent field of fp32 x (floor(log2|x|) for normal x; -127 for 0)."""
+    return ((x.view(torch.int32) >> 23) & 255) - 127
+
+
 def _pow2_ceil_scale(amax: torch.Tensor, inv: float) -> torch.Tensor:
-    """2^ceil(log2(fl32(amax * fl32(inv)))) (spec 01 §1.3)."""
+    """pow2(log2ceil(fl32(amax * fl32(inv)))), the bit recipe of spec 01 §1.3 (device-independent)."""
     t = amax * torch.tensor(inv, dtype=F32, device=amax.device)
-    m, e = torch.frexp(t)  # t = m 2^e, m in [0.5, 1)
-    return torch.ldexp(torch.ones_like(t), torch.where(m == 0.5, e - 1, e))
+    mant = t.view(torch.int32) & 0x7FFFFF
+    return _pow2(_exponent(t) + (mant != 0).to(torch.int32))
 
 
 def _round_e4m3(v: torch.Tensor) -> torch.Tensor:
     """RNE onto the E4M3 grid (|v| <= 448): 3 mantissa bits, subnormal step 2^-9."""
-    _, e = torch.frexp(v)
-    ulp = torch.ldexp(torch.ones_like(v), torch.clamp(e - 1, min=-6) - 3)
-    return torch.round(v / ulp) * ulp
+    ulp = _pow2(torch.clamp(_exponent(v.abs()), min=-6) - 3)
+    return torch.round(v / ulp) * ulp  # torch.round: half to even
 
 
 def _round_e2m1(v: torch.Tensor) -> torch.Tensor:
     """RNE onto the E2M1 grid (|v| <= 6): 0, 0.5, 1, 1.5, 2, 3, 4, 6."""
-    _, e = torch.frexp(v)
-    ulp = torch.ldexp(torch.ones_like(v), torch.clamp(e - 1, min=0) - 1)
+    ulp = _pow2(torch.clamp(_exponent(v.abs()), min=0) - 1)
     return torch.round(v / ulp) * ulp
 
 
