@@ -104,7 +104,10 @@ def run_cases(a) -> int:
                      "tensors": len(recs[0].tensors)}
             if reps == 2:
                 a0, a1 = recs[0].arrays(), recs[1].arrays()
-                moved = [n for n in a0 if not np.array_equal(getattr(a0[n], "bits", a0[n]), getattr(a1[n], "bits", a1[n]))]
+                def bits(x):
+                    return getattr(x, "bits", x)
+
+                moved = [n for n in a0 if not np.array_equal(bits(a0[n]), bits(a1[n]))]
                 entry["rerun_bits_moved"] = len(moved)
                 entry["rerun_first_moved"] = moved[0] if moved else None
                 first = entry
@@ -144,8 +147,9 @@ def judge(a) -> int:
             row["structure"] = s
             for name, t in s["tests"].items():
                 if t["min_p"] is not None:
-                    print(f"   {name:15s} ran {t['ran']:4d}  = official {t['estimate_zero']:4d}  min p {t['min_p']:.3g} "
-                          f"({t['min_p_output']})  (Holm first threshold {s['holm_first_threshold']:.3g})")
+                    print(f"   {name:15s} ran {t['ran']:4d}  = official {t['estimate_zero']:4d}  "
+                          f"min p {t['min_p']:.3g} ({t['min_p_output']})  "
+                          f"(Holm first threshold {s['holm_first_threshold']:.3g})")
             h = s.get("size_headroom")
             if h:
                 print(f"   size checks: closest check median {h['median_pct_of_limit']}%, max "
