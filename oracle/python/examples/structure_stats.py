@@ -44,6 +44,11 @@ def summarise(report: dict, alpha: float = 1e-4) -> dict:
             "min_p_estimate": worst.get("estimate") if worst else None, "min_p_se": worst.get("se") if worst else None,
             "min_p_allowance": worst.get("allowance") if worst else None, "max_z": zmax,
             "not_run": dict(not_run.get(name, {})),
+            # calibration: of the tests whose estimate is not 0, how many p fall below 0.01 / 0.001
+            # (a null-calibrated test gives about 1% / 0.1% of them; p = 1 when it sees nothing)
+            "nonzero": len(ran) - len(zero),
+            "p_below_0.01": sum(s["p"] < 0.01 for s in ran if s.get("estimate") != 0),
+            "p_below_0.001": sum(s["p"] < 0.001 for s in ran if s.get("estimate") != 0),
         }
     headroom.sort()
     if headroom:
@@ -71,6 +76,8 @@ def main(argv=None) -> int:
               if t["min_p"] is not None else
               f"  {name:16s} ran {t['ran']:4d}  not run: {t['not_run']}")
         if t["min_p"] is not None:
+            print(f"      of {t['nonzero']} with a nonzero estimate: p < 0.01 in {t['p_below_0.01']}, "
+                  f"p < 0.001 in {t['p_below_0.001']}")
             print(f"      min p at {t['min_p_output']}: estimate {t['min_p_estimate']:.3g} se {t['min_p_se'] or 0:.3g} "
                   f"allowance {t['min_p_allowance']:.3g}; largest z {t['max_z']:.3g}")
     h = s.get("size_headroom")

@@ -15,8 +15,9 @@ the GPU machine (PyTorch with CUDA; no dsv4 binary or compiler needed there):
         against its case's golden (--weights DIR/w/model.safetensors), with the structure tests'
         summary (structure_stats.py); exit 0 only when every dump PASSes both.
 
-Cases: p36d4 (prompt 36, 4 decode steps: the ring wraps, decode completes a ratio-4 entry, MTP) and
-p140d2 (prompt 140: the first ratio-128 entry, top-k at full width).
+Cases: p36d4 (prompt 36, 4 decode steps: the ring wraps, decode completes a ratio-4 entry, MTP),
+p140d2 (prompt 140: the first ratio-128 entry, top-k at full width) and p8d60 (60 decode steps: where
+the CPU run meets the false reject of short fp32 outputs, oracle/python/README.md). 6 dumps, 40 MB.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-CASES = {"p36d4": (36, 4), "p140d2": (140, 2)}
+CASES = {"p36d4": (36, 4), "p140d2": (140, 2), "p8d60": (8, 60)}
 VARIANTS = {"fp32": dict(gemm="fp32", attn_probs="fp32"), "bf16": dict(gemm="bf16", attn_probs="bf16")}
 
 
