@@ -12,14 +12,16 @@ under the canonical names (oracle/README.md §Dump convention).
 Where it is *not* the official kernels (deliberately, as a normal engine):
   * FP8/FP4 linears: the activation is quantised to FP8 per 128 (power-of-two scale, RNE, spec 01
     §1.4) and the weight dequantised (exact), then ONE fp32 matmul of the dequantised operands
-    (torch's order), rounded to bf16 — not the per-128-K / per-32-K promoted accumulators of §1.7/§1.8;
+    (torch's order), rounded to bf16 — not the per-128-K / per-32-K promoted accumulators of §1.7/§1.8
+    (``--gemm bf16``: torch's bf16 GEMM of the same bf16-exact operands, as on cuBLAS);
   * sparse attention: gathered keys, fp32 scores, torch.softmax over [scores ‖ sink] in fp32, the
     probabilities kept fp32 (``attn_probs="fp32"``, default) for the PV product — not the 64-entry
     online softmax with bf16 probabilities of §2.9 (``attn_probs="bf16"`` rounds the normalised
     probabilities to bf16 as a flash kernel would);
   * Hadamard: an fp32 matmul with the ±1 Sylvester matrix (not the butterfly), scaled, one bf16 rounding;
-  * every sum (RMS means, Sinkhorn sums, softmax denominators, einsums) in torch's own order; libm's
-    exp/rsqrt/sin/cos, not correctly rounded ones; torch.topk's tie order.
+  * every sum (RMS means, Sinkhorn sums, softmax denominators, einsums) in torch's own order (the mHC
+    mix GEMM also in a chosen order: cfg "hc_mix_sum", see hc_mix); libm's exp/rsqrt/sin/cos, not
+    correctly rounded ones; torch.topk's tie order; the mHC affine maps as two roundings (no FMA).
 
     PYTHONPATH=oracle/python python3 oracle/python/examples/torch_v4.py \
         --weights W/model.safetensors --golden g.h5 --out cand.npz [--device cuda] [--certify]
