@@ -9,15 +9,18 @@ the GPU machine (PyTorch with CUDA; no dsv4 binary or compiler needed there):
         runs every case in every variant — "fp32" (fp32 GEMMs of the dequantised operands, fp32
         attention probabilities) and "bf16" (torch's bf16 GEMMs via cuBLAS, bf16 attention
         probabilities, as a flash kernel rounds them) — plus a rerun of the first to check run-to-run
-        bits, and writes $OUT/<case>-<variant>.npz and $OUT/run.json (torch, GPU, timings).
+        bits, and p36d4 with the softmax scale off by 1 + 1/128 in layer 2 ("bug"); writes
+        $OUT/<case>-<variant>.npz and $OUT/run.json (torch, GPU, timings): 8 files, 40 MB.
   3. here:                        python3 torch_v4_gpu.py judge --dir torch_v4_gpu --dumps FILES_AT/*.npz
         dsv4 certify (every golden output required) and dsv4 diff --teacher-forced of every dump
         against its case's golden (--weights DIR/w/model.safetensors), with the structure tests'
-        summary (structure_stats.py); exit 0 only when every dump PASSes both.
+        summary (structure_stats.py); exit 0 when every dump is as expected: PASS, or FAIL only on
+        short fp32 decode outputs (the known false reject, printed), and the bug dump FAILs with diff
+        blaming layers.2.attn. Any other failure is printed as UNEXPECTED.
 
 Cases: p36d4 (prompt 36, 4 decode steps: the ring wraps, decode completes a ratio-4 entry, MTP),
 p140d2 (prompt 140: the first ratio-128 entry, top-k at full width) and p8d60 (60 decode steps: where
-the CPU run meets the false reject of short fp32 outputs, oracle/python/README.md). 6 dumps, 40 MB.
+the CPU run meets the false reject of short fp32 outputs, oracle/python/README.md).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -36,8 +40,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
 
+# The outputs of the known false reject: fp32 outputs of 2-16 values in a decode step.
+SHORT_FP32 = re.compile(r"^decode\d+/(layers|mtp)\.\d+\.(ffn\.gate/out0|hc_(attn|ffn)/(post|comb))$")
 CASES = {"p36d4": (36, 4), "p140d2": (140, 2), "p8d60": (8, 60)}
 VARIANTS = {"fp32": dict(gemm="fp32", attn_probs="fp32"), "bf16": dict(gemm="bf16", attn_probs="bf16")}
+# A porting bug on the device too (first case only): certify must FAIL it and diff blame layers.2.attn.
+BUG_CASE, BUG_VARIANT = "p36d4", ("bug", dict(gemm="fp32", attn_probs="fp32", bugs=["softmax_scale"], bug_layers=[2]))
 
 
 def prepare(a) -> int:
@@ -87,7 +95,8 @@ def run_cases(a) -> int:
     first = None
     for name, c in cases.items():
         tokens = torch.from_numpy(np.load(os.path.join(a.dir, f"{name}.npy"))).to(a.device)
-        for vname, v in VARIANTS.items():
+        variants = list(VARIANTS.items()) + ([BUG_VARIANT] if name == BUG_CASE else [])
+        for vname, v in variants:
             reps = 2 if first is None else 1  # the first case and variant twice: run-to-run bits
             recs = []
             for _ in range(reps):
@@ -155,12 +164,31 @@ def judge(a) -> int:
             if h:
                 print(f"   size checks: closest check median {h['median_pct_of_limit']}%, max "
                       f"{h['max_pct_of_limit']}% of its limit ({h['closest'][-1]['output']})")
-        failed += c.returncode != 0 or d.returncode != 0
+        failing = [o for m in (d.report or {}).get("modules", []) for o in m.get("outputs", [])
+                   if o.get("verdict") != "PASS"]
+        row["failing"] = [(o["name"], o.get("reason", "")) for o in failing]
+        if os.path.basename(p).split("-")[1].startswith("bug"):  # must FAIL, blamed on layer 2's attention
+            blamed = str(row["first_divergent_module"])
+            ok = c.returncode == 1 and d.returncode == 1 and blamed.startswith("layers.2.attn")
+            print(f"   injected softmax-scale bug in layer 2: "
+                  f"{'caught, blamed on ' + blamed if ok else 'NOT caught as expected'}")
+        elif c.returncode == 1 and failing and all(SHORT_FP32.match(o["name"]) for o in failing):
+            ok = True  # the known false reject (oracle/python/README.md): reported, not counted
+            row["known_false_reject"] = True
+            for o in failing:
+                print(f"   known false reject (short fp32 decode output): {o['name']}: {o.get('reason', '')}")
+        else:
+            ok = c.returncode == 0 and d.returncode == 0
+            for o in failing:
+                print(f"   UNEXPECTED: {o['name']}: {o.get('reason', '')}")
+        row["as_expected"] = ok
+        failed += not ok
         summary.append(row)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(summary, f, indent=1)
-    print(f"{len(dumps) - failed} of {len(dumps)} dumps PASS certify and diff")
+    print(f"{len(dumps) - failed} of {len(dumps)} dumps as expected (PASS, or only the known false reject; "
+          f"the bug dump FAILs)")
     return 1 if failed else 0
 
 
