@@ -1,6 +1,7 @@
 // Name maps (--map M.json). See name_map.hpp for the file format and the rules.
 #include "dsv4/io/name_map.hpp"
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -12,10 +13,86 @@ namespace dsv4 {
 namespace {
 
 constexpr std::size_t kMaxPatternChars = 1000;
-constexpr std::size_t kMaxMatchedNameChars = 4096;
+constexpr std::size_t kMaxMatchedNameChars = 1024;
+// Backtracking bounds of one pattern (name_map.hpp: why): std::regex backtracks, so a match costs up to
+// the product of its repeats' ranges. At most two unbounded repeats (*, +, {n,}) — a full match of a
+// name of kMaxMatchedNameChars then takes at most ~n² steps (measured: `.*.*b` on 4,096 characters
+// 0.5 s, on 1,024 about 30 ms) — at most three repeats in all, bounded counts up to 8, no repeated
+// group, and no number over 9 digits (libstdc++'s regex compiler overflows a long on one: UB).
+constexpr int kMaxUnboundedRepeats = 2;
+constexpr int kMaxRepeats = 3;
+constexpr long kMaxRepeatCount = 8;
+constexpr std::size_t kMaxDigitRun = 9;
+// The time all patterns may take over one dump's names before the map is refused.
+constexpr double kMaxMatchingSeconds = 10.0;
 constexpr std::uintmax_t kMaxMapFileBytes = std::uintmax_t{64} << 20;
 
 std::string q_name(std::string_view s) { return "'" + printable_name(s) + "'"; }
+
+// Why a pattern could backtrack for too long, or "" (the bounds above). Reads the ECMAScript text
+// the way std::regex does for what matters here: escapes, bracket classes, groups and quantifiers.
+std::string backtracking_risk(const std::string& re) {
+  int repeats = 0;
+  int unbounded = 0;
+  std::size_t digits = 0;
+  bool after_group = false;  // the previous atom was a group (…)
+  bool in_class = false;
+  for (std::size_t i = 0; i < re.size(); ++i) {
+    const char c = re[i];
+    digits = (c >= '0' && c <= '9') ? digits + 1 : 0;
+    if (digits > kMaxDigitRun) return "a number over " + std::to_string(kMaxDigitRun) + " digits";
+    if (c == '\\') {  // an escape is one atom; its next character is taken literally here
+      if (i + 1 < re.size() && !(re[i + 1] >= '0' && re[i + 1] <= '9')) ++i;
+      after_group = false;
+      continue;
+    }
+    if (in_class) {
+      if (c == ']') in_class = false;
+      continue;
+    }
+    bool quantifier = false;
+    bool is_unbounded = false;
+    if (c == '[') {
+      in_class = true;
+    } else if (c == '*' || c == '+') {
+      quantifier = is_unbounded = true;
+    } else if (c == '?') {
+      quantifier = !(i > 0 && (re[i - 1] == '(' || re[i - 1] == '*' || re[i - 1] == '+' || re[i - 1] == '?' ||
+                               re[i - 1] == '}'));  // (?: …) and lazy quantifiers are not repeats
+    } else if (c == '{') {
+      const std::size_t close = re.find('}', i);
+      const std::string body = close == std::string::npos ? "" : re.substr(i + 1, close - i - 1);
+      const std::size_t comma = body.find(',');
+      const std::string hi = comma == std::string::npos ? body : body.substr(comma + 1);
+      const bool numeric = !body.empty() && body.find_first_not_of("0123456789,") == std::string::npos &&
+                           body[0] != ',' &&
+                           body.find(',', comma == std::string::npos ? 0 : comma + 1) == std::string::npos;
+      if (numeric) {
+        quantifier = true;
+        if (hi.empty() && comma != std::string::npos) {
+          is_unbounded = true;
+        } else if (hi.size() > kMaxDigitRun || std::stol(hi) > kMaxRepeatCount) {
+          return "a repeat count over " + std::to_string(kMaxRepeatCount);
+        }
+        i = close;
+      }
+    }
+    if (quantifier) {
+      if (after_group) return "a repeated group ( … ) followed by a quantifier";
+      ++repeats;
+      if (is_unbounded) ++unbounded;
+    }
+    after_group = (c == ')');
+  }
+  if (unbounded > kMaxUnboundedRepeats) {
+    return std::to_string(unbounded) + " unbounded repeats (*, +, {n,}; at most " +
+           std::to_string(kMaxUnboundedRepeats) + ")";
+  }
+  if (repeats > kMaxRepeats) {
+    return std::to_string(repeats) + " repeats (at most " + std::to_string(kMaxRepeats) + ")";
+  }
+  return "";
+}
 
 }  // namespace
 
@@ -77,6 +154,10 @@ NameMap parse_name_map(std::string_view text, const std::string& where) {
         if (pat.match.size() > kMaxPatternChars) {
           throw InputError(where, who + ": pattern over " + std::to_string(kMaxPatternChars) + " characters");
         }
+        if (const std::string risk = backtracking_risk(pat.match); !risk.empty()) {
+          throw InputError(where, who + ": pattern " + q_name(pat.match) + " has " + risk +
+                                      " (std::regex backtracks: such a pattern can take hours on one name)");
+        }
         try {
           pat.re = std::regex(pat.match, std::regex::ECMAScript);
         } catch (const std::regex_error& e) {
@@ -111,6 +192,7 @@ MappedNames apply_name_map(const NameMap& map, const std::vector<std::string>& n
   std::set<std::string> exact_used;
   std::vector<bool> pattern_used(map.patterns.size(), false);
   std::vector<std::pair<std::string, std::string>> mapped;  // (canonical, source)
+  const auto start = std::chrono::steady_clock::now();
   for (const std::string& n : names) {
     if (const auto it = map.exact.find(n); it != map.exact.end()) {
       exact_used.insert(n);
@@ -124,6 +206,10 @@ MappedNames apply_name_map(const NameMap& map, const std::vector<std::string>& n
                                      " characters; not matched against the map's patterns");
       }
       for (std::size_t i = 0; i < map.patterns.size() && !done; ++i) {
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > kMaxMatchingSeconds) {
+          throw InputError(map.where, "the map's patterns took over " + std::to_string(int(kMaxMatchingSeconds)) +
+                                          " s on the names of " + source + " (simplify the patterns)");
+        }
         std::smatch sm;
         if (std::regex_match(n, sm, map.patterns[i].re)) {
           pattern_used[i] = true;

@@ -20,8 +20,14 @@
 // not compile or is over 1,000 characters. When applied: two names mapping to the same canonical
 // name (including a mapped name colliding with a kept one) is an error naming both; a map none of
 // whose entries matches anything is an error; entries that match nothing are reported (`unused`),
-// and are an error under `strict`. Names over 4,096 characters are not matched against patterns
+// and are an error under `strict`. Names over 1,024 characters are not matched against patterns
 // (an error: std::regex recursion grows with the input).
+//
+// std::regex backtracks, so a pattern is refused when one match could take long: a repeated group
+// ("(…)*", "(…)?", "(…){n}"), more than two unbounded repeats (*, +, {n,}), more than three repeats
+// in all, a repeat count over 8, or a number over 9 digits (libstdc++'s regex compiler overflows on
+// one: found by the fuzz_name_map campaign of 2026-12-08). A name of 1,024 characters then takes
+// milliseconds a pattern; and applying the map to one dump's names stops with an error after 10 s.
 #pragma once
 
 #include <map>
