@@ -22,11 +22,13 @@
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/io/input_error.hpp"
+#include "support/expect_errors.hpp"
 
 namespace dsv4 {
 namespace {
 
 using nlohmann::json;
+using testing_support::config_error_field;
 
 // A small valid config of the required keys only.
 json base() {
@@ -47,15 +49,7 @@ json base() {
               {"compress_ratios", {4, 128, 0}}};
 }
 
-std::string field_of_text(const std::string& text) {
-  try {
-    (void)parse_config_json(text, "test.json");
-  } catch (const ConfigError& e) {
-    return e.field();
-  }
-  return "<no error>";
-}
-std::string field_of_error(const json& j) { return field_of_text(j.dump()); }
+std::string field_of_error(const json& j) { return config_error_field(j.dump()); }
 
 TEST(ConfigStrict, RequiredKeysOnlyTakeTheOfficialDefaults) {
   const ModelConfig c = parse_config_json(base().dump(), "t.json");
@@ -169,7 +163,7 @@ TEST(ConfigStrict, IntegerFieldsTakeIntegersOnly) {
   }
   std::string text = base().dump();
   text.replace(text.find("\"dim\":128"), 9, "\"dim\":1e3");
-  EXPECT_EQ(field_of_text(text), "dim");
+  EXPECT_EQ(config_error_field(text), "dim");
   json j = base();
   j["compress_ratios"] = {4, 128.0, 0};
   EXPECT_EQ(field_of_error(j), "compress_ratios");
@@ -181,12 +175,12 @@ TEST(ConfigStrict, IntegerFieldsTakeIntegersOnly) {
 TEST(ConfigStrict, DuplicateKeysAreRefused) {
   std::string text = base().dump();
   text.insert(1, R"("dim": 256, )");
-  EXPECT_EQ(field_of_text(text), "dim");
+  EXPECT_EQ(config_error_field(text), "dim");
   json j = base();
   j["rope_scaling"] = {{"factor", 16}};
   text = j.dump();
   text.insert(text.find("\"factor\""), R"("factor": 8, )");
-  EXPECT_EQ(field_of_text(text), "rope_scaling.factor");
+  EXPECT_EQ(config_error_field(text), "rope_scaling.factor");
 }
 
 TEST(ConfigStrict, UnknownKeysAreRefusedHuggingFaceExtrasAllowed) {
@@ -233,7 +227,7 @@ TEST(ConfigStrict, RangesAreCheckedBeforeAnyWork) {
   EXPECT_EQ(with("rope_theta", 1.0), "rope_theta");
   EXPECT_EQ(with("norm_eps", 0.0), "norm_eps");
   EXPECT_EQ(with("compress_ratios", json::array({4, 64, 0})), "compress_ratios");
-  EXPECT_EQ(field_of_text(R"({"a": {"b": {"c": [1]}}})"), "c");  // deeper than a config nests
+  EXPECT_EQ(config_error_field(R"({"a": {"b": {"c": [1]}}})"), "c");  // deeper than a config nests
 }
 
 TEST(ConfigStrict, ScaleDtypeAndScaleFmtAsTheOfficialTransformer) {

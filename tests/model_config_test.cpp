@@ -7,8 +7,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "support/expect_errors.hpp"
+
 namespace dsv4 {
 namespace {
+
+using testing_support::config_error_field;
 
 TEST(ModelConfig, BuiltinsValidate) {
   for (const auto& name : builtin_config_names()) {
@@ -46,15 +50,6 @@ TEST(ModelConfig, TinyKeepsEveryPathAlive) {
   EXPECT_GE(t.max_seq_len, 2 * 128 + 1);  // prompts can cross two ratio-128 blocks
 }
 
-std::string field_of_error(const std::string& json) {
-  try {
-    (void)parse_config_json(json, "test.json");
-  } catch (const ConfigError& e) {
-    return e.field();
-  }
-  return "<no error>";
-}
-
 // The required keys (spec 00 §0.5.4) at V4-Flash widths, two layers, no MTP.
 nlohmann::json flash2() {
   return {{"vocab_size", 129280},
@@ -79,7 +74,7 @@ nlohmann::json flash2() {
 std::string field_with(const char* key, const nlohmann::json& v) {
   nlohmann::json j = flash2();
   j[key] = v;
-  return field_of_error(j.dump());
+  return config_error_field(j.dump());
 }
 
 TEST(ModelConfig, BadDimensionsNameTheField) {
@@ -91,8 +86,8 @@ TEST(ModelConfig, BadDimensionsNameTheField) {
   EXPECT_EQ(field_with("compress_ratios", {3, 0}), "compress_ratios");
   EXPECT_EQ(field_with("score_func", "relu"), "score_func");
   EXPECT_EQ(field_with("dim", "big"), "dim");
-  EXPECT_EQ(field_of_error("not json"), "<file>");
-  EXPECT_EQ(field_of_error(flash2().dump()), "<no error>");
+  EXPECT_EQ(config_error_field("not json"), "<file>");
+  EXPECT_EQ(config_error_field(flash2().dump()), "<no error>");
 }
 
 TEST(ModelConfig, HuggingFaceKeysMap) {
