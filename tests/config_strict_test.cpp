@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <future>
 #include <new>
@@ -23,6 +22,7 @@
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/io/input_error.hpp"
 #include "support/expect_errors.hpp"
+#include "support/temp_files.hpp"
 
 namespace dsv4 {
 namespace {
@@ -264,12 +264,7 @@ TEST(ConfigStrict, GoldenConfigJsonRoundTrips) {
 
 class ConfigFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("dsv4_config_strict_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  testing_support::TempDir dir_;
 };
 
 std::string load_error(const std::string& path) {
@@ -282,7 +277,7 @@ std::string load_error(const std::string& path) {
 }
 
 TEST_F(ConfigFiles, AFifoIsRefusedWithoutOpeningIt) {
-  const std::string fifo = (dir_ / "fifo.json").string();
+  const std::string fifo = dir_.file("fifo.json");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   auto f = std::async(std::launch::async, [&] { return load_error(fifo); });
   if (f.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
@@ -291,8 +286,8 @@ TEST_F(ConfigFiles, AFifoIsRefusedWithoutOpeningIt) {
     FAIL() << "load_config blocked on a FIFO";
   }
   EXPECT_NE(f.get().find("not a regular file"), std::string::npos);
-  EXPECT_NE(load_error(dir_.string()).find("not a regular file"), std::string::npos);
-  const std::string big = (dir_ / "big.json").string();
+  EXPECT_NE(load_error(dir_.path().string()).find("not a regular file"), std::string::npos);
+  const std::string big = dir_.file("big.json");
   std::ofstream(big) << std::string((1 << 20) + 1, ' ');
   EXPECT_NE(load_error(big).find("larger than a config.json"), std::string::npos);
 }
