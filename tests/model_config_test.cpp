@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -20,27 +22,22 @@ TEST(ModelConfig, BuiltinsValidate) {
   }
 }
 
+// The number of CSA (compress ratio 4), HCA (128) and SWA (0) layers of a config's main stack.
+std::array<int, 3> csa_hca_swa(const ModelConfig& c) {
+  std::array<int, 3> n{};
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    const auto r = c.compress_ratio(l);
+    ++n[r == 4 ? 0 : r == 128 ? 1 : 2];
+  }
+  return n;
+}
+
 TEST(ModelConfig, ReleasedScheduleMatchesSpec00) {
   // spec 00 §0.4.4: Pro has CSA 30, HCA 31 (layers 0, 1 and odd 3..59), MTP SWA.
   const ModelConfig pro = builtin_config("v4-pro");
-  int csa = 0, hca = 0, swa = 0;
-  for (std::int64_t l = 0; l < pro.n_layers; ++l) {
-    const auto r = pro.compress_ratio(l);
-    (r == 4 ? csa : r == 128 ? hca : swa)++;
-  }
-  EXPECT_EQ(csa, 30);
-  EXPECT_EQ(hca, 31);
-  EXPECT_EQ(swa, 0);
+  EXPECT_EQ(csa_hca_swa(pro), (std::array<int, 3>{30, 31, 0}));
   EXPECT_EQ(pro.compress_ratio(pro.n_layers), 0);
-  const ModelConfig flash = builtin_config("v4-flash");
-  csa = hca = swa = 0;
-  for (std::int64_t l = 0; l < flash.n_layers; ++l) {
-    const auto r = flash.compress_ratio(l);
-    (r == 4 ? csa : r == 128 ? hca : swa)++;
-  }
-  EXPECT_EQ(csa, 21);
-  EXPECT_EQ(hca, 20);
-  EXPECT_EQ(swa, 2);
+  EXPECT_EQ(csa_hca_swa(builtin_config("v4-flash")), (std::array<int, 3>{21, 20, 2}));
 }
 
 TEST(ModelConfig, TinyKeepsEveryPathAlive) {
