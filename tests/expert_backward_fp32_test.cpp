@@ -25,14 +25,8 @@
 namespace dsv4 {
 namespace {
 
-using test::gamma;
-using test::kMinSub32;
-using test::kU32;
-using test::kU64;
-using test::same_bits;
-using test::ThreadGuard;
-using test::to_floats;
-using test::tree;
+// The shared §6.14 test pieces (fp32_rule_port.hpp) and the random matrices (random_matrix.hpp).
+using namespace test;
 
 constexpr std::int64_t kD = 8, kDe = 6;
 constexpr double kLimit = 1.5;  // some gates and ups are clamped: their dg, du are exactly 0

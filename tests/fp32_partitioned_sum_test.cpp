@@ -24,12 +24,8 @@
 namespace dsv4 {
 namespace {
 
-using test::gamma;
-using test::kU32;
-using test::kU64;
-using test::same_bits;
-using test::ThreadGuard;
-using test::to_floats;
+// The shared §6.14 test pieces (fp32_rule_port.hpp) and the random matrices (random_matrix.hpp).
+using namespace test;
 
 struct Shape {
   std::int64_t m, k, n, chunk;

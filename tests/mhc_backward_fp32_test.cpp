@@ -27,14 +27,8 @@
 namespace dsv4 {
 namespace {
 
-using test::gamma;
-using test::kMinSub32;
-using test::kU32;
-using test::kU64;
-using test::same_bits;
-using test::ThreadGuard;
-using test::to_floats;
-using test::tree;
+// The shared §6.14 test pieces (fp32_rule_port.hpp) and the random matrices (random_matrix.hpp).
+using namespace test;
 
 constexpr std::int64_t kN = 4, kD = 8, kLen = kN * kD, kIters = 20;
 constexpr double kHcEps = 1e-6, kNormEps = 1e-6;

@@ -20,14 +20,9 @@
 namespace dsv4 {
 namespace {
 
-using test::gamma;
-using test::kMinSub32;
-using test::kU32;
-using test::kU64;
-using test::same_bits;
-using test::ThreadGuard;
-using test::to_floats;
-using test::tree;
+// The shared §6.14 test pieces (fp32_rule_port.hpp) and the random matrices (random_matrix.hpp).
+using namespace test;
+using test::to_floats;  // beside this file's overload for vectors
 
 constexpr std::int64_t kH = 2, kC = 8, kNkv = 40, kWidth = 6;
 
