@@ -3,7 +3,6 @@
 // declares more elements than the golden's before reading or decompressing it; an .npz member's
 // declared size must be exactly its .npy header plus the data of the declared shape.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -13,19 +12,15 @@
 #include "dsv4/io/npz.hpp"
 #include "dsv4/io/safetensors.hpp"
 #include "dsv4/io/tensor_source.hpp"
+#include "support/temp_files.hpp"
 
 namespace dsv4 {
 namespace {
 
 class CandidateBounds : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("dsv4_candidate_bounds_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string file(const std::string& n) const { return (dir_ / n).string(); }
-  std::filesystem::path dir_;
+  std::string file(const std::string& n) const { return dir_.file(n); }
+  testing_support::TempDir dir_;
 };
 
 // A 4 MiB float64 tensor of zeros: an npz bomb's shape of payload (compresses ~1000:1).

@@ -13,7 +13,6 @@
 // seconds), each row followed by the quantised outputs' direction test with the smallest p
 // (compare::quant_direction_test) and diff's first failing reason.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -35,6 +34,7 @@
 #include "dsv4/io/tensor_source.hpp"
 #include "dsv4/model/transformer.hpp"
 #include "support/bug_catalogue.hpp"
+#include "support/suite_golden.hpp"
 
 namespace dsv4 {
 namespace {
@@ -123,8 +123,7 @@ struct Verdicts {
 class CatalogueVerdicts : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = std::filesystem::temp_directory_path() / ("dsv4_catalogue_verdicts_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
+    dir_ = testing_support::suite_temp_dir("catalogue_verdicts");
     config_ = builtin_config("tiny");
     // The clamp bug changes only SwiGLU gates below −limit: the tiny weights keep |g| far under
     // V4's limit 10, so its golden has limit 1 (deviation_test, diff_test do the same).
@@ -144,13 +143,7 @@ class CatalogueVerdicts : public ::testing::Test {
   static std::string path(const std::string& n) { return (dir_ / n).string(); }
 
   static void generate(const ModelConfig& c, const std::string& name) {
-    GoldenGenerateOptions o;
-    o.config = c;
-    o.weights = WeightsSpec{kSeed, ""};
-    o.tokens = tokens_;
-    o.decode_steps = kDecode;
-    o.deflate = 0;
-    generate_golden(o, path(name));
+    testing_support::generate_synthetic_golden(c, kSeed, tokens_, kDecode, path(name));
   }
 
   static MemoryRecorder record(const ModelConfig& c, const Precision& p) {

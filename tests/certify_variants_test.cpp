@@ -11,7 +11,6 @@
 // And the same machinery refuses an illegitimate variant: the bias leaking into the routing weights
 // (Deviation::kGateBiasInWeights) FAILS, naming the gate's weights.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <bit>
 #include <cstdint>
@@ -29,6 +28,7 @@
 #include "dsv4/io/tensor_source.hpp"
 #include "dsv4/model/transformer.hpp"
 #include "dsv4/numerics/gemm.hpp"
+#include "support/suite_golden.hpp"
 
 namespace dsv4 {
 namespace {
@@ -39,17 +39,10 @@ constexpr std::int64_t kTokens = 38, kDecode = 2;  // the CSA indexer has a real
 class CertifyVariants : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = std::filesystem::temp_directory_path() / ("dsv4_certify_variants_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
+    dir_ = testing_support::suite_temp_dir("certify_variants");
     config_ = builtin_config("tiny");
     tokens_ = synthetic_tokens(kTokens, config_.vocab_size, 7);
-    GoldenGenerateOptions o;
-    o.config = config_;
-    o.weights = WeightsSpec{kSeed, ""};
-    o.tokens = tokens_;
-    o.decode_steps = kDecode;
-    o.deflate = 0;
-    generate_golden(o, path("g.h5"));
+    testing_support::generate_synthetic_golden(config_, kSeed, tokens_, kDecode, path("g.h5"));
   }
   static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
   static std::string path(const std::string& n) { return (dir_ / n).string(); }

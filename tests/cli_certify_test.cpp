@@ -26,11 +26,18 @@ namespace {
 
 using testing_support::failed_locally;
 using testing_support::perturbed_copy;
+using testing_support::scaled_copy;
 
 // A golden and the reference's official and exact dumps, made once for the suite: 38 tokens
 // (36 prompt + 2 decode) so that the CSA layers' indexer (top-8 of 9 compressed entries from
 // position 35 on) has a real cut.
-using CliCertify = testing_support::GoldenSuite;
+class CliCertify : public testing_support::GoldenSuite {
+ protected:
+  // certify of `candidate` against the suite's golden, the report also written to r.json.
+  Result certify_with_json(const std::string& candidate) {
+    return dsv4("certify --golden " + path("g.h5") + " --candidate " + candidate + " --json " + file("r.json"));
+  }
+};
 
 // A copy of a golden (datasets, manifest, root attributes) with one dataset replaced and the
 // manifest edited; every dataset's hash and manifest_sha256 recomputed (a consistently re-hashed
@@ -72,11 +79,8 @@ TEST_F(CliCertify, ExactModeReferencePasses) {
 
 TEST_F(CliCertify, ScaledModuleOutputFailsNamingIt) {
   const std::string victim = "prefill/layers.0.attn_norm/out";
-  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), victim, [](Tensor& t) {
-    for (double& x : t.values<double>()) x *= 1.01;
-  }));
-  const auto r =
-      dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5") + " --json " + file("r.json"));
+  ASSERT_TRUE(scaled_copy(path("off.h5"), file("p.h5"), victim));
+  const auto r = certify_with_json(file("p.h5"));
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_NE(r.out.find(victim + ": "), std::string::npos) << r.out;
   const auto j = nlohmann::json::parse(slurp(file("r.json")));
@@ -91,11 +95,8 @@ TEST_F(CliCertify, ScaledModuleOutputFailsNamingIt) {
 // failing outputs locally: a scaled module output there must still FAIL, now by its local verdict.
 TEST_F(CliCertify, ScaledModuleOutputAfterAFlipFailsLocally) {
   const std::string victim = "prefill/layers.4.attn/out";
-  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), victim, [](Tensor& t) {
-    for (double& x : t.values<double>()) x *= 1.01;
-  }));
-  const auto r =
-      dsv4("certify --golden " + path("g.h5") + " --candidate " + file("p.h5") + " --json " + file("r.json"));
+  ASSERT_TRUE(scaled_copy(path("off.h5"), file("p.h5"), victim));
+  const auto r = certify_with_json(file("p.h5"));
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   EXPECT_TRUE(failed_locally(slurp(file("r.json")), victim)) << r.out;
   // --end-to-end-only skips the local verdicts: the scaled output then hides inside the official
@@ -161,9 +162,7 @@ TEST_F(CliCertify, GoldenWithoutStoredFiguresGivesTheSameReport) {
     }
   });
   ASSERT_GT(stripped, 100u);
-  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), "prefill/layers.0.attn_norm/out", [](Tensor& t) {
-    for (double& x : t.values<double>()) x *= 1.01;
-  }));
+  ASSERT_TRUE(scaled_copy(path("off.h5"), file("p.h5"), "prefill/layers.0.attn_norm/out"));
   for (const std::string& cand : {path("off.h5"), file("p.h5")}) {
     const auto a = dsv4("certify --golden " + path("g.h5") + " --candidate " + cand + " --json " + file("a.json"));
     const auto b = dsv4("certify --golden " + file("old.h5") + " --candidate " + cand + " --json " + file("b.json"));

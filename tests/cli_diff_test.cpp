@@ -15,6 +15,7 @@ namespace dsv4 {
 namespace {
 
 using testing_support::perturbed_copy;
+using testing_support::scaled_copy;
 
 class CliDiff : public testing_support::GoldenSuite {
  protected:
@@ -44,9 +45,7 @@ TEST_F(CliDiff, ExactDumpPassesEveryModule) {
 
 TEST_F(CliDiff, ScaledModuleOutputIsLocalisedToThatModule) {
   const std::string victim = "prefill/layers.4.ffn/out";
-  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), victim, [](Tensor& t) {
-    for (double& x : t.values<double>()) x *= 1.01;
-  }));
+  ASSERT_TRUE(scaled_copy(path("off.h5"), file("p.h5"), victim));
   const auto r = diff(file("p.h5"));
   EXPECT_EQ(r.status, 1) << r.out << r.err;
   const auto j = nlohmann::json::parse(slurp(file("d.json")));

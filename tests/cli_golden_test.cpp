@@ -214,15 +214,9 @@ ForgedNegation forged_negation(const std::string& from, const std::string& to, c
   return f;
 }
 
-TEST_F(CliGolden, RecomputeOfTheCommittedGoldenIsBitIdentical) {
-  const auto r = dsv4("golden verify --recompute " + kCommitted);
-  EXPECT_EQ(r.status, 0) << r.out << r.err;
-  EXPECT_NE(r.out.find("OK (" + std::to_string(Golden::open(kCommitted).entries().size()) + " datasets"),
-            std::string::npos)
-      << r.out;
-  // Every official/ output of the golden recomputed: as many as the golden lists.
+// The official outputs of a golden and their elements.
+std::pair<std::int64_t, std::int64_t> official_counts(const Golden& g) {
   std::int64_t official = 0, values = 0;
-  const Golden g = Golden::open(kCommitted);
   for (const GoldenEntry& e : g.entries()) {
     if (e.path.rfind("official/", 0) != 0) continue;
     ++official;
@@ -230,6 +224,17 @@ TEST_F(CliGolden, RecomputeOfTheCommittedGoldenIsBitIdentical) {
     for (const auto d : e.shape) n *= d;
     values += n;
   }
+  return {official, values};
+}
+
+TEST_F(CliGolden, RecomputeOfTheCommittedGoldenIsBitIdentical) {
+  const auto r = dsv4("golden verify --recompute " + kCommitted);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("OK (" + std::to_string(Golden::open(kCommitted).entries().size()) + " datasets"),
+            std::string::npos)
+      << r.out;
+  // Every official/ output of the golden recomputed: as many as the golden lists.
+  const auto [official, values] = official_counts(Golden::open(kCommitted));
   ASSERT_GT(official, 300);
   EXPECT_NE(
       r.out.find("recompute OK on cpu (official values of the golden computed by cpu): " + std::to_string(official) +
@@ -274,19 +279,6 @@ TEST_F(CliGolden, RecomputeOptionsAreChecked) {
 }
 
 // --recompute-only (issue 18 item 2: spot checks) --------------------------------------------
-
-// The official outputs of the committed golden and their elements.
-std::pair<std::int64_t, std::int64_t> official_counts(const Golden& g) {
-  std::int64_t official = 0, values = 0;
-  for (const GoldenEntry& e : g.entries()) {
-    if (e.path.rfind("official/", 0) != 0) continue;
-    ++official;
-    std::int64_t n = 1;
-    for (const auto d : e.shape) n *= d;
-    values += n;
-  }
-  return {official, values};
-}
 
 TEST_F(CliGolden, SpotCheckOfEveryModuleIsTheFullRecomputeBitForBit) {
   // Every module recomputed from the golden's own recorded inputs (no forward) gives the stored

@@ -32,7 +32,7 @@ namespace dsv4 {
 namespace {
 
 using Json = nlohmann::ordered_json;
-using testing_support::perturbed_copy;
+using testing_support::scaled_copy;
 
 class CliWeights : public testing_support::CliDir {};
 
@@ -286,9 +286,7 @@ TEST_F(CliCheckpointGolden, DiffAndCertifyNeedTheCheckpointAndCheckItsHash) {
 // checkpoint; end to end only it hides in the drift.
 TEST_F(CliCheckpointGolden, LocalVerdictsWorkOnCheckpointGoldens) {
   const std::string victim = "prefill/layers.4.attn/out";
-  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("p.h5"), victim, [](Tensor& t) {
-    for (double& x : t.values<double>()) x *= 1.01;
-  }));
+  ASSERT_TRUE(scaled_copy(path("off.h5"), file("p.h5"), victim));
   const std::string gc = "--golden " + path("g.h5") + " --candidate " + file("p.h5");
   const auto r = dsv4("certify " + gc + " --weights " + path("w/model.safetensors") + " --json " + file("r.json"));
   EXPECT_EQ(r.status, 1) << r.out << r.err;

@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <future>
 #include <new>
@@ -22,11 +21,14 @@
 #include "dsv4/golden/cli_guard.hpp"
 #include "dsv4/golden/config_json.hpp"
 #include "dsv4/io/input_error.hpp"
+#include "support/expect_errors.hpp"
+#include "support/temp_files.hpp"
 
 namespace dsv4 {
 namespace {
 
 using nlohmann::json;
+using testing_support::config_error_field;
 
 // A small valid config of the required keys only.
 json base() {
@@ -47,15 +49,7 @@ json base() {
               {"compress_ratios", {4, 128, 0}}};
 }
 
-std::string field_of_text(const std::string& text) {
-  try {
-    (void)parse_config_json(text, "test.json");
-  } catch (const ConfigError& e) {
-    return e.field();
-  }
-  return "<no error>";
-}
-std::string field_of_error(const json& j) { return field_of_text(j.dump()); }
+std::string field_of_error(const json& j) { return config_error_field(j.dump()); }
 
 TEST(ConfigStrict, RequiredKeysOnlyTakeTheOfficialDefaults) {
   const ModelConfig c = parse_config_json(base().dump(), "t.json");
@@ -169,7 +163,7 @@ TEST(ConfigStrict, IntegerFieldsTakeIntegersOnly) {
   }
   std::string text = base().dump();
   text.replace(text.find("\"dim\":128"), 9, "\"dim\":1e3");
-  EXPECT_EQ(field_of_text(text), "dim");
+  EXPECT_EQ(config_error_field(text), "dim");
   json j = base();
   j["compress_ratios"] = {4, 128.0, 0};
   EXPECT_EQ(field_of_error(j), "compress_ratios");
@@ -181,12 +175,12 @@ TEST(ConfigStrict, IntegerFieldsTakeIntegersOnly) {
 TEST(ConfigStrict, DuplicateKeysAreRefused) {
   std::string text = base().dump();
   text.insert(1, R"("dim": 256, )");
-  EXPECT_EQ(field_of_text(text), "dim");
+  EXPECT_EQ(config_error_field(text), "dim");
   json j = base();
   j["rope_scaling"] = {{"factor", 16}};
   text = j.dump();
   text.insert(text.find("\"factor\""), R"("factor": 8, )");
-  EXPECT_EQ(field_of_text(text), "rope_scaling.factor");
+  EXPECT_EQ(config_error_field(text), "rope_scaling.factor");
 }
 
 TEST(ConfigStrict, UnknownKeysAreRefusedHuggingFaceExtrasAllowed) {
@@ -233,7 +227,7 @@ TEST(ConfigStrict, RangesAreCheckedBeforeAnyWork) {
   EXPECT_EQ(with("rope_theta", 1.0), "rope_theta");
   EXPECT_EQ(with("norm_eps", 0.0), "norm_eps");
   EXPECT_EQ(with("compress_ratios", json::array({4, 64, 0})), "compress_ratios");
-  EXPECT_EQ(field_of_text(R"({"a": {"b": {"c": [1]}}})"), "c");  // deeper than a config nests
+  EXPECT_EQ(config_error_field(R"({"a": {"b": {"c": [1]}}})"), "c");  // deeper than a config nests
 }
 
 TEST(ConfigStrict, ScaleDtypeAndScaleFmtAsTheOfficialTransformer) {
@@ -270,12 +264,7 @@ TEST(ConfigStrict, GoldenConfigJsonRoundTrips) {
 
 class ConfigFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("dsv4_config_strict_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  testing_support::TempDir dir_;
 };
 
 std::string load_error(const std::string& path) {
@@ -288,7 +277,7 @@ std::string load_error(const std::string& path) {
 }
 
 TEST_F(ConfigFiles, AFifoIsRefusedWithoutOpeningIt) {
-  const std::string fifo = (dir_ / "fifo.json").string();
+  const std::string fifo = dir_.file("fifo.json");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   auto f = std::async(std::launch::async, [&] { return load_error(fifo); });
   if (f.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
@@ -297,8 +286,8 @@ TEST_F(ConfigFiles, AFifoIsRefusedWithoutOpeningIt) {
     FAIL() << "load_config blocked on a FIFO";
   }
   EXPECT_NE(f.get().find("not a regular file"), std::string::npos);
-  EXPECT_NE(load_error(dir_.string()).find("not a regular file"), std::string::npos);
-  const std::string big = (dir_ / "big.json").string();
+  EXPECT_NE(load_error(dir_.path().string()).find("not a regular file"), std::string::npos);
+  const std::string big = dir_.file("big.json");
   std::ofstream(big) << std::string((1 << 20) + 1, ' ');
   EXPECT_NE(load_error(big).find("larger than a config.json"), std::string::npos);
 }

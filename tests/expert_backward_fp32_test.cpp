@@ -25,8 +25,8 @@
 namespace dsv4 {
 namespace {
 
-using test::same_bits;
-using test::tree;
+// The shared §6.14 test pieces (fp32_rule_port.hpp) and the random matrices (random_matrix.hpp).
+using namespace test;
 
 constexpr std::int64_t kD = 8, kDe = 6;
 constexpr double kLimit = 1.5;  // some gates and ups are clamped: their dg, du are exactly 0
@@ -41,14 +41,6 @@ struct Case {
   Mat h, dg, du;                     // exact per-row coefficients [R, de]
   std::vector<float> xf, dyf, hf, dgf, duf;
 };
-
-std::vector<float> to_floats(const Mat& m) {
-  std::vector<float> v(static_cast<std::size_t>(m.size()));
-  for (Eigen::Index r = 0; r < m.rows(); ++r)
-    for (Eigen::Index c = 0; c < m.cols(); ++c)
-      v[static_cast<std::size_t>(r * m.cols() + c)] = static_cast<float>(m(r, c));
-  return v;
-}
 
 // About 60 % of T tokens routed; the coefficients by the exact backward's own operations (the same
 // deterministic double GEMMs and clamped_swiglu_backward), so the exact dW below is Σ of these terms.
@@ -134,11 +126,6 @@ ExpertDweightsFp32 naive_all(const Case& c, std::int64_t chunk, Mutation mutatio
           naive(c, c.dyf, kD, true, c.hf, kDe, false, chunk, mutation)};
 }
 
-class ThreadGuard {
- public:
-  ~ThreadGuard() { set_gemm_threads(0); }
-};
-
 const std::pair<std::int64_t, std::int64_t> kCases[] = {{0, 4}, {1, 128}, {9, 2}, {70, 3}, {500, 16}, {500, 128}};
 
 TEST(ExpertDweightsFp32, EqualsNaiveRuleForAnyThreadCount) {
@@ -175,9 +162,6 @@ TEST(ExpertDweightsFp32, MutatedOrderGivesOtherBits) {
     EXPECT_FALSE(same_bits(got.dw1, run(c, chunk + 1).dw1)) << "T " << tokens << " C " << chunk;
   }
 }
-
-constexpr double kU32 = 0x1p-24, kU64 = 0x1p-53, kMinSub32 = 0x1p-149;
-double gamma(double n, double u) { return n * u / (1.0 - n * u); }
 
 // Bound, per element of out = Σ_r coef_r · v_r (coef the fp32-rounded per-row coefficient dg, du or
 // h; v the bf16 x or dy, exact in fp32): |fl32(coef) − coef| ≤ u₃₂|coef| + 2⁻¹⁴⁹; each computed term

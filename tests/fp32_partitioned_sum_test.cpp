@@ -24,7 +24,8 @@
 namespace dsv4 {
 namespace {
 
-using test::same_bits;
+// The shared §6.14 test pieces (fp32_rule_port.hpp) and the random matrices (random_matrix.hpp).
+using namespace test;
 
 struct Shape {
   std::int64_t m, k, n, chunk;
@@ -32,12 +33,6 @@ struct Shape {
 // Partition counts 0, 1, 2, 3, 5, 8, 43, 143 and shorter last partitions.
 const Shape kShapes[] = {{0, 4, 3, 4},    {1, 5, 3, 128}, {7, 6, 5, 4},    {12, 4, 6, 4},   {129, 8, 7, 128},
                          {300, 9, 5, 64}, {300, 3, 4, 7}, {1000, 4, 3, 7}, {257, 16, 8, 32}};
-
-std::vector<float> to_floats(const Mat& m) {
-  std::vector<float> v(static_cast<std::size_t>(m.size()));
-  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(m.data()[i]);
-  return v;
-}
 
 enum class Order { kRule, kReversedSequential, kAscendingSequential, kMirroredTree };
 
@@ -97,11 +92,6 @@ Data make_data(const Shape& s, std::uint64_t seed) {
   return d;
 }
 
-class ThreadGuard {
- public:
-  ~ThreadGuard() { set_gemm_threads(0); }
-};
-
 TEST(Fp32PartitionedSum, RuleArithmetic) {
   const PartitionRule rule{7};
   EXPECT_EQ(rule.partitions(0), 0);
@@ -152,10 +142,6 @@ TEST(Fp32PartitionedSum, MutatedOrderGivesOtherBits) {
   EXPECT_FALSE(same_bits(linear_dweight_fp32(d.x, d.dy, s.m, s.k, s.n, PartitionRule{s.chunk}),
                          linear_dweight_fp32(d.x, d.dy, s.m, s.k, s.n, PartitionRule{s.chunk + 1})));
 }
-
-constexpr double kU32 = 0x1p-24;  // unit roundoff of fp32
-constexpr double kU64 = 0x1p-53;  // of double
-double gamma(double n, double u) { return n * u / (1.0 - n * u); }
 
 // Error bound (no underflow, see make_data). Element (o, i) of dW is S = Σ_r t_r, t_r = dy[r,o]·x[r,i],
 // A = Σ_r |t_r|. In its partition a term passes through at most c = min(C, M) fmaf roundings (the one

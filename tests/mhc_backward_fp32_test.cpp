@@ -27,8 +27,8 @@
 namespace dsv4 {
 namespace {
 
-using test::same_bits;
-using test::tree;
+// The shared §6.14 test pieces (fp32_rule_port.hpp) and the random matrices (random_matrix.hpp).
+using namespace test;
 
 constexpr std::int64_t kN = 4, kD = 8, kLen = kN * kD, kIters = 20;
 constexpr double kHcEps = 1e-6, kNormEps = 1e-6;
@@ -44,12 +44,6 @@ struct Case {
   Vec dbase, dscale;  // exact
   std::vector<float> xf, muf, daf, grf;
 };
-
-std::vector<float> to_floats(const Mat& m) {
-  std::vector<float> v(static_cast<std::size_t>(m.size()));
-  for (Eigen::Index i = 0; i < m.size(); ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(m.data()[i]);
-  return v;
-}
 
 Case make_case(bool head, std::int64_t tokens, std::uint64_t seed) {
   Case c;
@@ -131,11 +125,6 @@ MhcParamGradsFp32 naive_all(const Case& c, std::int64_t chunk, bool descending =
   return out;
 }
 
-class ThreadGuard {
- public:
-  ~ThreadGuard() { set_gemm_threads(0); }
-};
-
 const std::pair<std::int64_t, std::int64_t> kCases[] = {{0, 4}, {1, 128}, {9, 2}, {70, 3}, {300, 16}, {300, 128}};
 
 TEST(MhcDparamsFp32, EqualsNaiveRuleForAnyThreadCount) {
@@ -175,9 +164,6 @@ TEST(MhcDparamsFp32, MutatedOrderGivesOtherBits) {
     }
   }
 }
-
-constexpr double kU32 = 0x1p-24, kU64 = 0x1p-53, kMinSub32 = 0x1p-149;
-double gamma(double n, double u) { return n * u / (1.0 - n * u); }
 
 // Bound, per element e of out = Σ_terms a·b (spec 06 §6.14's bound with the coefficients' own
 // rounding): each operand that is an fp32-rounded coefficient errs by ≤ u₃₂|v| + 2⁻¹⁴⁹, so

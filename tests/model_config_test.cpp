@@ -4,11 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "support/expect_errors.hpp"
+
 namespace dsv4 {
 namespace {
+
+using testing_support::config_error_field;
 
 TEST(ModelConfig, BuiltinsValidate) {
   for (const auto& name : builtin_config_names()) {
@@ -16,27 +22,22 @@ TEST(ModelConfig, BuiltinsValidate) {
   }
 }
 
+// The number of CSA (compress ratio 4), HCA (128) and SWA (0) layers of a config's main stack.
+std::array<int, 3> csa_hca_swa(const ModelConfig& c) {
+  std::array<int, 3> n{};
+  for (std::int64_t l = 0; l < c.n_layers; ++l) {
+    const auto r = c.compress_ratio(l);
+    ++n[r == 4 ? 0 : r == 128 ? 1 : 2];
+  }
+  return n;
+}
+
 TEST(ModelConfig, ReleasedScheduleMatchesSpec00) {
   // spec 00 §0.4.4: Pro has CSA 30, HCA 31 (layers 0, 1 and odd 3..59), MTP SWA.
   const ModelConfig pro = builtin_config("v4-pro");
-  int csa = 0, hca = 0, swa = 0;
-  for (std::int64_t l = 0; l < pro.n_layers; ++l) {
-    const auto r = pro.compress_ratio(l);
-    (r == 4 ? csa : r == 128 ? hca : swa)++;
-  }
-  EXPECT_EQ(csa, 30);
-  EXPECT_EQ(hca, 31);
-  EXPECT_EQ(swa, 0);
+  EXPECT_EQ(csa_hca_swa(pro), (std::array<int, 3>{30, 31, 0}));
   EXPECT_EQ(pro.compress_ratio(pro.n_layers), 0);
-  const ModelConfig flash = builtin_config("v4-flash");
-  csa = hca = swa = 0;
-  for (std::int64_t l = 0; l < flash.n_layers; ++l) {
-    const auto r = flash.compress_ratio(l);
-    (r == 4 ? csa : r == 128 ? hca : swa)++;
-  }
-  EXPECT_EQ(csa, 21);
-  EXPECT_EQ(hca, 20);
-  EXPECT_EQ(swa, 2);
+  EXPECT_EQ(csa_hca_swa(builtin_config("v4-flash")), (std::array<int, 3>{21, 20, 2}));
 }
 
 TEST(ModelConfig, TinyKeepsEveryPathAlive) {
@@ -44,15 +45,6 @@ TEST(ModelConfig, TinyKeepsEveryPathAlive) {
   EXPECT_EQ(t.compress_ratios, (std::vector<std::int64_t>{0, 128, 4, 128, 4, 0, 0}));
   EXPECT_LT(t.window_size, 130);
   EXPECT_GE(t.max_seq_len, 2 * 128 + 1);  // prompts can cross two ratio-128 blocks
-}
-
-std::string field_of_error(const std::string& json) {
-  try {
-    (void)parse_config_json(json, "test.json");
-  } catch (const ConfigError& e) {
-    return e.field();
-  }
-  return "<no error>";
 }
 
 // The required keys (spec 00 §0.5.4) at V4-Flash widths, two layers, no MTP.
@@ -79,7 +71,7 @@ nlohmann::json flash2() {
 std::string field_with(const char* key, const nlohmann::json& v) {
   nlohmann::json j = flash2();
   j[key] = v;
-  return field_of_error(j.dump());
+  return config_error_field(j.dump());
 }
 
 TEST(ModelConfig, BadDimensionsNameTheField) {
@@ -91,8 +83,8 @@ TEST(ModelConfig, BadDimensionsNameTheField) {
   EXPECT_EQ(field_with("compress_ratios", {3, 0}), "compress_ratios");
   EXPECT_EQ(field_with("score_func", "relu"), "score_func");
   EXPECT_EQ(field_with("dim", "big"), "dim");
-  EXPECT_EQ(field_of_error("not json"), "<file>");
-  EXPECT_EQ(field_of_error(flash2().dump()), "<no error>");
+  EXPECT_EQ(config_error_field("not json"), "<file>");
+  EXPECT_EQ(config_error_field(flash2().dump()), "<no error>");
 }
 
 TEST(ModelConfig, HuggingFaceKeysMap) {

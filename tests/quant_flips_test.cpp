@@ -100,6 +100,15 @@ Scenario near_boundary(double delta_ulps) {
 // The official engine's output: every value through bf16 then the quantiser.
 std::vector<double> official_engine(const Scenario& s) { return quantised(s.official_pre); }
 
+// The verdict on the official engine's output of near_boundary(delta_ulps) with element 0's code
+// replaced by `code`.
+Outcome judge_code(double delta_ulps, double code) {
+  const Scenario s = near_boundary(delta_ulps);
+  std::vector<double> c = official_engine(s);
+  c[0] = code;
+  return judge(s, c);
+}
+
 TEST(QuantFlips, OfficialValuesNeedNothing) {
   Scenario s;
   s.finish();
@@ -132,41 +141,27 @@ TEST(QuantFlips, NearBoundaryFlipOfOneQuantumPasses) {
 
 TEST(QuantFlips, OneQuantumFlipFarFromTheBoundaryFails) {
   // x_e = 1.0625 + 4 ulp (a quarter quantum above the boundary, beyond τ = 1 ulp + 2 E_pre).
-  const Scenario s = near_boundary(4.0);
-  std::vector<double> c = official_engine(s);
-  c[0] = 1.0;
-  const Outcome o = judge(s, c);
+  const Outcome o = judge_code(4.0, 1.0);
   EXPECT_FALSE(o.pass) << o.reason;
   EXPECT_EQ(o.flips.accepted(), 0);
   // Just past τ: 1.5 ulp (E_pre is then 0.5 ulp, τ = 2 ulp) still passes, 2.5 ulp does not.
-  for (const double d : {1.5, 2.5}) {
-    const Scenario t = near_boundary(d);
-    std::vector<double> ct = official_engine(t);
-    ct[0] = 1.0;
-    EXPECT_EQ(judge(t, ct).pass, d < 2.0) << "delta " << d << " ulp";
-  }
+  for (const double d : {1.5, 2.5}) EXPECT_EQ(judge_code(d, 1.0).pass, d < 2.0) << "delta " << d << " ulp";
 }
 
 TEST(QuantFlips, TwoQuantumFlipFails) {
   // Near the boundary, but the candidate's code 0.9375 is two grid steps below the exact 1.125
   // (1.0, then 0.9375: the spacing is 0.0625 below 1).
-  const Scenario s = near_boundary(0.75);
-  std::vector<double> c = official_engine(s);
-  c[0] = 0.9375;
-  const Outcome o = judge(s, c);
+  const Outcome o = judge_code(0.75, 0.9375);
   EXPECT_FALSE(o.pass) << o.reason;
   EXPECT_EQ(o.flips.accepted(), 0);
-  c[0] = 1.375;  // two steps up (1.25, 1.375)
-  EXPECT_FALSE(judge(s, c).pass);
-  EXPECT_EQ(judge(s, c).flips.accepted(), 0);
+  const Outcome up = judge_code(0.75, 1.375);  // two steps up (1.25, 1.375)
+  EXPECT_FALSE(up.pass);
+  EXPECT_EQ(up.flips.accepted(), 0);
 }
 
 TEST(QuantFlips, FlipAwayFromTheNearBoundaryIsRejected) {
   // The exact code 1.125 is near its lower boundary; one step UP to 1.25 crosses the far one.
-  const Scenario s = near_boundary(0.75);
-  std::vector<double> c = official_engine(s);
-  c[0] = 1.25;
-  const Outcome o = judge(s, c);
+  const Outcome o = judge_code(0.75, 1.25);
   EXPECT_FALSE(o.pass) << o.reason;
   EXPECT_EQ(o.flips.accepted(), 0);
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "dsv4/numerics/formats.hpp"
+#include "dsv4/numerics/quant_margin.hpp"
 #include "dsv4/numerics/tensor.hpp"
 
 namespace dsv4 {
@@ -297,6 +298,33 @@ TEST(ActQuant, ArgumentValidation) {
   }
   std::vector<float> empty;
   EXPECT_EQ(act_quant(empty, 128, 128, ScaleFormat::kFP32).rows, 0);
+}
+
+// The margin quantisers (quant_margin.hpp) check their rows and blocks as the quantisers do.
+TEST(QuantMargin, ArgumentValidation) {
+  const std::vector<float> x(256, 1.0f);
+  std::vector<double> xd(256, 1.0);
+  for (const BlockQuant kind : {BlockQuant::kFp8Ue8m0, BlockQuant::kFp4}) {
+    EXPECT_THROW(block_quant_margin_fp32(x, 100, 64, kind), std::invalid_argument);  // cols % block
+    EXPECT_THROW(block_quant_margin_fp32(x, 192, 64, kind), std::invalid_argument);  // size % cols
+    EXPECT_THROW(block_quant_margin_fp32(x, 0, 64, kind), std::invalid_argument);
+    EXPECT_THROW(block_quant_margin_fp32(x, 128, 0, kind), std::invalid_argument);
+    EXPECT_THROW(block_quant_exact_inplace(xd, 100, 64, kind), std::invalid_argument);
+    EXPECT_THROW(block_quant_exact_inplace(xd, 192, 64, kind), std::invalid_argument);
+    EXPECT_THROW(block_quant_exact_inplace(xd, 0, 64, kind), std::invalid_argument);
+    EXPECT_THROW(block_quant_exact_inplace(xd, 128, 0, kind), std::invalid_argument);
+    EXPECT_NO_THROW(block_quant_margin_fp32(x, 128, 64, kind));
+    EXPECT_NO_THROW(block_quant_exact_inplace(xd, 128, 64, kind));
+  }
+  try {
+    block_quant_margin_fp32(x, 100, 64, BlockQuant::kFp4);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("block_quant_margin_fp32: row length 100 is not a multiple of the block size 64"),
+        std::string::npos)
+        << e.what();
+  }
 }
 
 // ---- §1.5 fp4_act_quant ----

@@ -20,8 +20,9 @@
 namespace dsv4 {
 namespace {
 
-using test::same_bits;
-using test::tree;
+// The shared §6.14 test pieces (fp32_rule_port.hpp) and the random matrices (random_matrix.hpp).
+using namespace test;
+using test::to_floats;  // beside this file's overload for vectors
 
 constexpr std::int64_t kH = 2, kC = 8, kNkv = 40, kWidth = 6;
 
@@ -37,7 +38,6 @@ struct Case {
 };
 
 std::vector<float> to_floats(const std::vector<double>& v) { return {v.begin(), v.end()}; }
-std::vector<float> to_floats(const Mat& m) { return {m.data(), m.data() + m.size()}; }
 
 // Random lists over [−1, kNkv) with repeats (entry 0 of every row valid), bf16 q, kv, ō; the
 // coefficients P_j and τ ds_j of the exact backward's own functions (sink_softmax and its backward).
@@ -113,11 +113,6 @@ std::vector<float> run(const Case& c, std::int64_t chunk) {
   return sparse_attention_dkv_fp32(c.qf, kH, kNkv, kC, c.lists, c.doutf, c.probf, c.dlogitf, PartitionRule{chunk});
 }
 
-class ThreadGuard {
- public:
-  ~ThreadGuard() { set_gemm_threads(0); }
-};
-
 TEST(SparseAttentionDkvFp32, EqualsNaiveRuleForAnyThreadCount) {
   ThreadGuard guard;
   for (const auto& [m, chunk] :
@@ -135,9 +130,6 @@ TEST(SparseAttentionDkvFp32, EqualsNaiveRuleForAnyThreadCount) {
     }
   }
 }
-
-constexpr double kU32 = 0x1p-24, kU64 = 0x1p-53, kMinSub32 = 0x1p-149;
-double gamma(double n, double u) { return n * u / (1.0 - n * u); }
 
 // Bound. The terms are t = P·ō_d + τds·q_d, the computed ones t̂ = fl32(P)·ō_d + fl32(τds)·q_d with
 // |fl32(x) − x| ≤ u₃₂|x| + 2⁻¹⁴⁹ (round to nearest; the absolute part covers subnormals). Each t̂ part

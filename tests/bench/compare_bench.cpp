@@ -28,11 +28,7 @@
 
 namespace {
 
-using dsv4::bench::Clock;
-using dsv4::bench::cpu_model;
-using dsv4::bench::cpu_seconds;
-using dsv4::bench::loadavg;
-using dsv4::bench::seconds_since;
+using namespace dsv4::bench;  // bench_clock.hpp: the clocks, timings and machine notes
 using I = std::int64_t;
 namespace cmp = dsv4::compare;
 

@@ -30,13 +30,7 @@
 
 namespace {
 
-using dsv4::bench::best_of;
-using dsv4::bench::Clock;
-using dsv4::bench::cpu_model;
-using dsv4::bench::cpu_seconds;
-using dsv4::bench::loadavg;
-using dsv4::bench::seconds_since;
-using dsv4::bench::Timing;
+using namespace dsv4::bench;  // bench_clock.hpp: the clocks, timings and machine notes
 
 void line(const char* what, double bytes, const Timing& t) {
   std::printf("%-46s %10.1f MB %9.4f s %9.4f s CPU %8.2f GB/s %8.2f GB/s per CPU-s\n", what, bytes / 1e6, t.wall, t.cpu,

@@ -29,13 +29,7 @@
 
 namespace {
 
-using dsv4::bench::Clock;
-using dsv4::bench::cpu_model;
-using dsv4::bench::cpu_seconds;
-using dsv4::bench::loadavg;
-using dsv4::bench::mean_of;
-using dsv4::bench::seconds_since;
-using dsv4::bench::Timing;
+using namespace dsv4::bench;  // bench_clock.hpp: the clocks, timings and machine notes
 
 struct Sums {
   Timing judge, flips, direction;

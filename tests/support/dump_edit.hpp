@@ -35,6 +35,14 @@ inline bool perturbed_copy(const std::string& from, const std::string& to, const
   return found;
 }
 
+// perturbed_copy with every value of `name` (float64) multiplied by `factor`: a module output off
+// by 1% (the default), far beyond any tolerance.
+inline bool scaled_copy(const std::string& from, const std::string& to, const std::string& name, double factor = 1.01) {
+  return perturbed_copy(from, to, name, [factor](Tensor& t) {
+    for (double& x : t.values<double>()) x *= factor;
+  });
+}
+
 // The suites' prompt at `path`: 38 tokens of one sequence (36 prompt + 2 decode), ids from the
 // counter-based RNG (9, 1) modulo 1024.
 inline void write_suite_tokens(const std::string& path) {

@@ -1,6 +1,6 @@
-// The two refusal checks the component and reader tests share: a std::invalid_argument whose message
-// names the offending field (component bad input), and the one-line message of an InputError (file
-// readers, name maps, tensor sources).
+// The refusal checks the component, reader and config tests share: a std::invalid_argument whose
+// message names the offending field (component bad input), the one-line message of an InputError
+// (file readers, name maps, tensor sources), and the field a config.json is refused for.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "dsv4/config/model_config.hpp"
 #include "dsv4/io/input_error.hpp"
 
 namespace dsv4::testing_support {
@@ -36,6 +37,16 @@ std::string error_of(F&& f) {
   }
   ADD_FAILURE() << "no InputError";
   return "";
+}
+
+// The field parse_config_json refuses `json_text` for (ConfigError::field()), or "<no error>".
+inline std::string config_error_field(const std::string& json_text) {
+  try {
+    (void)parse_config_json(json_text, "test.json");
+  } catch (const ConfigError& e) {
+    return e.field();
+  }
+  return "<no error>";
 }
 
 }  // namespace dsv4::testing_support

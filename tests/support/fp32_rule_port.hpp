@@ -1,11 +1,16 @@
 // Shared pieces of the tests of the spec 06 §6.14 FP32-partitioned sums (fp32_partitioned_sum_test
 // and the per-site *_backward_fp32_test files): a bit-for-bit comparison of float vectors and the
-// rule's pairwise tree over partition partials, written out plainly as the tests' independent port.
+// rule's pairwise tree over partition partials, written out plainly as the tests' independent port;
+// the fp32 inputs of a matrix, the unit roundoffs and γ of the error bounds, and the guard that
+// restores the GEMM thread count.
 #pragma once
 
 #include <cstddef>
 #include <cstring>
 #include <vector>
+
+#include "dsv4/model/precision.hpp"
+#include "dsv4/numerics/gemm.hpp"
 
 namespace dsv4::test {
 
@@ -22,5 +27,24 @@ inline float tree(const std::vector<std::vector<float>>& b, std::size_t e, std::
   while (2 * h < n) h *= 2;
   return tree(b, e, lo, h) + tree(b, e, lo + h, n - h);
 }
+
+// Every element of a (row-major) matrix rounded to fp32, in storage order.
+inline std::vector<float> to_floats(const Mat& m) { return {m.data(), m.data() + m.size()}; }
+
+constexpr double kU32 = 0x1p-24;        // unit roundoff of fp32
+constexpr double kU64 = 0x1p-53;        // of double
+constexpr double kMinSub32 = 0x1p-149;  // the smallest fp32 subnormal
+
+// γ(n) = n·u / (1 − n·u) for unit roundoff u (Higham, Accuracy and Stability §3.1).
+inline double gamma(double n, double u) { return n * u / (1.0 - n * u); }
+
+// Restores the default GEMM thread count when a test that sets it ends (also on failure).
+class ThreadGuard {
+ public:
+  ThreadGuard() = default;
+  ThreadGuard(const ThreadGuard&) = delete;
+  ThreadGuard& operator=(const ThreadGuard&) = delete;
+  ~ThreadGuard() { set_gemm_threads(0); }
+};
 
 }  // namespace dsv4::test

@@ -142,44 +142,44 @@ std::string weight_kind_name(WeightKind k) {
 
 LinearWeight LinearWeight::bf16(Tensor w) {
   require(w, "bf16", "weight", DType::kBF16);
-  LinearWeight lw;
-  lw.kind = WeightKind::kBF16;
-  lw.weight = std::move(w);
-  return lw;
+  return {WeightKind::kBF16, std::move(w), Tensor{}};
 }
 
 LinearWeight LinearWeight::fp32(Tensor w) {
   require(w, "fp32", "weight", DType::kF32);
-  LinearWeight lw;
-  lw.kind = WeightKind::kFP32;
-  lw.weight = std::move(w);
-  return lw;
+  return {WeightKind::kFP32, std::move(w), Tensor{}};
 }
 
-LinearWeight LinearWeight::fp8(Tensor w, Tensor scale) {
-  require(w, "fp8", "weight", DType::kE4M3);
-  require(scale, "fp8", "scale", DType::kE8M0);
+namespace {
+
+// The block-scaled kinds (spec 01 §1.7–§1.8): `code` weights [N, K] with K a multiple of the
+// activation block, and e8m0 scales of shape scale_shape(N, K).
+template <class ScaleShape>
+LinearWeight block_scaled(WeightKind kind, DType code, Tensor w, Tensor scale, ScaleShape scale_shape) {
+  const std::string name = weight_kind_name(kind);
+  require(w, name.c_str(), "weight", code);
+  require(scale, name.c_str(), "scale", DType::kE8M0);
   const std::int64_t n = w.dim(0), k = w.dim(1);
-  require_act_block("fp8", k);
-  require_shape(scale, "fp8", "scale", ceil_div(n, kFp8Tile), ceil_div(k, kFp8Tile));
-  LinearWeight lw;
-  lw.kind = WeightKind::kFP8;
-  lw.weight = std::move(w);
-  lw.scale = std::move(scale);
-  return lw;
+  require_act_block(name.c_str(), k);
+  const auto [rows, cols] = scale_shape(n, k);
+  require_shape(scale, name.c_str(), "scale", rows, cols);
+  return {kind, std::move(w), std::move(scale)};
+}
+
+}  // namespace
+
+LinearWeight LinearWeight::fp8(Tensor w, Tensor scale) {
+  return block_scaled(WeightKind::kFP8, DType::kE4M3, std::move(w), std::move(scale),
+                      [](std::int64_t n, std::int64_t k) {
+                        return std::pair{ceil_div(n, kFp8Tile), ceil_div(k, kFp8Tile)};
+                      });
 }
 
 LinearWeight LinearWeight::fp4(Tensor w, Tensor scale) {
-  require(w, "fp4", "weight", DType::kE2M1x2);
-  require(scale, "fp4", "scale", DType::kE8M0);
-  const std::int64_t n = w.dim(0), k = w.dim(1);
-  require_act_block("fp4", k);
-  require_shape(scale, "fp4", "scale", n, k / kFp4Block);
-  LinearWeight lw;
-  lw.kind = WeightKind::kFP4;
-  lw.weight = std::move(w);
-  lw.scale = std::move(scale);
-  return lw;
+  return block_scaled(WeightKind::kFP4, DType::kE2M1x2, std::move(w), std::move(scale),
+                      [](std::int64_t n, std::int64_t k) {
+                        return std::pair{n, k / kFp4Block};
+                      });
 }
 
 // The exact value of every element: bf16 and fp32 widened, FP8 and FP4 code × scale in double

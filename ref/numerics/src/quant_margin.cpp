@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dsv4/numerics/quant.hpp"
+#include "quant_internal.hpp"
 
 namespace dsv4 {
 
@@ -26,24 +27,11 @@ QuantParams params(BlockQuant kind) {
   return {&kFormatE2M1, kFp4Max, kFp4AmaxFloor, kInvFp4Max};
 }
 
-std::int64_t checked_rows(const char* fn, std::size_t size, std::int64_t cols, int block) {
-  if (block <= 0) throw std::invalid_argument(std::string(fn) + ": block size must be positive");
-  if (cols <= 0 || cols % block != 0) {
-    throw std::invalid_argument(std::string(fn) + ": row length (cols) " + std::to_string(cols) +
-                                " is not a positive multiple of the block size " + std::to_string(block));
-  }
-  if (static_cast<std::int64_t>(size) % cols != 0) {
-    throw std::invalid_argument(std::string(fn) + ": input size " + std::to_string(size) +
-                                " is not a multiple of the row length " + std::to_string(cols));
-  }
-  return static_cast<std::int64_t>(size) / cols;
-}
-
 // Calls f(block index, index of its first element) for every block of `block` elements, in order:
-// row-major rows of `cols`, each cut into cols / block blocks (checked as checked_rows does).
+// row-major rows of `cols`, each cut into cols / block blocks (checked as every quantiser checks them).
 template <class F>
 void for_each_block(const char* fn, std::size_t size, std::int64_t cols, int block, F&& f) {
-  const std::int64_t blocks = checked_rows(fn, size, cols, block) * (cols / block);
+  const std::int64_t blocks = quant_detail::checked_rows(fn, size, cols, block) * (cols / block);
   for (std::int64_t i = 0; i < blocks; ++i) f(i, i * block);
 }
 
@@ -117,9 +105,8 @@ QuantMargin block_quant_margin_fp32(std::span<const float> x, std::int64_t cols,
   const QuantParams p = params(kind);
   QuantMargin m;
   for_each_block("block_quant_margin_fp32", x.size(), cols, block, [&](std::int64_t bi, std::int64_t begin) {
-    float absmax = 0.0f;
-    for (std::int64_t j = 0; j < block; ++j)
-      absmax = std::fmax(absmax, std::fabs(x[static_cast<std::size_t>(begin + j)]));
+    const float absmax =
+        quant_detail::block_absmax(x.subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(block)));
     const float amax = std::max(absmax, static_cast<float>(p.floor));
     const float t = amax * p.inv;
     const int k = log2_ceil_fp32(t);
