@@ -1,20 +1,25 @@
 // ctest-labels: model
 // `dsv4 certify` / `dsv4 diff` of a training engine's dump of the golden's training step (issue 16
-// item 7; goldens/README.md §Certifying a training engine): every loss, gradient, optimizer state
-// and updated parameter judged by the certify tolerance model against the exact step, with the
-// official-style step (ref/train train_step_official, spec 06 §6.17) as the yardstick, and the first
-// failing value blamed in the order of the step's backward.
+// item 7; goldens/README.md §Certifying a training engine): every loss and gradient judged by the
+// certify tolerance model against the exact step, with the official-style step (ref/train
+// train_step_official, spec 06 §6.17) as the yardstick; every optimizer state and updated parameter
+// by the teacher-forced optimizer (recomputed from the candidate's own gradient, the yardstick its
+// fp32 storage); the first failing value blamed in the order of the step's backward.
 //
 //  * the official-style step's own dump (fp32) passes, and so does the exact step's (float64);
 //  * the training catalogue's legitimate variant (precision.hpp all_training_legitimate_variants():
-//    every parameter gradient's §6.14 reduction in a shuffled fp32 order) is live and passes (which
-//    sites it reaches: official_step_reductions_test; why not dkv: spec 06 §6.17);
+//    every §6.14 reduction, sparse attention's dkv included, in a shuffled fp32 order) is live and
+//    passes, with AdamW signs flipped that only the teacher-forced optimizer accepts (which sites it
+//    reaches: official_step_reductions_test); without the gradients in the dump the optimizer is
+//    judged end to end (and the variant fails so); an optimizer value inconsistent with the
+//    candidate's own gradient fails; a PyTorch-style fp32 AdamW: what passes (spec 06 §6.17);
 //  * each training bug (all_training_deviations()) is live, fails, and is blamed on its module:
 //    the SwiGLU backward without the clamp mask on the experts' backward, the Muon bugs and AdamW
 //    on the router on the optimizer of the parameter they break, the balance loss on the biased
 //    scores on the balance loss;
 //  * the CLI: certify names the blame and exits 1, diff prints the step's table and exits 1 for a
-//    bug, 0 for the official-style dump.
+//    bug, 0 for the official-style dump; bad input to the teacher-forced optimizer (no pre-step
+//    state, a gradient of another shape) is one line, exit 2.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -34,6 +39,7 @@
 #include "dsv4/golden/train_golden.hpp"
 #include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/io/tensor_source.hpp"
+#include "dsv4/train/adamw.hpp"
 #include "dsv4/train/model_backward.hpp"
 #include "dsv4/train/optimizer_assignment.hpp"
 #include "dsv4/train/train_step.hpp"
@@ -176,7 +182,7 @@ std::vector<std::int64_t> TrainCertify::tokens_;
 std::string failures(const report::CertifyReport& r) {
   std::string s;
   for (const auto& t : r.tensors)
-    if (!t.passes()) s += t.name + ": " + t.verdict.reason + "\n";
+    if (!t.passes()) s += t.name + ": " + (t.local && t.local->available ? t.local->reason : t.verdict.reason) + "\n";
   return s;
 }
 
@@ -379,6 +385,65 @@ TEST_F(TrainCertify, CliCertifyAndDiffBlameTheModule) {
   const auto ok = dsv4("diff --teacher-forced --golden " + path("g.h5") + " --candidate " + good);
   EXPECT_EQ(ok.status, 0) << ok.out << ok.err;
   EXPECT_NE(ok.out.find("training step: PASS"), std::string::npos) << ok.out;
+}
+
+// Not bit for bit: an engine whose AdamW runs in fp32 arithmetic on its fp32 gradient as PyTorch's
+// single-tensor AdamW does (torch/optim/adamw.py: hyper-parameters and bias corrections in double,
+// as Python scalars, cast to fp32 where a tensor operation takes them; every tensor operation one
+// fp32 rounding: m.lerp_(g, 1 − β1), v.mul_(β2).addcmul_(g, g, 1 − β2), p.mul_(1 − ηλ),
+// denom = v.sqrt() / √(1 − β2^t) + ε, p.addcdiv_(m, denom, −η/(1 − β1^t))): its values differ from
+// the double recomputation's fp32 storage, and its updated parameters and first moments pass the
+// teacher-forced optimizer. Its second moments v = fl(fl((1 − β2)·g)·g) round twice where the
+// yardstick (one fp32 rounding) allows one: measured, 2 of the tiny step's AdamW v fail the RMS
+// test by ~25 % (layers.0.hc_attn_base: 3.5e-12 against 2.8e-12; 24 and 3 elements), the others
+// pass — a yardstick of fp32 optimizer arithmetic is not yet derived (spec 06 §6.17: named). The
+// test pins what passes; v is printed.
+TEST_F(TrainCertify, TorchStyleFp32AdamW) {
+  const Golden g = Golden::open(path("g.h5"));
+  TrainStepResult r = step(config_, false);
+  const ParameterMap theta0 = model_parameters(config_, make_weights(config_, WeightsSpec{kSeed, ""}));
+  const AdamWConfig a = options().adamw;
+  const auto f = [](double x) { return static_cast<float>(x); };
+  const double bc1 = 1 - a.beta1, bc2_sqrt = std::sqrt(1 - a.beta2);  // step 1
+  const float w1 = f(1 - a.beta1), w2 = f(1 - a.beta2), decay = f(1 - kLr * a.weight_decay);
+  const float step_size = f(-(kLr / bc1)), bc2 = f(bc2_sqrt), eps = f(a.eps);
+  std::int64_t moved = 0;
+  for (auto& [name, st] : r.adamw) {
+    const Mat& gr = r.step.grad.at(name);
+    Mat& w = r.updated.at(name);
+    for (Eigen::Index i = 0; i < gr.size(); ++i) {
+      const float gi = f(gr.data()[i]);
+      const float m = w1 * gi;         // lerp from 0
+      const float v = (w2 * gi) * gi;  // addcmul onto β2·0
+      const float denom = std::sqrt(v) / bc2 + eps;
+      const float p = f(theta0.at(name).data()[i]) * decay;
+      const float wi = p + step_size * (m / denom);
+      moved += static_cast<double>(m) != st.m.data()[i] || static_cast<double>(v) != st.v.data()[i] ||
+                       static_cast<double>(wi) != w.data()[i]
+                   ? 1
+                   : 0;
+      st.m.data()[i] = m;
+      st.v.data()[i] = v;
+      w.data()[i] = wi;
+    }
+  }
+  std::printf("  torch-style fp32 AdamW: %lld elements differ from the double step stored fp32\n",
+              static_cast<long long>(moved));
+  EXPECT_GT(moved, 0) << "fp32 arithmetic reproduced every bit: the test proves nothing";
+  const report::CertifyReport c = judge(path("g.h5"), dump(g, r, "fp32_adamw.h5", false));
+  std::int64_t v_failing = 0, v_total = 0;
+  for (const auto& t : c.tensors) {
+    const TrainDataset kind = describe_train_dataset(t.name)->kind;
+    if (kind == TrainDataset::kAdamWV) {
+      ++v_total;
+      v_failing += t.passes() ? 0 : 1;
+      if (!t.passes()) std::printf("    %s: %s\n", t.name.c_str(), t.local->reason.c_str());
+      continue;
+    }
+    EXPECT_TRUE(t.passes()) << t.name << ": " << (t.local && t.local->available ? t.local->reason : t.verdict.reason);
+  }
+  std::printf("  torch-style fp32 AdamW: %lld of %lld second moments fail (two roundings, the yardstick one)\n",
+              static_cast<long long>(v_failing), static_cast<long long>(v_total));
 }
 
 // A copy of golden `from` whose manifest `edit` changed, resealed (seal_golden: the hashes hold).
