@@ -49,8 +49,9 @@ accepted only where the exact scores prove a near-tie. A dump of the golden's tr
 parameter against the optimizer step recomputed from the candidate's own gradient (teacher-forced
 optimizer: the golden's pre-step parameters, from its weights, and step 1's zero state), the
 yardstick that recomputation stored fp32 — so a wrong optimizer fails, a near-zero gradient whose
-sign differs within its yardstick does not; without the gradient, against the golden's step (e2e). Where no local verdict exists (the candidate
-lacks the module's input) the end-to-end comparison against the golden stands, marked (e2e) in the table.
+sign differs within its yardstick does not; without the gradient, against the golden's step (e2e).
+Where no local verdict exists (the candidate lacks the module's input) the end-to-end comparison
+against the golden stands, marked (e2e) in the table.
 The local verdicts recompute the model (about two reference runs); --end-to-end-only skips them,
 for fast screening: every output is then judged end to end only, which is weak (an attention
 output 2-4% too large passes it) and says nothing past the first decision flip.

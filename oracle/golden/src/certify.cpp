@@ -621,7 +621,7 @@ void judge_optimizer(const Golden& g, const MappedTensorSource& cand, const Cert
     Mat gm(w0->second.rows(), w0->second.cols());
     std::copy(gv->begin(), gv->end(), gm.data());
     const OptimizerStep ex = optimizer_step(g.config(), name, kind, w0->second, gm, *step_opt, false);
-    const OptimizerStep off = optimizer_step(g.config(), name, kind, w0->second, gm, *step_opt, true);
+    const OptimizerStep off = stored_fp32(ex);  // optimizer_step(…, official = true), bit for bit
     for (const std::size_t i : idx) {
       report::TensorResult& t = rep.tensors[i];
       const TrainDataset vk = describe_train_dataset(t.name)->kind;

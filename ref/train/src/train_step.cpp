@@ -13,10 +13,20 @@ std::string routing_module_of_bias(const std::string& name) {
   return name.substr(0, name.size() - kSuffix.size());
 }
 
+OptimizerStep stored_fp32(OptimizerStep s) {
+  const Precision p(Mode::kOfficial);
+  if (s.muon) p.fp32_inplace(s.muon->momentum);
+  if (s.adamw) {
+    p.fp32_inplace(s.adamw->m);
+    p.fp32_inplace(s.adamw->v);
+  }
+  p.fp32_inplace(s.updated);
+  return s;
+}
+
 OptimizerStep optimizer_step(const ModelConfig& c, const std::string& name, OptimizerKind kind, const Mat& w0,
                              const Mat& g, const TrainStepOptions& opt, bool official, Deviation deviation,
                              int threads) {
-  const Precision p = official ? Precision(Mode::kOfficial) : Precision(Mode::kExact);
   OptimizerStep r;
   r.updated = w0;
   switch (kind) {
@@ -25,15 +35,12 @@ OptimizerStep optimizer_step(const ModelConfig& c, const std::string& name, Opti
       muon.deviation = deviation;
       MuonState s = muon_state(w0);
       muon_step(r.updated, s, g, opt.lr, muon, muon_row_blocks(name, c), threads);
-      p.fp32_inplace(s.momentum);
       r.muon = std::move(s);
       break;
     }
     case OptimizerKind::kAdamW: {
       AdamWState s = adamw_state(w0);
       adamw_step(r.updated, s, g, opt.lr, opt.adamw);
-      p.fp32_inplace(s.m);
-      p.fp32_inplace(s.v);
       r.adamw = std::move(s);
       break;
     }
@@ -41,8 +48,7 @@ OptimizerStep optimizer_step(const ModelConfig& c, const std::string& name, Opti
       throw std::invalid_argument("optimizer_step: " + name +
                                   " is trained by no optimizer (a router bias follows the routing's loads)");
   }
-  p.fp32_inplace(r.updated);
-  return r;
+  return official ? stored_fp32(std::move(r)) : r;
 }
 
 namespace {
