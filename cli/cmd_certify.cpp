@@ -44,8 +44,14 @@ mode), the candidate's error against the exact recomputation judged by
     alike, as a round-to-nearest-even engine's); Holm over every test of the run at
     alpha = 1e-4 (the family-wise false-positive rate; oracle/compare/README.md §Structure tests);
 and each discrete output (indexer top-k, routed expert ids) row by row as a set, a different set
-accepted only where the exact scores prove a near-tie. Where no local verdict exists (the candidate
-lacks the module's input) the end-to-end comparison against the golden stands, marked (e2e) in the table.
+accepted only where the exact scores prove a near-tie. A dump of the golden's training step
+(train/…): the losses and gradients against the golden's step; each optimizer state and updated
+parameter against the optimizer step recomputed from the candidate's own gradient (teacher-forced
+optimizer: the golden's pre-step parameters, from its weights, and step 1's zero state), the
+yardstick that recomputation stored fp32 — so a wrong optimizer fails, a near-zero gradient whose
+sign differs within its yardstick does not; without the gradient, against the golden's step (e2e).
+Where no local verdict exists (the candidate lacks the module's input) the end-to-end comparison
+against the golden stands, marked (e2e) in the table.
 The local verdicts recompute the model (about two reference runs); --end-to-end-only skips them,
 for fast screening: every output is then judged end to end only, which is weak (an attention
 output 2-4% too large passes it) and says nothing past the first decision flip.
@@ -115,6 +121,8 @@ int run_certify(const CertifyArgs& a) {
   const MappedTensorSource cand(TensorSource::open(a.candidate), map);
   if (const int rc = check_declarations(g, cand, "certify"); rc != 0) return rc;
   if (!a.end_to_end_only) opts.local_verdicts = diff::certify_local_judge(g, cand, a.weights);
+  // The training step's pre-step parameters (the teacher-forced optimizer), when a candidate needs them.
+  opts.golden_weights = [&g, &a] { return diff::golden_weights(g, a.weights); };
   report::CertifyReport rep = certify(g, cand, opts);
   rep.options = {{"map", a.map.empty() ? nlohmann::json() : nlohmann::json(a.map)},
                  {"require", a.require},

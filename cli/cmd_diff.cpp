@@ -55,9 +55,11 @@ scores/weights and logits) when every value lies on its grid, else float64 (a do
 
 A dump of the golden's training step (train/ names: train/loss/*, train/grad/<parameter>,
 train/updated/<parameter>, the optimizer states; goldens/README.md, Certifying a training engine)
-is judged value by value with certify's tolerance model against the exact step, the official-style
-step's error as the yardstick, and the first failing value in the order of the step's backward is
-named with what it blames: the loss, the backward of a module, or the optimizer of a parameter.
+is judged value by value with certify's tolerance model: the losses and gradients against the
+exact step, the official-style step's error as the yardstick; the optimizer states and updated
+parameters against the optimizer recomputed from the candidate's own gradients (certify's
+teacher-forced optimizer). The first failing value in the order of the step's backward is named
+with what it blames: the loss, the backward of a module, or the optimizer of a parameter.
 
 Exit status: 0 no module diverges; 1 a module diverges (named in the table and as
 first_divergent_module in the JSON); 2 bad input (one line on stderr).)";
@@ -70,10 +72,12 @@ struct DiffArgs {
 
 // The training step's values of the candidate: certify's judgement of each (the one tolerance
 // model), printed in the order of the step's backward with the first failing value's blame first.
-int diff_training_step(const Golden& g, const MappedTensorSource& cand, std::optional<DType> fmt) {
+int diff_training_step(const Golden& g, const MappedTensorSource& cand, std::optional<DType> fmt,
+                       const std::string& weights) {
   CertifyOptions o;
   o.require = parse_requirement("none");
   o.candidate_format = fmt;
+  o.golden_weights = [&g, &weights] { return diff::golden_weights(g, weights); };
   const report::CertifyReport rep = certify(g, cand, o);
   std::vector<const report::TensorResult*> rows;
   std::int64_t failed = 0;
@@ -85,13 +89,16 @@ int diff_training_step(const Golden& g, const MappedTensorSource& cand, std::opt
   const bool pass = !rows.empty() && failed == 0;
   std::printf(
       "training step: %s — %s\n  %zu values checked (%lld FAIL) against the exact step, the official-style "
-      "step's error as the yardstick, in the order of the step's backward\n",
+      "step's error as the yardstick (the optimizer's: recomputed from the candidate's gradients), in the order "
+      "of the step's backward\n",
       pass ? "PASS" : "FAIL",
       rep.first_failure_blame.empty() ? (rows.empty() ? "no value of the step was checked" : "no value diverges")
                                       : ("first divergent: " + rep.first_failure_blame).c_str(),
       rows.size(), static_cast<long long>(failed));
   for (const report::TensorResult* t : rows)
-    if (!t->passes()) std::printf("  FAIL %s: %s\n", t->name.c_str(), t->verdict.reason.c_str());
+    if (!t->passes())
+      std::printf("  FAIL %s: %s\n", t->name.c_str(),
+                  (t->local && t->local->available ? t->local->reason : t->verdict.reason).c_str());
   return pass ? 0 : 1;
 }
 
@@ -110,7 +117,7 @@ int run_diff(const DiffArgs& a) {
   for (const std::string& n : cand.names()) (n.rfind("train/", 0) == 0 ? train : forward) = true;
   int train_rc = 0;
   if (train) {
-    train_rc = diff_training_step(g, cand, fmt);
+    train_rc = diff_training_step(g, cand, fmt, a.weights);
     if (!forward) return train_rc;
   }
   const diff::DiffReport r = diff::diff_against_golden(g, cand, fmt, a.weights);

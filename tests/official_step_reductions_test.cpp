@@ -3,8 +3,8 @@
 // §6.17) are the FP32-partitioned sums of spec 06 §6.14 — since issue 16, every one — and which the
 // shuffled schedule (PartitionRule::shuffled) reaches. The step is run with two partition constants,
 // C = 128 (one partition of the tiny step's 24 tokens) and C = 2, with the shuffled schedule on every
-// site, and with the catalogue's variant Deviation::kReductionShuffled (every parameter gradient's
-// site, not dkv's: see model_backward.cpp, spec 06 §6.17). A gradient on the rule moves with each. The test looks
+// site, and with the catalogue's variant Deviation::kReductionShuffled (every site, dkv's included:
+// model_backward.cpp, spec 06 §6.17). A gradient on the rule moves with each. The test looks
 // where nothing upstream depends on the reduction yet — the backward's first modules: both heads and
 // the MTP block's FFN site and output projections (every activation gradient above them is per row)
 // — so that a gradient there moves exactly when its own reduction is on the rule: head.weight and the
@@ -14,9 +14,9 @@
 // either way) and shared expert, its attention's sink, wo_a and wo_b must move. One activation
 // gradient is on the rule too, sparse attention's dkv, and it is the only one (every other is per
 // row): the attention RMSNorm gains move with it. The embedding and the compressors' ape lie below
-// every other site; under the catalogue variant (dkv not shuffled) no activation gradient changes, so
-// there the ape and the attention gains move by their own sites alone. The embedding's bf16 rows sum
-// exactly in fp32 in this step (it keeps its bits with C = 2 and under the variant), so its site is
+// every other site. The embedding's bf16 rows sum
+// exactly in fp32 in this step (it keeps its bits with C = 2; it moves under the shuffled schedule
+// and the variant, whose shuffled dkv reaches its upstream gradient too), so its site is
 // checked against the rule in tests/fp32_partitioned_sum_test. Taking a site off the rule (or out of the shuffled
 // schedule) fails the test, shown by reverting its wiring in model_backward.cpp.
 #include <gtest/gtest.h>
@@ -127,9 +127,9 @@ TEST_F(OfficialStepReductions, ShuffledScheduleReachesEverySite) {
 }
 
 // The catalogue's legitimate variant (train_certify_test: it must PASS certify) takes the shuffled
-// schedule on every parameter gradient's site (model_backward.cpp Model::rule(); not dkv's: a
-// shuffled dkv perturbs the gradients upstream, flipping AdamW first-step signs of cancelling mHC
-// gradients that certify cannot judge yet, spec 06 §6.17).
+// schedule on every site (model_backward.cpp Model::rule()), dkv's included: a shuffled dkv
+// perturbs the gradients upstream, flipping AdamW first-step signs of cancelling mHC gradients,
+// which certify's teacher-forced optimizer accepts (spec 06 §6.17).
 TEST_F(OfficialStepReductions, CatalogueVariantReachesEveryParameterSite) {
   expect_sites_move(rule_, variant_, "the catalogue's reduction-shuffled");
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <optional>
 #include <set>
 #include <span>
@@ -509,6 +510,163 @@ report::TensorResult judge_value(const Prepared& p, const CertifyOptions& opts) 
   return tr;
 }
 
+// A float candidate tensor widened to double; nullopt for another dtype (judge_value fails it).
+std::optional<std::vector<double>> widened(const Tensor& t) {
+  std::vector<double> v(static_cast<std::size_t>(t.numel()));
+  switch (t.dtype()) {
+    case DType::kF64:
+      std::copy(t.values<double>().begin(), t.values<double>().end(), v.begin());
+      return v;
+    case DType::kF32:
+      std::copy(t.values<float>().begin(), t.values<float>().end(), v.begin());
+      return v;
+    case DType::kBF16:
+    case DType::kF16: {
+      const auto bits = t.values<std::uint16_t>();
+      for (std::size_t i = 0; i < v.size(); ++i)
+        v[i] = t.dtype() == DType::kBF16 ? bf16_to_float(bits[i]) : fp16_to_float(bits[i]);
+      return v;
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
+// The teacher-forced optimizer (spec 06 §6.17; goldens/README.md §Certifying a training engine).
+// Every optimizer state and updated parameter the candidate holds is judged against the optimizer
+// step recomputed from the candidate's OWN gradient (train/grad/<name>), the golden's pre-step
+// parameter θ₀ and the zero state of step 1 — ref/train optimizer_step, the one function the
+// golden's step calls — by the tolerance model with the yardstick of the optimizer's own
+// arithmetic: that recomputation with its states and parameter stored fp32 (the official-style
+// step's storage) against it in double. The gradient itself is judged end to end against the
+// golden (its own TensorResult). So a gradient element within its yardstick of 0 whose sign flips
+// (AdamW's first step: η·sign(g)) is judged by its gradient, not as a 2η error of the update, and
+// v = (1 − β2)·g² by the candidate's g; a wrong optimizer still fails here, blamed on it. The
+// verdict is each value's LocalJudgement; without the candidate's gradient (or with one that is
+// not finite), and for a router bias (its update follows the routing's loads, no gradient), the
+// end-to-end verdict against the golden's step stands, marked (e2e) with the reason.
+void judge_optimizer(const Golden& g, const MappedTensorSource& cand, const CertifyOptions& opts,
+                     report::CertifyReport& rep) {
+  std::map<std::string, std::vector<std::size_t>> by_param;  // parameter → its optimizer values in rep.tensors
+  for (std::size_t i = 0; i < rep.tensors.size(); ++i) {
+    const std::optional<TrainDatasetDesc> d = describe_train_dataset(rep.tensors[i].name);
+    if (d && !d->official &&
+        (d->kind == TrainDataset::kAdamWM || d->kind == TrainDataset::kAdamWV ||
+         d->kind == TrainDataset::kMuonMomentum || d->kind == TrainDataset::kUpdated))
+      by_param[d->name].push_back(i);
+  }
+  if (by_param.empty()) return;
+  std::optional<TrainStepOptions> step_opt;
+  std::optional<ParameterMap> theta0;
+  const auto pre_step = [&]() -> const ParameterMap& {
+    if (!theta0) {
+      step_opt = train_step_options(g);
+      if (const std::optional<std::string> why = train_golden_refusal(g.config(), 1, 3))
+        throw InputError(g.path(), "the training step's pre-step parameters cannot be made: " + *why);
+      ModelWeights w;
+      if (opts.golden_weights) {
+        w = opts.golden_weights();
+      } else if (const std::optional<std::uint64_t> seed = g.weights_seed()) {
+        w = make_weights(g.config(), WeightsSpec{seed, ""});
+      } else {
+        throw InputError("--weights",
+                         "required: the golden " + g.path() +
+                             " was made from checkpoint weights; its training step's pre-step parameters (the "
+                             "teacher-forced optimizer's θ₀) are model_parameters of them");
+      }
+      theta0 = model_parameters(g.config(), w);
+    }
+    return *theta0;
+  };
+  const auto unavailable = [&](const std::vector<std::size_t>& idx, const std::string& why) {
+    for (const std::size_t i : idx) {
+      report::LocalJudgement j;
+      j.reason = why;
+      rep.tensors[i].local = j;
+    }
+  };
+  Tensor grad;
+  for (const auto& [name, idx] : by_param) {
+    const OptimizerKind kind = optimizer_for(name).kind;
+    if (kind == OptimizerKind::kNone) {
+      unavailable(idx, "the router bias update follows the step's routing loads, not a gradient");
+      continue;
+    }
+    const std::string gpath = train_dataset_path(TrainDataset::kGrad, name);
+    if (!cand.contains(gpath)) {
+      unavailable(idx, "the candidate holds no " + gpath +
+                           ", so its optimizer cannot be recomputed from its own gradient; judged against the golden's "
+                           "step (a gradient element near 0 whose sign differs moves AdamW's first step by 2·lr)");
+      continue;
+    }
+    const GoldenEntry& ge = *g.find(gpath);
+    std::int64_t numel = 1;
+    for (const std::int64_t d : ge.shape) numel *= d;
+    const std::string where = cand.source().path() + ": " + cand.source_name(gpath);
+    candidate_values(cand, gpath, where, numel, grad);
+    if (!compatible_shape(grad.shape(), ge.shape))
+      throw InputError(where, shape_differs(grad, ge) + " (canonical name " + gpath + ")");
+    const std::optional<std::vector<double>> gv = widened(grad);
+    if (!gv || !std::all_of(gv->begin(), gv->end(), [](double x) { return std::isfinite(x); })) {
+      unavailable(idx, "the candidate's " + gpath + " is not finite float values (judged there)");
+      continue;
+    }
+    const ParameterMap& params = pre_step();
+    const auto w0 = params.find(name);
+    if (w0 == params.end() || w0->second.size() != numel)
+      throw InputError(g.path(), "the pre-step parameter " + name + " of the golden's weights has " +
+                                     (w0 == params.end() ? std::string("no values")
+                                                         : std::to_string(w0->second.size()) + " values") +
+                                     ", its gradient " + gpath + " " + std::to_string(numel));
+    Mat gm(w0->second.rows(), w0->second.cols());
+    std::copy(gv->begin(), gv->end(), gm.data());
+    const OptimizerStep ex = optimizer_step(g.config(), name, kind, w0->second, gm, *step_opt, false);
+    const OptimizerStep off = stored_fp32(ex);  // optimizer_step(…, official = true), bit for bit
+    for (const std::size_t i : idx) {
+      report::TensorResult& t = rep.tensors[i];
+      const TrainDataset vk = describe_train_dataset(t.name)->kind;
+      const auto pick = [&](const OptimizerStep& s) -> const Mat* {
+        switch (vk) {
+          case TrainDataset::kAdamWM:
+            return s.adamw ? &s.adamw->m : nullptr;
+          case TrainDataset::kAdamWV:
+            return s.adamw ? &s.adamw->v : nullptr;
+          case TrainDataset::kMuonMomentum:
+            return s.muon ? &s.muon->momentum : nullptr;
+          default:
+            return &s.updated;
+        }
+      };
+      const Mat *e = pick(ex), *o = pick(off);
+      if (e == nullptr || o == nullptr)  // (the golden's verify: a state of the parameter's own optimizer)
+        throw InputError(g.path(),
+                         t.name + " is not a state of " + name + "'s optimizer (" + optimizer_kind_name(kind) + ")");
+      Prepared p;
+      p.name = t.name;
+      p.where = cand.source().path() + ": " + cand.source_name(t.name);
+      candidate_values(cand, t.name, p.where, numel, p.candidate);
+      p.exact = Tensor::uninitialized(DType::kF64, p.candidate.shape());
+      if (p.candidate.numel() != numel)
+        throw InputError(
+            p.where, "has " + std::to_string(p.candidate.numel()) + " values, " + gpath + " " + std::to_string(numel));
+      std::copy(e->data(), e->data() + numel, p.exact.values<double>().begin());
+      const std::span<const double> es(e->data(), static_cast<std::size_t>(numel));
+      const compare::TensorMetrics om = compare::compute_metrics(
+          std::span<const double>(o->data(), static_cast<std::size_t>(numel)), DType::kF32, es, {});
+      p.official.error = compare::reference_error(om);
+      p.official.exact_rms = om.ref_rms;
+      p.official_grid = DType::kF32;
+      const report::TensorResult tf = judge_value(p, opts);
+      report::LocalJudgement j;
+      j.available = true;
+      j.pass = tf.verdict.verdict == compare::Verdict::kPass;
+      j.reason = "recomputed from the candidate's gradients (" + gpath + ", the golden's pre-step " + name +
+                 ", step 1): " + tf.verdict.reason;
+      t.local = j;
+    }
+  }
+}
+
 // Unmatched names get a "did you mean" for at most this many (each costs a scan of the golden's names).
 constexpr std::size_t kMaxHints = 50;
 
@@ -654,6 +812,7 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
     reader.recycle(std::move(p));
   }
   judge_locally(g, opts, rep);
+  judge_optimizer(g, cand, opts, rep);
   rep.first_failure = first_failure(rep);
   if (is_train(rep.first_failure)) rep.first_failure_blame = train_blame(rep.first_failure);
   return rep;

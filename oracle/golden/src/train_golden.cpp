@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <initializer_list>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -538,6 +539,40 @@ std::string train_blame(const std::string& path) {
     default:
       return path;
   }
+}
+
+TrainStepOptions train_step_options(const Golden& g) {
+  const ojson man = ojson::parse(g.manifest_text());
+  if (!man.contains("train") || !man.at("train").is_object())
+    throw InputError(g.path(), "manifest: no train section (the training step's hyper-parameters)");
+  const ojson& tj = man.at("train");
+  const auto number = [&](std::initializer_list<const char*> key) {
+    const ojson* at = &tj;
+    std::string name = "train";
+    for (const char* k : key) {
+      name += std::string(".") + k;
+      if (!at->is_object() || !at->contains(k))
+        throw InputError(g.path(), "manifest: " + name + " is missing (the pre-step state of the training step)");
+      at = &at->at(k);
+    }
+    if (!at->is_number() || !std::isfinite(at->get<double>()))
+      throw InputError(g.path(), "manifest: " + name + " is not a finite number");
+    return at->get<double>();
+  };
+  TrainStepOptions o;
+  o.lr = number({"lr"});
+  o.loss.mtp_weight = number({"mtp_weight"});
+  o.loss.balance_alpha = number({"balance_alpha"});
+  o.bias_speed = number({"bias_speed"});
+  o.adamw.beta1 = number({"adamw", "beta1"});
+  o.adamw.beta2 = number({"adamw", "beta2"});
+  o.adamw.eps = number({"adamw", "eps"});
+  o.adamw.weight_decay = number({"adamw", "weight_decay"});
+  o.muon.momentum = number({"muon", "momentum"});
+  o.muon.rms = number({"muon", "rms"});
+  o.muon.weight_decay = number({"muon", "weight_decay"});
+  o.muon.ns_eps = number({"muon", "ns_eps"});
+  return o;
 }
 
 std::map<std::string, GoldenTolerance> train_tolerances(const Golden& g) {

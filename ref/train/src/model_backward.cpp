@@ -228,12 +228,12 @@ class Model {
   // upstream gradients (dW: FP32-partitioned over the rows; dx: the fp32 row rule, stored bf16).
   // fp32_dy: the upstream gradient of an fp32 linear (compressor wkv / wgate), stored fp32.
   LinearGrads lin_back(const Mat& x, const Mat& w, const Mat& dy, bool fp32_dy = false) const;
-  // The rule of a parameter gradient's §6.14 site: the options' (`style.partition`; its `shuffled`
-  // takes every site), shuffled under Deviation kReductionShuffled — the catalogue's legitimate
-  // variant: every parameter gradient (the backward's leaves), not sparse attention's dkv (an
-  // activation gradient: shuffling it perturbs every gradient upstream, and cancelling hc_*_base /
-  // hc_*_scale elements within rounding of 0 flip sign, which AdamW's first step turns into ±2·lr
-  // that certify cannot judge yet, spec 06 §6.17).
+  // The rule of a §6.14 site: the options' (`style.partition`; its `shuffled` takes every site),
+  // shuffled under Deviation kReductionShuffled — the catalogue's legitimate variant: every site,
+  // the parameter gradients and sparse attention's dkv (an activation gradient: shuffling it
+  // perturbs every gradient upstream, and cancelling hc_*_base / hc_*_scale elements within
+  // rounding of 0 flip sign, which AdamW's first step turns into ±2·lr — certify judges the
+  // optimizer from the candidate's own gradients, spec 06 §6.17).
   PartitionRule rule() const {
     PartitionRule r = partition_;
     r.shuffled = r.shuffled || p_.deviates(Deviation::kReductionShuffled);
@@ -655,7 +655,7 @@ Mat Model::attention_backward(const std::string& p, const AttnTape& a, const Mat
   if (official()) {  // the KV and sink reductions on spec 06 §6.14's rule, from fp32 coefficients
     const std::int64_t n_kv = a.kv_all.rows();
     sa.dkv = from_floats(sparse_attention_dkv_fp32(as_floats(qh), H, n_kv, c, a.lists, as_floats(doh), coef(co.prob),
-                                                   coef(co.dlogit), partition_),
+                                                   coef(co.dlogit), rule()),
                          n_kv, c);
     sa.dsink = from_floats(sparse_attention_dsink_fp32(coef(co.dz), s, H, rule()), H, 1).col(0);
   }

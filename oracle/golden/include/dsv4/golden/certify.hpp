@@ -8,7 +8,10 @@
 // row). Golden outputs the candidate does not hold are listed as missing (not failed); the
 // decision data (scores, margins) are compared only when the candidate has them. With
 // CertifyOptions::local_verdicts every output is judged by its local verdict (issue 15: one verdict
-// with `dsv4 diff`); the end-to-end one stands only where no local verdict covers the output.
+// with `dsv4 diff`); the end-to-end one stands only where no local verdict covers the output. The
+// training step's values (train/…): losses and gradients end to end against the golden's step;
+// optimizer states and updated parameters by the teacher-forced optimizer — recomputed from the
+// candidate's own gradient (goldens/README.md §Certifying a training engine, spec 06 §6.17).
 #pragma once
 
 #include <functional>
@@ -70,6 +73,13 @@ struct CertifyOptions {
   // decision flip in execution order is named on the outputs at or after it. Called at most once.
   // Without it (the --end-to-end-only screen) outputs are judged end to end only.
   std::function<LocalVerdicts()> local_verdicts;
+  // The golden's weights, from which the training step's pre-step parameters θ₀ are made
+  // (model_parameters): the teacher-forced optimizer (spec 06 §6.17) recomputes every optimizer
+  // state and updated parameter the candidate holds from the candidate's own gradient, θ₀ and the
+  // zero state of step 1. Called at most once, and only when the candidate holds an optimizer value
+  // with its gradient. Null: the golden's seeded synthetic weights (a golden of checkpoint weights
+  // then is InputError naming --weights).
+  std::function<ModelWeights()> golden_weights;
 };
 
 // Throws InputError for a candidate tensor whose shape or dtype cannot be compared at all

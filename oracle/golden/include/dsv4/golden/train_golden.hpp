@@ -96,6 +96,13 @@ std::string train_param_module(const std::string& name);
 // the key) for an entry that is not of the tolerance.tensors schema.
 std::map<std::string, GoldenTolerance> train_tolerances(const Golden& g);
 
+// The step's hyper-parameters as the manifest's train section records them (lr, mtp_weight,
+// balance_alpha, bias_speed, adamw.{beta1, beta2, eps, weight_decay}, muon.{momentum, rms,
+// weight_decay, ns_eps}): what the teacher-forced optimizer of certify steps with. InputError
+// naming the golden and the key for a golden without a train section, or a key missing or not a
+// finite number.
+TrainStepOptions train_step_options(const Golden& g);
+
 // Why a training step cannot be written for this config and these tokens (one line, naming the
 // limit), or nullopt: the step is one sequence (batch 1) of at least 3 tokens, MTP trains mtp.0
 // only (n_mtp_layers ≤ 1), and its float64 state (parameters, gradients, optimizer states, updated

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,26 @@ TrainStepResult train_step_official(const ModelConfig& c, const ModelWeights& we
                                     const std::vector<std::int64_t>& tokens, const TrainingDecisions& held,
                                     const TrainStepOptions& opt = {}, const OfficialStyleOptions& style = {},
                                     int threads = 0);
+
+// One parameter's optimizer step from a zero state, as train_step and train_step_official take it
+// (they call it for every Muon and AdamW parameter; certify's teacher-forced optimizer calls it on
+// a candidate's own gradient, spec 06 §6.17): `kind` kMuon — muon_step with the parameter's
+// muon_row_blocks(name, c), MuonConfig::deviation = `deviation` — or kAdamW — adamw_step — on
+// θ₀ = w0 and the gradient g (g's shape is w0's), η = opt.lr. official: the same arithmetic, the
+// states and the updated parameter then stored fp32 (an engine's fp32 optimizer states and master
+// weights: stored_fp32 of the double step, bit for bit); else double.
+// std::invalid_argument as muon_step / adamw_step (shapes, non-finite values), and for kNone (the
+// router bias update is a function of the routing, not of a gradient).
+struct OptimizerStep {
+  std::optional<AdamWState> adamw;  // kAdamW: m, v after the step
+  std::optional<MuonState> muon;    // kMuon: the momentum after the step
+  Mat updated;                      // θ₁
+};
+OptimizerStep optimizer_step(const ModelConfig& c, const std::string& name, OptimizerKind kind, const Mat& w0,
+                             const Mat& g, const TrainStepOptions& opt, bool official,
+                             Deviation deviation = Deviation::kNone, int threads = 0);
+// The official-style storage of a step: every state and the updated parameter rounded to fp32.
+OptimizerStep stored_fp32(OptimizerStep s);
 
 // The routing module of a router bias (`layers.3.ffn.gate.bias` → `layers.3.ffn`, the key of
 // TrainingDecisions::routing); empty for any other name.
