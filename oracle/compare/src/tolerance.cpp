@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "dsv4/compare/number_text.hpp"
+#include "dsv4/compare/ulp.hpp"
 
 namespace dsv4::compare {
 namespace {
@@ -89,6 +90,67 @@ ReferenceError larger_error(const ReferenceError& a, const ReferenceError& b) {
   r.max_abs = std::max(a.max_abs, b.max_abs);
   r.rms = std::max(a.rms, b.rms);
   if (std::abs(b.bias_sum) > std::abs(a.bias_sum)) r.bias_sum = b.bias_sum;
+  return r;
+}
+
+namespace {
+
+// The RMS of e over the elements finite in both spans (0 when none is).
+double finite_rms(std::span<const double> r, std::span<const double> e) {
+  double ss = 0.0;
+  std::int64_t n = 0;
+  for (std::size_t i = 0; i < e.size(); ++i) {
+    if (!std::isfinite(e[i]) || !std::isfinite(r[i])) continue;
+    ss += e[i] * e[i];
+    ++n;
+  }
+  return n > 0 ? std::sqrt(ss / static_cast<double>(n)) : 0.0;
+}
+
+}  // namespace
+
+UlpScale error_in_ulps(std::span<const double> r, std::span<const double> e, DType dtype) {
+  if (r.size() != e.size()) throw std::invalid_argument("error_in_ulps: sizes differ");
+  const UlpGrid g = ulp_grid(dtype);
+  const double guard = finite_rms(r, e) / 16.0;
+  UlpScale s;
+  double ss_err = 0.0, ss_u = 0.0;
+  for (std::size_t i = 0; i < e.size(); ++i) {
+    if (!std::isfinite(e[i]) || !std::isfinite(r[i])) continue;
+    const double u = ulp_at(g, std::max(std::fabs(e[i]), guard));
+    const double d = r[i] - e[i];
+    s.max_ulps = std::max(s.max_ulps, std::fabs(d) / u);
+    ss_err += d * d;
+    ss_u += u * u;
+  }
+  if (ss_u > 0.0) s.rms_ulps = std::sqrt(ss_err / ss_u);
+  return s;
+}
+
+UlpScale larger_scale(const UlpScale& a, const UlpScale& b) {
+  return {std::max(a.max_ulps, b.max_ulps), std::max(a.rms_ulps, b.rms_ulps)};
+}
+
+ReferenceError pooled_yardstick(const ReferenceError& own, const UlpScale& family, std::span<const double> e,
+                                DType dtype, const ToleranceParams& p) {
+  if (static_cast<std::int64_t>(e.size()) >= p.short_elements) return own;
+  require_param(family.max_ulps, "family max_ulps");
+  require_param(family.rms_ulps, "family rms_ulps");
+  const UlpGrid g = ulp_grid(dtype);
+  const double guard = finite_rms(e, e) / 16.0;
+  double u_max = 0.0, ss_u = 0.0;
+  std::int64_t n = 0;
+  for (const double x : e) {
+    if (!std::isfinite(x)) continue;
+    const double u = ulp_at(g, std::max(std::fabs(x), guard));
+    u_max = std::max(u_max, u);
+    ss_u += u * u;
+    ++n;
+  }
+  ReferenceError r = own;
+  if (n == 0) return r;
+  r.max_abs = std::max(own.max_abs, family.max_ulps * u_max);
+  r.rms = std::max(own.rms, family.rms_ulps * std::sqrt(ss_u / static_cast<double>(n)));
   return r;
 }
 
