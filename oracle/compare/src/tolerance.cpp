@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
+#include <vector>
 
 #include "dsv4/compare/number_text.hpp"
+#include "dsv4/compare/ulp.hpp"
 
 namespace dsv4::compare {
 namespace {
@@ -89,6 +91,68 @@ ReferenceError larger_error(const ReferenceError& a, const ReferenceError& b) {
   r.max_abs = std::max(a.max_abs, b.max_abs);
   r.rms = std::max(a.rms, b.rms);
   if (std::abs(b.bias_sum) > std::abs(a.bias_sum)) r.bias_sum = b.bias_sum;
+  return r;
+}
+
+namespace {
+
+// The per-element unit of UlpScale: u_i = ulp(max(|e_i|, rms(e)/16)) in `dtype` for every i where
+// e_i and r_i are finite (the RMS over those elements), 0 elsewhere.
+std::vector<double> element_units(std::span<const double> r, std::span<const double> e, DType dtype) {
+  double ss = 0.0;
+  std::int64_t n = 0;
+  for (std::size_t i = 0; i < e.size(); ++i) {
+    if (!std::isfinite(e[i]) || !std::isfinite(r[i])) continue;
+    ss += e[i] * e[i];
+    ++n;
+  }
+  const double guard = n > 0 ? std::sqrt(ss / static_cast<double>(n)) / 16.0 : 0.0;
+  const UlpGrid g = ulp_grid(dtype);
+  std::vector<double> u(e.size(), 0.0);
+  for (std::size_t i = 0; i < e.size(); ++i)
+    if (std::isfinite(e[i]) && std::isfinite(r[i])) u[i] = ulp_at(g, std::max(std::fabs(e[i]), guard));
+  return u;
+}
+
+}  // namespace
+
+UlpScale error_in_ulps(std::span<const double> r, std::span<const double> e, DType dtype) {
+  if (r.size() != e.size()) throw std::invalid_argument("error_in_ulps: sizes differ");
+  const std::vector<double> u = element_units(r, e, dtype);
+  UlpScale s;
+  double ss_err = 0.0, ss_u = 0.0;
+  for (std::size_t i = 0; i < e.size(); ++i) {
+    if (u[i] == 0.0) continue;
+    const double d = r[i] - e[i];
+    s.max_ulps = std::max(s.max_ulps, std::fabs(d) / u[i]);
+    ss_err += d * d;
+    ss_u += u[i] * u[i];
+  }
+  if (ss_u > 0.0) s.rms_ulps = std::sqrt(ss_err / ss_u);
+  return s;
+}
+
+UlpScale larger_scale(const UlpScale& a, const UlpScale& b) {
+  return {std::max(a.max_ulps, b.max_ulps), std::max(a.rms_ulps, b.rms_ulps)};
+}
+
+ReferenceError pooled_yardstick(const ReferenceError& own, const UlpScale& family, std::span<const double> e,
+                                DType dtype, const ToleranceParams& p) {
+  if (static_cast<std::int64_t>(e.size()) >= p.short_elements) return own;
+  require_param(family.max_ulps, "family max_ulps");
+  require_param(family.rms_ulps, "family rms_ulps");
+  double u_max = 0.0, ss_u = 0.0;
+  std::int64_t n = 0;
+  for (const double u : element_units(e, e, dtype)) {
+    if (u == 0.0) continue;
+    u_max = std::max(u_max, u);
+    ss_u += u * u;
+    ++n;
+  }
+  ReferenceError r = own;
+  if (n == 0) return r;
+  r.max_abs = std::max(own.max_abs, family.max_ulps * u_max);
+  r.rms = std::max(own.rms, family.rms_ulps * std::sqrt(ss_u / static_cast<double>(n)));
   return r;
 }
 

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ struct ToleranceParams {
   double floor_rms_ulps = 0.57735026918962576;  // 2/√12: twice the RMS of one round-to-nearest error
   double bias_sigmas = 6.0;                     // noise allowance of the bias test
   double bias_floor_ulps = 0.25;                // systematic bias allowed beyond k × the official's
+  // Outputs of fewer elements are judged with their family's error scale too (pooled_yardstick;
+  // README §Tolerance model, "Short outputs"): their own recomputations' errors are one or two
+  // rounding paths' draws, not an estimate of the error a faithful path has.
+  std::int64_t short_elements = 64;
   // The structure tests of the local (teacher-forced) error field (structure.hpp): scale, offset,
   // per-channel and per-row scale, family-wise controlled over one diff/certify run.
   StructureParams structure{};
@@ -45,6 +50,25 @@ ReferenceError reference_error(const TensorMetrics& official_vs_exact);
 // Statistic by statistic, the larger of two references' errors (the bias by magnitude): diff's
 // yardstick, the larger of the official recomputation's error and the fp32-order one's.
 ReferenceError larger_error(const ReferenceError& a, const ReferenceError& b);
+
+// An error scale in units of the reference format, per element: u_i = ulp(max(|e_i|, rms(e)/16))
+// (the structure tests' noise unit: elements 16× below the tensor's RMS count at RMS/16).
+struct UlpScale {
+  double max_ulps = 0.0;  // max_i |r_i − e_i| / u_i
+  double rms_ulps = 0.0;  // rms(r − e) / rms(u)
+};
+// The error of a recomputation r against the exact e in ulps of `dtype` (elements finite in both;
+// 0 when none is). Throws std::invalid_argument for sizes that differ or a dtype without a grid.
+UlpScale error_in_ulps(std::span<const double> r, std::span<const double> e, DType dtype);
+// Statistic by statistic, the larger.
+UlpScale larger_scale(const UlpScale& a, const UlpScale& b);
+// The yardstick of one output (README §Tolerance model, "Short outputs"): `own` (its recomputations'
+// error against exact) when it has at least params.short_elements elements; for a shorter one, the
+// larger of `own` and its family's scale `family` (the largest per-instance UlpScale of the same
+// output over the instances judged so far, this one included) expressed at this output's exact
+// values: max_abs = family.max_ulps · max u_i, rms = family.rms_ulps · rms(u). The bias stays own's.
+ReferenceError pooled_yardstick(const ReferenceError& own, const UlpScale& family, std::span<const double> e,
+                                DType dtype, const ToleranceParams& params = {});
 
 enum class Verdict { kPass, kFail };
 const char* verdict_name(Verdict v);  // "PASS" / "FAIL"
