@@ -126,6 +126,33 @@ TEST_F(GpuModelGolden, OfficialValuesFromGpuModelEqualTheCpuGolden) {
   EXPECT_FALSE(std::filesystem::exists(file("two.h5")));
 }
 
+// --exact-layers none with GpuModel (reference backend) computing the official values: no exact
+// run on the CPU at all (seconds_exact 0), every official dataset the committed golden's bit for
+// bit, no exact/ dataset; a selection keeps the committed golden's exact values of those modules.
+TEST_F(GpuModelGolden, OfficialOnlyGoldenFromGpuModelHoldsTheCommittedOfficialValues) {
+  GoldenGenerateOptions o = committed_options();
+  o.official_runner = gpu::official_runner(gpu::OpBackend::kReference);
+  o.exact = parse_exact_coverage("none");
+  const GoldenGenerateStats st = generate_golden(o, file("n.h5"));
+  EXPECT_EQ(st.seconds_exact, 0.0);
+  EXPECT_EQ(st.exact_outputs, 0);
+  EXPECT_GT(expect_same_datasets(kCommitted, file("n.h5"), "official/"), 300);
+  EXPECT_EQ(expect_same_datasets(kCommitted, file("n.h5"), "inputs/"), 4);
+  for (const std::string& d : Hdf5File::open(file("n.h5")).list_datasets()) EXPECT_NE(d.rfind("exact/", 0), 0u) << d;
+  EXPECT_TRUE(verify_golden(file("n.h5")).ok());
+  EXPECT_EQ(Golden::open_verified(file("n.h5")).official_device(), "gpu-reference");
+
+  o.exact = parse_exact_coverage("layers.3");
+  const GoldenGenerateStats sel = generate_golden(o, file("s.h5"));
+  EXPECT_GT(sel.exact_outputs, 30);
+  EXPECT_LT(sel.exact_outputs, sel.outputs);
+  for (const char* step : {"exact/prefill/layers.3", "exact/decode0/layers.3", "exact/decode1/layers.3"})
+    EXPECT_GT(expect_same_datasets(kCommitted, file("s.h5"), step), 10) << step;
+  EXPECT_EQ(expect_same_datasets(kCommitted, file("s.h5"), "official/"),
+            expect_same_datasets(kCommitted, file("n.h5"), "official/"));
+  EXPECT_TRUE(verify_golden(file("s.h5")).ok());
+}
+
 // `dsv4 golden generate --device gpu`: without a GPU exit 2 with one line and nothing written;
 // with one, the committed golden's every official (and exact) dataset bit for bit, the manifest
 // naming the GPU, and the GPU golden's recompute on the CPU and the committed golden's on the GPU OK.
@@ -151,6 +178,11 @@ TEST_F(GpuModelGolden, CliGenerateOnTheGpuEqualsTheCommittedGoldenOrExits2) {
   const auto gpu = dsv4("golden verify --recompute --device gpu " + kCommitted);
   EXPECT_EQ(gpu.status, 0) << gpu.out << gpu.err;
   EXPECT_NE(gpu.out.find("recompute OK on gpu"), std::string::npos) << gpu.out;
+  // --exact-layers none on the GPU: the committed golden's official values, no exact/, proved on the CPU.
+  const auto none = dsv4(args + file("n.h5") + " --exact-layers none");
+  ASSERT_EQ(none.status, 0) << none.err;
+  EXPECT_GT(expect_same_datasets(kCommitted, file("n.h5"), "official/"), 300);
+  EXPECT_EQ(dsv4("golden verify --recompute-only layers.2 " + file("n.h5")).status, 0);
 }
 
 // Refused on any machine: more than one sequence on the GPU (checked before the GPU is looked for),
