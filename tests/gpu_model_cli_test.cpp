@@ -153,6 +153,31 @@ TEST_F(GpuModelGolden, OfficialOnlyGoldenFromGpuModelHoldsTheCommittedOfficialVa
   EXPECT_TRUE(verify_golden(file("s.h5")).ok());
 }
 
+// GpuModel's progress reports the modules the Transformer's run_plan reports, in the same order
+// (per-layer progress of long runs), and its op times count every op call per stem.
+TEST(GpuModelRunPlan, ProgressPerModuleAndOpTimes) {
+  const GoldenGenerateOptions o = committed_options();
+  const ModelWeights w = ModelWeights::synthetic(o.config, 1);
+  const std::vector<StepPlan> plan = plan_steps(o.config, 1, 8, 2);
+  std::vector<std::string> cpu, model;
+  MemoryRecorder rc, rg;
+  run_plan(Transformer(Precision(Mode::kOfficial), o.config, w), o.tokens, plan, rc,
+           [&](const std::string& step, const std::string& m) { cpu.push_back(step + " " + m); });
+  gpu::OpTimes times;
+  gpu::run_plan(
+      gpu::GpuModel(o.config, w, gpu::OpBackend::kReference), o.tokens.front(), plan, rg,
+      [&](const std::string& step, const std::string& m) { model.push_back(step + " " + m); }, &times);
+  EXPECT_EQ(model, cpu);
+  EXPECT_EQ(cpu.size(), 3u * 7u + 2u);  // 6 layers + head in each of the 3 steps, mtp.0 in 2
+  ASSERT_TRUE(times.count("linear") && times.count("moe_combine") && times.count("sparse_attention"));
+  // One embedding call per step (3) and per MTP input (mtp.0 runs in the prefill and decode0).
+  EXPECT_EQ(times.at("embedding").calls, 3 + 2);
+  for (const auto& [stem, t] : times) EXPECT_GE(t.seconds, 0.0) << stem;
+  const std::string text = gpu::op_times_text(times);
+  EXPECT_NE(text.find("moe_combine"), std::string::npos) << text;
+  EXPECT_EQ(text.rfind("op times (host wall", 0), 0u) << text;
+}
+
 // `dsv4 golden generate --device gpu`: without a GPU exit 2 with one line and nothing written;
 // with one, the committed golden's every official (and exact) dataset bit for bit, the manifest
 // naming the GPU, and the GPU golden's recompute on the CPU and the committed golden's on the GPU OK.
