@@ -79,9 +79,17 @@ execution order (step, layer, module). --quiet prints the verdict and the failur
 summarises accepted near-tie swaps per output; --verbose lists every row. --json carries the dsv4
 version, the golden's manifest SHA-256, the candidate and the options.
 
-Exit status: 0 every checked tensor passes (at least one checked, none required missing); 1 a
-tensor or set fails, a required output is missing or nothing could be checked; 2 bad input (one
-line on stderr, e.g. a candidate tensor whose shape is not the golden's).)";
+A golden with exact values of some modules only (golden generate --exact-layers; its manifest's
+exact_values) judges only those: the candidate's other golden outputs are listed NOT JUDGED, neither
+passed nor failed, and the verdict is PARTIAL at best (JSON "verdict": "PARTIAL", "unjudged"). A
+golden with no exact values (--exact-layers none), or a candidate holding only outputs the golden
+cannot judge, is refused (exit 2, one line): prove such a golden with golden verify --recompute-only.
+
+Exit status: 0 every checked tensor passes (at least one checked, none required missing, none of the
+candidate's outputs unjudged); 1 a tensor or set fails, a required output is missing or nothing
+could be checked; 4 PARTIAL: every judged output passes but some of the candidate's outputs were not
+judged (the golden holds no exact values for them); 2 bad input (one line on stderr, e.g. a candidate
+tensor whose shape is not the golden's, a golden that can judge none of them).)";
 
 struct CertifyArgs {
   std::string golden_sha256;  // --golden-sha256: the manifest hash the user expects
@@ -138,7 +146,7 @@ int run_certify(const CertifyArgs& a) {
                                 : a.verbose ? report::Detail::kVerbose
                                             : report::Detail::kNormal;
   std::printf("%s", report::format_text(rep, detail).c_str());
-  return rep.pass() ? 0 : 1;
+  return rep.pass() ? 0 : rep.partial() ? 4 : 1;
 }
 
 }  // namespace

@@ -58,6 +58,16 @@ exact values, the decision scores and margins of the exact run, the tolerance fi
 step still come from the CPU. The manifest says so (official_device: device "gpu", what computed
 the values); dsv4 golden verify --recompute re-derives the official values on the CPU and checks
 them bit for bit. It needs a GPU (without one: exit 2, "no GPU") and one sequence.
+--exact-layers SEL limits the exact side (the CPU's exact mode, a forward of the whole model) to
+what is asked: all (default); none — no exact run at all, the golden holds the official values and
+decisions (routing, top-k lists, their official scores and margins) of every output and no exact
+values or tolerance figures; or [STEP/]MODULE selectors as --recompute-only takes (layers.0,head):
+the exact run still runs the whole model on the CPU but only the selected outputs are kept. The
+manifest says which (exact_values). certify judges only outputs with exact values and reports the
+others NOT JUDGED (verdict PARTIAL, exit 4; nothing judgeable: exit 2); golden verify
+--recompute-only proves the official values module by module on the CPU (goldens/README.md).
+  dsv4 golden generate --device gpu --config flash-slice --prompt-len 4096 --exact-layers none --out g.h5
+Progress: each module (layer, head, MTP) as it finishes, on stderr, with its time and the total.
 Exit status: 0 written; 2 bad input.)";
 
 constexpr const char* kVerifyFooter = R"(
@@ -111,7 +121,7 @@ std::optional<OfficialRunner> device_runner(const std::string& device, std::int6
 }
 
 struct GenArgs {
-  std::string config, weights, tokens, out, device = "cpu";
+  std::string config, weights, tokens, out, device = "cpu", exact_layers = "all";
   std::optional<std::uint64_t> seed;
   std::optional<std::int64_t> prompt_len;
   std::uint64_t token_seed = 1;
@@ -150,6 +160,9 @@ int generate(const GenArgs& a) {
     const auto slash = a.tokens.find_last_of('/');
     o.tokens_source = slash == std::string::npos ? a.tokens : a.tokens.substr(slash + 1);
   }
+  o.exact = parse_exact_coverage(a.exact_layers);
+  if (a.train && !o.exact.all)
+    throw InputError("--exact-layers", "a --train golden holds the exact values of every output (--exact-layers all)");
   o.official_runner = device_runner(a.device, static_cast<std::int64_t>(o.tokens.size()));
   o.decode_steps = a.decode_steps;
   o.deflate = a.deflate;
@@ -166,27 +179,36 @@ int generate(const GenArgs& a) {
   {  // before any work: refused with the estimate and what to lower when the machine has too little memory
     const std::string what = "dsv4 golden generate of " + std::to_string(o.tokens.size()) + " x " +
                              std::to_string(o.tokens.front().size()) + " tokens on config " + o.config.name;
-    const MemoryEstimate est = estimate_run_memory(o.config, static_cast<std::int64_t>(o.tokens.size()),
-                                                   static_cast<std::int64_t>(o.tokens.front().size()), 2);
+    const MemoryEstimate est =
+        estimate_run_memory(o.config, static_cast<std::int64_t>(o.tokens.size()),
+                            static_cast<std::int64_t>(o.tokens.front().size()), o.exact.none() ? 1 : 2);
     check_memory(est, what);
     note_memory_estimate(what, est.total());
   }
   const auto t0 = std::chrono::steady_clock::now();
-  std::string last_step;
+  const auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
+  auto t_module = t0;
+  // Progress: every module as it finishes (each layer, the head, MTP), with its time and the total.
   const GoldenGenerateStats st =
       generate_golden(o, a.out, [&](const std::string& mode, const std::string& step, const std::string& module) {
-        if (module == "head" || module == "mtp.0" || step + mode != last_step)
-          std::fprintf(stderr, "dsv4 golden: %s %s %s\n", mode.c_str(), step.c_str(), module.c_str());
-        last_step = step + mode;
+        const std::string what = mode + " " + step + (module.empty() ? "" : " " + module);
+        std::fprintf(stderr, "dsv4 golden: %s (%.2f s; %.1f s in all)\n", what.c_str(), since(t_module), since(t0));
+        t_module = std::chrono::steady_clock::now();
       });
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double total = since(t0);
   char train_part[64] = "";
   if (a.train) std::snprintf(train_part, sizeof train_part, "training step %.2f s, ", st.seconds_train);
+  char exact_part[160] = "";
+  if (!o.exact.all)
+    std::snprintf(exact_part, sizeof exact_part, " exact values of %lld of %lld outputs (--exact-layers %s);",
+                  static_cast<long long>(st.exact_outputs), static_cast<long long>(st.outputs), o.exact.text().c_str());
   std::printf(
-      "wrote %s: %lld datasets, %.1f MB of values; weights %.2f s, exact %.2f s, official %.2f s, %swrite %.2f s, "
+      "wrote %s: %lld datasets, %.1f MB of values;%s weights %.2f s, exact %.2f s, official %.2f s, %swrite %.2f s, "
       "total %.2f s\n",
-      a.out.c_str(), static_cast<long long>(st.datasets), static_cast<double>(st.value_bytes) / 1e6, st.seconds_weights,
-      st.seconds_exact, st.seconds_official, train_part, st.seconds_write, total);
+      a.out.c_str(), static_cast<long long>(st.datasets), static_cast<double>(st.value_bytes) / 1e6, exact_part,
+      st.seconds_weights, st.seconds_exact, st.seconds_official, train_part, st.seconds_write, total);
   return 0;
 }
 
@@ -331,15 +353,18 @@ int inspect(const std::string& path, bool json, bool tensors) {
       continue;
     }
     bytes += n;
-    if (e.path.rfind("exact/", 0) != 0) continue;
-    const std::string canonical = e.path.substr(6);
+    if (e.path.rfind("official/", 0) != 0) continue;
+    const std::string canonical = e.path.substr(9);
     per_step[canonical.substr(0, canonical.find('/'))][golden_role_name(e.role)]++;
+    if (!g.exact_coverage().all && g.has_exact(canonical))
+      per_step[canonical.substr(0, canonical.find('/'))]["with exact values"]++;
   }
   if (json) {
     nlohmann::ordered_json j;
     j["path"] = path;
     for (const char* k : {"format", "format_version", "generator", "config", "weights", "inputs"}) j[k] = man.at(k);
     if (man.contains("official_device")) j["official_device"] = man.at("official_device");
+    if (man.contains("exact_values")) j["exact_values"] = man.at("exact_values");
     j["datasets"] = g.entries().size();
     j["value_bytes"] = bytes;
     j["outputs_per_step"] = per_step;
@@ -378,6 +403,11 @@ int inspect(const std::string& path, bool json, bool tensors) {
         "  official    values computed by %s (manifest official_device); exact values, margins, tolerances "
         "by the CPU\n",
         g.official_device().c_str());
+  if (!g.exact_coverage().all)
+    std::printf(
+        "  exact       only for --exact-layers '%s' (%s outputs; the others hold official values and "
+        "decisions only: certify reports them NOT JUDGED)\n",
+        g.exact_coverage().text().c_str(), man.at("exact_values").at("outputs").dump().c_str());
   std::printf("  tokens      %zu x %zu (%s)\n", g.tokens().size(), g.tokens().front().size(),
               man.at("inputs").value("tokens_source", "").c_str());
   std::printf("  steps      ");
@@ -404,7 +434,8 @@ int inspect(const std::string& path, bool json, bool tensors) {
         kinds["muon"], kinds["adamw"], kinds["none"], t.value("lr", std::nan("")),
         static_cast<long long>(train_datasets), static_cast<double>(train_bytes) / 1e6);
   }
-  std::printf("  outputs per step (each in exact/ and official/):\n");
+  std::printf(g.exact_coverage().all ? "  outputs per step (each in exact/ and official/):\n"
+                                     : "  outputs per step (each in official/; exact/ as counted):\n");
   for (const auto& [step, roles] : per_step) {
     std::printf("    %-9s", step.c_str());
     for (const auto& [role, n] : roles) std::printf(" %d %s", n, role.c_str());
@@ -414,7 +445,7 @@ int inspect(const std::string& path, bool json, bool tensors) {
     const auto& tol = man.at("tolerance").at("tensors");
     std::printf("  %-58s %-8s %-16s %-8s %s\n", "canonical name", "role", "shape", "grid", "|official-exact| max");
     for (const std::string& name : g.canonical_names()) {
-      const GoldenEntry* e = g.find("exact/" + name);
+      const GoldenEntry* e = g.find("official/" + name);
       std::string shape = "[";
       for (std::size_t i = 0; i < e->shape.size(); ++i) shape += (i ? "," : "") + std::to_string(e->shape[i]);
       shape += "]";
@@ -424,6 +455,8 @@ int inspect(const std::string& path, bool json, bool tensors) {
         char buf[32];
         std::snprintf(buf, sizeof buf, "%.3g", tol.at(name).at("official_max_abs").get<double>());
         err = buf;
+      } else if (!g.has_exact(name)) {
+        err = "(no exact values)";
       }
       std::printf("  %-58s %-8s %-16s %-8s %s\n", name.c_str(), golden_role_name(e->role), shape.c_str(), grid.c_str(),
                   err.c_str());
@@ -459,6 +492,10 @@ void register_golden(CLI::App& app) {
   gen->add_option("--device", g->device,
                   "what computes the official values: cpu (the reference) or gpu (GpuModel, the CUDA kernels; the "
                   "exact values, margins and tolerance figures still from the CPU)")
+      ->capture_default_str();
+  gen->add_option("--exact-layers", g->exact_layers,
+                  "outputs that get exact values (the CPU's exact mode): all, none (official values and decisions "
+                  "only: no CPU exact run), or [STEP/]MODULE selectors as --recompute-only's (layers.0,head)")
       ->capture_default_str();
   gen->footer(kGenerateFooter);
   gen->callback([g]() { set_exit_code(run_guarded("golden generate", [&] { return generate(*g); })); });

@@ -98,8 +98,9 @@ int run(const RunArgs& a) {
     std::fprintf(stderr, "dsv4 run: %s weights ready on the GPU (%.2f s)\n", ws.seed ? "synthetic" : a.weights.c_str(),
                  seconds_since(t0));
     auto t_step = std::chrono::steady_clock::now();
-    gpu::run_plan(model, tokens.front(), plan, rec, [&](const std::string& step, const std::string&) {
-      std::fprintf(stderr, "dsv4 run: %s on the GPU (%.2f s)\n", step.c_str(), seconds_since(t_step));
+    gpu::run_plan(model, tokens.front(), plan, rec, [&](const std::string& step, const std::string& module) {
+      std::fprintf(stderr, "dsv4 run: %s %s on the GPU (%.2f s)\n", step.c_str(), module.c_str(),
+                   seconds_since(t_step));
       t_step = std::chrono::steady_clock::now();
     });
   } else {

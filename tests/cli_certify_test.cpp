@@ -321,6 +321,143 @@ TEST_F(CliCertify, NothingCheckedFails) {
   EXPECT_NE(r.out.find("nothing was checked"), std::string::npos) << r.out;
 }
 
+// A golden with exact values of some modules only (golden generate --exact-layers,
+// goldens/README.md §Exact values of some modules only) judges those and reports the candidate's
+// other outputs NOT JUDGED: verdict PARTIAL, exit 4 — never a PASS, and an unjudged output is never
+// counted among the passed. A wrong value where the golden can judge fails; where it cannot, it
+// stays unjudged (PARTIAL, named). Nothing judgeable: exit 2, one line.
+TEST_F(CliCertify, PartialGoldenJudgesItsExactOutputsOnlyAndNeverPasses) {
+  const std::string gen = "golden generate --config tiny --seed 4 --tokens " + path("t.npy") +
+                          " --decode-steps 2 --deflate 0 --exact-layers ";
+  ASSERT_EQ(dsv4(gen + "'layers.0,decode1/head' --out " + file("pg.h5")).status, 0);
+  // What the candidate holds, split by whether the golden holds exact values for it.
+  const Golden pg = Golden::open(file("pg.h5"));
+  const Hdf5File off = Hdf5File::open(path("off.h5"));
+  std::vector<std::string> judged, unjudged;
+  for (const std::string& n : pg.canonical_names()) {
+    if (off.is_dataset(n)) (pg.has_exact(n) ? judged : unjudged).push_back(n);  // decision data too
+  }
+  ASSERT_GT(judged.size(), 10u);
+  ASSERT_GT(unjudged.size(), 100u);
+  for (const std::string& n : judged)
+    EXPECT_TRUE(n.find("/layers.0.") != std::string::npos || n.find("/layers.0/") != std::string::npos ||
+                n == "decode1/head/out")
+        << n;
+
+  for (const std::string& how : {std::string(" --end-to-end-only"), std::string()}) {
+    const auto r = dsv4("certify --golden " + file("pg.h5") + " --candidate " + path("off.h5") + " --json " +
+                        file("r.json") + how);
+    EXPECT_EQ(r.status, 4) << how << r.out << r.err;
+    EXPECT_EQ(r.out.rfind("certify: PARTIAL — every judged output passes, but " + std::to_string(unjudged.size()) +
+                              " outputs of the candidate were NOT JUDGED",
+                          0),
+              0u)
+        << r.out;
+    EXPECT_NE(r.out.find("\nNOT JUDGED — the golden holds no exact values for them (" +
+                         std::to_string(unjudged.size()) + " outputs"),
+              std::string::npos)
+        << r.out;
+    const auto j = nlohmann::json::parse(slurp(file("r.json")));
+    EXPECT_EQ(j.at("verdict"), "PARTIAL");
+    EXPECT_EQ(j.at("exact_values"), "layers.0,decode1/head");
+    EXPECT_EQ(j.at("unjudged").get<std::vector<std::string>>().size(), unjudged.size());
+    EXPECT_EQ(j.at("summary").at("unjudged"), unjudged.size());
+    // Judged = the outputs with exact values, each PASS; no unjudged output among them.
+    std::vector<std::string> seen;
+    for (const char* group : {"tensors", "sets"})
+      for (const auto& t : j.at(group)) {
+        seen.push_back(t.at("name").get<std::string>());
+        EXPECT_EQ(t.at("verdict"), "PASS") << t.at("name");
+      }
+    std::sort(seen.begin(), seen.end());
+    std::vector<std::string> expected = judged;
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(seen, expected) << how;
+    EXPECT_EQ(j.at("missing").size(), 0u);
+  }
+
+  // A wrong value the golden can judge fails; one it cannot judge stays NOT JUDGED (named), never PASS.
+  const auto scaled = [](Tensor& t) {
+    for (double& x : t.values<double>()) x *= 1.01;
+  };
+  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("bad0.h5"), "prefill/layers.0.attn_norm/out", scaled));
+  const auto bad0 = dsv4("certify --end-to-end-only --golden " + file("pg.h5") + " --candidate " + file("bad0.h5"));
+  EXPECT_EQ(bad0.status, 1) << bad0.out;
+  EXPECT_EQ(
+      bad0.out.rfind("certify: FAIL — first failing output in execution order: prefill/layers.0.attn_norm/out", 0), 0u)
+      << bad0.out;
+  ASSERT_TRUE(perturbed_copy(path("off.h5"), file("bad2.h5"), "prefill/layers.2.attn_norm/out", scaled));
+  const auto bad2 = dsv4("certify --end-to-end-only --golden " + file("pg.h5") + " --candidate " + file("bad2.h5"));
+  EXPECT_EQ(bad2.status, 4) << bad2.out;
+  EXPECT_NE(bad2.out.find("\n  layers.2.attn_norm: out (prefill, decode0, decode1)\n"), std::string::npos) << bad2.out;
+
+  // Only outputs the golden cannot judge: refused with one line.
+  {
+    Hdf5File out = Hdf5File::create(file("l2.h5"));
+    out.write("prefill/layers.2.attn_norm/out", off.read("prefill/layers.2.attn_norm/out"));
+    out.commit();
+  }
+  expect_bad_input(dsv4("certify --golden " + file("pg.h5") + " --candidate " + file("l2.h5")), "certify",
+                   "none of its outputs can be judged: the golden holds exact values only for --exact-layers "
+                   "'layers.0,decode1/head'");
+  // diff needs no golden exact value for its local verdicts: the same module verdicts as against
+  // the full golden; the accumulated error only where the golden has exact values (layers.0).
+  ASSERT_EQ(dsv4("diff --teacher-forced --golden " + file("pg.h5") + " --candidate " + path("off.h5") + " --json " +
+                 file("dp.json"))
+                .status,
+            0);
+  ASSERT_EQ(dsv4("diff --teacher-forced --golden " + path("g.h5") + " --candidate " + path("off.h5") + " --json " +
+                 file("dg.json"))
+                .status,
+            0);
+  const auto dp = nlohmann::json::parse(slurp(file("dp.json"))).at("modules");
+  const auto dg = nlohmann::json::parse(slurp(file("dg.json"))).at("modules");
+  ASSERT_EQ(dp.size(), dg.size());
+  ASSERT_GT(dp.size(), 100u);
+  for (std::size_t i = 0; i < dp.size(); ++i) {
+    EXPECT_EQ(dp[i].at("module"), dg[i].at("module"));
+    EXPECT_EQ(dp[i].at("verdict"), dg[i].at("verdict")) << dp[i].at("module");
+    EXPECT_EQ(dp[i].at("local_max_abs"), dg[i].at("local_max_abs")) << dp[i].at("module");
+    if (dp[i].at("layer") == 0 || (dp[i].at("step") == "decode1" && dp[i].at("module") == "head"))
+      EXPECT_EQ(dp[i].at("accumulated_max_abs"), dg[i].at("accumulated_max_abs")) << dp[i].at("module");
+    else
+      EXPECT_TRUE(dp[i].at("accumulated_max_abs").is_null()) << dp[i].at("step") << " " << dp[i].at("module");
+  }
+  // A golden with no exact values judges nothing: refused before any work, one line.
+  ASSERT_EQ(dsv4(gen + "none --out " + file("none.h5")).status, 0);
+  expect_bad_input(dsv4("certify --golden " + file("none.h5") + " --candidate " + path("off.h5")), "certify",
+                   "holds official values and decisions only");
+}
+
+// A partial golden's manifest is checked against its data: exact values outside the stated
+// selection, or a selected output without them, fail golden verify (re-hashed consistently, so only
+// the statement is wrong) and are refused by certify.
+TEST_F(CliCertify, PartialGoldenWhoseSelectionDisagreesWithItsDataFailsVerify) {
+  ASSERT_EQ(dsv4("golden generate --config tiny --seed 4 --tokens " + path("t.npy") +
+                 " --decode-steps 2 --deflate 0 --exact-layers layers.1 --out " + file("pg.h5"))
+                .status,
+            0);
+  ASSERT_EQ(dsv4("golden verify " + file("pg.h5")).status, 0);
+  golden_copy(file("pg.h5"), file("wider.h5"), {},
+              [](nlohmann::ordered_json& m) { m["exact_values"]["selection"] = "layers.1,layers.2"; });
+  const auto wider = dsv4("golden verify " + file("wider.h5"));
+  EXPECT_EQ(wider.status, 1) << wider.out;
+  EXPECT_NE(wider.out.find("FAIL official/prefill/layers.2.attn_norm/out: its exact/ counterpart is missing (the "
+                           "manifest's exact_values.selection 'layers.1,layers.2' selects it)"),
+            std::string::npos)
+      << wider.out;
+  golden_copy(file("pg.h5"), file("narrower.h5"), {},
+              [](nlohmann::ordered_json& m) { m["exact_values"]["selection"] = "prefill/layers.1"; });
+  const auto narrower = dsv4("golden verify " + file("narrower.h5"));
+  EXPECT_EQ(narrower.status, 1) << narrower.out;
+  EXPECT_NE(narrower.out.find("FAIL exact/decode0/layers.1.attn_norm/out: exact values of an output outside the "
+                              "manifest's exact_values.selection 'prefill/layers.1'"),
+            std::string::npos)
+      << narrower.out;
+  expect_bad_input(dsv4("certify --golden " + file("narrower.h5") + " --candidate " + path("off.h5")), "certify",
+                   "exact values of an output outside");
+}
+
 TEST_F(CliCertify, BadInput) {
   expect_bad_input(dsv4("certify --golden " + file("no.h5") + " --candidate " + path("off.h5")), "certify", "no.h5");
   expect_bad_input(dsv4("certify --golden " + path("g.h5") + " --candidate " + file("no.h5")), "certify", "no.h5");

@@ -413,5 +413,82 @@ TEST_F(CliGolden, SpotCheckOptionsAndMissingInputsAreBadInput) {
   EXPECT_EQ(dsv4("golden verify --recompute-only layers.2 " + file("m.h5")).status, 0);
 }
 
+// --exact-layers (issue 18): the exact side limited to what is asked --------------------------
+
+// none: no exact run at all — official values and decisions of every output, no exact/ and no
+// tolerance figures, the manifest saying so; the golden verifies, recomputes on the CPU bit for bit
+// (whole and spot checks), and inspect says what it holds. A selection keeps the exact values of
+// the selected modules only.
+TEST_F(CliGolden, ExactLayersNoneWritesOfficialValuesOnlyAndIsProvedOnTheCpu) {
+  const std::string gen = "golden generate --config tiny --seed 1 --prompt-len 6 --decode-steps 2 --exact-layers ";
+  auto r = dsv4(gen + "none --out " + file("n.h5"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("exact values of 0 of "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("exact 0.00 s"), std::string::npos) << r.out;                              // no exact run
+  EXPECT_NE(r.err.find("dsv4 golden: official prefill layers.3 ("), std::string::npos) << r.err;  // per layer
+  const Golden n = Golden::open_verified(file("n.h5"));
+  EXPECT_TRUE(n.exact_coverage().none());
+  std::int64_t exact = 0, official = 0;
+  for (const GoldenEntry& e : n.entries()) {
+    exact += e.path.rfind("exact/", 0) == 0;
+    official += e.path.rfind("official/", 0) == 0;
+  }
+  EXPECT_EQ(exact, 0);
+  EXPECT_GT(official, 400);
+  const auto man = nlohmann::json::parse(n.manifest_text());
+  EXPECT_EQ(man.at("exact_values").at("selection"), "none");
+  EXPECT_EQ(man.at("exact_values").at("outputs"), 0);
+  EXPECT_EQ(man.at("exact_values").at("official_only_outputs"), official);
+  EXPECT_TRUE(man.at("tolerance").at("tensors").empty());
+  EXPECT_EQ(Golden::open(kCommitted).exact_coverage().text(), "all");  // no exact_values: all
+  // Every official value is the committed golden's (the same run), bit for bit.
+  const Golden full = Golden::open(kCommitted);
+  for (const std::string& name : n.canonical_names())
+    ASSERT_EQ(n.read("official/" + name).nbytes(), full.read("official/" + name).nbytes()) << name;
+  for (const std::string& name : n.canonical_names()) {
+    const Tensor a = n.read("official/" + name), b = full.read("official/" + name);
+    ASSERT_EQ(std::memcmp(a.bytes(), b.bytes(), a.nbytes()), 0) << name;
+  }
+  EXPECT_EQ(dsv4("golden verify " + file("n.h5")).status, 0);
+  r = dsv4("golden verify --recompute " + file("n.h5"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  r = dsv4("golden verify --recompute-only layers.2 " + file("n.h5"));
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("spot check OK"), std::string::npos) << r.out;
+  r = dsv4("golden inspect " + file("n.h5"));
+  EXPECT_NE(r.out.find("exact       only for --exact-layers 'none' (0 outputs;"), std::string::npos) << r.out;
+  r = dsv4("golden inspect --tensors " + file("n.h5"));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("(no exact values)"), std::string::npos) << r.out;
+
+  // A selection: exact values of the selected modules only, each the committed golden's bit for bit.
+  r = dsv4(gen + "'layers.1,decode1/head' --out " + file("s.h5"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Golden s = Golden::open_verified(file("s.h5"));
+  std::int64_t with_exact = 0;
+  for (const std::string& name : s.canonical_names()) {
+    const bool selected = name.find("/layers.1.") != std::string::npos ||
+                          name.find("/layers.1/") != std::string::npos || name == "decode1/head/out";
+    ASSERT_EQ(s.has_exact(name), selected) << name;
+    if (!selected) continue;
+    ++with_exact;
+    const Tensor a = s.read("exact/" + name), b = full.read("exact/" + name);
+    ASSERT_EQ(std::memcmp(a.bytes(), b.bytes(), a.nbytes()), 0) << name;
+    ASSERT_NE(s.tolerance(name) != nullptr, golden_role_of(name) == GoldenRole::kDiscrete) << name;
+  }
+  EXPECT_GT(with_exact, 30);
+  EXPECT_EQ(nlohmann::json::parse(s.manifest_text()).at("exact_values").at("outputs"), with_exact);
+  EXPECT_EQ(dsv4("golden verify " + file("s.h5")).status, 0);
+}
+
+TEST_F(CliGolden, ExactLayersBadInput) {
+  const std::string gen = "golden generate --config tiny --seed 1 --prompt-len 6 --out " + file("x.h5");
+  expect_bad_input(dsv4(gen + " --exact-layers ''"), "golden generate", "is not a selector");
+  expect_bad_input(dsv4(gen + " --exact-layers 'none,layers.0'"), "golden generate", "stand alone");
+  expect_bad_input(dsv4(gen + " --exact-layers none --train"), "golden generate",
+                   "a --train golden holds the exact values of every output");
+  EXPECT_FALSE(std::filesystem::exists(file("x.h5")));
+}
+
 }  // namespace
 }  // namespace dsv4

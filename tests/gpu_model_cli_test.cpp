@@ -126,6 +126,58 @@ TEST_F(GpuModelGolden, OfficialValuesFromGpuModelEqualTheCpuGolden) {
   EXPECT_FALSE(std::filesystem::exists(file("two.h5")));
 }
 
+// --exact-layers none with GpuModel (reference backend) computing the official values: no exact
+// run on the CPU at all (seconds_exact 0), every official dataset the committed golden's bit for
+// bit, no exact/ dataset; a selection keeps the committed golden's exact values of those modules.
+TEST_F(GpuModelGolden, OfficialOnlyGoldenFromGpuModelHoldsTheCommittedOfficialValues) {
+  GoldenGenerateOptions o = committed_options();
+  o.official_runner = gpu::official_runner(gpu::OpBackend::kReference);
+  o.exact = parse_exact_coverage("none");
+  const GoldenGenerateStats st = generate_golden(o, file("n.h5"));
+  EXPECT_EQ(st.seconds_exact, 0.0);
+  EXPECT_EQ(st.exact_outputs, 0);
+  EXPECT_GT(expect_same_datasets(kCommitted, file("n.h5"), "official/"), 300);
+  EXPECT_EQ(expect_same_datasets(kCommitted, file("n.h5"), "inputs/"), 4);
+  for (const std::string& d : Hdf5File::open(file("n.h5")).list_datasets()) EXPECT_NE(d.rfind("exact/", 0), 0u) << d;
+  EXPECT_TRUE(verify_golden(file("n.h5")).ok());
+  EXPECT_EQ(Golden::open_verified(file("n.h5")).official_device(), "gpu-reference");
+
+  o.exact = parse_exact_coverage("layers.3");
+  const GoldenGenerateStats sel = generate_golden(o, file("s.h5"));
+  EXPECT_GT(sel.exact_outputs, 30);
+  EXPECT_LT(sel.exact_outputs, sel.outputs);
+  for (const char* step : {"exact/prefill/layers.3", "exact/decode0/layers.3", "exact/decode1/layers.3"})
+    EXPECT_GT(expect_same_datasets(kCommitted, file("s.h5"), step), 10) << step;
+  EXPECT_EQ(expect_same_datasets(kCommitted, file("s.h5"), "official/"),
+            expect_same_datasets(kCommitted, file("n.h5"), "official/"));
+  EXPECT_TRUE(verify_golden(file("s.h5")).ok());
+}
+
+// GpuModel's progress reports the modules the Transformer's run_plan reports, in the same order
+// (per-layer progress of long runs), and its op times count every op call per stem.
+TEST(GpuModelRunPlan, ProgressPerModuleAndOpTimes) {
+  const GoldenGenerateOptions o = committed_options();
+  const ModelWeights w = ModelWeights::synthetic(o.config, 1);
+  const std::vector<StepPlan> plan = plan_steps(o.config, 1, 8, 2);
+  std::vector<std::string> cpu, model;
+  MemoryRecorder rc, rg;
+  run_plan(Transformer(Precision(Mode::kOfficial), o.config, w), o.tokens, plan, rc,
+           [&](const std::string& step, const std::string& m) { cpu.push_back(step + " " + m); });
+  gpu::OpTimes times;
+  gpu::run_plan(
+      gpu::GpuModel(o.config, w, gpu::OpBackend::kReference), o.tokens.front(), plan, rg,
+      [&](const std::string& step, const std::string& m) { model.push_back(step + " " + m); }, &times);
+  EXPECT_EQ(model, cpu);
+  EXPECT_EQ(cpu.size(), 3u * 7u + 2u);  // 6 layers + head in each of the 3 steps, mtp.0 in 2
+  ASSERT_TRUE(times.count("linear") && times.count("moe_combine") && times.count("sparse_attention"));
+  // One embedding call per step (3) and per MTP input (mtp.0 runs in the prefill and decode0).
+  EXPECT_EQ(times.at("embedding").calls, 3 + 2);
+  for (const auto& [stem, t] : times) EXPECT_GE(t.seconds, 0.0) << stem;
+  const std::string text = gpu::op_times_text(times);
+  EXPECT_NE(text.find("moe_combine"), std::string::npos) << text;
+  EXPECT_EQ(text.rfind("op times (host wall", 0), 0u) << text;
+}
+
 // `dsv4 golden generate --device gpu`: without a GPU exit 2 with one line and nothing written;
 // with one, the committed golden's every official (and exact) dataset bit for bit, the manifest
 // naming the GPU, and the GPU golden's recompute on the CPU and the committed golden's on the GPU OK.
@@ -151,6 +203,11 @@ TEST_F(GpuModelGolden, CliGenerateOnTheGpuEqualsTheCommittedGoldenOrExits2) {
   const auto gpu = dsv4("golden verify --recompute --device gpu " + kCommitted);
   EXPECT_EQ(gpu.status, 0) << gpu.out << gpu.err;
   EXPECT_NE(gpu.out.find("recompute OK on gpu"), std::string::npos) << gpu.out;
+  // --exact-layers none on the GPU: the committed golden's official values, no exact/, proved on the CPU.
+  const auto none = dsv4(args + file("n.h5") + " --exact-layers none");
+  ASSERT_EQ(none.status, 0) << none.err;
+  EXPECT_GT(expect_same_datasets(kCommitted, file("n.h5"), "official/"), 300);
+  EXPECT_EQ(dsv4("golden verify --recompute-only layers.2 " + file("n.h5")).status, 0);
 }
 
 // Refused on any machine: more than one sequence on the GPU (checked before the GPU is looked for),

@@ -6,6 +6,7 @@
 #include "dsv4/gpu/gpu_model.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -311,8 +312,9 @@ struct GpuModel::Impl {
     return L;
   }
 
-  std::map<std::string, ops::Fn, std::less<>> replaced;  // GpuModel::replace_op
-  mutable ops::CallBytes traffic;                        // this forward's calls (ops::call_bytes)
+  std::map<std::string, ops::Fn, std::less<>> replaced;    // GpuModel::replace_op
+  mutable ops::CallBytes traffic;                          // this forward's calls (ops::call_bytes)
+  mutable std::map<std::string, Output::OpTime> op_times;  // this forward's calls, timed per stem
 
   // One op call through the chosen implementation (or its replacement).
   Outputs run(const char* stem, Call call) const {
@@ -322,7 +324,12 @@ struct GpuModel::Impl {
     if (const auto it = replaced.find(stem); it != replaced.end()) return it->second(call);
     const ops::Fn& fn = backend == OpBackend::kDevice ? op->device : op->reference;
     if (!fn) throw std::runtime_error(std::string("GpuModel: op ") + stem + " has no device function in this build");
-    return fn(call);
+    const auto t0 = std::chrono::steady_clock::now();
+    Outputs out = fn(call);
+    Output::OpTime& t = op_times[stem];
+    ++t.calls;
+    t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return out;
   }
   Mat run1(const char* stem, Call call) const { return ops::to_mat(run(stem, std::move(call)).at(0)); }
 
@@ -712,8 +719,8 @@ GpuModel::Sequence GpuModel::new_sequence() const {
 }
 
 GpuModel::Output GpuModel::forward(const std::vector<std::int64_t>& ids, std::int64_t start_pos, Sequence& seq,
-                                   Recorder* rec, const std::string& step,
-                                   const std::vector<std::int64_t>* mtp_ids) const {
+                                   Recorder* rec, const std::string& step, const std::vector<std::int64_t>* mtp_ids,
+                                   const ProgressFn& progress) const {
   const Impl& m = *impl_;
   const ModelConfig& c = m.cfg;
   const auto s = static_cast<std::int64_t>(ids.size());
@@ -731,6 +738,10 @@ GpuModel::Output GpuModel::forward(const std::vector<std::int64_t>& ids, std::in
         std::to_string(c.max_seq_len));
   const std::string pre = step.empty() ? std::string() : step + "/";
   m.traffic = ops::CallBytes{};
+  m.op_times.clear();
+  const auto done = [&](const std::string& module) {
+    if (progress) progress(module);
+  };
   // §5.1: the embedding, expanded to hc_mult streams.
   const Mat emb = m.embedding(ids);
   record_batch(rec, pre + "embed/out", {emb});
@@ -741,6 +752,7 @@ GpuModel::Output GpuModel::forward(const std::vector<std::int64_t>& ids, std::in
         m.block(m.layers[static_cast<std::size_t>(l)], l, x, ids, start_pos, seq.layers[static_cast<std::size_t>(l)]);
     x = o.x_out;
     record_block(rec, step, "layers." + std::to_string(l), {o});
+    done("layers." + std::to_string(l));
   }
   // §5.3: the head.
   Output out;
@@ -749,6 +761,7 @@ GpuModel::Output GpuModel::forward(const std::vector<std::int64_t>& ids, std::in
   record_batch(rec, pre + "norm/out", {h.norm});
   record_batch(rec, pre + "head/out", {h.logits});
   out.logits = h.logits;
+  done("head");
   // §5.5: the MTP block on the final state with the next tokens.
   if (mtp_ids != nullptr && !m.mtp.empty()) {
     if (static_cast<std::int64_t>(mtp_ids->size()) != s) bad("mtp_ids: same length as ids expected");
@@ -762,9 +775,11 @@ GpuModel::Output GpuModel::forward(const std::vector<std::int64_t>& ids, std::in
     record_batch(rec, pre + "mtp.0.norm/out", {mh.norm});
     record_batch(rec, pre + "mtp.0.head/out", {mh.logits});
     out.mtp_logits = mh.logits;
+    done("mtp.0");
   }
   seq.next_pos = start_pos + s;
   out.bytes = m.traffic;
+  out.op_times = m.op_times;
   return out;
 }
 

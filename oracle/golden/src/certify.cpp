@@ -730,6 +730,7 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
   rep.dsv4_version = kDsv4Version;
   rep.requirement = opts.require.text;
   rep.map_unused = cand.mapping().unused;
+  rep.exact_coverage = g.exact_coverage().text();
 
   std::vector<std::string> names = g.canonical_names();
   sort_in_execution_order(names);
@@ -759,8 +760,18 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
     else
       holds_forward = true;
   }
+  // A golden with no exact values (generate --exact-layers none) and no training step judges nothing.
+  if (g.exact_coverage().none() && train_names.empty())
+    throw InputError(g.path(),
+                     "holds official values and decisions only (exact_values.selection none): certify "
+                     "judges against exact values and has none; prove the golden with dsv4 golden verify "
+                     "--recompute-only, certify with a golden made with --exact-layers");
   std::vector<std::string> held;
   for (const std::string& name : names) {
+    if (!g.has_exact(name)) {  // official values only: not judged (never counted as passed), never missing
+      if (cand.contains(name)) rep.unjudged.push_back(name);
+      continue;
+    }
     if (cand.contains(name)) {
       held.push_back(name);
     } else if (g.find("exact/" + name)->role != GoldenRole::kDecision && (holds_forward || !holds_train)) {
@@ -777,6 +788,11 @@ report::CertifyReport certify(const Golden& g, const MappedTensorSource& cand, c
     }
   }
 
+  if (held.empty() && !rep.unjudged.empty())
+    throw InputError(cand.source().path(),
+                     "none of its outputs can be judged: the golden holds exact values only for --exact-layers '" +
+                         rep.exact_coverage + "', the candidate's " + std::to_string(rep.unjudged.size()) +
+                         " golden outputs (first: " + rep.unjudged.front() + ") lie outside it");
   // Read-ahead: output i + 1 is read on a second thread while output i is judged here. Only that
   // thread touches the files (libhdf5 is not thread-safe) until the loop ends. The judging order,
   // and so the report, is the golden's order; a read's InputError is rethrown in that order.

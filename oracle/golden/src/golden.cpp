@@ -188,14 +188,23 @@ std::vector<GoldenProblem> judging_problems(const Golden& g) {
       break;  // the later steps are shifted alike
     }
   }
+  // Exact values exactly where the manifest's exact_values says (every output when absent).
+  const ExactCoverage& cov = g.exact_coverage();
   for (const GoldenEntry& e : g.entries()) {
     const bool ex = e.path.rfind("exact/", 0) == 0, off = e.path.rfind("official/", 0) == 0;
     if (!ex && !off) continue;
-    const GoldenEntry* twin = g.find((ex ? "official/" : "exact/") + e.path.substr(ex ? 6 : 9));
+    const std::string canonical = e.path.substr(ex ? 6 : 9);
+    const GoldenEntry* twin = g.find((ex ? "official/" : "exact/") + canonical);
     if (ex && (twin == nullptr || twin->shape != e.shape || twin->dtype != e.dtype))
       out.push_back({e.path, "its official/ counterpart is missing or differs in dtype or shape"});
-    else if (off && twin == nullptr)
-      out.push_back({e.path, "its exact/ counterpart is missing"});
+    else if (ex && !cov.selects(canonical))
+      out.push_back({e.path, "exact values of an output outside the manifest's exact_values.selection '" +
+                                 printable_name(cov.text(), 80) + "'"});
+    else if (off && twin == nullptr && cov.selects(canonical))
+      out.push_back({e.path, "its exact/ counterpart is missing" +
+                                 (cov.all ? std::string()
+                                          : " (the manifest's exact_values.selection '" +
+                                                printable_name(cov.text(), 80) + "' selects it)")});
   }
   return out;
 }
@@ -260,6 +269,38 @@ std::string golden_tolerance_json(const std::vector<double>& exact, const std::v
   return tolerance_entry(exact, official).dump();
 }
 
+ExactCoverage parse_exact_coverage(const std::string& text, const std::string& option) {
+  ExactCoverage c;
+  if (text == "all") return c;
+  c.all = false;
+  if (text == "none") {
+    c.selection.text = text;
+    return c;
+  }
+  c.selection = parse_module_selection(text, option);
+  for (const ModuleSelection::Selector& sel : c.selection.selectors)
+    if (sel.module == "none" || sel.module == "all")
+      throw InputError(option, "'" + text + "': all and none stand alone, not in a list of selectors");
+  return c;
+}
+
+namespace {
+
+// Keeps the outputs an ExactCoverage selects (generate --exact-layers): the exact run's recorder.
+class SelectingRecorder final : public Recorder {
+ public:
+  SelectingRecorder(const ExactCoverage& cov, MemoryRecorder& into) : cov_(cov), into_(into) {}
+  void record(const std::string& name, RecordedTensor value) override {
+    if (cov_.selects(name)) into_.record(name, std::move(value));
+  }
+
+ private:
+  const ExactCoverage& cov_;
+  MemoryRecorder& into_;
+};
+
+}  // namespace
+
 GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::string& out,
                                     const GoldenProgressFn& progress) {
   GoldenGenerateStats st;
@@ -272,21 +313,25 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
                                               static_cast<std::int64_t>(o.tokens.front().size())))
       throw InputError("--train", *why);
   if (o.official_runner) check_runner_batch(*o.official_runner, static_cast<std::int64_t>(o.tokens.size()));
+  if (o.train && !o.exact.all)
+    throw InputError("--exact-layers", "a --train golden holds the exact values of every output (--exact-layers all)");
 
   auto t0 = std::chrono::steady_clock::now();
   ModelWeights w = make_weights(c, o.weights);
   const std::string content_sha = weights_content_sha256(c, w);
   const std::vector<Vec> biases = gate_biases(w);
   st.seconds_weights = seconds_since(t0);
+  if (progress) progress("weights", "ready", "");
 
   MemoryRecorder rec[2];
   const Mode modes[2] = {Mode::kExact, Mode::kOfficial};
-  for (int m = 0; m < 2; ++m) {
+  // --exact-layers none: no exact run at all (the golden holds official values and decisions only).
+  for (int m = o.exact.none() ? 1 : 0; m < 2; ++m) {
     t0 = std::chrono::steady_clock::now();
     // One copy of the weights at a time (issue 13 item 9): the first mode takes them, the second
     // makes them again (deterministic: the same seed or file, content hash checked below) once
     // the first model is gone, instead of a copy held beside the first model.
-    if (m == 1) {
+    if (m == 1 && !o.exact.none()) {
       w = make_weights(c, o.weights);
       if (weights_content_sha256(c, w) != content_sha)
         throw std::logic_error("golden: the weights made for the official run differ from the exact run's");
@@ -302,7 +347,9 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
       w = ModelWeights{};
     } else {
       const Transformer model(Precision(modes[m]), c, std::move(w));
-      run_plan(model, o.tokens, plan, rec[m], step_progress);
+      SelectingRecorder selected(o.exact, rec[m]);  // the exact run keeps the selected outputs
+      Recorder& into = modes[m] == Mode::kExact ? static_cast<Recorder&>(selected) : rec[m];
+      run_plan(model, o.tokens, plan, into, step_progress);
     }
     add_choice_scores(c, biases, modes[m], rec[m]);
     (m == 0 ? st.seconds_exact : st.seconds_official) = seconds_since(t0);
@@ -311,7 +358,11 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
   t0 = std::chrono::steady_clock::now();
   const auto& ex = rec[0].entries();
   const auto& off = rec[1].entries();
-  if (ex.size() != off.size()) throw std::logic_error("golden: exact and official runs recorded different outputs");
+  for (const auto& [name, t] : off)  // exact values exactly for the selected outputs
+    if ((ex.count(name) != 0) != o.exact.selects(name))
+      throw std::logic_error("golden: the exact run recorded " + name + (ex.count(name) != 0 ? "" : " not") +
+                             " against the exact selection");
+  if (ex.size() > off.size()) throw std::logic_error("golden: the exact run recorded outputs the official did not");
   Hdf5File f = Hdf5File::create(out);
   ojson datasets = ojson::array();
 
@@ -331,19 +382,24 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
   write_entry(f, datasets, "inputs/mtp", int64_tensor({steps_n}, mtp), GoldenRole::kInput, 0);
 
   ojson tol_entries = ojson::object();
-  for (const auto& [name, t_ex] : ex) {
-    const auto it = off.find(name);
-    if (it == off.end() || it->second.shape != t_ex.shape || it->second.integral != t_ex.integral)
-      throw std::logic_error("golden: " + name + " differs in shape between the exact and official runs");
+  for (const auto& [name, t_off] : off) {
     const GoldenRole role = golden_role_of(name);
-    for (int m = 0; m < 2; ++m) {
-      const RecordedTensor& r = m == 0 ? t_ex : it->second;
-      const Tensor t = recorded_to_tensor(r);
+    ++st.outputs;
+    const auto it = ex.find(name);
+    if (it != ex.end()) {  // the exact values (all, or the selected outputs) first, as before
+      const RecordedTensor& t_ex = it->second;
+      if (t_off.shape != t_ex.shape || t_off.integral != t_ex.integral)
+        throw std::logic_error("golden: " + name + " differs in shape between the exact and official runs");
+      const Tensor t = recorded_to_tensor(t_ex);
       st.value_bytes += static_cast<std::int64_t>(t.nbytes());
-      write_entry(f, datasets, std::string(m == 0 ? "exact/" : "official/") + name, t, role, o.deflate);
+      write_entry(f, datasets, "exact/" + name, t, role, o.deflate);
+      ++st.exact_outputs;
     }
-    if ((role == GoldenRole::kValue || role == GoldenRole::kDecision) && !t_ex.integral)
-      tol_entries[name] = tolerance_entry(t_ex.values, it->second.values);
+    const Tensor t = recorded_to_tensor(t_off);
+    st.value_bytes += static_cast<std::int64_t>(t.nbytes());
+    write_entry(f, datasets, "official/" + name, t, role, o.deflate);
+    if (it != ex.end() && (role == GoldenRole::kValue || role == GoldenRole::kDecision) && !t_off.integral)
+      tol_entries[name] = tolerance_entry(it->second.values, t_off.values);
   }
   st.seconds_write = seconds_since(t0);
 
@@ -400,6 +456,17 @@ GoldenGenerateStats generate_golden(const GoldenGenerateOptions& o, const std::s
         {"cpu",
          "exact/ (values, decision scores and margins), tolerance figures and train/ come from the CPU "
          "reference"}};
+  if (!o.exact.all)  // absent: every output has its exact values (the committed goldens)
+    man["exact_values"] = {
+        {"selection", o.exact.text()},
+        {"outputs", st.exact_outputs},
+        {"official_only_outputs", st.outputs - st.exact_outputs},
+        {"meaning",
+         "exact/ (values, decision scores and margins) and tolerance.tensors hold only the outputs this selection "
+         "selects ([STEP/]MODULE globs as dsv4 golden verify --recompute-only; none: no exact values, the golden "
+         "holds the official values and decisions of every output only); official/ holds every output. certify "
+         "judges only outputs with exact values and reports the others NOT JUDGED (verdict PARTIAL, never PASS); "
+         "golden verify --recompute / --recompute-only prove the official values on the CPU"}};
   ojson tol;
   tol["metadata"] =
       "per value tensor: official_grid (finest of bf16/fp32/float64 holding every official value); "
@@ -491,6 +558,14 @@ Golden Golden::open_with(const std::string& path, bool verify) {
     if (cj.contains("dsv4_name")) g.config_.name = cj.at("dsv4_name").get<std::string>();
     g.weights_json_ = m.at("weights").dump();
     if (m.contains("official_device")) g.official_device_ = m.at("official_device").at("device").get<std::string>();
+    if (m.contains("exact_values")) {
+      const std::string sel = m.at("exact_values").at("selection").get<std::string>();
+      try {
+        g.exact_coverage_ = parse_exact_coverage(sel, "manifest exact_values.selection");
+      } catch (const InputError& e) {
+        bad_golden(path, std::string("manifest: ") + e.what());
+      }
+    }
     for (const ojson& s : m.at("inputs").at("steps"))
       g.steps_.push_back({s.at("step").get<std::string>(), manifest_int(path, s.at("start_pos"), "steps: start_pos"),
                           manifest_int(path, s.at("length"), "steps: length"), s.at("mtp").get<bool>()});
@@ -575,7 +650,7 @@ DType golden_grid_dtype(const std::string& grid) {
 std::vector<std::string> Golden::canonical_names() const {
   std::vector<std::string> v;
   for (const GoldenEntry& e : entries_)
-    if (e.path.rfind("exact/", 0) == 0) v.push_back(e.path.substr(6));
+    if (e.path.rfind("official/", 0) == 0) v.push_back(e.path.substr(9));
   return v;
 }
 
@@ -709,6 +784,11 @@ GoldenVerifyResult verify_golden(const std::string& path) {
   // The stored official-error figures are those of the data (certify relies on them instead of
   // reading the official values).
   const ojson manifest = ojson::parse(g.manifest_text());
+  for (const auto& [name, t] : manifest.at("tolerance").at("tensors").items())
+    if (!g.has_exact(name))
+      problem("manifest", "tolerance.tensors." + printable_name(name, 120) +
+                              ": figures of an output without exact values (there is no exact/" +
+                              printable_name(name, 120) + ")");
   for (const std::string& name : g.canonical_names()) {
     const GoldenTolerance* t = g.tolerance(name);
     if (t == nullptr || !t->official || !f.is_dataset("exact/" + name) || !f.is_dataset("official/" + name)) continue;

@@ -108,16 +108,24 @@ GoldenRecomputeResult recompute_official(const Golden& g, const ModelWeights& w,
 }
 
 RecomputeSelection parse_recompute_selection(const std::string& text) {
-  RecomputeSelection sel;
+  return parse_module_selection(text, "--recompute-only");
+}
+
+bool recompute_selects(const RecomputeSelection::Selector& s, const std::string& canonical) {
+  return module_selects(s, canonical);
+}
+
+ModuleSelection parse_module_selection(const std::string& text, const std::string& option) {
+  ModuleSelection sel;
   sel.text = text;
   for (const std::string& p : split_pattern_list(text)) {
     const std::size_t slash = p.find('/');
     if (p.empty() || p.back() == '/' || p.front() == '/' ||
         (slash != std::string::npos && p.find('/', slash + 1) != std::string::npos))
-      throw InputError("--recompute-only", "'" + p + "' in '" + text +
-                                               "' is not a selector: expected a comma-separated list of [STEP/]MODULE "
-                                               "(layers.3, prefill/layers.*.ffn, decode0/head)");
-    RecomputeSelection::Selector s;
+      throw InputError(option, "'" + p + "' in '" + text +
+                                   "' is not a selector: expected a comma-separated list of [STEP/]MODULE "
+                                   "(layers.3, prefill/layers.*.ffn, decode0/head)");
+    ModuleSelection::Selector s;
     s.text = p;
     if (slash == std::string::npos) {
       s.module = p;
@@ -130,7 +138,13 @@ RecomputeSelection parse_recompute_selection(const std::string& text) {
   return sel;
 }
 
-bool recompute_selects(const RecomputeSelection::Selector& s, const std::string& canonical) {
+bool module_selection_selects(const ModuleSelection& sel, const std::string& canonical) {
+  for (const ModuleSelection::Selector& s : sel.selectors)
+    if (module_selects(s, canonical)) return true;
+  return false;
+}
+
+bool module_selects(const ModuleSelection::Selector& s, const std::string& canonical) {
   const std::size_t a = canonical.find('/'), b = canonical.rfind('/');
   if (a == std::string::npos || a == b) return false;
   const std::string_view whole = canonical;

@@ -103,7 +103,9 @@ def _with_json_report(args: List[str], timeout, binary) -> Result:
 
 def certify(golden, candidate, *, timeout: Optional[float] = None, binary: Optional[str] = None, **opts) -> Result:
     """``dsv4 certify --golden G --candidate C --json <tmp> [options]``: the Result's report is the
-    certify report (schema dsv4-certify-report/2); returncode 0 PASS, 1 FAIL, 2 bad input.
+    certify report (schema dsv4-certify-report/2); returncode 0 PASS, 1 FAIL, 2 bad input, 4 PARTIAL
+    (a golden with exact values of some modules only: the others NOT JUDGED, report["unjudged"];
+    ``passed`` is False).
     Options as keywords: ``map="m.json"``, ``require="modules"``, ``candidate_format="bfloat16"``,
     ``end_to_end_only=True``, ``quiet=True``, ... (any flag of `dsv4 certify --help`)."""
     return _with_json_report(["certify", "--golden", _path(golden), "--candidate", os.fspath(candidate),

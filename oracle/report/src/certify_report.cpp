@@ -145,7 +145,7 @@ std::int64_t CertifyReport::failed_sets() const {
   return n;
 }
 
-bool CertifyReport::pass() const {
+bool CertifyReport::judged_pass() const {
   return checked() > 0 && failed_tensors() == 0 && failed_sets() == 0 && required_missing.empty();
 }
 
@@ -163,16 +163,23 @@ std::string verdict_line(const CertifyReport& r) {
   } else if (!r.required_missing.empty()) {
     why = std::to_string(r.required_missing.size()) + " required output(s) missing from the candidate (--require " +
           r.requirement + ")";
+  } else if (!r.unjudged.empty()) {
+    why = "every judged output passes, but " + std::to_string(r.unjudged.size()) +
+          " outputs of the candidate were NOT JUDGED: the golden holds no exact values for them (its exact values: "
+          "--exact-layers '" +
+          r.exact_coverage + "'); they are neither passed nor failed";
   } else {
     why = "every checked output passes";
   }
   const auto nt = static_cast<std::int64_t>(r.tensors.size());
   const auto ns = static_cast<std::int64_t>(r.sets.size());
-  return "certify: " + std::string(r.pass() ? "PASS" : "FAIL") + " — " + why + "\n  " + std::to_string(nt) +
-         " tensors checked (" + std::to_string(r.failed_tensors()) + " FAIL), " + std::to_string(ns) +
-         " discrete outputs (" + std::to_string(r.failed_sets()) + " FAIL); " + std::to_string(r.missing.size()) +
-         " golden outputs not in the candidate, " + std::to_string(r.required_missing.size()) +
-         " of them required (--require " + r.requirement + ")\n";
+  return "certify: " + r.verdict() + " — " + why + "\n  " + std::to_string(nt) + " tensors checked (" +
+         std::to_string(r.failed_tensors()) + " FAIL), " + std::to_string(ns) + " discrete outputs (" +
+         std::to_string(r.failed_sets()) + " FAIL); " +
+         (r.unjudged.empty() ? std::string()
+                             : std::to_string(r.unjudged.size()) + " not judged (no exact values in the golden); ") +
+         std::to_string(r.missing.size()) + " golden outputs not in the candidate, " +
+         std::to_string(r.required_missing.size()) + " of them required (--require " + r.requirement + ")\n";
 }
 
 // Missing outputs grouped by module (step dropped): "  layers.1.hc_attn: y, post, comb (prefill, decode0)".
@@ -298,6 +305,10 @@ std::string format_text(const CertifyReport& r, Detail detail) {
   if (!r.required_missing.empty())
     out += "\nrequired but missing from the candidate (" + std::to_string(r.required_missing.size()) +
            " outputs, by module):\n" + grouped_by_module(r.required_missing);
+  if (!r.unjudged.empty())
+    out += "\nNOT JUDGED — the golden holds no exact values for them (" + std::to_string(r.unjudged.size()) +
+           " outputs, by module; exact values: --exact-layers '" + r.exact_coverage + "'):\n" +
+           grouped_by_module(r.unjudged);
   const std::size_t not_required = r.missing.size() - r.required_missing.size();
   if (verbose && not_required > 0) {
     std::vector<std::string> rest;
@@ -336,7 +347,8 @@ nlohmann::json to_json(const CertifyReport& r) {
   j["golden_sha256"] = r.golden_sha256;
   j["candidate"] = r.candidate;
   j["options"] = r.options;
-  j["verdict"] = r.pass() ? "PASS" : "FAIL";
+  j["verdict"] = r.verdict();
+  j["exact_values"] = r.exact_coverage;
   j["first_failure"] = r.first_failure.empty() ? nlohmann::json() : nlohmann::json(r.first_failure);
   if (!r.first_failure_blame.empty()) j["first_failure_blame"] = r.first_failure_blame;
   j["requirement"] = r.requirement;
@@ -402,9 +414,11 @@ nlohmann::json to_json(const CertifyReport& r) {
                          {"did_you_mean", u.did_you_mean.empty() ? nlohmann::json() : nlohmann::json(u.did_you_mean)}});
   j["unmatched"] = unmatched;
   j["map_unused"] = r.map_unused;
+  j["unjudged"] = r.unjudged;
   j["summary"] = {{"tensors_checked", r.tensors.size()}, {"tensors_failed", r.failed_tensors()},
                   {"sets_checked", r.sets.size()},       {"sets_failed", r.failed_sets()},
-                  {"missing", r.missing.size()},         {"required_missing", r.required_missing.size()}};
+                  {"missing", r.missing.size()},         {"required_missing", r.required_missing.size()},
+                  {"unjudged", r.unjudged.size()}};
   return j;
 }
 

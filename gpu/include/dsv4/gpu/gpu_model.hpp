@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,8 @@ class GpuModel {
   // official Transformer::forward records for the step (names `<step>/...`, shapes [1, ...]) and
   // returns the last position's logits [1, vocab]. With `mtp_ids` (the next token of every
   // position, as Transformer::forward takes them) the first MTP block runs too (spec 05 §5.5).
+  // `progress(module)` after each module as Transformer::forward calls it ("layers.3", "head",
+  // "mtp.0"): per-layer progress of long runs.
   struct Output {
     Mat logits;      // [1, vocab]
     Mat mtp_logits;  // [1, vocab]; empty without mtp_ids
@@ -61,9 +64,18 @@ class GpuModel {
     // made once (resident: every weight of the model is marked resident, and the ops with
     // Op::resident_inputs take them so), and what the device backend copies to the device per call.
     ops::CallBytes bytes;
+    // Per op stem: calls and host wall seconds of this step's op calls (the device backend's
+    // include the transfers and the host recomputation of undecided elements); every op call is
+    // timed (two clock reads a call; gpu_model_run.hpp op_times_text renders them).
+    struct OpTime {
+      std::int64_t calls = 0;
+      double seconds = 0;
+    };
+    std::map<std::string, OpTime> op_times;
   };
   Output forward(const std::vector<std::int64_t>& ids, std::int64_t start_pos, Sequence& seq, Recorder* rec,
-                 const std::string& step, const std::vector<std::int64_t>* mtp_ids = nullptr) const;
+                 const std::string& step, const std::vector<std::int64_t>* mtp_ids = nullptr,
+                 const ProgressFn& progress = {}) const;
 
   OpBackend backend() const { return backend_; }
 

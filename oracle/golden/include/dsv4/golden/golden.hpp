@@ -26,6 +26,7 @@
 
 #include "dsv4/compare/tolerance.hpp"
 #include "dsv4/config/model_config.hpp"
+#include "dsv4/golden/glob.hpp"
 #include "dsv4/golden/model_run.hpp"
 #include "dsv4/io/hdf5_file.hpp"
 #include "dsv4/numerics/tensor.hpp"
@@ -48,6 +49,21 @@ const char* golden_role_name(GoldenRole r);
 // The role of a canonical output name (`<step>/<module>/<output>`).
 GoldenRole golden_role_of(const std::string& canonical);
 
+// Which outputs a golden holds exact values for (`generate --exact-layers`, the manifest's
+// exact_values; goldens/README.md §Exact values of some modules only). all: every output (the
+// default; goldens without exact_values); none: no exact values at all — the golden holds the
+// official values and decisions only; else the outputs the module selection selects (the selectors
+// of `golden verify --recompute-only`: layers.0, prefill/layers.*.ffn, head).
+struct ExactCoverage {
+  bool all = true;
+  ModuleSelection selection;  // !all: the selected modules; no selectors: none
+  std::string text() const { return all ? "all" : selection.selectors.empty() ? "none" : selection.text; }
+  bool none() const { return !all && selection.selectors.empty(); }
+  bool selects(const std::string& canonical) const { return all || module_selection_selects(selection, canonical); }
+};
+// "all", "none" or selectors; InputError naming `option` for a malformed selector.
+ExactCoverage parse_exact_coverage(const std::string& text, const std::string& option = "--exact-layers");
+
 struct GoldenGenerateOptions {
   ModelConfig config;
   WeightsSpec weights;
@@ -64,16 +80,21 @@ struct GoldenGenerateOptions {
   // The manifest then names it (official_device). InputError naming --device when the tokens hold
   // more sequences than it runs (OfficialRunner::max_batch).
   std::optional<OfficialRunner> official_runner;
+  // The outputs whose exact values are computed and written (the exact mode runs on the CPU: a
+  // forward of the whole model unless none is asked, then no exact run at all); the official values
+  // and decisions of every output are written whatever it is. A training step needs all.
+  ExactCoverage exact;
 };
 
 struct GoldenGenerateStats {
   double seconds_weights = 0, seconds_exact = 0, seconds_official = 0, seconds_write = 0;
   double seconds_train = 0;  // the training step (forward, backward, optimizer), --train only
   std::int64_t datasets = 0;
-  std::int64_t value_bytes = 0;  // uncompressed bytes of the exact + official datasets
+  std::int64_t value_bytes = 0;                 // uncompressed bytes of the exact + official datasets
+  std::int64_t outputs = 0, exact_outputs = 0;  // official outputs written; those with exact values
 };
 
-// Progress: (mode, step, module).
+// Progress: (mode, step, module) after each module; ("weights", "ready", "") once the weights are made.
 using GoldenProgressFn = std::function<void(const std::string&, const std::string&, const std::string&)>;
 
 // Runs both modes and writes the golden atomically to `out`. InputError / CheckpointError on bad input.
@@ -149,8 +170,13 @@ class Golden {
   const std::vector<StepPlan>& steps() const { return steps_; }
   const std::vector<std::vector<std::int64_t>>& tokens() const { return tokens_; }
   std::int64_t decode_steps() const;
-  // The canonical names (`<step>/<module>/<output>`) present under exact/ (and official/).
+  // The canonical names (`<step>/<module>/<output>`) of every output: those under official/ (every
+  // output has its official values; exact/ holds those of exact_coverage()).
   std::vector<std::string> canonical_names() const;
+  // Which outputs hold exact values (the manifest's exact_values; all when absent) and whether
+  // this one does (exact/<canonical> listed).
+  const ExactCoverage& exact_coverage() const { return exact_coverage_; }
+  bool has_exact(const std::string& canonical) const { return find("exact/" + canonical) != nullptr; }
   const GoldenEntry* find(const std::string& path) const;
   // The tolerance metadata of a value tensor, or nullptr when the manifest has none for it.
   const GoldenTolerance* tolerance(const std::string& canonical) const;
@@ -188,6 +214,7 @@ class Golden {
   std::vector<std::vector<std::int64_t>> tokens_;
   std::string weights_json_;
   std::string official_device_ = "cpu";
+  ExactCoverage exact_coverage_;
 };
 
 // A weights seed as dsv4 writes it (the manifest's weights.seed, a `dsv4 run` dump's root attribute

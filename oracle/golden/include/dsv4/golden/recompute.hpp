@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/golden/glob.hpp"
 #include "dsv4/golden/golden.hpp"
 #include "dsv4/golden/model_run.hpp"
 
@@ -50,21 +51,10 @@ struct GoldenRecomputeResult {
 GoldenRecomputeResult recompute_official(const Golden& g, const ModelWeights& w, const OfficialRunner* runner = nullptr,
                                          const StepProgressFn& progress = {});
 
-// `--recompute-only`: comma-separated selectors [STEP/]MODULE, each a glob ('*': any run of
-// characters). An official output <step>/<module path>/<output> is selected when its step matches
-// STEP (every step when absent) and its module path matches MODULE or lies inside a module that
-// does: "layers.3" selects every module of layer 3 (layers.3.hc_attn, layers.3.attn.indexer, …,
-// layers.3 itself), "prefill/layers.*.ffn" the gates and MoE combines of every layer in the
-// prefill, "layers.1,layers.5,head" those modules in every step.
-struct RecomputeSelection {
-  struct Selector {
-    std::string step;  // glob; empty: every step
-    std::string module;
-    std::string text;  // as given
-  };
-  std::vector<Selector> selectors;
-  std::string text;  // as given
-};
+// `--recompute-only`: comma-separated selectors [STEP/]MODULE (glob.hpp ModuleSelection: "layers.3"
+// selects every module of layer 3, "prefill/layers.*.ffn" the gates and MoE combines of every layer
+// in the prefill, "layers.1,layers.5,head" those modules in every step).
+using RecomputeSelection = ModuleSelection;
 // InputError naming --recompute-only for an empty selector or one with more than one '/'.
 RecomputeSelection parse_recompute_selection(const std::string& text);
 bool recompute_selects(const RecomputeSelection::Selector& s, const std::string& canonical);

@@ -67,7 +67,12 @@ struct CertifyReport {
   std::vector<std::string> required_missing;  // those of them the requirement asks for: each a FAIL
   std::vector<Unmatched> unmatched;           // candidate tensors that name no golden output
   std::vector<std::string> map_unused;        // name-map entries that matched no candidate tensor
-  std::string first_failure;                  // the first failing output in execution order ("" none)
+  // Candidate outputs of the golden that it cannot judge: a golden with exact values of some
+  // modules only (goldens/README.md §Exact values of some modules only) holds none for these.
+  // Neither passed nor failed: any makes the verdict PARTIAL at best, never PASS.
+  std::vector<std::string> unjudged;
+  std::string exact_coverage = "all";  // the golden's exact_values.selection ("all", "none", selectors)
+  std::string first_failure;           // the first failing output in execution order ("" none)
   // A value of the training step (train/…): what it blames, in the order of the step's backward
   // (train_golden.hpp train_blame: the loss, the backward of a module, or the optimizer); "" else.
   std::string first_failure_blame;
@@ -76,7 +81,13 @@ struct CertifyReport {
   std::int64_t failed_sets() const;
   std::int64_t checked() const { return static_cast<std::int64_t>(tensors.size() + sets.size()); }
   // At least one output checked, every checked tensor and set passes, no required output missing.
-  bool pass() const;
+  bool judged_pass() const;
+  // judged_pass() and nothing unjudged: the only PASS.
+  bool pass() const { return judged_pass() && unjudged.empty(); }
+  // judged_pass() but some candidate outputs not judged (no exact values in the golden).
+  bool partial() const { return judged_pass() && !unjudged.empty(); }
+  // "PASS", "PARTIAL" or "FAIL" (text and JSON verdicts; certify exits 0, 4, 1).
+  std::string verdict() const { return pass() ? "PASS" : partial() ? "PARTIAL" : "FAIL"; }
 };
 
 // How much the text report says.
