@@ -256,6 +256,72 @@ TEST(GpuSparseAttention, KernelStepsOnTheCpuEqualTheReferenceOnEveryCase) {
   EXPECT_GT(n.out_bf16_ties, 0);
 }
 
+// The softmax kernel's running max (softmax_kernel: each lane's entries j = lane, lane + 32 folded
+// with steps::max_first, then xor butterflies over the 32 lanes, then steps::max_step(μ, ·)), emulated
+// lane by lane on the CPU, against the reference's left-to-right std::max (steps::max_step over μ,
+// s_0, …, s_{n−1}): the same bits on chunks drawn from a few values with many ties, both zeros, ±∞ and
+// NaNs. A reduction that keeps the later of equal values is caught (it picks the other zero).
+template <class Combine>
+float warp_max_emulated(float mu, const std::vector<float>& s, Combine combine) {
+  const int n = static_cast<int>(s.size());
+  std::vector<steps::MaxAt> lane(32, steps::MaxAt{-std::numeric_limits<float>::infinity(), steps::kAbsent});
+  for (int l = 0; l < 32; ++l) {
+    for (int r = 0; r < 2; ++r) {
+      const int j = l + 32 * r;
+      if (j < n && !std::isnan(s[static_cast<std::size_t>(j)])) {
+        lane[static_cast<std::size_t>(l)] =
+            combine(lane[static_cast<std::size_t>(l)], steps::MaxAt{s[static_cast<std::size_t>(j)], j});
+      }
+    }
+  }
+  for (int x = 16; x > 0; x >>= 1) {
+    std::vector<steps::MaxAt> next(32);
+    for (int l = 0; l < 32; ++l) {
+      next[static_cast<std::size_t>(l)] =
+          combine(lane[static_cast<std::size_t>(l)], lane[static_cast<std::size_t>(l ^ x)]);
+    }
+    lane = next;
+  }
+  return steps::max_step(mu, lane[0].v);
+}
+
+TEST(GpuSparseAttention, WarpMaxEqualsTheLeftToRightMax) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const float pool[] = {-0.0f, 0.0f, 1.0f, -1.0f, 2.0f, inf, -inf, nan, 0.5f};
+  const auto later_of_equals = [](steps::MaxAt a, steps::MaxAt b) {
+    if (a.v < b.v) return b;
+    if (b.v < a.v) return a;
+    return a.at > b.at ? a : b;
+  };
+  std::uint64_t state = 12345;
+  const auto next = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<std::uint32_t>(state >> 33);
+  };
+  std::int64_t wrong = 0, caught = 0, zero_max = 0;
+  for (int trial = 0; trial < 200000; ++trial) {
+    const int n = 1 + static_cast<int>(next() % 64);
+    const int kinds = 2 + static_cast<int>(next() % 8);  // a few distinct values: many ties
+    std::vector<float> s(static_cast<std::size_t>(n));
+    for (float& v : s) v = pool[next() % static_cast<std::uint32_t>(kinds)];
+    const float mu = trial % 3 == 0 ? -inf : pool[next() % 7];  // μ: the first chunk's −∞, or a finite max
+    float want = mu;
+    for (const float v : s) want = steps::max_step(want, v);
+    const float got = warp_max_emulated(mu, s, steps::max_first);
+    wrong += std::bit_cast<std::uint32_t>(got) != std::bit_cast<std::uint32_t>(want) ? 1 : 0;
+    caught +=
+        std::bit_cast<std::uint32_t>(warp_max_emulated(mu, s, later_of_equals)) != std::bit_cast<std::uint32_t>(want)
+            ? 1
+            : 0;
+    zero_max += want == 0.0f ? 1 : 0;
+  }
+  std::printf("warp max: 200000 chunks (%lld with a zero maximum), %lld differ; later-of-equals: %lld differ\n",
+              static_cast<long long>(zero_max), static_cast<long long>(wrong), static_cast<long long>(caught));
+  EXPECT_EQ(wrong, 0);
+  EXPECT_GT(caught, 0);
+  EXPECT_GT(zero_max, 0);
+}
+
 // The host form over the op's cases: ≤ 1 token in 19 recomputed (measured on an H100 at db8e70a: 0 of
 // 46 tokens — the logits' and P·V's double sums are mostly exact, the rest decided by the
 // compensated rounding).

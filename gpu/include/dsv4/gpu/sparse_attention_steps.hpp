@@ -64,24 +64,62 @@ DSV4_SPARSE_ATTN_FN float logit(const A& a, float dot, float tau) {
   return a.mul(dot, tau);
 }
 
+// The running max's step, std::max(m, s)'s rule: the first of equal values is kept, a NaN never
+// taken. Over a list in order this gives the first maximal non-NaN value; so does any grouping that
+// keeps, of two equal values, the earlier one (the kernel's warp reduction, max_first).
+DSV4_SPARSE_ATTN_FN float max_step(float m, float s) { return m < s ? s : m; }
+
+// A value and its list position, for the max in any grouping: of two values, the larger; of two equal
+// ones (±0 included), the earlier position — associative and commutative, so any reduction tree over
+// a chunk's (s_j, j) with NaNs left out (or passed as {−∞, kAbsent}) gives the first maximal non-NaN
+// value, and max_step(μ, that value) is the left-to-right max_step over μ, s_0, …, s_{n−1}, bits and
+// all (the sign of a zero maximum included).
+struct MaxAt {
+  float v;
+  int at;
+};
+inline constexpr int kAbsent = 0x7fffffff;
+DSV4_SPARSE_ATTN_FN MaxAt max_first(MaxAt a, MaxAt b) {
+  if (a.v < b.v) return b;
+  if (b.v < a.v) return a;
+  return a.at < b.at ? a : b;
+}
+
+// The rescale factor α = exp(fl(μ − μ')) and one probability p = exp(fl(s − μ')). Return whether exp
+// was decided.
+template <class A>
+DSV4_SPARSE_ATTN_FN bool rescale_factor(const A& a, float mu, float mu_new, float* alpha) {
+  return a.exp(a.sub(mu, mu_new), alpha);
+}
+template <class A>
+DSV4_SPARSE_ATTN_FN bool probability(const A& a, float s, float mu_new, float* p) {
+  return a.exp(a.sub(s, mu_new), p);
+}
+
+// ℓ ← fma(ℓ, α, Σp) (one fp32 FMA, C3), Σp the chunk's C1 sum of the p_j.
+template <class A>
+DSV4_SPARSE_ATTN_FN float ell_update(const A& a, float ell, float alpha, float sum_p) {
+  return a.fma(ell, alpha, sum_p);
+}
+
 // One head's softmax step over the chunk's n logits s[0, n): updates *mu and *ell, writes α to
 // *alpha and bf16(p_j) over s[j]. Returns whether every exp and the C1 sum were decided.
 template <class A>
 DSV4_SPARSE_ATTN_FN bool head_step(const A& a, float* s, int n, float* mu, float* ell, float* alpha) {
   float mu_new = *mu;
-  for (int j = 0; j < n; ++j) mu_new = mu_new < s[j] ? s[j] : mu_new;  // std::max(mu_new, s_j)
+  for (int j = 0; j < n; ++j) mu_new = max_step(mu_new, s[j]);
   float al = 0.0f;
-  bool ok = a.exp(a.sub(*mu, mu_new), &al);
+  bool ok = rescale_factor(a, *mu, mu_new, &al);
   typename A::Sum sum;
   for (int j = 0; j < n; ++j) {
     float p = 0.0f;
-    ok = a.exp(a.sub(s[j], mu_new), &p) && ok;
+    ok = probability(a, s[j], mu_new, &p) && ok;
     sum.add(p);
     s[j] = a.bf16(p);
   }
   float total = 0.0f;
   ok = sum.round(n, &total) && ok;
-  *ell = a.fma(*ell, al, total);
+  *ell = ell_update(a, *ell, al, total);
   *mu = mu_new;
   *alpha = al;
   return ok;
