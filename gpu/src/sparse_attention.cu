@@ -156,10 +156,10 @@ __device__ __forceinline__ bool dot_comp_warp(int count, Term term, float* out) 
 // The warp's leftovers: for each of a lane's 32 fragment outputs (slot), the lanes whose value at that
 // slot is undecided (ok false) hand it to the whole warp in turn, which recomputes it with
 // dot_comp_warp(count, term_of(slot's coordinates)). recompute(slot, src lane) → (decided, value) in
-// the lane src. Warp-uniform control flow.
+// the lane src; *count (when given) counts the recomputed dots. Warp-uniform control flow.
 template <class Recompute>
 __device__ __forceinline__ void warp_leftovers(bool (&ok)[4][4][2], float (&val)[4][4][2], Recompute recompute,
-                                               bool* undecided) {
+                                               bool* undecided, unsigned long long* count) {
   const int lane = static_cast<int>(threadIdx.x % 32);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -176,6 +176,7 @@ __device__ __forceinline__ void warp_leftovers(bool (&ok)[4][4][2], float (&val)
           if (lane == src) {
             val[i][j][c] = v;
             if (!decided) *undecided = true;
+            if (count != nullptr) atomicAdd(count, 1ULL);  // a count only: no value depends on it
           }
         }
       }
@@ -212,6 +213,7 @@ struct Args {
   float* o;                 // the batch's first token
   std::uint8_t* undecided;  // the batch's first token
   Work w;
+  unsigned long long* counts;  // null, or [2]: logit dots, P·V dots recomputed by a warp
 };
 
 // 1. The logits of (token t, chunk k, heads h0..h0 + 63): DMMA over c in k-steps of 32 (the q rows
@@ -322,7 +324,7 @@ __global__ void __launch_bounds__(kTileThreads) chunk_logits_kernel(const Args g
               static_cast<int>(g.c),
               [&](int d) { return __dmul_rn(static_cast<double>(qh[d]), static_cast<double>(vj[d])); }, v);
         },
-        &flag);
+        &flag, g.counts);
     if (flag) g.undecided[t] = 1;
     float* st = g.w.s + ((t * g.nch + k) * g.heads + h0) * kChunk;
 #pragma unroll
@@ -531,7 +533,7 @@ __global__ void __launch_bounds__(kTileThreads) chunk_pv_kernel(const Args g) {
                 },
                 v);
           },
-          &flag);
+          &flag, g.counts == nullptr ? nullptr : g.counts + 1);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float al = salpha[wm + 8 * i + gid];
@@ -601,7 +603,8 @@ void check_args(const float* q, std::int64_t tokens, std::int64_t heads, std::in
 
 void sparse_attention_device(const float* q, std::int64_t tokens, std::int64_t heads, std::int64_t c,
                              const std::int32_t* lists, std::int64_t width, const float* kv, std::int64_t n_kv,
-                             const float* sink, float tau, float* o, std::uint8_t* undecided, void* stream) {
+                             const float* sink, float tau, float* o, std::uint8_t* undecided, void* stream,
+                             std::uint64_t* warp_recomputed) {
   check_args(q, tokens, heads, c, lists, width, kv, n_kv, sink, "sparse_attention_device");
   if (tokens > 0 && (o == nullptr || undecided == nullptr)) {
     throw std::invalid_argument("sparse_attention_device: o and undecided must be given");
@@ -685,7 +688,8 @@ void sparse_attention_device(const float* q, std::int64_t tokens, std::int64_t h
                  tau,
                  o + t0 * heads * c,
                  undecided + t0,
-                 w};
+                 w,
+                 reinterpret_cast<unsigned long long*>(warp_recomputed)};
     row_norms_up<<<blocks(tn * heads, kNormRows), kSoftmaxThreads, 0, st>>>(a.q, tn * heads, c, w.qnorm);
     chunk_logits_kernel<<<blocks(tn * nch * heads_tiles, 1), kTileThreads, 0, st>>>(a);
     softmax_kernel<<<blocks(tn * heads, kNormRows), kSoftmaxThreads, 0, st>>>(a);
@@ -728,14 +732,20 @@ SparseAttentionBatch sparse_attention(const float* q, std::int64_t tokens, std::
   detail::DeviceBuffer<float> d_q(T * H * C), d_kv(N * C), d_sink(H), d_o(T * H * C);
   detail::DeviceBuffer<std::int32_t> d_lists(T * W);
   detail::DeviceBuffer<std::uint8_t> d_undecided(T);
+  detail::DeviceBuffer<std::uint64_t> d_counts(2);
+  const std::uint64_t zero[2] = {0, 0};
+  d_counts.upload(zero);
   d_q.upload(q);
   d_kv.upload(kv);
   d_sink.upload(sink);
   d_lists.upload(lists);
   sparse_attention_device(d_q.get(), tokens, heads, c, d_lists.get(), width, d_kv.get(), n_kv, d_sink.get(),
-                          static_cast<float>(scale), d_o.get(), d_undecided.get(), nullptr);
+                          static_cast<float>(scale), d_o.get(), d_undecided.get(), nullptr, d_counts.get());
   DSV4_CUDA_CHECK(cudaDeviceSynchronize());
   d_o.download(out.o.data());
+  std::uint64_t counts[2] = {0, 0};
+  d_counts.download(counts);
+  out.warp_recomputed = static_cast<std::int64_t>(counts[0] + counts[1]);
   std::vector<std::int64_t> flagged;
   out.recomputed =
       detail::recompute_undecided(d_undecided, [&](std::size_t t) { flagged.push_back(static_cast<std::int64_t>(t)); });
