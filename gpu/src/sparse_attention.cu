@@ -31,7 +31,12 @@
 // of Kp terms (K padded to a multiple of 32 with zeros) has at most Kp roundings:
 // |V' − V| ≤ γ_Kp·Σ|a_k b_k| ≤ γ_Kp·‖a‖₂‖b‖₂ (Cauchy–Schwarz), with the norms rounded upward. The
 // logits' norms: the q rows and the kv rows (row_norms_up); P·V's: ‖bf16(p)‖₂ of the head over the
-// chunk (kernel 2) and the chunk's column norms of V (kernel 3, from the shared tile).
+// chunk (kernel 2) and the chunk's column norms of V (kernel 3, from the shared tile). That interval
+// alone leaves bf16 data undecided far too often (measured on an H100: 2.8 % of the logits, 16 % of
+// the P·V values of the v4-flash bench): their exact sums are coarse — often a float or exactly a
+// midpoint between two — so any interval around a midpoint straddles it. First, then, the exact
+// case (steps::sum_exact_in_double): with the least trailing exponents of both rows, the double sum
+// is provably the exact sum, rounded once.
 //
 // Undecided: any C1 rounding or exp the device could not decide (after the compensated recompute)
 // flags the token; so does an invalid list (an entry outside [−1, n_kv), or a first chunk without a
@@ -109,35 +114,58 @@ __device__ __forceinline__ bool decide_interval(double v, double err, float* out
   return __float_as_uint(lo) == __float_as_uint(hi);
 }
 
-// The C1 rounding of a DMMA dot product with the Cauchy–Schwarz bound: norms na, nb (≥ the exact
-// norms) both finite with a zero product means one operand is all zeros, V = 0 exactly: +0 (the sum
-// rule). False: undecided.
-__device__ __forceinline__ bool decide_dot(double v, double na, double nb, double gamma, float* out) {
-  const double s = __dmul_ru(na, nb);
+// An operand row's (or column's) Euclidean norm rounded upward and the least trailing exponent of
+// its nonzero elements (steps::trailing_exponent; kNoTrail when all are zero).
+struct NormTrail {
+  double norm;
+  int trail;
+};
+
+// The C1 rounding of a DMMA dot product V' of rows a, b: the norms (≥ the exact norms) both finite
+// with a zero product means one operand is all zeros, V = 0 exactly: +0 (the sum rule); a sum exact
+// in double (steps::sum_exact_in_double, bound ‖a‖₂‖b‖₂: the common case of bf16 operands, whose
+// exact sums are often a float or a midpoint between two) is rounded once, fl32(V'); otherwise the
+// Cauchy–Schwarz interval V' ± γ·‖a‖₂‖b‖₂ (decide_interval). False: undecided.
+__device__ __forceinline__ bool decide_dot(double v, NormTrail a, NormTrail b, double gamma, float* out) {
+  const double s = __dmul_ru(a.norm, b.norm);
   if (isfinite(s) && s == 0.0) {
     *out = 0.0f;
+    return true;
+  }
+  if (steps::sum_exact_in_double(s, a.trail, b.trail)) {
+    *out = v == 0.0 ? 0.0f : __double2float_rn(v);
     return true;
   }
   return decide_interval(v, __dmul_ru(s, gamma), out);
 }
 
+__device__ __forceinline__ int warp_min(int v) {
+#pragma unroll
+  for (int m = 16; m > 0; m >>= 1) v = min(v, __shfl_xor_sync(0xFFFFFFFFu, v, m));
+  return v;
+}
+
 // Upper bounds of the Euclidean norms of `rows` contiguous rows of length k (one warp per row): each
 // square, sum and the square root rounded upward, so norm[r] ≥ ‖row r‖₂ exactly (+inf / NaN for
-// non-finite rows).
+// non-finite rows); and the rows' least trailing exponents.
 __global__ void __launch_bounds__(kSoftmaxThreads)
-    row_norms_up(const float* __restrict__ v, std::int64_t rows, std::int64_t k, double* __restrict__ norm) {
+    row_norms_up(const float* __restrict__ v, std::int64_t rows, std::int64_t k, NormTrail* __restrict__ norm) {
   constexpr int kWarps = kSoftmaxThreads / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
   for (std::int64_t r = static_cast<std::int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32; r < rows;
        r += static_cast<std::int64_t>(gridDim.x) * kWarps) {
     double sq = 0.0;
+    int trail = steps::kNoTrail;
     for (std::int64_t i = lane; i < k; i += 32) {
-      const double x = static_cast<double>(v[r * k + i]);
+      const float f = v[r * k + i];
+      const double x = static_cast<double>(f);
       sq = __dadd_ru(sq, __dmul_ru(x, x));
+      trail = min(trail, steps::trailing_exponent(f));
     }
 #pragma unroll
     for (int m = 16; m > 0; m >>= 1) sq = __dadd_ru(sq, __shfl_xor_sync(0xFFFFFFFFu, sq, m));
-    if (lane == 0) norm[r] = __dsqrt_ru(sq);
+    trail = warp_min(trail);
+    if (lane == 0) norm[r] = NormTrail{__dsqrt_ru(sq), trail};
   }
 }
 
@@ -189,17 +217,17 @@ __device__ __forceinline__ void warp_leftovers(bool (&ok)[4][4][2], float (&val)
 //   idx    [tb, nch, 64]    the chunk's valid entries in list order (chunk_entries)
 //   n      [tb, nch]        their count
 //   alpha  [tb, nch, H]     α of the chunk
-//   pnorm  [tb, nch, H]     ‖bf16(p)‖₂ over the chunk, rounded upward
+//   pnorm  [tb, nch, H]     ‖bf16(p)‖₂ over the chunk, rounded upward, and the least trailing exponent
 //   den    [tb, H]          the denominator with the sink
-//   qnorm  [tb·H]           ‖q_h‖₂ rounded upward
+//   qnorm  [tb·H]           ‖q_h‖₂ rounded upward and the least trailing exponent
 struct Work {
   float* s;
   std::int32_t* idx;
   int* n;
   float* alpha;
-  double* pnorm;
+  NormTrail* pnorm;
   float* den;
-  double* qnorm;
+  NormTrail* qnorm;
 };
 
 struct Args {
@@ -207,7 +235,7 @@ struct Args {
   std::int64_t tokens, heads, c, width, nch, n_kv;
   const std::int32_t* lists;  // the batch's first token
   const float* kv;
-  const double* kv_norm;  // [n_kv]
+  const NormTrail* kv_norm;  // [n_kv]
   const float* sink;
   float tau;
   float* o;                 // the batch's first token
@@ -378,6 +406,7 @@ __global__ void __launch_bounds__(kSoftmaxThreads) softmax_kernel(const Args g) 
       ok = steps::rescale_factor(ar, mu, mu_new, &al) && ok;
       common::SumC1Comp part;
       double sq = 0.0;
+      int trail = steps::kNoTrail;
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int j = lane + 32 * r;
@@ -388,17 +417,19 @@ __global__ void __launch_bounds__(kSoftmaxThreads) softmax_kernel(const Args g) 
         const float pb = ar.bf16(p);
         s[j] = pb;
         sq = __dadd_ru(sq, __dmul_ru(static_cast<double>(pb), static_cast<double>(pb)));
+        trail = min(trail, steps::trailing_exponent(pb));
       }
       const common::SumC1Comp all = common::warp_merge_comp(part);
       float total = 0.0f;
       ok = common::round_c1_comp(all, n + 32, &total) && ok;
 #pragma unroll
       for (int x = 16; x > 0; x >>= 1) sq = __dadd_ru(sq, __shfl_xor_sync(0xFFFFFFFFu, sq, x));
+      trail = warp_min(trail);
       ell = steps::ell_update(ar, ell, al, total);
       mu = mu_new;
       if (lane == 0) {
         g.w.alpha[hk] = al;
-        g.w.pnorm[hk] = __dsqrt_ru(sq);
+        g.w.pnorm[hk] = NormTrail{__dsqrt_ru(sq), trail};
       }
     }
     float den = 0.0f;
@@ -419,7 +450,7 @@ __global__ void __launch_bounds__(kTileThreads) chunk_pv_kernel(const Args g) {
   __shared__ double sp[kTile][kTileK + kTilePad], vt[kTileK][kTile + kTilePad];
   __shared__ std::int32_t sidx[kChunk];
   __shared__ float salpha[kTile];
-  __shared__ double spn[kTile], svn[kTile];
+  __shared__ NormTrail spn[kTile], svn[kTile];
   const DeviceArith ar;
   const int tid = static_cast<int>(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int gid = lane / 4, tig = lane % 4;
@@ -448,7 +479,7 @@ __global__ void __launch_bounds__(kTileThreads) chunk_pv_kernel(const Args g) {
       if (tid < kTile) {
         const bool live = h0 + tid < g.heads;
         salpha[tid] = live ? g.w.alpha[tk * g.heads + h0 + tid] : 0.0f;
-        spn[tid] = live ? g.w.pnorm[tk * g.heads + h0 + tid] : 0.0;
+        spn[tid] = live ? g.w.pnorm[tk * g.heads + h0 + tid] : NormTrail{0.0, steps::kNoTrail};
       }
       const float* pt = g.w.s + (tk * g.heads + h0) * kChunk;
       __syncthreads();
@@ -469,7 +500,8 @@ __global__ void __launch_bounds__(kTileThreads) chunk_pv_kernel(const Args g) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) acc[i][j][0] = acc[i][j][1] = 0.0;
       }
-      double vsq = 0.0;  // thread tid < 64: Σ v_jd² of column d0 + tid over the chunk, rounded upward
+      double vsq = 0.0;              // thread tid < 64: Σ v_jd² of column d0 + tid over the chunk, rounded upward
+      int vtrail = steps::kNoTrail;  // and its least trailing exponent
       load(0);
       for (int step = 0; step < ksteps; ++step) {
         __syncthreads();
@@ -482,7 +514,11 @@ __global__ void __launch_bounds__(kTileThreads) chunk_pv_kernel(const Args g) {
         if (step + 1 < ksteps) load(step + 1);
         if (tid < kTile) {
 #pragma unroll 8
-          for (int j = 0; j < kTileK; ++j) vsq = __dadd_ru(vsq, __dmul_ru(vt[j][tid], vt[j][tid]));
+          for (int j = 0; j < kTileK; ++j) {
+            const double x = vt[j][tid];
+            vsq = __dadd_ru(vsq, __dmul_ru(x, x));
+            vtrail = min(vtrail, steps::trailing_exponent(__double2float_rn(x)));  // x is a float: exact
+          }
         }
 #pragma unroll
         for (int ks = 0; ks < kTileK; ks += 4) {
@@ -498,7 +534,7 @@ __global__ void __launch_bounds__(kTileThreads) chunk_pv_kernel(const Args g) {
           }
         }
       }
-      if (tid < kTile) svn[tid] = __dsqrt_ru(vsq);
+      if (tid < kTile) svn[tid] = NormTrail{__dsqrt_ru(vsq), vtrail};
       __syncthreads();
       const double gamma = gamma_of(static_cast<std::int64_t>(ksteps) * kTileK);
       bool ok[4][4][2];
@@ -619,8 +655,8 @@ void sparse_attention_device(const float* q, std::int64_t tokens, std::int64_t h
   const std::size_t per_token = static_cast<std::size_t>(nch * heads * kChunk) * sizeof(float) +
                                 static_cast<std::size_t>(nch * kChunk) * sizeof(std::int32_t) +
                                 static_cast<std::size_t>(nch) * sizeof(int) +
-                                static_cast<std::size_t>(nch * heads) * (sizeof(float) + sizeof(double)) +
-                                static_cast<std::size_t>(heads) * (sizeof(float) + sizeof(double));
+                                static_cast<std::size_t>(nch * heads) * (sizeof(float) + sizeof(NormTrail)) +
+                                static_cast<std::size_t>(heads) * (sizeof(float) + sizeof(NormTrail));
   const std::int64_t batch = std::max<std::int64_t>(
       1, std::min({tokens, static_cast<std::int64_t>(kWorkspaceBytes / per_token), batch_tokens_cap()}));
   const auto tb = static_cast<std::size_t>(batch);
@@ -628,10 +664,10 @@ void sparse_attention_device(const float* q, std::int64_t tokens, std::int64_t h
                                tb * static_cast<std::size_t>(nch * kChunk) * sizeof(std::int32_t),
                                tb * static_cast<std::size_t>(nch) * sizeof(int),
                                tb * static_cast<std::size_t>(nch * heads) * sizeof(float),
-                               tb * static_cast<std::size_t>(nch * heads) * sizeof(double),
+                               tb * static_cast<std::size_t>(nch * heads) * sizeof(NormTrail),
                                tb * static_cast<std::size_t>(heads) * sizeof(float),
-                               tb * static_cast<std::size_t>(heads) * sizeof(double),
-                               static_cast<std::size_t>(n_kv) * sizeof(double)};
+                               tb * static_cast<std::size_t>(heads) * sizeof(NormTrail),
+                               static_cast<std::size_t>(n_kv) * sizeof(NormTrail)};
   std::size_t total = 0;
   for (const std::size_t z : sizes) total += align(z);
   // From the device's default pool (stream-ordered); its release threshold raised to keep at least
@@ -659,10 +695,10 @@ void sparse_attention_device(const float* q, std::int64_t tokens, std::int64_t h
   w.idx = reinterpret_cast<std::int32_t*>(take(1));
   w.n = reinterpret_cast<int*>(take(2));
   w.alpha = reinterpret_cast<float*>(take(3));
-  w.pnorm = reinterpret_cast<double*>(take(4));
+  w.pnorm = reinterpret_cast<NormTrail*>(take(4));
   w.den = reinterpret_cast<float*>(take(5));
-  w.qnorm = reinterpret_cast<double*>(take(6));
-  auto* kv_norm = reinterpret_cast<double*>(take(7));
+  w.qnorm = reinterpret_cast<NormTrail*>(take(6));
+  auto* kv_norm = reinterpret_cast<NormTrail*>(take(7));
   const auto blocks = [](std::int64_t n, std::int64_t per) {
     return static_cast<unsigned>(std::min((n + per - 1) / per, kMaxGrid));
   };

@@ -26,7 +26,9 @@
 // Plain C++17 (no CUDA types); under nvcc the functions are device functions.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define DSV4_SPARSE_ATTN_FN __device__ __forceinline__
@@ -56,6 +58,41 @@ DSV4_SPARSE_ATTN_FN int chunk_entries(const std::int32_t* list, std::int64_t wid
     idx[n++] = e;
   }
   return n;
+}
+
+// The exponent T of the lowest set bit of a float: x = odd · 2^T (finite nonzero x); kNoTrail for ±0
+// (no bit: a zero term is exact), −kNoTrail for ±inf and NaN (never exact).
+inline constexpr int kNoTrail = 1 << 20;
+DSV4_SPARSE_ATTN_FN int trailing_exponent(float x) {
+  std::uint32_t u = 0;
+  std::memcpy(&u, &x, sizeof u);
+  u &= 0x7fffffffu;
+  if (u == 0) return kNoTrail;
+  const int biased = static_cast<int>(u >> 23);
+  if (biased == 0xff) return -kNoTrail;
+  const std::uint32_t m = biased == 0 ? u : ((u & 0x7fffffu) | 0x800000u);  // x = m · 2^(max(biased, 1) − 150)
+#if defined(__CUDA_ARCH__)
+  const int tz = __ffs(static_cast<int>(m)) - 1;
+#else
+  const int tz = __builtin_ctz(m);
+#endif
+  return (biased == 0 ? -149 : biased - 150) + tz;
+}
+
+// Whether a double sum of the products a_k·b_k is exact in any order and grouping (each step an IEEE
+// double add or FMA, or fewer roundings), given ta ≤ T(a_k) and tb ≤ T(b_k) for every nonzero term
+// and bound ≥ Σ_k |a_k b_k| (e.g. ‖a‖₂‖b‖₂ rounded upward): every product and every partial sum is a
+// multiple of 2^(ta + tb) no larger than the bound, and a multiple of 2^E smaller than 2^(53 + E) is
+// a double (E ≥ −298 for floats: never below double's subnormals). Then the double sum is the
+// exact sum V, and its C1 rounding is fl32(V) (+0 for V = 0).
+DSV4_SPARSE_ATTN_FN bool sum_exact_in_double(double bound, int ta, int tb) {
+  const int e = ta + tb;
+  if (e < -300 || e > 300) return false;  // a sentinel: a zero row is decided by its zero bound first
+#if defined(__CUDA_ARCH__)
+  return bound < ldexp(1.0, 53 + e);
+#else
+  return bound < std::ldexp(1.0, 53 + e);
+#endif
 }
 
 // s_j = fl(dot · τ) of the C1 dot product q_h · v_j.
