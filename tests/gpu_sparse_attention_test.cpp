@@ -14,11 +14,13 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <random>
 #include <span>
 #include <stdexcept>
 #include <utility>
@@ -256,19 +258,188 @@ TEST(GpuSparseAttention, KernelStepsOnTheCpuEqualTheReferenceOnEveryCase) {
   EXPECT_GT(n.out_bf16_ties, 0);
 }
 
+// The softmax kernel's running max (softmax_kernel: each lane's entries j = lane, lane + 32 folded
+// with steps::max_first, then xor butterflies over the 32 lanes, then steps::max_step(μ, ·)), emulated
+// lane by lane on the CPU, against the reference's left-to-right std::max (steps::max_step over μ,
+// s_0, …, s_{n−1}): the same bits on chunks drawn from a few values with many ties, both zeros, ±∞ and
+// NaNs. A reduction that keeps the later of equal values is caught (it picks the other zero).
+template <class Combine>
+float warp_max_emulated(float mu, const std::vector<float>& s, Combine combine) {
+  const int n = static_cast<int>(s.size());
+  std::vector<steps::MaxAt> lane(32, steps::MaxAt{-std::numeric_limits<float>::infinity(), steps::kAbsent});
+  for (int l = 0; l < 32; ++l) {
+    for (int r = 0; r < 2; ++r) {
+      const int j = l + 32 * r;
+      if (j < n && !std::isnan(s[static_cast<std::size_t>(j)])) {
+        lane[static_cast<std::size_t>(l)] =
+            combine(lane[static_cast<std::size_t>(l)], steps::MaxAt{s[static_cast<std::size_t>(j)], j});
+      }
+    }
+  }
+  for (int x = 16; x > 0; x >>= 1) {
+    std::vector<steps::MaxAt> next(32);
+    for (int l = 0; l < 32; ++l) {
+      next[static_cast<std::size_t>(l)] =
+          combine(lane[static_cast<std::size_t>(l)], lane[static_cast<std::size_t>(l ^ x)]);
+    }
+    lane = next;
+  }
+  return steps::max_step(mu, lane[0].v);
+}
+
+TEST(GpuSparseAttention, WarpMaxEqualsTheLeftToRightMax) {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const float pool[] = {-0.0f, 0.0f, 1.0f, -1.0f, 2.0f, inf, -inf, nan, 0.5f};
+  const auto later_of_equals = [](steps::MaxAt a, steps::MaxAt b) {
+    if (a.v < b.v) return b;
+    if (b.v < a.v) return a;
+    return a.at > b.at ? a : b;
+  };
+  std::uint64_t state = 12345;
+  const auto next = [&] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<std::uint32_t>(state >> 33);
+  };
+  std::int64_t wrong = 0, caught = 0, zero_max = 0;
+  for (int trial = 0; trial < 200000; ++trial) {
+    const int n = 1 + static_cast<int>(next() % 64);
+    const int kinds = 2 + static_cast<int>(next() % 8);  // a few distinct values: many ties
+    std::vector<float> s(static_cast<std::size_t>(n));
+    for (float& v : s) v = pool[next() % static_cast<std::uint32_t>(kinds)];
+    const float mu = trial % 3 == 0 ? -inf : pool[next() % 7];  // μ: the first chunk's −∞, or a finite max
+    float want = mu;
+    for (const float v : s) want = steps::max_step(want, v);
+    const float got = warp_max_emulated(mu, s, steps::max_first);
+    wrong += std::bit_cast<std::uint32_t>(got) != std::bit_cast<std::uint32_t>(want) ? 1 : 0;
+    caught +=
+        std::bit_cast<std::uint32_t>(warp_max_emulated(mu, s, later_of_equals)) != std::bit_cast<std::uint32_t>(want)
+            ? 1
+            : 0;
+    zero_max += want == 0.0f ? 1 : 0;
+  }
+  std::printf("warp max: 200000 chunks (%lld with a zero maximum), %lld differ; later-of-equals: %lld differ\n",
+              static_cast<long long>(zero_max), static_cast<long long>(wrong), static_cast<long long>(caught));
+  EXPECT_EQ(wrong, 0);
+  EXPECT_GT(caught, 0);
+  EXPECT_GT(zero_max, 0);
+}
+
+// The exact case of the kernels' decision (decide_dot): where steps::sum_exact_in_double holds for
+// the rows' least trailing exponents and a bound ≥ Σ|a·b| (here ‖a‖₂‖b‖₂ rounded upward, as on the
+// device), a double sum in any order is the exact sum, so fl32 of it is the C1 rounding — checked
+// against the reference's exact_sum_to_fp32 over sequential, reversed and pairwise double sums of
+// rows of bf16 values from N(0, σ²) with a few tiny or huge elements, of fp32 values, and of bf16
+// probabilities down to subnormal. A criterion three bits too generous (2^(56+E)) is caught.
+double pairwise_sum(const std::vector<double>& v, std::size_t lo, std::size_t hi) {
+  if (hi - lo == 1) return v[lo];
+  const std::size_t mid = lo + (hi - lo) / 2;
+  return pairwise_sum(v, lo, mid) + pairwise_sum(v, mid, hi);
+}
+
+TEST(GpuSparseAttention, ExactInDoubleCriterionIsSound) {
+  std::int64_t exact = 0, wrong = 0, lax_wrong = 0, rows = 0;
+  const auto check_row = [&](const std::vector<float>& a, const std::vector<float>& b) {
+    double sqa = 0.0, sqb = 0.0;
+    int ta = steps::kNoTrail, tb = steps::kNoTrail;
+    std::vector<double> terms(a.size());
+    for (std::size_t k = 0; k < terms.size(); ++k) {
+      sqa += static_cast<double>(a[k]) * a[k];
+      sqb += static_cast<double>(b[k]) * b[k];
+      ta = std::min(ta, steps::trailing_exponent(a[k]));
+      tb = std::min(tb, steps::trailing_exponent(b[k]));
+      terms[k] = static_cast<double>(a[k]) * b[k];  // exact: ≤ 48 bits
+    }
+    // ‖a‖‖b‖ with a relative margin 2^-40 covering the roundings of these host sums (upward on the device)
+    const double bound = std::sqrt(sqa) * std::sqrt(sqb) * (1.0 + 0x1p-40);
+    const float want = exact_sum_to_fp32(terms);
+    double seq = 0.0, rev = 0.0;
+    for (std::size_t k = 0; k < terms.size(); ++k) seq += terms[k];
+    for (std::size_t k = terms.size(); k-- > 0;) rev += terms[k];
+    const double sums[3] = {seq, rev, pairwise_sum(terms, 0, terms.size())};
+    const auto rounds = [](double v) { return v == 0.0 ? 0.0f : static_cast<float>(v); };
+    const bool holds = steps::sum_exact_in_double(bound, ta, tb);
+    const bool lax = ta + tb > -300 && ta + tb < 300 && bound < std::ldexp(1.0, 56 + ta + tb);
+    ++rows;
+    exact += holds ? 1 : 0;
+    for (const double v : sums) {
+      const bool same = std::bit_cast<std::uint32_t>(rounds(v)) == std::bit_cast<std::uint32_t>(want);
+      wrong += holds && !same ? 1 : 0;
+      lax_wrong += lax && !same ? 1 : 0;
+    }
+  };
+  // The adversarial row: products 2^54, 1, −2^54 (E = 0, Σ|ab| ≈ 2^55): 2^54 + 1 rounds in double.
+  check_row({0x1p27f, 1.0f, -0x1p27f}, {0x1p27f, 1.0f, 0x1p27f});
+  std::mt19937_64 g(7);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_int_distribution<int> pick(0, 99);
+  for (int trial = 0; trial < 20000; ++trial) {
+    const int kind = trial % 4, n = kind == 3 ? 64 : 512;
+    std::vector<float> a(static_cast<std::size_t>(n)), b(static_cast<std::size_t>(n));
+    for (std::size_t k = 0; k < a.size(); ++k) {
+      const double x = normal(g), y = normal(g);
+      switch (kind) {
+        case 0:  // bf16 N(0, 1)
+          a[k] = round_bf16(x);
+          b[k] = round_bf16(y);
+          break;
+        case 1:  // bf16 with a few elements scaled by 2^±(10..40): wide exponent ranges
+          a[k] = round_bf16(pick(g) < 3 ? std::ldexp(x, (pick(g) % 2 ? 1 : -1) * (10 + pick(g) % 31)) : x);
+          b[k] = round_bf16(pick(g) < 3 ? std::ldexp(y, -(10 + pick(g) % 31)) : y);
+          break;
+        case 2:  // fp32 values
+          a[k] = static_cast<float>(x);
+          b[k] = static_cast<float>(y);
+          break;
+        default:  // bf16 probabilities exp(−Δ), Δ up to ~150 (subnormal bf16), against bf16 N(0, 1)
+          a[k] = round_bf16(std::exp(-std::fabs(x) * (pick(g) < 10 ? 40.0 : 3.0)));
+          b[k] = round_bf16(y);
+          break;
+      }
+    }
+    check_row(a, b);
+  }
+  std::printf("exact-in-double criterion: %lld rows, %lld exact by it, %lld wrong roundings; 2^(56+E): %lld wrong\n",
+              static_cast<long long>(rows), static_cast<long long>(exact), static_cast<long long>(wrong),
+              static_cast<long long>(lax_wrong));
+  EXPECT_EQ(wrong, 0);
+  EXPECT_GT(exact, rows / 4);
+  EXPECT_GT(lax_wrong, 0);
+}
+
+// trailing_exponent: x = odd · 2^T on powers of two, normal and subnormal values; the zero and
+// non-finite sentinels.
+TEST(GpuSparseAttention, TrailingExponent) {
+  EXPECT_EQ(steps::trailing_exponent(1.0f), 0);
+  EXPECT_EQ(steps::trailing_exponent(-6.0f), 1);
+  EXPECT_EQ(steps::trailing_exponent(0.75f), -2);
+  EXPECT_EQ(steps::trailing_exponent(1.0f + 0x1p-23f), -23);
+  EXPECT_EQ(steps::trailing_exponent(0x1p-149f), -149);
+  EXPECT_EQ(steps::trailing_exponent(0x1p-130f), -130);
+  EXPECT_EQ(steps::trailing_exponent(3.0f * 0x1p-149f), -149);
+  EXPECT_EQ(steps::trailing_exponent(0x1p127f), 127);
+  EXPECT_EQ(steps::trailing_exponent(0.0f), steps::kNoTrail);
+  EXPECT_EQ(steps::trailing_exponent(-0.0f), steps::kNoTrail);
+  EXPECT_EQ(steps::trailing_exponent(std::numeric_limits<float>::infinity()), -steps::kNoTrail);
+  EXPECT_EQ(steps::trailing_exponent(std::numeric_limits<float>::quiet_NaN()), -steps::kNoTrail);
+}
+
 // The host form over the op's cases: ≤ 1 token in 19 recomputed (measured on an H100 at db8e70a: 0 of
 // 46 tokens — the logits' and P·V's double sums are mostly exact, the rest decided by the
 // compensated rounding).
 TEST(GpuSparseAttention, DeviceDecidesNearlyEveryToken) {
   if (!gpu::gpu_available()) GTEST_SKIP() << "no CUDA device (dsv4::gpu::gpu_available() is false)";
-  test::expect_device_decides("sparse_attention", "tokens", 30, 19, [](const ops::Case& c) {
+  std::int64_t warp_recomputed = 0;
+  test::expect_device_decides("sparse_attention", "tokens", 30, 19, [&](const ops::Case& c) {
     const ops::Array &q = c.call.inputs[0], &l = c.call.inputs[1], &kv = c.call.inputs[2];
     const std::vector<std::int32_t> lists = int_lists(l);
     const gpu::SparseAttentionBatch out =
         gpu::sparse_attention(q.f32.data(), q.rows, c.call.ints[0], kv.cols, lists.data(), l.cols, kv.f32.data(),
                               kv.rows, c.call.inputs[3].f32.data(), c.call.reals[0]);
+    warp_recomputed += out.warp_recomputed;
     return std::pair{out.recomputed, q.rows};
   });
+  std::printf("dots the bound left undecided, recomputed by a warp on the device: %lld\n",
+              static_cast<long long>(warp_recomputed));
 }
 
 // A logit the device cannot decide: q_h · v = 1 + 2^-60 − 2^-60 − 1 (lanes 0..3, v all ones) is

@@ -207,6 +207,7 @@ std::pair<double, double> time_us(const std::function<void()>& call, cudaStream_
 std::string run_case(const Case& c, cudaStream_t s, int warmup, int runs) {
   std::pair<double, double> t;
   std::int64_t undecided = 0;
+  std::string extra;  // op-specific JSON fields
   if (c.op == "linear_bf16") {
     const std::int64_t m = c.at("M"), k = c.at("K"), n = c.at("N");
     DevNormal x(m * k, 1.0, 1), w(n * k, 1.0 / std::sqrt(double(k)), 2);
@@ -272,6 +273,15 @@ std::string run_case(const Case& c, cudaStream_t s, int warmup, int runs) {
         [&] { gpu::sparse_attention_device(q.p, tok, h, cd, dl.p, width, kv.p, n_kv, dsink.p, tau, o.p, und.p, s); }, s,
         warmup, runs);
     undecided = und.count_nonzero_bytes();
+    // One more call counting the dots the bound left to the device's warp recompute (logits, P·V).
+    Dev<std::uint64_t> counts(std::vector<std::uint64_t>{0, 0});
+    gpu::sparse_attention_device(q.p, tok, h, cd, dl.p, width, kv.p, n_kv, dsink.p, tau, o.p, und.p, s, counts.p);
+    check(cudaStreamSynchronize(s), "sparse_attention");
+    std::vector<std::uint64_t> n(2);
+    check(cudaMemcpy(n.data(), counts.p, 2 * sizeof(std::uint64_t), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    extra = ",\"warp_recomputed_logits\":" + std::to_string(n[0]) + ",\"warp_recomputed_pv\":" + std::to_string(n[1]) +
+            ",\"logits\":" + std::to_string(tok * h * width) +
+            ",\"pv_values\":" + std::to_string(tok * h * cd * ((width + 63) / 64));
   } else if (c.op == "moe_combine") {
     const std::int64_t tok = c.at("tokens"), dim = c.at("dim"), inter = c.at("inter"), e = c.at("experts"),
                        k = c.at("k");
@@ -320,8 +330,8 @@ std::string run_case(const Case& c, cudaStream_t s, int warmup, int runs) {
   std::ostringstream o;
   o.precision(6);
   o << std::fixed << ",\"median_us\":" << t.first << ",\"min_us\":" << t.second << ",\"runs\":" << runs
-    << ",\"warmup\":" << warmup << ",\"undecided\":" << undecided << ",\"device\":\"" << gpu::device_description()
-    << "\"";
+    << ",\"warmup\":" << warmup << ",\"undecided\":" << undecided << extra << ",\"device\":\""
+    << gpu::device_description() << "\"";
   return o.str();
 }
 

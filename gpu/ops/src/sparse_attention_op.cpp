@@ -159,12 +159,14 @@ std::vector<Case> sparse_attention_cases(std::uint64_t seed) {
   // the edge values (sinks, ties, lists of one and two entries) over three chunks; large logits (q σ
   // 40, logits of σ ≈ 40 over four chunks, even tokens' first chunk a single entry: p subnormal or 0,
   // the running max jumps so that α underflows); c 512 with 16 heads (the wrapper's minimum) over two
-  // full chunks: many rescales of ℓ by its FMA.
+  // full chunks: many rescales of ℓ by its FMA; 72 heads with c 80 (the device's tiles of 64 heads and
+  // 64 columns: a second, partial head tile; a partial column tile and k-step of 32; chunks of 64 and
+  // 26 entries, the last partial).
   const std::vector<Spec> specs = {
       {16, 4, 64, 100, 80, 1.0, false, false},       {4, 2, 512, 160, 136, 1.0, true, false},
       {3, 16, 64, 80, 70, 8.0, false, false},        {5, 3, 32, 12, 20, 1.0, false, true},
       {6, 4, 64, 160, 150, 1.0, false, false, true}, {4, 8, 64, 256, 230, 40.0, false, true, false, true},
-      {8, 16, 512, 128, 128, 1.0, false, false}};
+      {8, 16, 512, 128, 128, 1.0, false, false},     {5, 72, 80, 100, 90, 1.0, false, false}};
   return cases_of(specs, [&](const Spec& s, std::uint64_t k) { return make_case(s, seed * 1000 + 800 + k, true); });
 }
 

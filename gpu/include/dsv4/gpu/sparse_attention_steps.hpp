@@ -26,7 +26,9 @@
 // Plain C++17 (no CUDA types); under nvcc the functions are device functions.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define DSV4_SPARSE_ATTN_FN __device__ __forceinline__
@@ -58,10 +60,83 @@ DSV4_SPARSE_ATTN_FN int chunk_entries(const std::int32_t* list, std::int64_t wid
   return n;
 }
 
+// The exponent T of the lowest set bit of a float: x = odd · 2^T (finite nonzero x); kNoTrail for ±0
+// (no bit: a zero term is exact), −kNoTrail for ±inf and NaN (never exact).
+inline constexpr int kNoTrail = 1 << 20;
+DSV4_SPARSE_ATTN_FN int trailing_exponent(float x) {
+  std::uint32_t u = 0;
+  std::memcpy(&u, &x, sizeof u);
+  u &= 0x7fffffffu;
+  if (u == 0) return kNoTrail;
+  const int biased = static_cast<int>(u >> 23);
+  if (biased == 0xff) return -kNoTrail;
+  const std::uint32_t m = biased == 0 ? u : ((u & 0x7fffffu) | 0x800000u);  // x = m · 2^(max(biased, 1) − 150)
+#if defined(__CUDA_ARCH__)
+  const int tz = __ffs(static_cast<int>(m)) - 1;
+#else
+  const int tz = __builtin_ctz(m);
+#endif
+  return (biased == 0 ? -149 : biased - 150) + tz;
+}
+
+// Whether a double sum of the products a_k·b_k is exact in any order and grouping (each step an IEEE
+// double add or FMA, or fewer roundings), given ta ≤ T(a_k) and tb ≤ T(b_k) for every nonzero term
+// and bound ≥ Σ_k |a_k b_k| (e.g. ‖a‖₂‖b‖₂ rounded upward): every product and every partial sum is a
+// multiple of 2^(ta + tb) no larger than the bound, and a multiple of 2^E smaller than 2^(53 + E) is
+// a double (E ≥ −298 for floats: never below double's subnormals). Then the double sum is the
+// exact sum V, and its C1 rounding is fl32(V) (+0 for V = 0).
+DSV4_SPARSE_ATTN_FN bool sum_exact_in_double(double bound, int ta, int tb) {
+  const int e = ta + tb;
+  if (e < -300 || e > 300) return false;  // a sentinel: a zero row is decided by its zero bound first
+#if defined(__CUDA_ARCH__)
+  return bound < ldexp(1.0, 53 + e);
+#else
+  return bound < std::ldexp(1.0, 53 + e);
+#endif
+}
+
 // s_j = fl(dot · τ) of the C1 dot product q_h · v_j.
 template <class A>
 DSV4_SPARSE_ATTN_FN float logit(const A& a, float dot, float tau) {
   return a.mul(dot, tau);
+}
+
+// The running max's step, std::max(m, s)'s rule: the first of equal values is kept, a NaN never
+// taken. Over a list in order this gives the first maximal non-NaN value; so does any grouping that
+// keeps, of two equal values, the earlier one (the kernel's warp reduction, max_first).
+DSV4_SPARSE_ATTN_FN float max_step(float m, float s) { return m < s ? s : m; }
+
+// A value and its list position, for the max in any grouping: of two values, the larger; of two equal
+// ones (±0 included), the earlier position — associative and commutative, so any reduction tree over
+// a chunk's (s_j, j) with NaNs left out (or passed as {−∞, kAbsent}) gives the first maximal non-NaN
+// value, and max_step(μ, that value) is the left-to-right max_step over μ, s_0, …, s_{n−1}, bits and
+// all (the sign of a zero maximum included).
+struct MaxAt {
+  float v;
+  int at;
+};
+inline constexpr int kAbsent = 0x7fffffff;
+DSV4_SPARSE_ATTN_FN MaxAt max_first(MaxAt a, MaxAt b) {
+  if (a.v < b.v) return b;
+  if (b.v < a.v) return a;
+  return a.at < b.at ? a : b;
+}
+
+// The rescale factor α = exp(fl(μ − μ')) and one probability p = exp(fl(s − μ')). Return whether exp
+// was decided.
+template <class A>
+DSV4_SPARSE_ATTN_FN bool rescale_factor(const A& a, float mu, float mu_new, float* alpha) {
+  return a.exp(a.sub(mu, mu_new), alpha);
+}
+template <class A>
+DSV4_SPARSE_ATTN_FN bool probability(const A& a, float s, float mu_new, float* p) {
+  return a.exp(a.sub(s, mu_new), p);
+}
+
+// ℓ ← fma(ℓ, α, Σp) (one fp32 FMA, C3), Σp the chunk's C1 sum of the p_j.
+template <class A>
+DSV4_SPARSE_ATTN_FN float ell_update(const A& a, float ell, float alpha, float sum_p) {
+  return a.fma(ell, alpha, sum_p);
 }
 
 // One head's softmax step over the chunk's n logits s[0, n): updates *mu and *ell, writes α to
@@ -69,19 +144,19 @@ DSV4_SPARSE_ATTN_FN float logit(const A& a, float dot, float tau) {
 template <class A>
 DSV4_SPARSE_ATTN_FN bool head_step(const A& a, float* s, int n, float* mu, float* ell, float* alpha) {
   float mu_new = *mu;
-  for (int j = 0; j < n; ++j) mu_new = mu_new < s[j] ? s[j] : mu_new;  // std::max(mu_new, s_j)
+  for (int j = 0; j < n; ++j) mu_new = max_step(mu_new, s[j]);
   float al = 0.0f;
-  bool ok = a.exp(a.sub(*mu, mu_new), &al);
+  bool ok = rescale_factor(a, *mu, mu_new, &al);
   typename A::Sum sum;
   for (int j = 0; j < n; ++j) {
     float p = 0.0f;
-    ok = a.exp(a.sub(s[j], mu_new), &p) && ok;
+    ok = probability(a, s[j], mu_new, &p) && ok;
     sum.add(p);
     s[j] = a.bf16(p);
   }
   float total = 0.0f;
   ok = sum.round(n, &total) && ok;
-  *ell = a.fma(*ell, al, total);
+  *ell = ell_update(a, *ell, al, total);
   *mu = mu_new;
   *alpha = al;
   return ok;
