@@ -130,6 +130,11 @@ TEST(NameMap, MalformedMapsAreRefusedByName) {
       {R"j({"patterns": [{"match": "a+b{2,}.*", "name": "b"}]})j", "3 unbounded repeats"},
       {R"j({"patterns": [{"match": "a?b?c?d?", "name": "b"}]})j", "4 repeats (at most 3)"},
       {R"j({"patterns": [{"match": "a{0,9}", "name": "b"}]})j", "a repeat count over 8"},
+      // the campaign's second finding: chained '?' (libstdc++ accepts "a???"), 70 s on one name
+      {R"j({"patterns": [{"match": "blk\\.(\\d.????????+???)\\.attn", "name": "b"}]})j",
+       "a quantifier after a quantifier"},
+      {R"j({"patterns": [{"match": "a*+", "name": "b"}]})j", "a quantifier after a quantifier"},
+      {R"j({"patterns": [{"match": "a\\*?b?c?d?", "name": "b"}]})j", "4 repeats (at most 3)"},
   };
   for (const Bad& b : bad) {
     SCOPED_TRACE(b.text.substr(0, 80));

@@ -35,30 +35,40 @@ std::string backtracking_risk(const std::string& re) {
   int repeats = 0;
   int unbounded = 0;
   std::size_t digits = 0;
-  bool after_group = false;  // the previous atom was a group (…)
+  // what the previous token was: a quantifier may follow an atom only (one lazy '?' may follow it)
+  enum class Prev { kAtom, kGroupOpen, kGroupEnd, kQuantifier, kLazy } prev = Prev::kAtom;
   bool in_class = false;
   for (std::size_t i = 0; i < re.size(); ++i) {
     const char c = re[i];
     digits = (c >= '0' && c <= '9') ? digits + 1 : 0;
     if (digits > kMaxDigitRun) return "a number over " + std::to_string(kMaxDigitRun) + " digits";
-    if (c == '\\') {  // an escape is one atom; its next character is taken literally here
-      if (i + 1 < re.size() && !(re[i + 1] >= '0' && re[i + 1] <= '9')) ++i;
-      after_group = false;
+    if (in_class) {
+      if (c == '\\') ++i;  // an escaped character inside the class
+      if (c == ']') {
+        in_class = false;
+        prev = Prev::kAtom;
+      }
       continue;
     }
-    if (in_class) {
-      if (c == ']') in_class = false;
+    if (c == '\\') {  // an escape is one atom; its next character is taken literally here
+      if (i + 1 < re.size() && !(re[i + 1] >= '0' && re[i + 1] <= '9')) ++i;
+      prev = Prev::kAtom;
       continue;
     }
     bool quantifier = false;
     bool is_unbounded = false;
-    if (c == '[') {
-      in_class = true;
-    } else if (c == '*' || c == '+') {
+    if (c == '*' || c == '+') {
       quantifier = is_unbounded = true;
     } else if (c == '?') {
-      quantifier = !(i > 0 && (re[i - 1] == '(' || re[i - 1] == '*' || re[i - 1] == '+' || re[i - 1] == '?' ||
-                               re[i - 1] == '}'));  // (?: …) and lazy quantifiers are not repeats
+      if (prev == Prev::kGroupOpen) {  // (?: …), (?= …), (?! …)
+        prev = Prev::kAtom;
+        continue;
+      }
+      if (prev == Prev::kQuantifier) {  // the lazy form of the quantifier before it
+        prev = Prev::kLazy;
+        continue;
+      }
+      quantifier = true;
     } else if (c == '{') {
       const std::size_t close = re.find('}', i);
       const std::string body = close == std::string::npos ? "" : re.substr(i + 1, close - i - 1);
@@ -78,11 +88,15 @@ std::string backtracking_risk(const std::string& re) {
       }
     }
     if (quantifier) {
-      if (after_group) return "a repeated group ( … ) followed by a quantifier";
+      if (prev == Prev::kGroupEnd) return "a repeated group ( … ) followed by a quantifier";
+      if (prev == Prev::kQuantifier || prev == Prev::kLazy) return "a quantifier after a quantifier";
       ++repeats;
       if (is_unbounded) ++unbounded;
+      prev = Prev::kQuantifier;
+      continue;
     }
-    after_group = (c == ')');
+    prev = c == '(' ? Prev::kGroupOpen : c == ')' ? Prev::kGroupEnd : Prev::kAtom;
+    if (c == '[') in_class = true;
   }
   if (unbounded > kMaxUnboundedRepeats) {
     return std::to_string(unbounded) + " unbounded repeats (*, +, {n,}; at most " +
