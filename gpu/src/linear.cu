@@ -48,6 +48,7 @@
 
 #include "cuda_check.hpp"
 #include "device_buffer.hpp"
+#include "dmma.cuh"
 #include "dsv4/gpu/common/canonical.cuh"
 #include "dsv4/gpu/common/formats.cuh"
 #include "dsv4/gpu/linear.hpp"
@@ -259,12 +260,6 @@ constexpr std::uint64_t kNormPoolKeep = std::uint64_t{64} << 20;
 
 enum class TileKind { kDense, kFP8, kFP4 };
 
-__device__ __forceinline__ void dmma_8x8x4(double a, double b, double (&c)[2]) {
-  asm volatile("mma.sync.aligned.m8n8k4.row.col.f64.f64.f64.f64 {%0, %1}, {%2}, {%3}, {%0, %1};"
-               : "+d"(c[0]), "+d"(c[1])
-               : "d"(a), "d"(b));
-}
-
 // Upper bounds of the Euclidean norms of `rows` contiguous rows of length k (one warp per row): each
 // square, sum and the square root rounded upward, so norm[r] ≥ ‖row r‖₂ exactly (+inf / NaN for
 // non-finite rows).
@@ -437,8 +432,7 @@ __global__ void __launch_bounds__(kTileThreads) linear_tile_kernel(const TileArg
     }
   }
 
-  // γ_Kp's factor: Kp·2^-53·(1 + 2^-20), rounded up.
-  const double gamma = __dmul_ru(static_cast<double>(steps * kTileK), 0x1.00001p-53);
+  const double gamma = gamma_of(steps * kTileK);
   const std::int64_t width = t.groups * t.n_out;
 #pragma unroll
   for (int i = 0; i < 4; ++i) {

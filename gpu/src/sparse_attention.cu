@@ -55,6 +55,7 @@
 
 #include "cuda_check.hpp"
 #include "device_buffer.hpp"
+#include "dmma.cuh"
 #include "dsv4/gpu/common/canonical.cuh"
 #include "dsv4/gpu/common/formats.cuh"
 #include "dsv4/gpu/sparse_attention.hpp"
@@ -91,18 +92,6 @@ struct DeviceArith {
   __device__ __forceinline__ bool exp(float x, float* out) const { return common::exp_c2_dev(x, out); }
   __device__ __forceinline__ float bf16(float x) const { return common::round_to_bf16(x); }
 };
-
-__device__ __forceinline__ void dmma_8x8x4(double a, double b, double (&c)[2]) {
-  asm volatile("mma.sync.aligned.m8n8k4.row.col.f64.f64.f64.f64 {%0, %1}, {%2}, {%3}, {%0, %1};"
-               : "+d"(c[0]), "+d"(c[1])
-               : "d"(a), "d"(b));
-}
-
-// γ_Kp's factor for a DMMA sum of Kp terms: Kp·2^-53·(1 + 2^-20), rounded up (γ_n = n·2^-53 /
-// (1 − n·2^-53) < n·2^-53·(1 + 2^-20) for n ≤ 2^25).
-__device__ __forceinline__ double gamma_of(std::int64_t kp) {
-  return __dmul_ru(static_cast<double>(kp), 0x1.00001p-53);
-}
 
 // The C1 rounding of an exact value V known to lie in [v − err, v + err]: both ends, each with its
 // directed rounding, rounded to fp32; equal bits decide (rounding is monotone). A zero v with a
